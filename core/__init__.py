@@ -1,0 +1,1 @@
+"""Shared segmentation core: models, losses, metrics, the Lightning task, data and inference."""

@@ -1,0 +1,102 @@
+"""`create_model`: one factory (and Hydra `_target_`) for every architecture the suite offers."""
+
+from __future__ import annotations
+
+import difflib
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from segmentation_models_pytorch.base.model import SegmentationModel
+from torch import nn
+
+from core.errors import ConfigError
+from core.models.fcn import FCN
+
+_SMP = dict(smp.MODEL_ARCHITECTURES_MAPPING)  # {"unet": smp.Unet, ...}
+_FCN = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s", "fcn": "8s"}
+ARCHITECTURES: list[str] = sorted(_SMP) + sorted(_FCN)
+_MIN_SIZE = {"pan": 128}  # PAN's feature-pyramid attention needs >= 4 pixels at stride 32
+
+
+class PadToStride(nn.Module):
+    """Pad the input up to a multiple of the network's stride (and its minimum size), run it, crop back.
+
+    Shape:
+        input (B, C, H, W) with any H, W -> output (B, K, H, W).
+    """
+
+    def __init__(self, net: nn.Module, stride: int, min_size: int = 0) -> None:
+        super().__init__()
+        self.net = net
+        self.stride = stride
+        self.min_size = min_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_h = max(-h % self.stride, self.min_size - h)
+        pad_w = max(-w % self.stride, self.min_size - w)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        return self.net(x)[..., :h, :w]
+
+
+def _check_names(arch: str, encoder_name: str) -> None:
+    if arch.lower() not in ARCHITECTURES:
+        raise ConfigError(f"unknown model architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    if encoder_name.startswith("tu-"):
+        import timm
+
+        if not timm.is_model(encoder_name[3:]):
+            raise ConfigError(f"unknown timm encoder {encoder_name!r} (no timm model named {encoder_name[3:]!r})")
+        return
+    names = smp.encoders.get_encoder_names()
+    if encoder_name not in names:
+        close = difflib.get_close_matches(encoder_name, names, n=5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ConfigError(
+            f"unknown encoder {encoder_name!r}; {hint}valid encoders are the segmentation-models-pytorch "
+            f"encoders ({', '.join(sorted(names)[:8])}, ... {len(names)} in all) or any timm model as 'tu-NAME'"
+        )
+
+
+def create_model(
+    arch: str = "unet",
+    encoder_name: str = "resnet18",
+    encoder_weights: str | None = None,
+    in_channels: int = 3,
+    classes: int = 2,
+    **kwargs,
+) -> nn.Module:
+    """Build a segmentation network by name.
+
+    Args:
+        arch: an smp architecture (``unet``, ``unetplusplus``, ``fpn``, ``deeplabv3plus``, ...) or
+            ``fcn32s`` / ``fcn16s`` / ``fcn8s`` (``fcn`` is FCN-8s). Case-insensitive.
+        encoder_name: an smp encoder (``resnet18``, ``efficientnet-b0``, ...) or ``tu-<timm name>``.
+        encoder_weights: ``None`` (default: nothing is downloaded) or a weights name such as ``imagenet``.
+        in_channels: input channels (any number; pretrained first convs are adapted by smp).
+        classes: output channels (one logit map per class).
+        **kwargs: passed to the architecture's constructor.
+
+    Returns:
+        A module mapping (B, in_channels, H, W) to logits (B, classes, H, W) for any H, W.
+    """
+    _check_names(arch, encoder_name)
+    key = arch.lower()
+    if key in _FCN:
+        net: nn.Module = FCN(encoder_name, encoder_weights, in_channels, classes, variant=_FCN[key], **kwargs)
+    else:
+        try:
+            net = smp.create_model(key, encoder_name=encoder_name, encoder_weights=encoder_weights,
+                                   in_channels=in_channels, classes=classes, **kwargs)
+        except (TypeError, ValueError, KeyError) as err:
+            raise ConfigError(f"cannot build {arch!r} with encoder {encoder_name!r}: {err}") from err
+    return PadToStride(net, _stride(net), _MIN_SIZE.get(key, 0))
+
+
+def _stride(net: nn.Module) -> int:
+    """The factor input sizes must be divisible by (smp models report it; FCN uses its encoder's)."""
+    if isinstance(net, SegmentationModel):
+        return int(net.encoder.output_stride) if hasattr(net.encoder, "output_stride") else 32
+    return int(getattr(net, "output_stride", 32))

@@ -1,0 +1,107 @@
+"""The one LightningModule for every domain: network, loss, metrics, optimiser and scheduler injected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import hydra.utils
+import lightning as L
+import torch
+from torch import nn
+
+from core.metrics import SegmentationMetrics
+
+STAGES = ("train", "val", "test")
+
+
+class SegmentationTask(L.LightningModule):
+    """Semantic segmentation: ``model`` maps images (B, C, H, W) to logits (B, K, H, W).
+
+    Everything needed to rebuild the network and read new data is kept in the hyper-parameters, so a
+    checkpoint alone is enough for prediction (see :func:`core.checkpoint.load_task`).
+
+    Args:
+        model: the network's config, a plain mapping with ``_target_`` (e.g. ``core.models.create_model``).
+        num_classes, class_names, ignore_index: the label space.
+        data_meta: what the data module reports about its data (channels, normalisation, patch size...).
+        loss: the training loss (not stored; absent when loaded only for inference).
+        optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
+        scheduler: ``optimizer -> LRScheduler`` or None.
+        domain: the domain's name, so predict/evaluate can check they were given a matching checkpoint.
+    """
+
+    def __init__(
+        self,
+        model: Mapping[str, Any],
+        num_classes: int,
+        ignore_index: int = 255,
+        class_names: Sequence[str] | None = None,
+        data_meta: Mapping[str, Any] | None = None,
+        domain: str = "",
+        loss: nn.Module | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"])
+        self.net = hydra.utils.instantiate(dict(model))
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.metrics = nn.ModuleDict(
+            {f"{stage}_metrics": SegmentationMetrics(num_classes, ignore_index, names) for stage in STAGES}
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def model_step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """The one step shared by train/val/test: forward, loss, metric update, logging."""
+        images, masks = batch["image"], batch["mask"]  # (B, C, H, W), (B, H, W)
+        logits = self(images)
+        loss = self.loss(logits, masks)
+        self.metrics[f"{stage}_metrics"].update(logits.detach(), masks)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
+                 sync_dist=stage != "train", batch_size=images.shape[0])
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self.model_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self.model_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self.model_step(batch, "test")
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        metrics = self.metrics[f"{stage}_metrics"]
+        scores = metrics.flat(stage)  # compute() reduces the confusion matrix across processes
+        self.last_confmat = {**getattr(self, "last_confmat", {}), stage: metrics.compute()["confmat"].cpu()}
+        miou = scores.pop(f"{stage}/miou")
+        self.log_dict(scores)
+        self.log(f"{stage}/miou", miou, prog_bar=True)
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._log_epoch_metrics("val")
+        else:
+            self.metrics["val_metrics"].reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise RuntimeError("this task was loaded for inference only; give it an optimizer to train")
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}

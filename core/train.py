@@ -1,0 +1,103 @@
+"""``train(cfg)``: fit, then test; leaves checkpoints/ and metrics.json in the run directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra.utils
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from core.checkpoint import read_checkpoint
+from core.data import SegDataModule
+from core.errors import ConfigError
+from core.io import write_json
+from core.task import SegmentationTask
+
+log = logging.getLogger(__name__)
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def check_model_fits_data(model_cfg: DictConfig, meta: dict[str, Any]) -> None:
+    """The network's channels and classes must match what the data delivers."""
+    for key, data_key in (("in_channels", "in_channels"), ("classes", "num_classes")):
+        if key in model_cfg and int(model_cfg[key]) != int(meta[data_key]):
+            raise ConfigError(
+                f"model.{key}={model_cfg[key]} but the data has {data_key}={meta[data_key]}; "
+                f"set domain.{data_key}={meta[data_key]} (or choose other data)"
+            )
+
+
+def check_resume(ckpt_path: str, model_cfg: dict[str, Any]) -> None:
+    """Resuming needs the same network: compare the checkpoint's description with the config."""
+    described = read_checkpoint(ckpt_path)["hyper_parameters"]["model"]
+    keys = ("_target_", "arch", "encoder_name", "in_channels", "classes")
+    diff = {k: (described.get(k), model_cfg.get(k)) for k in keys if described.get(k) != model_cfg.get(k)}
+    if diff:
+        parts = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
+        raise ConfigError(f"checkpoint {ckpt_path} was trained with a different network ({parts})")
+
+
+def build_task(cfg: DictConfig, meta: dict[str, Any]) -> SegmentationTask:
+    scheduler = cfg.get("scheduler")
+    return SegmentationTask(
+        model=_plain(cfg.model),
+        num_classes=meta["num_classes"],
+        ignore_index=meta["ignore_index"],
+        class_names=meta["class_names"],
+        data_meta=meta,
+        domain=cfg.domain.name,
+        loss=hydra.utils.instantiate(cfg.loss),
+        optimizer=hydra.utils.instantiate(cfg.optimizer),
+        scheduler=hydra.utils.instantiate(scheduler) if scheduler else None,
+    )
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    if not loggers:
+        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
+    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                   default_root_dir=cfg.run_dir)
+
+
+def _scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train the configured model on the configured domain, then test the best checkpoint.
+
+    Returns the metrics also written to ``{run_dir}/metrics.json``.
+    """
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule: SegDataModule = hydra.utils.instantiate(cfg.domain.datamodule)
+    meta = datamodule.meta
+    check_model_fits_data(cfg.model, meta)
+    if cfg.get("ckpt_path"):
+        check_resume(cfg.ckpt_path, _plain(cfg.model))
+    task = build_task(cfg, meta)
+    trainer = build_trainer(cfg)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    val = _scalars(trainer.callback_metrics, "val/")
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+    test = _scalars(trainer.callback_metrics, "test/")
+    run_dir = Path(cfg.run_dir)
+    metrics = {
+        "val": val,
+        "test": test,
+        "epochs": trainer.current_epoch,
+        "best_checkpoint": best,
+        "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+    }
+    if trainer.is_global_zero:
+        write_json(run_dir / "metrics.json", metrics)
+        log.info("metrics written to %s", run_dir / "metrics.json")
+    return metrics
