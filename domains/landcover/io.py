@@ -1,0 +1,432 @@
+"""GeoTIFF input/output with rasterio: validated opening, windowed reads, statistics, pair checks, streaming writer.
+
+Band indexes follow rasterio: 1-based. Windows may run past the raster edge; the outside part reads as invalid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from core.errors import DataError
+from domains.landcover.classes import ClassMap
+from domains.landcover.files import AtomicFile
+
+PathLike = str | Path
+
+
+def _why(exc: BaseException) -> str:
+    """GDAL's own reason: rasterio often puts it in the chained exception."""
+    cause = exc.__cause__ or exc.__context__
+    return f"{exc} ({cause})" if cause and str(cause) not in str(exc) else str(exc)
+
+
+def open_raster(path: PathLike, require_crs: bool = True, check_data: bool = True) -> rasterio.DatasetReader:
+    """Open a raster, checking it exists, opens, has a CRS and (``check_data``) that its last block reads,
+    which catches truncated files cheaply. Every failure is a DataError naming ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"raster not found: {path}")
+    try:
+        src = rasterio.open(path)
+    except RasterioError as exc:
+        raise DataError(f"{path}: not a readable raster (GeoTIFF expected): {_why(exc)}") from exc
+    try:
+        if require_crs and src.crs is None:
+            raise DataError(f"{path}: raster has no CRS; a georeferenced GeoTIFF (e.g. EPSG:32631) is required")
+        if check_data:
+            bh, bw = src.block_shapes[0]
+            row0, col0 = (src.height - 1) // bh * bh, (src.width - 1) // bw * bw
+            read_raw(src, Window(col0, row0, src.width - col0, src.height - row0), list(src.indexes))
+    except BaseException:
+        src.close()
+        raise
+    return src
+
+
+def read_raw(src: rasterio.DatasetReader, window: Window, bands: list[int], masks: bool = False) -> np.ndarray:
+    """``src.read`` (or ``read_masks``) of ``bands`` in ``window``, in the file's dtype ``(C, h, w)``; errors become
+    DataError naming the file and window."""
+    try:
+        if masks:
+            return src.read_masks(bands, window=window)
+        return src.read(bands, window=window)
+    except RasterioError as exc:
+        raise DataError(f"{src.name}: read failed at {window} (truncated or corrupt file?): {_why(exc)}") from exc
+
+
+def check_bands(src: rasterio.DatasetReader, bands: Sequence[int] | None) -> list[int]:
+    """Validated 1-based band list (all bands when ``bands`` is None)."""
+    if bands is None:
+        return list(src.indexes)
+    out = [int(b) for b in bands]
+    bad = [b for b in out if not 1 <= b <= src.count]
+    if bad or not out:
+        raise DataError(f"{src.name}: bands {bad or out} not available; this raster has bands 1..{src.count} (1-based)")
+    return out
+
+
+def _inside(window: Window, height: int, width: int) -> tuple[Window | None, int, int]:
+    """Part of an integer ``window`` inside the raster and its (row, col) offset in the window."""
+    r0, c0 = max(int(window.row_off), 0), max(int(window.col_off), 0)
+    r1 = min(int(window.row_off + window.height), height)
+    c1 = min(int(window.col_off + window.width), width)
+    if r1 <= r0 or c1 <= c0:
+        return None, 0, 0
+    return Window(c0, r0, c1 - c0, r1 - r0), r0 - int(window.row_off), c0 - int(window.col_off)
+
+
+def read_window(
+    src: rasterio.DatasetReader, window: Window, bands: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``window`` of ``bands`` as float32 ``(C, h, w)`` plus a valid mask ``(h, w)``.
+
+    A pixel is valid when every selected band is valid in the file's mask (nodata value, internal mask or
+    alpha band), is finite (NaN/inf count as nodata) and lies inside the raster. Invalid pixels read as 0.
+    """
+    bands = check_bands(src, bands)
+    h, w = int(window.height), int(window.width)
+    image = np.zeros((len(bands), h, w), np.float32)  # (C, h, w)
+    valid = np.zeros((h, w), bool)  # (h, w)
+    inner, dr, dc = _inside(window, src.height, src.width)
+    if inner is None:
+        return image, valid
+    data = read_raw(src, inner, bands).astype(np.float32, copy=False)  # (C, ih, iw)
+    ok = (read_raw(src, inner, bands, masks=True) > 0).all(axis=0) & np.isfinite(data).all(axis=0)
+    data[:, ~ok] = 0.0
+    image[:, dr : dr + inner.height, dc : dc + inner.width] = data
+    valid[dr : dr + inner.height, dc : dc + inner.width] = ok
+    return image, valid
+
+
+def read_label_window(src: rasterio.DatasetReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """Read band 1 of a label raster in ``window`` as int64 ``(h, w)`` plus a valid mask ``(h, w)``
+    (False at the label's nodata/mask and outside the raster; labels there are 0)."""
+    h, w = int(window.height), int(window.width)
+    labels = np.zeros((h, w), np.int64)
+    valid = np.zeros((h, w), bool)
+    inner, dr, dc = _inside(window, src.height, src.width)
+    if inner is None:
+        return labels, valid
+    ok = read_raw(src, inner, [1], masks=True)[0] > 0
+    data = read_raw(src, inner, [1])[0].astype(np.int64)
+    data[~ok] = 0
+    labels[dr : dr + inner.height, dc : dc + inner.width] = data
+    valid[dr : dr + inner.height, dc : dc + inner.width] = ok
+    return labels, valid
+
+
+def iter_block_windows(height: int, width: int, rows: int = 512, cols: int | None = None) -> list[Window]:
+    """Non-overlapping windows (clipped at the edge) that tile a ``height x width`` raster."""
+    cols = cols or rows
+    return [
+        Window(c, r, min(cols, width - c), min(rows, height - r))
+        for r in range(0, height, rows)
+        for c in range(0, width, cols)
+    ]
+
+
+def chunk_windows(src: rasterio.DatasetReader, target: int = 512) -> list[Window]:
+    """Windows of about ``target`` px aligned to the file's blocks (whole tiles, or row groups of strips)."""
+    bh, bw = src.block_shapes[0]
+    rows = bh * max(1, target // bh) if bh <= target else target
+    cols = bw * max(1, target // bw) if bw <= target else target
+    return iter_block_windows(src.height, src.width, rows, cols)
+
+
+def count_values(src: rasterio.DatasetReader, band: int = 1) -> tuple[dict[int, int], int]:
+    """Pixel count per value of an integer ``band`` over valid pixels, read chunk by chunk; and the number of
+    invalid (nodata/masked) pixels."""
+    counts: dict[int, int] = {}
+    invalid = 0
+    small = np.dtype(src.dtypes[band - 1]) in (np.uint8, np.uint16)
+    for window in chunk_windows(src):
+        values = read_raw(src, window, [band])[0]
+        valid = read_raw(src, window, [band], masks=True)[0] > 0
+        invalid += int(valid.size - valid.sum())
+        if small:  # bincount is linear time; unique sorts
+            per_value = np.bincount(values[valid].ravel())
+            ids = np.flatnonzero(per_value)
+            pairs = zip(ids.tolist(), per_value[ids].tolist(), strict=True)
+        else:
+            pairs = zip(*(a.tolist() for a in np.unique(values[valid], return_counts=True)), strict=True)
+        for value, n in pairs:
+            counts[int(value)] = counts.get(int(value), 0) + int(n)
+    return counts, invalid
+
+
+def band_stats(
+    cells: Sequence[tuple[PathLike, Window]],
+    bands: Sequence[int] | None = None,
+    max_pixels: int = 4_000_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Per-band mean and std over valid pixels of candidate ``(path, window)`` cells.
+
+    If the cells hold more than ``max_pixels`` pixels, a seeded random subset of cells within that budget is
+    read, so huge scenes stay cheap; otherwise all are read and the result is exact. Returns plain lists:
+    ``{"mean": [C], "std": [C], "pixels": int}``.
+    """
+    if not cells:
+        raise DataError("no training windows to compute band statistics from")
+    order = np.random.default_rng(seed).permutation(len(cells))
+    chosen, budget = [], max_pixels
+    for i in order:
+        area = int(cells[i][1].width * cells[i][1].height)
+        if chosen and area > budget:
+            break
+        chosen.append(cells[i])
+        budget -= area
+    by_file: dict[str, list[Window]] = {}
+    for path, window in chosen:  # each file opened once
+        by_file.setdefault(str(path), []).append(window)
+    n, mean, m2 = 0, None, None
+    for path, windows in by_file.items():
+        with open_raster(path, check_data=False) as src:
+            for window in windows:
+                image, valid = read_window(src, window, bands)
+                x = image[:, valid].astype(np.float64)  # (C, n_valid)
+                if x.shape[1] == 0:
+                    continue
+                n, mean, m2 = _merge_moments(n, mean, m2, x)
+    if n == 0 or mean is None or m2 is None:
+        raise DataError(f"no valid (non-nodata) pixels found in the training windows of {chosen[0][0]} and others")
+    return {"mean": mean.tolist(), "std": np.sqrt(m2 / n).tolist(), "pixels": int(n)}
+
+
+def _merge_moments(n: int, mean: np.ndarray | None, m2: np.ndarray | None, x: np.ndarray):
+    """Chan et al. parallel update of count/mean/M2 with a ``(C, k)`` batch (numerically stable)."""
+    k = x.shape[1]
+    bmean = x.mean(axis=1)
+    bm2 = ((x - bmean[:, None]) ** 2).sum(axis=1)
+    if mean is None or m2 is None:
+        return k, bmean, bm2
+    delta = bmean - mean
+    total = n + k
+    return total, mean + delta * k / total, m2 + bm2 + delta**2 * n * k / total
+
+
+def _same_transform(a: Affine, b: Affine) -> bool:
+    """Coefficients equal up to 1e-9 relative (float noise from different writers)."""
+    return all(abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y)) for x, y in zip(a[:6], b[:6], strict=True))
+
+
+def check_pair(image_path: PathLike, label_path: PathLike) -> None:
+    """Require the label raster to match the image: same CRS, transform and size; one integer band.
+    The DataError lists every difference with both values."""
+    with open_raster(image_path) as img, open_raster(label_path) as lbl:
+        diffs = []
+        if img.crs != lbl.crs:
+            diffs.append(f"CRS: image {img.crs.to_string()} vs label {lbl.crs.to_string()}")
+        if not _same_transform(img.transform, lbl.transform):
+            diffs.append(f"transform: image {tuple(img.transform[:6])} vs label {tuple(lbl.transform[:6])}")
+        if (img.width, img.height) != (lbl.width, lbl.height):
+            diffs.append(f"width x height: image {img.width}x{img.height} vs label {lbl.width}x{lbl.height}")
+        if diffs:
+            raise DataError(f"label {label_path} does not match image {image_path}: " + "; ".join(diffs))
+        if lbl.count != 1 or not np.issubdtype(np.dtype(lbl.dtypes[0]), np.integer):
+            raise DataError(
+                f"{label_path}: a label raster must have 1 integer band of class ids; "
+                f"got {lbl.count} band(s) of {lbl.dtypes[0]}"
+            )
+
+
+def check_label_values(label_path: PathLike, class_map: ClassMap, ignore_index: int = 255) -> None:
+    """Read the label raster chunk by chunk; DataError naming any values that are neither class ids nor
+    ``ignore_index`` (pixels under the label's nodata/mask are not checked)."""
+    with open_raster(label_path, check_data=False) as src:
+        seen, _ = count_values(src)
+    bad = sorted(set(seen) - set(class_map.ids) - {ignore_index})
+    if bad:
+        shown = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
+        raise DataError(
+            f"{label_path}: label values {shown} are not in the class map ({class_map.source}: ids "
+            f"0..{len(class_map) - 1}); other accepted values: nodata and the ignore index {ignore_index}"
+        )
+
+
+def _geometry(like: Mapping[str, Any] | rasterio.DatasetReader | PathLike) -> dict[str, Any]:
+    """CRS, transform, width and height of a profile dict, an open dataset or a raster path."""
+    if isinstance(like, (str, Path)):
+        with open_raster(like, check_data=False) as src:
+            return _geometry(src)
+    prof = like.profile if hasattr(like, "profile") else like
+    missing = [k for k in ("crs", "transform", "width", "height") if k not in prof]
+    if missing:
+        raise DataError(f"output template lacks {missing}; pass an input raster's profile, dataset or path")
+    return {k: prof[k] for k in ("crs", "transform", "width", "height")}
+
+
+class RasterWriter:
+    """Streaming GeoTIFF writer for tiled inference: rows arrive top to bottom via ``write_rows``.
+
+    The output keeps the template's CRS, transform, width and height exactly; it is tiled (``blocksize``),
+    DEFLATE-compressed, BigTIFF when needed, and written to a temp file renamed onto ``path`` only by a
+    successful ``close()``. Use as a context manager: an exception removes the temp file.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        like: Mapping[str, Any] | rasterio.DatasetReader | PathLike,
+        count: int = 1,
+        dtype: str = "uint8",
+        nodata: float | None = None,
+        colormap: Mapping[int, Sequence[int]] | None = None,
+        overwrite: bool = False,
+        cog: bool = False,
+        blocksize: int = 512,
+        descriptions: Sequence[str] | None = None,
+    ) -> None:
+        if blocksize % 16:
+            raise ValueError(f"blocksize must be a multiple of 16 (e.g. 256 or 512); got {blocksize}")
+        if colormap is not None and (count != 1 or np.dtype(dtype) not in (np.uint8, np.uint16)):
+            raise ValueError(f"a colour table needs 1 band of uint8/uint16; got {count} band(s) of {dtype}")
+        geo = _geometry(like)
+        self.height, self.width, self.count = int(geo["height"]), int(geo["width"]), int(count)
+        self.dtype, self.nodata, self.cog, self.blocksize = np.dtype(dtype), nodata, cog, blocksize
+        self._file = AtomicFile(path, overwrite)  # checks the directory and overwrite before any work
+        self.path = self._file.path
+        integer = np.issubdtype(self.dtype, np.integer)
+        try:
+            self._dst = rasterio.open(
+                self._file.tmp,
+                "w",
+                driver="GTiff",
+                count=count,
+                dtype=self.dtype.name,
+                nodata=nodata,
+                tiled=True,
+                blockxsize=blocksize,
+                blockysize=blocksize,
+                compress="deflate",
+                predictor=2 if integer else 3,
+                bigtiff="IF_SAFER",
+                **geo,
+            )
+            if colormap is not None:
+                self._dst.write_colormap(1, {int(k): tuple(int(v) for v in c) for k, c in colormap.items()})
+            for i, text in enumerate(descriptions or [], start=1):
+                self._dst.set_band_description(i, str(text))
+        except (RasterioError, OSError) as exc:
+            self._file.discard()
+            raise DataError(f"{self.path}: cannot create output GeoTIFF: {_why(exc)}") from exc
+        self._buffer: np.ndarray | None = None  # (C, blocksize, W) rows waiting for a full block row
+        self._flushed = 0  # rows written to the file
+        self._next = 0  # rows received
+
+    def write_rows(self, row0: int, block: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Append ``block`` ``(C, rows, W)`` (or ``(rows, W)`` for one band) starting at ``row0``, which must be
+        the next unwritten row. Where ``valid`` ``(rows, W)`` is False the nodata value is written."""
+        block = np.asarray(block)
+        block = block[None] if block.ndim == 2 else block
+        rows = block.shape[1]
+        if row0 != self._next:
+            raise ValueError(f"{self.path}: rows must be written in order; expected row {self._next}, got {row0}")
+        if block.shape[0] != self.count or block.shape[2] != self.width or row0 + rows > self.height:
+            raise ValueError(
+                f"{self.path}: block {block.shape} at row {row0} does not fit (C={self.count}, W={self.width}, "
+                f"H={self.height})"
+            )
+        block = block.astype(self.dtype, copy=valid is not None)
+        if valid is not None:
+            if self.nodata is None:
+                raise ValueError(f"{self.path}: a valid mask needs a nodata value for the output")
+            block[:, ~np.asarray(valid, bool)] = self.nodata
+        pos = 0
+        while pos < rows:
+            pos += self._take(block[:, pos:])
+
+    def _take(self, data: np.ndarray) -> int:
+        """Consume leading rows of ``data``: whole block rows go straight to the file, the rest is buffered."""
+        bs, buffered = self.blocksize, self._next - self._flushed
+        n = data.shape[1]
+        if buffered == 0:
+            direct = n if self._next + n == self.height else n // bs * bs
+            if direct:
+                self._write(data[:, :direct])
+                self._next += direct
+                self._flushed = self._next
+                return direct
+        if self._buffer is None:
+            self._buffer = np.empty((self.count, bs, self.width), self.dtype)
+        take = min(bs - buffered, n)
+        self._buffer[:, buffered : buffered + take] = data[:, :take]
+        self._next += take
+        if self._next - self._flushed == bs or self._next == self.height:
+            self._write(self._buffer[:, : self._next - self._flushed])
+            self._flushed = self._next
+        return take
+
+    def _write(self, data: np.ndarray) -> None:
+        try:
+            self._dst.write(data, window=Window(0, self._flushed, self.width, data.shape[1]))
+        except RasterioError as exc:
+            raise DataError(f"{self.path}: write failed at row {self._flushed}: {_why(exc)}") from exc
+
+    def close(self) -> Path:
+        """Finish the file (COG conversion if asked) and rename it onto ``path``; returns ``path``."""
+        try:
+            if self._next != self.height:
+                raise DataError(f"{self.path}: incomplete output, {self._next} of {self.height} rows written")
+            self._dst.close()
+            final = self._file.tmp
+            if self.cog:
+                final = self._file.sibling("cog")
+                integer = np.issubdtype(self.dtype, np.integer)
+                rasterio.shutil.copy(
+                    self._file.tmp,
+                    final,
+                    driver="COG",
+                    COMPRESS="DEFLATE",
+                    PREDICTOR="YES",
+                    BLOCKSIZE=self.blocksize,
+                    RESAMPLING="NEAREST" if integer else "AVERAGE",
+                    BIGTIFF="IF_SAFER",
+                )
+            return self._file.commit(final)
+        except RasterioError as exc:
+            self.abort()
+            raise DataError(f"{self.path}: cannot finish output GeoTIFF: {_why(exc)}") from exc
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the output: close and remove every temp file; the target is left untouched."""
+        self._dst.close()
+        self._file.discard()
+
+    def __enter__(self) -> RasterWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def open_output(
+    path: PathLike,
+    like: Mapping[str, Any] | rasterio.DatasetReader | PathLike,
+    count: int = 1,
+    dtype: str = "uint8",
+    nodata: float | None = 255,
+    colormap: Mapping[int, Sequence[int]] | None = None,
+    overwrite: bool = False,
+    cog: bool = False,
+    blocksize: int = 512,
+    descriptions: Sequence[str] | None = None,
+) -> RasterWriter:
+    """Start a streaming GeoTIFF shaped like ``like`` (a profile, dataset or path); see ``RasterWriter``.
+    Defaults suit a class-id raster: 1 band uint8 with nodata 255 (pass ``colormap`` for a colour table)."""
+    return RasterWriter(path, like, count, dtype, nodata, colormap, overwrite, cog, blocksize, descriptions)

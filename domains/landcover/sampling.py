@@ -1,0 +1,184 @@
+"""Where samples come from: pixel rectangles, spatial hold-out, validation grids and random training windows.
+
+Rectangles are half-open pixel ranges. A window may be larger than the rectangle it is drawn for (a tile
+smaller than the patch); pixels outside the rectangle are then masked out by the dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rasterio.windows import Window
+
+from core.errors import ConfigError
+
+HOLDOUT_MODES = ("strip", "blocks")
+
+
+@dataclass(frozen=True)
+class Rect:
+    """Pixel rectangle ``[row0, row1) x [col0, col1)``."""
+
+    row0: int
+    col0: int
+    row1: int
+    col1: int
+
+    @property
+    def height(self) -> int:
+        return self.row1 - self.row0
+
+    @property
+    def width(self) -> int:
+        return self.col1 - self.col0
+
+    @property
+    def area(self) -> int:
+        return self.height * self.width
+
+    def window(self) -> Window:
+        return Window(self.col0, self.row0, self.width, self.height)
+
+    def overlaps(self, other: Rect) -> bool:
+        return self.row0 < other.row1 and other.row0 < self.row1 and self.col0 < other.col1 and other.col0 < self.col1
+
+
+def full_rect(height: int, width: int) -> Rect:
+    return Rect(0, 0, height, width)
+
+
+def window_rect(window: Window) -> Rect:
+    r, c = int(window.row_off), int(window.col_off)
+    return Rect(r, c, r + int(window.height), c + int(window.width))
+
+
+def _grid_axis(start: int, stop: int, size: int) -> list[tuple[int, int, int]]:
+    """Per step along one axis: (window start, owned start, owned stop); the last window is shifted back to
+    end at ``stop`` when the range is at least ``size`` long, so edge windows keep real context."""
+    out = []
+    for own0 in range(start, stop, size):
+        own1 = min(own0 + size, stop)
+        out.append((own0 if own0 + size <= stop else max(start, stop - size), own0, own1))
+    return out
+
+
+def grid_windows(rect: Rect, patch: tuple[int, int]) -> list[tuple[Window, Rect]]:
+    """Patch-sized windows over ``rect`` and the part each one owns; owned parts tile ``rect`` exactly once
+    (edges included), so metrics count every pixel once. Windows never leave ``rect`` unless it is smaller
+    than the patch."""
+    ph, pw = patch
+    return [
+        (Window(wc, wr, pw, ph), Rect(r0, c0, r1, c1))
+        for wr, r0, r1 in _grid_axis(rect.row0, rect.row1, ph)
+        for wc, c0, c1 in _grid_axis(rect.col0, rect.col1, pw)
+    ]
+
+
+def cells(rect: Rect, size: tuple[int, int]) -> list[Rect]:
+    """Non-overlapping cells of ``size`` tiling ``rect`` (clipped at its edges)."""
+    return [
+        Rect(r, c, min(r + size[0], rect.row1), min(c + size[1], rect.col1))
+        for r in range(rect.row0, rect.row1, size[0])
+        for c in range(rect.col0, rect.col1, size[1])
+    ]
+
+
+def holdout_split(
+    height: int, width: int, fraction: float, mode: str = "strip", block: int = 1024, seed: int = 0
+) -> tuple[list[Rect], list[Rect]]:
+    """Split a scene spatially into (train rects, val rects) that do not overlap.
+
+    ``strip``: the last ``fraction`` of the longer axis (right columns of a wide scene, bottom rows of a tall
+    one). ``blocks``: square blocks of ``block`` pixels, a seeded random ``fraction`` of them held out; the
+    train part is returned as horizontal runs of neighbouring train blocks.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"holdout_fraction must be in (0, 1); got {fraction}")
+    if mode == "strip":
+        return _strip_split(height, width, fraction)
+    if mode == "blocks":
+        return _block_split(height, width, fraction, block, seed)
+    raise ConfigError(f"holdout_mode must be one of {HOLDOUT_MODES}; got {mode!r}")
+
+
+def _strip_split(height: int, width: int, fraction: float) -> tuple[list[Rect], list[Rect]]:
+    length = max(height, width)
+    if length < 2:
+        raise ConfigError(f"a {height}x{width} scene is too small for a spatial hold-out")
+    cut = min(max(length - round(fraction * length), 1), length - 1)
+    if width >= height:
+        return [Rect(0, 0, height, cut)], [Rect(0, cut, height, width)]
+    return [Rect(0, 0, cut, width)], [Rect(cut, 0, height, width)]
+
+
+def _block_split(height: int, width: int, fraction: float, block: int, seed: int) -> tuple[list[Rect], list[Rect]]:
+    # Block edges spread evenly (blocks of about ``block`` px), so no thin sliver is left at the scene edge.
+    rows = [int(v) for v in np.linspace(0, height, max(1, round(height / block)) + 1)]
+    cols = [int(v) for v in np.linspace(0, width, max(1, round(width / block)) + 1)]
+    grid_r, grid_c = len(rows) - 1, len(cols) - 1
+    n = grid_r * grid_c
+    if n < 2:
+        raise ConfigError(f"holdout_block={block} gives one block for a {height}x{width} scene; use a smaller block")
+    n_val = min(max(round(fraction * n), 1), n - 1)
+    held = np.zeros(n, bool)
+    held[np.random.default_rng(seed).choice(n, n_val, replace=False)] = True
+    held = held.reshape(grid_r, grid_c)
+    val, train = [], []
+    for i in range(grid_r):
+        val += [Rect(rows[i], cols[j], rows[i + 1], cols[j + 1]) for j in range(grid_c) if held[i, j]]
+        j = 0
+        while j < grid_c:  # merge runs of train blocks so training windows can span them
+            if held[i, j]:
+                j += 1
+                continue
+            k = j
+            while k < grid_c and not held[i, k]:
+                k += 1
+            train.append(Rect(rows[i], cols[j], rows[i + 1], cols[k]))
+            j = k
+    return train, val
+
+
+def _start(lo: int, hi: int, rng: np.random.Generator) -> int:
+    """Uniform integer in [lo, hi], or lo when the range is empty."""
+    return int(rng.integers(lo, hi + 1)) if hi > lo else lo
+
+
+def random_window(rect: Rect, patch: tuple[int, int], rng: np.random.Generator) -> Window:
+    """Uniformly placed patch inside ``rect`` (anchored at its corner if ``rect`` is smaller than the patch)."""
+    ph, pw = patch
+    return Window(_start(rect.col0, rect.col1 - pw, rng), _start(rect.row0, rect.row1 - ph, rng), pw, ph)
+
+
+def window_near(cell: Rect, rect: Rect, patch: tuple[int, int], rng: np.random.Generator) -> Window:
+    """Patch inside ``rect`` whose corner is jittered by up to half a patch around ``cell``'s corner."""
+    ph, pw = patch
+
+    def pick(c: int, lo: int, hi: int, size: int) -> int:
+        top = hi - size
+        return _start(min(max(c - size // 2, lo), top), min(max(c + size // 2, lo), top), rng) if top > lo else lo
+
+    return Window(pick(cell.col0, rect.col0, rect.col1, pw), pick(cell.row0, rect.row0, rect.row1, ph), pw, ph)
+
+
+def placement_weights(rects: Sequence[Rect], patch: tuple[int, int]) -> np.ndarray:
+    """Probability of each rect so that windows are uniform over all valid placements."""
+    counts = np.array([max(r.height - patch[0], 0) + 1 for r in rects], float)
+    counts *= np.array([max(r.width - patch[1], 0) + 1 for r in rects], float)
+    return counts / counts.sum()
+
+
+def repeat_factor_weights(presence: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Sampling weights for cells from a ``(n_cells, n_classes)`` class-presence matrix, after LVIS repeat-factor
+    sampling: class factor ``max(1, sqrt(threshold / f_c))`` with ``f_c`` the fraction of cells containing class
+    ``c``; a cell's weight is the largest factor among its classes (0 for a cell without labelled pixels).
+    Returns probabilities summing to 1."""
+    presence = np.asarray(presence, bool)
+    freq = presence.mean(axis=0)
+    factor = np.where(freq > 0, np.maximum(1.0, np.sqrt(threshold / np.maximum(freq, 1e-12))), 0.0)
+    weights = (presence * factor).max(axis=1) if presence.size else np.zeros(len(presence))
+    if weights.sum() <= 0:
+        raise ConfigError("rare-class weighting found no labelled pixels in the training windows")
+    return weights / weights.sum()

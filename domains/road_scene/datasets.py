@@ -1,0 +1,401 @@
+"""Datasets for driving scenes: Cityscapes, CamVid, KITTI road and a generic images + index-masks folder.
+
+Every ``__getitem__`` returns ``{"image": float32 (3, H, W) ImageNet-normalised, "mask": int64 (H, W)}`` with
+ignored pixels equal to ``ignore_index``. Images: grey is replicated to 3 channels, alpha is dropped (see io.py).
+Training samples are augmented (random scale ``train_scale * U(scale_range)``, pad + random crop to ``crop_size``,
+horizontal flip, colour jitter; never vertical flips; masks resized with nearest); val/test samples are the
+full-resolution images, unchanged apart from normalisation. Randomness comes from torch's RNG (seed it, e.g. with
+Lightning's ``seed_everything``); ``seed`` of ``build_datasets`` fixes synthetic data and KITTI/folder splits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from core.errors import ConfigError, DataError
+
+from .io import image_size, read_color_label, read_index_label, read_rgb
+from .labels import (
+    CAMVID_CLASSES,
+    CAMVID_COLORS,
+    CAMVID_VOID_INDEX,
+    CITYSCAPES_CATEGORIES,
+    CITYSCAPES_CLASS_NAMES,
+    CITYSCAPES_COLORS,
+    CITYSCAPES_TRAIN_ID_TO_CATEGORY,
+    CITYSCAPES_TRAIN_ID_TO_ID,
+    CITYSCAPES_VOID_ID,
+    KITTI_CLASSES,
+    KITTI_COLORS,
+    apply_lut,
+    camvid_classes,
+    camvid_color_table,
+    camvid_index_lut,
+    cityscapes_id_to_train_id,
+    decode_color_label,
+    kitti_road_color_table,
+    load_class_map,
+)
+from .synthetic import make_dataset
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+LAYOUTS = ("cityscapes", "camvid", "kitti", "folder")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+Pair = tuple[Path, Path]  # (image file, label file)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Label decoders (picklable, for DataLoader workers)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexDecoder:
+    """Single-channel label PNG -> training indices ``(H, W)`` int64 through a lookup table (-1 = not allowed)."""
+
+    lut: np.ndarray
+    accepted: str
+
+    def __call__(self, path: Path) -> np.ndarray:
+        return apply_lut(read_index_label(path), self.lut, path, self.accepted)
+
+
+@dataclass(frozen=True)
+class ColorDecoder:
+    """Colour-coded label image -> training indices ``(H, W)`` int64; unknown colours raise DataError."""
+
+    table: dict[tuple[int, int, int], int]
+
+    def __call__(self, path: Path) -> np.ndarray:
+        return decode_color_label(read_color_label(path), self.table, path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Augmentation and dataset
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class TrainAugment:
+    """Training augmentation of an image ``(3, H, W)`` in [0, 1] and its mask ``(H, W)``: random scale, pad (image 0,
+    mask ignore) + random crop to ``crop_size`` (skipped when None), horizontal flip, colour jitter (image only)."""
+
+    def __init__(self, crop_size: list[int] | None, scale_range: list[float], train_scale: float, hflip_prob: float,
+                 color_jitter: list[float], ignore_index: int) -> None:
+        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
+        self.train_scale = float(train_scale)
+        fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: ignore_index}
+        self.crop = None if crop_size is None else v2.RandomCrop(list(crop_size), pad_if_needed=True, fill=fill)
+        self.flip = v2.RandomHorizontalFlip(hflip_prob)
+        self.jitter = v2.ColorJitter(*color_jitter)
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
+        lo, hi = self.scale_range
+        factor = self.train_scale * float(torch.empty(()).uniform_(lo, hi))
+        size = [max(1, round(image.shape[-2] * factor)), max(1, round(image.shape[-1] * factor))]
+        image = v2.functional.resize(image, size, antialias=True)
+        # nearest with pixel-centre alignment, matching the image's resampling grid
+        mask = v2.functional.resize(mask, size, interpolation=v2.InterpolationMode.NEAREST_EXACT)
+        if self.crop is not None:
+            image, mask = self.crop(image, mask)
+        image, mask = self.flip(image, mask)
+        return self.jitter(image).clamp_(0.0, 1.0), mask
+
+
+class RoadSceneDataset(Dataset):
+    """Image/label file pairs decoded into the sample contract; ``files`` lists the pairs for writing outputs."""
+
+    def __init__(self, files: list[Pair], decode: Callable[[Path], np.ndarray], meta: dict,
+                 augment: TrainAugment | None = None) -> None:
+        self.files = list(files)
+        self.decode = decode
+        self._meta = meta
+        self.augment = augment
+        norm = meta["normalization"]
+        self._mean = torch.tensor(norm["mean"]).view(3, 1, 1)
+        self._std = torch.tensor(norm["std"]).view(3, 1, 1)
+
+    @property
+    def meta(self) -> dict:
+        """Plain-Python metadata stored in the checkpoint (see ``build_datasets``)."""
+        return self._meta
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw pair: image ``(H, W, 3)`` float32 in [0, 1] and mask ``(H, W)`` int64; sizes must agree."""
+        image_path, label_path = self.files[index]
+        image, mask = read_rgb(image_path), self.decode(label_path)
+        if image.shape[:2] != mask.shape:
+            raise DataError(f"image {image_path} is {image.shape[0]}x{image.shape[1]} (HxW) but its label "
+                            f"{label_path} is {mask.shape[0]}x{mask.shape[1]}")
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image_np, mask_np = self.load(index)
+        image = torch.from_numpy(np.ascontiguousarray(image_np.transpose(2, 0, 1)))  # (3, H, W)
+        mask = torch.from_numpy(mask_np)  # (H, W)
+        if self.augment is not None:
+            image, mask = self.augment(image, mask)
+        image = (image.as_subclass(torch.Tensor) - self._mean) / self._std
+        return {"image": image.float().contiguous(), "mask": mask.as_subclass(torch.Tensor).long().contiguous()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# File discovery per layout
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _images_in(directory: Path, pattern: str = "*") -> list[Path]:
+    """Sorted image files in ``directory`` matching ``pattern``."""
+    return sorted(p for p in directory.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    """``path`` if it is a directory, else DataError naming it."""
+    if not path.is_dir():
+        raise DataError(f"{what} directory {path} does not exist")
+    return path
+
+
+def _pair(image: Path, candidates: list[Path]) -> Pair:
+    """The image with the first existing label candidate; DataError naming the image and candidates otherwise."""
+    for label in candidates:
+        if label.is_file():
+            return image, label
+    raise DataError(f"no label for image {image}: expected {' or '.join(str(c) for c in candidates)}")
+
+
+def _nonempty(pairs: list[Pair], where: Path) -> list[Pair]:
+    """``pairs`` unless empty (DataError naming where images were looked for)."""
+    if not pairs:
+        raise DataError(f"no images found in {where} (accepted suffixes: {', '.join(IMAGE_SUFFIXES)})")
+    return pairs
+
+
+def cityscapes_files(root: Path, split: str) -> list[Pair]:
+    """``leftImg8bit/{split}/CITY/*_leftImg8bit.png`` with ``gtFine/{split}/CITY/*_gtFine_labelIds.png``."""
+    image_dir = _require_dir(root / "leftImg8bit" / split, "Cityscapes image")
+    pairs = [
+        _pair(img, [root / "gtFine" / split / img.parent.name / img.name.replace("_leftImg8bit", "_gtFine_labelIds")])
+        for img in _images_in(image_dir, "*/*_leftImg8bit.png")
+    ]
+    return _nonempty(pairs, image_dir)
+
+
+def camvid_files(root: Path, split: str) -> tuple[list[Pair], bool]:
+    """CamVid ``{split}/`` images with index labels in ``{split}annot/`` (SegNet layout, same name) or colour
+    labels in ``{split}_labels/`` (same name or ``*_L.png``). Returns the pairs and whether labels are colour."""
+    image_dir = _require_dir(root / split, "CamVid image")
+    index_dir, color_dir = root / f"{split}annot", root / f"{split}_labels"
+    if not index_dir.is_dir() and not color_dir.is_dir():
+        raise DataError(f"no CamVid label directory for split '{split}': expected {index_dir} or {color_dir}")
+    label_dir = index_dir if index_dir.is_dir() else color_dir
+    pairs = [_pair(img, [label_dir / f"{img.stem}.png", label_dir / f"{img.stem}_L.png"])
+             for img in _images_in(image_dir)]
+    return _nonempty(pairs, image_dir), label_dir == color_dir
+
+
+def kitti_files(root: Path) -> list[Pair]:
+    """KITTI road ``training/image_2/{cat}_{num}.png`` with ``training/gt_image_2/{cat}_road_{num}.png``."""
+    image_dir = _require_dir(root / "training" / "image_2", "KITTI image")
+    gt_dir = root / "training" / "gt_image_2"
+    pairs = []
+    for img in _images_in(image_dir, "*.png"):
+        category, _, number = img.stem.rpartition("_")
+        pairs.append(_pair(img, [gt_dir / f"{category}_road_{number}.png"]))
+    return _nonempty(pairs, image_dir)
+
+
+def folder_files(image_dir: Path, mask_dir: Path) -> list[Pair]:
+    """Generic layout: every image in ``image_dir`` with the PNG of the same stem in ``mask_dir``."""
+    _require_dir(image_dir, "image")
+    _require_dir(mask_dir, "mask")
+    return _nonempty([_pair(img, [mask_dir / f"{img.stem}.png"]) for img in _images_in(image_dir)], image_dir)
+
+
+def split_files(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """Seeded random split into (train, val); both non-empty."""
+    n_val = round(len(pairs) * val_fraction)
+    if not 0 < n_val < len(pairs):
+        raise DataError(f"cannot split {len(pairs)} images (first: {pairs[0][0]}) with val_fraction={val_fraction} "
+                        "into non-empty train and val sets")
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    return [pairs[i] for i in sorted(order[n_val:])], [pairs[i] for i in sorted(order[:n_val])]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Builder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Layout:
+    """What a layout contributes: split file lists, the label decoder and label metadata."""
+
+    splits: dict[str, list[Pair]]
+    decode: Callable[[Path], np.ndarray]
+    meta: dict
+
+
+def _cityscapes(root: Path, ignore_index: int) -> _Layout:
+    splits = {s: cityscapes_files(root, s) for s in ("train", "val")}
+    if (root / "leftImg8bit" / "test").is_dir():
+        splits["test"] = cityscapes_files(root, "test")
+    decode = IndexDecoder(cityscapes_id_to_train_id(ignore_index), "Cityscapes label ids 0..33")
+    meta = {"class_names": list(CITYSCAPES_CLASS_NAMES), "class_colors": [list(c) for c in CITYSCAPES_COLORS],
+            "label_format": "index", "native_ids": list(CITYSCAPES_TRAIN_ID_TO_ID),
+            "native_void_id": CITYSCAPES_VOID_ID,
+            "categories": {"names": list(CITYSCAPES_CATEGORIES),
+                           "class_to_category": list(CITYSCAPES_TRAIN_ID_TO_CATEGORY)}}
+    return _Layout(splits, decode, meta)
+
+
+def _camvid(root: Path, ignore_index: int, classes: list[str] | None) -> _Layout:
+    names = camvid_classes(classes)
+    found = {s: camvid_files(root, s) for s in ("train", "val", "test") if s != "test" or (root / "test").is_dir()}
+    colour = {is_colour for _, is_colour in found.values()}
+    if len(colour) > 1:
+        raise DataError(f"CamVid root {root} mixes index ('*annot') and colour ('*_labels') label directories")
+    if colour.pop():
+        decode: Callable = ColorDecoder(camvid_color_table(names, ignore_index))
+    else:
+        decode = IndexDecoder(camvid_index_lut(names, ignore_index),
+                              f"CamVid indices 0..{CAMVID_VOID_INDEX} ({CAMVID_VOID_INDEX} = Void)")
+    meta = {"class_names": names, "class_colors": [list(CAMVID_COLORS[n]) for n in names], "label_format": "index",
+            "native_ids": [CAMVID_CLASSES.index(n) for n in names], "native_void_id": CAMVID_VOID_INDEX}
+    return _Layout({s: pairs for s, (pairs, _) in found.items()}, decode, meta)
+
+
+def _kitti(root: Path, ignore_index: int, val_fraction: float, seed: int) -> _Layout:
+    train, val = split_files(kitti_files(root), val_fraction, seed)
+    meta = {"class_names": list(KITTI_CLASSES), "class_colors": [list(c) for c in KITTI_COLORS],
+            "label_format": "kitti_road", "road_class": 1}
+    return _Layout({"train": train, "val": val}, ColorDecoder(kitti_road_color_table(ignore_index)), meta)
+
+
+def _folder(root: Path, ignore_index: int, class_map: str | None, val_fraction: float, seed: int) -> _Layout:
+    cmap_path = Path(class_map) if class_map else next(
+        (root / n for n in ("classes.json", "classes.csv") if (root / n).is_file()), root / "classes.json")
+    cmap = load_class_map(cmap_path)
+    if ignore_index in cmap.ids:
+        raise ConfigError(f"ignore_index={ignore_index} is also a class id in {cmap_path}; choose another")
+    if (root / "images" / "train").is_dir():
+        splits = {s: folder_files(root / "images" / s, root / "masks" / s)
+                  for s in ("train", "val", "test") if s != "test" or (root / "images" / "test").is_dir()}
+    else:
+        train, val = split_files(folder_files(root / "images", root / "masks"), val_fraction, seed)
+        splits = {"train": train, "val": val}
+    accepted = f"class ids {cmap.ids} from {cmap_path} and {ignore_index} (ignore)"
+    decode = IndexDecoder(cmap.index_lut(ignore_index), accepted)
+    meta = {"class_names": list(cmap.names), "class_colors": [list(c) for c in cmap.colors], "label_format": "index",
+            "native_ids": list(cmap.ids), "native_void_id": ignore_index}
+    return _Layout(splits, decode, meta)
+
+
+def _check_config(layout: str, crop_size, train_scale, scale_range, ignore_index, hflip_prob, color_jitter,
+                  val_fraction) -> None:
+    """Raise ConfigError naming the first invalid value and what is accepted."""
+    checks = [
+        (layout in LAYOUTS, f"layout={layout!r}: accepted {list(LAYOUTS)}"),
+        (crop_size is None or (len(crop_size) == 2 and all(int(v) == v and v > 0 for v in crop_size)),
+         f"crop_size={crop_size}: expected [h, w] positive integers or null"),
+        (train_scale > 0, f"train_scale={train_scale}: expected > 0"),
+        (len(scale_range) == 2 and 0 < scale_range[0] <= scale_range[1],
+         f"scale_range={scale_range}: expected [min, max] with 0 < min <= max"),
+        (int(ignore_index) == ignore_index and 0 <= ignore_index <= 255,
+         f"ignore_index={ignore_index}: expected 0..255"),
+        (0 <= hflip_prob <= 1, f"hflip_prob={hflip_prob}: expected 0..1"),
+        (len(color_jitter) == 4 and all(v >= 0 for v in color_jitter) and color_jitter[3] <= 0.5,
+         f"color_jitter={color_jitter}: expected [brightness, contrast, saturation, hue] >= 0, hue <= 0.5"),
+        (0 < val_fraction < 1, f"val_fraction={val_fraction}: expected 0 < value < 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def _make_synthetic(root: Path, n_train: int, n_val: int, size: list[int], seed: int) -> None:
+    """Generate the synthetic Cityscapes-layout set next to ``root`` and move it into place in one rename."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        make_dataset(tmp, n_train, n_val, tuple(size), seed)
+        os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def build_datasets(root: str, layout: str = "cityscapes", crop_size: list[int] | None = None,
+                   train_scale: float = 1.0, scale_range: list[float] = (0.5, 2.0), ignore_index: int = 255,
+                   synthetic_if_missing: bool = False, seed: int = 0, hflip_prob: float = 0.5,
+                   color_jitter: list[float] = (0.2, 0.2, 0.2, 0.0), classes: list[str] | None = None,
+                   class_map: str | None = None, val_fraction: float = 0.2, synthetic_size: list[int] = (128, 256),
+                   synthetic_n_train: int = 24, synthetic_n_val: int = 6) -> dict[str, RoadSceneDataset]:
+    """Build ``{"train", "val"[, "test"]}`` datasets for ``layout``:
+
+    - ``cityscapes``: ``leftImg8bit/`` + ``gtFine/*_labelIds.png``, ids -> 19 trainIds (test if present);
+    - ``camvid``: ``{split}/`` + ``{split}annot/`` (index 0..10, 11 Void) or ``{split}_labels/`` (colour);
+      ``classes`` picks and orders CamVid classes (default all 11), the others become ignore;
+    - ``kitti``: ``training/image_2`` + ``training/gt_image_2/*_road_*.png``, binary road (0 non-road, 1 road),
+      split into train/val by ``val_fraction`` and ``seed``;
+    - ``folder``: ``images/`` + ``masks/`` (index PNGs of class ids), either with ``train``/``val``[/``test``]
+      subfolders or flat (split by ``val_fraction``), and ``class_map`` (default ``root/classes.json|csv``).
+
+    Training is at ``train_scale`` times the original resolution (times a random factor from ``scale_range``)
+    and cropped to ``crop_size`` [h, w]; val/test stay at full resolution. If ``root`` does not exist and
+    ``synthetic_if_missing`` is true (cityscapes layout only), a synthetic set is generated there first.
+    """
+    root_path = Path(root)
+    scale_range, color_jitter = [float(v) for v in scale_range], [float(v) for v in color_jitter]
+    crop = None if crop_size is None else [int(v) for v in crop_size]
+    _check_config(layout, crop_size, train_scale, scale_range, ignore_index, hflip_prob, color_jitter, val_fraction)
+    if not root_path.exists():
+        if not synthetic_if_missing:
+            raise DataError(f"dataset root {root_path} does not exist (set synthetic_if_missing=true to generate "
+                            "a synthetic Cityscapes-layout set there)")
+        if layout != "cityscapes":
+            raise ConfigError(f"synthetic_if_missing generates Cityscapes layout; layout={layout!r} "
+                              "is not 'cityscapes'")
+        _make_synthetic(root_path, synthetic_n_train, synthetic_n_val, list(synthetic_size), seed)
+
+    if layout == "cityscapes":
+        spec = _cityscapes(root_path, ignore_index)
+    elif layout == "camvid":
+        spec = _camvid(root_path, ignore_index, classes)
+    elif layout == "kitti":
+        spec = _kitti(root_path, ignore_index, val_fraction, seed)
+    else:
+        spec = _folder(root_path, ignore_index, class_map, val_fraction, seed)
+
+    if ignore_index < len(spec.meta["class_names"]):
+        raise ConfigError(f"ignore_index={ignore_index} collides with a class index (classes are 0.."
+                          f"{len(spec.meta['class_names']) - 1}); use a value >= {len(spec.meta['class_names'])}")
+    meta = {
+        "in_channels": 3,
+        "num_classes": len(spec.meta["class_names"]),
+        "ignore_index": int(ignore_index),
+        "patch_size": crop or list(image_size(spec.splits["train"][0][0])),
+        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "input_range": [0.0, 1.0]},
+        "image_conversion": "8-bit /255, 16-bit /65535; grey replicated to 3 channels; alpha dropped; palette to RGB",
+        "layout": layout,
+        "train_scale": float(train_scale),
+        **spec.meta,
+    }
+    augment = TrainAugment(crop, scale_range, train_scale, hflip_prob, color_jitter, ignore_index)
+    return {split: RoadSceneDataset(pairs, spec.decode, meta, augment if split == "train" else None)
+            for split, pairs in spec.splits.items()}

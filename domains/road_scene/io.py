@@ -1,0 +1,199 @@
+"""Reading images/labels and writing predictions in each dataset's own format.
+
+Image conversion on read (documented behaviour): grey-scale (8 or 16 bit) is replicated to 3 channels, RGBA and
+LA drop alpha, palette images are expanded to RGB; values are scaled to [0, 1] by the bit depth.
+Every writer writes a temporary file in the target directory and ``os.replace``s it onto the final name; an
+existing output is never overwritten unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.errors import DataError
+
+from .labels import cityscapes_train_id_to_id
+
+_GREY_MODES = {"L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0}
+_LABEL_MODES = {"L", "P", "I;16", "I;16B", "I;16L", "I"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _open(path: Path) -> Image.Image:
+    """Open and fully decode an image, raising DataError naming the file when that fails."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read image {path}: {err}") from err
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image as float32 RGB in [0, 1], ``(H, W, 3)``, converting grey/RGBA/palette as documented above."""
+    path = Path(path)
+    img = _open(path)
+    if img.mode in ("LA", "La"):
+        img = img.convert("L")
+    if img.mode in _GREY_MODES:
+        grey = np.asarray(img).astype(np.float32) / _GREY_MODES[img.mode]
+        if img.mode == "I" and grey.max(initial=0.0) > 1.0:
+            raise DataError(f"image {path}: 32-bit grey values above 65535 are not supported")
+        return np.repeat(grey[..., None], 3, axis=2)
+    if img.mode not in ("RGB", "RGBA", "P", "RGBX", "CMYK", "YCbCr"):
+        raise DataError(f"image {path}: unsupported mode {img.mode} (accepted: 8-bit RGB/RGBA/palette, 8/16-bit grey)")
+    return np.asarray(img.convert("RGB")).astype(np.float32) / 255.0
+
+
+def read_color_label(path: str | Path) -> np.ndarray:
+    """Read a colour-coded label image as uint8 RGB ``(H, W, 3)`` (alpha dropped, palette expanded)."""
+    path = Path(path)
+    img = _open(path)
+    if img.mode not in ("RGB", "RGBA", "P"):
+        raise DataError(f"label image {path}: mode {img.mode} is not a colour image (accepted: RGB, RGBA, palette)")
+    return np.asarray(img.convert("RGB"))
+
+
+def read_index_label(path: str | Path) -> np.ndarray:
+    """Read a single-channel index label PNG (8/16 bit or palette indices) as an integer array ``(H, W)``."""
+    path = Path(path)
+    img = _open(path)
+    if img.mode not in _LABEL_MODES:
+        raise DataError(f"label image {path}: mode {img.mode} is not a single-channel index image "
+                        f"(accepted: {sorted(_LABEL_MODES)})")
+    return np.asarray(img)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(H, W)`` of an image from its header."""
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except OSError as err:
+        raise DataError(f"cannot read image {path}: {err}") from err
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def save_png(array: np.ndarray, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``array`` (``(H, W)`` uint8/uint16 or ``(H, W, 3)`` uint8) as PNG via temp file + ``os.replace``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise DataError(f"output {path} already exists (pass overwrite=True to replace it)")
+    if array.dtype not in (np.uint8, np.uint16) or array.ndim not in (2, 3):
+        raise ValueError(f"cannot write {array.dtype} array of shape {array.shape} as PNG to {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(np.ascontiguousarray(array)).save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _check_labels(labels: np.ndarray) -> np.ndarray:
+    """Validate a prediction ``(H, W)`` of class indices and return it as int64."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"expected an integer label map (H, W), got {labels.dtype} {labels.shape}")
+    return labels.astype(np.int64, copy=False)
+
+
+def write_cityscapes_label_ids(train_ids: np.ndarray, path: str | Path, overwrite: bool = False) -> Path:
+    """Write trainIds ``(H, W)`` as a Cityscapes label-id PNG (uint8 ids, what ``cityscapesscripts`` evaluates).
+    Values outside 0..18 (ignore) become id 0 'unlabeled'."""
+    train_ids = _check_labels(train_ids)
+    lut = cityscapes_train_id_to_id()
+    return save_png(lut[np.clip(train_ids, 0, 255)], path, overwrite)
+
+
+def write_index_label(labels: np.ndarray, native_ids: list[int], void_id: int, path: str | Path,
+                      overwrite: bool = False) -> Path:
+    """Write class indices ``(H, W)`` mapped to the dataset's own values (``native_ids[index]``, others -> ``void_id``);
+    uint8 PNG when every value fits, otherwise uint16."""
+    labels = _check_labels(labels)
+    table = np.asarray(native_ids, dtype=np.int64)
+    valid = (labels >= 0) & (labels < len(table))
+    out = np.where(valid, table[np.clip(labels, 0, len(table) - 1)], void_id)
+    dtype = np.uint8 if max(table.max(), void_id) <= 255 else np.uint16
+    return save_png(out.astype(dtype), path, overwrite)
+
+
+def write_kitti_road(road_prob: np.ndarray, path: str | Path, binary: bool = False, overwrite: bool = False) -> Path:
+    """Write a KITTI road result ``(H, W)``: uint8 grey PNG of round(255 * P(road)) as the devkit's evaluateRoad.py
+    reads it (value / 255), or 0/255 when ``binary`` (road where P >= 0.5)."""
+    prob = np.asarray(road_prob, dtype=np.float64)
+    if prob.ndim != 2 or np.isnan(prob).any() or prob.min(initial=0) < 0 or prob.max(initial=0) > 1:
+        raise ValueError(f"expected road probabilities (H, W) in [0, 1], got shape {prob.shape}")
+    out = np.where(prob >= 0.5, 255, 0) if binary else np.rint(prob * 255.0)
+    return save_png(out.astype(np.uint8), path, overwrite)
+
+
+def colorize(labels: np.ndarray, colors: list[list[int]], ignore_index: int = 255,
+             ignore_color: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+    """Colour image ``(H, W, 3)`` uint8 of class indices ``(H, W)``; ignore/out-of-range -> ``ignore_color``."""
+    labels = _check_labels(labels)
+    palette = np.asarray(list(colors) + [list(ignore_color)], dtype=np.uint8)  # last row: ignore
+    index = np.where((labels >= 0) & (labels < len(colors)) & (labels != ignore_index), labels, len(colors))
+    return palette[index]
+
+
+def write_color_label(labels: np.ndarray, colors: list[list[int]], path: str | Path, ignore_index: int = 255,
+                      overwrite: bool = False) -> Path:
+    """Write class indices ``(H, W)`` as a colour PNG (``colors[index]``, ignore black)."""
+    return save_png(colorize(labels, colors, ignore_index), path, overwrite)
+
+
+def write_overlay(image: np.ndarray, labels: np.ndarray, colors: list[list[int]], path: str | Path,
+                  alpha: float = 0.5, ignore_index: int = 255, overwrite: bool = False) -> Path:
+    """Write ``image`` ``(H, W, 3)`` (uint8, or float in [0, 1]) blended with the label colours (weight ``alpha``);
+    ignored pixels keep the image."""
+    labels = _check_labels(labels)
+    image = np.asarray(image)
+    if image.shape != labels.shape + (3,):
+        raise ValueError(f"overlay image {image.shape} does not match labels {labels.shape} + (3,)")
+    base = image.astype(np.float64) * (255.0 if image.dtype.kind == "f" else 1.0)
+    blend = (1 - alpha) * base + alpha * colorize(labels, colors, ignore_index)
+    keep = ((labels < 0) | (labels >= len(colors)) | (labels == ignore_index))[..., None]
+    out = np.where(keep, base, blend)
+    return save_png(np.clip(np.rint(out), 0, 255).astype(np.uint8), path, overwrite)
+
+
+def output_name(image_name: str, meta: dict) -> str:
+    """File name of the native-format result for an input image: KITTI ``um_000000.png`` -> ``um_road_000000.png``
+    (devkit convention); Cityscapes keeps the ``<city>_<seq>_<frame>_...`` stem the official evaluation matches."""
+    stem = Path(image_name).stem
+    if meta["label_format"] == "kitti_road":
+        category, _, number = stem.rpartition("_")
+        return f"{category}_road_{number}.png"
+    return f"{stem}.png"
+
+
+def write_native(labels: np.ndarray, meta: dict, path: str | Path, road_prob: np.ndarray | None = None,
+                 overwrite: bool = False) -> Path:
+    """Write a prediction in the dataset's own format described by ``meta`` (from ``build_datasets``):
+    Cityscapes label ids, CamVid/folder index values, or the KITTI road probability (``road_prob`` ``(H, W)``,
+    or the binary ``labels`` when no probability is given)."""
+    fmt = meta["label_format"]
+    if fmt == "kitti_road":
+        if road_prob is not None:
+            return write_kitti_road(road_prob, path, overwrite=overwrite)
+        return write_kitti_road((_check_labels(labels) == 1).astype(np.float64), path, binary=True, overwrite=overwrite)
+    if fmt == "index":
+        return write_index_label(labels, meta["native_ids"], meta["native_void_id"], path, overwrite)
+    raise ValueError(f"unknown label_format {fmt!r} in meta (accepted: 'index', 'kitti_road')")

@@ -1,0 +1,283 @@
+"""Label tables and label decoding for driving datasets (Cityscapes, CamVid, KITTI road, generic class maps).
+
+Conventions: label maps are 2-D integer arrays ``(H, W)``; colour images are ``(H, W, 3)`` uint8 RGB.
+Decoders return ``(H, W)`` int64 class indices with ignored pixels set to ``ignore_index``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from core.errors import ConfigError, DataError
+
+# ----------------------------------------------------------------------------------------------------------------
+# Cityscapes
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class CityscapesLabel(NamedTuple):
+    """One row of the official Cityscapes label table (cityscapesscripts/helpers/labels.py)."""
+
+    name: str
+    id: int
+    train_id: int  # 0..18 for the 19 evaluated classes, 255 for everything else
+    category: str
+    color: tuple[int, int, int]
+
+
+# The official table. Differences from cityscapesscripts: every non-training label (including 'license plate',
+# whose official trainId is -1) has trainId 255, the ignore value.
+CITYSCAPES_LABELS: tuple[CityscapesLabel, ...] = (
+    CityscapesLabel("unlabeled", 0, 255, "void", (0, 0, 0)),
+    CityscapesLabel("ego vehicle", 1, 255, "void", (0, 0, 0)),
+    CityscapesLabel("rectification border", 2, 255, "void", (0, 0, 0)),
+    CityscapesLabel("out of roi", 3, 255, "void", (0, 0, 0)),
+    CityscapesLabel("static", 4, 255, "void", (0, 0, 0)),
+    CityscapesLabel("dynamic", 5, 255, "void", (111, 74, 0)),
+    CityscapesLabel("ground", 6, 255, "void", (81, 0, 81)),
+    CityscapesLabel("road", 7, 0, "flat", (128, 64, 128)),
+    CityscapesLabel("sidewalk", 8, 1, "flat", (244, 35, 232)),
+    CityscapesLabel("parking", 9, 255, "flat", (250, 170, 160)),
+    CityscapesLabel("rail track", 10, 255, "flat", (230, 150, 140)),
+    CityscapesLabel("building", 11, 2, "construction", (70, 70, 70)),
+    CityscapesLabel("wall", 12, 3, "construction", (102, 102, 156)),
+    CityscapesLabel("fence", 13, 4, "construction", (190, 153, 153)),
+    CityscapesLabel("guard rail", 14, 255, "construction", (180, 165, 180)),
+    CityscapesLabel("bridge", 15, 255, "construction", (150, 100, 100)),
+    CityscapesLabel("tunnel", 16, 255, "construction", (150, 120, 90)),
+    CityscapesLabel("pole", 17, 5, "object", (153, 153, 153)),
+    CityscapesLabel("polegroup", 18, 255, "object", (153, 153, 153)),
+    CityscapesLabel("traffic light", 19, 6, "object", (250, 170, 30)),
+    CityscapesLabel("traffic sign", 20, 7, "object", (220, 220, 0)),
+    CityscapesLabel("vegetation", 21, 8, "nature", (107, 142, 35)),
+    CityscapesLabel("terrain", 22, 9, "nature", (152, 251, 152)),
+    CityscapesLabel("sky", 23, 10, "sky", (70, 130, 180)),
+    CityscapesLabel("person", 24, 11, "human", (220, 20, 60)),
+    CityscapesLabel("rider", 25, 12, "human", (255, 0, 0)),
+    CityscapesLabel("car", 26, 13, "vehicle", (0, 0, 142)),
+    CityscapesLabel("truck", 27, 14, "vehicle", (0, 0, 70)),
+    CityscapesLabel("bus", 28, 15, "vehicle", (0, 60, 100)),
+    CityscapesLabel("caravan", 29, 255, "vehicle", (0, 0, 90)),
+    CityscapesLabel("trailer", 30, 255, "vehicle", (0, 0, 110)),
+    CityscapesLabel("train", 31, 16, "vehicle", (0, 80, 100)),
+    CityscapesLabel("motorcycle", 32, 17, "vehicle", (0, 0, 230)),
+    CityscapesLabel("bicycle", 33, 18, "vehicle", (119, 11, 32)),
+    CityscapesLabel("license plate", -1, 255, "vehicle", (0, 0, 142)),
+)
+
+CITYSCAPES_TRAIN_LABELS: tuple[CityscapesLabel, ...] = tuple(
+    sorted((lb for lb in CITYSCAPES_LABELS if lb.train_id != 255), key=lambda lb: lb.train_id)
+)
+CITYSCAPES_CLASS_NAMES: list[str] = [lb.name for lb in CITYSCAPES_TRAIN_LABELS]
+CITYSCAPES_COLORS: list[list[int]] = [list(lb.color) for lb in CITYSCAPES_TRAIN_LABELS]
+CITYSCAPES_TRAIN_ID_TO_ID: list[int] = [lb.id for lb in CITYSCAPES_TRAIN_LABELS]
+# Categories used for category mIoU ('void' holds no training class and is never evaluated).
+CITYSCAPES_CATEGORIES: list[str] = ["flat", "construction", "object", "nature", "sky", "human", "vehicle"]
+CITYSCAPES_TRAIN_ID_TO_CATEGORY: list[int] = [
+    CITYSCAPES_CATEGORIES.index(lb.category) for lb in CITYSCAPES_TRAIN_LABELS
+]
+CITYSCAPES_VOID_ID = 0  # 'unlabeled': what ignored pixels become when writing label ids
+
+
+def cityscapes_id_to_train_id(ignore_index: int = 255) -> np.ndarray:
+    """Lookup table ``(256,)`` int64: label id -> trainId (non-training ids -> ``ignore_index``, unknown ids -> -1)."""
+    lut = np.full(256, -1, dtype=np.int64)
+    for lb in CITYSCAPES_LABELS:
+        if lb.id >= 0:
+            lut[lb.id] = ignore_index if lb.train_id == 255 else lb.train_id
+    return lut
+
+
+def cityscapes_train_id_to_id() -> np.ndarray:
+    """Lookup table ``(256,)`` uint8: trainId -> label id; every value >= 19 (ignore) -> 0 'unlabeled'."""
+    lut = np.full(256, CITYSCAPES_VOID_ID, dtype=np.uint8)
+    lut[: len(CITYSCAPES_TRAIN_ID_TO_ID)] = CITYSCAPES_TRAIN_ID_TO_ID
+    return lut
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CamVid
+# ----------------------------------------------------------------------------------------------------------------
+
+# The common 11-class setting (SegNet order: index 0..10 in '*annot' PNGs, 11 = Void) with the colours of the
+# original CamVid label images (LabeledApproved_full: Pavement = 'Sidewalk', Pole = 'Column_Pole').
+CAMVID_CLASSES: list[str] = [
+    "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
+]
+CAMVID_COLORS: dict[str, tuple[int, int, int]] = {
+    "Sky": (128, 128, 128), "Building": (128, 0, 0), "Pole": (192, 192, 128), "Road": (128, 64, 128),
+    "Pavement": (0, 0, 192), "Tree": (128, 128, 0), "SignSymbol": (192, 128, 128), "Fence": (64, 64, 128),
+    "Car": (64, 0, 128), "Pedestrian": (64, 64, 0), "Bicyclist": (0, 128, 192),
+}
+CAMVID_VOID_INDEX = 11
+# Colours of the other original 32-class labels: valid in colour-coded CamVid labels, decoded to ignore.
+CAMVID_OTHER_COLORS: dict[str, tuple[int, int, int]] = {
+    "Animal": (64, 128, 64), "Archway": (192, 0, 128), "Bridge": (0, 128, 64), "CartLuggagePram": (64, 0, 192),
+    "Child": (192, 128, 64), "LaneMkgsDriv": (128, 0, 192), "LaneMkgsNonDriv": (192, 0, 64),
+    "Misc_Text": (128, 128, 64), "MotorcycleScooter": (192, 0, 192), "OtherMoving": (128, 64, 64),
+    "ParkingBlock": (64, 192, 128), "RoadShoulder": (128, 128, 192), "SUVPickupTruck": (64, 128, 192),
+    "TrafficCone": (0, 0, 64), "TrafficLight": (0, 64, 64), "Train": (192, 64, 128), "Truck_Bus": (192, 128, 192),
+    "Tunnel": (64, 0, 64), "VegetationMisc": (192, 192, 0), "Void": (0, 0, 0), "Wall": (64, 192, 0),
+}
+
+
+def camvid_classes(names: list[str] | None = None) -> list[str]:
+    """The CamVid classes to train on, in training-index order (default: all 11); names must be CamVid's."""
+    if names is None:
+        return list(CAMVID_CLASSES)
+    unknown = [n for n in names if n not in CAMVID_CLASSES]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ConfigError(f"CamVid classes {list(names)}: expected distinct names from {CAMVID_CLASSES} "
+                          f"(unknown: {unknown})")
+    return list(names)
+
+
+def camvid_index_lut(classes: list[str], ignore_index: int = 255) -> np.ndarray:
+    """Lookup table ``(256,)`` int64: SegNet index (0..10, 11 Void) -> training index; unselected -> ignore, rest -1."""
+    lut = np.full(256, -1, dtype=np.int64)
+    lut[: CAMVID_VOID_INDEX + 1] = ignore_index
+    for train_index, name in enumerate(classes):
+        lut[CAMVID_CLASSES.index(name)] = train_index
+    return lut
+
+
+def camvid_color_table(classes: list[str], ignore_index: int = 255) -> dict[tuple[int, int, int], int]:
+    """Colour -> training index for colour-coded CamVid labels; every other CamVid-32 colour -> ignore."""
+    table = {c: ignore_index for c in CAMVID_OTHER_COLORS.values()}
+    table.update({CAMVID_COLORS[n]: ignore_index for n in CAMVID_CLASSES})
+    table.update({CAMVID_COLORS[n]: i for i, n in enumerate(classes)})
+    return table
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# KITTI road
+# ----------------------------------------------------------------------------------------------------------------
+
+KITTI_CLASSES: list[str] = ["non-road", "road"]
+KITTI_COLORS: list[list[int]] = [[255, 0, 0], [255, 0, 255]]  # colours of gt_image_2/*_road_*.png
+KITTI_DONT_CARE = (0, 0, 0)
+
+
+def kitti_road_color_table(ignore_index: int = 255) -> dict[tuple[int, int, int], int]:
+    """KITTI road ground truth colours: magenta = road (1), red = non-road (0), black = don't care (ignore)."""
+    return {tuple(KITTI_COLORS[1]): 1, tuple(KITTI_COLORS[0]): 0, KITTI_DONT_CARE: ignore_index}
+
+
+def decode_kitti_road(rgb: np.ndarray, path: str | Path, ignore_index: int = 255) -> np.ndarray:
+    """Decode a KITTI road ground truth image ``(H, W, 3)`` into ``(H, W)`` int64 (1 road, 0 non-road, ignore)."""
+    return decode_color_label(rgb, kitti_road_color_table(ignore_index), path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Generic decoding
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _format_colors(codes: np.ndarray, limit: int = 10) -> str:
+    """Render 24-bit colour codes as '(r, g, b)' strings, at most ``limit`` of them."""
+    shown = [f"({c >> 16}, {(c >> 8) & 255}, {c & 255})" for c in codes[:limit].tolist()]
+    more = f" and {len(codes) - limit} more" if len(codes) > limit else ""
+    return ", ".join(shown) + more
+
+
+def decode_color_label(rgb: np.ndarray, table: dict[tuple[int, int, int], int], path: str | Path) -> np.ndarray:
+    """Map each colour of ``rgb`` ``(H, W, 3)`` through ``table``; colours not in it raise DataError naming them."""
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    uniques, inverse = np.unique(codes, return_inverse=True)
+    lookup = {(r << 16) | (g << 8) | b: v for (r, g, b), v in table.items()}
+    unknown = np.array([c for c in uniques.tolist() if c not in lookup], dtype=np.int64)
+    if unknown.size:
+        accepted = _format_colors(np.array(sorted(lookup), dtype=np.int64), limit=len(lookup))
+        raise DataError(f"label image {path}: unknown colours {_format_colors(unknown)}; accepted colours: {accepted}")
+    values = np.array([lookup[c] for c in uniques.tolist()], dtype=np.int64)
+    return values[inverse.reshape(codes.shape)]
+
+
+def apply_lut(label: np.ndarray, lut: np.ndarray, path: str | Path, accepted: str) -> np.ndarray:
+    """Map integer label values ``(H, W)`` through ``lut`` (-1 = not allowed); unknown values raise DataError."""
+    in_range = label.size == 0 or (label.min() >= 0 and label.max() < len(lut))
+    mapped = lut[label] if in_range else None
+    if mapped is not None and not (mapped < 0).any():
+        return mapped
+    bad = np.unique(label[mapped < 0] if mapped is not None else label[(label < 0) | (label >= len(lut))])
+    shown = bad[:20].tolist()
+    raise DataError(f"label image {path}: label ids {shown}{' ...' if bad.size > 20 else ''} are not in the mapping; "
+                    f"accepted: {accepted}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Generic class map files
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """Classes of a generic dataset: the value in the mask PNG (``ids``), names and RGB colours, in training order."""
+
+    ids: list[int]
+    names: list[str]
+    colors: list[list[int]]
+
+    def index_lut(self, ignore_index: int = 255) -> np.ndarray:
+        """Lookup table ``(65536,)`` int64: mask value -> training index, ``ignore_index`` kept, others -1."""
+        lut = np.full(65536, -1, dtype=np.int64)
+        if 0 <= ignore_index < len(lut):
+            lut[ignore_index] = ignore_index
+        lut[self.ids] = np.arange(len(self.ids))
+        return lut
+
+
+def _parse_class_rows(rows: list[list], path: Path) -> ClassMap:
+    """Validate ``[id, name, r, g, b]`` rows into a ClassMap; raise DataError naming the file and the problem."""
+    short = [r for r in rows if len(r) != 5]
+    if short:
+        raise DataError(f"class map {path}: each class needs id, name, r, g, b; got {short[0]}")
+    try:
+        ids = [int(r[0]) for r in rows]
+        names = [str(r[1]).strip() for r in rows]
+        colors = [[int(v) for v in r[2:5]] for r in rows]
+    except (ValueError, TypeError) as err:
+        raise DataError(f"class map {path}: ids and colours must be integers ({err})") from err
+    problems = []
+    if not rows:
+        problems.append("no classes")
+    if len(set(ids)) != len(ids) or any(not 0 <= i < 65536 for i in ids):
+        problems.append(f"ids {ids} must be distinct integers in 0..65535")
+    if len(set(names)) != len(names) or not all(names):
+        problems.append(f"names {names} must be distinct and non-empty")
+    if any(not 0 <= v <= 255 for c in colors for v in c):
+        problems.append(f"colours {colors} must be values in 0..255")
+    if problems:
+        raise DataError(f"class map {path}: " + "; ".join(problems))
+    return ClassMap(ids, names, colors)
+
+
+def load_class_map(path: str | Path) -> ClassMap:
+    """Load a class map from JSON (``[{"id", "name", "color": [r, g, b]}, ...]``, optionally under ``"classes"``)
+    or CSV (rows ``id,name,r,g,b``; a header row is allowed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"class map {path} does not exist (expected a .json or .csv file)")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+            entries = data["classes"] if isinstance(data, dict) else data
+            rows = [[e["id"], e["name"], *e["color"]] for e in entries]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise DataError(f"class map {path}: expected a JSON list of "
+                            f"{{'id', 'name', 'color': [r, g, b]}} ({err})") from err
+    elif suffix == ".csv":
+        with path.open(newline="") as f:
+            rows = [r for r in csv.reader(f) if r and any(v.strip() for v in r)]
+        if rows and not rows[0][0].strip().lstrip("-").isdigit():
+            rows = rows[1:]  # header
+    else:
+        raise DataError(f"class map {path}: unsupported extension '{suffix}' (accepted: .json, .csv)")
+    return _parse_class_rows(rows, path)

@@ -1,0 +1,113 @@
+"""Sampling geometry: validation grids, spatial hold-out, random windows, rare-class weights, augmentation."""
+
+import numpy as np
+import pytest
+
+from core.errors import ConfigError
+from domains.landcover.dataset import augment_d4
+from domains.landcover.sampling import (
+    Rect,
+    full_rect,
+    grid_windows,
+    holdout_split,
+    random_window,
+    repeat_factor_weights,
+    window_near,
+    window_rect,
+)
+
+
+def _cover_count(height, width, rects):
+    count = np.zeros((height, width), int)
+    for r in rects:
+        count[r.row0 : r.row1, r.col0 : r.col1] += 1
+    return count
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "patch"), [(64, 64, (16, 16)), (70, 45, (16, 16)), (10, 7, (16, 16)), (50, 33, (8, 24))]
+)
+def test_grid_owned_parts_cover_every_pixel_once(height, width, patch):
+    rect = Rect(3, 2, 3 + height, 2 + width)
+    items = grid_windows(rect, patch)
+    count = np.zeros((rect.row1, rect.col1), int)
+    for window, own in items:
+        w = window_rect(window)
+        assert (window.height, window.width) == patch
+        assert w.row0 <= own.row0 and own.row1 <= w.row1 and w.col0 <= own.col0 and own.col1 <= w.col1
+        if height >= patch[0]:
+            assert rect.row0 <= w.row0 and w.row1 <= rect.row1  # no padding when the rect is big enough
+        if width >= patch[1]:
+            assert rect.col0 <= w.col0 and w.col1 <= rect.col1
+        count[own.row0 : own.row1, own.col0 : own.col1] += 1
+    assert (count[3:, 2:] == 1).all() and count.sum() == height * width
+
+
+@pytest.mark.parametrize("mode", ["strip", "blocks"])
+@pytest.mark.parametrize(("height", "width"), [(100, 300), (300, 100), (257, 255)])
+def test_spatial_holdout_partitions_scene_without_overlap(mode, height, width):
+    train, val = holdout_split(height, width, 0.25, mode, block=64, seed=1)
+    np.testing.assert_array_equal(_cover_count(height, width, train + val), 1)  # a partition of the scene
+    held = sum(r.area for r in val) / (height * width)
+    assert 0.1 < held < 0.4
+    rng = np.random.default_rng(0)
+    patch = (32, 32)
+    val_windows = [window_rect(w) for r in val for w, _ in grid_windows(r, patch)]
+    for _ in range(300):  # random training windows never touch validation windows
+        rect = train[rng.integers(len(train))]
+        w = window_rect(random_window(rect, patch, rng))
+        assert rect.row0 <= w.row0 and w.row1 <= rect.row1 and rect.col0 <= w.col0 and w.col1 <= rect.col1
+        assert not any(w.overlaps(v) for v in val_windows)
+
+
+def test_strip_holds_out_the_longer_axis():
+    assert holdout_split(100, 400, 0.25) == ([Rect(0, 0, 100, 300)], [Rect(0, 300, 100, 400)])
+    assert holdout_split(400, 100, 0.25) == ([Rect(0, 0, 300, 100)], [Rect(300, 0, 400, 100)])
+    with pytest.raises(ConfigError, match="holdout_fraction must be in"):
+        holdout_split(10, 10, 1.0)
+    with pytest.raises(ConfigError, match="holdout_mode must be one of"):
+        holdout_split(10, 10, 0.2, mode="random")
+
+
+def test_random_windows_stay_inside_and_anchor_small_rects():
+    rng = np.random.default_rng(0)
+    rect = Rect(10, 20, 60, 50)
+    seen = {(int(w.row_off), int(w.col_off)) for w in (random_window(rect, (16, 16), rng) for _ in range(20000))}
+    assert seen == {(r, c) for r in range(10, 45) for c in range(20, 35)}  # every placement, nothing outside
+    small = random_window(Rect(5, 5, 13, 9), (16, 16), rng)
+    assert (small.row_off, small.col_off, small.height, small.width) == (5, 5, 16, 16)
+    for _ in range(200):
+        cell = Rect(42, 30, 58, 46)
+        w = window_rect(window_near(cell, rect, (16, 16), rng))
+        assert rect.row0 <= w.row0 <= rect.row1 - 16 and rect.col0 <= w.col0 <= rect.col1 - 16
+        assert abs(w.row0 - cell.row0) <= 8 and abs(w.col0 - cell.col0) <= 8
+
+
+def test_repeat_factor_weights_by_hand():
+    presence = np.array([[1, 0], [1, 0], [1, 0], [1, 1], [0, 0]], bool)
+    # f = [0.8, 0.2]; factors = [max(1, sqrt(0.5/0.8)), sqrt(0.5/0.2)] = [1, 1.5811]; empty cell -> 0
+    expected = np.array([1, 1, 1, np.sqrt(2.5), 0])
+    np.testing.assert_allclose(repeat_factor_weights(presence, threshold=0.5), expected / expected.sum())
+
+
+def test_augmentation_is_identical_on_image_and_mask():
+    rng = np.random.default_rng(0)
+    mask = np.arange(36).reshape(6, 6)
+    image = np.stack([mask, -mask]).astype(np.float32)  # (2, 6, 6): both channels encode the mask
+    seen = set()
+    for _ in range(200):
+        img, msk = augment_d4(image, mask, rng)
+        assert img.flags.c_contiguous and msk.flags.c_contiguous
+        np.testing.assert_array_equal(img[0], msk)
+        np.testing.assert_array_equal(img[1], -msk)
+        seen.add(tuple(msk.ravel().tolist()))
+    assert len(seen) == 8  # the whole dihedral group (4 rotations x flip) is used
+    reference = {tuple(np.rot90(m, k).ravel().tolist()) for m in (mask, mask[:, ::-1]) for k in range(4)}
+    assert seen == reference
+    wide = np.arange(12).reshape(3, 4)
+    shapes = {augment_d4(wide[None], wide, rng)[1].shape for _ in range(50)}
+    assert shapes == {(3, 4)}  # non-square patches keep their shape
+
+
+def test_full_rect():
+    assert full_rect(5, 7) == Rect(0, 0, 5, 7) and full_rect(5, 7).area == 35
