@@ -1,0 +1,581 @@
+"""nnU-Net / MSD raw-layout Dixon data sets as 2D (or 2.5D) slice datasets.
+
+Layout under ``root``::
+
+    dataset.json               channel_names {"0": "water", ...}, labels {"background": 0, ...},
+                               file_ending ".nii.gz", numTraining
+    imagesTr/CASE_0000.nii.gz  one file per channel (4-digit channel index)
+    labelsTr/CASE.nii.gz
+    imagesTs/, labelsTs/       optional; a "test" dataset is built when both exist
+
+Each case is read once, checked (shared grid, finite voxels, known label values), brought to the
+closest RAS+ orientation and cached in memory as a :class:`Case`. Each channel is normalised per case:
+clipped to its own 0.5/99.5 percentiles (over all voxels), then z-scored with the clipped mean and
+standard deviation. The optional fat-fraction channel (``F / (W + F)`` from the raw water and fat
+images, see :mod:`.fatfraction`) is appended unnormalised, it is already in [0, 1].
+
+Samples are slices perpendicular to ``axis`` of the canonical volume: ``image`` is ``(C', H, W)`` with
+``C' = C * (2 * context_slices + 1)`` (2.5D: for every channel the slices ``s - k .. s + k``, channel-major,
+edge slices replicated), ``mask`` is ``(H, W)`` int64 with ignored pixels set to ``ignore_index``.
+
+* Training (:class:`TrainSliceDataset`): a random ``patch_size`` crop of a slice, padded first if the slice
+  is smaller (image 0, mask ``ignore_index``). With probability ``foreground_fraction`` the slice is drawn
+  from the slices holding foreground and the crop is placed so it contains a random foreground pixel.
+  Randomness comes from torch's global generator, which DataLoader seeds per worker.
+* Validation/test (:class:`EvalSliceDataset`): every slice whole, padded at the bottom/right to a size
+  common to the dataset (largest slice, rounded up to a multiple of ``size_divisor``) so batches collate
+  and down-sampling networks fit; padded pixels carry ``ignore_index`` so they never count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from core.errors import ConfigError, DataError
+
+from .fatfraction import DEFAULT_RELATIVE_THRESHOLD, fat_fraction
+from .io import Volume, check_same_grid, from_canonical, read_volume, to_canonical, write_label
+from .phantom import make_dataset
+
+NORMALIZATION_SCHEME = "per_case_percentile_zscore"
+DEFAULT_PERCENTILES = (0.5, 99.5)
+FF_CHANNEL = "fat_fraction"
+# Colours (RGB) for common Dixon labels; other labels get a colour from a fixed cycle.
+LABEL_COLORS = {
+    "background": (0, 0, 0),
+    "liver": (165, 80, 40),
+    "spleen": (150, 60, 170),
+    "kidneys": (240, 200, 40),
+    "kidney_left": (240, 200, 40),
+    "kidney_right": (250, 150, 30),
+    "muscle": (220, 40, 40),
+    "subcutaneous_fat": (250, 240, 150),
+    "visceral_fat": (255, 140, 60),
+}
+COLOR_CYCLE = ((31, 119, 180), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194))
+
+
+@dataclass
+class DatasetSpec:
+    """What ``dataset.json`` says: channel names by index, class labels, the ``ignore`` label if any."""
+
+    root: Path
+    channel_names: list[str]
+    labels: dict[str, int]
+    ignore_label: int | None
+    file_ending: str
+    num_training: int | None
+
+    @property
+    def class_names(self) -> list[str]:
+        return sorted(self.labels, key=self.labels.get)
+
+
+@dataclass
+class Case:
+    """One case on its canonical (closest RAS+) grid, cached in memory.
+
+    ``image`` ``(C, X, Y, Z)`` float32 normalised (plus the FF channel), ``label`` ``(X, Y, Z)`` int16 with
+    the ``ignore`` label already mapped to ``ignore_index`` (``None`` without a label), ``affine`` the
+    canonical affine, ``reference`` the first channel as read (original grid and header) for writing
+    predictions, ``normalization`` the per-channel clipping/z-score numbers of this case.
+    """
+
+    name: str
+    image: np.ndarray
+    label: np.ndarray | None
+    affine: np.ndarray
+    reference: Volume
+    normalization: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_original(self, label: np.ndarray) -> np.ndarray:
+        """A canonical ``(X, Y, Z)`` prediction back on the original axes of the input files."""
+        return from_canonical(label, self.reference)
+
+    def write_prediction(self, path: str | os.PathLike, label: np.ndarray, overwrite: bool = False) -> Path:
+        """Write a canonical prediction as NIfTI with exactly the input's affine, shape and header codes."""
+        return write_label(path, self.to_original(label), self.reference, overwrite)
+
+
+def read_dataset_json(root: str | os.PathLike) -> DatasetSpec:
+    """Parse and check ``root/dataset.json`` (nnU-Net v2 keys; MSD ``modality`` accepted for channels)."""
+    path = Path(root) / "dataset.json"
+    if not path.is_file():
+        raise DataError(f"{str(path)!r} not found; a data set root holds dataset.json, imagesTr/ and labelsTr/")
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"{str(path)!r}: cannot parse JSON ({err})") from err
+    channels = content.get("channel_names", content.get("modality"))
+    if not isinstance(channels, dict) or not channels:
+        raise DataError(f'{str(path)!r}: \'channel_names\' must map channel indices to names, e.g. {{"0": "water"}}')
+    try:
+        order = sorted(channels, key=int)
+    except ValueError as err:
+        raise DataError(f"{str(path)!r}: channel_names keys must be integers as strings, got {list(channels)}") from err
+    if [int(k) for k in order] != list(range(len(order))):
+        raise DataError(f"{str(path)!r}: channel_names keys must be 0..{len(order) - 1}, got {order}")
+    labels, ignore = _parse_labels(content.get("labels"), path)
+    return DatasetSpec(
+        root=Path(root),
+        channel_names=[str(channels[k]) for k in order],
+        labels=labels,
+        ignore_label=ignore,
+        file_ending=str(content.get("file_ending", ".nii.gz")),
+        num_training=content.get("numTraining"),
+    )
+
+
+def _parse_labels(labels: object, path: Path) -> tuple[dict[str, int], int | None]:
+    """Class labels ``{name: value}`` (values 0..N-1, background 0) and the ``ignore`` value if present."""
+    if isinstance(labels, dict) and labels and all(str(k).isdigit() for k in labels):
+        labels = {str(v): int(k) for k, v in labels.items()}  # MSD style {"0": "background"}
+    if not isinstance(labels, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in labels.values()):
+        raise DataError(
+            f'{str(path)!r}: \'labels\' must map names to integer values, e.g. {{"background": 0, "liver": 1}}; '
+            f"region-based (list) labels are not supported, got {labels!r}"
+        )
+    labels = dict(labels)
+    ignore = labels.pop("ignore", None)
+    if sorted(labels.values()) != list(range(len(labels))) or labels.get("background", 0) != 0:
+        raise DataError(f"{str(path)!r}: label values must be 0..N-1 with background 0, got {labels}")
+    return labels, ignore
+
+
+def list_cases(spec: DatasetSpec, images_dir: str = "imagesTr", labels_dir: str | None = "labelsTr") -> list[str]:
+    """Case identifiers: label files in ``labels_dir``, or first-channel images if ``labels_dir`` is None."""
+    ending = spec.file_ending
+    if labels_dir is not None:
+        folder, suffix = spec.root / labels_dir, ending
+    else:
+        folder, suffix = spec.root / images_dir, f"_0000{ending}"
+    if not folder.is_dir():
+        raise DataError(f"{str(folder)!r} not found; expected the nnU-Net raw layout ({images_dir}/, labels)")
+    cases = sorted(
+        p.name[: -len(suffix)] for p in folder.iterdir() if p.name.endswith(suffix) and not p.name.startswith(".")
+    )
+    if not cases:
+        raise DataError(f"{str(folder)!r} holds no '*{suffix}' files")
+    return cases
+
+
+def resolve_channels(spec: DatasetSpec, channels: list[str | int] | None) -> list[int]:
+    """Channel indices for names or indices in ``channels`` (None: all channels of dataset.json)."""
+    if channels is None:
+        return list(range(len(spec.channel_names)))
+    names = [n.lower() for n in spec.channel_names]
+    indices = []
+    for channel in channels:
+        if isinstance(channel, int) and 0 <= channel < len(names):
+            indices.append(channel)
+        elif str(channel).lower() in names:
+            indices.append(names.index(str(channel).lower()))
+        else:
+            raise ConfigError(f"unknown channel {channel!r}; dataset.json has {dict(enumerate(spec.channel_names))}")
+    if not indices or len(set(indices)) != len(indices):
+        raise ConfigError(f"channels must be a non-empty list without repeats, got {channels}")
+    return indices
+
+
+def _water_fat_indices(spec: DatasetSpec) -> tuple[int, int]:
+    names = [n.lower() for n in spec.channel_names]
+    if "water" not in names or "fat" not in names:
+        raise ConfigError(
+            f"add_fat_fraction needs channels named 'water' and 'fat' in dataset.json, got {spec.channel_names}"
+        )
+    return names.index("water"), names.index("fat")
+
+
+def normalize_channel(
+    array: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Clip to the array's own percentiles, then z-score; returns float32 array and the numbers used."""
+    low, high = (float(v) for v in np.percentile(array, percentiles))
+    clipped = np.clip(array, low, high)
+    mean, std = float(clipped.mean()), float(clipped.std())
+    normalised = ((clipped - mean) / max(std, 1e-8)).astype(np.float32)
+    return normalised, {"low": low, "high": high, "mean": mean, "std": std}
+
+
+def build_image(
+    raw: dict[int, np.ndarray],
+    channels: list[int],
+    names: list[str],
+    percentiles: tuple[float, float],
+    water_fat: tuple[int, int] | None,
+) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
+    """Stack normalised ``channels`` of ``raw`` (index -> ``(X, Y, Z)``) plus FF if ``water_fat``: ``(C, X, Y, Z)``."""
+    stacked, params = [], {}
+    for index in channels:
+        normalised, params[names[index]] = normalize_channel(raw[index], percentiles)
+        stacked.append(normalised)
+    if water_fat is not None:
+        stacked.append(fat_fraction(raw[water_fat[0]], raw[water_fat[1]]))
+    return np.stack(stacked), params
+
+
+def _check_label_values(label: Volume, spec: DatasetSpec, case: str) -> np.ndarray:
+    """Label array as int16 after checking every value is declared in dataset.json."""
+    array = label.array
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.array_equal(array, np.round(array)):
+            raise DataError(f"case {case!r}: label file {label.path!r} holds non-integer values")
+    allowed = set(spec.labels.values()) | ({spec.ignore_label} if spec.ignore_label is not None else set())
+    unknown = sorted(set(np.unique(array).astype(int).tolist()) - allowed)
+    if unknown:
+        raise DataError(
+            f"case {case!r}: label file {label.path!r} holds values {unknown} not in dataset.json labels "
+            f"{spec.labels}" + (f" (+ ignore {spec.ignore_label})" if spec.ignore_label is not None else "")
+        )
+    return array.astype(np.int16)
+
+
+def load_case(
+    spec: DatasetSpec,
+    case: str,
+    channels: list[int],
+    images_dir: str = "imagesTr",
+    labels_dir: str | None = "labelsTr",
+    add_fat_fraction: bool = False,
+    ignore_index: int = 255,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+) -> Case:
+    """Read, check, canonicalise and normalise one case (label optional)."""
+    water_fat = _water_fat_indices(spec) if add_fat_fraction else None
+    needed = sorted(set(channels) | set(water_fat or ()))
+    files = {i: spec.root / images_dir / f"{case}_{i:04d}{spec.file_ending}" for i in needed}
+    if labels_dir is not None:
+        files["label"] = spec.root / labels_dir / f"{case}{spec.file_ending}"
+    for key, path in files.items():
+        if not path.is_file():
+            raise DataError(f"case {case!r}: {_grid_name(spec, key)} file {str(path)!r} is missing")
+    volumes = {key: read_volume(path, case=case) for key, path in files.items()}
+    check_same_grid({_grid_name(spec, k): v for k, v in volumes.items()}, case)
+    label = None
+    if labels_dir is not None:
+        values = _check_label_values(volumes.pop("label"), spec, case)
+        if spec.ignore_label is not None:
+            values[values == spec.ignore_label] = ignore_index
+        label = to_canonical(Volume(values, volumes[needed[0]].affine)).array
+    canonical = {k: to_canonical(v) for k, v in volumes.items()}
+    raw = {k: v.array.astype(np.float32, copy=False) for k, v in canonical.items()}
+    image, params = build_image(raw, channels, spec.channel_names, percentiles, water_fat)
+    return Case(case, image, label, canonical[needed[0]].affine, volumes[needed[0]], params)
+
+
+def _grid_name(spec: DatasetSpec, key: int | str) -> str:
+    return "label" if key == "label" else f"channel {key} ({spec.channel_names[key]})"
+
+
+def load_inference_case(files: dict[str, str | os.PathLike], meta: dict, case: str | None = None) -> Case:
+    """Prepare unlabelled images for prediction exactly as in training, from ``meta`` (a dataset's ``meta``).
+
+    ``files`` maps channel names (those in ``meta["channels"]``, plus ``water`` and ``fat`` when
+    ``meta["add_fat_fraction"]``) to image paths (NIfTI, MHA/MHD, NRRD or DICOM directories).
+    """
+    wanted = list(meta["channels"]) + (["water", "fat"] if meta["add_fat_fraction"] else [])
+    names = list(dict.fromkeys(wanted))
+    missing = [n for n in names if n not in files]
+    if missing:
+        raise DataError(f"case {case!r}: no file given for channels {missing}; got {sorted(files)}")
+    volumes = {i: read_volume(files[n], case=case) for i, n in enumerate(names)}
+    check_same_grid({f"channel {names[i]}": v for i, v in volumes.items()}, case or "input")
+    raw = {i: to_canonical(v).array.astype(np.float32, copy=False) for i, v in volumes.items()}
+    water_fat = (names.index("water"), names.index("fat")) if meta["add_fat_fraction"] else None
+    percentiles = tuple(meta["normalization"]["percentiles"])
+    image, params = build_image(raw, list(range(len(meta["channels"]))), names, percentiles, water_fat)
+    return Case(case or "input", image, None, to_canonical(volumes[0]).affine, volumes[0], params)
+
+
+def extract_slice(image: np.ndarray, axis: int, index: int, context: int) -> np.ndarray:
+    """``(C, X, Y, Z)`` -> ``(C * (2 * context + 1), H, W)`` around slice ``index`` of ``axis`` (0..2)."""
+    depth = image.shape[axis + 1]
+    neighbours = np.clip(np.arange(index - context, index + context + 1), 0, depth - 1)
+    stack = np.moveaxis(np.take(image, neighbours, axis=axis + 1), axis + 1, 1)  # (C, 2k+1, H, W)
+    return stack.reshape(-1, *stack.shape[2:])
+
+
+def case_slices(case: Case, axis: int, context: int) -> np.ndarray:
+    """All slices of a case for inference: ``(N, C', H, W)``; stack predictions with :func:`stack_slices`."""
+    return np.stack([extract_slice(case.image, axis, i, context) for i in range(case.image.shape[axis + 1])])
+
+
+def stack_slices(predictions: np.ndarray, axis: int) -> np.ndarray:
+    """Per-slice predictions ``(N, H, W)`` -> canonical volume ``(X, Y, Z)`` (inverse of slicing ``axis``)."""
+    return np.moveaxis(np.asarray(predictions), 0, axis)
+
+
+def _pad(image: np.ndarray, mask: np.ndarray, shape: tuple[int, int], ignore_index: int, centre: bool) -> tuple:
+    """Pad ``(C, H, W)`` / ``(H, W)`` up to at least ``shape`` (image 0, mask ``ignore_index``)."""
+    extra = [max(0, s - n) for s, n in zip(shape, mask.shape)]
+    before = [e // 2 if centre else 0 for e in extra]
+    widths = [(b, e - b) for b, e in zip(before, extra)]
+    image = np.pad(image, [(0, 0), *widths])
+    mask = np.pad(mask, widths, constant_values=ignore_index)
+    return image, mask
+
+
+def _to_sample(image: np.ndarray, mask: np.ndarray) -> dict[str, torch.Tensor]:
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+        "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64)),
+    }
+
+
+class _SliceDataset(Dataset):
+    """Slices ``(case, index)`` of cached canonical cases along ``axis``."""
+
+    def __init__(self, cases: list[Case], meta: dict, axis: int, context_slices: int, ignore_index: int):
+        self.cases = cases
+        self.axis = axis
+        self.context = context_slices
+        self.ignore_index = ignore_index
+        self._meta = meta
+        self.slices = [(c, s) for c, case in enumerate(cases) for s in range(case.image.shape[axis + 1])]
+
+    @property
+    def meta(self) -> dict:
+        """Plain-Python metadata for the checkpoint (identical for train/val/test of one build)."""
+        return self._meta
+
+    @property
+    def case_names(self) -> list[str]:
+        return [case.name for case in self.cases]
+
+    @property
+    def normalization_params(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Per-case, per-channel clipping and z-score numbers (recomputed per case at predict time)."""
+        return {case.name: case.normalization for case in self.cases}
+
+    def _slice(self, case_index: int, slice_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image ``(C', H, W)`` and mask ``(H, W)`` of one slice."""
+        case = self.cases[case_index]
+        image = extract_slice(case.image, self.axis, slice_index, self.context)
+        return image, np.take(case.label, slice_index, axis=self.axis)
+
+
+class TrainSliceDataset(_SliceDataset):
+    """Random ``patch_size`` crops of slices, with foreground over-sampling (see module docstring)."""
+
+    def __init__(
+        self,
+        cases: list[Case],
+        meta: dict,
+        axis: int,
+        context_slices: int,
+        ignore_index: int,
+        patch_size: tuple[int, int],
+        foreground_fraction: float,
+        samples_per_epoch: int | None = None,
+    ):
+        super().__init__(cases, meta, axis, context_slices, ignore_index)
+        self.patch_size = tuple(patch_size)
+        self.foreground_fraction = foreground_fraction
+        self.length = samples_per_epoch or len(self.slices)
+        self.foreground_slices = [(c, s) for c, s in self.slices if self._has_foreground(cases[c].label, s)]
+
+    def _has_foreground(self, label: np.ndarray, index: int) -> bool:
+        values = np.take(label, index, axis=self.axis)
+        return bool(((values > 0) & (values != self.ignore_index)).any())
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} samples")
+        focus = bool(self.foreground_slices) and torch.rand(()).item() < self.foreground_fraction
+        if focus:
+            case_index, slice_index = self.foreground_slices[int(torch.randint(len(self.foreground_slices), ()))]
+        else:
+            case_index, slice_index = self.slices[index % len(self.slices)]
+        image, mask = self._slice(case_index, slice_index)
+        image, mask = _pad(image, mask, self.patch_size, self.ignore_index, centre=True)
+        top, left = self._crop_origin(mask, focus)
+        height, width = self.patch_size
+        return _to_sample(
+            image[:, top : top + height, left : left + width], mask[top : top + height, left : left + width]
+        )
+
+    def _crop_origin(self, mask: np.ndarray, focus: bool) -> tuple[int, int]:
+        """Top-left corner of the crop: uniform, or so that a random foreground pixel lies inside."""
+        limits = [n - p for n, p in zip(mask.shape, self.patch_size)]
+        if not focus:
+            return tuple(int(torch.randint(limit + 1, ())) for limit in limits)
+        pixels = np.argwhere((mask > 0) & (mask != self.ignore_index))
+        pixel = pixels[int(torch.randint(len(pixels), ()))]
+        origin = []
+        for position, patch, limit in zip(pixel, self.patch_size, limits):
+            low, high = max(0, position - patch + 1), min(limit, position)
+            origin.append(int(low + torch.randint(high - low + 1, ())))
+        return tuple(origin)
+
+
+class EvalSliceDataset(_SliceDataset):
+    """Every slice whole, padded bottom/right to one shape (see module docstring)."""
+
+    def __init__(
+        self, cases: list[Case], meta: dict, axis: int, context_slices: int, ignore_index: int, size_divisor: int = 32
+    ):
+        super().__init__(cases, meta, axis, context_slices, ignore_index)
+        plane = [max(np.delete(case.image.shape[1:], axis)[i] for case in cases) for i in range(2)]
+        self.pad_shape = tuple(int(math.ceil(n / size_divisor) * size_divisor) for n in plane)
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image, mask = self._slice(*self.slices[index])
+        return _to_sample(*_pad(image, mask, self.pad_shape, self.ignore_index, centre=False))
+
+
+def split_cases(
+    cases: list[str], val_fraction: float, val_cases: list[str] | None, seed: int
+) -> tuple[list[str], list[str]]:
+    """Split case names (never slices): explicit ``val_cases``, or a seeded random ``val_fraction``."""
+    if val_cases is not None:
+        unknown = sorted(set(val_cases) - set(cases))
+        if unknown:
+            raise ConfigError(f"val_cases {unknown} are not in the data set; cases: {cases}")
+        val = sorted(set(val_cases))
+    else:
+        if not 0 < val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}; or give val_cases")
+        count = min(len(cases) - 1, max(1, round(len(cases) * val_fraction)))
+        order = np.random.default_rng(seed).permutation(len(cases))
+        val = sorted(cases[i] for i in order[:count])
+    train = [c for c in cases if c not in val]
+    if not train or not val:
+        raise ConfigError(f"split leaves {len(train)} training and {len(val)} validation cases; need at least 1 each")
+    return train, val
+
+
+def _check_config(
+    axis: int, context_slices: int, patch_size: list[int], foreground_fraction: float, size_divisor: int
+) -> None:
+    if axis not in (0, 1, 2):
+        raise ConfigError(f"axis must be 0, 1 or 2 (canonical R, A, S), got {axis}")
+    if context_slices < 0:
+        raise ConfigError(f"context_slices must be >= 0, got {context_slices}")
+    if len(patch_size) != 2 or any(int(p) < 1 for p in patch_size):
+        raise ConfigError(f"patch_size must be two positive ints [h, w], got {patch_size}")
+    if not 0 <= foreground_fraction <= 1:
+        raise ConfigError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
+    if size_divisor < 1:
+        raise ConfigError(f"size_divisor must be >= 1, got {size_divisor}")
+
+
+def _class_colors(names: list[str]) -> list[list[int]]:
+    return [list(LABEL_COLORS.get(n, COLOR_CYCLE[i % len(COLOR_CYCLE)])) for i, n in enumerate(names)]
+
+
+def make_meta(
+    spec: DatasetSpec,
+    channels: list[int],
+    add_fat_fraction: bool,
+    axis: int,
+    context_slices: int,
+    patch_size: list[int],
+    ignore_index: int,
+    percentiles: tuple[float, float],
+) -> dict:
+    """The checkpoint metadata shared by all datasets of one build (plain JSON-able values)."""
+    names = [spec.channel_names[i] for i in channels]
+    inputs = names + ([FF_CHANNEL] if add_fat_fraction else [])
+    return {
+        "domain": "mri_dixon",
+        "in_channels": len(inputs) * (2 * context_slices + 1),
+        "num_classes": len(spec.labels),
+        "class_names": spec.class_names,
+        "class_colors": _class_colors(spec.class_names),
+        "labels": dict(spec.labels),
+        "ignore_index": int(ignore_index),
+        "patch_size": [int(p) for p in patch_size],
+        "channels": names,
+        "input_channels": inputs,
+        "add_fat_fraction": bool(add_fat_fraction),
+        "axis": int(axis),
+        "context_slices": int(context_slices),
+        "orientation": "RAS",
+        "file_ending": spec.file_ending,
+        "normalization": {
+            "scheme": NORMALIZATION_SCHEME,
+            "percentiles": [float(p) for p in percentiles],
+            "per_channel": True,
+            "fat_fraction": {"min_signal": None, "relative_threshold": DEFAULT_RELATIVE_THRESHOLD}
+            if add_fat_fraction
+            else None,
+        },
+    }
+
+
+def build_datasets(
+    root: str,
+    channels: list[str | int] | None = None,
+    axis: int = 2,
+    context_slices: int = 0,
+    patch_size: list[int] = (128, 128),
+    val_fraction: float = 0.2,
+    val_cases: list[str] | None = None,
+    foreground_fraction: float = 0.33,
+    add_fat_fraction: bool = False,
+    ignore_index: int = 255,
+    seed: int = 0,
+    synthetic_if_missing: bool = False,
+    samples_per_epoch: int | None = None,
+    size_divisor: int = 32,
+    percentiles: list[float] = DEFAULT_PERCENTILES,
+    synthetic_cases: int = 8,
+    synthetic_shape: list[int] = (64, 64, 24),
+) -> dict[str, Dataset]:
+    """Build ``{"train", "val"[, "test"]}`` slice datasets from an nnU-Net raw data set at ``root``.
+
+    ``channels``: names or indices from dataset.json (None = all). ``axis``: slicing axis of the canonical
+    RAS+ volume. ``context_slices``: k neighbours on each side for 2.5D. ``val_cases`` overrides
+    ``val_fraction``. ``samples_per_epoch``: training length (default: number of training slices).
+    A missing ``root`` is generated as a phantom (``synthetic_cases`` of ``synthetic_shape``) when
+    ``synthetic_if_missing``. "test" is built from ``imagesTs/`` + ``labelsTs/`` when both exist.
+    """
+    _check_config(axis, context_slices, list(patch_size), foreground_fraction, size_divisor)
+    root_path = Path(root)
+    if not root_path.exists():
+        if not synthetic_if_missing:
+            raise DataError(
+                f"data set root {str(root_path)!r} does not exist (set synthetic_if_missing to generate a phantom)"
+            )
+        make_dataset(root_path, n_cases=synthetic_cases, shape=tuple(synthetic_shape), seed=seed)
+    spec = read_dataset_json(root_path)
+    if 0 <= ignore_index < len(spec.labels):
+        raise ConfigError(f"ignore_index {ignore_index} collides with class values {spec.labels}")
+    indices = resolve_channels(spec, channels)
+    percentiles = tuple(float(p) for p in percentiles)
+    meta = make_meta(spec, indices, add_fat_fraction, axis, context_slices, list(patch_size), ignore_index, percentiles)
+    load = dict(channels=indices, add_fat_fraction=add_fat_fraction, ignore_index=ignore_index, percentiles=percentiles)
+    train_names, val_names = split_cases(list_cases(spec), val_fraction, val_cases, seed)
+    cases = {name: load_case(spec, name, **load) for name in train_names + val_names}
+    common = dict(meta=meta, axis=axis, context_slices=context_slices, ignore_index=ignore_index)
+    datasets = {
+        "train": TrainSliceDataset(
+            [cases[n] for n in train_names],
+            **common,
+            patch_size=tuple(patch_size),
+            foreground_fraction=foreground_fraction,
+            samples_per_epoch=samples_per_epoch,
+        ),
+        "val": EvalSliceDataset([cases[n] for n in val_names], **common, size_divisor=size_divisor),
+    }
+    if (root_path / "imagesTs").is_dir() and (root_path / "labelsTs").is_dir():
+        test = [
+            load_case(spec, n, images_dir="imagesTs", labels_dir="labelsTs", **load)
+            for n in list_cases(spec, "imagesTs", "labelsTs")
+        ]
+        datasets["test"] = EvalSliceDataset(test, **common, size_divisor=size_divisor)
+    return datasets

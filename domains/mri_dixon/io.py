@@ -1,0 +1,358 @@
+"""Reading, checking, re-orienting and writing Dixon MRI volumes.
+
+Every reader returns a :class:`Volume` whose ``affine`` follows the nibabel convention: it maps voxel
+indices ``(i, j, k)`` of ``array[i, j, k]`` to RAS+ world millimetres. SimpleITK images (DICOM, MHA/MHD,
+NRRD) are LPS+, so their affine is ``diag(-1, -1, 1) @ [direction @ diag(spacing) | origin]`` and the
+SimpleITK array ``(Z, Y, X)`` is transposed to ``(X, Y, Z)``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+from nibabel.filebasedimages import ImageFileError
+from nibabel.orientations import (
+    apply_orientation,
+    axcodes2ornt,
+    inv_ornt_aff,
+    io_orientation,
+    ornt_transform,
+)
+
+from core.errors import DataError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
+LABEL_DTYPES = (np.uint8, np.int16)
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+RAS_ORNT = axcodes2ornt("RAS")
+# Grid tolerances: millimetres for spacing and origin, unitless for direction cosines.
+SPACING_ATOL = 1e-3
+ORIGIN_ATOL = 1e-3
+DIRECTION_ATOL = 1e-4
+_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError, RuntimeError)
+
+
+@dataclass
+class Volume:
+    """One 3D image on a grid.
+
+    ``array`` is ``(X, Y, Z)``: float32 for images, an integer dtype for labels. ``affine`` is the 4x4
+    float64 voxel-to-RAS+ (mm) matrix. ``header`` is the NIfTI header the volume was read from (kept so
+    that a written prediction carries the same qform/sform fields), ``None`` for other formats.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    path: str | None = None
+    header: nib.Nifti1Header | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.array.shape)
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """Voxel size in mm along each array axis, ``(3,)``."""
+        return voxel_spacing(self.affine)
+
+
+def voxel_spacing(affine: np.ndarray) -> np.ndarray:
+    """Column norms of the 3x3 part of ``affine``: voxel size in mm per array axis, ``(3,)``."""
+    return np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
+
+
+def _describe(path: str | os.PathLike, case: str | None) -> str:
+    return f"case {case!r}, file {str(path)!r}" if case else f"file {str(path)!r}"
+
+
+def _as_3d(array: np.ndarray, path: str | os.PathLike, case: str | None) -> np.ndarray:
+    """Drop trailing singleton axes (e.g. a NIfTI ``(X, Y, Z, 1)``); anything else that is not 3D is an error."""
+    shape = array.shape
+    while array.ndim > 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3:
+        raise DataError(
+            f"{_describe(path, case)}: expected a 3D volume, got shape {shape} "
+            f"({len(shape)}D); give one 3D image per channel"
+        )
+    return array
+
+
+def _checked_array(array: np.ndarray, path: str | os.PathLike, case: str | None) -> np.ndarray:
+    """3D, float data as float32, integer data kept; NaN/inf voxels are an error."""
+    array = _as_3d(np.asarray(array), path, case)
+    if np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float32, copy=False)
+        bad = ~np.isfinite(array)
+        if bad.any():
+            raise DataError(
+                f"{_describe(path, case)}: {int(bad.sum())} NaN/inf voxels (first at index "
+                f"{tuple(int(i) for i in np.argwhere(bad)[0])}); images must be finite"
+            )
+    elif not np.issubdtype(array.dtype, np.integer):
+        raise DataError(f"{_describe(path, case)}: unsupported voxel type {array.dtype}; expected numbers")
+    return np.ascontiguousarray(array)
+
+
+def _require_file(path: Path, case: str | None) -> None:
+    if not path.exists():
+        raise DataError(f"{_describe(path, case)}: no such file or directory")
+
+
+def read_nifti(path: str | os.PathLike, case: str | None = None) -> Volume:
+    """Read a 3D NIfTI (.nii / .nii.gz); scaling (scl_slope/inter) is applied by nibabel."""
+    path = Path(path)
+    _require_file(path, case)
+    try:
+        img = nib.load(str(path))
+        array = np.asanyarray(img.dataobj)  # forces the (possibly gzipped) read: truncation shows here
+    except _READ_ERRORS as err:
+        raise DataError(f"{_describe(path, case)}: cannot read NIfTI ({type(err).__name__}: {err})") from err
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise DataError(f"{_describe(path, case)}: not a NIfTI image ({type(img).__name__})")
+    return Volume(_checked_array(array, path, case), img.affine.astype(np.float64), str(path), img.header.copy())
+
+
+def sitk_to_volume(image: sitk.Image, path: str | os.PathLike, case: str | None = None) -> Volume:
+    """Convert a 3D scalar SimpleITK image (LPS+) into a RAS+ :class:`Volume`."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise DataError(
+            f"{_describe(path, case)}: {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+            "expected a scalar image"
+        )
+    array = sitk.GetArrayFromImage(image)  # (Z, Y, X) for 3D, (T, Z, Y, X) for 4D
+    array = np.transpose(array, tuple(range(array.ndim))[::-1])  # (X, Y, Z[, T])
+    array = _checked_array(array, path, case)
+    dim = image.GetDimension()
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
+    spacing = np.asarray(image.GetSpacing(), dtype=np.float64)[:3]
+    origin = np.asarray(image.GetOrigin(), dtype=np.float64)[:3]
+    affine = np.eye(4)
+    affine[:3, :3] = LPS_TO_RAS @ direction @ np.diag(spacing)
+    affine[:3, 3] = LPS_TO_RAS @ origin
+    return Volume(array, affine, str(path))
+
+
+def read_sitk_file(path: str | os.PathLike, case: str | None = None) -> Volume:
+    """Read an MHA/MHD/NRRD file with SimpleITK."""
+    path = Path(path)
+    _require_file(path, case)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        raise DataError(f"{_describe(path, case)}: cannot read image ({err})") from err
+    return sitk_to_volume(image, path, case)
+
+
+def list_dicom_series(directory: str | os.PathLike) -> list[dict]:
+    """Series in a DICOM directory: ``[{"uid", "description", "files"}]`` sorted by UID."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"DICOM directory {str(directory)!r} does not exist or is not a directory")
+    series = []
+    for uid in sorted(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(directory))):
+        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(directory), uid))
+        series.append({"uid": uid, "description": _series_description(files[0]), "files": files})
+    return series
+
+
+def _series_description(file: str) -> str:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(file)
+    reader.ReadImageInformation()
+    key = "0008|103e"
+    return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
+
+
+def _pick_series(series: list[dict], wanted: str | None, directory: Path) -> dict:
+    """Select a series by UID or exact description; one series needs no selector."""
+    listing = "; ".join(f"uid={s['uid']} description={s['description']!r} ({len(s['files'])} files)" for s in series)
+    if not series:
+        raise DataError(f"DICOM directory {str(directory)!r} holds no DICOM series")
+    if wanted is None:
+        if len(series) == 1:
+            return series[0]
+        raise DataError(
+            f"DICOM directory {str(directory)!r} holds {len(series)} series; pick one by UID or description: {listing}"
+        )
+    matches = [s for s in series if wanted in (s["uid"], s["description"])]
+    if len(matches) != 1:
+        problem = "no series matches" if not matches else f"{len(matches)} series match"
+        raise DataError(
+            f"DICOM directory {str(directory)!r}: {problem} {wanted!r} (by UID or description); available: {listing}"
+        )
+    return matches[0]
+
+
+def read_dicom_series(directory: str | os.PathLike, series: str | None = None, case: str | None = None) -> Volume:
+    """Read one DICOM series from ``directory``; ``series`` is a SeriesInstanceUID or SeriesDescription."""
+    directory = Path(directory)
+    chosen = _pick_series(list_dicom_series(directory), series, directory)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(chosen["files"])
+    try:
+        image = reader.Execute()
+    except RuntimeError as err:
+        raise DataError(f"{_describe(directory, case)}: cannot read DICOM series {chosen['uid']} ({err})") from err
+    return sitk_to_volume(image, directory, case)
+
+
+def read_volume(path: str | os.PathLike, case: str | None = None, series: str | None = None) -> Volume:
+    """Read NIfTI, MHA/MHD, NRRD or a DICOM directory, chosen by suffix (a directory is DICOM)."""
+    path = Path(path)
+    name = path.name.lower()
+    if path.is_dir():
+        return read_dicom_series(path, series, case)
+    if name.endswith(NIFTI_SUFFIXES):
+        return read_nifti(path, case)
+    if name.endswith(SITK_SUFFIXES):
+        return read_sitk_file(path, case)
+    _require_file(path, case)
+    raise DataError(
+        f"{_describe(path, case)}: unknown format; accepted: {', '.join(NIFTI_SUFFIXES + SITK_SUFFIXES)} "
+        "or a DICOM directory"
+    )
+
+
+def grid_difference(a: Volume, b: Volume) -> str | None:
+    """Describe how the grids of ``a`` and ``b`` differ (shape, spacing, origin, direction), or ``None``."""
+    if a.shape != b.shape:
+        return f"shape {a.shape} vs {b.shape}"
+    sa, sb = a.spacing, b.spacing
+    if not np.allclose(sa, sb, rtol=0, atol=SPACING_ATOL):
+        return f"spacing {_fmt(sa)} vs {_fmt(sb)} mm"
+    if not np.allclose(a.affine[:3, 3], b.affine[:3, 3], rtol=0, atol=ORIGIN_ATOL):
+        return f"origin {_fmt(a.affine[:3, 3])} vs {_fmt(b.affine[:3, 3])} mm"
+    da, db = a.affine[:3, :3] / sa, b.affine[:3, :3] / sb
+    if not np.allclose(da, db, rtol=0, atol=DIRECTION_ATOL):
+        return f"direction {_fmt(da.T.ravel())} vs {_fmt(db.T.ravel())} (column-wise cosines)"
+    return None
+
+
+def _fmt(values: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in np.ravel(values)) + ")"
+
+
+def check_same_grid(volumes: dict[str, Volume], case: str) -> None:
+    """Raise :class:`DataError` unless all ``volumes`` (channel name -> Volume) share the first one's grid."""
+    names = list(volumes)
+    first = volumes[names[0]]
+    for name in names[1:]:
+        diff = grid_difference(first, volumes[name])
+        if diff:
+            raise DataError(
+                f"case {case!r}: {name} file {volumes[name].path!r} is not on the grid of {names[0]} file "
+                f"{first.path!r}: {diff}; all channels and the label of a case must share one grid"
+            )
+
+
+def to_canonical_transform(affine: np.ndarray) -> np.ndarray:
+    """nibabel orientation transform (``(3, 2)`` ornt) from the array axes of ``affine`` to closest RAS+."""
+    return ornt_transform(io_orientation(affine), RAS_ORNT)
+
+
+def to_canonical(volume: Volume) -> Volume:
+    """Permute/flip array axes so they point (closest to) R, A, S; the world geometry is unchanged.
+
+    Equivalent to ``nib.as_closest_canonical`` but also for non-NIfTI volumes; ``header`` is dropped
+    because it describes the original orientation.
+    """
+    transform = to_canonical_transform(volume.affine)
+    array = np.ascontiguousarray(apply_orientation(volume.array, transform))
+    affine = volume.affine @ inv_ornt_aff(transform, volume.shape)
+    return Volume(array, affine, volume.path)
+
+
+def from_canonical(array: np.ndarray, reference: Volume) -> np.ndarray:
+    """Bring an array on the canonical grid of ``reference`` back to ``reference``'s own axes, ``(X, Y, Z)``."""
+    inverse = ornt_transform(RAS_ORNT, io_orientation(reference.affine))
+    restored = np.ascontiguousarray(apply_orientation(array, inverse))
+    if restored.shape != reference.shape:
+        raise DataError(
+            f"array of shape {array.shape} is not on the canonical grid of {reference.path!r} "
+            f"(restored shape {restored.shape}, expected {reference.shape})"
+        )
+    return restored
+
+
+def _nifti_image(array: np.ndarray, reference: Volume) -> nib.Nifti1Image:
+    """NIfTI image of ``array`` with ``reference``'s affine; its header (qform/sform codes) is reused if any."""
+    header = reference.header
+    if header is None:
+        img = nib.Nifti1Image(array, reference.affine)
+        img.set_sform(reference.affine, code="scanner")
+        img.set_qform(reference.affine, code="scanner")
+        return img
+    header = header.copy()
+    header.set_data_dtype(array.dtype)
+    header.set_slope_inter(1.0, 0.0)
+    header["cal_min"], header["cal_max"] = 0, 0
+    cls = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+    # An affine equal to the header's best affine leaves the qform/sform fields untouched.
+    return cls(array, reference.affine, header)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
+    """Write ``text`` via a temporary file in the same directory and ``os.replace``; no silent overwrite."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise DataError(f"output {str(path)!r} exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_nifti(path: str | os.PathLike, array: np.ndarray, reference: Volume, overwrite: bool = False) -> Path:
+    """Write ``array`` ``(X, Y, Z)`` on ``reference``'s grid (same shape, affine, qform/sform codes).
+
+    Written to a temporary file in the target directory, then ``os.replace``-d onto ``path``; an existing
+    ``path`` is only replaced with ``overwrite=True``. Float arrays must be finite.
+    """
+    path = Path(path)
+    if array.shape != reference.shape:
+        raise DataError(f"cannot write {str(path)!r}: array shape {array.shape} != reference shape {reference.shape}")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise DataError(f"cannot write {str(path)!r}: array holds NaN/inf values")
+    if path.exists() and not overwrite:
+        raise DataError(f"output {str(path)!r} exists; pass overwrite=True to replace it")
+    if not path.name.lower().endswith(NIFTI_SUFFIXES):
+        raise DataError(f"output {str(path)!r}: NIfTI names end with .nii or .nii.gz")
+    img = _nifti_image(array, reference)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_label(path: str | os.PathLike, label: np.ndarray, reference: Volume, overwrite: bool = False) -> Path:
+    """Write a label volume ``(X, Y, Z)`` as uint8 (values <= 255) or int16, on ``reference``'s grid."""
+    label = np.asarray(label)
+    if not np.issubdtype(label.dtype, np.integer) and not np.issubdtype(label.dtype, np.bool_):
+        raise DataError(f"cannot write {str(path)!r}: labels must be integers, got {label.dtype}")
+    low, high = (int(label.min()), int(label.max())) if label.size else (0, 0)
+    if low < 0 or high > np.iinfo(np.int16).max:
+        raise DataError(f"cannot write {str(path)!r}: label values {low}..{high} outside 0..32767")
+    dtype = np.uint8 if high <= np.iinfo(np.uint8).max else np.int16
+    return write_nifti(path, label.astype(dtype), reference, overwrite)
