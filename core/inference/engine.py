@@ -71,7 +71,7 @@ class TilePredictor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.model(x).float()
             for dim in self.tta_flips:
-                out += self.model(x.flip(dim)).float().flip(dim)
+                out = out + self.model(x.flip(dim)).float().flip(dim)
         return out / (1 + len(self.tta_flips))
 
 

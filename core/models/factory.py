@@ -7,7 +7,6 @@ import difflib
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
-from segmentation_models_pytorch.base.model import SegmentationModel
 from torch import nn
 
 from core.errors import ConfigError
@@ -96,7 +95,7 @@ def create_model(
 
 
 def _stride(net: nn.Module) -> int:
-    """The factor input sizes must be divisible by (smp models report it; FCN uses its encoder's)."""
-    if isinstance(net, SegmentationModel):
-        return int(net.encoder.output_stride) if hasattr(net.encoder, "output_stride") else 32
-    return int(getattr(net, "output_stride", 32))
+    """The factor input sizes are padded to: 32, or the encoder's output stride if larger. (Dilated encoders
+    report 8 or 16, but e.g. DPT's decoder still needs 32.)"""
+    encoder = getattr(net, "encoder", None)
+    return max(32, int(getattr(encoder, "output_stride", 32)))

@@ -1,0 +1,101 @@
+"""The entry points end to end on the toy domain, as a user runs them."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import torch
+
+from core.checkpoint import describe, load_task
+from core.toy import toy_sample
+from tests.helpers import FAST_TRAIN, run_script
+
+
+def test_training_leaves_checkpoints_and_metrics(toy_run):
+    assert (toy_run / "checkpoints" / "last.ckpt").is_file()
+    metrics = json.loads((toy_run / "metrics.json").read_text())
+    assert set(metrics) >= {"val", "test", "best_checkpoint", "last_checkpoint"}
+    assert 0 <= metrics["val"]["val/miou"] <= 1 and 0 <= metrics["test"]["test/miou"] <= 1
+    assert (toy_run / "logs" / "csv" / "metrics.csv").is_file()
+
+
+def test_checkpoint_describes_itself(toy_run):
+    info = describe(toy_run / "checkpoints" / "last.ckpt")
+    assert info["model"]["arch"] == "Unet" and info["model"]["in_channels"] == 3
+    assert info["data_meta"]["class_names"] == ["background", "class1", "class2"]
+    assert info["domain"] == "toy" and info["num_classes"] == 3
+    # weights_only loading rebuilds the network with no config at all
+    task = load_task(toy_run / "checkpoints" / "last.ckpt")
+    assert task(torch.zeros(1, 3, 33, 47)).shape == (1, 3, 33, 47)
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    run = tmp_path / "run"
+    run_script("train", f"hydra.run.dir={run}", *FAST_TRAIN)
+    assert describe(run / "checkpoints" / "last.ckpt")["epoch"] == 0
+    run_script("train", f"hydra.run.dir={run}", *FAST_TRAIN, "trainer.max_epochs=2",
+               f"ckpt_path={run}/checkpoints/last.ckpt")
+    assert describe(run / "checkpoints" / "last.ckpt")["epoch"] == 1
+    with open(run / "logs" / "csv" / "metrics.csv") as fh:
+        epochs = {row["epoch"] for row in csv.DictReader(fh) if row.get("val/miou")}
+    assert epochs == {"0", "1"}  # the first epoch's log rows are kept, the second is appended
+
+
+def test_resume_with_another_architecture_is_refused(toy_run, tmp_path):
+    proc = run_script("train", f"hydra.run.dir={tmp_path}", *FAST_TRAIN, "model=fcn",
+                      f"ckpt_path={toy_run}/checkpoints/last.ckpt", check=False)
+    assert proc.returncode == 2
+    assert "different network" in proc.stderr and "fcn8s" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_predict_and_evaluate_from_checkpoint_alone(toy_run, tmp_path):
+    image, _ = toy_sample(7, 150, 3, 3, 255)
+    np.save(tmp_path / "in.npy", image)
+    ckpt = toy_run / "checkpoints" / "last.ckpt"
+    run_script("predict", f"checkpoint={ckpt}", f"input={tmp_path / 'in.npy'}", f"output={tmp_path / 'out.npy'}",
+               f"hydra.run.dir={tmp_path / 'p'}")
+    labels = np.load(tmp_path / "out.npy")
+    assert labels.shape == (150, 150) and labels.dtype == np.uint8 and labels.max() < 3
+
+    again = run_script("predict", f"checkpoint={ckpt}", f"input={tmp_path / 'in.npy'}",
+                       f"output={tmp_path / 'out.npy'}", f"hydra.run.dir={tmp_path / 'p'}", check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+    out = tmp_path / "eval"
+    run_script("evaluate", f"checkpoint={ckpt}", f"hydra.run.dir={out}", *FAST_TRAIN[2:6])
+    report = json.loads((out / "metrics.json").read_text())
+    assert 0 <= report["miou"] <= 1 and len(report["per_class"]) == 3
+    assert (out / "per_class.csv").is_file() and (out / "confusion.png").stat().st_size > 0
+
+
+def test_bad_input_gives_one_clear_line(tmp_path):
+    cases = {
+        ("model.arch=unetto",): "unknown model architecture 'unetto'",
+        ("model.encoder_name=resnet19",): "unknown encoder 'resnet19'",
+        ("model.classes=5",): "model.classes=5 but the data has num_classes=3",
+        ("ckpt_path=/nonexistent.ckpt",): "/nonexistent.ckpt does not exist",
+    }
+    for overrides, message in cases.items():
+        proc = run_script("train", f"hydra.run.dir={tmp_path}", *FAST_TRAIN, *overrides, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+    unknown = run_script("train", "domain=atlantis", check=False)
+    assert unknown.returncode != 0 and "Available options in 'domain'" in unknown.stderr
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    proc = run_script("predict", f"checkpoint={bad}", "input=x.npy", f"output={tmp_path / 'o.npy'}",
+                      f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode == 2 and f"cannot read checkpoint {bad}" in proc.stderr
+
+
+def test_multirun_sweep(tmp_path):
+    proc = run_script("train", "-m", f"hydra.sweep.dir={tmp_path}", *FAST_TRAIN, "model=unet,fcn",
+                      "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1")
+    assert proc.returncode == 0
+    for job in ("0", "1"):
+        assert (tmp_path / job / "metrics.json").is_file()
+    shutil.rmtree(tmp_path)

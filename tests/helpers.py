@@ -1,0 +1,37 @@
+"""Helpers shared by tests: compose configs from conf/ and run the entry points as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# Shrinks a training run to seconds on 2 CPU cores.
+FAST_TRAIN = [
+    "trainer.max_epochs=1", "trainer.enable_model_summary=false",
+    "domain.datamodule.datasets.n_train=8", "domain.datamodule.datasets.n_val=4",
+    "domain.datamodule.datasets.n_test=4", "domain.datamodule.datasets.size=32", "domain.datamodule.batch_size=4",
+]
+
+
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name=name, overrides=overrides)
+
+
+def run_script(script: str, *overrides: str, check: bool = True, timeout: int = 600,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``scripts/<script>.py`` with Hydra overrides in a subprocess, as a user would."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{script}.py"), *overrides], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
