@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,9 @@ from torch import nn
 from core.metrics import SegmentationMetrics
 
 STAGES = ("train", "val", "test")
+
+# Epoch metrics are reduced by torchmetrics before they are logged; Lightning's advice to sync them again is moot.
+warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
 
 
 class SegmentationTask(L.LightningModule):
