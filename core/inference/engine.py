@@ -102,8 +102,12 @@ class StripMerger:
         wsum = self.wsum[:n]
         block = self.acc[:, :n] / wsum.clamp_min(1e-12)
         out = (self.top, block, wsum > 0)
-        self.acc = torch.cat([self.acc[:, n:], torch.zeros_like(self.acc[:, :n])], dim=1)
-        self.wsum = torch.cat([self.wsum[n:], torch.zeros_like(wsum)], dim=0)
+        if n == self.acc.shape[1]:  # the whole buffer is done: reuse it
+            self.acc.zero_()
+            self.wsum.zero_()
+        else:
+            self.acc = torch.cat([self.acc[:, n:], torch.zeros_like(self.acc[:, :n])], dim=1)
+            self.wsum = torch.cat([self.wsum[n:], torch.zeros_like(wsum)], dim=0)
         self.top += n
         return out
 
@@ -111,16 +115,43 @@ class StripMerger:
 _END = object()
 
 
-def _produce(sources: Iterable[Source], tile, overlap, batch_size: int, out: queue.Queue) -> None:
-    """Background thread: read tiles and put batches ``(items, tensor or None)`` on ``out``.
+class _Batch:
+    """Tiles stacked for the model. On CUDA they are stacked into pinned memory and copied to the device on a
+    side stream by the reading thread, so the copy overlaps the previous batch's forward pass."""
+
+    def __init__(self, tiles: list[np.ndarray], device: torch.device, stream) -> None:
+        if device.type != "cuda":
+            self.tensor, self.event = torch.from_numpy(np.stack(tiles)), None
+            return
+        host = torch.empty((len(tiles), *tiles[0].shape), dtype=torch.float32, pin_memory=True)
+        np.stack(tiles, out=host.numpy())
+        with torch.cuda.stream(stream):
+            self.tensor = host.to(device, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record(stream)
+        self._host = host  # alive until the copy is done
+
+    def ready(self) -> torch.Tensor:
+        """The batch, safe to use on the current stream."""
+        if self.event is not None:
+            current = torch.cuda.current_stream(self.tensor.device)
+            current.wait_event(self.event)
+            self.tensor.record_stream(current)
+        return self.tensor
+
+
+def _produce(sources: Iterable[Source], tile, overlap, batch_size: int, device: torch.device,
+             out: queue.Queue) -> None:
+    """Background thread: read tiles and put batches ``(items, _Batch or None)`` on ``out``.
 
     ``items`` lists ``(source_index, source, window, computed)`` in order; a window is None at a source's end.
     """
     try:
+        stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         items, tiles = [], []
 
         def flush() -> None:
-            out.put((list(items), torch.from_numpy(np.stack(tiles)) if tiles else None))
+            out.put((list(items), _Batch(tiles, device, stream) if tiles else None))
             items.clear()
             tiles.clear()
 
@@ -163,7 +194,8 @@ def sliding_window(
     bar = tqdm(total=total, desc=progress if isinstance(progress, str) else "tiles", unit="tile",
                disable=not progress)
     batches: queue.Queue = queue.Queue(maxsize=3)
-    threading.Thread(target=_produce, args=(sources, tile, overlap, batch_size, batches), daemon=True).start()
+    threading.Thread(target=_produce, args=(sources, tile, overlap, batch_size, predictor.device, batches),
+                     daemon=True).start()
     mergers: dict[int, StripMerger] = {}
     weights: dict[tuple[int, int], torch.Tensor] = {}
     try:
@@ -171,7 +203,7 @@ def sliding_window(
             if isinstance(batch, BaseException):
                 raise batch
             items, tiles = batch
-            logits = iter(predictor(tiles)) if tiles is not None else iter(())
+            logits = iter(predictor(tiles.ready())) if tiles is not None else iter(())
             for index, source, window, computed in items:
                 merger = mergers.get(index)
                 if merger is None:
