@@ -6,7 +6,6 @@ Confusion matrices are ``(C, C)`` with rows = ground truth, columns = prediction
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from .labels import CITYSCAPES_CATEGORIES, CITYSCAPES_TRAIN_ID_TO_CATEGORY
 
@@ -59,11 +58,26 @@ def _boundaries(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return edge
 
 
-def _within(targets: np.ndarray, tolerance: float) -> np.ndarray:
-    """Pixels ``(H, W)`` within Euclidean ``tolerance`` of any True pixel of ``targets``."""
-    if not targets.any():
-        return np.zeros(targets.shape, dtype=bool)
-    return ndimage.distance_transform_edt(~targets) <= tolerance
+def _disk_offsets(tolerance: float) -> list[tuple[int, int]]:
+    """Integer offsets ``(dy, dx)`` with ``dy**2 + dx**2 <= tolerance**2``: the pixels within Euclidean
+    ``tolerance`` of a pixel."""
+    r = int(np.floor(tolerance))
+    return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx <= tolerance ** 2]
+
+
+def _matched(src: np.ndarray, dst: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each boundary pixel of ``src`` ``(H, W)`` (class index, -1 where no boundary): its class and whether a
+    boundary pixel of the same class in ``dst`` ``(H, W)`` lies within ``tolerance``. Returns ``(classes (N,),
+    matched (N,) bool)``; only boundary pixels are visited, so the cost is boundary length x disk size."""
+    ys, xs = np.nonzero(src >= 0)
+    cls = src[ys, xs]
+    hit = np.zeros(cls.shape, dtype=bool)
+    h, w = dst.shape
+    for dy, dx in _disk_offsets(tolerance):
+        y, x = ys + dy, xs + dx
+        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        hit[inside] |= dst[y[inside], x[inside]] == cls[inside]
+    return cls, hit
 
 
 def boundary_counts(pred: np.ndarray, gt: np.ndarray, num_classes: int, tolerance: float = 2.0,
@@ -76,13 +90,14 @@ def boundary_counts(pred: np.ndarray, gt: np.ndarray, num_classes: int, toleranc
     if pred.shape != gt.shape or pred.ndim != 2:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} must be equal (H, W)")
     valid = gt != ignore_index
-    pred_edges, gt_edges = _boundaries(pred, valid), _boundaries(gt, valid)
+    in_range = lambda labels: (labels >= 0) & (labels < num_classes)  # noqa: E731
+    pred_edges = np.where(_boundaries(pred, valid) & in_range(pred), pred, -1).astype(np.int64)
+    gt_edges = np.where(_boundaries(gt, valid) & in_range(gt), gt, -1).astype(np.int64)
     counts = np.zeros((num_classes, 4), dtype=np.int64)
-    for c in np.union1d(np.unique(pred[pred_edges]), np.unique(gt[gt_edges])):
-        if not 0 <= c < num_classes:
-            continue
-        p, g = pred_edges & (pred == c), gt_edges & (gt == c)
-        counts[c] = [(p & _within(g, tolerance)).sum(), p.sum(), (g & _within(p, tolerance)).sum(), g.sum()]
+    for column, (src, dst) in ((0, (pred_edges, gt_edges)), (2, (gt_edges, pred_edges))):
+        cls, hit = _matched(src, dst, tolerance)
+        counts[:, column] = np.bincount(cls[hit], minlength=num_classes)
+        counts[:, column + 1] = np.bincount(cls, minlength=num_classes)
     return counts
 
 

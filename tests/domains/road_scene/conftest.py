@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from core.task import SegmentationTask
+from domains.road_scene.datasets import IMAGENET_MEAN, IMAGENET_STD
 from domains.road_scene.synthetic import make_dataset
+from tests.helpers import run_script
 
 
 def _write_png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
@@ -52,3 +58,77 @@ def kitti_root(tmp_path) -> Path:
         _write_png(root / "training" / "gt_image_2" / f"{cat}_road_{num}.png", gt)
         _write_png(root / "training" / "gt_image_2" / f"{cat}_lane_{num}.png", gt)  # lane gt: must be ignored
     return root
+
+
+class Pointwise:
+    """Tasks whose network is a 1x1 convolution, so the answer at every pixel is computable by hand."""
+
+    @staticmethod
+    def task(meta: dict, weight: np.ndarray, bias: np.ndarray) -> SegmentationTask:
+        """``logits = weight @ x + bias`` per pixel; ``weight`` (K, 3), ``bias`` (K,)."""
+        k = weight.shape[0]
+        task = SegmentationTask(model={"_target_": "torch.nn.Conv2d", "in_channels": 3, "out_channels": k,
+                                       "kernel_size": 1},
+                                num_classes=k, class_names=meta["class_names"], data_meta=meta, domain="road_scene")
+        with torch.no_grad():
+            task.net.weight.copy_(torch.as_tensor(weight, dtype=torch.float32).view(k, 3, 1, 1))
+            task.net.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+        return task.eval()
+
+    @staticmethod
+    def rgb_argmax(meta: dict) -> SegmentationTask:
+        """19 classes; the class is the argmax of the normalised R, G, B (train ids 0, 1, 2), never another."""
+        weight = np.zeros((19, 3))
+        weight[:3] = np.eye(3)
+        return Pointwise.task(meta, weight, np.r_[np.zeros(3), np.full(16, -1e3)])
+
+    @staticmethod
+    def normalised(rgb_uint8: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` uint8 -> the network's input values per pixel, ``(H, W, 3)``."""
+        return (rgb_uint8 / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+
+    @staticmethod
+    def expected(rgb_uint8: np.ndarray) -> np.ndarray:
+        """The ``rgb_argmax`` task's classes ``(H, W)``, by hand."""
+        return Pointwise.normalised(rgb_uint8).argmax(-1)
+
+
+@pytest.fixture
+def pointwise() -> type[Pointwise]:
+    return Pointwise
+
+
+# A training run on tiny synthetic scenes through the real entry point: 120 scenes of 32x64, one epoch of
+# 30 steps (enough for BatchNorm's running statistics to settle), weights-only checkpoints (3x smaller, faster to
+# write and load), shared by the entry-point tests.
+TINY_TRAIN = [
+    "domain=road_scene", "domain.datamodule.datasets.synthetic_size=[32,64]",
+    "domain.datamodule.datasets.synthetic_n_train=120", "domain.datamodule.datasets.synthetic_n_val=4",
+    "domain.datamodule.datasets.crop_size=[32,64]", "domain.datamodule.datasets.scale_range=[1,1]",
+    "domain.datamodule.batch_size=4", "optimizer.lr=3e-3", "trainer.max_epochs=1", "logger=none",
+    "trainer.enable_model_summary=false", "trainer.enable_progress_bar=false",
+    "+callbacks.checkpoint.save_weights_only=true",
+]
+
+
+@pytest.fixture(scope="session")
+def run_entry():
+    """``run_entry((script, *overrides), ...)``: entry points run side by side as a user runs them, one CPU thread
+    each (torch processes sharing two cores slow down many times over with more), returning their
+    CompletedProcesses; ``check=True`` fails on a non-zero exit."""
+
+    def run(*runs: tuple[str, ...], check: bool = False) -> list[subprocess.CompletedProcess]:
+        with pytest.MonkeyPatch.context() as env, ThreadPoolExecutor(len(runs)) as pool:
+            env.setenv("OMP_NUM_THREADS", "1")
+            return list(pool.map(lambda args: run_script(*args, check=check), runs))
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def road_run(tmp_path_factory, run_entry) -> dict[str, Path]:
+    """``{"data": synthetic Cityscapes-layout root, "ckpt": last checkpoint}`` of one tiny training run."""
+    base = tmp_path_factory.mktemp("road_run")
+    run_entry(("train", *TINY_TRAIN, f"domain.datamodule.datasets.root={base / 'data'}",
+               f"hydra.run.dir={base / 'run'}"), check=True)
+    return {"data": base / "data", "ckpt": base / "run" / "checkpoints" / "last.ckpt"}
