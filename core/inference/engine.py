@@ -115,6 +115,10 @@ class StripMerger:
 _END = object()
 
 
+class _Stopped(Exception):
+    """The consumer stopped listening."""
+
+
 class _Batch:
     """Tiles stacked for the model. On CUDA they are stacked into pinned memory and copied to the device on a
     side stream by the reading thread, so the copy overlaps the previous batch's forward pass."""
@@ -141,7 +145,7 @@ class _Batch:
 
 
 def _produce(sources: Iterable[Source], tile, overlap, batch_size: int, device: torch.device,
-             out: queue.Queue) -> None:
+             out: queue.Queue, stop: threading.Event) -> None:
     """Background thread: read tiles and put batches ``(items, _Batch or None)`` on ``out``.
 
     ``items`` lists ``(source_index, source, window, computed)`` in order; a window is None at a source's end.
@@ -150,8 +154,16 @@ def _produce(sources: Iterable[Source], tile, overlap, batch_size: int, device: 
         stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         items, tiles = [], []
 
+        def put(value) -> None:
+            while not stop.is_set():  # give up when the consumer has gone
+                try:
+                    return out.put(value, timeout=0.1)
+                except queue.Full:
+                    continue
+            raise _Stopped
+
         def flush() -> None:
-            out.put((list(items), _Batch(tiles, device, stream) if tiles else None))
+            put((list(items), _Batch(tiles, device, stream) if tiles else None))
             items.clear()
             tiles.clear()
 
@@ -168,7 +180,9 @@ def _produce(sources: Iterable[Source], tile, overlap, batch_size: int, device: 
                     flush()
             items.append((index, source, None, False))
         flush()
-        out.put(_END)
+        put(_END)
+    except _Stopped:
+        pass
     except BaseException as err:  # re-raised in the consuming thread
         out.put(err)
 
@@ -194,7 +208,8 @@ def sliding_window(
     bar = tqdm(total=total, desc=progress if isinstance(progress, str) else "tiles", unit="tile",
                disable=not progress)
     batches: queue.Queue = queue.Queue(maxsize=3)
-    threading.Thread(target=_produce, args=(sources, tile, overlap, batch_size, predictor.device, batches),
+    stop = threading.Event()
+    threading.Thread(target=_produce, args=(sources, tile, overlap, batch_size, predictor.device, batches, stop),
                      daemon=True).start()
     mergers: dict[int, StripMerger] = {}
     weights: dict[tuple[int, int], torch.Tensor] = {}
@@ -223,6 +238,7 @@ def sliding_window(
                         weights[shape] = torch.from_numpy(blend_weights(*shape, blend)).to(predictor.device)
                     merger.add(window, next(logits), weights[shape])
     finally:
+        stop.set()
         bar.close()
 
 

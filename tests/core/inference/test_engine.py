@@ -77,3 +77,16 @@ def test_reader_errors_reach_the_caller():
     with pytest.raises(OSError, match="disk on fire"):
         list(sliding_window(TilePredictor(torch.nn.Identity(), "cpu"), [Broken(np.zeros((1, 8, 8)))], 1,
                             tile=(4, 4), overlap=(0, 0)))
+
+
+def test_reader_thread_stops_when_the_consumer_gives_up():
+    import threading
+    import time
+
+    before = threading.active_count()
+    gen = sliding_window(TilePredictor(torch.nn.Identity(), "cpu"), [ArraySource(np.zeros((1, 512, 64)))], 1,
+                         tile=(8, 8), overlap=(0, 0), batch_size=1)
+    next(gen)
+    gen.close()  # e.g. the writer failed: the reader must not stay blocked on a full queue
+    time.sleep(0.5)
+    assert threading.active_count() <= before
