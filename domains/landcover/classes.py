@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import DataError
-from domains.landcover.files import atomic_path
+from core.io import atomic_path
 
 CLASS_MAP_FILES = ("classes.json", "classes.csv")
 CSV_HEADER = ["id", "name", "r", "g", "b"]
@@ -65,6 +65,13 @@ class ClassMap:
     def to_meta(self) -> dict[str, Any]:
         """Plain-Python description stored in checkpoints."""
         return {"class_names": self.names, "class_colors": self.colors}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> ClassMap:
+        """The class map a checkpoint was trained with (inverse of ``to_meta``)."""
+        names, colors = meta["class_names"], meta["class_colors"]
+        classes = (LandCoverClass(i, str(n), tuple(int(v) for v in c)) for i, (n, c) in enumerate(zip(names, colors)))
+        return cls(tuple(classes), source="checkpoint")  # type: ignore[arg-type]
 
 
 DEFAULT_CLASSES = ClassMap(

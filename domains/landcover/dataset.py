@@ -156,6 +156,7 @@ class _LandCoverDataset(Dataset):
         class_map: ClassMap,
         ignore_index: int = 255,
         band_names: Sequence[str] | None = None,
+        image_band_count: int | None = None,
     ) -> None:
         if not regions:
             raise ConfigError("a dataset needs at least one scene region")
@@ -165,6 +166,7 @@ class _LandCoverDataset(Dataset):
         self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
         self.class_map, self.ignore_index = class_map, int(ignore_index)
         self.band_names = list(band_names) if band_names else [f"band_{b}" for b in self.bands]
+        self.image_band_count = image_band_count
         self._rasters = RasterCache()
 
     @property
@@ -179,6 +181,7 @@ class _LandCoverDataset(Dataset):
             "patch_size": list(self.patch_size),
             "bands": list(self.bands),
             "band_names": list(self.band_names),
+            "image_band_count": self.image_band_count,  # bands of the training images (None if they differ)
             "normalization": {"mean": list(self.mean), "std": list(self.std), "nodata_value": 0.0},
         }
 
@@ -216,13 +219,14 @@ class LandCoverTrainDataset(_LandCoverDataset):
         class_map: ClassMap,
         ignore_index: int = 255,
         band_names: Sequence[str] | None = None,
+        image_band_count: int | None = None,
         samples_per_epoch: int = 1000,
         augment: bool = True,
         rare_class_weighting: bool = False,
         seed: int = 0,
         max_index_cells: int = 4096,
     ) -> None:
-        super().__init__(regions, patch_size, bands, mean, std, class_map, ignore_index, band_names)
+        super().__init__(regions, patch_size, bands, mean, std, class_map, ignore_index, band_names, image_band_count)
         if samples_per_epoch < 1:
             raise ConfigError(f"samples_per_epoch must be >= 1; got {samples_per_epoch}")
         self.samples_per_epoch, self.augment, self.seed = int(samples_per_epoch), augment, int(seed)
@@ -422,6 +426,7 @@ def build_datasets(
         for cell in cells(rect, (512, 512))
     ]
     stats = band_stats(stat_cells, band_list, max_pixels=stats_max_pixels, seed=seed)
+    counts = {info.count for info in infos.values()}
     common = dict(
         patch_size=patch,
         bands=band_list,
@@ -430,6 +435,7 @@ def build_datasets(
         class_map=class_map,
         ignore_index=ignore_index,
         band_names=band_names,
+        image_band_count=counts.pop() if len(counts) == 1 else None,
     )
     out: dict[str, Dataset] = {
         "train": LandCoverTrainDataset(

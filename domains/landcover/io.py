@@ -5,6 +5,9 @@ Band indexes follow rasterio: 1-based. Windows may run past the raster edge; the
 
 from __future__ import annotations
 
+import glob
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,14 +16,60 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from core.errors import DataError
+from core.io import check_writable
 from domains.landcover.classes import ClassMap
-from domains.landcover.files import AtomicFile
 
 PathLike = str | Path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class AtomicFile:
+    """A temp file beside ``path`` for writers that make several files (GDAL side files, a COG copy):
+    ``commit()`` renames one onto ``path``, ``discard()`` removes them all. ``path`` is checked at once
+    (``core.io.check_writable``: exists without ``overwrite``, folder not creatable or not writable)."""
+
+    def __init__(self, path: PathLike, overwrite: bool = False) -> None:
+        self.path = check_writable(path, overwrite)
+        if self.path.is_dir():
+            raise DataError(f"output path is a directory, expected a file name: {self.path}")
+        self.overwrite = overwrite
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".tmp{self.path.suffix}",
+                                       dir=self.path.parent)
+        except OSError as exc:
+            raise DataError(f"cannot create a file in {self.path.parent} (for {self.path}): {exc}") from exc
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the output gets the usual permissions
+        self.tmp = Path(tmp)
+
+    def sibling(self, tag: str) -> Path:
+        """Another temp path next to ``tmp`` (removed by ``discard``/``commit``), e.g. for a second pass."""
+        return self.tmp.with_name(f"{self.tmp.stem}.{tag}{self.path.suffix}")
+
+    def commit(self, final: Path | None = None) -> Path:
+        """Rename ``final`` (default ``tmp``) onto the target and remove the other temp files."""
+        if self.path.exists() and not self.overwrite:
+            self.discard()
+            raise DataError(f"output appeared while writing: {self.path}; pass overwrite=true to replace it")
+        os.replace(final or self.tmp, self.path)
+        self.discard()
+        return self.path
+
+    def discard(self) -> None:
+        """Remove every temp file this object made (including GDAL side files such as ``.aux.xml``)."""
+        for p in self.tmp.parent.glob(glob.escape(self.tmp.stem) + "*"):
+            if p.is_file():
+                p.unlink(missing_ok=True)
 
 
 def _why(exc: BaseException) -> str:
@@ -84,6 +133,36 @@ def _inside(window: Window, height: int, width: int) -> tuple[Window | None, int
     return Window(c0, r0, c1 - c0, r1 - r0), r0 - int(window.row_off), c0 - int(window.col_off)
 
 
+def _representable(value: float, dtype: np.dtype) -> bool:
+    """Whether some pixel of ``dtype`` can equal the nodata ``value``."""
+    if np.isnan(value):
+        return False
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return float(value).is_integer() and info.min <= value <= info.max
+    return True
+
+
+def valid_pixels(src: rasterio.DatasetReader, window: Window, bands: list[int], data: np.ndarray) -> np.ndarray:
+    """Valid mask ``(h, w)`` for ``data`` ``(C, h, w)`` just read from ``bands`` in ``window`` (file dtype): valid in
+    every band's mask (nodata value, internal mask or alpha band) and finite. Bands masked only by a nodata value
+    are compared with it directly (GDAL would read the data a second time to build that mask)."""
+    flags = [src.mask_flag_enums[b - 1] for b in bands]
+    nodata = [src.nodatavals[b - 1] for b in bands]
+    if all(f == [MaskFlags.all_valid] for f in flags):
+        ok = np.ones(data.shape[1:], bool)
+    elif all(f == [MaskFlags.nodata] for f in flags):
+        ok = np.ones(data.shape[1:], bool)
+        for band, value in zip(data, nodata):
+            if _representable(value, band.dtype):  # else no pixel can hold it (NaN: the finiteness test below)
+                ok &= band != band.dtype.type(value)
+    else:
+        ok = (read_raw(src, window, bands, masks=True) > 0).all(axis=0)
+    if np.issubdtype(data.dtype, np.floating):
+        ok &= np.isfinite(data).all(axis=0)
+    return ok
+
+
 def read_window(
     src: rasterio.DatasetReader, window: Window, bands: Sequence[int] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -99,8 +178,9 @@ def read_window(
     inner, dr, dc = _inside(window, src.height, src.width)
     if inner is None:
         return image, valid
-    data = read_raw(src, inner, bands).astype(np.float32, copy=False)  # (C, ih, iw)
-    ok = (read_raw(src, inner, bands, masks=True) > 0).all(axis=0) & np.isfinite(data).all(axis=0)
+    raw = read_raw(src, inner, bands)  # (C, ih, iw) in the file's dtype
+    ok = valid_pixels(src, inner, bands, raw)
+    data = raw.astype(np.float32, copy=False)
     data[:, ~ok] = 0.0
     image[:, dr : dr + inner.height, dc : dc + inner.width] = data
     valid[dr : dr + inner.height, dc : dc + inner.width] = ok

@@ -22,8 +22,8 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 
 from core.errors import DataError
+from core.io import atomic_path
 from domains.landcover.classes import DEFAULT_CLASSES, ClassMap
-from domains.landcover.files import atomic_path
 from domains.landcover.io import check_bands, count_values, open_raster
 
 M2_PER_HECTARE = 10_000.0

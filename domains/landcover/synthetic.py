@@ -17,8 +17,9 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from core.errors import ConfigError
+from core.io import atomic_path
 from domains.landcover.classes import DEFAULT_CLASSES, write_class_map_json
-from domains.landcover.files import AtomicFile, atomic_path
+from domains.landcover.io import AtomicFile
 
 BUILDING, ROAD = 4, 5
 LABEL_NODATA = 255
@@ -145,8 +146,8 @@ def make_scene(
                 dst.set_band_description(i + 1, BAND_NAMES[i] if i < 4 else f"band_{i + 1}")
     with atomic_path(path_lbl, overwrite) as tmp:
         with rasterio.open(tmp, "w", count=1, dtype="uint8", nodata=LABEL_NODATA, **profile) as dst:
+            dst.write_colormap(1, DEFAULT_CLASSES.colormap())  # before the pixels: libtiff fixes it on first write
             dst.write(labels, 1)
-            dst.write_colormap(1, DEFAULT_CLASSES.colormap())
     return Path(path_img), Path(path_lbl)
 
 

@@ -8,7 +8,15 @@ from rasterio.windows import Window
 
 from core.errors import DataError
 from domains.landcover.classes import DEFAULT_CLASSES
-from domains.landcover.io import band_stats, check_label_values, check_pair, open_raster, read_label_window, read_window
+from domains.landcover.io import (
+    _representable,
+    band_stats,
+    check_label_values,
+    check_pair,
+    open_raster,
+    read_label_window,
+    read_window,
+)
 
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 5_000_000.0)  # as written by the conftest ``tif`` fixture
 
@@ -152,3 +160,16 @@ def test_label_values_outside_class_map(tif):
         check_label_values(tif("lab_nodata.tif", labels, nodata=200), DEFAULT_CLASSES)
     labels[0, :2] = 1
     check_label_values(tif("lab_ok.tif", labels, nodata=200), DEFAULT_CLASSES)
+
+
+@pytest.mark.parametrize("dtype,nodata", [("int16", 0.5), ("uint16", 7), ("float32", -9999.0)])
+def test_nodata_mask_agrees_with_gdal(tif, dtype, nodata):
+    data = np.random.default_rng(0).integers(10, 100, (4, 9, 11)).astype(dtype)
+    holds_nodata = _representable(nodata, np.dtype(dtype))
+    if holds_nodata:
+        data[1, 3, 4] = data[2, 5, 6] = nodata
+    path = tif("n.tif", data, nodata=nodata, block=None)
+    with rasterio.open(path) as src:
+        _, valid = read_window(src, Window(0, 0, 11, 9))
+        np.testing.assert_array_equal(valid, (src.read_masks() > 0).all(axis=0))  # GDAL's own mask
+    assert (~valid).sum() == (2 if holds_nodata else 0)
