@@ -31,7 +31,7 @@ def run_script(script: str, *overrides: str, check: bool = True, timeout: int = 
     """Run ``scripts/<script>.py`` with Hydra overrides in a subprocess, as a user would."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{script}.py"), *overrides], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=timeout)
+                          capture_output=True, text=True, encoding="utf-8", errors="replace", env=env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc

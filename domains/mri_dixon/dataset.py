@@ -32,6 +32,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +44,15 @@ from torch.utils.data import Dataset
 from core.errors import ConfigError, DataError
 
 from .fatfraction import DEFAULT_RELATIVE_THRESHOLD, fat_fraction
-from .io import Volume, check_same_grid, from_canonical, read_volume, to_canonical, write_label
+from .io import (
+    Volume,
+    canonical_affine,
+    check_same_grid,
+    from_canonical,
+    read_volume,
+    to_canonical,
+    write_label,
+)
 from .phantom import make_dataset
 
 NORMALIZATION_SCHEME = "per_case_percentile_zscore"
@@ -222,7 +232,7 @@ def build_image(
     return np.stack(stacked), params
 
 
-def _check_label_values(label: Volume, spec: DatasetSpec, case: str) -> np.ndarray:
+def check_label_values(label: Volume, spec: DatasetSpec, case: str) -> np.ndarray:
     """Label array as int16 after checking every value is declared in dataset.json."""
     array = label.array
     if not np.issubdtype(array.dtype, np.integer):
@@ -261,7 +271,7 @@ def load_case(
     check_same_grid({_grid_name(spec, k): v for k, v in volumes.items()}, case)
     label = None
     if labels_dir is not None:
-        values = _check_label_values(volumes.pop("label"), spec, case)
+        values = check_label_values(volumes.pop("label"), spec, case)
         if spec.ignore_label is not None:
             values[values == spec.ignore_label] = ignore_index
         label = to_canonical(Volume(values, volumes[needed[0]].affine)).array
@@ -275,24 +285,58 @@ def _grid_name(spec: DatasetSpec, key: int | str) -> str:
     return "label" if key == "label" else f"channel {key} ({spec.channel_names[key]})"
 
 
-def load_inference_case(files: dict[str, str | os.PathLike], meta: dict, case: str | None = None) -> Case:
-    """Prepare unlabelled images for prediction exactly as in training, from ``meta`` (a dataset's ``meta``).
+def inference_channels(meta: dict, with_water_fat: bool = False) -> list[str]:
+    """Channel names a prediction reads: the model's ``channels``, plus ``water`` and ``fat`` when the model
+    takes the FF channel or ``with_water_fat`` (e.g. to write an FF map)."""
+    extra = ["water", "fat"] if meta["add_fat_fraction"] or with_water_fat else []
+    return list(dict.fromkeys(list(meta["channels"]) + extra))
 
-    ``files`` maps channel names (those in ``meta["channels"]``, plus ``water`` and ``fat`` when
-    ``meta["add_fat_fraction"]``) to image paths (NIfTI, MHA/MHD, NRRD or DICOM directories).
+
+def case_files(spec: DatasetSpec, case: str, names: list[str], images_dir: str = "imagesTr") -> dict[str, Path]:
+    """``{channel name: ROOT/images_dir/CASE_NNNN<ending>}`` for ``names`` (indices from dataset.json)."""
+    indices = resolve_channels(spec, names)
+    return {name: spec.root / images_dir / f"{case}_{i:04d}{spec.file_ending}" for name, i in zip(names, indices)}
+
+
+def read_case_volumes(
+    files: dict[str, str | os.PathLike], case: str, series: dict[str, str] | None = None
+) -> dict[str, Volume]:
+    """Read every ``{name: path}`` (file or DICOM directory; ``series`` picks a DICOM series per name) and
+    check that they share one grid. Errors name the case and the file."""
+    volumes = {name: read_volume(path, case=case, series=(series or {}).get(name)) for name, path in files.items()}
+    check_same_grid(volumes, case)
+    return volumes
+
+
+def prepare_inference_case(volumes: dict[str, Volume], meta: dict, case: str = "input") -> Case:
+    """Normalise unlabelled volumes exactly as in training (from ``meta``, a dataset's ``meta``).
+
+    ``volumes`` maps at least the names of :func:`inference_channels` to volumes on one grid; the
+    reference for writing predictions is the first model channel as read.
     """
-    wanted = list(meta["channels"]) + (["water", "fat"] if meta["add_fat_fraction"] else [])
-    names = list(dict.fromkeys(wanted))
-    missing = [n for n in names if n not in files]
+    names = inference_channels(meta)
+    missing = [n for n in names if n not in volumes]
     if missing:
-        raise DataError(f"case {case!r}: no file given for channels {missing}; got {sorted(files)}")
-    volumes = {i: read_volume(files[n], case=case) for i, n in enumerate(names)}
-    check_same_grid({f"channel {names[i]}": v for i, v in volumes.items()}, case or "input")
-    raw = {i: to_canonical(v).array.astype(np.float32, copy=False) for i, v in volumes.items()}
+        raise DataError(f"case {case!r}: no file given for channels {missing}; got {sorted(volumes)}")
+    raw = {i: to_canonical(volumes[n]).array.astype(np.float32, copy=False) for i, n in enumerate(names)}
     water_fat = (names.index("water"), names.index("fat")) if meta["add_fat_fraction"] else None
     percentiles = tuple(meta["normalization"]["percentiles"])
     image, params = build_image(raw, list(range(len(meta["channels"]))), names, percentiles, water_fat)
-    return Case(case or "input", image, None, to_canonical(volumes[0]).affine, volumes[0], params)
+    reference = volumes[names[0]]
+    return Case(case, image, None, canonical_affine(reference.affine, reference.shape), reference, params)
+
+
+def load_inference_case(
+    files: dict[str, str | os.PathLike], meta: dict, case: str | None = None, series: dict[str, str] | None = None
+) -> Case:
+    """Read ``files`` (channel name -> NIfTI, MHA/MHD, NRRD or DICOM directory) and prepare them for the model
+    (:func:`read_case_volumes` + :func:`prepare_inference_case`)."""
+    names = inference_channels(meta)
+    missing = [n for n in names if n not in files]
+    if missing:
+        raise DataError(f"case {case!r}: no file given for channels {missing}; got {sorted(files)}")
+    volumes = read_case_volumes({n: files[n] for n in names}, case or "input", series)
+    return prepare_inference_case(volumes, meta, case or "input")
 
 
 def extract_slice(image: np.ndarray, axis: int, index: int, context: int) -> np.ndarray:
@@ -486,6 +530,7 @@ def make_meta(
     patch_size: list[int],
     ignore_index: int,
     percentiles: tuple[float, float],
+    size_divisor: int = 32,
 ) -> dict:
     """The checkpoint metadata shared by all datasets of one build (plain JSON-able values)."""
     names = [spec.channel_names[i] for i in channels]
@@ -500,11 +545,13 @@ def make_meta(
         "ignore_index": int(ignore_index),
         "patch_size": [int(p) for p in patch_size],
         "channels": names,
+        "dataset_channels": list(spec.channel_names),
         "input_channels": inputs,
         "add_fat_fraction": bool(add_fat_fraction),
         "axis": int(axis),
         "context_slices": int(context_slices),
         "orientation": "RAS",
+        "size_divisor": int(size_divisor),
         "file_ending": spec.file_ending,
         "normalization": {
             "scheme": NORMALIZATION_SCHEME,
@@ -515,6 +562,38 @@ def make_meta(
             else None,
         },
     }
+
+
+def ensure_root(
+    root: str | os.PathLike,
+    synthetic_if_missing: bool = False,
+    synthetic_cases: int = 8,
+    synthetic_shape: list[int] = (64, 64, 24),
+    seed: int = 0,
+) -> Path:
+    """``root`` as a Path; a missing root is generated as a phantom data set if ``synthetic_if_missing``.
+
+    The phantom is written into a temporary sibling folder that is renamed to ``root`` when complete, so an
+    interrupted run never leaves half a data set behind.
+    """
+    root_path = Path(root)
+    if root_path.exists():
+        return root_path
+    if not synthetic_if_missing:
+        raise DataError(
+            f"data set root {str(root_path)!r} does not exist (set synthetic_if_missing to generate a phantom)"
+        )
+    root_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root_path.name}.", dir=root_path.parent))
+    try:
+        make_dataset(staging, n_cases=synthetic_cases, shape=tuple(synthetic_shape), seed=seed)
+        os.replace(staging, root_path)
+    except OSError:
+        if not root_path.exists():  # a concurrent run may have created it first: then use that one
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return root_path
 
 
 def build_datasets(
@@ -545,21 +624,18 @@ def build_datasets(
     ``synthetic_if_missing``. "test" is built from ``imagesTs/`` + ``labelsTs/`` when both exist.
     """
     _check_config(axis, context_slices, list(patch_size), foreground_fraction, size_divisor)
-    root_path = Path(root)
-    if not root_path.exists():
-        if not synthetic_if_missing:
-            raise DataError(
-                f"data set root {str(root_path)!r} does not exist (set synthetic_if_missing to generate a phantom)"
-            )
-        make_dataset(root_path, n_cases=synthetic_cases, shape=tuple(synthetic_shape), seed=seed)
+    root_path = ensure_root(root, synthetic_if_missing, synthetic_cases, synthetic_shape, seed)
     spec = read_dataset_json(root_path)
     if 0 <= ignore_index < len(spec.labels):
         raise ConfigError(f"ignore_index {ignore_index} collides with class values {spec.labels}")
     indices = resolve_channels(spec, channels)
     percentiles = tuple(float(p) for p in percentiles)
-    meta = make_meta(spec, indices, add_fat_fraction, axis, context_slices, list(patch_size), ignore_index, percentiles)
+    meta = make_meta(
+        spec, indices, add_fat_fraction, axis, context_slices, list(patch_size), ignore_index, percentiles, size_divisor
+    )
     load = dict(channels=indices, add_fat_fraction=add_fat_fraction, ignore_index=ignore_index, percentiles=percentiles)
     train_names, val_names = split_cases(list_cases(spec), val_fraction, val_cases, seed)
+    meta["cases"] = {"train": train_names, "val": val_names}
     cases = {name: load_case(spec, name, **load) for name in train_names + val_names}
     common = dict(meta=meta, axis=axis, context_slices=context_slices, ignore_index=ignore_index)
     datasets = {

@@ -9,7 +9,6 @@ SimpleITK array ``(Z, Y, X)`` is transposed to ``(X, Y, Z)``.
 from __future__ import annotations
 
 import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from nibabel.orientations import (
 )
 
 from core.errors import DataError
+from core.io import atomic_path
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
@@ -267,8 +267,12 @@ def to_canonical(volume: Volume) -> Volume:
     """
     transform = to_canonical_transform(volume.affine)
     array = np.ascontiguousarray(apply_orientation(volume.array, transform))
-    affine = volume.affine @ inv_ornt_aff(transform, volume.shape)
-    return Volume(array, affine, volume.path)
+    return Volume(array, canonical_affine(volume.affine, volume.shape), volume.path)
+
+
+def canonical_affine(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """The affine of :func:`to_canonical`'s output for a volume of ``shape`` with ``affine``, ``(4, 4)``."""
+    return affine @ inv_ornt_aff(to_canonical_transform(affine), shape)
 
 
 def from_canonical(array: np.ndarray, reference: Volume) -> np.ndarray:
@@ -300,49 +304,23 @@ def _nifti_image(array: np.ndarray, reference: Volume) -> nib.Nifti1Image:
     return cls(array, reference.affine, header)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
-    """Write ``text`` via a temporary file in the same directory and ``os.replace``; no silent overwrite."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise DataError(f"output {str(path)!r} exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_nifti(path: str | os.PathLike, array: np.ndarray, reference: Volume, overwrite: bool = False) -> Path:
     """Write ``array`` ``(X, Y, Z)`` on ``reference``'s grid (same shape, affine, qform/sform codes).
 
-    Written to a temporary file in the target directory, then ``os.replace``-d onto ``path``; an existing
-    ``path`` is only replaced with ``overwrite=True``. Float arrays must be finite.
+    Written to a temporary file in the target directory, then renamed onto ``path``
+    (:func:`core.io.atomic_path`); an existing ``path`` is only replaced with ``overwrite=True``. Float arrays
+    must be finite.
     """
     path = Path(path)
     if array.shape != reference.shape:
         raise DataError(f"cannot write {str(path)!r}: array shape {array.shape} != reference shape {reference.shape}")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise DataError(f"cannot write {str(path)!r}: array holds NaN/inf values")
-    if path.exists() and not overwrite:
-        raise DataError(f"output {str(path)!r} exists; pass overwrite=True to replace it")
     if not path.name.lower().endswith(NIFTI_SUFFIXES):
         raise DataError(f"output {str(path)!r}: NIfTI names end with .nii or .nii.gz")
     img = _nifti_image(array, reference)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, overwrite) as tmp:  # tmp keeps the .nii/.nii.gz ending, so nibabel compresses alike
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import csv
 import io as _stringio
-import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +34,11 @@ from scipy.ndimage import binary_erosion, find_objects
 from scipy.spatial import cKDTree
 
 from core.errors import DataError
+from core.io import atomic_path, check_writable
+from core.io import write_json as core_write_json
 
 from .fatfraction import fat_fraction, signal_threshold, valid_signal
-from .io import Volume, atomic_write_text, grid_difference, to_canonical
+from .io import Volume, grid_difference, to_canonical
 
 METRICS = (
     "dice",
@@ -199,22 +199,25 @@ def write_csv(rows: list[dict], path: str | os.PathLike, overwrite: bool = False
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in rows)
-    return atomic_write_text(path, buffer.getvalue(), overwrite)
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+    return Path(path)
 
 
-def _json_safe(value):
+def json_safe(value):
+    """NaN/inf -> ``None``, recursively through dicts and lists (strict JSON)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def write_json(content, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """JSON (strict: NaN/inf become ``null``) written atomically."""
-    return atomic_write_text(path, json.dumps(_json_safe(content), indent=2, allow_nan=False) + "\n", overwrite)
+    """JSON (strict: NaN/inf become ``null``) written atomically (:func:`core.io.write_json`)."""
+    return core_write_json(path, json_safe(content), overwrite)
 
 
 def _overlay_slices(reference: np.ndarray, prediction: np.ndarray, count: int) -> list[int]:
@@ -241,9 +244,7 @@ def save_overlay_png(
     Slices are taken from the canonical RAS+ volume and shown in radiological view (patient right on
     the left, anterior up). ``colors`` maps label names to RGB 0..255 (default red).
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise DataError(f"output {str(path)!r} exists; pass overwrite=True to replace it")
+    check_writable(path, overwrite)
     _require_grid(image, reference, "reference", str(path))
     _require_grid(image, prediction, "prediction", str(path))
     img, ref, pred = (to_canonical(v).array for v in (image, reference, prediction))
@@ -266,13 +267,6 @@ def save_overlay_png(
         axes.set_title(f"slice {index}", fontsize=8)
         axes.set_axis_off()
     figure.suptitle("reference: solid, prediction: dashed", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, overwrite) as tmp:
         figure.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)

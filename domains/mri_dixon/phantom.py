@@ -15,7 +15,6 @@ exactly. Everything is deterministic given the seed.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -23,8 +22,9 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from core.errors import DataError
+from core.io import write_json
 
-from .io import Volume, atomic_write_text, write_label, write_nifti
+from .io import Volume, write_label, write_nifti
 
 CHANNELS = ("water", "fat", "in_phase", "out_phase")
 LABELS = {
@@ -213,6 +213,6 @@ def make_dataset(
         split = ("imagesTr", "labelsTr") if index < n_cases else ("imagesTs", "labelsTs")
         _write_case(root, *split, case, data, overwrite)
         truth[case] = data[3]
-    atomic_write_text(root / TRUTH_FILE, json.dumps(truth, indent=2) + "\n", overwrite)
-    atomic_write_text(root / "dataset.json", json.dumps(dataset_json(n_cases), indent=2) + "\n", overwrite)
+    write_json(root / TRUTH_FILE, truth, overwrite)
+    write_json(root / "dataset.json", dataset_json(n_cases), overwrite)
     return root

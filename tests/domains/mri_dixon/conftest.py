@@ -1,18 +1,35 @@
-"""Shared fixtures for the MRI Dixon domain: affines, NIfTI/DICOM writers and a tiny phantom data set."""
+"""Shared fixtures for the MRI Dixon domain: affines, NIfTI/DICOM writers, a tiny phantom data set, an
+untrained 1x1-convolution checkpoint and one tiny training run through the real entry point."""
 
 from __future__ import annotations
 
+import locale
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
+from core.task import SegmentationTask
+from domains.mri_dixon.dataset import build_datasets
 from domains.mri_dixon.phantom import make_dataset
+from tests.helpers import run_script
 
 PHANTOM_SHAPE = (32, 32, 12)
 PHANTOM_SPACING = (3.0, 3.0, 6.0)
+# A training run of a few seconds: 3 phantom cases of 32 x 32 x 8 (2 train, 1 val), 4 epochs of 4 steps
+# on 32 x 32 crops, a ResNet-18 U-Net cut to 3 stages (small checkpoints), a quick learning rate.
+TINY_DATA = [
+    "domain.datamodule.datasets.synthetic_cases=3", "domain.datamodule.datasets.synthetic_shape=[32,32,8]",
+    "domain.datamodule.datasets.patch_size=[32,32]", "domain.datamodule.datasets.samples_per_epoch=32",
+]
+TINY_TRAIN = [
+    "domain=mri_dixon", "trainer.max_epochs=4", "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false", "logger=none", "optimizer.lr=3e-3", "domain.datamodule.batch_size=8",
+    "+model.encoder_depth=3", "+model.decoder_channels=[32,16,8]", *TINY_DATA,
+]
 
 
 def rotation(ax_deg: float, az_deg: float) -> np.ndarray:
@@ -54,7 +71,19 @@ def affine_to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
 
 
 def write_dicom_series(directory: Path, array: np.ndarray, affine: np.ndarray, uid: str, description: str) -> None:
-    """Write an int16 ``(X, Y, Z)`` volume as an MR DICOM series (one file per slice) with geometry tags."""
+    """Write an int16 ``(X, Y, Z)`` volume as an MR DICOM series (one file per slice) with geometry tags.
+
+    GDCM's writer leaves the process locale's LC_CTYPE at "C" (ASCII text I/O afterwards, e.g. in
+    ``subprocess.run(text=True)``), so it is restored here.
+    """
+    saved = locale.setlocale(locale.LC_CTYPE)
+    try:
+        _write_dicom_series(directory, array, affine, uid, description)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, saved)
+
+
+def _write_dicom_series(directory: Path, array: np.ndarray, affine: np.ndarray, uid: str, description: str) -> None:
     image = affine_to_sitk(array.astype(np.int16), affine)
     d = image.GetDirection()
     common = {
@@ -114,3 +143,28 @@ def dicom_writer():
 @pytest.fixture
 def sitk_image_factory():
     return affine_to_sitk
+
+
+@pytest.fixture(scope="session")
+def conv_checkpoint(tmp_path_factory, phantom_root) -> Path:
+    """An untrained checkpoint for the phantom's channels: a fixed random 1x1 convolution (pointwise, so
+    its predictions do not depend on tiling, padding or orientation). Loads like a trained one."""
+    meta = build_datasets(str(phantom_root), patch_size=[32, 32])["train"].meta
+    torch.manual_seed(0)
+    model = {"_target_": "torch.nn.Conv2d", "in_channels": meta["in_channels"], "out_channels": meta["num_classes"],
+             "kernel_size": 1}
+    task = SegmentationTask(model=model, num_classes=meta["num_classes"], ignore_index=meta["ignore_index"],
+                            class_names=meta["class_names"], data_meta=meta, domain="mri_dixon")
+    path = tmp_path_factory.mktemp("conv_checkpoint") / "conv.ckpt"
+    torch.save({"hyper_parameters": dict(task.hparams), "state_dict": task.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> dict:
+    """One tiny training on a generated phantom through ``scripts/train.py``: its data root and checkpoint."""
+    base = tmp_path_factory.mktemp("mri_run")
+    root = base / "phantom"
+    run_script("train", f"hydra.run.dir={base / 'run'}", f"domain.datamodule.datasets.root={root}", *TINY_TRAIN)
+    return {"root": root, "checkpoint": base / "run" / "checkpoints" / "last.ckpt",
+            "data_overrides": [f"domain.datamodule.datasets.root={root}", *TINY_DATA]}

@@ -90,7 +90,7 @@ def test_label_writer_dtype_and_no_overwrite(tmp_path, volume_array, affine_fact
     reference = Volume(volume_array, affine_factory())
     path = write_label(tmp_path / "a.nii.gz", np.full(reference.shape, 300), reference)
     assert nib.load(path).get_data_dtype() == np.int16
-    with pytest.raises(DataError, match="exists.*overwrite=True"):
+    with pytest.raises(DataError, match="exists.*overwrite=true"):
         write_label(path, np.zeros(reference.shape, np.uint8), reference)
     write_label(path, np.zeros(reference.shape, np.uint8), reference, overwrite=True)
     assert nib.load(path).get_fdata().max() == 0

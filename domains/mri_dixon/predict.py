@@ -1,0 +1,408 @@
+"""Whole-volume Dixon prediction: channel images in, a label volume with exactly the input's geometry out.
+
+How the channels of a case are given (``input=``); the model's channels are its checkpoint's ``channels``
+(e.g. water, fat, in_phase, out_phase), plus ``water`` and ``fat`` when it takes the fat-fraction channel or
+``fat_fraction=true`` asks for an FF map:
+
+* an nnU-Net images folder or case folder: ``CASE_0000.nii.gz``, ``CASE_0001.nii.gz``... (the 4-digit index
+  is the channel's index in the training ``dataset.json``; ``.nii``, ``.mha``, ``.mhd``, ``.nrrd`` also do).
+  A folder holding several cases predicts them all (``output`` is then a folder);
+* a case folder with one entry per channel named after it: ``water/``, ``fat/``... (DICOM series folders)
+  or ``water.nii.gz``, ``fat.mha``...;
+* one DICOM folder holding a series per channel, chosen with ``series={water: <SeriesInstanceUID or
+  SeriesDescription>, fat: ...}`` (a single-channel model needs no ``series`` if the folder holds one series);
+* a list (``input='[a_0000.nii.gz,a_0001.nii.gz]'``) or a glob (``input='case/a_000?.nii.gz'``) of files
+  named as in nnU-Net, or of any files/DICOM folders given in the model's channel order;
+* a mapping ``input='{water: w.nii.gz, fat: dicom/fat}'``.
+
+Outputs: ``output=OUT.nii.gz`` (one case), or ``output=FOLDER`` (``FOLDER/CASE.nii.gz`` per case). The label
+volume is uint8 (int16 beyond 255 classes) with the input's shape, affine and NIfTI qform/sform codes; DICOM,
+MHA or NRRD input gives a NIfTI with the equivalent affine. ``fat_fraction=true`` adds ``OUT_fatfraction.nii.gz``
+(float32 FF in [0, 1], 0 where the signal is too low; see :mod:`.fatfraction`). Every input and output is
+checked before the model runs; all outputs are written to temporary files and renamed only when every case
+has succeeded, so an error leaves no partial output.
+
+Inference: each slice of the canonical (RAS+) volume along the checkpoint's ``axis`` (with its 2.5D
+neighbours) is one :class:`~core.inference.Source` of :func:`core.inference.sliding_window`, zero-padded
+(as in validation) to a multiple of the checkpoint's ``size_divisor``; with ``tile=null`` a tile is a whole
+slice, so slices are batched together. The volume is laid out slice-major once, so a slice read is a view.
+Flip TTA (``tta=true``) is done by the core predictor; a left-right flip is dropped when label names are
+lateralised (``kidney_left``...), see :func:`check_tta_flips`.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from core.errors import ConfigError, DataError
+from core.inference import TilePredictor, Window, sliding_window
+from core.io import atomic_path, check_writable
+from core.task import SegmentationTask
+
+from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes, stack_slices
+from .fatfraction import fat_fraction as fat_fraction_map
+from .io import NIFTI_SUFFIXES, SITK_SUFFIXES, Volume, list_dicom_series, write_label, write_nifti
+
+log = logging.getLogger(__name__)
+
+VOLUME_ENDINGS = NIFTI_SUFFIXES[::-1] + SITK_SUFFIXES  # ".nii.gz" before ".nii"
+CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<index>\d{4})(?P<ending>\.nii\.gz|\.nii|\.mha|\.mhd|\.nrrd|\.nhdr)$",
+                          re.IGNORECASE)
+FF_SUFFIX = "_fatfraction"
+META_KEYS = ("channels", "axis", "context_slices", "add_fat_fraction", "normalization", "labels")
+LATERAL_WORDS = {"left", "right"}
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    """One case: its channel files (name -> file or DICOM folder) and every file it will produce."""
+
+    case: str
+    files: dict[str, Path]
+    output: Path
+    fat_fraction: Path | None
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [p for p in (self.output, self.fat_fraction) if p is not None]
+
+
+class SliceSource:
+    """Slice ``index`` of a slice-major stack ``(N, C, H, W)`` with its 2.5D neighbours, as a core ``Source``."""
+
+    def __init__(self, stack: np.ndarray, index: int, context: int) -> None:
+        self.stack, self.index, self.context = stack, index, context
+        self.shape = tuple(int(n) for n in stack.shape[2:])  # (H, W)
+
+    def read(self, window: Window) -> np.ndarray:
+        """``(C * (2k + 1), h, w)`` float32, channel-major as :func:`.dataset.extract_slice`."""
+        r, c, h, w = window
+        if self.context == 0:
+            return self.stack[self.index, :, r : r + h, c : c + w]
+        k, last = self.context, self.stack.shape[0] - 1
+        neighbours = np.clip(np.arange(self.index - k, self.index + k + 1), 0, last)  # edge slices replicated
+        block = self.stack[neighbours, :, r : r + h, c : c + w]  # (2k + 1, C, h, w)
+        return block.transpose(1, 0, 2, 3).reshape(-1, h, w)
+
+    def skip(self, window: Window) -> bool:
+        return False
+
+
+def dixon_meta(task: SegmentationTask) -> dict:
+    """The checkpoint's data ``meta``, checked to come from a Dixon data set."""
+    meta = dict(task.hparams.get("data_meta") or {})
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise ConfigError(f"the checkpoint's data metadata lacks {missing}: it was not trained on mri_dixon data")
+    return meta
+
+
+def volume_stem(path: Path) -> str:
+    """File name without its image ending (``a.nii.gz`` -> ``a``); folders keep their name."""
+    name = path.name
+    for ending in VOLUME_ENDINGS:
+        if name.lower().endswith(ending):
+            return name[: -len(ending)]
+    return name
+
+
+def beside(path: Path, suffix: str) -> Path:
+    """``OUT.nii.gz`` -> ``OUT<suffix>.nii.gz``."""
+    ending = path.name[len(volume_stem(path)):]
+    return path.with_name(volume_stem(path) + suffix + ending)
+
+
+def _group_channel_files(paths: Sequence[Path], meta: dict, names: list[str]) -> dict[str, dict[str, Path]]:
+    """nnU-Net named files ``CASE_NNNN<ending>`` -> ``{case: {channel name: path}}``, all ``names`` present."""
+    dataset_channels = list(meta.get("dataset_channels", meta["channels"]))
+    groups: dict[str, dict[str, Path]] = {}
+    endings: dict[str, tuple[Path, str]] = {}
+    for path in sorted(paths):
+        match = CHANNEL_FILE.match(path.name)
+        index = int(match["index"])
+        if index >= len(dataset_channels):
+            raise DataError(f"case {match['case']!r}: file {str(path)!r} has channel index {index}, but the model's "
+                            f"dataset.json has channels {dict(enumerate(dataset_channels))}")
+        groups.setdefault(match["case"], {})[dataset_channels[index]] = path
+        endings.setdefault(match["case"], (path.parent, match["ending"]))
+    for case, files in groups.items():
+        missing = [n for n in names if n not in files]
+        if missing:
+            folder, ending = endings[case]
+            expected = ", ".join(_expected_file(folder, case, n, dataset_channels, ending) for n in missing)
+            raise DataError(f"case {case!r}: missing channel file(s) {expected}")
+        groups[case] = {n: files[n] for n in names}
+    return groups
+
+
+def _expected_file(folder: Path, case: str, name: str, dataset_channels: list[str], ending: str) -> str:
+    if name not in dataset_channels:
+        return f"{name!r} (not a channel of the model's dataset.json: {dataset_channels})"
+    return f"{str(folder / f'{case}_{dataset_channels.index(name):04d}{ending}')!r} ({name})"
+
+
+def _ordered_files(paths: Sequence[Path], names: list[str]) -> dict[str, dict[str, Path]]:
+    """Files given in the model's channel order -> one case named after the first file."""
+    if len(paths) != len(names):
+        raise DataError(f"got {len(paths)} input files ({', '.join(map(str, paths))}); expected {len(names)}, one "
+                        f"per channel in this order: {', '.join(names)} (or nnU-Net names CASE_NNNN.nii.gz)")
+    for path in paths:
+        if not path.exists():
+            raise DataError(f"input file {str(path)!r} does not exist")
+    return {volume_stem(paths[0]): dict(zip(names, paths))}
+
+
+def _from_list(paths: Sequence[Path], meta: dict, names: list[str]) -> dict[str, dict[str, Path]]:
+    if paths and all(CHANNEL_FILE.match(p.name) for p in paths):
+        for path in paths:
+            if not path.exists():
+                raise DataError(f"input file {str(path)!r} does not exist")
+        return _group_channel_files(paths, meta, names)
+    return _ordered_files(paths, names)
+
+
+def _from_folder(folder: Path, meta: dict, names: list[str], series: Mapping[str, str]) -> dict[str, dict[str, Path]]:
+    """An nnU-Net images folder, a case folder with one entry per channel, or one DICOM folder."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    channel_files = [p for p in entries if p.is_file() and CHANNEL_FILE.match(p.name)]
+    if channel_files:
+        return _group_channel_files(channel_files, meta, names)
+    by_name = {volume_stem(p).lower(): p for p in entries}
+    if any(n.lower() in by_name for n in names):
+        missing = [n for n in names if n.lower() not in by_name]
+        if missing:
+            raise DataError(f"case {folder.name!r}: no entry for channel(s) {missing} in {str(folder)!r} "
+                            f"(expected e.g. {str(folder / missing[0])!r} or {str(folder / missing[0])!r}.nii.gz)")
+        return {folder.name: {n: by_name[n.lower()] for n in names}}
+    _check_dicom_selection(folder, names, series)
+    return {folder.name: dict.fromkeys(names, folder)}
+
+
+def _check_dicom_selection(folder: Path, names: list[str], series: Mapping[str, str]) -> None:
+    """A DICOM folder for every channel: needs one series, or a ``series`` entry per channel that exists."""
+    found = list_dicom_series(folder)
+    listing = "; ".join(f"uid={s['uid']} description={s['description']!r}" for s in found)
+    if not found:
+        raise DataError(f"case {folder.name!r}: input folder {str(folder)!r} holds no DICOM series and no channel "
+                        f"files (expected CASE_0000.nii.gz..., {names[0]}/ or {names[0]}.nii.gz)")
+    if len(names) == 1 and len(found) == 1 and names[0] not in series:
+        return
+    for name in names:
+        wanted = series.get(name)
+        if wanted is None:
+            raise DataError(f"case {folder.name!r}: DICOM folder {str(folder)!r} holds {len(found)} series "
+                            f"({listing}); map each channel to one with domain.predict.series='{{{names[0]}: <uid or "
+                            f"description>, ...}}' (channels: {', '.join(names)})")
+        matches = [s for s in found if wanted in (s["uid"], s["description"])]
+        if len(matches) != 1:
+            problem = "no series matches" if not matches else f"{len(matches)} series match"
+            raise DataError(f"case {folder.name!r}: DICOM folder {str(folder)!r}: {problem} {wanted!r} for channel "
+                            f"{name!r}; available: {listing}")
+
+
+def collect_cases(input: str | Sequence | Mapping, meta: dict, names: list[str],
+                  series: Mapping[str, str] | None = None) -> dict[str, dict[str, Path]]:
+    """``{case: {channel name: path}}`` for every input form of the module docstring."""
+    series = dict(series or {})
+    unknown = sorted(set(series) - set(names))
+    if unknown:
+        raise ConfigError(f"series names channels {unknown} that this prediction does not read; channels: {names}")
+    if isinstance(input, Mapping):
+        files = {str(k): Path(str(v)) for k, v in input.items()}
+        missing = [n for n in names if n not in files]
+        if missing:
+            raise DataError(f"input mapping has no file for channel(s) {missing}; it names {sorted(files)}")
+        return _ordered_files([files[n] for n in names], names)
+    if isinstance(input, Sequence) and not isinstance(input, str):
+        return _from_list([Path(str(p)) for p in input], meta, names)
+    if glob.has_magic(str(input)):
+        matches = sorted(glob.glob(str(input)))
+        if not matches:
+            raise DataError(f"input pattern {str(input)!r} matches no files")
+        return _from_list([Path(p) for p in matches], meta, names)
+    path = Path(str(input))
+    if path.is_dir():
+        return _from_folder(path, meta, names, series)
+    if not path.exists():
+        raise DataError(f"input {str(path)!r} does not exist (give a case folder, channel files or a DICOM folder)")
+    return _from_list([path], meta, names)
+
+
+def plan(input, output: str | os.PathLike, meta: dict, fat_fraction: bool = False,
+         series: Mapping[str, str] | None = None) -> list[CaseJob]:
+    """Jobs for every input case, with their output paths (see the module docstring)."""
+    names = inference_channels(meta, with_water_fat=fat_fraction)
+    cases = collect_cases(input, meta, names, series)
+    out = Path(str(output))
+    if out.name.lower().endswith(NIFTI_SUFFIXES):
+        if len(cases) != 1:
+            raise DataError(f"the input holds {len(cases)} cases ({', '.join(cases)}); give an output folder, "
+                            f"not the file name {str(out)!r}")
+        outputs = {next(iter(cases)): out}
+    elif out.exists() and not out.is_dir():
+        raise DataError(f"output {str(out)!r} must be a .nii/.nii.gz file name or a folder")
+    else:
+        outputs = {case: out / f"{case}.nii.gz" for case in cases}
+    jobs = [CaseJob(case, files, outputs[case], beside(outputs[case], FF_SUFFIX) if fat_fraction else None)
+            for case, files in cases.items()]
+    inputs = {p.resolve() for job in jobs for p in job.files.values()}
+    for job in jobs:
+        clash = [p for p in job.outputs if p.resolve() in inputs]
+        if clash:
+            raise DataError(f"case {job.case!r}: output {str(clash[0])!r} is one of the input files")
+    return jobs
+
+
+def check_tta_flips(predictor: TilePredictor, meta: dict) -> None:
+    """Drop the left-right flip from the predictor's TTA when label names are lateralised.
+
+    Slices ``(C, H, W)`` of the canonical RAS+ volume have H along R-L for ``axis`` 1 and 2 (so tensor dim -2
+    flips left-right and -1 anterior-posterior or superior-inferior), and no left-right axis for ``axis`` 0.
+    Flipping left-right turns a left kidney into a right one: fine for one ``kidneys`` label, wrong for
+    ``kidney_left`` / ``kidney_right``, so that flip is removed (with a warning) for such label sets.
+    """
+    if meta["axis"] == 0 or not predictor.tta_flips:
+        return
+    lateral = [n for n in meta["labels"] if LATERAL_WORDS & set(re.split(r"[^a-z]+", n.lower()))]
+    if not lateral:
+        return
+    kept = [d for d in predictor.tta_flips if (d if d < 0 else d - 4) != -2]
+    if kept != list(predictor.tta_flips):
+        log.warning("left-right flip TTA would swap the lateralised labels %s; using flips %s only", lateral, kept)
+        predictor.tta_flips = kept
+
+
+def slice_stack(case: Case, axis: int, divisor: int, tile: Sequence[int] | None = None) -> np.ndarray:
+    """Every slice of the case image along ``axis``, contiguous ``(N, C, H', W')``: zero-padded at the end of
+    both in-plane axes to a multiple of ``divisor`` (and at least ``tile``), as validation slices in training.
+    One (multi-threaded) pass over the volume, so that reading a slice is a contiguous view."""
+    image = torch.from_numpy(case.image).movedim(axis + 1, 0)  # (N, C, H, W), a strided view
+    n, c, h, w = image.shape
+    target = (h, w) if tile is None else (max(h, int(tile[0])), max(w, int(tile[1])))
+    size = [math.ceil(t / divisor) * divisor for t in target]
+    stack = torch.zeros((n, c, *size), dtype=torch.float32)
+    stack[:, :, :h, :w] = image
+    return stack.numpy()
+
+
+def predict_volume(predictor: TilePredictor, case: Case, meta: dict, num_classes: int, batch_size: int = 16,
+                   tile: Sequence[int] | None = None, overlap: Sequence[int] = (0, 0), blend: str = "gaussian",
+                   progress: bool | str = False) -> np.ndarray:
+    """Labels of every slice of a canonical case, stacked into a canonical volume ``(X, Y, Z)`` (uint8/int16).
+
+    ``tile=None``: each slice is one tile (padded to ``meta["size_divisor"]``), so the batch holds
+    ``batch_size`` slices; else ``tile`` ``(h, w)`` windows with ``overlap`` inside each slice.
+    """
+    axis, context = int(meta["axis"]), int(meta["context_slices"])
+    height, width = (int(n) for n in np.delete(case.image.shape[1:], axis))
+    stack = slice_stack(case, axis, int(meta.get("size_divisor", 32)), tile)
+    sources = [SliceSource(stack, i, context) for i in range(stack.shape[0])]
+    tile = tuple(tile) if tile is not None else sources[0].shape
+    dtype = torch.uint8 if num_classes <= 256 else torch.int16
+    labels = torch.empty((len(sources), height, width), dtype=dtype, device=predictor.device)  # (N, H, W)
+    for index, row, logits, _ in sliding_window(predictor, sources, num_classes, tile=tile, overlap=tuple(overlap),
+                                                batch_size=batch_size, blend=blend, progress=progress):
+        rows = min(logits.shape[1], height - row)
+        if rows > 0:
+            labels[index, row : row + rows] = logits[:, :rows, :width].argmax(0).to(dtype)
+    return stack_slices(labels.cpu().numpy(), axis)
+
+
+def keep_largest_components(label: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    """Keep only the largest 26-connected component of each label in ``values``; the rest becomes 0."""
+    out = label.copy()
+    structure = ndimage.generate_binary_structure(3, 3)
+    for value in values:
+        mask = label == value
+        boxes = ndimage.find_objects(mask.astype(np.uint8))
+        if not boxes:
+            continue
+        box = boxes[0]
+        components, count = ndimage.label(mask[box], structure)
+        if count > 1:
+            largest = np.bincount(components.ravel())[1:].argmax() + 1
+            out[box][(components > 0) & (components != largest)] = 0
+    return out
+
+
+def cleanup_values(largest_component: bool | Sequence[str], meta: dict) -> list[int]:
+    """Label values for :func:`keep_largest_components`: all foreground labels (``true``) or the named ones."""
+    labels = {k: v for k, v in meta["labels"].items() if v != 0}
+    if largest_component is True:
+        return sorted(labels.values())
+    if not largest_component:
+        return []
+    if isinstance(largest_component, str):
+        largest_component = [largest_component]
+    unknown = [n for n in largest_component if n not in labels]
+    if unknown:
+        raise ConfigError(f"largest_component names unknown labels {unknown}; labels: {sorted(labels)}")
+    return [labels[n] for n in largest_component]
+
+
+def check_tile(tile: Sequence[int] | None, overlap: Sequence[int], divisor: int) -> None:
+    """``tile`` is null or ``[h, w]`` in multiples of ``divisor``, with ``0 <= overlap < tile``."""
+    if tile is None:
+        return
+    if len(tile) != 2 or any(int(t) < 1 or int(t) % divisor for t in tile):
+        raise ConfigError(f"tile must be null (whole slices) or [h, w], multiples of {divisor}; got {list(tile)}")
+    if len(overlap) != 2 or not all(0 <= int(o) < int(t) for o, t in zip(overlap, tile)):
+        raise ConfigError(f"overlap must be [h, w] with 0 <= overlap < tile {list(tile)}; got {list(overlap)}")
+
+
+def segment_volumes(predictor: TilePredictor, case: str, volumes: Mapping[str, Volume], meta: dict,
+                    num_classes: int, clean: Sequence[int] = (), **inference) -> tuple[np.ndarray, Case]:
+    """Predict one case read with :func:`.dataset.read_case_volumes`: ``(labels (X, Y, Z) on the input's own
+    axes, the prepared Case)``; ``clean`` lists labels reduced to their largest component."""
+    prepared = prepare_inference_case(dict(volumes), meta, case)
+    canonical = predict_volume(predictor, prepared, meta, num_classes, progress=f"{case} (slices)", **inference)
+    labels = prepared.to_original(canonical)
+    return (keep_largest_components(labels, clean) if clean else labels), prepared
+
+
+def predict(task: SegmentationTask, predictor: TilePredictor, input, output: str, overwrite: bool = False,
+            batch_size: int = 16, largest_component: bool | Sequence[str] = False, fat_fraction: bool = False,
+            series: Mapping[str, str] | None = None, tile: Sequence[int] | None = None,
+            overlap: Sequence[int] = (0, 0), blend: str = "gaussian") -> list[Path]:
+    """Predict every case of ``input`` into ``output`` (see the module docstring); returns the files written.
+
+    Args:
+        batch_size: slices (tiles) per forward pass.
+        largest_component: keep only the largest connected component of every foreground label (``true``)
+            or of the named labels (e.g. ``[liver, spleen]``; not for labels with several parts, like kidneys).
+        fat_fraction: also write ``OUT_fatfraction.nii.gz`` (needs water and fat images).
+        series: channel name -> DICOM SeriesInstanceUID or SeriesDescription, for DICOM folders.
+        tile, overlap, blend: ``null`` = whole slices; else windows inside slices (multiples of the size divisor).
+    """
+    meta = dixon_meta(task)
+    clean = cleanup_values(largest_component, meta)
+    check_tile(tile, overlap, int(meta.get("size_divisor", 32)))
+    check_tta_flips(predictor, meta)
+    jobs = plan(input, output, meta, fat_fraction, series)
+    for path in (p for job in jobs for p in job.outputs):
+        check_writable(path, overwrite)
+    inference = dict(batch_size=batch_size, tile=tile, overlap=overlap, blend=blend)
+    with ExitStack() as staged:
+        for job in jobs:
+            volumes = read_case_volumes(job.files, job.case, series)
+            labels, case = segment_volumes(predictor, job.case, volumes, meta, task.hparams.num_classes, clean,
+                                           **inference)
+            write_label(staged.enter_context(atomic_path(job.output, overwrite)), labels, case.reference, True)
+            if job.fat_fraction is not None:
+                ff = fat_fraction_map(volumes["water"].array, volumes["fat"].array)
+                write_nifti(staged.enter_context(atomic_path(job.fat_fraction, overwrite)), ff, case.reference, True)
+    written = [p for job in jobs for p in job.outputs]
+    log.info("wrote %s", ", ".join(map(str, written)))
+    return written

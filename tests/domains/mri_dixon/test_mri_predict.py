@@ -1,0 +1,286 @@
+"""Whole-volume prediction: the slice engine equals the model, input forms, DICOM input, clean-up, TTA flips,
+and bad inputs through the predict entry point's own code path (exit 2, case and file named, nothing written).
+
+These use an untrained 1x1-convolution checkpoint (fast); ``test_mri_pipeline.py`` uses a trained one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import load_task
+from core.cli import run
+from core.errors import ConfigError, DataError
+from core.inference import TilePredictor
+from core.predict import predict as predict_entry
+from domains.mri_dixon.dataset import Case, case_slices, load_inference_case
+from domains.mri_dixon.io import Volume
+from domains.mri_dixon.phantom import CHANNELS
+from domains.mri_dixon.predict import (
+    check_tta_flips,
+    cleanup_values,
+    keep_largest_components,
+    plan,
+    predict_volume,
+)
+from tests.helpers import compose_config
+
+META = {
+    "channels": list(CHANNELS), "dataset_channels": list(CHANNELS), "add_fat_fraction": False, "axis": 2,
+    "context_slices": 0, "size_divisor": 32, "labels": {"background": 0, "liver": 1, "kidneys": 2},
+}
+
+
+def _predictor(checkpoint, tta_flips=()) -> tuple:
+    task = load_task(checkpoint)
+    return task, TilePredictor(task.net, device="cpu", tta_flips=tta_flips)
+
+
+def _copy_case(phantom_root, case, folder, name=None):
+    """The four channel files of a phantom case into ``folder`` (as ``name`` if given)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(4):
+        shutil.copy(phantom_root / "imagesTr" / f"{case}_{i:04d}.nii.gz", folder / f"{name or case}_{i:04d}.nii.gz")
+    return folder
+
+
+def _run_predict(checkpoint, input, output, capsys, *extra):
+    """``core.cli.run(core.predict.predict, cfg)``: what ``scripts/predict.py`` runs, in this process."""
+    cfg = compose_config("predict", ["domain=mri_dixon", f"checkpoint={checkpoint}", f"input={input}",
+                                     f"output={output}", "device=cpu", *extra])
+    try:
+        run(predict_entry, cfg)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+def test_slice_engine_equals_model_on_every_slice(conv_checkpoint, phantom_root):
+    task, predictor = _predictor(conv_checkpoint)
+    meta = task.hparams.data_meta
+    files = {n: phantom_root / "imagesTr" / f"phantom_000_{i:04d}.nii.gz" for i, n in enumerate(CHANNELS)}
+    case = load_inference_case(files, meta, "phantom_000")
+    labels = predict_volume(predictor, case, meta, 7, batch_size=5)  # 12 slices: batches of 5, 5, 2
+    slices = torch.from_numpy(case_slices(case, axis=2, context=0))  # (Z, C, X, Y)
+    with torch.inference_mode():
+        expected = task.net(slices).argmax(1).numpy()  # (Z, X, Y)
+    np.testing.assert_array_equal(labels, np.moveaxis(expected, 0, 2))
+
+
+@pytest.mark.parametrize("axis,context", [(0, 1), (2, 2)])
+def test_tiled_slices_match_whole_slices(axis, context):
+    """Windows with overlap inside slices larger than the tile give the whole-slice answer (pointwise model)."""
+    torch.manual_seed(0)
+    predictor = TilePredictor(torch.nn.Conv2d(4 * (2 * context + 1), 7, 1), device="cpu")
+    meta = {**META, "axis": axis, "context_slices": context}
+    image = np.random.default_rng(0).normal(size=(4, 34, 40, 6)).astype(np.float32)  # (C, X, Y, Z)
+    case = Case("random", image, None, np.eye(4), Volume(image[0], np.eye(4)))
+    whole = predict_volume(predictor, case, meta, 7, batch_size=8)
+    tiled = predict_volume(predictor, case, meta, 7, batch_size=8, tile=(32, 32), overlap=(8, 8))
+    assert whole.shape == image.shape[1:]
+    assert (whole == tiled).mean() > 0.999  # identical up to float ties of the blended logits
+
+
+def test_keep_largest_components():
+    label = np.zeros((12, 12, 6), np.uint8)
+    label[1:5, 1:5, 1:4] = 1  # 48 voxels
+    label[8:10, 8:10, 1:3] = 1  # 8 voxels, separate
+    label[6, 6, 4] = 1  # touches nothing
+    label[1:4, 8:11, 2:5] = 2  # one component
+    label[5, 5, 4] = 2  # diagonal neighbour of nothing of label 2: separate
+    cleaned = keep_largest_components(label, [1])
+    assert (cleaned == 1).sum() == 48 and (cleaned == 2).sum() == (label == 2).sum()
+    cleaned = keep_largest_components(label, [1, 2])
+    assert (cleaned == 2).sum() == 27 and cleaned[5, 5, 4] == 0
+    chain = np.zeros((5, 5, 5), np.uint8)
+    chain[0, 0, 0] = chain[1, 1, 1] = chain[2, 2, 2] = 3  # 26-connected diagonal chain: one component
+    np.testing.assert_array_equal(keep_largest_components(chain, [3]), chain)
+
+
+def test_cleanup_values():
+    assert cleanup_values(True, META) == [1, 2] and cleanup_values(False, META) == []
+    assert cleanup_values(["liver"], META) == [1]
+    with pytest.raises(ConfigError, match="unknown labels \\['lung'\\]"):
+        cleanup_values(["lung"], META)
+
+
+@pytest.mark.parametrize("labels,axis,expected", [
+    ({"background": 0, "kidneys": 1}, 2, [-1, -2]),
+    ({"background": 0, "kidney_left": 1, "kidney_right": 2}, 2, [-1]),
+    ({"background": 0, "Left Kidney": 1}, 1, [-1]),
+    ({"background": 0, "kidney_left": 1}, 0, [-1, -2]),  # sagittal slices have no left-right axis
+])
+def test_tta_drops_left_right_flip_for_lateralised_labels(labels, axis, expected):
+    predictor = TilePredictor(torch.nn.Identity(), device="cpu", tta_flips=[-1, -2])
+    check_tta_flips(predictor, {**META, "labels": labels, "axis": axis})
+    assert predictor.tta_flips == expected
+
+
+def _touch(*paths):
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    return paths
+
+
+def test_plan_input_forms(tmp_path):
+    images = tmp_path / "imagesTs"
+    _touch(*(images / f"{c}_{i:04d}.nii.gz" for c in ("a", "b") for i in range(4)), images / "notes.txt")
+    jobs = plan(str(images), tmp_path / "out", META, fat_fraction=True)
+    assert [j.case for j in jobs] == ["a", "b"]
+    assert jobs[0].files == {n: images / f"a_{i:04d}.nii.gz" for i, n in enumerate(CHANNELS)}
+    assert jobs[1].output == tmp_path / "out" / "b.nii.gz"
+    assert jobs[1].fat_fraction == tmp_path / "out" / "b_fatfraction.nii.gz"
+    with pytest.raises(DataError, match="holds 2 cases \\(a, b\\); give an output folder"):
+        plan(str(images), tmp_path / "out.nii.gz", META)
+
+    single = plan(str(images / "a_000?.nii.gz"), tmp_path / "pred.nii", META, fat_fraction=True)  # a glob
+    assert single[0].output == tmp_path / "pred.nii" and single[0].fat_fraction == tmp_path / "pred_fatfraction.nii"
+    listed = [str(images / f"b_{i:04d}.nii.gz") for i in (3, 1, 0, 2)]  # nnU-Net names: any order
+    assert plan(listed, tmp_path / "o.nii.gz", META)[0].files == jobs[1].files
+
+    named = tmp_path / "case7"
+    _touch(named / "water.nii.gz", named / "FAT.mha", named / "in_phase.nrrd", named / "out_phase" / "x.dcm")
+    job = plan(str(named), tmp_path / "o.nii.gz", META)[0]
+    assert job.case == "case7" and job.files["fat"] == named / "FAT.mha"
+    assert job.files["out_phase"] == named / "out_phase"  # a DICOM folder per channel
+
+    plain = _touch(*(tmp_path / f"{n}.nii.gz" for n in ("w", "f", "ip", "op")))
+    assert plan([str(p) for p in plain], tmp_path / "o.nii.gz", META)[0].files == dict(zip(CHANNELS, plain))
+    with pytest.raises(DataError, match="got 2 input files.*expected 4.*water, fat, in_phase, out_phase"):
+        plan([str(p) for p in plain[:2]], tmp_path / "o.nii.gz", META)
+    mapping = {"fat": str(plain[1]), "water": str(plain[0]), "in_phase": str(plain[2]), "out_phase": str(plain[3])}
+    assert plan(mapping, tmp_path / "o.nii.gz", META)[0].files == dict(zip(CHANNELS, plain))
+
+
+def test_plan_maps_nnunet_indices_through_the_training_dataset_json(tmp_path):
+    meta = {**META, "channels": ["fat", "water"]}  # trained on a subset, in another order
+    _touch(*(tmp_path / f"c_{i:04d}.nii.gz" for i in range(4)))
+    job = plan(str(tmp_path), tmp_path / "o.nii.gz", meta)[0]
+    assert job.files == {"fat": tmp_path / "c_0001.nii.gz", "water": tmp_path / "c_0000.nii.gz"}
+    ff_only = {**META, "channels": ["in_phase"]}  # an FF map needs water and fat too
+    assert list(plan(str(tmp_path), tmp_path / "o.nii.gz", ff_only, fat_fraction=True)[0].files) == [
+        "in_phase", "water", "fat"]
+    (tmp_path / "c_0001.nii.gz").unlink()
+    with pytest.raises(DataError, match=r"case 'c': missing channel file\(s\) '.*c_0001\.nii\.gz' \(fat\)"):
+        plan(str(tmp_path), tmp_path / "o.nii.gz", meta)
+
+
+def _dicom_case(phantom_root, tmp_path, dicom_writer, per_channel_folders):
+    """The phantom case as int16 DICOM series (one folder, or one per channel) and the same data as NIfTI."""
+    nifti = tmp_path / "nifti"
+    nifti.mkdir()
+    dicom = tmp_path / "dicom"
+    for i, name in enumerate(CHANNELS):
+        img = nib.load(phantom_root / "imagesTr" / f"phantom_001_{i:04d}.nii.gz")
+        array = np.round(np.asanyarray(img.dataobj)).astype(np.int16)
+        nib.save(nib.Nifti1Image(array, img.affine), nifti / f"phantom_001_{i:04d}.nii.gz")
+        folder = dicom / name if per_channel_folders else dicom
+        dicom_writer(folder, array, img.affine, uid=f"1.2.826.0.1.3680043.2.1125.{10 + i}", description=f"DIXON_{name}")
+    return nifti, dicom
+
+
+@pytest.mark.parametrize("per_channel_folders", [False, True])
+def test_dicom_input_gives_nifti_with_equivalent_geometry(conv_checkpoint, phantom_root, tmp_path, dicom_writer,
+                                                          capsys, per_channel_folders):
+    nifti, dicom = _dicom_case(phantom_root, tmp_path, dicom_writer, per_channel_folders)
+    series = "{" + ", ".join(f"{n}: DIXON_{n}" for n in CHANNELS) + "}"
+    extra = [] if per_channel_folders else [f"domain.predict.series={series}"]
+    assert _run_predict(conv_checkpoint, dicom, tmp_path / "from_dicom.nii.gz", capsys, *extra)[0] == 0
+    assert _run_predict(conv_checkpoint, nifti, tmp_path / "from_nifti.nii.gz", capsys)[0] == 0
+    from_dicom, from_nifti = (nib.load(tmp_path / f"from_{k}.nii.gz") for k in ("dicom", "nifti"))
+    np.testing.assert_allclose(from_dicom.affine, from_nifti.affine, atol=1e-4)  # DICOM stores decimal strings
+    assert from_dicom.header["sform_code"] > 0 and from_dicom.header["qform_code"] > 0
+    np.testing.assert_array_equal(np.asanyarray(from_dicom.dataobj), np.asanyarray(from_nifti.dataobj))
+
+
+def _bad_inputs(root, tmp, dicom_writer):
+    """Builders of bad inputs: name -> (input path, text the error must contain)."""
+
+    def missing_channel():
+        folder = _copy_case(root, "phantom_000", tmp / "in")
+        (folder / "phantom_000_0002.nii.gz").unlink()
+        return folder, ["case 'phantom_000'", "phantom_000_0002.nii.gz", "in_phase"]
+
+    def different_grids():
+        folder = _copy_case(root, "phantom_000", tmp / "in")
+        img = nib.load(folder / "phantom_000_0001.nii.gz")
+        shifted = img.affine.copy()
+        shifted[:3, 3] += 2.0
+        nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj), shifted, img.header), folder / "phantom_000_0001.nii.gz")
+        return folder, ["case 'phantom_000'", "phantom_000_0000.nii.gz", "phantom_000_0001.nii.gz", "origin"]
+
+    def four_d():
+        folder = _copy_case(root, "phantom_000", tmp / "in")
+        img = nib.load(folder / "phantom_000_0003.nii.gz")
+        data = np.stack([np.asanyarray(img.dataobj)] * 2, axis=-1)
+        nib.save(nib.Nifti1Image(data, img.affine), folder / "phantom_000_0003.nii.gz")
+        return folder, ["case 'phantom_000'", "phantom_000_0003.nii.gz", "4D"]
+
+    def corrupt():
+        folder = _copy_case(root, "phantom_000", tmp / "in")
+        path = folder / "phantom_000_0001.nii.gz"
+        path.write_bytes(path.read_bytes()[:400])
+        return folder, ["case 'phantom_000'", "phantom_000_0001.nii.gz", "cannot read NIfTI"]
+
+    def nan_voxels():
+        folder = _copy_case(root, "phantom_000", tmp / "in")
+        img = nib.load(folder / "phantom_000_0000.nii.gz")
+        data = np.asanyarray(img.dataobj).copy()
+        data[3, 4, 5] = np.nan
+        nib.save(nib.Nifti1Image(data, img.affine, img.header), folder / "phantom_000_0000.nii.gz")
+        return folder, ["case 'phantom_000'", "phantom_000_0000.nii.gz", "NaN"]
+
+    def no_dicom_series():
+        folder = tmp / "dicom_empty"
+        folder.mkdir()
+        (folder / "readme.txt").write_text("not DICOM")
+        return folder, ["case 'dicom_empty'", "dicom_empty", "no DICOM series"]
+
+    def several_dicom_series():
+        folder = tmp / "dicom_two"
+        volume = np.arange(4 * 5 * 3, dtype=np.int16).reshape(4, 5, 3)
+        for uid in ("1.2.3.1", "1.2.3.2"):
+            dicom_writer(folder, volume, np.diag([2.0, 2.0, 3.0, 1.0]), uid=uid, description=f"series {uid}")
+        return folder, ["case 'dicom_two'", "dicom_two", "holds 2 series", "uid=1.2.3.1", "uid=1.2.3.2",
+                        "domain.predict.series"]
+
+    def second_case_corrupt():  # the first case is fine: still nothing may be written
+        folder = _copy_case(root, "phantom_000", tmp / "in")
+        _copy_case(root, "phantom_001", folder, name="zz")
+        (folder / "zz_0002.nii.gz").write_bytes(gzip.compress(b"not a nifti header"))
+        return folder, ["case 'zz'", "zz_0002.nii.gz"]
+
+    return {f.__name__: f for f in (missing_channel, different_grids, four_d, corrupt, nan_voxels, no_dicom_series,
+                                   several_dicom_series, second_case_corrupt)}
+
+
+@pytest.mark.parametrize("bad", ["missing_channel", "different_grids", "four_d", "corrupt", "nan_voxels",
+                                 "no_dicom_series", "several_dicom_series", "second_case_corrupt"])
+def test_bad_input_exits_2_naming_case_and_file_and_writes_nothing(conv_checkpoint, phantom_root, tmp_path,
+                                                                    dicom_writer, capsys, bad):
+    input, expected = _bad_inputs(phantom_root, tmp_path, dicom_writer)[bad]()
+    out = tmp_path / "out"
+    code, err = _run_predict(conv_checkpoint, input, out, capsys, "domain.predict.fat_fraction=true")
+    assert code == 2, err
+    assert err.splitlines()[-1].startswith("error: ") and "Traceback" not in err  # after any progress bars
+    for text in expected:
+        assert text in err, (text, err)
+    assert not out.exists() or not any(out.iterdir())  # no output, no temporary leftovers
+
+
+def test_existing_output_is_kept_unless_overwrite(conv_checkpoint, phantom_root, tmp_path, capsys):
+    folder = _copy_case(phantom_root, "phantom_000", tmp_path / "in")
+    out = tmp_path / "pred.nii.gz"
+    out.write_bytes(b"keep me")
+    code, err = _run_predict(conv_checkpoint, folder, out, capsys)
+    assert code == 2 and "already exists" in err and out.read_bytes() == b"keep me"
+    assert _run_predict(conv_checkpoint, folder, out, capsys, "overwrite=true")[0] == 0
+    assert nib.load(out).shape == (32, 32, 12)
