@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -10,8 +9,6 @@ from typing import Any
 from omegaconf import DictConfig
 
 from core.errors import UserError
-
-log = logging.getLogger(__name__)
 
 
 def find_user_error(err: BaseException | None) -> UserError | None:

@@ -83,7 +83,6 @@ class SegmentationTask(L.LightningModule):
     def _log_epoch_metrics(self, stage: str) -> None:
         metrics = self.metrics[f"{stage}_metrics"]
         scores = metrics.flat(stage)  # compute() reduces the confusion matrix across processes
-        self.last_confmat = {**getattr(self, "last_confmat", {}), stage: metrics.compute()["confmat"].cpu()}
         miou = scores.pop(f"{stage}/miou")
         self.log_dict(scores)
         self.log(f"{stage}/miou", miou, prog_bar=True)
