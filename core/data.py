@@ -1,8 +1,10 @@
 """The one DataModule: a domain hands it a builder that returns its datasets; it makes the loaders.
 
 Sample contract (every dataset, every domain): ``{"image": float32 (C, H, W), "mask": int64 (H, W)}``,
-pixels to ignore carrying the ignore index. The training dataset's ``meta`` (plain, JSON-able: channels,
-classes, normalisation, patch size...) is stored in every checkpoint.
+pixels to ignore carrying the ignore index. Data with instance labels also gives ``"instances": int64 (H, W)``
+(0 = none, ids unique within the sample) and reports ``has_instances: True`` in its meta. The training
+dataset's ``meta`` (plain, JSON-able: channels, classes, normalisation, patch size...) is stored in every
+checkpoint.
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ class SegDataModule(L.LightningDataModule):
             of a domain's ``build_datasets``. Called once, in :meth:`setup`.
         batch_size: training batch size; ``eval_batch_size`` (default: the same) for val/test.
         num_workers: loader processes (0 = in the main process).
+        targets: optional transform applied to every sample the loaders deliver (e.g.
+            ``core.instances.InstanceTargets`` adding the border weight map); it is bound to the data's meta first.
     """
 
     def __init__(self, datasets: Callable[[], Mapping[str, Dataset]], batch_size: int = 8,
-                 eval_batch_size: int | None = None, num_workers: int = 0, pin_memory: bool = False) -> None:
+                 eval_batch_size: int | None = None, num_workers: int = 0, pin_memory: bool = False,
+                 targets: Callable[[dict], dict] | None = None) -> None:
         super().__init__()
         self.build = datasets
+        self.targets = targets
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -50,6 +56,8 @@ class SegDataModule(L.LightningDataModule):
             if len(ds) == 0:
                 raise DataError(f"the {name!r} split is empty: check the data path and split settings")
         self.splits = splits
+        if self.targets is not None and hasattr(self.targets, "bind"):
+            self.targets.bind(self.meta)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -63,8 +71,9 @@ class SegDataModule(L.LightningDataModule):
         return meta
 
     def _loader(self, split: str, train: bool) -> DataLoader:
+        dataset = self.splits[split] if self.targets is None else _Mapped(self.splits[split], self.targets)
         return DataLoader(
-            self.splits[split], batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
+            dataset, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
             drop_last=train and len(self.splits[split]) > self.batch_size, num_workers=self.num_workers,
             pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
         )
@@ -77,3 +86,16 @@ class SegDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test" if "test" in self.splits else "val", train=False)
+
+
+class _Mapped(Dataset):
+    """``fn(dataset[i])``: a transform over the samples of a dataset (the split itself stays as the domain built it)."""
+
+    def __init__(self, dataset: Dataset, fn: Callable[[dict], dict]) -> None:
+        self.dataset, self.fn = dataset, fn
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.fn(self.dataset[index])

@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the domain's evaluate function (``cfg.domain.evaluate``) and return its summary."""
-    task, predictor = load_for_domain(cfg)
+    task, predictor, instancer = load_for_domain(cfg)
     run = hydra.utils.instantiate(cfg.domain.evaluate)
-    return run(task=task, predictor=predictor, cfg=cfg, output_dir=cfg.output_dir, overwrite=cfg.overwrite)
+    kwargs = {} if instancer is None else {"mode": cfg.task, "instancer": instancer}
+    return run(task=task, predictor=predictor, cfg=cfg, output_dir=cfg.output_dir, overwrite=cfg.overwrite, **kwargs)
 
 
 def write_reports(metrics: SegmentationMetrics, output_dir: str | Path, overwrite: bool = True,

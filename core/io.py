@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -49,4 +50,16 @@ def write_json(path: str | os.PathLike, data: Any, overwrite: bool = True) -> Pa
     """Write ``data`` as indented JSON, atomically."""
     with atomic_path(path, overwrite) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    return Path(path)
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], overwrite: bool = True,
+              columns: list[str] | None = None) -> Path:
+    """Write ``rows`` (dicts with the same keys) as CSV with a header, atomically (``columns``: when rows may be
+    empty)."""
+    columns = columns or (list(rows[0]) if rows else [])
+    with atomic_path(path, overwrite) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
     return Path(path)

@@ -2,7 +2,8 @@
 this module adds what smp lacks: cross-entropy with class weights from config, and weighted sums.
 
 Every loss takes logits (B, K, H, W) and targets (B, H, W) and ignores pixels whose target is
-``ignore_index``: they change neither the value nor the gradient.
+``ignore_index``: they change neither the value nor the gradient. Losses with ``takes_weight_map = True`` also
+accept a per-pixel weight map (B, H, W) (the U-Net border weighting, see ``core.instances.targets``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from torch import nn
 
 
 class CrossEntropyLoss(nn.CrossEntropyLoss):
-    """``torch.nn.CrossEntropyLoss`` that accepts class weights as a plain list (as Hydra passes them)."""
+    """``torch.nn.CrossEntropyLoss`` that accepts class weights as a plain list (as Hydra passes them) and an optional
+    per-pixel ``weight_map`` (B, H, W): the loss is then ``sum(w * ce) / labelled pixels``."""
+
+    takes_weight_map = True
 
     def __init__(
         self,
@@ -24,6 +28,15 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
     ) -> None:
         weight = None if class_weights is None else torch.as_tensor(list(class_weights), dtype=torch.float32)
         super().__init__(weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                weight_map: torch.Tensor | None = None) -> torch.Tensor:
+        if weight_map is None:
+            return super().forward(logits, target)
+        per_pixel = nn.functional.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,
+                                                reduction="none", label_smoothing=self.label_smoothing)  # (B, H, W)
+        labelled = (target != self.ignore_index).sum().clamp_min(1)
+        return (per_pixel * weight_map).sum() / labelled
 
 
 class WeightedSum(nn.Module):
@@ -43,5 +56,16 @@ class WeightedSum(nn.Module):
             raise ValueError(f"weights given for unknown losses {sorted(unknown)}; losses are {list(self.losses)}")
         self.weights = {name: float(weights.get(name, 1.0)) for name in self.losses}
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return sum(self.weights[name] * loss(logits, target) for name, loss in self.losses.items())
+    @property
+    def takes_weight_map(self) -> bool:
+        return any(getattr(loss, "takes_weight_map", False) for loss in self.losses.values())
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                weight_map: torch.Tensor | None = None) -> torch.Tensor:
+        """A weight map goes to the losses that take one (e.g. the CE of Dice + CE); the others ignore it."""
+        total = 0.0
+        for name, loss in self.losses.items():
+            weighted = weight_map is not None and getattr(loss, "takes_weight_map", False)
+            extra = {"weight_map": weight_map} if weighted else {}
+            total = total + self.weights[name] * loss(logits, target, **extra)
+        return total

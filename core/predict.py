@@ -8,33 +8,75 @@ from typing import Any
 
 import hydra.utils
 import numpy as np
+import torch
 from omegaconf import DictConfig
+from torch import nn
 
 from core.checkpoint import load_task
 from core.errors import ConfigError, DataError
 from core.inference import TilePredictor, predict_array
+from core.instances import Instancer
 from core.io import atomic_path, check_writable
 from core.task import SegmentationTask
+
+MODES = ("semantic", "instance", "panoptic")
 
 log = logging.getLogger(__name__)
 
 
-def load_for_domain(cfg: DictConfig) -> tuple[SegmentationTask, TilePredictor]:
-    """The checkpoint's task (checked to belong to ``cfg.domain``) and a predictor for it."""
+class FirstChannels(nn.Module):
+    """The first ``k`` output channels of a network (its class logits without the border logit)."""
+
+    def __init__(self, net: nn.Module, k: int) -> None:
+        super().__init__()
+        self.net, self.k = net, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[:, : self.k]
+
+
+def instancer_for(cfg: DictConfig, task: SegmentationTask) -> Instancer | None:
+    """The instance cutter for ``cfg.task`` (None for semantic), its thing classes checked against the checkpoint's."""
+    mode = cfg.get("task", "semantic")
+    if mode not in MODES:
+        raise ConfigError(f"task={mode!r} is not one of {', '.join(MODES)}")
+    if mode == "semantic":
+        return None
+    if not cfg.get("instancer"):
+        raise ConfigError(f"task={mode} needs an `instancer` config (conf/instancer/default.yaml)")
+    instancer = hydra.utils.instantiate(cfg.instancer)(class_names=list(task.hparams.class_names))
+    instancer.uses_border(task.border_channel)
+    return instancer
+
+
+def output_channels(task: SegmentationTask, instancer: Instancer | None) -> int:
+    """Channels the predictor of :func:`load_for_domain` returns: the class logits, plus the border logit last when
+    instances are cut with a model that predicts borders."""
+    return task.hparams.num_classes + int(instancer is not None and instancer.uses_border(task.border_channel))
+
+
+def load_for_domain(cfg: DictConfig) -> tuple[SegmentationTask, TilePredictor, Instancer | None]:
+    """The checkpoint's task (checked to belong to ``cfg.domain``), a predictor for it, and the instance cutter for
+    ``cfg.task`` (None for semantic). The predictor returns :func:`output_channels` channels."""
     task = load_task(cfg.checkpoint)
     trained_on = task.hparams.get("domain")
     if trained_on and trained_on != cfg.domain.name:
         raise ConfigError(f"checkpoint {cfg.checkpoint} was trained for domain {trained_on!r}, not "
                           f"{cfg.domain.name!r}; run with domain={trained_on}")
+    instancer = instancer_for(cfg, task)
+    channels = output_channels(task, instancer)
+    net = task.net if channels == task.out_channels else FirstChannels(task.net, channels)
     flips = list(cfg.domain.get("tta_flips", [])) if cfg.get("tta") else []
-    return task, TilePredictor(task.net, device=cfg.get("device"), amp=cfg.get("amp", False), tta_flips=flips)
+    predictor = TilePredictor(net, device=cfg.get("device"), amp=cfg.get("amp", False), tta_flips=flips)
+    return task, predictor, instancer
 
 
 def predict(cfg: DictConfig) -> Any:
     """Run the domain's predict function (``cfg.domain.predict``) on ``cfg.input`` -> ``cfg.output``."""
-    task, predictor = load_for_domain(cfg)
+    task, predictor, instancer = load_for_domain(cfg)
     run = hydra.utils.instantiate(cfg.domain.predict)
-    return run(task=task, predictor=predictor, input=cfg.input, output=cfg.output, overwrite=cfg.overwrite)
+    kwargs = {} if instancer is None else {"mode": cfg.task, "instancer": instancer}
+    return run(task=task, predictor=predictor, input=cfg.input, output=cfg.output, overwrite=cfg.overwrite, **kwargs)
 
 
 def _npy_inputs(path: Path) -> list[Path]:

@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from core.metrics import SegmentationMetrics
 
 STAGES = ("train", "val", "test")
@@ -33,6 +34,9 @@ class SegmentationTask(L.LightningModule):
         optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
         scheduler: ``optimizer -> LRScheduler`` or None.
         domain: the domain's name, so predict/evaluate can check they were given a matching checkpoint.
+        instances: border weighting settings (``core.instances.InstanceTargets.describe()``) or None. With
+            ``border_channel`` the network has one more output than classes: the border logit, trained with binary
+            cross-entropy; with a batch ``"weight"`` map the class loss is weighted per pixel.
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class SegmentationTask(L.LightningModule):
         loss: nn.Module | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
+        instances: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"])
@@ -53,19 +58,40 @@ class SegmentationTask(L.LightningModule):
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.border_channel = bool(instances and instances.get("border_channel"))
+        self.border_loss_weight = float((instances or {}).get("border_loss_weight", 1.0))
+        if instances and loss is not None and not getattr(loss, "takes_weight_map", False):
+            raise ConfigError(f"border weighting weights the loss per pixel, which {type(loss).__name__} cannot; "
+                              f"use loss=ce or loss=dice_ce (its cross-entropy term is weighted)")
         names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         self.metrics = nn.ModuleDict(
             {f"{stage}_metrics": SegmentationMetrics(num_classes, ignore_index, names) for stage in STAGES}
         )
 
+    @property
+    def out_channels(self) -> int:
+        """The network's outputs: one logit per class, plus the border logit last when trained with one."""
+        return self.hparams.num_classes + int(self.border_channel)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
+
+    def border_loss(self, border_logits: torch.Tensor, border: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy of the border channel (B, H, W) over labelled pixels."""
+        labelled = (masks != self.hparams.ignore_index).float()
+        bce = nn.functional.binary_cross_entropy_with_logits(border_logits, border, reduction="none")
+        return (bce * labelled).sum() / labelled.sum().clamp_min(1.0)
 
     def model_step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
         """The one step shared by train/val/test: forward, loss, metric update, logging."""
         images, masks = batch["image"], batch["mask"]  # (B, C, H, W), (B, H, W)
         logits = self(images)
-        loss = self.loss(logits, masks)
+        weight_map = batch.get("weight")  # (B, H, W) with border weighting
+        if self.border_channel:
+            logits, border_logits = logits[:, :-1], logits[:, -1]
+        loss = self.loss(logits, masks, weight_map=weight_map) if weight_map is not None else self.loss(logits, masks)
+        if self.border_channel:
+            loss = loss + self.border_loss_weight * self.border_loss(border_logits, batch["border"], masks)
         self.metrics[f"{stage}_metrics"].update(logits.detach(), masks)
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
                  sync_dist=stage != "train", batch_size=images.shape[0])

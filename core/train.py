@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from core.checkpoint import read_checkpoint
 from core.data import SegDataModule
 from core.errors import ConfigError
+from core.instances import InstanceTargets
 from core.io import write_json
 from core.task import SegmentationTask
 
@@ -43,10 +44,24 @@ def check_resume(ckpt_path: str, model_cfg: dict[str, Any]) -> None:
         raise ConfigError(f"checkpoint {ckpt_path} was trained with a different network ({parts})")
 
 
-def build_task(cfg: DictConfig, meta: dict[str, Any]) -> SegmentationTask:
+def build_instance_targets(cfg: DictConfig) -> InstanceTargets | None:
+    """The border-weighting transform of ``cfg.instances``, or None for plain semantic training."""
+    node = cfg.get("instances")
+    return hydra.utils.instantiate(node) if node and node.get("_target_") else None
+
+
+def model_config(cfg: DictConfig, targets: InstanceTargets | None) -> dict[str, Any]:
+    """The network's config; with a border channel it has one output more than the classes."""
+    model = _plain(cfg.model)
+    if targets is not None and targets.border_channel and "classes" in model:
+        model["classes"] = int(model["classes"]) + 1
+    return model
+
+
+def build_task(cfg: DictConfig, meta: dict[str, Any], targets: InstanceTargets | None = None) -> SegmentationTask:
     scheduler = cfg.get("scheduler")
     return SegmentationTask(
-        model=_plain(cfg.model),
+        model=model_config(cfg, targets),
         num_classes=meta["num_classes"],
         ignore_index=meta["ignore_index"],
         class_names=meta["class_names"],
@@ -55,6 +70,7 @@ def build_task(cfg: DictConfig, meta: dict[str, Any]) -> SegmentationTask:
         loss=hydra.utils.instantiate(cfg.loss),
         optimizer=hydra.utils.instantiate(cfg.optimizer),
         scheduler=hydra.utils.instantiate(scheduler) if scheduler else None,
+        instances=targets.describe() if targets is not None else None,
     )
 
 
@@ -77,12 +93,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     Returns the metrics also written to ``{run_dir}/metrics.json``.
     """
     L.seed_everything(cfg.seed, workers=True)
-    datamodule: SegDataModule = hydra.utils.instantiate(cfg.domain.datamodule)
+    targets = build_instance_targets(cfg)
+    datamodule: SegDataModule = hydra.utils.instantiate(cfg.domain.datamodule, targets=targets)
     meta = datamodule.meta
     check_model_fits_data(cfg.model, meta)
     if cfg.get("ckpt_path"):
-        check_resume(cfg.ckpt_path, _plain(cfg.model))
-    task = build_task(cfg, meta)
+        check_resume(cfg.ckpt_path, model_config(cfg, targets))
+    task = build_task(cfg, meta, targets)
     trainer = build_trainer(cfg)
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     val = _scalars(trainer.callback_metrics, "val/")

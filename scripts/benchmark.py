@@ -1,6 +1,7 @@
 """Benchmarks, each a ratio measured in one run: `python scripts/benchmark.py [NAME ...] [--quick]`.
 
-NAME: core (training throughput: DataModule vs in-memory tensors), landcover (tiled GeoTIFF inference vs bare
+NAME: core (training throughput: DataModule vs in-memory tensors), instances (panoptic quality vs torchmetrics;
+streaming vs whole-image instance labelling), landcover (tiled GeoTIFF inference vs bare
 model and vs MONAI), mri_dixon (whole-volume inference vs bare model; HD95 vs MONAI), road_scene (full-resolution
 frames/s vs bare model). Default: all.
 """
@@ -11,6 +12,7 @@ import json
 
 SUITES = {
     "core": "core.benchmark",
+    "instances": "core.instances.benchmark",
     "landcover": "domains.landcover.benchmark",
     "mri_dixon": "domains.mri_dixon.benchmark",
     "road_scene": "domains.road_scene.benchmark",

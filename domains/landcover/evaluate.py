@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import hydra.utils
@@ -19,7 +20,10 @@ from rasterio.windows import Window
 from core.errors import ConfigError, DataError
 from core.evaluate import write_reports
 from core.inference import TilePredictor, sliding_window
+from core.instances import Instancer, PanopticMetrics, true_instances, write_panoptic_reports
+from core.io import write_csv
 from core.metrics import SegmentationMetrics
+from core.predict import output_channels
 from domains.landcover.dataset import Region
 from domains.landcover.inference import RasterSource
 from domains.landcover.io import open_raster, read_label_window
@@ -56,37 +60,85 @@ def targets(labels: np.ndarray, labelled: np.ndarray, valid: np.ndarray, num_cla
     return np.where(keep, labels, ignore_index)
 
 
+class RectInstances:
+    """Collects one held-out rectangle's prediction and truth strip by strip, then scores its instances: panoptic
+    quality into ``pq`` and one object-count row per thing class into ``counts``."""
+
+    def __init__(self, instancer: Instancer, pq: PanopticMetrics, counts: list[dict[str, Any]]) -> None:
+        self.instancer, self.pq, self.counts = instancer, pq, counts
+        self.rows: dict[int, list[tuple[np.ndarray, ...]]] = {}
+
+    def add(self, index: int, semantic: np.ndarray, border: np.ndarray | None, target: np.ndarray,
+            instances: np.ndarray | None) -> None:
+        self.rows.setdefault(index, []).append((semantic, border, target, instances))
+
+    def score(self, index: int, scene: str, rect: dict[str, int]) -> None:
+        semantic, border, target, instances = (None if parts[0] is None else np.vstack(parts)
+                                               for parts in zip(*self.rows.pop(index)))
+        predicted = self.instancer(semantic, border)
+        truth = true_instances(self.instancer, target, instances)
+        self.pq.update(semantic, predicted.ids, target, truth)
+        for c in self.instancer.thing_ids:
+            self.counts.append({"scene": scene, **rect, "class": self.instancer.class_names[c],
+                                "predicted": int((predicted.classes == c).sum()),
+                                "true": len(np.unique(truth[(target == c) & (truth > 0)]))})
+
+
 def score_region(predictor: TilePredictor, region: Region, meta: dict[str, Any], metrics: SegmentationMetrics,
-                 tile: Sequence[int], overlap: Sequence[int], batch_size: int, blend: str) -> None:
-    """Stream every rectangle of ``region`` through ``sliding_window`` and update ``metrics`` row block by block."""
+                 tile: Sequence[int], overlap: Sequence[int], batch_size: int, blend: str,
+                 instances: RectInstances | None = None, channels: int | None = None) -> None:
+    """Stream every rectangle of ``region`` through ``sliding_window`` and update ``metrics`` row block by block
+    (and, with ``instances``, collect each rectangle for instance scoring; ``channels`` = K + 1 with a border)."""
+    k = metrics.num_classes
     with ExitStack() as stack:
         sources = [stack.enter_context(RasterSource(region.scene.image, meta, rect)) for rect in region.rects]
         label_src = stack.enter_context(open_raster(region.scene.label, check_data=False))
-        blocks = sliding_window(predictor, sources, metrics.num_classes, tuple(tile), tuple(overlap), batch_size,
+        instance_src = None
+        if instances is not None and region.scene.instances is not None:
+            instance_src = stack.enter_context(open_raster(region.scene.instances, check_data=False))
+        blocks = sliding_window(predictor, sources, channels or k, tuple(tile), tuple(overlap), batch_size,
                                 blend, progress=f"evaluate {region.scene.stem}")
         for index, row0, logits, covered in blocks:
             source, n = sources[index], logits.shape[1]
             rect = source.region
-            labels, labelled = read_label_window(label_src, Window(rect.col0, rect.row0 + row0, rect.width, n))
+            window = Window(rect.col0, rect.row0 + row0, rect.width, n)
+            labels, labelled = read_label_window(label_src, window)
             valid = source.valid_rows(row0, n) & covered.cpu().numpy()
-            target = targets(labels, labelled, valid, metrics.num_classes, metrics.ignore_index,
-                             str(region.scene.label))
-            metrics.update(logits.max(0).indices[None].cpu(), torch.from_numpy(target)[None])  # argmax, faster
+            target = targets(labels, labelled, valid, k, metrics.ignore_index, str(region.scene.label))
+            semantic = logits[:k].max(0).indices  # argmax, faster
+            metrics.update(semantic[None].cpu(), torch.from_numpy(target)[None])
+            if instances is not None:
+                ids = None if instance_src is None else read_label_window(instance_src, window)[0]
+                border = torch.sigmoid(logits[k]).cpu().numpy() if logits.shape[0] > k else None
+                pred = np.where(valid, semantic.cpu().numpy(), metrics.ignore_index)
+                instances.add(index, pred, border, target, ids)
+                if row0 + n == rect.height:
+                    instances.score(index, region.scene.stem, asdict(rect))
 
 
 def evaluate(task: Any, predictor: TilePredictor, cfg: DictConfig, output_dir: str, overwrite: bool = True,
              split: str = "auto", tile: Sequence[int] = (512, 512), overlap: Sequence[int] = (64, 64),
-             batch_size: int = 8, blend: str = "gaussian") -> dict[str, Any]:
+             batch_size: int = 8, blend: str = "gaussian", mode: str = "semantic",
+             instancer: Instancer | None = None) -> dict[str, Any]:
     """Per-class IoU and F1 (= Dice), mIoU and the confusion matrix of ``task`` on the held-out ``split``.
 
-    Writes ``metrics.json``, ``per_class.csv`` and ``confusion.png`` into ``output_dir``; returns the metrics.
+    Writes ``metrics.json``, ``per_class.csv`` and ``confusion.png`` into ``output_dir``; returns the metrics. With
+    ``instancer`` (task=instance|panoptic) also panoptic quality and instance precision/recall/F1 of the thing
+    classes (``panoptic.json``, ``panoptic_per_class.csv``) and object counts per held-out rectangle
+    (``instance_counts.csv``). Each held-out rectangle is then held in memory whole, for its instances.
     """
     hp = task.hparams
     meta = dict(hp.data_meta)
     split, regions = held_out_regions(cfg, hp.class_names, split)
     metrics = SegmentationMetrics(hp.num_classes, hp.ignore_index, hp.class_names)
+    pq, counts = None, []
+    collect = None
+    if instancer is not None:
+        pq = PanopticMetrics(hp.num_classes, instancer.thing_ids, hp.class_names, hp.ignore_index)
+        collect = RectInstances(instancer, pq, counts)
     for region in regions:
-        score_region(predictor, region, meta, metrics, tile, overlap, batch_size, blend)
+        score_region(predictor, region, meta, metrics, tile, overlap, batch_size, blend, collect,
+                     output_channels(task, instancer) if instancer else None)
     scores = metrics.compute()
     extra = {
         "split": split,
@@ -97,4 +149,12 @@ def evaluate(task: Any, predictor: TilePredictor, cfg: DictConfig, output_dir: s
         "per_class_f1": dict(zip(metrics.class_names, scores["dice"].tolist())),
         "tile": list(tile), "overlap": list(overlap), "blend": blend, "tta": bool(predictor.tta_flips),
     }
-    return write_reports(metrics, output_dir, overwrite, extra)
+    result = write_reports(metrics, output_dir, overwrite, extra)
+    if pq is not None:
+        result["panoptic"] = write_panoptic_reports(pq.compute(), output_dir, overwrite,
+                                                    {"split": split, "task": mode, "checkpoint": extra["checkpoint"]})
+        write_csv(Path(output_dir) / "instance_counts.csv", counts, overwrite,
+                  columns=["scene", "row0", "col0", "row1", "col1", "class", "predicted", "true"])
+        p = result["panoptic"]
+        log.info("PQ %.4f (things %.4f), thing-instance F1 %.4f", p["pq"], p["pq_things"], p["f1"])
+    return result

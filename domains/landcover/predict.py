@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from core.errors import ConfigError, DataError
 from core.inference import TilePredictor, sliding_window
+from core.instances import Instancer, StripLabeller
 from core.io import check_writable
+from core.predict import output_channels
 from domains.landcover.classes import ClassMap
 from domains.landcover.dataset import IMAGE_SUFFIXES
 from domains.landcover.inference import RasterSource
+from domains.landcover.instances import InstanceStream, vector_driver
 from domains.landcover.io import open_output
 from domains.landcover.report import area_report, preview_png, write_area_report
 
@@ -42,10 +46,16 @@ class Job:
     areas_csv: Path | None
     areas_json: Path | None
     preview: Path | None
+    instances: Path | None = None  # task=instance|panoptic: OUT_instances.tif, .gpkg (or .geojson), .csv
+    polygons: Path | None = None
+    table: Path | None = None
+    panoptic: Path | None = None  # task=panoptic: OUT_panoptic.tif
 
     @property
     def outputs(self) -> list[Path]:
-        return [p for p in (self.output, self.proba, self.areas_csv, self.areas_json, self.preview) if p]
+        paths = (self.output, self.proba, self.areas_csv, self.areas_json, self.preview, self.instances, self.polygons,
+                 self.table, self.panoptic)
+        return [p for p in paths if p]
 
 
 def _beside(output: Path, suffix: str) -> Path:
@@ -65,7 +75,7 @@ def _input_files(input: Path) -> list[Path]:
 
 
 def plan(input: str | Path, output: str | Path, probabilities: bool = False, report: bool = True,
-         preview: bool = True) -> list[Job]:
+         preview: bool = True, mode: str = "semantic", vector_format: str = "gpkg") -> list[Job]:
     """Jobs for ``input`` (a GeoTIFF, or a folder whose GeoTIFFs go to the folder ``output`` under their names;
     a single input with an existing folder as ``output`` goes into it under its name)."""
     src, dst = Path(input), Path(output)
@@ -86,8 +96,21 @@ def plan(input: str | Path, output: str | Path, probabilities: bool = False, rep
             areas_csv=_beside(out, "_areas.csv") if report else None,
             areas_json=_beside(out, "_areas.json") if report else None,
             preview=_beside(out, "_preview.png") if preview else None,
+            **(_instance_outputs(out, mode, vector_format)),
         ))
     return jobs
+
+
+def _instance_outputs(output: Path, mode: str, vector_format: str) -> dict[str, Path]:
+    if mode == "semantic":
+        return {}
+    polygons = _beside(output, f"_instances.{vector_format.lower().lstrip('.')}")
+    vector_driver(polygons)  # ConfigError for an unknown format
+    paths = {"instances": _beside(output, "_instances.tif"), "polygons": polygons,
+             "table": _beside(output, "_instances.csv")}
+    if mode == "panoptic":
+        paths["panoptic"] = _beside(output, "_panoptic.tif")
+    return paths
 
 
 def check_input(path: Path, meta: dict[str, Any]) -> None:
@@ -114,14 +137,17 @@ def rgb_bands(meta: dict[str, Any]) -> list[int] | None:
 def predict_raster(predictor: TilePredictor, source: RasterSource, output: Path, class_map: ClassMap,
                    proba: Path | None = None, overwrite: bool = False, tile: Sequence[int] = (512, 512),
                    overlap: Sequence[int] = (64, 64), batch_size: int = 8, blend: str = "gaussian", cog: bool = False,
-                   progress: bool | str = True) -> list[Path]:
+                   progress: bool | str = True, instances: InstanceStream | None = None,
+                   channels: int | None = None) -> list[Path]:
     """Stream ``source`` through ``sliding_window`` into a class-id GeoTIFF ``output`` (uint8, colour table,
     nodata 255 where the input is nodata) and optionally the per-class probability GeoTIFF ``proba``.
 
     Both keep the input's CRS, transform and size; they are written to temp files renamed on success, and
-    removed on any error. Returns the paths written.
+    removed on any error. With ``instances`` (an ``InstanceStream``) the class strips are also cut into instances,
+    with the border channel when the predictor returns ``channels = K + 1``. Returns the paths written.
     """
     k = len(class_map)
+    channels = channels or k
     common = dict(like=source.profile, nodata=NODATA, overwrite=overwrite, cog=cog,
                   blocksize=_blocksize(source.shape))
     with ExitStack() as stack:
@@ -129,10 +155,15 @@ def predict_raster(predictor: TilePredictor, source: RasterSource, output: Path,
         probs = None
         if proba:
             probs = stack.enter_context(open_output(proba, count=k, descriptions=class_map.names, **common))
-        for _, row0, logits, covered in sliding_window(predictor, [source], k, tuple(tile), tuple(overlap),
+        for _, row0, logits, covered in sliding_window(predictor, [source], channels, tuple(tile), tuple(overlap),
                                                        batch_size, blend, progress):
             valid = source.valid_rows(row0, logits.shape[1]) & covered.cpu().numpy()  # (n, W)
-            classes.write_rows(row0, logits.max(0).indices.to(torch.uint8).cpu().numpy(), valid)  # argmax(0), faster
+            semantic = logits[:k].max(0).indices.to(torch.uint8).cpu().numpy()  # argmax(0), faster
+            classes.write_rows(row0, semantic, valid)
+            if instances is not None:
+                border = torch.sigmoid(logits[k]).cpu().numpy() if channels > k else None
+                instances.push(row0, np.where(valid, semantic, NODATA), border)
+            logits = logits[:k]
             if probs is not None:
                 scaled = (logits.softmax(0) * PROBA_SCALE).round_().to(torch.uint8)  # (K, n, W)
                 probs.write_rows(row0, scaled.cpu().numpy(), valid)
@@ -142,7 +173,8 @@ def predict_raster(predictor: TilePredictor, source: RasterSource, output: Path,
 def predict(task: Any, predictor: TilePredictor, input: str, output: str, overwrite: bool = False,
             tile: Sequence[int] = (512, 512), overlap: Sequence[int] = (64, 64), batch_size: int = 8,
             blend: str = "gaussian", cog: bool = False, probabilities: bool = False, report: bool = True,
-            preview: bool = True) -> list[Path]:
+            preview: bool = True, mode: str = "semantic", instancer: Instancer | None = None,
+            vector_format: str = "gpkg") -> list[Path]:
     """Predict a GeoTIFF (or a folder of them) with a trained land-cover model; see the module docstring.
 
     Every input and output is checked before any work: the input opens, is not truncated, has a CRS, the
@@ -153,7 +185,7 @@ def predict(task: Any, predictor: TilePredictor, input: str, output: str, overwr
     class_map = ClassMap.from_meta(meta)
     if len(class_map) >= NODATA:
         raise ConfigError(f"{len(class_map)} classes do not fit a uint8 class raster with nodata {NODATA}")
-    jobs = plan(input, output, probabilities, report, preview)
+    jobs = plan(input, output, probabilities, report, preview, mode, vector_format)
     for job in jobs:
         check_input(job.input, meta)
     for job in jobs:
@@ -162,8 +194,21 @@ def predict(task: Any, predictor: TilePredictor, input: str, output: str, overwr
     written: list[Path] = []
     for job in jobs:
         with RasterSource(job.input, meta) as source:
-            written += predict_raster(predictor, source, job.output, class_map, job.proba, overwrite, tile, overlap,
-                                      batch_size, blend, cog, progress=f"predict {job.input.name}")
+            stream = None
+            if instancer is not None:
+                stream = InstanceStream(StripLabeller(instancer, source.shape[1]), source.profile, job.instances,
+                                        job.polygons, job.table, class_map.names, job.panoptic, overwrite)
+            try:
+                written += predict_raster(predictor, source, job.output, class_map, job.proba, overwrite, tile,
+                                          overlap, batch_size, blend, cog, progress=f"predict {job.input.name}",
+                                          instances=stream,
+                                          channels=output_channels(task, instancer) if instancer else None)
+            except BaseException:
+                if stream is not None:
+                    stream.abort()
+                raise
+        if stream is not None:
+            written += stream.finish(job.output)
         if report:
             areas = area_report(job.output, class_map)
             write_area_report(areas, job.areas_csv, job.areas_json, overwrite)

@@ -31,14 +31,13 @@ M2_PER_KM2 = 1_000_000.0
 CSV_COLUMNS = ["id", "name", "pixels", "percent", "hectares", "km2"]
 
 
-def _pixel_area_m2(src: rasterio.DatasetReader) -> tuple[float | None, str | None]:
+def pixel_area_m2(crs: rasterio.crs.CRS | None, t: rasterio.Affine) -> tuple[float | None, str | None]:
     """Area of one pixel in m^2 from a projected CRS, else (None, note explaining why)."""
-    if src.crs is None:
+    if crs is None:
         return None, "raster has no CRS: areas are given in pixels only"
-    if not src.crs.is_projected:
-        return None, f"CRS {src.crs.to_string()} is geographic (degrees): areas are given in pixels only"
-    _, metres_per_unit = src.crs.linear_units_factor
-    t = src.transform
+    if not crs.is_projected:
+        return None, f"CRS {crs.to_string()} is geographic (degrees): areas are given in pixels only"
+    _, metres_per_unit = crs.linear_units_factor
     return abs(t.a * t.e - t.b * t.d) * metres_per_unit**2, None
 
 
@@ -52,7 +51,7 @@ def area_report(pred_path: str | Path, class_map: ClassMap | None = None) -> dic
     class_map = class_map or DEFAULT_CLASSES
     with open_raster(pred_path, require_crs=False, check_data=False) as src:
         counts, nodata = count_values(src)
-        pixel_m2, note = _pixel_area_m2(src)
+        pixel_m2, note = pixel_area_m2(src.crs, src.transform)
         crs = src.crs.to_string() if src.crs else None
     total = sum(counts.values())
     rows = []

@@ -61,3 +61,21 @@ def test_weighted_sum_combines():
     torch.testing.assert_close(combo(logits, target), 2.25 * ce(logits, target))
     with pytest.raises(ValueError, match="unknown losses"):
         WeightedSum({"a": ce}, {"c": 1.0})
+
+
+def test_cross_entropy_weight_map_weighs_pixels_and_skips_ignored():
+    from core.losses import CrossEntropyLoss, WeightedSum
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5)
+    target = torch.randint(0, 3, (2, 4, 5))
+    target[0, 0, 0] = 255
+    ce = CrossEntropyLoss(ignore_index=255)
+    ones = torch.ones(2, 4, 5)
+    assert torch.allclose(ce(logits, target, weight_map=ones), ce(logits, target))
+    w = torch.rand(2, 4, 5) * 5
+    per_pixel = torch.nn.functional.cross_entropy(logits, target, ignore_index=255, reduction="none")
+    assert torch.allclose(ce(logits, target, weight_map=w), (per_pixel * w).sum() / 39)
+    dice_ce = WeightedSum({"ce": CrossEntropyLoss(), "other": CrossEntropyLoss()}, {"other": 0.5})
+    assert dice_ce.takes_weight_map
+    assert torch.allclose(dice_ce(logits, target, weight_map=w), 1.5 * ce(logits, target, weight_map=w))

@@ -52,7 +52,7 @@ def test_predict_script_on_a_folder_writes_rasters_reports_and_previews(tiny_che
 
 
 def test_predict_returns_what_it_wrote_and_honours_options(tiny_checkpoint, synthetic_root, tmp_path):
-    task, predictor = core.predict.load_for_domain(compose_config("predict", [
+    task, predictor, _ = core.predict.load_for_domain(compose_config("predict", [
         "domain=landcover", f"checkpoint={tiny_checkpoint}", "input=x", "output=y"]))
     from domains.landcover.predict import predict
 

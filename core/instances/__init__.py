@@ -1,0 +1,24 @@
+"""Instance and panoptic segmentation on top of the semantic models: training targets (the U-Net border weight map),
+instance extraction (connected components or border-split watershed), streaming labelling of row strips, panoptic
+encodings, panoptic quality, and per-instance measurements."""
+
+from core.instances.extract import Instancer, Instances, thing_indices
+from core.instances.measure import measure_instances
+from core.instances.metrics import PanopticMetrics
+from core.instances.outputs import split_logits, true_instances, write_panoptic_reports
+from core.instances.panoptic import (
+    ids_from_rgb,
+    label_divisor_ids,
+    panoptic_segments,
+    rgb_from_ids,
+    split_label_divisor,
+)
+from core.instances.stream import StreamInstances, StripLabeller
+from core.instances.targets import InstanceTargets, border_target, unet_weight_map
+
+__all__ = [
+    "InstanceTargets", "Instancer", "Instances", "PanopticMetrics", "StreamInstances", "StripLabeller",
+    "border_target", "ids_from_rgb", "label_divisor_ids", "measure_instances", "panoptic_segments", "rgb_from_ids",
+    "split_label_divisor", "split_logits", "thing_indices", "true_instances", "unet_weight_map",
+    "write_panoptic_reports",
+]

@@ -1,0 +1,187 @@
+"""Panoptic quality (Kirillov et al. 2019) with the COCO panopticapi rules, accumulated with torchmetrics.
+
+Per class: ``PQ = SQ * RQ``, ``SQ = sum of matched IoUs / TP``, ``RQ = TP / (TP + FP/2 + FN/2)``. A prediction and a
+target segment of the same class match when their IoU exceeds 0.5 (so matches are unique). Target pixels equal to
+the ignore index are void; target thing pixels without an instance are a crowd region of their class. Void pixels
+leave the IoU's union; crowd regions are never false negatives; an unmatched prediction that lies more than half on
+void or on the crowd region of its class is not a false positive. Means run over classes seen at least once
+(TP + FP + FN > 0), as in panopticapi.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+from core.errors import ConfigError, DataError
+
+
+def _numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of non-negative int64 ``keys`` (sorted) and their counts."""
+    top = int(keys.max(initial=0)) + 1
+    if top <= 2 * keys.size + 65536:  # small range: one bincount, no sort
+        counts = np.bincount(keys, minlength=top)
+        uniq = np.flatnonzero(counts)
+        return uniq, counts[uniq]
+    return np.unique(keys, return_counts=True)
+
+
+def _labels(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense labels for non-negative int64 ``keys``, key 0 always label 0: labels (same shape), the distinct keys in
+    label order and their counts."""
+    uniq, counts = _unique_counts(keys)
+    if not uniq.size or uniq[0] != 0:
+        uniq, counts = np.concatenate([[0], uniq]), np.concatenate([[0], counts])
+    if uniq[-1] <= 2 * keys.size + 65536:
+        lut = np.zeros(uniq[-1] + 1, np.int64)
+        lut[uniq] = np.arange(len(uniq))
+        return lut[keys], uniq, counts
+    return np.searchsorted(uniq, keys), uniq, counts
+
+
+def _segments(semantic: np.ndarray, instances: np.ndarray, is_thing: np.ndarray, void: np.ndarray,
+              span: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Segment label per pixel (0 = void) and, per label, class, instance id and area.
+
+    A segment is a stuff class (instance ignored) or a (thing class, instance id) pair; ``span`` exceeds every id.
+    """
+    cls = np.where(void, 0, semantic)
+    inst = np.where(is_thing[cls], instances, 0)
+    keys = np.where(void, 0, cls * span + inst + 1)
+    labels, uniq, areas = _labels(keys)
+    return labels, (uniq - 1) // span, (uniq - 1) % span, areas
+
+
+def panoptic_counts(pred_semantic: np.ndarray, pred_instances: np.ndarray, target_semantic: np.ndarray,
+                    target_instances: np.ndarray, is_thing: np.ndarray,
+                    ignore_index: int = 255) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class matched IoU sum, TP, FP and FN ``(K,)`` for one image or volume (all inputs the same shape)."""
+    num_classes = len(is_thing)
+    pred_sem, pred_inst, tgt_sem, tgt_inst = (np.asarray(a).astype(np.int64, copy=False).ravel() for a in
+                                              (pred_semantic, pred_instances, target_semantic, target_instances))
+    for name, sem in (("prediction", pred_sem), ("target", tgt_sem)):
+        bad = (sem != ignore_index) & ((sem < 0) | (sem >= num_classes))
+        if bad.any():
+            raise DataError(f"{name} classes {sorted(np.unique(sem[bad]).tolist())[:10]} are out of range; "
+                            f"accepted: 0..{num_classes - 1} and ignore index {ignore_index}")
+    lowest = min(pred_inst.min(initial=0), tgt_inst.min(initial=0))
+    highest = max(pred_inst.max(initial=0), tgt_inst.max(initial=0))
+    if lowest < 0 or highest > np.iinfo(np.int32).max:
+        raise DataError(f"instance ids {lowest}..{highest} are out of range; accepted: 0 (no instance)..2**31-1")
+    span = int(highest) + 1
+    pred_ignored = pred_sem == ignore_index
+    pred_void = pred_ignored | (is_thing[np.where(pred_ignored, 0, pred_sem)] & (pred_inst == 0))
+    pred, p_cls, _, p_area = _segments(pred_sem, pred_inst, is_thing, pred_void, span)
+    gt, g_cls, g_inst, g_area = _segments(tgt_sem, tgt_inst, is_thing, tgt_sem == ignore_index, span)
+    g_crowd = is_thing[g_cls] & (g_inst == 0)
+    g_crowd[0] = False
+    # intersections of every (target, prediction) label pair present
+    pairs, inter = _unique_counts(gt * len(p_cls) + pred)
+    gi, pi = pairs // len(p_cls), pairs % len(p_cls)
+    pred_on_void = np.zeros(len(p_cls), np.int64)
+    pred_on_void[pi[gi == 0]] = inter[gi == 0]
+    same = (gi > 0) & (pi > 0) & (g_cls[gi] == p_cls[pi])
+    union = p_area[pi] + g_area[gi] - inter - pred_on_void[pi]
+    iou = inter / np.maximum(union, 1)
+    match = same & ~g_crowd[gi] & (iou > 0.5)
+    tp = np.bincount(g_cls[gi[match]], minlength=num_classes)
+    iou_sum = np.bincount(g_cls[gi[match]], weights=iou[match], minlength=num_classes)
+    g_matched = np.zeros(len(g_cls), bool)
+    g_matched[gi[match]] = True
+    p_matched = np.zeros(len(p_cls), bool)
+    p_matched[pi[match]] = True
+    missed = ~g_matched & ~g_crowd
+    missed[0] = False  # label 0 is void
+    fn = np.bincount(g_cls[missed], minlength=num_classes)
+    on_crowd = same & g_crowd[gi]
+    ignored = pred_on_void.astype(np.float64)
+    np.add.at(ignored, pi[on_crowd], inter[on_crowd])
+    false_pos = ~p_matched & (ignored <= 0.5 * p_area)
+    false_pos[0] = False
+    fp = np.bincount(p_cls[false_pos], minlength=num_classes)
+    return iou_sum, tp, fp, fn
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den > 0 else math.nan
+
+
+def _mean(values: np.ndarray, mask: np.ndarray) -> float:
+    return float(values[mask].mean()) if mask.any() else math.nan
+
+
+class PanopticMetrics(Metric):
+    """Panoptic quality per class and overall, plus instance precision/recall/F1 over the thing classes.
+
+    ``update(pred_semantic, pred_instances, target_semantic, target_instances)`` takes ONE image ``(H, W)`` or volume
+    ``(D, H, W)`` (numpy or torch, all the same shape; instance maps 0 = no instance). Prediction pixels of a thing
+    class without an instance are ignored. ``compute()`` returns a dict of plain floats and a ``per_class`` list.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, things: Sequence[int], class_names: Sequence[str] | None = None,
+                 ignore_index: int = 255, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+        bad = [t for t in things if not (isinstance(t, int | np.integer) and 0 <= t < num_classes)]
+        if bad:
+            raise ConfigError(f"thing classes {bad} are not class indices; accepted: 0..{num_classes - 1}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ConfigError(f"{len(class_names)} class names given for {num_classes} classes")
+        if 0 <= ignore_index < num_classes:
+            raise ConfigError(f"ignore_index {ignore_index} is a class index; use a value outside 0..{num_classes - 1}")
+        self.num_classes = num_classes
+        self.is_thing = np.zeros(num_classes, bool)
+        self.is_thing[list(things)] = True
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.ignore_index = ignore_index
+        self.add_state("iou_sum", default=torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
+        for name in ("tp", "fp", "fn"):
+            self.add_state(name, default=torch.zeros(num_classes, dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, pred_semantic: np.ndarray | torch.Tensor, pred_instances: np.ndarray | torch.Tensor,
+               target_semantic: np.ndarray | torch.Tensor, target_instances: np.ndarray | torch.Tensor) -> None:
+        arrays = [_numpy(a) for a in (pred_semantic, pred_instances, target_semantic, target_instances)]
+        if len({a.shape for a in arrays}) != 1:
+            raise DataError(f"prediction and target maps must have one shape, got {[a.shape for a in arrays]}")
+        counts = panoptic_counts(*arrays, is_thing=self.is_thing, ignore_index=self.ignore_index)
+        for state, value in zip((self.iou_sum, self.tp, self.fp, self.fn), counts):
+            state += torch.as_tensor(value, device=state.device).to(state.dtype)
+
+    def compute(self) -> dict:
+        iou_sum = self.iou_sum.cpu().double().numpy()
+        tp, fp, fn = (s.cpu().numpy() for s in (self.tp, self.fp, self.fn))
+        seen = tp + fp + fn > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rq = np.where(seen, tp / (tp + 0.5 * fp + 0.5 * fn), np.nan)
+            sq = np.where(tp > 0, iou_sum / tp, np.where(seen, 0.0, np.nan))
+        pq = sq * rq
+        out: dict = {"pq": _mean(pq, seen), "sq": _mean(sq, seen), "rq": _mean(rq, seen),
+                     "pq_things": _mean(pq, seen & self.is_thing), "pq_stuff": _mean(pq, seen & ~self.is_thing)}
+        t, p, n = (int(x[self.is_thing].sum()) for x in (tp, fp, fn))
+        out.update(precision=_ratio(t, t + p), recall=_ratio(t, t + n), f1=_ratio(2 * t, 2 * t + p + n))
+        out["per_class"] = [
+            {"class": self.class_names[k], "thing": bool(self.is_thing[k]), "pq": float(pq[k]), "sq": float(sq[k]),
+             "rq": float(rq[k]), "tp": int(tp[k]), "fp": int(fp[k]), "fn": int(fn[k]),
+             "precision": _ratio(tp[k], tp[k] + fp[k]), "recall": _ratio(tp[k], tp[k] + fn[k]),
+             "f1": _ratio(2 * tp[k], 2 * tp[k] + fp[k] + fn[k]), "pred_count": int(tp[k] + fp[k]),
+             "true_count": int(tp[k] + fn[k])}
+            for k in range(self.num_classes)]
+        return out
+
+    def flat(self, prefix: str) -> dict[str, float]:
+        """Scalar scores named ``{prefix}/pq``, ``{prefix}/pq_<class>``, ... for loggers and JSON."""
+        scores = self.compute()
+        out = {f"{prefix}/{k}": v for k, v in scores.items() if k != "per_class"}
+        out.update({f"{prefix}/pq_{c['class']}": c["pq"] for c in scores["per_class"]})
+        return out

@@ -1,0 +1,229 @@
+"""Instances over a raster too large for memory: row strips arrive top to bottom (as ``sliding_window`` yields
+them), each is labelled on its own with provisional ids, and a union-find joins the pieces of an object that
+crosses from one strip into the next. ``finish`` resolves every provisional id to a final instance, drops small
+ones and returns per-instance statistics; a writer then remaps what it wrote (e.g. a second pass over a raster)
+and merges vector pieces by final id.
+
+With a border map the strip is cut by the same marker watershed as whole images (``extract.split_touching``), with
+the last ``halo`` rows of the previous strip on top as fixed seeds, so border pixels at a seam join the object
+above; the distance transform sees only strip + halo, so splits within ``halo`` rows of a seam can differ slightly
+from labelling the whole raster at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from core.instances.extract import Instancer, _structure, split_touching
+
+
+@dataclass
+class StreamInstances:
+    """The resolution of a stream's provisional ids.
+
+    Shape:
+        lut: uint32 ``(P + 1,)``, provisional id -> final id (0: background or dropped as too small).
+        classes: int64 ``(n + 1,)``, final id -> class index (``classes[0] = -1``).
+        pixels: int64 ``(n + 1,)``; centroid: float64 ``(n + 1, 2)`` (row, col of pixel centres);
+        bbox: int64 ``(n + 1, 4)`` as ``row0, col0, row1, col1`` (end exclusive), all in raster pixel coordinates.
+    """
+
+    lut: np.ndarray
+    classes: np.ndarray
+    pixels: np.ndarray
+    centroid: np.ndarray
+    bbox: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.classes) - 1
+
+
+def _compact(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct non-zero ids of ``ids`` (sorted) and local labels ``(same shape)``: 0 for 0, else 1..m in the
+    order of ``present``. A strip's ids span a narrow range, so a lookup table beats ``np.unique``'s sort."""
+    nonzero = ids > 0
+    if not nonzero.any():
+        return np.zeros(0, np.int64), np.zeros(ids.shape, np.int64)
+    lo, hi = int(ids[nonzero].min()), int(ids.max())
+    if hi - lo > 4 * ids.size + 1024:
+        present, local = np.unique(ids, return_inverse=True)
+        return (present[1:], local.reshape(ids.shape)) if present[0] == 0 else (present, local.reshape(ids.shape) + 1)
+    shifted = np.where(nonzero, ids - (lo - 1), 0)
+    present = np.flatnonzero(np.bincount(shifted.ravel(), minlength=hi - lo + 2)[1:]) + lo
+    lut = np.zeros(hi - lo + 2, np.int64)
+    lut[present - (lo - 1)] = np.arange(1, len(present) + 1)
+    return present, lut[shifted]
+
+
+class _Growable:
+    """A 1D/2D numpy array that grows along its first axis."""
+
+    def __init__(self, fill: float, dtype: type, width: int | None = None) -> None:
+        self.fill, self.dtype, self.width = fill, dtype, width
+        self.data = np.full((1024,) if width is None else (1024, width), fill, dtype)
+
+    def reserve(self, n: int) -> np.ndarray:
+        if n > len(self.data):
+            bigger = np.full((max(n, 2 * len(self.data)),) + self.data.shape[1:], self.fill, self.dtype)
+            bigger[: len(self.data)] = self.data
+            self.data = bigger
+        return self.data
+
+
+class StripLabeller:
+    """Labels thing-class instances strip by strip; see the module docstring.
+
+    Args:
+        instancer: thing classes, min size, border use and connectivity (2D only here).
+        width: the raster's width (every strip is full width).
+        halo: rows of the previous strip kept as seeds for the border watershed.
+    """
+
+    def __init__(self, instancer: Instancer, width: int, halo: int = 16) -> None:
+        self.instancer, self.width, self.halo = instancer, int(width), int(halo)
+        self.structure = _structure(2, instancer.connectivity)
+        self.next_id = 1  # provisional ids handed out so far: 1..next_id-1
+        self.parent = _Growable(0, np.int64)
+        self.cls = _Growable(-1, np.int64)
+        self.pixels = _Growable(0, np.int64)
+        self.sums = _Growable(0.0, np.float64, 2)
+        self.bbox = _Growable(-1, np.int64, 4)
+        self.prev: dict[str, np.ndarray] | None = None  # halo rows: labels, semantic, core
+        self.rows_seen = 0
+
+    # --- union-find over provisional ids -------------------------------------------------------------------------
+    def _find(self, a: int) -> int:
+        parent = self.parent.data
+        root = a
+        while parent[root] != root:
+            root = parent[root]
+        while parent[a] != root:
+            parent[a], a = root, parent[a]
+        return root
+
+    def _union(self, a: int, b: int) -> None:
+        ra, rb = self._find(a), self._find(b)
+        if ra != rb:
+            self.parent.data[max(ra, rb)] = min(ra, rb)
+
+    def _new_ids(self, labels: np.ndarray, count: int, cls: int) -> np.ndarray:
+        """Give a strip's local labels 1..count fresh provisional ids (0 stays 0)."""
+        first = self.next_id
+        self.next_id += count
+        parent = self.parent.reserve(self.next_id)
+        parent[first : self.next_id] = np.arange(first, self.next_id)
+        self.cls.reserve(self.next_id)[first : self.next_id] = cls
+        return np.where(labels > 0, labels + (first - 1), 0).astype(np.int64)
+
+    # --- one strip ---------------------------------------------------------------------------------------------------
+    def push(self, semantic: np.ndarray, border_prob: np.ndarray | None = None) -> np.ndarray:
+        """Label the next strip ``semantic`` ``(n, W)`` (class indices; anything else, e.g. nodata, is background)
+        with optional ``border_prob`` ``(n, W)``. Returns its provisional ids ``(n, W)`` uint32."""
+        n, w = semantic.shape
+        if w != self.width:
+            raise ValueError(f"strip width {w} != raster width {self.width}")
+        self.instancer.uses_border(border_prob is not None)
+        border = self.instancer.border_mask(border_prob)
+        ids = np.zeros((n, w), np.int64)
+        core_all = np.zeros((n, w), bool)
+        for c in self.instancer.thing_ids:
+            fg = semantic == c
+            core = fg if border is None else fg & ~border
+            markers, count = ndimage.label(core, self.structure)
+            markers = self._new_ids(markers, count, c)
+            self._join_seam(markers, core, c)
+            labels = markers if border is None else self._grow(fg, core, markers, c)
+            ids[labels > 0] = labels[labels > 0]
+            core_all |= core
+        self._accumulate(ids)
+        keep = min(self.halo, n)
+        self.prev = {"labels": ids[-keep:], "semantic": semantic[-keep:], "core": core_all[-keep:]}
+        self.rows_seen += n
+        return ids.astype(np.uint32)
+
+    def _join_seam(self, markers: np.ndarray, core: np.ndarray, cls: int) -> None:
+        """Union the strip's first-row markers with the previous strip's last-row pieces of the same class that touch
+        them (straight down, and diagonally with connectivity 2)."""
+        if self.prev is None:
+            return
+        above = np.where((self.prev["semantic"][-1] == cls) & self.prev["core"][-1], self.prev["labels"][-1], 0)
+        below = np.where(core[0], markers[0], 0)
+        shifts = (0,) if self.instancer.connectivity == 1 else (-1, 0, 1)
+        pairs = set()
+        for s in shifts:
+            a = above[max(s, 0) : self.width + min(s, 0)]
+            b = below[max(-s, 0) : self.width + min(-s, 0)]
+            both = (a > 0) & (b > 0)
+            pairs.update(zip(a[both].tolist(), b[both].tolist()))
+        for a, b in pairs:
+            self._union(a, b)
+
+    def _grow(self, fg: np.ndarray, core: np.ndarray, markers: np.ndarray, cls: int) -> np.ndarray:
+        """Watershed of the strip with the previous strip's halo rows on top as fixed seeds."""
+        if self.prev is None:
+            return split_touching(fg, ~core, self.structure, markers)
+        halo_fg = self.prev["semantic"] == cls
+        halo_seeds = np.where(halo_fg, self.prev["labels"], 0)
+        grown = split_touching(np.vstack([halo_fg, fg]), np.vstack([~halo_fg, ~core]), self.structure,
+                               np.vstack([halo_seeds, markers]))
+        return grown[len(halo_fg):].astype(np.int64)
+
+    def _accumulate(self, ids: np.ndarray) -> None:
+        """Pixel counts, coordinate sums and boxes of the strip's provisional ids."""
+        present, local = _compact(ids)
+        if not len(present):
+            return
+        rows, cols = np.indices(ids.shape)
+        count = np.bincount(local.ravel(), minlength=len(present) + 1)[1:]
+        sum_r = np.bincount(local.ravel(), (rows + self.rows_seen).ravel(), len(present) + 1)[1:]
+        sum_c = np.bincount(local.ravel(), cols.ravel(), len(present) + 1)[1:]
+        boxes = np.array([[s[0].start, s[1].start, s[0].stop, s[1].stop] for s in ndimage.find_objects(local)])
+        boxes[:, [0, 2]] += self.rows_seen
+        pixels, sums = self.pixels.reserve(self.next_id), self.sums.reserve(self.next_id)
+        bbox = self.bbox.reserve(self.next_id)
+        pixels[present] += count
+        sums[present] += np.stack([sum_r, sum_c], 1)
+        old = bbox[present]
+        fresh = old[:, 0] < 0
+        old[fresh] = boxes[fresh]
+        bbox[present] = np.concatenate([np.minimum(old[:, :2], boxes[:, :2]), np.maximum(old[:, 2:], boxes[:, 2:])], 1)
+
+    # --- the end -----------------------------------------------------------------------------------------------------
+    def finish(self) -> StreamInstances:
+        """Resolve the provisional ids: merge joined pieces, drop instances below ``min_size``, number the rest
+        1..n in order of first appearance (top to bottom)."""
+        total = self.next_id
+        parent = self.parent.reserve(total)[:total].copy()
+        parent[0] = 0
+        while True:  # pointer jumping to the roots
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+        pixels = np.bincount(parent, self.pixels.reserve(total)[:total], total)
+        sums = np.stack([np.bincount(parent, self.sums.data[:total, k], total) for k in range(2)], 1)
+        box = self.bbox.data[:total]
+        valid = box[:, 0] >= 0
+        lo = np.full((total, 2), np.iinfo(np.int64).max)
+        hi = np.full((total, 2), -1)
+        np.minimum.at(lo, parent[valid], box[valid, :2])
+        np.maximum.at(hi, parent[valid], box[valid, 2:])
+        roots = np.flatnonzero((np.arange(total) == parent) & (pixels >= max(self.instancer.min_size, 1)))
+        roots = roots[roots > 0]
+        final = np.zeros(total, np.uint32)
+        final[roots] = np.arange(1, len(roots) + 1, dtype=np.uint32)
+        lut = final[parent]
+        lut[0] = 0
+        keep = np.concatenate([[0], roots])
+        centroid = np.zeros((len(keep), 2))
+        centroid[1:] = sums[roots] / pixels[roots, None]
+        bbox = np.concatenate([lo[keep], hi[keep]], 1)
+        bbox[0] = 0
+        classes = self.cls.data[keep].copy()
+        classes[0] = -1
+        return StreamInstances(lut=lut, classes=classes, pixels=pixels[keep].astype(np.int64), centroid=centroid,
+                               bbox=bbox)

@@ -1,0 +1,173 @@
+"""Instances of the thing classes (e.g. buildings) from tiled land-cover inference, in bounded memory.
+
+As row strips stream out of ``sliding_window``, ``core.instances.StripLabeller`` labels them with provisional ids
+(written to a temporary raster) and each strip is polygonised in pixel coordinates. When the raster is done the
+provisional ids are resolved (objects crossing strip or tile borders joined, small ones dropped), a second pass
+remaps the temporary raster into the instance raster, and the pieces of each object are unioned into one polygon,
+exactly (pixel edges are integers), before moving to the raster's CRS.
+
+Outputs beside ``OUT.tif``: ``OUT_instances.tif`` (uint32 ids, 0 = none), ``OUT_instances.gpkg`` (or ``.geojson``;
+one polygon per object in the raster's CRS), ``OUT_instances.csv`` (id, class, pixels, area in m^2 and ha, centroid
+and box in CRS units) and, for panoptic output, ``OUT_panoptic.tif`` (2 bands uint32: class id, instance id).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import fiona
+import numpy as np
+import rasterio.features
+import shapely
+from affine import Affine
+from fiona.crs import CRS as FionaCRS
+from shapely.geometry import mapping, shape
+
+from core.errors import ConfigError, DataError
+from core.instances import StreamInstances, StripLabeller
+from core.io import atomic_path, check_writable, write_csv
+from domains.landcover.io import iter_block_windows, open_output, open_raster
+from domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
+
+log = logging.getLogger(__name__)
+
+VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
+CSV_COLUMNS = ["id", "class", "pixels", "area_m2", "area_ha", "centroid_x", "centroid_y", "minx", "miny", "maxx",
+               "maxy"]
+
+
+def vector_driver(path: Path) -> str:
+    """The OGR driver for a polygon output, from its suffix."""
+    try:
+        return VECTOR_DRIVERS[path.suffix.lower()]
+    except KeyError:
+        raise ConfigError(f"polygon output {path} must end in {', '.join(VECTOR_DRIVERS)}") from None
+
+
+class InstanceStream:
+    """Consumes the class strips of one raster; ``finish`` writes the instance raster, polygons and table.
+
+    Args:
+        labeller: the strip labeller (thing classes, min size, borders).
+        like: the output template (the class raster's profile: CRS, transform, size).
+        instances, polygons, table, panoptic: output paths (``panoptic`` may be None).
+        class_names: names for the table and the polygons' ``class`` field.
+    """
+
+    def __init__(self, labeller: StripLabeller, like: dict[str, Any], instances: Path, polygons: Path, table: Path,
+                 class_names: list[str], panoptic: Path | None = None, overwrite: bool = False) -> None:
+        self.labeller, self.like, self.class_names = labeller, dict(like), list(class_names)
+        self.paths = {"instances": instances, "polygons": polygons, "table": table, "panoptic": panoptic}
+        self.overwrite = overwrite
+        vector_driver(polygons)
+        for path in self.paths.values():
+            if path is not None:
+                check_writable(path, overwrite)
+        fd, scratch = tempfile.mkstemp(prefix=f".{instances.stem}.", suffix=".provisional.tif", dir=instances.parent)
+        os.close(fd)
+        self._provisional = open_output(scratch, like, dtype="uint32", nodata=None, overwrite=True)
+        self._pieces: dict[int, list[Any]] = defaultdict(list)
+
+    def push(self, row0: int, semantic: np.ndarray, border_prob: np.ndarray | None = None) -> None:
+        """Label the strip ``semantic`` ``(n, W)`` (non-class values, e.g. nodata, are background) starting at row
+        ``row0``, store its provisional ids and polygonise it in pixel coordinates."""
+        ids = self.labeller.push(semantic, border_prob)
+        self._provisional.write_rows(row0, ids)
+        if ids.any():
+            shifted = Affine.translation(0, row0)  # integer pixel edges: pieces meet exactly
+            for geom, value in rasterio.features.shapes(ids.astype(np.int32), mask=ids > 0, transform=shifted):
+                self._pieces[int(value)].append(shape(geom))
+
+    def finish(self, classes_raster: Path) -> list[Path]:
+        """Resolve ids, write every output (each atomically) and return their paths."""
+        provisional = self._provisional.close()
+        try:
+            result = self.labeller.finish()
+            self._remap(provisional, result, classes_raster)
+            rows, features = self._describe(result)
+            write_csv(self.paths["table"], rows, self.overwrite, columns=CSV_COLUMNS)
+            self._write_polygons(features)
+        finally:
+            provisional.unlink(missing_ok=True)
+        things = ", ".join(self.class_names[i] for i in self.labeller.instancer.thing_ids)
+        log.info("%d instances of %s -> %s", result.n, things, self.paths["polygons"])
+        return [p for p in self.paths.values() if p is not None]
+
+    def abort(self) -> None:
+        self._provisional.abort()
+        self._provisional.path.unlink(missing_ok=True)
+
+    def _remap(self, provisional: Path, result: StreamInstances, classes_raster: Path) -> None:
+        """Second pass, block row by block row: provisional ids -> final ids (and the panoptic class/instance pair)."""
+        height, width = int(self.like["height"]), int(self.like["width"])
+        panoptic_path = self.paths["panoptic"]
+        with open_raster(provisional, require_crs=False, check_data=False) as src, \
+                open_raster(classes_raster, require_crs=False, check_data=False) as classes, \
+                open_output(self.paths["instances"], self.like, dtype="uint32", nodata=0,
+                            overwrite=self.overwrite) as out:
+            panoptic = None
+            if panoptic_path is not None:
+                panoptic = open_output(panoptic_path, self.like, count=2, dtype="uint32", nodata=None,
+                                       overwrite=self.overwrite, descriptions=["class", "instance"])
+            try:
+                for window in iter_block_windows(height, width, rows=512, cols=width):
+                    final = result.lut[src.read(1, window=window)]
+                    out.write_rows(int(window.row_off), final)
+                    if panoptic is not None:
+                        cls = classes.read(1, window=window).astype(np.uint32)
+                        panoptic.write_rows(int(window.row_off), np.stack([cls, final]))
+            except BaseException:
+                if panoptic is not None:
+                    panoptic.abort()
+                raise
+            if panoptic is not None:
+                panoptic.close()
+
+    def _describe(self, result: StreamInstances) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """CSV rows and polygon features, one per final instance (pieces unioned exactly in pixel space)."""
+        merged: dict[int, list[Any]] = defaultdict(list)
+        for prov, pieces in self._pieces.items():
+            final = int(result.lut[prov])
+            if final:
+                merged[final] += pieces
+        transform = Affine(*tuple(self.like["transform"])[:6])
+        pixel_m2, _ = pixel_area_m2(self.like.get("crs"), transform)
+        rows, features = [], []
+        for i in range(1, result.n + 1):
+            geom = shapely.affinity.affine_transform(shapely.union_all(merged[i]), transform.to_shapely())
+            r, c = result.centroid[i]
+            x, y = transform @ (c + 0.5, r + 0.5)
+            minx, miny, maxx, maxy = geom.bounds
+            area = None if pixel_m2 is None else float(result.pixels[i] * pixel_m2)
+            row = {"id": i, "class": self.class_names[result.classes[i]], "pixels": int(result.pixels[i]),
+                   "area_m2": area, "area_ha": None if area is None else area / M2_PER_HECTARE,
+                   "centroid_x": float(x), "centroid_y": float(y), "minx": minx, "miny": miny, "maxx": maxx,
+                   "maxy": maxy}
+            rows.append(row)
+            features.append({"geometry": mapping(geom), "properties": row})
+        return rows, features
+
+    def _write_polygons(self, features: Iterable[dict[str, Any]]) -> None:
+        path = self.paths["polygons"]
+        schema = {"geometry": "Unknown", "properties": {"id": "int", "class": "str", "pixels": "int",
+                                                         "area_m2": "float", "area_ha": "float", "centroid_x": "float",
+                                                         "centroid_y": "float", "minx": "float", "miny": "float",
+                                                         "maxx": "float", "maxy": "float"}}
+        crs = self.like.get("crs")
+        with atomic_path(path, self.overwrite) as tmp:
+            tmp.unlink(missing_ok=True)  # OGR creates the file itself
+            try:
+                driver = vector_driver(path)
+                layer = {"layer": path.stem} if driver == "GPKG" else {}
+                with fiona.open(tmp, "w", driver=driver, schema=schema,
+                                crs=FionaCRS.from_wkt(crs.to_wkt()) if crs else None, **layer) as dst:
+                    for feature in features:
+                        dst.write(feature)
+            except fiona.errors.FionaError as exc:
+                raise DataError(f"cannot write polygons to {path}: {exc}") from exc
