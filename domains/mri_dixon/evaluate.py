@@ -19,6 +19,16 @@ Written into ``output_dir`` (every file staged and renamed only when all cases s
 * ``overlays/CASE.png``: a few axial slices with reference (solid) and predicted (dashed) contours;
 * ``predictions/CASE.nii.gz`` (``save_predictions``): the predicted label volumes.
 
+With ``task=instance`` or ``task=panoptic`` (``mode`` and ``instancer``), instances are cut from each predicted label
+volume as by predict, and scored against the connected components of the thing classes of the reference
+(:class:`.instances.InstanceScores`, panoptic quality in 3D, one volume at a time, pooled over the cases):
+
+* ``panoptic.json``, ``panoptic_per_class.csv``: :func:`core.instances.write_panoptic_reports` (PQ, SQ, RQ per class
+  and overall, instance precision/recall/F1 over the thing classes); ``metrics.json`` gets ``pq``, ``f1`` and the
+  ``panoptic`` summary;
+* ``instances_per_case.csv``: per case and thing class, the predicted and true instance counts, TP, FP, FN and PQ;
+* ``predictions/CASE_instances.nii.gz`` (``save_predictions``): the predicted instance ids.
+
 Voxels labelled ``ignore`` in dataset.json count for no label.
 """
 
@@ -38,8 +48,10 @@ from tqdm.auto import tqdm
 from core.errors import ConfigError, DataError
 from core.evaluate import write_reports
 from core.inference import TilePredictor
+from core.instances import Instancer, write_panoptic_reports
 from core.io import atomic_path, check_writable
 from core.metrics import SegmentationMetrics
+from core.predict import output_channels
 from core.task import SegmentationTask
 
 from .dataset import (
@@ -53,9 +65,10 @@ from .dataset import (
     read_dataset_json,
     split_cases,
 )
-from .io import Volume, write_label
+from .instances import INSTANCES_SUFFIX, InstanceScores, check_mode
+from .io import Volume, write_label, write_nifti
 from .metrics import evaluate_case, format_summary, json_safe, save_overlay_png, summarize, write_csv
-from .predict import check_tile, check_tta_flips, cleanup_values, dixon_meta, segment_volumes
+from .predict import check_tile, check_tta_flips, cleanup_values, dixon_meta, segment_case, warn_single_things
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +118,17 @@ def baseline_dice(rows: list[dict]) -> float:
     return float(np.mean([np.mean(v) for v in per_label.values()]))
 
 
-def _outputs(out: Path, cases: list[str], overlays: bool, save_predictions: bool) -> dict[str, list[Path]]:
+def _outputs(out: Path, cases: list[str], overlays: bool, save_predictions: bool,
+             mode: str = "semantic") -> dict[str, list[Path]]:
+    instances = mode != "semantic"
     return {
         "reports": [out / n for n in ("per_case.csv", "summary.csv", "metrics.json", "per_class.csv", "confusion.png")],
         "overlays": [out / "overlays" / f"{c}.png" for c in cases] if overlays else [],
         "predictions": [out / "predictions" / f"{c}.nii.gz" for c in cases] if save_predictions else [],
+        "panoptic": [out / n for n in ("panoptic.json", "panoptic_per_class.csv", "instances_per_case.csv")]
+        if instances else [],
+        "instances": [out / "predictions" / f"{c}{INSTANCES_SUFFIX}.nii.gz" for c in cases]
+        if instances and save_predictions else [],
     }
 
 
@@ -117,10 +136,14 @@ def evaluate(task: SegmentationTask, predictor: TilePredictor, cfg: DictConfig, 
              overwrite: bool = True, split: str = "val", batch_size: int = 16,
              largest_component: bool | Sequence[str] = False, tile: Sequence[int] | None = None,
              overlap: Sequence[int] = (0, 0), blend: str = "gaussian", overlays: bool = True, overlay_slices: int = 4,
-             save_predictions: bool = True) -> dict[str, Any]:
-    """Evaluate every case of ``split`` (see the module docstring); returns the summary written to metrics.json."""
+             save_predictions: bool = True, mode: str = "semantic",
+             instancer: Instancer | None = None) -> dict[str, Any]:
+    """Evaluate every case of ``split`` (see the module docstring); returns the summary written to metrics.json
+    (with ``pq``, ``f1`` and ``panoptic`` in instance and panoptic ``mode``)."""
     meta = dixon_meta(task)
+    check_mode(mode, instancer)
     clean = cleanup_values(largest_component, meta)
+    warn_single_things(clean, instancer, meta)
     check_tile(tile, overlap, int(meta.get("size_divisor", 32)))
     check_tta_flips(predictor, meta)
     data = cfg.domain.datamodule.datasets
@@ -131,15 +154,17 @@ def evaluate(task: SegmentationTask, predictor: TilePredictor, cfg: DictConfig, 
     cases, images_dir, labels_dir = split_case_names(spec, split, data)
     _check_cases(meta, split, cases)
     out = Path(output_dir)
-    outputs = _outputs(out, cases, overlays, save_predictions)
+    outputs = _outputs(out, cases, overlays, save_predictions, mode)
     for path in (p for paths in outputs.values() for p in paths):
         check_writable(path, overwrite)
 
     names = list(dict.fromkeys(inference_channels(meta) + _water_fat(spec)))
     hp = task.hparams
     pooled = SegmentationMetrics(hp.num_classes, hp.ignore_index, hp.class_names)
-    inference = dict(batch_size=batch_size, tile=tile, overlap=overlap, blend=blend)
+    inference = dict(batch_size=batch_size, tile=tile, overlap=overlap, blend=blend,
+                     channels=output_channels(task, instancer))
     colors = dict(zip(meta["class_names"], meta.get("class_colors", [])))
+    scores = InstanceScores(instancer, hp.ignore_index) if instancer is not None else None
     rows: list[dict] = []
     with ExitStack() as staged:
         for i, case in enumerate(tqdm(cases, desc=f"evaluate {split}", unit="case")):
@@ -152,7 +177,8 @@ def evaluate(task: SegmentationTask, predictor: TilePredictor, cfg: DictConfig, 
             label_volume = volumes.pop("label")
             values = check_label_values(label_volume, spec, case)
             reference = Volume(values, label_volume.affine, label_volume.path, label_volume.header)
-            labels, prepared = segment_volumes(predictor, case, volumes, meta, hp.num_classes, clean, **inference)
+            labels, border, prepared = segment_case(predictor, case, volumes, meta, hp.num_classes, clean,
+                                                    **inference)
             prediction = Volume(labels, reference.affine)
             rows += evaluate_case(case, reference, _mask_ignored(prediction, values, spec), spec.labels,
                                   volumes.get("water"), volumes.get("fat"))
@@ -161,6 +187,12 @@ def evaluate(task: SegmentationTask, predictor: TilePredictor, cfg: DictConfig, 
             if save_predictions:
                 write_label(staged.enter_context(atomic_path(outputs["predictions"][i], overwrite)),
                             prediction.array, reference, True)
+            if scores is not None:
+                instances = instancer(labels, border)
+                scores.update(case, labels, instances, target)
+                if save_predictions:
+                    write_nifti(staged.enter_context(atomic_path(outputs["instances"][i], overwrite)),
+                                instances.ids, reference, True)
             if overlays:
                 save_overlay_png(staged.enter_context(atomic_path(outputs["overlays"][i], overwrite)),
                                  prepared.reference, reference, prediction, spec.labels, colors, overlay_slices,
@@ -171,10 +203,32 @@ def evaluate(task: SegmentationTask, predictor: TilePredictor, cfg: DictConfig, 
         mean_dice = float(np.nanmean([entry["dice_mean"] for entry in summary]))
         extra = {"split": split, "checkpoint": str(cfg.checkpoint), "cases": cases, "mean_dice": mean_dice,
                  "baseline_mean_dice": baseline_dice(rows), "labels": summary, "per_case": rows}
+        if scores is not None:
+            extra.update(_write_panoptic(scores, staged, out, overwrite, split, cases))
         result = write_reports(pooled, out, overwrite, extra=json_safe(extra))
     print(f"\n{split} split, {len(cases)} case(s) (mean ± sd over cases):\n{format_summary(summary)}\n"
           f"mean Dice over labels {mean_dice:.4f} (all-background baseline {extra['baseline_mean_dice']:.4f})")
+    if scores is not None:
+        print(_panoptic_line(result["panoptic"]))
     return result
+
+
+def _write_panoptic(scores: InstanceScores, staged: ExitStack, out: Path, overwrite: bool, split: str,
+                    cases: list[str]) -> dict[str, Any]:
+    """Write the panoptic reports and the per-case counts (staged); returns the entries for metrics.json."""
+    scores.write_counts(staged.enter_context(atomic_path(out / "instances_per_case.csv", overwrite)))
+    panoptic = write_panoptic_reports(json_safe(scores.compute()), out, overwrite, extra={"split": split,
+                                                                                          "cases": cases})
+    summary = {k: v for k, v in panoptic.items() if k not in ("per_class", "split", "cases")}
+    log.info("%s", _panoptic_line(summary))
+    return {"pq": summary["pq"], "f1": summary["f1"], "panoptic": summary}
+
+
+def _panoptic_line(summary: dict[str, Any]) -> str:
+    def fmt(key: str) -> str:
+        return "n/a" if summary.get(key) is None else f"{summary[key]:.4f}"
+    return (f"panoptic quality {fmt('pq')} (SQ {fmt('sq')}, RQ {fmt('rq')}; things {fmt('pq_things')}, stuff "
+            f"{fmt('pq_stuff')}); instances: precision {fmt('precision')}, recall {fmt('recall')}, F1 {fmt('f1')}")
 
 
 def _mask_ignored(prediction: Volume, values: np.ndarray, spec: DatasetSpec) -> Volume:

@@ -18,7 +18,10 @@ How the channels of a case are given (``input=``); the model's channels are its 
 Outputs: ``output=OUT.nii.gz`` (one case), or ``output=FOLDER`` (``FOLDER/CASE.nii.gz`` per case). The label
 volume is uint8 (int16 beyond 255 classes) with the input's shape, affine and NIfTI qform/sform codes; DICOM,
 MHA or NRRD input gives a NIfTI with the equivalent affine. ``fat_fraction=true`` adds ``OUT_fatfraction.nii.gz``
-(float32 FF in [0, 1], 0 where the signal is too low; see :mod:`.fatfraction`). Every input and output is
+(float32 FF in [0, 1], 0 where the signal is too low; see :mod:`.fatfraction`). ``task=instance`` adds
+``OUT_instances.nii.gz`` (int32 instance ids of the thing classes, ``domain.things``) and ``OUT_instances.csv``
+(volume, centroid, box and mean FF per instance); ``task=panoptic`` also ``OUT_panoptic.nii.gz`` (label-divisor
+encoding, category * 1000 + k) and ``OUT_panoptic.json``: see :mod:`.instances`. Every input and output is
 checked before the model runs; all outputs are written to temporary files and renamed only when every case
 has succeeded, so an error leaves no partial output.
 
@@ -27,7 +30,8 @@ neighbours) is one :class:`~core.inference.Source` of :func:`core.inference.slid
 (as in validation) to a multiple of the checkpoint's ``size_divisor``; with ``tile=null`` a tile is a whole
 slice, so slices are batched together. The volume is laid out slice-major once, so a slice read is a view.
 Flip TTA (``tta=true``) is done by the core predictor; a left-right flip is dropped when label names are
-lateralised (``kidney_left``...), see :func:`check_tta_flips`.
+lateralised (``kidney_left``...), see :func:`check_tta_flips`. Instances are cut from the whole label volume
+once it is back on the input's axes; a model's border channel is stacked into a probability volume alike.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,11 +52,14 @@ from scipy import ndimage
 
 from core.errors import ConfigError, DataError
 from core.inference import TilePredictor, Window, sliding_window
+from core.instances import Instancer
 from core.io import atomic_path, check_writable
+from core.predict import output_channels
 from core.task import SegmentationTask
 
 from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes, stack_slices
 from .fatfraction import fat_fraction as fat_fraction_map
+from .instances import check_mode, instance_paths, write_instance_outputs
 from .io import NIFTI_SUFFIXES, SITK_SUFFIXES, Volume, list_dicom_series, write_label, write_nifti
 
 log = logging.getLogger(__name__)
@@ -67,16 +74,18 @@ LATERAL_WORDS = {"left", "right"}
 
 @dataclass(frozen=True)
 class CaseJob:
-    """One case: its channel files (name -> file or DICOM folder) and every file it will produce."""
+    """One case: its channel files (name -> file or DICOM folder) and every file it will produce (``instances``:
+    :func:`.instances.instance_paths`)."""
 
     case: str
     files: dict[str, Path]
     output: Path
     fat_fraction: Path | None
+    instances: dict[str, Path] = field(default_factory=dict)
 
     @property
     def outputs(self) -> list[Path]:
-        return [p for p in (self.output, self.fat_fraction) if p is not None]
+        return [p for p in (self.output, self.fat_fraction, *self.instances.values()) if p is not None]
 
 
 class SliceSource:
@@ -241,8 +250,9 @@ def collect_cases(input: str | Sequence | Mapping, meta: dict, names: list[str],
 
 
 def plan(input, output: str | os.PathLike, meta: dict, fat_fraction: bool = False,
-         series: Mapping[str, str] | None = None) -> list[CaseJob]:
-    """Jobs for every input case, with their output paths (see the module docstring)."""
+         series: Mapping[str, str] | None = None, mode: str = "semantic") -> list[CaseJob]:
+    """Jobs for every input case, with their output paths (see the module docstring; ``mode``: semantic,
+    instance or panoptic)."""
     names = inference_channels(meta, with_water_fat=fat_fraction)
     cases = collect_cases(input, meta, names, series)
     out = Path(str(output))
@@ -255,13 +265,20 @@ def plan(input, output: str | os.PathLike, meta: dict, fat_fraction: bool = Fals
         raise DataError(f"output {str(out)!r} must be a .nii/.nii.gz file name or a folder")
     else:
         outputs = {case: out / f"{case}.nii.gz" for case in cases}
-    jobs = [CaseJob(case, files, outputs[case], beside(outputs[case], FF_SUFFIX) if fat_fraction else None)
+    jobs = [CaseJob(case, files, outputs[case], beside(outputs[case], FF_SUFFIX) if fat_fraction else None,
+                    instance_paths(outputs[case], volume_stem(outputs[case]), mode))
             for case, files in cases.items()]
     inputs = {p.resolve() for job in jobs for p in job.files.values()}
+    seen: dict[Path, str] = {}
     for job in jobs:
         clash = [p for p in job.outputs if p.resolve() in inputs]
         if clash:
             raise DataError(f"case {job.case!r}: output {str(clash[0])!r} is one of the input files")
+        for path in job.outputs:
+            if path.resolve() in seen:
+                raise DataError(f"cases {seen[path.resolve()]!r} and {job.case!r} would both write {str(path)!r}; "
+                                f"rename one of them")
+            seen[path.resolve()] = job.case
     return jobs
 
 
@@ -305,6 +322,15 @@ def predict_volume(predictor: TilePredictor, case: Case, meta: dict, num_classes
     ``tile=None``: each slice is one tile (padded to ``meta["size_divisor"]``), so the batch holds
     ``batch_size`` slices; else ``tile`` ``(h, w)`` windows with ``overlap`` inside each slice.
     """
+    return predict_maps(predictor, case, meta, num_classes, None, batch_size, tile, overlap, blend, progress)[0]
+
+
+def predict_maps(predictor: TilePredictor, case: Case, meta: dict, num_classes: int, channels: int | None = None,
+                 batch_size: int = 16, tile: Sequence[int] | None = None, overlap: Sequence[int] = (0, 0),
+                 blend: str = "gaussian", progress: bool | str = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`predict_volume`, plus the border probability volume ``(X, Y, Z)`` float32 (sigmoid of the last
+    logit, as :func:`core.instances.split_logits`) when the predictor returns ``channels = num_classes + 1``."""
+    channels = num_classes if channels is None else int(channels)
     axis, context = int(meta["axis"]), int(meta["context_slices"])
     height, width = (int(n) for n in np.delete(case.image.shape[1:], axis))
     stack = slice_stack(case, axis, int(meta.get("size_divisor", 32)), tile)
@@ -312,12 +338,19 @@ def predict_volume(predictor: TilePredictor, case: Case, meta: dict, num_classes
     tile = tuple(tile) if tile is not None else sources[0].shape
     dtype = torch.uint8 if num_classes <= 256 else torch.int16
     labels = torch.empty((len(sources), height, width), dtype=dtype, device=predictor.device)  # (N, H, W)
-    for index, row, logits, _ in sliding_window(predictor, sources, num_classes, tile=tile, overlap=tuple(overlap),
+    border = None  # (N, H, W) float32 border probabilities when the predictor returns them
+    if channels > num_classes:
+        border = torch.empty(labels.shape, dtype=torch.float32, device=predictor.device)
+    for index, row, logits, _ in sliding_window(predictor, sources, channels, tile=tile, overlap=tuple(overlap),
                                                 batch_size=batch_size, blend=blend, progress=progress):
         rows = min(logits.shape[1], height - row)
         if rows > 0:
-            labels[index, row : row + rows] = logits[:, :rows, :width].argmax(0).to(dtype)
-    return stack_slices(labels.cpu().numpy(), axis)
+            block = logits[:, :rows, :width]  # (channels, rows, W)
+            labels[index, row : row + rows] = block[:num_classes].argmax(0).to(dtype)
+            if border is not None:
+                border[index, row : row + rows] = torch.sigmoid(block[num_classes].float())
+    probability = None if border is None else stack_slices(border.cpu().numpy(), axis)
+    return stack_slices(labels.cpu().numpy(), axis), probability
 
 
 def keep_largest_components(label: np.ndarray, values: Sequence[int]) -> np.ndarray:
@@ -366,16 +399,39 @@ def segment_volumes(predictor: TilePredictor, case: str, volumes: Mapping[str, V
                     num_classes: int, clean: Sequence[int] = (), **inference) -> tuple[np.ndarray, Case]:
     """Predict one case read with :func:`.dataset.read_case_volumes`: ``(labels (X, Y, Z) on the input's own
     axes, the prepared Case)``; ``clean`` lists labels reduced to their largest component."""
+    labels, _, prepared = segment_case(predictor, case, volumes, meta, num_classes, clean, **inference)
+    return labels, prepared
+
+
+def segment_case(predictor: TilePredictor, case: str, volumes: Mapping[str, Volume], meta: dict, num_classes: int,
+                 clean: Sequence[int] = (), channels: int | None = None,
+                 **inference) -> tuple[np.ndarray, np.ndarray | None, Case]:
+    """:func:`segment_volumes` plus the border probability ``(X, Y, Z)`` on the input's own axes when the
+    predictor returns ``channels = num_classes + 1`` (else None)."""
     prepared = prepare_inference_case(dict(volumes), meta, case)
-    canonical = predict_volume(predictor, prepared, meta, num_classes, progress=f"{case} (slices)", **inference)
+    canonical, border = predict_maps(predictor, prepared, meta, num_classes, channels, progress=f"{case} (slices)",
+                                     **inference)
     labels = prepared.to_original(canonical)
-    return (keep_largest_components(labels, clean) if clean else labels), prepared
+    labels = keep_largest_components(labels, clean) if clean else labels
+    return labels, None if border is None else prepared.to_original(border), prepared
+
+
+def warn_single_things(clean: Sequence[int], instancer: Instancer | None, meta: dict) -> None:
+    """Warn when ``largest_component`` keeps one component of a thing class whose instances are asked for."""
+    if instancer is None:
+        return
+    names = {v: k for k, v in meta["labels"].items()}
+    single = [names[v] for v in clean if names.get(v) in {instancer.class_names[i] for i in instancer.thing_ids}]
+    if single:
+        log.warning("largest_component keeps one component of the thing class(es) %s: at most one instance each",
+                    single)
 
 
 def predict(task: SegmentationTask, predictor: TilePredictor, input, output: str, overwrite: bool = False,
             batch_size: int = 16, largest_component: bool | Sequence[str] = False, fat_fraction: bool = False,
             series: Mapping[str, str] | None = None, tile: Sequence[int] | None = None,
-            overlap: Sequence[int] = (0, 0), blend: str = "gaussian") -> list[Path]:
+            overlap: Sequence[int] = (0, 0), blend: str = "gaussian", mode: str = "semantic",
+            instancer: Instancer | None = None) -> list[Path]:
     """Predict every case of ``input`` into ``output`` (see the module docstring); returns the files written.
 
     Args:
@@ -385,24 +441,37 @@ def predict(task: SegmentationTask, predictor: TilePredictor, input, output: str
         fat_fraction: also write ``OUT_fatfraction.nii.gz`` (needs water and fat images).
         series: channel name -> DICOM SeriesInstanceUID or SeriesDescription, for DICOM folders.
         tile, overlap, blend: ``null`` = whole slices; else windows inside slices (multiples of the size divisor).
+        mode: ``semantic``, ``instance`` or ``panoptic`` (the extra outputs of the module docstring).
+        instancer: cuts the instances (instance and panoptic); the predictor returns
+            :func:`core.predict.output_channels` channels (the border logit last when the model has one).
     """
     meta = dixon_meta(task)
+    check_mode(mode, instancer)
     clean = cleanup_values(largest_component, meta)
+    warn_single_things(clean, instancer, meta)
     check_tile(tile, overlap, int(meta.get("size_divisor", 32)))
     check_tta_flips(predictor, meta)
-    jobs = plan(input, output, meta, fat_fraction, series)
+    jobs = plan(input, output, meta, fat_fraction, series, mode)
     for path in (p for job in jobs for p in job.outputs):
         check_writable(path, overwrite)
-    inference = dict(batch_size=batch_size, tile=tile, overlap=overlap, blend=blend)
+    inference = dict(batch_size=batch_size, tile=tile, overlap=overlap, blend=blend,
+                     channels=output_channels(task, instancer))
     with ExitStack() as staged:
+        def stage(path: Path) -> Path:
+            return staged.enter_context(atomic_path(path, overwrite))
+
         for job in jobs:
             volumes = read_case_volumes(job.files, job.case, series)
-            labels, case = segment_volumes(predictor, job.case, volumes, meta, task.hparams.num_classes, clean,
-                                           **inference)
-            write_label(staged.enter_context(atomic_path(job.output, overwrite)), labels, case.reference, True)
+            labels, border, case = segment_case(predictor, job.case, volumes, meta, task.hparams.num_classes, clean,
+                                                **inference)
+            write_label(stage(job.output), labels, case.reference, True)
             if job.fat_fraction is not None:
                 ff = fat_fraction_map(volumes["water"].array, volumes["fat"].array)
-                write_nifti(staged.enter_context(atomic_path(job.fat_fraction, overwrite)), ff, case.reference, True)
+                write_nifti(stage(job.fat_fraction), ff, case.reference, True)
+            if instancer is not None:
+                water, fat = (volumes[n].array if n in volumes else None for n in ("water", "fat"))
+                write_instance_outputs(stage, job.instances, job.case, labels, instancer(labels, border), instancer,
+                                       case.reference, meta["labels"], water, fat)
     written = [p for job in jobs for p in job.outputs]
     log.info("wrote %s", ", ".join(map(str, written)))
     return written

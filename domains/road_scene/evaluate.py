@@ -3,6 +3,12 @@
 Reports (in ``output_dir``): ``metrics.json`` (summary: mIoU as the class mean and, for Cityscapes, the category
 mean; pixel accuracy; boundary F-score; for KITTI road MaxF, AP, precision and recall from P(road); per class
 IoU/Dice/accuracy; the confusion matrix), ``per_class.csv``, ``confusion.png`` and ``per_image.csv``.
+
+With ``mode="instance"`` or ``"panoptic"`` the thing instances are also cut out of each full-resolution prediction
+and scored against the ground truth's (the Cityscapes ``*_instanceIds.png`` when the data has them, else connected
+components of the label map): panoptic quality PQ = SQ x RQ per class and overall, and instance precision, recall
+and F1 over the thing classes, in ``panoptic.json`` and ``panoptic_per_class.csv`` (and the summary in
+``metrics.json``).
 """
 
 from __future__ import annotations
@@ -21,17 +27,25 @@ from omegaconf import DictConfig
 from core.errors import ConfigError, DataError
 from core.evaluate import write_reports
 from core.inference import TilePredictor
+from core.instances import Instancer, true_instances, write_panoptic_reports
+from core.instances.metrics import PanopticMetrics
 from core.io import atomic_path, check_writable
 from core.metrics import SegmentationMetrics
+from core.predict import output_channels
 from core.task import SegmentationTask
 
 from .datasets import RoadSceneDataset
 from .io import image_size
 from .metrics import boundary_counts, boundary_f_from_counts, category_miou, kitti_road_counts, kitti_road_scores
+from .panoptic import check_mode
 from .predict import Prediction, check_meta, infer
 
 log = logging.getLogger(__name__)
 REPORTS = ("metrics.json", "per_class.csv", "confusion.png", "per_image.csv")
+PANOPTIC_REPORTS = ("panoptic.json", "panoptic_per_class.csv")
+# summary key -> PanopticMetrics' key (precision, recall and F1 are over the thing instances)
+PANOPTIC_SUMMARY = {"pq": "pq", "sq": "sq", "rq": "rq", "pq_things": "pq_things", "pq_stuff": "pq_stuff",
+                    "thing_precision": "precision", "thing_recall": "recall", "thing_f1": "f1"}
 
 
 def _split(cfg: DictConfig, split: str) -> RoadSceneDataset:
@@ -118,6 +132,28 @@ class RoadSceneScores:
         return out
 
 
+class PanopticScores:
+    """Panoptic quality over images: instances cut from each prediction by ``instancer``, ground-truth instances
+    from the data (or connected components of its label map)."""
+
+    def __init__(self, instancer: Instancer, meta: dict[str, Any]) -> None:
+        self.instancer = instancer
+        self.metrics = PanopticMetrics(len(meta["class_names"]), instancer.thing_ids, meta["class_names"],
+                                       int(meta["ignore_index"]))
+
+    def update(self, pred: Prediction, gt: np.ndarray, gt_instances: np.ndarray | None) -> None:
+        """Add one image: prediction at full resolution, ground truth ``(H, W)`` int64 and its instance ids
+        ``(H, W)`` (None: connected components)."""
+        labels = pred.labels.astype(np.int64)
+        predicted = self.instancer(labels, pred.border_prob)
+        self.metrics.update(labels, predicted.ids, gt, true_instances(self.instancer, gt, gt_instances))
+
+    def write(self, out: Path, overwrite: bool, extra: dict[str, Any]) -> dict[str, Any]:
+        """Write the panoptic reports; returns the scalar summary under our names (``PANOPTIC_SUMMARY``)."""
+        scores = write_panoptic_reports(self.metrics.compute(), out, overwrite, extra)
+        return {ours: scores[theirs] for ours, theirs in PANOPTIC_SUMMARY.items()}
+
+
 def _write_rows(rows: list[dict[str, Any]], path: Path, overwrite: bool) -> None:
     with atomic_path(path, overwrite) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -128,29 +164,48 @@ def _write_rows(rows: list[dict[str, Any]], path: Path, overwrite: bool) -> None
 def evaluate(task: SegmentationTask, predictor: TilePredictor, cfg: DictConfig, output_dir: str,
              overwrite: bool = True, split: str = "val", tile: Sequence[int] = (1024, 2048),
              overlap: Sequence[int] = (128, 256), batch_size: int = 2, blend: str = "gaussian",
-             boundary_tolerance: float = 2.0, workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+             boundary_tolerance: float = 2.0, workers: int | None = None, progress: bool = True,
+             mode: str = "semantic", instancer: Instancer | None = None) -> dict[str, Any]:
     """Score the checkpoint on ``split`` of ``cfg.domain.datamodule`` at full resolution with the predict path's
     inference (``predict.infer``: same resizing, tiling and upsampling) and write the reports to ``output_dir``.
 
-    Returns the summary also written to ``metrics.json``.
+    ``mode`` ``instance`` or ``panoptic`` (with ``instancer``: the thing classes and how to cut them) adds the
+    panoptic scores (module docstring); ``predictor`` then returns ``core.predict.output_channels(task, instancer)``
+    channels.
+
+    Returns the summary also written to ``metrics.json`` (with ``pq, sq, rq, pq_things, pq_stuff,
+    thing_precision, thing_recall, thing_f1`` in those modes).
     """
     meta = check_meta(task)
+    check_mode(mode, instancer, meta)
+    instancer = None if mode == "semantic" else instancer
+    channels = output_channels(task, instancer)
     dataset = _split(cfg, split)
     _check_compatible(meta, dataset.meta, str(cfg.checkpoint))
     out = Path(output_dir)
-    for name in REPORTS:
+    for name in REPORTS + (PANOPTIC_REPORTS if instancer is not None else ()):
         check_writable(out / name, overwrite)
     _check_pairs(dataset.files)
     scores = RoadSceneScores(meta, boundary_tolerance)
+    panoptic = PanopticScores(instancer, meta) if instancer is not None else None
     images = [image for image, _ in dataset.files]
     for pred in infer(task, predictor, images, tile, overlap, batch_size, blend, workers=workers,
-                      progress=f"evaluate {split}" if progress else False):
+                      progress=f"evaluate {split}" if progress else False, channels=channels):
         image, label = dataset.files[pred.index]
         gt = dataset.decode(label)  # (H, W) int64, DataError naming the file for unknown ids
         if gt.shape != pred.labels.shape:
             raise DataError(f"image {image} is {pred.labels.shape} (HxW) but its label {label} is {gt.shape}")
         scores.update(pred, gt, image, label)
-    extra = {"split": split, "checkpoint": str(cfg.checkpoint), "images": len(images), **scores.summary()}
+        if panoptic is not None:
+            panoptic.update(pred, gt, dataset.load_instances(pred.index, gt))
+    extra = {"split": split, "checkpoint": str(cfg.checkpoint), "images": len(images)}
+    if panoptic is not None:
+        things = {"mode": mode, "things": [meta["class_names"][t] for t in instancer.thing_ids],
+                  "instance_targets": "instanceIds" if dataset.meta.get("has_instances") else "connected components"}
+        extra.update(panoptic.write(out, overwrite, {**extra, **things}))
+        log.info("PQ %.4f (SQ %.4f, RQ %.4f; things %.4f, stuff %.4f), thing instance F1 %.4f over %d %s images",
+                 *(extra[k] for k in ("pq", "sq", "rq", "pq_things", "pq_stuff", "thing_f1")), len(images), split)
+    extra.update(scores.summary())
     _write_rows(scores.rows, out / "per_image.csv", overwrite)
     result = write_reports(scores.confusion, out, overwrite, extra)
     log.info("mIoU %.4f (category mIoU %s), boundary F %.4f over %d %s images", result["miou"],

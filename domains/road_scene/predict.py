@@ -14,6 +14,10 @@ Output folder (input subfolders are kept, e.g. Cityscapes cities)::
     OUT/color/<sub>/<name>.png     class colours
     OUT/overlay/<sub>/<name>.png   the image blended with the class colours
 
+With ``mode="instance"`` or ``"panoptic"`` the instances of the thing classes are also cut out of each frame's
+full-resolution class map (split by the model's border channel when it has one) and written in the Cityscapes
+instance format or as COCO panoptic PNGs with one ``OUT/panoptic.json`` (layout: ``panoptic.py``).
+
 Everything is checked before work (inputs readable, outputs not already there unless ``overwrite``), written into
 a staging folder beside OUT and moved into place only when every frame succeeded: on error nothing is left.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -38,10 +43,23 @@ import torch.nn.functional as F
 
 from core.errors import ConfigError, DataError
 from core.inference import TilePredictor, Window, sliding_window
+from core.instances import Instancer
+from core.predict import output_channels
 from core.task import SegmentationTask
 
 from .datasets import IMAGE_SUFFIXES
 from .io import image_size, output_name, read_pixels, unit_range, write_color_label, write_native, write_overlay
+from .panoptic import (
+    MASKS,
+    MODE_KINDS,
+    PANOPTIC_JSON,
+    FrameOutputs,
+    InstanceWriter,
+    check_image_ids,
+    check_mode,
+    kind_path,
+    mask_stem,
+)
 
 OUTPUT_KINDS = {"label": "labels", "color": "color", "overlay": "overlay"}  # kind -> subfolder
 _META_KEYS = ("normalization", "class_names", "class_colors", "label_format")
@@ -166,12 +184,16 @@ class FrameReader:
 @dataclass
 class Prediction:
     """A frame's result at full resolution: class indices ``(H, W)`` uint8/int32, P(road) ``(H, W)`` float32 for
-    KITTI-road models (else None), and the RGB image ``(H, W, 3)`` if it was kept."""
+    KITTI-road models (else None), the RGB image ``(H, W, 3)`` if it was kept, the border probability ``(H, W)``
+    float32 when the predictor returns a border channel, and when asked the confidence ``(H, W)`` float32 (softmax
+    probability of the predicted class)."""
 
     index: int
     labels: np.ndarray
     road_prob: np.ndarray | None
     rgb: np.ndarray | None
+    border_prob: np.ndarray | None = None
+    confidence: np.ndarray | None = None
 
 
 def check_meta(task: SegmentationTask) -> dict[str, Any]:
@@ -183,32 +205,41 @@ def check_meta(task: SegmentationTask) -> dict[str, Any]:
     return meta
 
 
-def _finish(logits: torch.Tensor, frame: Frame, index: int, meta: dict[str, Any]) -> Prediction:
-    """Upsample blended logits ``(K, h, w)`` to the frame's ``(H, W)`` and take classes (and P(road) for KITTI)."""
+def _finish(logits: torch.Tensor, frame: Frame, index: int, meta: dict[str, Any], num_classes: int,
+            confidence: bool = False) -> Prediction:
+    """Upsample blended logits ``(C, h, w)`` (K class logits, then the border logit when C > K) to the frame's
+    ``(H, W)``; take classes, P(road) for KITTI, the border probability and, if asked, the confidence."""
     if tuple(logits.shape[-2:]) != frame.size:
         logits = F.interpolate(logits[None], size=frame.size, mode="bilinear", align_corners=False)[0]
-    dtype = torch.uint8 if logits.shape[0] <= 256 else torch.int32
-    labels = logits.argmax(0).to(dtype).cpu().numpy()
+    classes = logits[:num_classes]  # (K, H, W)
+    dtype = torch.uint8 if num_classes <= 256 else torch.int32
+    labels = classes.argmax(0).to(dtype).cpu().numpy()
     road_prob = None
     if meta["label_format"] == "kitti_road":
-        road_prob = logits.softmax(0)[int(meta.get("road_class", 1))].cpu().numpy()
-    return Prediction(index, labels, road_prob, frame.rgb)
+        road_prob = classes.softmax(0)[int(meta.get("road_class", 1))].cpu().numpy()
+    border = torch.sigmoid(logits[num_classes]).float().cpu().numpy() if logits.shape[0] > num_classes else None
+    conf = classes.softmax(0).amax(0).float().cpu().numpy() if confidence else None
+    return Prediction(index, labels, road_prob, frame.rgb, border, conf)
 
 
 def infer(task: SegmentationTask, predictor: TilePredictor, paths: Sequence[Path],
           tile: Sequence[int] = (1024, 2048), overlap: Sequence[int] = (128, 256), batch_size: int = 2,
           blend: str = "gaussian", keep_rgb: bool = False, workers: int | None = None,
-          progress: bool | str = False) -> Iterator[Prediction]:
+          progress: bool | str = False, channels: int | None = None,
+          confidence: bool = False) -> Iterator[Prediction]:
     """Predict every image of ``paths`` at full resolution, in order (the one path predict and evaluate share).
 
+    ``channels``: what ``predictor`` returns (default: the K classes; K + 1 with a border channel, see
+    ``core.predict.output_channels``); ``confidence``: also give each prediction its confidence map.
     Raises DataError naming the file for an unreadable image (headers are read before any inference).
     """
     meta = check_meta(task)
+    num_classes = int(task.hparams.num_classes)
     reader = FrameReader(paths, meta, keep_rgb, workers)
     blocks: list[torch.Tensor] = []
     try:
         for index, first_row, logits, _ in sliding_window(
-            predictor, reader.sources, task.hparams.num_classes, tile=tuple(tile),
+            predictor, reader.sources, channels or num_classes, tile=tuple(tile),
             overlap=tuple(overlap), batch_size=batch_size, blend=blend, progress=progress,
         ):
             blocks.append(logits)  # (K, n, w) rows of frame ``index``, in order
@@ -218,7 +249,7 @@ def infer(task: SegmentationTask, predictor: TilePredictor, paths: Sequence[Path
             blocks = []
             frame = reader.frame(index)
             reader.release(index)
-            yield _finish(full, frame, index, meta)
+            yield _finish(full, frame, index, meta, num_classes, confidence)
     finally:
         reader.close()
 
@@ -250,16 +281,38 @@ def find_images(source: Path, exclude: Path | None = None) -> list[tuple[Path, P
     return found
 
 
+def _planned(kind: str, rel: Path, meta: dict[str, Any]) -> Path:
+    """Output file of ``kind`` for the input ``rel``, relative to the output folder."""
+    if kind in OUTPUT_KINDS:
+        name = output_name(rel.name, meta) if kind == "label" else f"{rel.stem}.png"
+        return Path(OUTPUT_KINDS[kind]) / rel.parent / name
+    return kind_path(kind, rel)
+
+
+def _refuse_masks(output: Path, rel: Path) -> None:
+    """DataError if instance masks of ``rel`` exist already (their number is known only after inference)."""
+    folder = output / kind_path("instance_txt", rel).parent / MASKS
+    pattern = re.compile(re.escape(mask_stem(rel)) + r"_\d+\.png")
+    found = sorted(p for p in folder.glob("*.png") if pattern.fullmatch(p.name)) if folder.is_dir() else []
+    if found:
+        raise DataError(f"instance masks of {rel} already exist (e.g. {found[0]}); pass overwrite=true to replace "
+                        "them")
+
+
 def plan_outputs(images: list[tuple[Path, Path]], output: Path, kinds: Sequence[str], meta: dict[str, Any],
-                 overwrite: bool) -> list[dict[str, Path]]:
-    """Per image, ``kind -> output file`` (relative to ``output``); refuses existing files (unless ``overwrite``)
-    and two images that would write the same file."""
+                 overwrite: bool, mode: str = "semantic") -> list[dict[str, Path]]:
+    """Per image, ``kind -> output file`` (relative to ``output``; ``mode`` adds the instance or panoptic files);
+    refuses existing files (unless ``overwrite``) and two images that would write the same file."""
+    if mode == "panoptic":
+        if (output / PANOPTIC_JSON).exists() and not overwrite:
+            raise DataError(f"output {output / PANOPTIC_JSON} already exists; pass overwrite=true to replace it")
+        check_image_ids([rel for _, rel in images])
+    all_kinds = [*kinds, *MODE_KINDS[mode]]
     plans, seen = [], {}
     for image, rel in images:
         plan = {}
-        for kind in kinds:
-            name = output_name(rel.name, meta) if kind == "label" else f"{rel.stem}.png"
-            plan[kind] = Path(OUTPUT_KINDS[kind]) / rel.parent / name
+        for kind in all_kinds:
+            plan[kind] = _planned(kind, rel, meta)
             if plan[kind] in seen:
                 raise DataError(f"images {seen[plan[kind]]} and {image} would both be written to "
                                 f"{output / plan[kind]}; rename one")
@@ -267,6 +320,8 @@ def plan_outputs(images: list[tuple[Path, Path]], output: Path, kinds: Sequence[
             target = output / plan[kind]
             if target.exists() and not overwrite:
                 raise DataError(f"output {target} already exists; pass overwrite=true to replace it")
+        if mode == "instance" and not overwrite:
+            _refuse_masks(output, rel)
         plans.append(plan)
     return plans
 
@@ -295,18 +350,24 @@ def staged_folder(output: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def write_prediction(pred: Prediction, plan: dict[str, Path], stage: Path, meta: dict[str, Any],
-                     alpha: float) -> None:
-    """Write the files of ``plan`` for one prediction under ``stage``."""
+def write_prediction(pred: Prediction, plan: dict[str, Path], stage: Path, meta: dict[str, Any], alpha: float,
+                     instances: InstanceWriter | None = None, rel: Path = Path()) -> FrameOutputs | None:
+    """Write the files of ``plan`` for one prediction under ``stage``: the semantic ones, then with ``instances``
+    those of its mode for the input ``rel`` (what that wrote is returned)."""
     colors = meta["class_colors"]
-    for kind, rel in plan.items():
-        path = stage / rel
+    for kind in OUTPUT_KINDS:
+        if kind not in plan:
+            continue
+        path = stage / plan[kind]
         if kind == "label":
             write_native(pred.labels, meta, path, road_prob=pred.road_prob)
         elif kind == "color":
             write_color_label(pred.labels, colors, path)
         else:
             write_overlay(pred.rgb, pred.labels, colors, path, alpha=alpha)
+    if instances is None:
+        return None
+    return instances.write(pred.labels, pred.border_prob, pred.confidence, plan, rel, stage)
 
 
 def _check_options(outputs: Sequence[str], tile: Sequence[int], overlap: Sequence[int], alpha: float) -> list[str]:
@@ -325,7 +386,8 @@ def _check_options(outputs: Sequence[str], tile: Sequence[int], overlap: Sequenc
 def predict(task: SegmentationTask, predictor: TilePredictor, input: str, output: str, overwrite: bool = False,
             tile: Sequence[int] = (1024, 2048), overlap: Sequence[int] = (128, 256), batch_size: int = 2,
             blend: str = "gaussian", outputs: Sequence[str] = ("label", "color", "overlay"), alpha: float = 0.5,
-            workers: int | None = None, progress: bool = True) -> list[Path]:
+            workers: int | None = None, progress: bool = True, mode: str = "semantic",
+            instancer: Instancer | None = None) -> list[Path]:
     """Predict an image or a folder of images (recursively) into the folder ``output`` (layout: module docstring).
 
     Args:
@@ -334,26 +396,38 @@ def predict(task: SegmentationTask, predictor: TilePredictor, input: str, output
         batch_size: windows per forward pass; blend: how overlapping windows are weighted.
         outputs: which of ``label``, ``color``, ``overlay`` to write; alpha: overlay opacity of the colours.
         workers: decoding threads and writing threads, each (default: the CPU count up to 16).
+        mode: ``semantic``, or ``instance`` / ``panoptic`` to also write those files (``panoptic.py``);
+            instancer: how instances are cut (needed for those modes). ``predictor`` returns the channels of
+            ``core.predict.output_channels(task, instancer)``.
 
     Returns:
         The files written, in ``output``.
     """
     meta = check_meta(task)
     kinds = _check_options(outputs, tile, overlap, alpha)
+    check_mode(mode, instancer, meta)
+    writer = None if instancer is None or mode == "semantic" else InstanceWriter(mode, instancer, meta)
+    channels = output_channels(task, instancer if writer is not None else None)
     out = Path(output)
     images = find_images(Path(input), exclude=out)
-    plans = plan_outputs(images, out, kinds, meta, overwrite)
+    plans = plan_outputs(images, out, kinds, meta, overwrite, mode)
     paths = [image for image, _ in images]
     workers = default_workers(workers)
+    frames: list[FrameOutputs | None] = []
     with staged_folder(out) as stage, ThreadPoolExecutor(workers, thread_name_prefix="road-write") as pool:
         pending: list[Future] = []
         for pred in infer(task, predictor, paths, tile, overlap, batch_size, blend, keep_rgb="overlay" in kinds,
-                          workers=workers, progress="predict" if progress else False):
-            pending.append(pool.submit(write_prediction, pred, plans[pred.index], stage, meta, alpha))
+                          workers=workers, progress="predict" if progress else False, channels=channels,
+                          confidence=mode == "instance"):
+            pending.append(pool.submit(write_prediction, pred, plans[pred.index], stage, meta, alpha, writer,
+                                       images[pred.index][1]))
             while len(pending) > 2 * workers:  # bound the frames held in memory
-                pending.pop(0).result()
-        for future in pending:
-            future.result()
+                frames.append(pending.pop(0).result())
+        frames += [future.result() for future in pending]
+        if writer is not None and mode == "panoptic":
+            writer.write_json([f for f in frames if f is not None], stage)
     written = [out / rel for plan in plans for rel in plan.values()]
+    written += [out / mask for f in frames if f is not None for mask in f.masks]
+    written += [out / PANOPTIC_JSON] if mode == "panoptic" else []
     logging.getLogger(__name__).info("wrote %d files for %d images into %s", len(written), len(images), out)
     return written
