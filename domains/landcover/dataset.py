@@ -1,7 +1,12 @@
-"""Land-cover datasets over ``ROOT/images/*.tif`` + ``ROOT/labels/*.tif`` and the ``build_datasets`` builder.
+"""Land-cover datasets over ``ROOT/images/*.tif`` + ``ROOT/labels/*.tif`` (+ ``ROOT/instances/*.tif``) and the
+``build_datasets`` builder.
 
 Every item is ``{"image": float32 [C, H, W], "mask": int64 [H, W]}``: image normalised with the training
 statistics (0 at nodata), mask holding class ids or ``ignore_index`` (nodata, outside the split, unlabelled).
+When the data has instance rasters (``ROOT/instances/<stem>.tif``, one integer band, 0 = no instance) items also
+carry ``"instances": int64 [H, W]``: the raster's ids, unique within the sample (not necessarily consecutive),
+pixel-aligned with "mask" through every augmentation, and 0 wherever the mask is ``ignore_index``.
+``meta["has_instances"]`` says which.
 """
 
 from __future__ import annotations
@@ -49,11 +54,12 @@ IMAGE_SUFFIXES = (".tif", ".tiff")
 
 @dataclass(frozen=True)
 class Scene:
-    """An image raster and its label raster of the same file name."""
+    """An image raster, its label raster and (optional) instance raster, all of the same file name."""
 
     stem: str
     image: Path
     label: Path
+    instances: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,8 @@ class Region:
 
 
 def find_scenes(root: str | Path) -> list[Scene]:
-    """Scenes under ``root/images`` with labels of the same name in ``root/labels``, sorted by stem."""
+    """Scenes under ``root/images`` with labels of the same name in ``root/labels``, sorted by stem; when
+    ``root/instances`` exists, every scene needs an instance raster of the same name there."""
     root = Path(root)
     images_dir, labels_dir = root / "images", root / "labels"
     for folder in (images_dir, labels_dir):
@@ -77,7 +84,16 @@ def find_scenes(root: str | Path) -> list[Scene]:
     missing = [p.name for p in images if not (labels_dir / p.name).is_file()]
     if missing:
         raise DataError(f"{labels_dir}: no label raster for image(s) {', '.join(missing[:10])} (same file name needed)")
-    return [Scene(p.stem, p, labels_dir / p.name) for p in images]
+    instances_dir = root / "instances"
+    if not instances_dir.is_dir():
+        return [Scene(p.stem, p, labels_dir / p.name) for p in images]
+    missing = [p.name for p in images if not (instances_dir / p.name).is_file()]
+    if missing:
+        raise DataError(
+            f"{instances_dir}: no instance raster for image(s) {', '.join(missing[:10])} (same file name needed; "
+            f"remove the folder to train without instance labels)"
+        )
+    return [Scene(p.stem, p, labels_dir / p.name, instances_dir / p.name) for p in images]
 
 
 def normalize(image: np.ndarray, valid: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -90,14 +106,17 @@ def normalize(image: np.ndarray, valid: np.ndarray, mean: Sequence[float], std: 
     return out.astype(np.float32, copy=False)
 
 
-def augment_d4(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The same random flip and 90-degree rotation for image ``(C, H, W)`` and mask ``(H, W)``; non-square
-    patches only rotate by 0 or 180 degrees so their shape is kept. Returns contiguous copies."""
+def augment_d4(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *extra: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """The same random flip and 90-degree rotation for image ``(C, H, W)``, mask ``(H, W)`` and any ``extra``
+    arrays ``(..., H, W)`` (e.g. instances); non-square patches only rotate by 0 or 180 degrees so their shape is
+    kept. Returns contiguous copies ``(image, mask, *extra)``; the random draws do not depend on ``extra``."""
     k = int(rng.integers(4)) if image.shape[-1] == image.shape[-2] else 2 * int(rng.integers(2))
+    arrays = (image, mask, *extra)
     if rng.random() < 0.5:
-        image, mask = image[..., ::-1], mask[..., ::-1]
-    image, mask = np.rot90(image, k, axes=(-2, -1)), np.rot90(mask, k, axes=(-2, -1))
-    return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+        arrays = tuple(a[..., ::-1] for a in arrays)
+    return tuple(np.ascontiguousarray(np.rot90(a, k, axes=(-2, -1))) for a in arrays)
 
 
 def _in_rect(window: Window, rect: Rect) -> np.ndarray:
@@ -108,12 +127,16 @@ def _in_rect(window: Window, rect: Rect) -> np.ndarray:
     return rows[:, None] & cols[None, :]
 
 
-def _sample(image: np.ndarray, mask: np.ndarray) -> dict[str, torch.Tensor]:
-    """The sample contract: float32 image ``[C, H, W]`` and int64 mask ``[H, W]``."""
-    return {
+def _sample(image: np.ndarray, mask: np.ndarray, instances: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """The sample contract: float32 image ``[C, H, W]``, int64 mask ``[H, W]`` and, if given, int64 instances
+    ``[H, W]``."""
+    sample = {
         "image": torch.from_numpy(image.astype(np.float32, copy=False)),
         "mask": torch.from_numpy(mask.astype(np.int64, copy=False)),
     }
+    if instances is not None:
+        sample["instances"] = torch.from_numpy(instances.astype(np.int64, copy=False))
+    return sample
 
 
 class RasterCache:
@@ -183,11 +206,20 @@ class _LandCoverDataset(Dataset):
             "band_names": list(self.band_names),
             "image_band_count": self.image_band_count,  # bands of the training images (None if they differ)
             "normalization": {"mean": list(self.mean), "std": list(self.std), "nodata_value": 0.0},
+            "has_instances": self.has_instances,
         }
 
-    def _read(self, scene: Scene, window: Window, own: Rect, region: Rect) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised image ``(C, h, w)`` zeroed outside ``region`` and at nodata, and int64 mask ``(h, w)`` with
-        labels only inside ``own``."""
+    @property
+    def has_instances(self) -> bool:
+        """Whether every scene has an instance raster (items then carry "instances")."""
+        return all(region.scene.instances is not None for region in self.regions)
+
+    def _read(
+        self, scene: Scene, window: Window, own: Rect, region: Rect
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Normalised image ``(C, h, w)`` zeroed outside ``region`` and at nodata, int64 mask ``(h, w)`` with
+        labels only inside ``own``, and int64 instances ``(h, w)`` (0 where the mask is ignore; None if the scene
+        has no instance raster)."""
         image, valid = read_window(self._rasters.get(scene.image), window, self.bands)  # (C, h, w), (h, w)
         labels, labelled = read_label_window(self._rasters.get(scene.label), window)  # (h, w)
         valid &= _in_rect(window, region)
@@ -198,7 +230,11 @@ class _LandCoverDataset(Dataset):
                 f"{scene.label}: label values {bad.tolist()} in {window} are not in the class map "
                 f"(ids 0..{len(self.class_map) - 1}, ignore {self.ignore_index})"
             )
-        return normalize(image, valid, self.mean, self.std), np.where(keep, labels, self.ignore_index)
+        instances = None
+        if scene.instances is not None:
+            ids, labelled = read_label_window(self._rasters.get(scene.instances), window)  # (h, w)
+            instances = np.where(keep & labelled & (ids > 0), ids, 0)
+        return normalize(image, valid, self.mean, self.std), np.where(keep, labels, self.ignore_index), instances
 
 
 class LandCoverTrainDataset(_LandCoverDataset):
@@ -263,10 +299,11 @@ class LandCoverTrainDataset(_LandCoverDataset):
         else:
             scene, rect = self._rects[int(rng.choice(len(self._rects), p=self._rect_p))]
             window = random_window(rect, self.patch_size, rng)
-        image, mask = self._read(scene, window, own=rect, region=rect)
+        image, mask, instances = self._read(scene, window, own=rect, region=rect)
         if self.augment:
-            image, mask = augment_d4(image, mask, rng)
-        return _sample(image, mask)
+            image, mask, *extra = augment_d4(image, mask, rng, *([] if instances is None else [instances]))
+            instances = extra[0] if extra else None
+        return _sample(image, mask, instances)
 
 
 class LandCoverGridDataset(_LandCoverDataset):
@@ -313,8 +350,14 @@ class _SceneInfo:
 
 
 def _inspect(scene: Scene, class_map: ClassMap, ignore_index: int, check_labels: bool) -> _SceneInfo:
-    """Check one image/label pair (geometry, readability, label values) and return the image's layout."""
+    """Check one image/label pair (geometry, readability, label values) and the instance raster's geometry, and
+    return the image's layout."""
     check_pair(scene.image, scene.label)
+    if scene.instances is not None:
+        try:
+            check_pair(scene.image, scene.instances)
+        except DataError as exc:
+            raise DataError(f"instance raster {scene.instances} (1 integer band of ids, 0 = none): {exc}") from exc
     if check_labels:
         check_label_values(scene.label, class_map, ignore_index)
     with open_raster(scene.image, check_data=False) as src:
@@ -394,12 +437,14 @@ def build_datasets(
     """Build ``{"train", "val"[, "test"]}`` land-cover datasets from ``root``.
 
     Layout: ``root/images/<stem>.tif`` (multi-band), ``root/labels/<stem>.tif`` (1 band of class ids), optional
-    ``root/classes.json`` or ``classes.csv``. ``val_stems``/``test_stems`` move whole scenes to those splits;
-    ``holdout_fraction`` > 0 also holds out a ``holdout_mode`` ("strip" or "blocks" of ``holdout_block`` px,
-    default 4 patches) part of every training scene for validation. ``bands`` are 1-based (default all).
-    Band statistics come from the training part only (``stats_max_pixels`` bounds the pixels read).
-    ``check_labels`` scans every label raster once for values outside the class map. A missing ``root`` is
-    filled with ``synthetic_scenes`` synthetic scenes of ``synthetic_size`` px only if ``synthetic_if_missing``.
+    ``root/classes.json`` or ``classes.csv``, optional ``root/instances/<stem>.tif`` (1 integer band of instance
+    ids, 0 = none, same geometry; then for every scene, and items carry "instances"). ``val_stems``/``test_stems``
+    move whole scenes to those splits; ``holdout_fraction`` > 0 also holds out a ``holdout_mode`` ("strip" or
+    "blocks" of ``holdout_block`` px, default 4 patches) part of every training scene for validation.
+    ``bands`` are 1-based (default all). Band statistics come from the training part only (``stats_max_pixels``
+    bounds the pixels read). ``check_labels`` scans every label raster once for values outside the class map.
+    A missing ``root`` is filled with ``synthetic_scenes`` synthetic scenes of ``synthetic_size`` px only if
+    ``synthetic_if_missing``.
     """
     root_path = Path(root)
     if not root_path.exists():

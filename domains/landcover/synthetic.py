@@ -1,7 +1,10 @@
-"""Synthetic land-cover scenes: projected multi-band GeoTIFF + label raster, deterministic from a seed.
+"""Synthetic land-cover scenes: projected multi-band GeoTIFF + label raster (+ instance raster), deterministic
+from a seed.
 
 Blob-shaped forest/moor/herbaceous regions with distinct spectra, straight roads, rectangular buildings,
-per-pixel noise and a nodata border, so a small CNN can learn the classes.
+per-pixel noise and a nodata border, so a small CNN can learn the classes. Buildings are isolated rectangles and
+rows of 3-6 terraced houses separated by exactly 1 px of ground (as the U-Net paper's touching cells); each
+building is one instance with its own roof tone, and no two buildings overlap or touch.
 """
 
 from __future__ import annotations
@@ -63,17 +66,60 @@ def _line(r0: int, c0: int, r1: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
     return np.rint(np.linspace(r0, r1, n)).astype(int), np.rint(np.linspace(c0, c1, n)).astype(int)
 
 
-def synthetic_labels(
-    height: int, width: int, rng: np.random.Generator, n_roads: int | None = None, n_buildings: int | None = None
-) -> np.ndarray:
-    """Label map ``(height, width)`` uint8: smooth blobs of classes 0-3, rectangles of 4, road lines of 5."""
+def _free(blocked: np.ndarray, r0: int, c0: int, r1: int, c1: int) -> bool:
+    """Whether rows ``r0:r1``, cols ``c0:c1`` lie inside the scene with no blocked pixel within 1 px of them."""
+    height, width = blocked.shape
+    if r0 < 0 or c0 < 0 or r1 > height or c1 > width:
+        return False
+    return not blocked[max(r0 - 1, 0) : r1 + 1, max(c0 - 1, 0) : c1 + 1].any()
+
+
+def _row_of_houses(rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
+    """3-6 adjacent houses ``(r0, c0, r1, c1)`` relative to the row's corner, 1 px of ground between neighbours;
+    west-east or north-south."""
+    n, depth = int(rng.integers(3, 7)), int(rng.integers(5, 10))
+    widths = rng.integers(3, 7, n)
+    starts = np.concatenate([[0], np.cumsum(widths[:-1] + 1)])  # each house starts 1 px after the previous one
+    houses = [(0, int(s), depth, int(s + w)) for s, w in zip(starts, widths, strict=True)]
+    if rng.random() < 0.5:  # north-south row: transpose
+        houses = [(c0, r0, c1, r1) for r0, c0, r1, c1 in houses]
+    return houses
+
+
+def _place(
+    instances: np.ndarray, blocked: np.ndarray, houses: list[tuple[int, int, int, int]], rng: np.random.Generator,
+    tries: int = 20,
+) -> None:
+    """Put a group of rectangles at a random free spot (``_free`` for the group's bounding box; up to ``tries``
+    attempts, else skipped), one new instance id each; marks them in ``blocked``."""
+    height, width = instances.shape
+    gh, gw = max(h[2] for h in houses), max(h[3] for h in houses)
+    for _ in range(tries):
+        r, c = int(rng.integers(0, max(height - gh, 0) + 1)), int(rng.integers(0, max(width - gw, 0) + 1))
+        if _free(blocked, r, c, r + gh, c + gw):
+            first = int(instances.max()) + 1
+            for i, (r0, c0, r1, c1) in enumerate(houses):
+                instances[r + r0 : r + r1, c + c0 : c + c1] = first + i
+            blocked[r : r + gh, c : c + gw] = True
+            return
+
+
+def synthetic_layout(
+    height: int,
+    width: int,
+    rng: np.random.Generator,
+    n_roads: int | None = None,
+    n_buildings: int | None = None,
+    n_rows: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label map ``(height, width)`` uint8 (smooth blobs of classes 0-3, rectangles of 4, road lines of 5) and
+    instance map ``(height, width)`` uint32 (0 = no building, 1..n one id per building rectangle).
+
+    ``n_rows`` rows of terraced houses are placed first, then ``n_buildings`` isolated buildings of 3-10 px, all
+    clear of roads and of each other by at least 1 px (a group that finds no room in 20 tries is skipped)."""
     sigma = max(3.0, min(height, width) / 24)
     fields = ndimage.gaussian_filter(rng.standard_normal((4, height, width)), sigma=(0, sigma, sigma))
     labels = fields.argmax(axis=0).astype(np.uint8)
-    for _ in range(n_buildings if n_buildings is not None else max(3, height * width // 3000)):
-        bh, bw = rng.integers(3, 11, 2)
-        r, c = rng.integers(0, max(height - bh, 1)), rng.integers(0, max(width - bw, 1))
-        labels[r : r + bh, c : c + bw] = BUILDING
     roads = np.zeros((height, width), bool)
     for _ in range(n_roads if n_roads is not None else max(2, (height + width) // 256)):
         if rng.random() < 0.5:  # west-east road
@@ -81,15 +127,38 @@ def synthetic_labels(
         else:  # north-south road
             rr, cc = _line(0, int(rng.integers(width)), height - 1, int(rng.integers(width)))
         roads[rr, cc] = True
-    labels[ndimage.binary_dilation(roads, iterations=1)] = ROAD
-    return labels
+    blocked = ndimage.binary_dilation(roads, iterations=1)
+    labels[blocked] = ROAD
+    instances = np.zeros((height, width), np.uint32)
+    for _ in range(n_rows if n_rows is not None else max(2, height * width // 8000)):
+        _place(instances, blocked, _row_of_houses(rng), rng)
+    for _ in range(n_buildings if n_buildings is not None else max(2, height * width // 8000)):
+        bh, bw = (int(v) for v in rng.integers(3, 11, 2))
+        _place(instances, blocked, [(0, 0, bh, bw)], rng)
+    labels[instances > 0] = BUILDING
+    return labels, instances
+
+
+def synthetic_labels(
+    height: int, width: int, rng: np.random.Generator, n_roads: int | None = None, n_buildings: int | None = None
+) -> np.ndarray:
+    """Label map ``(height, width)`` uint8 of ``synthetic_layout``."""
+    return synthetic_layout(height, width, rng, n_roads, n_buildings)[0]
 
 
 def synthetic_image(
-    labels: np.ndarray, bands: int, rng: np.random.Generator, seed: int, noise: float = 0.012
+    labels: np.ndarray,
+    bands: int,
+    rng: np.random.Generator,
+    seed: int,
+    noise: float = 0.012,
+    tone: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Reflectance ``(bands, h, w)`` float32: class signature x smooth texture + Gaussian noise (std ``noise``)."""
+    """Reflectance ``(bands, h, w)`` float32: class signature (times ``tone`` ``(h, w)`` where given, e.g. a roof
+    tone per building) x smooth texture + Gaussian noise (std ``noise``)."""
     sig = _signatures(bands, seed)[labels].transpose(2, 0, 1)  # (C, h, w)
+    if tone is not None:
+        sig = sig * tone[None]
     texture = 1.0 + 0.08 * ndimage.gaussian_filter(rng.standard_normal(labels.shape), 2.0)
     jitter = rng.normal(0.0, noise, sig.shape)
     return np.clip(sig * texture[None] + jitter, 0.001, 1.0).astype(np.float32)
@@ -123,21 +192,27 @@ def make_scene(
     nodata_border: int = 8,
     noise: float = 0.012,
     overwrite: bool = False,
+    path_instances: str | Path | None = None,
 ) -> tuple[Path, Path]:
     """Write a synthetic scene: ``bands``-band image of ``dtype`` (uint8, uint16, int16, float32; nodata 0,
     0, -9999, NaN) and a uint8 label raster (nodata 255, class colour table), same CRS/transform/size.
     ``nodata_border`` pixels around the edge are nodata in both; ``noise`` (reflectance std) sets how hard the
-    classes are to tell apart. Returns the two paths."""
+    classes are to tell apart. With ``path_instances`` also a uint32 instance raster (0 = no building, one id per
+    building; no nodata value; 0 in the nodata border). Each building's signature is scaled by its own roof tone in
+    [0.85, 1.15]. Returns the image and label paths."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(DTYPES)}; got {dtype!r}")
     rng = np.random.default_rng(seed)
-    labels = synthetic_labels(height, width, rng)
-    image = _to_dtype(synthetic_image(labels, bands, rng, seed, noise), dtype)  # (C, h, w)
+    labels, instances = synthetic_layout(height, width, rng)  # (h, w) uint8, (h, w) uint32
+    tone = rng.uniform(0.85, 1.15, int(instances.max()) + 1).astype(np.float32)
+    tone[0] = 1.0  # not a building
+    image = _to_dtype(synthetic_image(labels, bands, rng, seed, noise, tone[instances]), dtype)  # (C, h, w)
     border = np.ones((height, width), bool)
     b = max(int(nodata_border), 0)
     border[b : height - b, b : width - b] = False
     image[:, border] = DTYPES[dtype][1]
     labels[border] = LABEL_NODATA
+    instances[border] = 0
     profile = _profile(height, width, crs, pixel_size, origin)
     with atomic_path(path_img, overwrite) as tmp:
         with rasterio.open(tmp, "w", count=bands, dtype=dtype, nodata=DTYPES[dtype][1], **profile) as dst:
@@ -148,17 +223,22 @@ def make_scene(
         with rasterio.open(tmp, "w", count=1, dtype="uint8", nodata=LABEL_NODATA, **profile) as dst:
             dst.write_colormap(1, DEFAULT_CLASSES.colormap())  # before the pixels: libtiff fixes it on first write
             dst.write(labels, 1)
+    if path_instances is not None:
+        with atomic_path(path_instances, overwrite) as tmp:
+            with rasterio.open(tmp, "w", count=1, dtype="uint32", **profile) as dst:
+                dst.write(instances, 1)
     return Path(path_img), Path(path_lbl)
 
 
 def make_dataset(
     root: str | Path, n_scenes: int = 2, size: int = 512, seed: int = 0, overwrite: bool = False, **scene_kwargs
 ) -> list[tuple[Path, Path]]:
-    """Write ``n_scenes`` adjacent synthetic scenes as ``root/images/scene_XXX.tif`` + ``root/labels/...`` and
-    the lecture classes as ``root/classes.json``. Extra keyword arguments go to ``make_scene``."""
+    """Write ``n_scenes`` adjacent synthetic scenes as ``root/images/scene_XXX.tif`` + ``root/labels/...`` +
+    ``root/instances/...`` (building instances) and the lecture classes as ``root/classes.json``. Extra keyword
+    arguments go to ``make_scene``. Returns the (image, label) paths."""
     root = Path(root)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "labels").mkdir(parents=True, exist_ok=True)
+    for folder in ("images", "labels", "instances"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
     write_class_map_json(DEFAULT_CLASSES, root / "classes.json", overwrite=overwrite)
     pixel = float(scene_kwargs.pop("pixel_size", 10.0))
     x0, y0 = scene_kwargs.pop("origin", (500_000.0, 5_000_000.0))
@@ -172,6 +252,7 @@ def make_dataset(
             pixel_size=pixel,
             origin=(x0 + i * size * pixel, y0),
             overwrite=overwrite,
+            path_instances=root / "instances" / f"scene_{i:03d}.tif",
             **scene_kwargs,
         )
         for i in range(n_scenes)

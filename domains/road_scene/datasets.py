@@ -1,7 +1,11 @@
 """Datasets for driving scenes: Cityscapes, CamVid, KITTI road and a generic images + index-masks folder.
 
 Every ``__getitem__`` returns ``{"image": float32 (3, H, W) ImageNet-normalised, "mask": int64 (H, W)}`` with
-ignored pixels equal to ``ignore_index``. Images: grey is replicated to 3 channels, alpha is dropped (see io.py).
+ignored pixels equal to ``ignore_index``. The Cityscapes layout with ``*_gtFine_instanceIds.png`` files adds
+``"instances": int64 (H, W)``: the instanceIds value where it is >= 1000 (``label_id * 1000 + k``, unique within the
+image, not consecutive), else 0; 0 wherever the mask is ignored; transformed exactly like the mask. CamVid, KITTI and
+the folder layout have no instances; ``meta["has_instances"]`` says which.
+Images: grey is replicated to 3 channels, alpha is dropped (see io.py).
 Training samples are augmented (random scale ``train_scale * U(scale_range)``, pad + random crop to ``crop_size``,
 horizontal flip, colour jitter; never vertical flips; masks resized with nearest); val/test samples are the
 full-resolution images, unchanged apart from normalisation. Randomness comes from torch's RNG (seed it, e.g. with
@@ -53,6 +57,7 @@ IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 LAYOUTS = ("cityscapes", "camvid", "kitti", "folder")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+INSTANCE_OFFSET = 1000  # Cityscapes instanceIds: label_id * 1000 + k for things, plain label ids below
 Pair = tuple[Path, Path]  # (image file, label file)
 
 
@@ -88,38 +93,50 @@ class ColorDecoder:
 
 
 class TrainAugment:
-    """Training augmentation of an image ``(3, H, W)`` in [0, 1] and its mask ``(H, W)``: random scale, pad (image 0,
-    mask ignore) + random crop to ``crop_size`` (skipped when None), horizontal flip, colour jitter (image only)."""
+    """Training augmentation of an image ``(3, H, W)`` in [0, 1], its mask ``(H, W)`` and optionally instances
+    ``(H, W)``: random scale (nearest for mask and instances), pad (image 0, mask ignore, instances 0) + random crop
+    to ``crop_size`` (skipped when None), horizontal flip, colour jitter (image only)."""
 
     def __init__(self, crop_size: list[int] | None, scale_range: list[float], train_scale: float, hflip_prob: float,
                  color_jitter: list[float], ignore_index: int) -> None:
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
+        self.ignore_index = int(ignore_index)
         self.train_scale = float(train_scale)
         fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: ignore_index}
         self.crop = None if crop_size is None else v2.RandomCrop(list(crop_size), pad_if_needed=True, fill=fill)
         self.flip = v2.RandomHorizontalFlip(hflip_prob)
         self.jitter = v2.ColorJitter(*color_jitter)
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor,
+                 instances: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """``(image, mask)``, or ``(image, mask, instances)`` when ``instances`` is given; the same random draws
+        either way."""
+        labels = [tv_tensors.Mask(mask)] + ([] if instances is None else [tv_tensors.Mask(instances)])
+        image = tv_tensors.Image(image)
         lo, hi = self.scale_range
         factor = self.train_scale * float(torch.empty(()).uniform_(lo, hi))
         size = [max(1, round(image.shape[-2] * factor)), max(1, round(image.shape[-1] * factor))]
         image = v2.functional.resize(image, size, antialias=True)
         # nearest with pixel-centre alignment, matching the image's resampling grid
-        mask = v2.functional.resize(mask, size, interpolation=v2.InterpolationMode.NEAREST_EXACT)
+        labels = [v2.functional.resize(m, size, interpolation=v2.InterpolationMode.NEAREST_EXACT) for m in labels]
         if self.crop is not None:
-            image, mask = self.crop(image, mask)
-        image, mask = self.flip(image, mask)
-        return self.jitter(image).clamp_(0.0, 1.0), mask
+            image, *labels = self.crop(image, *labels)
+        image, *labels = self.flip(image, *labels)
+        if instances is not None:  # padding got the mask's ignore fill: no instance there
+            labels[1] = labels[1].masked_fill(labels[0] == self.ignore_index, 0)
+        return self.jitter(image).clamp_(0.0, 1.0), *labels
 
 
 class RoadSceneDataset(Dataset):
-    """Image/label file pairs decoded into the sample contract; ``files`` lists the pairs for writing outputs."""
+    """Image/label file pairs decoded into the sample contract; ``files`` lists the pairs for writing outputs;
+    ``instance_files`` (one per pair, or None) the Cityscapes ``*_instanceIds.png`` files."""
 
     def __init__(self, files: list[Pair], decode: Callable[[Path], np.ndarray], meta: dict,
-                 augment: TrainAugment | None = None) -> None:
+                 augment: TrainAugment | None = None, instance_files: list[Path] | None = None) -> None:
+        if instance_files is not None and len(instance_files) != len(files):
+            raise ConfigError(f"{len(instance_files)} instance files for {len(files)} image/label pairs")
         self.files = list(files)
+        self.instance_files = None if instance_files is None else list(instance_files)
         self.decode = decode
         self._meta = meta
         self.augment = augment
@@ -144,14 +161,30 @@ class RoadSceneDataset(Dataset):
                             f"{label_path} is {mask.shape[0]}x{mask.shape[1]}")
         return image, mask
 
+    def load_instances(self, index: int, mask: np.ndarray) -> np.ndarray | None:
+        """Instance ids ``(H, W)`` int64 of pair ``index`` (None without instance files): instanceIds values
+        >= 1000 are kept, smaller ones (stuff, crowd regions) and pixels where ``mask`` is ignored become 0."""
+        if self.instance_files is None:
+            return None
+        path = self.instance_files[index]
+        raw = read_index_label(path).astype(np.int64)
+        if raw.shape != mask.shape:
+            raise DataError(f"instance ids {path} are {raw.shape[0]}x{raw.shape[1]} (HxW) but the label "
+                            f"{self.files[index][1]} is {mask.shape[0]}x{mask.shape[1]}")
+        return np.where((raw >= INSTANCE_OFFSET) & (mask != self._meta["ignore_index"]), raw, 0)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image_np, mask_np = self.load(index)
+        instances_np = self.load_instances(index, mask_np)
         image = torch.from_numpy(np.ascontiguousarray(image_np.transpose(2, 0, 1)))  # (3, H, W)
-        mask = torch.from_numpy(mask_np)  # (H, W)
+        labels = [torch.from_numpy(mask_np)] + ([] if instances_np is None else [torch.from_numpy(instances_np)])
         if self.augment is not None:
-            image, mask = self.augment(image, mask)
+            image, *labels = self.augment(image, *labels)
         image = (image.as_subclass(torch.Tensor) - self._mean) / self._std
-        return {"image": image.float().contiguous(), "mask": mask.as_subclass(torch.Tensor).long().contiguous()}
+        sample = {"image": image.float().contiguous(), "mask": labels[0].as_subclass(torch.Tensor).long().contiguous()}
+        if instances_np is not None:
+            sample["instances"] = labels[1].as_subclass(torch.Tensor).long().contiguous()
+        return sample
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -194,6 +227,22 @@ def cityscapes_files(root: Path, split: str) -> list[Pair]:
         for img in _images_in(image_dir, "*/*_leftImg8bit.png")
     ]
     return _nonempty(pairs, image_dir)
+
+
+def cityscapes_instance_files(splits: dict[str, list[Pair]]) -> dict[str, list[Path]] | None:
+    """``*_gtFine_instanceIds.png`` beside every ``*_gtFine_labelIds.png`` of ``splits``; None when there are none
+    at all (a labelIds-only copy); DataError naming the missing ones when only some exist."""
+    found = {s: [lbl.with_name(lbl.name.replace("_labelIds", "_instanceIds")) for _, lbl in pairs]
+             for s, pairs in splits.items()}
+    missing = [p for paths in found.values() for p in paths if not p.is_file()]
+    total = sum(len(paths) for paths in found.values())
+    if len(missing) == total:
+        return None
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise DataError(f"{len(missing)} of {total} Cityscapes instance id files are missing: {shown} "
+                        "(give every labelIds file its *_gtFine_instanceIds.png, or remove them all)")
+    return found
 
 
 def camvid_files(root: Path, split: str) -> tuple[list[Pair], bool]:
@@ -249,6 +298,7 @@ class _Layout:
     splits: dict[str, list[Pair]]
     decode: Callable[[Path], np.ndarray]
     meta: dict
+    instances: dict[str, list[Path]] | None = None
 
 
 def _cityscapes(root: Path, ignore_index: int) -> _Layout:
@@ -261,7 +311,7 @@ def _cityscapes(root: Path, ignore_index: int) -> _Layout:
             "native_void_id": CITYSCAPES_VOID_ID,
             "categories": {"names": list(CITYSCAPES_CATEGORIES),
                            "class_to_category": list(CITYSCAPES_TRAIN_ID_TO_CATEGORY)}}
-    return _Layout(splits, decode, meta)
+    return _Layout(splits, decode, meta, cityscapes_instance_files(splits))
 
 
 def _camvid(root: Path, ignore_index: int, classes: list[str] | None) -> _Layout:
@@ -349,6 +399,7 @@ def build_datasets(root: str, layout: str = "cityscapes", crop_size: list[int] |
     """Build ``{"train", "val"[, "test"]}`` datasets for ``layout``:
 
     - ``cityscapes``: ``leftImg8bit/`` + ``gtFine/*_labelIds.png``, ids -> 19 trainIds (test if present);
+      items carry "instances" when ``*_gtFine_instanceIds.png`` files are there (all of them, or none);
     - ``camvid``: ``{split}/`` + ``{split}annot/`` (index 0..10, 11 Void) or ``{split}_labels/`` (colour);
       ``classes`` picks and orders CamVid classes (default all 11), the others become ignore;
     - ``kitti``: ``training/image_2`` + ``training/gt_image_2/*_road_*.png``, binary road (0 non-road, 1 road),
@@ -394,8 +445,10 @@ def build_datasets(root: str, layout: str = "cityscapes", crop_size: list[int] |
         "image_conversion": "8-bit /255, 16-bit /65535; grey replicated to 3 channels; alpha dropped; palette to RGB",
         "layout": layout,
         "train_scale": float(train_scale),
+        "has_instances": spec.instances is not None,
         **spec.meta,
     }
     augment = TrainAugment(crop, scale_range, train_scale, hflip_prob, color_jitter, ignore_index)
-    return {split: RoadSceneDataset(pairs, spec.decode, meta, augment if split == "train" else None)
+    return {split: RoadSceneDataset(pairs, spec.decode, meta, augment if split == "train" else None,
+                                    None if spec.instances is None else spec.instances[split])
             for split, pairs in spec.splits.items()}

@@ -31,18 +31,20 @@ def test_contract_meta_and_collate(synthetic_root):
     assert set(ds) == {"train", "val"} and len(ds["train"]) == 6
     for split in ("train", "val"):
         sample = ds[split][0]
-        assert set(sample) == {"image", "mask"}
+        assert set(sample) == {"image", "mask", "instances"}  # the synthetic data has ROOT/instances
+        assert sample["instances"].dtype == torch.int64 and sample["instances"].shape == (32, 32)
         assert sample["image"].dtype == torch.float32 and sample["image"].shape == (4, 32, 32)
         assert sample["mask"].dtype == torch.int64 and sample["mask"].shape == (32, 32)
         assert set(sample["mask"].unique().tolist()) <= {0, 1, 2, 3, 4, 5, 255}
     batch = next(iter(DataLoader(ds["train"], batch_size=3, num_workers=2)))
-    assert batch["image"].shape == (3, 4, 32, 32) and batch["mask"].shape == (3, 32, 32)
+    assert batch["image"].shape == (3, 4, 32, 32) and batch["mask"].shape == batch["instances"].shape == (3, 32, 32)
     meta = ds["train"].meta
     assert json.loads(json.dumps(meta)) == meta and ds["val"].meta == meta
     assert meta["in_channels"] == 4 and meta["num_classes"] == 6 and meta["ignore_index"] == 255
     assert meta["patch_size"] == [32, 32] and meta["band_names"] == ["red", "green", "blue", "nir"]
     assert meta["class_names"][0] == "dense forest" and len(meta["class_colors"]) == 6
     assert len(meta["normalization"]["mean"]) == len(meta["normalization"]["std"]) == 4
+    assert meta["has_instances"] is True
 
 
 def test_statistics_come_from_the_training_part_only(synthetic_root):

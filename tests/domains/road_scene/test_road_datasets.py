@@ -31,7 +31,7 @@ def test_cityscapes_val_is_full_resolution_with_train_ids(cityscapes_root):
     assert set(ds) == {"train", "val", "test"} and [len(ds[s]) for s in ("train", "val", "test")] == [4, 3, 1]
     image_path, label_path = ds["val"].files[0]
     sample = ds["val"][0]
-    assert set(sample) == {"image", "mask"}
+    assert set(sample) == {"image", "mask", "instances"}  # the synthetic set has *_instanceIds.png
     assert sample["image"].dtype == torch.float32 and sample["image"].shape == (3, 64, 128)
     assert sample["mask"].dtype == torch.int64 and sample["mask"].shape == (64, 128)
     raw_ids = np.asarray(Image.open(label_path))
