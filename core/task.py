@@ -77,9 +77,13 @@ class SegmentationTask(L.LightningModule):
         return self.net(images)
 
     def border_loss(self, border_logits: torch.Tensor, border: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """Binary cross-entropy of the border channel (B, H, W) over labelled pixels."""
+        """Binary cross-entropy of the border channel (B, H, W) over labelled pixels, the rare border pixels weighted
+        by the batch's background-to-border ratio (at most 100) so the channel does not settle on "no border"."""
         labelled = (masks != self.hparams.ignore_index).float()
-        bce = nn.functional.binary_cross_entropy_with_logits(border_logits, border, reduction="none")
+        positives = (border * labelled).sum()
+        pos_weight = ((labelled.sum() - positives) / positives.clamp_min(1.0)).clamp(1.0, 100.0).detach()
+        bce = nn.functional.binary_cross_entropy_with_logits(border_logits, border, reduction="none",
+                                                             pos_weight=pos_weight)
         return (bce * labelled).sum() / labelled.sum().clamp_min(1.0)
 
     def model_step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:

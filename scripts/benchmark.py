@@ -1,7 +1,8 @@
 """Benchmarks, each a ratio measured in one run: `python scripts/benchmark.py [NAME ...] [--quick]`.
 
 NAME: core (training throughput: DataModule vs in-memory tensors), instances (panoptic quality vs torchmetrics;
-streaming vs whole-image instance labelling), landcover (tiled GeoTIFF inference vs bare
+streaming vs whole-image instance labelling), border (land-cover building-instance F1 with and without the U-Net
+border weighting), landcover (tiled GeoTIFF inference vs bare
 model and vs MONAI), mri_dixon (whole-volume inference vs bare model; HD95 vs MONAI), road_scene (full-resolution
 frames/s vs bare model). Default: all.
 """
@@ -14,6 +15,7 @@ SUITES = {
     "core": "core.benchmark",
     "instances": "core.instances.benchmark",
     "landcover": "domains.landcover.benchmark",
+    "border": "domains.landcover.border_benchmark",
     "mri_dixon": "domains.mri_dixon.benchmark",
     "road_scene": "domains.road_scene.benchmark",
 }

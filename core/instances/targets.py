@@ -44,9 +44,11 @@ def unet_weight_map(instances: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
     from a pixel to the nearest pixel of the object; terms below ``w0 * exp(-8)`` (d1 + d2 > 4 sigma) are dropped.
     """
     weight = np.ones(instances.shape, np.float32) if class_weight is None else class_weight.astype(np.float32)
-    if w0 == 0 or len(np.unique(instances[instances > 0])) < 2:
+    present, compact = np.unique(instances, return_inverse=True)  # ids 0..n: find_objects lists every id up to max
+    if w0 == 0 or (present > 0).sum() < 2:
         return weight
-    d1, d2 = _two_nearest(instances, reach=4.0 * sigma)
+    compact = compact.reshape(instances.shape) + int(present[0] != 0)
+    d1, d2 = _two_nearest(compact, reach=4.0 * sigma)
     term = w0 * np.exp(-((d1 + d2) ** 2) / (2.0 * sigma**2))  # exp(-inf) = 0 where fewer than two are in reach
     return weight + np.where(instances == 0, term, 0.0).astype(np.float32)
 
