@@ -38,9 +38,9 @@ def main(overrides: list[str]) -> None:
     prediction = out / "prediction" / f"{scene.stem}_classes.tif"
     predict_cfg = _compose("predict", [
         "domain=landcover", f"run_dir={out / 'prediction'}", f"checkpoint={metrics['last_checkpoint']}",
-        f"input={scene}", f"output={prediction}",
+        f"input={scene}", f"output={prediction}", "task=instance",  # classes, plus each building as a polygon
     ])
-    print(f"[demo] predicting {scene} tile by tile ...", flush=True)
+    print(f"[demo] predicting {scene} tile by tile (classes and building instances) ...", flush=True)
     written = run(predict, predict_cfg)
 
     val, test = metrics["val"], metrics["test"]
