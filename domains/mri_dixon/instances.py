@@ -31,11 +31,11 @@ from core.instances import Instancer, Instances, measure_instances, true_instanc
 from core.instances.metrics import PanopticMetrics
 from core.instances.panoptic import label_divisor_ids
 from core.io import write_csv, write_json
+from core.predict import MODES
 
 from .fatfraction import fat_fraction, signal_threshold, valid_signal
 from .io import Volume, voxel_spacing, write_nifti
 
-MODES = ("semantic", "instance", "panoptic")
 INSTANCES_SUFFIX = "_instances"
 PANOPTIC_SUFFIX = "_panoptic"
 LABEL_DIVISOR = 1000

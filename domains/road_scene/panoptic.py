@@ -36,10 +36,10 @@ from core.errors import ConfigError, DataError
 from core.instances import Instancer, Instances, measure_instances
 from core.instances.panoptic import label_divisor_ids, panoptic_segments, rgb_from_ids
 from core.io import write_csv, write_json
+from core.predict import MODES
 
 from .io import save_png
 
-MODES = ("semantic", "instance", "panoptic")
 MODE_KINDS = {"semantic": (), "instance": ("instance_txt", "instance_ids", "instance_csv"), "panoptic": ("panoptic",)}
 KIND_FOLDERS = {"instance_txt": "instances", "instance_ids": "instances", "instance_csv": "instances",
                 "panoptic": "panoptic"}
