@@ -81,11 +81,21 @@ def panoptic_counts(pred_semantic: np.ndarray, pred_instances: np.ndarray, targe
     pred_void = pred_ignored | (is_thing[np.where(pred_ignored, 0, pred_sem)] & (pred_inst == 0))
     pred, p_cls, _, p_area = _segments(pred_sem, pred_inst, is_thing, pred_void, span)
     gt, g_cls, g_inst, g_area = _segments(tgt_sem, tgt_inst, is_thing, tgt_sem == ignore_index, span)
-    g_crowd = is_thing[g_cls] & (g_inst == 0)
-    g_crowd[0] = False
     # intersections of every (target, prediction) label pair present
     pairs, inter = _unique_counts(gt * len(p_cls) + pred)
-    gi, pi = pairs // len(p_cls), pairs % len(p_cls)
+    return match_segments(p_cls, p_area, g_cls, g_inst, g_area, pairs // len(p_cls), pairs % len(p_cls), inter,
+                          is_thing)
+
+
+def match_segments(p_cls: np.ndarray, p_area: np.ndarray, g_cls: np.ndarray, g_inst: np.ndarray, g_area: np.ndarray,
+                   gi: np.ndarray, pi: np.ndarray, inter: np.ndarray,
+                   is_thing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class matched IoU sum, TP, FP and FN ``(K,)`` from a segment table: prediction and target segments
+    (label 0 = void in both) with their class, (target) instance id and area, and the intersection ``inter`` of
+    every overlapping (target label ``gi``, prediction label ``pi``) pair, void pairs included."""
+    num_classes = len(is_thing)
+    g_crowd = is_thing[g_cls] & (g_inst == 0)
+    g_crowd[0] = False
     pred_on_void = np.zeros(len(p_cls), np.int64)
     pred_on_void[pi[gi == 0]] = inter[gi == 0]
     same = (gi > 0) & (pi > 0) & (g_cls[gi] == p_cls[pi])
@@ -149,14 +159,24 @@ class PanopticMetrics(Metric):
         for name in ("tp", "fp", "fn"):
             self.add_state(name, default=torch.zeros(num_classes, dtype=torch.int64), dist_reduce_fx="sum")
 
-    def update(self, pred_semantic: np.ndarray | torch.Tensor, pred_instances: np.ndarray | torch.Tensor,
-               target_semantic: np.ndarray | torch.Tensor, target_instances: np.ndarray | torch.Tensor) -> None:
-        arrays = [_numpy(a) for a in (pred_semantic, pred_instances, target_semantic, target_instances)]
-        if len({a.shape for a in arrays}) != 1:
-            raise DataError(f"prediction and target maps must have one shape, got {[a.shape for a in arrays]}")
-        counts = panoptic_counts(*arrays, is_thing=self.is_thing, ignore_index=self.ignore_index)
+    def update(self, pred_semantic: np.ndarray | torch.Tensor | None = None,
+               pred_instances: np.ndarray | torch.Tensor | None = None,
+               target_semantic: np.ndarray | torch.Tensor | None = None,
+               target_instances: np.ndarray | torch.Tensor | None = None, *,
+               counts: Sequence[np.ndarray] | None = None) -> None:
+        """Add one image or volume, or per-class ``counts = (iou_sum, tp, fp, fn)`` computed elsewhere (e.g. by
+        ``StripPanoptic`` over the strips of a raster)."""
+        if counts is None:
+            arrays = [_numpy(a) for a in (pred_semantic, pred_instances, target_semantic, target_instances)]
+            if len({a.shape for a in arrays}) != 1:
+                raise DataError(f"prediction and target maps must have one shape, got {[a.shape for a in arrays]}")
+            counts = panoptic_counts(*arrays, is_thing=self.is_thing, ignore_index=self.ignore_index)
         for state, value in zip((self.iou_sum, self.tp, self.fp, self.fn), counts):
             state += torch.as_tensor(value, device=state.device).to(state.dtype)
+
+    def add_counts(self, counts: Sequence[np.ndarray]) -> None:
+        """``update(counts=counts)``."""
+        self.update(counts=counts)
 
     def compute(self) -> dict:
         iou_sum = self.iou_sum.cpu().double().numpy()

@@ -227,3 +227,88 @@ class StripLabeller:
         classes[0] = -1
         return StreamInstances(lut=lut, classes=classes, pixels=pixels[keep].astype(np.int64), centroid=centroid,
                                bbox=bbox)
+
+
+KEY_SPAN = 1 << 32  # segment key = class * KEY_SPAN + id + 1 (0: void); ids are below 2**32
+
+
+def _keys(semantic: np.ndarray, ids: np.ndarray, is_thing: np.ndarray, ignore_index: int) -> np.ndarray:
+    """Segment key per pixel: 0 for void (ignore index, or a thing pixel without an instance), a stuff class's key,
+    or a (thing class, id) key."""
+    num_classes = len(is_thing)
+    valid = (semantic >= 0) & (semantic < num_classes) & (semantic != ignore_index)
+    cls = np.where(valid, semantic, 0).astype(np.int64)
+    thing = is_thing[cls] & valid
+    inst = np.where(thing, ids, 0).astype(np.int64)
+    keys = cls * KEY_SPAN + inst + 1
+    return np.where(valid & ~(thing & (inst == 0)), keys, 0)
+
+
+def _pair_counts(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Distinct ``(a, b)`` pairs of two int64 key arrays and their counts (or summed ``weights``)."""
+    ua, ia = np.unique(a, return_inverse=True)
+    ub, ib = np.unique(b, return_inverse=True)
+    pair = ia.ravel() * len(ub) + ib.ravel()
+    counts = np.bincount(pair, weights, minlength=len(ua) * len(ub))
+    present = np.flatnonzero(counts)
+    return ua[present // len(ub)], ub[present % len(ub)], counts[present]
+
+
+class StripPanoptic:
+    """Panoptic quality over row strips in bounded memory: the intersections of every (predicted, target) segment
+    pair are accumulated strip by strip, the predicted instances carrying a ``StripLabeller``'s provisional ids;
+    ``finish`` resolves them and adds the counts to a ``PanopticMetrics``. Target instance ids must be unique over
+    the whole raster (as in an instance raster)."""
+
+    def __init__(self, is_thing: np.ndarray, ignore_index: int = 255) -> None:
+        self.is_thing, self.ignore_index = np.asarray(is_thing, bool), int(ignore_index)
+        self._pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def push(self, pred_semantic: np.ndarray, provisional: np.ndarray, target_semantic: np.ndarray,
+             target_instances: np.ndarray) -> None:
+        """One strip ``(n, W)`` of predicted classes and provisional ids, target classes and instance ids."""
+        pred = _keys(pred_semantic, provisional, self.is_thing, self.ignore_index)
+        gt = _keys(target_semantic, target_instances, self.is_thing, self.ignore_index)
+        gt = np.where((gt == 0) & (target_semantic != self.ignore_index) & (target_semantic >= 0)
+                      & (target_semantic < len(self.is_thing)), target_semantic.astype(np.int64) * KEY_SPAN + 1, gt)
+        self._pairs.append(_pair_counts(pred, gt))
+        if len(self._pairs) > 64:  # keep the table small
+            self._pairs = [_pair_counts(*(np.concatenate(c) for c in zip(*self._pairs[:2])))] + self._pairs[2:]
+
+    def _resolve(self, keys: np.ndarray, lut: np.ndarray, dropped: int) -> np.ndarray:
+        """Thing keys with provisional ids -> final ids (``lut``); an id resolved to 0 becomes ``dropped``'s key kind:
+        void (0) for predictions."""
+        cls, inst = (keys - 1) // KEY_SPAN, (keys - 1) % KEY_SPAN
+        thing = (keys > 0) & self.is_thing[np.clip(cls, 0, None)] & (inst > 0)
+        final = np.where(thing, lut[np.where(thing, inst, 0)], 0).astype(np.int64)
+        return np.where(thing, np.where(final > 0, cls * KEY_SPAN + final + 1, dropped), keys)
+
+    def finish(self, resolved: StreamInstances,
+               target: StreamInstances | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per-class ``(iou_sum, tp, fp, fn)`` once the provisional ids are resolved (dropped predictions become
+        void). ``target``: the resolution of the target ids when they too came from a ``StripLabeller``."""
+        from core.instances.metrics import match_segments
+
+        if not self._pairs:
+            zeros = np.zeros(len(self.is_thing))
+            return zeros, zeros.astype(np.int64), zeros.astype(np.int64), zeros.astype(np.int64)
+        pred, gt, inter = (np.concatenate(c) for c in zip(*self._pairs))
+        pred = self._resolve(pred, resolved.lut, dropped=0)
+        if target is not None:
+            gt = self._resolve(gt, target.lut, dropped=0)
+        pred, gt, inter = _pair_counts(pred, gt, inter)
+        p_keys, pi = np.unique(np.concatenate([[0], pred]), return_inverse=True)
+        g_keys, gi = np.unique(np.concatenate([[0], gt]), return_inverse=True)
+        pi, gi = pi[1:], gi[1:]
+        p_area = np.bincount(pi, inter, len(p_keys))
+        g_area = np.bincount(gi, inter, len(g_keys))
+        p_cls, g_cls = (p_keys - 1) // KEY_SPAN, (g_keys - 1) // KEY_SPAN
+        g_inst = np.where(g_keys > 0, (g_keys - 1) % KEY_SPAN, 0)
+        return match_segments(p_cls, p_area, g_cls, g_inst, g_area, gi, pi, inter.astype(np.int64), self.is_thing)
+
+    def true_counts(self) -> dict[int, int]:
+        """Distinct target instances per thing class seen so far (valid for target ids that are already final)."""
+        gt = np.concatenate([g for _, g, _ in self._pairs]) if self._pairs else np.zeros(0, np.int64)
+        cls, inst = (gt - 1) // KEY_SPAN, (gt - 1) % KEY_SPAN
+        keep = (gt > 0) & (inst > 0)
+        return {int(c): len(np.unique(inst[keep & (cls == c)])) for c in np.flatnonzero(self.is_thing)}

@@ -20,7 +20,8 @@ from rasterio.windows import Window
 from core.errors import ConfigError, DataError
 from core.evaluate import write_reports
 from core.inference import TilePredictor, sliding_window
-from core.instances import Instancer, PanopticMetrics, true_instances, write_panoptic_reports
+from core.instances import Instancer, PanopticMetrics, StripLabeller, write_panoptic_reports
+from core.instances.stream import StripPanoptic
 from core.io import write_csv
 from core.metrics import SegmentationMetrics
 from core.predict import output_channels
@@ -61,27 +62,41 @@ def targets(labels: np.ndarray, labelled: np.ndarray, valid: np.ndarray, num_cla
 
 
 class RectInstances:
-    """Collects one held-out rectangle's prediction and truth strip by strip, then scores its instances: panoptic
-    quality into ``pq`` and one object-count row per thing class into ``counts``."""
+    """Scores the instances of held-out rectangles strip by strip, in bounded memory: predicted instances from a
+    ``StripLabeller``, true ones from the instance raster (or, without one, a second labeller cutting connected
+    components of the label raster); panoptic counts go into ``pq`` and one object-count row per thing class and
+    rectangle into ``counts``."""
 
     def __init__(self, instancer: Instancer, pq: PanopticMetrics, counts: list[dict[str, Any]]) -> None:
         self.instancer, self.pq, self.counts = instancer, pq, counts
-        self.rows: dict[int, list[tuple[np.ndarray, ...]]] = {}
+        self.truth_cutter = Instancer(instancer.thing_ids, instancer.class_names, border="off",
+                                      connectivity=instancer.connectivity)
+        self.open: dict[int, tuple[StripLabeller, StripLabeller | None, StripPanoptic]] = {}
 
-    def add(self, index: int, semantic: np.ndarray, border: np.ndarray | None, target: np.ndarray,
+    def add(self, index: int, width: int, semantic: np.ndarray, border: np.ndarray | None, target: np.ndarray,
             instances: np.ndarray | None) -> None:
-        self.rows.setdefault(index, []).append((semantic, border, target, instances))
+        """One strip ``(n, W)`` of rectangle ``index``: predicted classes (ignore index on nodata), border
+        probability, target classes and the instance raster's ids (None: no instance raster)."""
+        if index not in self.open:
+            truth = None if instances is not None else StripLabeller(self.truth_cutter, width)
+            self.open[index] = (StripLabeller(self.instancer, width), truth,
+                                StripPanoptic(self.pq.is_thing, self.pq.ignore_index))
+        labeller, truth, panoptic = self.open[index]
+        provisional = labeller.push(semantic, border)
+        true_ids = instances if truth is None else truth.push(np.where(target == self.pq.ignore_index, -1, target))
+        panoptic.push(semantic, provisional, target, true_ids)
 
     def score(self, index: int, scene: str, rect: dict[str, int]) -> None:
-        semantic, border, target, instances = (None if parts[0] is None else np.vstack(parts)
-                                               for parts in zip(*self.rows.pop(index)))
-        predicted = self.instancer(semantic, border)
-        truth = true_instances(self.instancer, target, instances)
-        self.pq.update(semantic, predicted.ids, target, truth)
+        """The rectangle is complete: resolve its ids, add its counts."""
+        labeller, truth, panoptic = self.open.pop(index)
+        predicted = labeller.finish()
+        resolved_truth = None if truth is None else truth.finish()
+        self.pq.add_counts(panoptic.finish(predicted, resolved_truth))
+        true_counts = panoptic.true_counts() if resolved_truth is None else \
+            {c: int((resolved_truth.classes == c).sum()) for c in self.instancer.thing_ids}
         for c in self.instancer.thing_ids:
             self.counts.append({"scene": scene, **rect, "class": self.instancer.class_names[c],
-                                "predicted": int((predicted.classes == c).sum()),
-                                "true": len(np.unique(truth[(target == c) & (truth > 0)]))})
+                                "predicted": int((predicted.classes == c).sum()), "true": true_counts[c]})
 
 
 def score_region(predictor: TilePredictor, region: Region, meta: dict[str, Any], metrics: SegmentationMetrics,
@@ -111,7 +126,7 @@ def score_region(predictor: TilePredictor, region: Region, meta: dict[str, Any],
                 ids = None if instance_src is None else read_label_window(instance_src, window)[0]
                 border = torch.sigmoid(logits[k]).cpu().numpy() if logits.shape[0] > k else None
                 pred = np.where(valid, semantic.cpu().numpy(), metrics.ignore_index)
-                instances.add(index, pred, border, target, ids)
+                instances.add(index, rect.width, pred, border, target, ids)
                 if row0 + n == rect.height:
                     instances.score(index, region.scene.stem, asdict(rect))
 
@@ -125,7 +140,7 @@ def evaluate(task: Any, predictor: TilePredictor, cfg: DictConfig, output_dir: s
     Writes ``metrics.json``, ``per_class.csv`` and ``confusion.png`` into ``output_dir``; returns the metrics. With
     ``instancer`` (task=instance|panoptic) also panoptic quality and instance precision/recall/F1 of the thing
     classes (``panoptic.json``, ``panoptic_per_class.csv``) and object counts per held-out rectangle
-    (``instance_counts.csv``). Each held-out rectangle is then held in memory whole, for its instances.
+    (``instance_counts.csv``), streamed like the rest.
     """
     hp = task.hparams
     meta = dict(hp.data_meta)

@@ -63,3 +63,29 @@ def test_border_split_survives_strip_seams():
         result, ids = stream(cut, semantic, rows, border)
         assert result.n == 2 and sorted(result.pixels[1:].tolist()) == [96, 96]
         assert same_partition(cut(semantic, border).ids, ids)
+
+
+def test_panoptic_quality_over_strips_equals_the_whole_image():
+    from core.instances.metrics import PanopticMetrics
+    from core.instances.stream import StripPanoptic
+
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        pred = random_scene(seed)
+        target = np.roll(pred, seed % 3, axis=1)  # mostly matching, IoUs below 1
+        target[:, 20 + seed : 24 + seed] = random_scene(seed + 100)[:, 20 + seed : 24 + seed]  # some disagreement
+        target[rng.random(target.shape) < 0.02] = 255  # void pixels
+        truth = Instancer(["a", "b"], ["bg", "a", "b"])(np.where(target == 255, 0, target)).ids
+        truth[(target == 2) & (rng.random(target.shape) < 0.05)] = 0  # some crowd pixels
+        cut = Instancer(["a", "b"], ["bg", "a", "b"], min_size=5)
+        whole = PanopticMetrics(3, things=[1, 2])
+        whole.update(pred, cut(pred).ids, target, truth)
+        labeller, strips = StripLabeller(cut, pred.shape[1]), StripPanoptic(whole.is_thing)
+        for r in range(0, pred.shape[0], 9):
+            strips.push(pred[r : r + 9], labeller.push(pred[r : r + 9]), target[r : r + 9], truth[r : r + 9])
+        streamed = PanopticMetrics(3, things=[1, 2])
+        streamed.add_counts(strips.finish(labeller.finish()))
+        for name in ("tp", "fp", "fn"):
+            assert getattr(streamed, name).tolist() == getattr(whole, name).tolist(), (seed, name)
+        assert np.allclose(streamed.iou_sum.numpy(), whole.iou_sum.numpy())
+        assert whole.tp.sum() > 0

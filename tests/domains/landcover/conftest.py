@@ -82,7 +82,7 @@ def fake_task(meta: dict, net: torch.nn.Module | None = None) -> SimpleNamespace
     """What predict/evaluate read from a ``SegmentationTask``: ``hparams`` (and ``net``)."""
     hparams = SimpleNamespace(data_meta=meta, num_classes=meta["num_classes"], class_names=meta["class_names"],
                               ignore_index=meta["ignore_index"])
-    return SimpleNamespace(hparams=hparams, net=net)
+    return SimpleNamespace(hparams=hparams, net=net, border_channel=False)
 
 
 @pytest.fixture(scope="session")
