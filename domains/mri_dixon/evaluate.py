@@ -65,10 +65,10 @@ from .dataset import (
     read_dataset_json,
     split_cases,
 )
-from .instances import INSTANCES_SUFFIX, InstanceScores, check_mode
+from .instances import INSTANCES_SUFFIX, InstanceScores
 from .io import Volume, write_label, write_nifti
 from .metrics import evaluate_case, format_summary, json_safe, save_overlay_png, summarize, write_csv
-from .predict import check_tile, check_tta_flips, cleanup_values, dixon_meta, segment_case, warn_single_things
+from .predict import checked_settings, segment_case
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +140,7 @@ def evaluate(task: SegmentationTask, predictor: TilePredictor, cfg: DictConfig, 
              instancer: Instancer | None = None) -> dict[str, Any]:
     """Evaluate every case of ``split`` (see the module docstring); returns the summary written to metrics.json
     (with ``pq``, ``f1`` and ``panoptic`` in instance and panoptic ``mode``)."""
-    meta = dixon_meta(task)
-    check_mode(mode, instancer)
-    clean = cleanup_values(largest_component, meta)
-    warn_single_things(clean, instancer, meta)
-    check_tile(tile, overlap, int(meta.get("size_divisor", 32)))
-    check_tta_flips(predictor, meta)
+    meta, clean = checked_settings(task, predictor, mode, instancer, largest_component, tile, overlap)
     data = cfg.domain.datamodule.datasets
     root = ensure_root(data.root, data.get("synthetic_if_missing", False), data.get("synthetic_cases", 8),
                        data.get("synthetic_shape", (64, 64, 24)), data.get("seed", 0))

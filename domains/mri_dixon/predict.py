@@ -427,6 +427,19 @@ def warn_single_things(clean: Sequence[int], instancer: Instancer | None, meta: 
                     single)
 
 
+def checked_settings(task: SegmentationTask, predictor: TilePredictor, mode: str, instancer: Instancer | None,
+                     largest_component: bool | Sequence[str], tile, overlap) -> tuple[dict, list[int]]:
+    """The checks predict and evaluate share before any work: the checkpoint's Dixon meta, the task mode, the
+    clean-up values, tiling and TTA flips. Returns ``(meta, clean-up values)``."""
+    meta = dixon_meta(task)
+    check_mode(mode, instancer)
+    clean = cleanup_values(largest_component, meta)
+    warn_single_things(clean, instancer, meta)
+    check_tile(tile, overlap, int(meta.get("size_divisor", 32)))
+    check_tta_flips(predictor, meta)
+    return meta, clean
+
+
 def predict(task: SegmentationTask, predictor: TilePredictor, input, output: str, overwrite: bool = False,
             batch_size: int = 16, largest_component: bool | Sequence[str] = False, fat_fraction: bool = False,
             series: Mapping[str, str] | None = None, tile: Sequence[int] | None = None,
@@ -445,12 +458,7 @@ def predict(task: SegmentationTask, predictor: TilePredictor, input, output: str
         instancer: cuts the instances (instance and panoptic); the predictor returns
             :func:`core.predict.output_channels` channels (the border logit last when the model has one).
     """
-    meta = dixon_meta(task)
-    check_mode(mode, instancer)
-    clean = cleanup_values(largest_component, meta)
-    warn_single_things(clean, instancer, meta)
-    check_tile(tile, overlap, int(meta.get("size_divisor", 32)))
-    check_tta_flips(predictor, meta)
+    meta, clean = checked_settings(task, predictor, mode, instancer, largest_component, tile, overlap)
     jobs = plan(input, output, meta, fat_fraction, series, mode)
     for path in (p for job in jobs for p in job.outputs):
         check_writable(path, overwrite)
