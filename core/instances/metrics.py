@@ -24,26 +24,37 @@ def _numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values of non-negative int64 ``keys`` (sorted) and their counts."""
-    top = int(keys.max(initial=0)) + 1
-    if top <= 2 * keys.size + 65536:  # small range: one bincount, no sort
-        counts = np.bincount(keys, minlength=top)
+def _narrow(keys: np.ndarray) -> int | None:
+    """The smallest key when ``keys`` span a range narrow enough for a lookup table, else None (sort instead)."""
+    if not keys.size:
+        return 0
+    lo, hi = int(keys.min()), int(keys.max())
+    return lo if hi - lo <= 2 * keys.size + 65536 else None
+
+
+def _unique_counts(keys: np.ndarray, lo: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of non-negative int64 ``keys`` (sorted) and their counts; ``lo``: ``_narrow(keys)``."""
+    lo = _narrow(keys) if lo is None else lo
+    if lo is not None:  # narrow range: one bincount, no sort
+        counts = np.bincount((keys - lo if lo else keys).ravel())
         uniq = np.flatnonzero(counts)
-        return uniq, counts[uniq]
+        return uniq + lo, counts[uniq]
     return np.unique(keys, return_counts=True)
 
 
-def _labels(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def dense_labels(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dense labels for non-negative int64 ``keys``, key 0 always label 0: labels (same shape), the distinct keys in
-    label order and their counts."""
-    uniq, counts = _unique_counts(keys)
+    label order (0 first) and their counts. Ids handed out in order (a strip's provisional ids, say) span a narrow
+    range, which a lookup table serves without sorting."""
+    lo = _narrow(keys)
+    uniq, counts = _unique_counts(keys, lo) if lo is not None else np.unique(keys, return_counts=True)
     if not uniq.size or uniq[0] != 0:
         uniq, counts = np.concatenate([[0], uniq]), np.concatenate([[0], counts])
-    if uniq[-1] <= 2 * keys.size + 65536:
-        lut = np.zeros(uniq[-1] + 1, np.int64)
-        lut[uniq] = np.arange(len(uniq))
-        return lut[keys], uniq, counts
+    if lo is not None:
+        lut = np.zeros(uniq[-1] - lo + 1, np.int64)
+        inside = uniq >= lo
+        lut[uniq[inside] - lo] = np.flatnonzero(inside)
+        return lut[keys - lo if lo else keys], uniq, counts
     return np.searchsorted(uniq, keys), uniq, counts
 
 
@@ -56,7 +67,7 @@ def _segments(semantic: np.ndarray, instances: np.ndarray, is_thing: np.ndarray,
     cls = np.where(void, 0, semantic)
     inst = np.where(is_thing[cls], instances, 0)
     keys = np.where(void, 0, cls * span + inst + 1)
-    labels, uniq, areas = _labels(keys)
+    labels, uniq, areas = dense_labels(keys)
     return labels, (uniq - 1) // span, (uniq - 1) % span, areas
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from core.instances.extract import Instancer, _structure, split_touching
+from core.instances.metrics import dense_labels, match_segments
 
 
 @dataclass
@@ -40,23 +41,6 @@ class StreamInstances:
     @property
     def n(self) -> int:
         return len(self.classes) - 1
-
-
-def _compact(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct non-zero ids of ``ids`` (sorted) and local labels ``(same shape)``: 0 for 0, else 1..m in the
-    order of ``present``. A strip's ids span a narrow range, so a lookup table beats ``np.unique``'s sort."""
-    nonzero = ids > 0
-    if not nonzero.any():
-        return np.zeros(0, np.int64), np.zeros(ids.shape, np.int64)
-    lo, hi = int(ids[nonzero].min()), int(ids.max())
-    if hi - lo > 4 * ids.size + 1024:
-        present, local = np.unique(ids, return_inverse=True)
-        return (present[1:], local.reshape(ids.shape)) if present[0] == 0 else (present, local.reshape(ids.shape) + 1)
-    shifted = np.where(nonzero, ids - (lo - 1), 0)
-    present = np.flatnonzero(np.bincount(shifted.ravel(), minlength=hi - lo + 2)[1:]) + lo
-    lut = np.zeros(hi - lo + 2, np.int64)
-    lut[present - (lo - 1)] = np.arange(1, len(present) + 1)
-    return present, lut[shifted]
 
 
 class _Growable:
@@ -174,7 +158,8 @@ class StripLabeller:
 
     def _accumulate(self, ids: np.ndarray) -> None:
         """Pixel counts, coordinate sums and boxes of the strip's provisional ids."""
-        present, local = _compact(ids)
+        local, present, _ = dense_labels(ids)
+        present = present[1:]  # local label 0 is background
         if not len(present):
             return
         rows, cols = np.indices(ids.shape)
@@ -245,9 +230,9 @@ def _keys(semantic: np.ndarray, ids: np.ndarray, is_thing: np.ndarray, ignore_in
 
 
 def _pair_counts(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
-    """Distinct ``(a, b)`` pairs of two int64 key arrays and their counts (or summed ``weights``)."""
-    ua, ia = np.unique(a, return_inverse=True)
-    ub, ib = np.unique(b, return_inverse=True)
+    """Distinct ``(a, b)`` pairs of two non-negative int64 key arrays and their counts (or summed ``weights``)."""
+    ia, ua, _ = dense_labels(a)
+    ib, ub, _ = dense_labels(b)
     pair = ia.ravel() * len(ub) + ib.ravel()
     counts = np.bincount(pair, weights, minlength=len(ua) * len(ub))
     present = np.flatnonzero(counts)
@@ -287,8 +272,6 @@ class StripPanoptic:
                target: StreamInstances | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per-class ``(iou_sum, tp, fp, fn)`` once the provisional ids are resolved (dropped predictions become
         void). ``target``: the resolution of the target ids when they too came from a ``StripLabeller``."""
-        from core.instances.metrics import match_segments
-
         if not self._pairs:
             zeros = np.zeros(len(self.is_thing))
             return zeros, zeros.astype(np.int64), zeros.astype(np.int64), zeros.astype(np.int64)
