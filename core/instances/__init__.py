@@ -13,11 +13,11 @@ from core.instances.panoptic import (
     rgb_from_ids,
     split_label_divisor,
 )
-from core.instances.stream import StreamInstances, StripLabeller
+from core.instances.stream import StreamInstances, StripLabeller, StripPanoptic
 from core.instances.targets import InstanceTargets, border_target, unet_weight_map
 
 __all__ = [
-    "InstanceTargets", "Instancer", "Instances", "PanopticMetrics", "StreamInstances", "StripLabeller",
+    "InstanceTargets", "Instancer", "Instances", "PanopticMetrics", "StreamInstances", "StripLabeller", "StripPanoptic",
     "border_target", "ids_from_rgb", "label_divisor_ids", "measure_instances", "panoptic_segments", "rgb_from_ids",
     "split_label_divisor", "split_logits", "thing_indices", "true_instances", "unet_weight_map",
     "write_panoptic_reports",

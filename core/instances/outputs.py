@@ -18,9 +18,10 @@ PER_CLASS_COLUMNS = ["class", "thing", "pq", "sq", "rq", "tp", "fp", "fn", "prec
 
 
 def split_logits(logits: torch.Tensor, num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Class map (argmax of the first ``num_classes`` channels) and, when there is one more channel, the border
-    probability (its sigmoid). ``logits`` is ``(C, *spatial)``; returns numpy ``(*spatial)`` int64 and float32."""
-    semantic = logits[:num_classes].argmax(0).cpu().numpy()
+    """Class map (argmax of the first ``num_classes`` channels; uint8 up to 256 classes) and, when there is one more
+    channel, the border probability (its sigmoid). ``logits`` is ``(C, *spatial)``; returns numpy ``(*spatial)``."""
+    dtype = torch.uint8 if num_classes <= 256 else torch.int64
+    semantic = logits[:num_classes].max(0).indices.to(dtype).cpu().numpy()  # max(0).indices: argmax, faster
     if logits.shape[0] == num_classes:
         return semantic, None
     return semantic, torch.sigmoid(logits[num_classes]).float().cpu().numpy()

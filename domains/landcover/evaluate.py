@@ -20,8 +20,14 @@ from rasterio.windows import Window
 from core.errors import ConfigError, DataError
 from core.evaluate import write_reports
 from core.inference import TilePredictor, sliding_window
-from core.instances import Instancer, PanopticMetrics, StripLabeller, write_panoptic_reports
-from core.instances.stream import StripPanoptic
+from core.instances import (
+    Instancer,
+    PanopticMetrics,
+    StripLabeller,
+    StripPanoptic,
+    split_logits,
+    write_panoptic_reports,
+)
 from core.io import write_csv
 from core.metrics import SegmentationMetrics
 from core.predict import output_channels
@@ -120,12 +126,11 @@ def score_region(predictor: TilePredictor, region: Region, meta: dict[str, Any],
             labels, labelled = read_label_window(label_src, window)
             valid = source.valid_rows(row0, n) & covered.cpu().numpy()
             target = targets(labels, labelled, valid, k, metrics.ignore_index, str(region.scene.label))
-            semantic = logits[:k].max(0).indices  # argmax, faster
-            metrics.update(semantic[None].cpu(), torch.from_numpy(target)[None])
+            semantic, border = split_logits(logits, k)  # (n, W), border probability or None
+            metrics.update(torch.from_numpy(semantic)[None], torch.from_numpy(target)[None])
             if instances is not None:
                 ids = None if instance_src is None else read_label_window(instance_src, window)[0]
-                border = torch.sigmoid(logits[k]).cpu().numpy() if logits.shape[0] > k else None
-                pred = np.where(valid, semantic.cpu().numpy(), metrics.ignore_index)
+                pred = np.where(valid, semantic, metrics.ignore_index)
                 instances.add(index, rect.width, pred, border, target, ids)
                 if row0 + n == rect.height:
                     instances.score(index, region.scene.stem, asdict(rect))

@@ -20,7 +20,7 @@ import torch
 
 from core.errors import ConfigError, DataError
 from core.inference import TilePredictor, sliding_window
-from core.instances import Instancer, StripLabeller
+from core.instances import Instancer, StripLabeller, split_logits
 from core.io import check_writable
 from core.predict import output_channels
 from domains.landcover.classes import ClassMap
@@ -158,10 +158,9 @@ def predict_raster(predictor: TilePredictor, source: RasterSource, output: Path,
         for _, row0, logits, covered in sliding_window(predictor, [source], channels, tuple(tile), tuple(overlap),
                                                        batch_size, blend, progress):
             valid = source.valid_rows(row0, logits.shape[1]) & covered.cpu().numpy()  # (n, W)
-            semantic = logits[:k].max(0).indices.to(torch.uint8).cpu().numpy()  # argmax(0), faster
+            semantic, border = split_logits(logits, k)  # (n, W) uint8, border probability or None
             classes.write_rows(row0, semantic, valid)
             if instances is not None:
-                border = torch.sigmoid(logits[k]).cpu().numpy() if channels > k else None
                 instances.push(row0, np.where(valid, semantic, NODATA), border)
             logits = logits[:k]
             if probs is not None:

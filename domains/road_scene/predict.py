@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from core.errors import ConfigError, DataError
 from core.inference import TilePredictor, Window, sliding_window
-from core.instances import Instancer
+from core.instances import Instancer, split_logits
 from core.predict import output_channels
 from core.task import SegmentationTask
 
@@ -183,10 +183,10 @@ class FrameReader:
 
 @dataclass
 class Prediction:
-    """A frame's result at full resolution: class indices ``(H, W)`` uint8/int32, P(road) ``(H, W)`` float32 for
-    KITTI-road models (else None), the RGB image ``(H, W, 3)`` if it was kept, the border probability ``(H, W)``
-    float32 when the predictor returns a border channel, and when asked the confidence ``(H, W)`` float32 (softmax
-    probability of the predicted class)."""
+    """A frame's result at full resolution: class indices ``(H, W)`` uint8 (int64 beyond 256 classes), P(road)
+    ``(H, W)`` float32 for KITTI-road models (else None), the RGB image ``(H, W, 3)`` if it was kept, the border
+    probability ``(H, W)`` float32 when the predictor returns a border channel, and when asked the confidence
+    ``(H, W)`` float32 (softmax probability of the predicted class)."""
 
     index: int
     labels: np.ndarray
@@ -211,14 +211,11 @@ def _finish(logits: torch.Tensor, frame: Frame, index: int, meta: dict[str, Any]
     ``(H, W)``; take classes, P(road) for KITTI, the border probability and, if asked, the confidence."""
     if tuple(logits.shape[-2:]) != frame.size:
         logits = F.interpolate(logits[None], size=frame.size, mode="bilinear", align_corners=False)[0]
-    classes = logits[:num_classes]  # (K, H, W)
-    dtype = torch.uint8 if num_classes <= 256 else torch.int32
-    labels = classes.argmax(0).to(dtype).cpu().numpy()
-    road_prob = None
-    if meta["label_format"] == "kitti_road":
-        road_prob = classes.softmax(0)[int(meta.get("road_class", 1))].cpu().numpy()
-    border = torch.sigmoid(logits[num_classes]).float().cpu().numpy() if logits.shape[0] > num_classes else None
-    conf = classes.softmax(0).amax(0).float().cpu().numpy() if confidence else None
+    labels, border = split_logits(logits, num_classes)
+    kitti = meta["label_format"] == "kitti_road"
+    probs = logits[:num_classes].softmax(0) if kitti or confidence else None  # (K, H, W)
+    road_prob = probs[int(meta.get("road_class", 1))].cpu().numpy() if kitti else None
+    conf = probs.amax(0).float().cpu().numpy() if confidence else None
     return Prediction(index, labels, road_prob, frame.rgb, border, conf)
 
 
