@@ -5,7 +5,7 @@ encodings, panoptic quality, and per-instance measurements."""
 from core.instances.extract import Instancer, Instances, thing_indices
 from core.instances.measure import measure_instances
 from core.instances.metrics import PanopticMetrics
-from core.instances.outputs import split_logits, true_instances, write_panoptic_reports
+from core.instances.outputs import split_logits, true_instances, truth_cutter, write_panoptic_reports
 from core.instances.panoptic import (
     ids_from_rgb,
     label_divisor_ids,
@@ -19,6 +19,6 @@ from core.instances.targets import InstanceTargets, border_target, unet_weight_m
 __all__ = [
     "InstanceTargets", "Instancer", "Instances", "PanopticMetrics", "StreamInstances", "StripLabeller", "StripPanoptic",
     "border_target", "ids_from_rgb", "label_divisor_ids", "measure_instances", "panoptic_segments", "rgb_from_ids",
-    "split_label_divisor", "split_logits", "thing_indices", "true_instances", "unet_weight_map",
+    "split_label_divisor", "split_logits", "thing_indices", "true_instances", "truth_cutter", "unet_weight_map",
     "write_panoptic_reports",
 ]

@@ -33,9 +33,13 @@ def true_instances(instancer: Instancer, mask: np.ndarray, instances: np.ndarray
     things = np.isin(mask, instancer.thing_ids)
     if instances is not None:
         return np.where(things, instances, 0).astype(np.int64)
-    plain = Instancer(instancer.thing_ids, instancer.class_names, border="off",
-                      connectivity=instancer.connectivity)
-    return plain(mask).ids.astype(np.int64)
+    return truth_cutter(instancer)(mask).ids.astype(np.int64)
+
+
+def truth_cutter(instancer: Instancer) -> Instancer:
+    """Cuts ground-truth instances from a label map: ``instancer``'s thing classes and connectivity, every component
+    kept, no borders."""
+    return Instancer(instancer.thing_ids, instancer.class_names, border="off", connectivity=instancer.connectivity)
 
 
 def _nan_to_none(value: Any) -> Any:

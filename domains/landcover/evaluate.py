@@ -26,6 +26,7 @@ from core.instances import (
     StripLabeller,
     StripPanoptic,
     split_logits,
+    truth_cutter,
     write_panoptic_reports,
 )
 from core.io import write_csv
@@ -75,8 +76,7 @@ class RectInstances:
 
     def __init__(self, instancer: Instancer, pq: PanopticMetrics, counts: list[dict[str, Any]]) -> None:
         self.instancer, self.pq, self.counts = instancer, pq, counts
-        self.truth_cutter = Instancer(instancer.thing_ids, instancer.class_names, border="off",
-                                      connectivity=instancer.connectivity)
+        self.truth_cutter = truth_cutter(instancer)
         self.open: dict[int, tuple[StripLabeller, StripLabeller | None, StripPanoptic]] = {}
 
     def add(self, index: int, width: int, semantic: np.ndarray, border: np.ndarray | None, target: np.ndarray,

@@ -31,7 +31,7 @@ from shapely.geometry import mapping, shape
 
 from core.errors import ConfigError, DataError
 from core.instances import StreamInstances, StripLabeller
-from core.io import atomic_path, check_writable, write_csv
+from core.io import atomic_path, write_csv
 from domains.landcover.io import iter_block_windows, open_output, open_raster
 from domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
 
@@ -66,9 +66,6 @@ class InstanceStream:
         self.paths = {"instances": instances, "polygons": polygons, "table": table, "panoptic": panoptic}
         self.overwrite = overwrite
         vector_driver(polygons)
-        for path in self.paths.values():
-            if path is not None:
-                check_writable(path, overwrite)
         fd, scratch = tempfile.mkstemp(prefix=f".{instances.stem}.", suffix=".provisional.tif", dir=instances.parent)
         os.close(fd)
         self._provisional = open_output(scratch, like, dtype="uint32", nodata=None, overwrite=True)

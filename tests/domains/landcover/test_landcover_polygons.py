@@ -104,3 +104,13 @@ def test_bad_vector_format_fails_before_any_output(tif, tmp_path):
     with pytest.raises(ConfigError, match="must end in"):
         run(tif, tmp_path, border=False, fmt="shp")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+def test_an_existing_polygon_file_is_refused_before_any_output(tif, tmp_path):
+    from core.errors import DataError
+
+    (tmp_path / "pred_instances.gpkg").write_text("mine")
+    with pytest.raises(DataError, match="pred_instances.gpkg"):
+        run(tif, tmp_path, border=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "pred_instances.gpkg"]
+    assert (tmp_path / "pred_instances.gpkg").read_text() == "mine"
