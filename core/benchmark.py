@@ -1,73 +1,88 @@
-"""Training throughput: the real DataModule against the same model fed pre-built in-memory tensors."""
+"""The one benchmark harness: contenders timed with interleaved repeats in one run, ratios against a baseline,
+and one table printer. Every domain benchmark (``scripts/benchmark.py NAME``) uses it.
+
+Interleaving (A B C, A B C, ...) spreads machine noise over every contender alike; the median of the repeats is
+reported with its spread (min-max), and ratios are speeds relative to the baseline (> 1: faster than it).
+"""
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader
-
-from core.data import SegDataModule
-from core.losses import CrossEntropyLoss
-from core.task import SegmentationTask
-from core.toy import build_datasets
 
 
-class StepTimer(L.Callback):
-    """Wall time of training steps after ``warmup`` steps."""
+@dataclass(frozen=True)
+class Timing:
+    """Seconds of one contender over the repeats."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.times = warmup, []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.times.append(time.perf_counter())
+    name: str
+    seconds: tuple[float, ...]
 
     @property
-    def steps_per_s(self) -> float:
-        t = self.times[self.warmup - 1 :]
-        return (len(t) - 1) / (t[-1] - t[0])
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        return min(self.seconds), max(self.seconds)
 
 
-def _task() -> SegmentationTask:
-    model = {"_target_": "core.models.create_model", "arch": "unet", "encoder_name": "resnet18", "in_channels": 3,
-             "classes": 3}
-    return SegmentationTask(model, num_classes=3, loss=CrossEntropyLoss(),
-                            optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3))
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
-def _fit(loader_or_dm, steps: int, warmup: int, accelerator: str) -> float:
-    L.seed_everything(0, verbose=False)
-    timer = StepTimer(warmup)
-    trainer = L.Trainer(accelerator=accelerator, devices=1, max_steps=steps, limit_val_batches=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[timer])
-    if isinstance(loader_or_dm, SegDataModule):
-        trainer.fit(_task(), datamodule=loader_or_dm)
-    else:
-        trainer.fit(_task(), train_dataloaders=loader_or_dm)
-    return timer.steps_per_s
+def timeit(contenders: Mapping[str, Callable[[], object]], repeats: int = 3, warmup: int = 1) -> dict[str, Timing]:
+    """Time each contender ``repeats`` times, interleaved, after ``warmup`` untimed rounds."""
+    for _ in range(warmup):
+        for fn in contenders.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            _sync()
+            start = time.perf_counter()
+            fn()
+            _sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: Timing(name, tuple(t)) for name, t in times.items()}
 
 
-def run(quick: bool = False, size: int = 128, batch_size: int = 8, num_workers: int = 1) -> dict[str, float]:
-    """Steps/s through ``SegDataModule`` (toy data generated on the fly) vs pre-built tensors, same model."""
-    steps, warmup = (12, 3) if quick else (40, 5)
-    accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    n = steps * batch_size
-    datamodule = SegDataModule(lambda: build_datasets(n_train=n, n_val=batch_size, size=size), batch_size=batch_size,
-                               num_workers=num_workers)
-    datamodule.setup()
-    train = datamodule.splits["train"]
-    prebuilt = [train[i] for i in range(n)]  # the same samples, already in memory
-    memory = DataLoader(prebuilt, batch_size=batch_size, shuffle=True, drop_last=True)
-    pipeline = _fit(datamodule, steps, warmup, accelerator)
-    bare = _fit(memory, steps, warmup, accelerator)
-    result = {"datamodule_steps_per_s": pipeline, "in_memory_steps_per_s": bare, "ratio": pipeline / bare}
-    print(f"\ntraining throughput ({accelerator}, Unet-resnet18, batch {batch_size}x3x{size}x{size}, "
-          f"{num_workers} loader worker(s))")
-    print(f"  DataModule (toy data made on the fly): {pipeline:8.2f} steps/s")
-    print(f"  pre-built in-memory tensors:           {bare:8.2f} steps/s")
-    print(f"  ratio:                                 {result['ratio']:8.3f}   (goal >= 0.9)")
-    return result
+def bare_forward(net: torch.nn.Module, batches: Sequence[torch.Tensor],
+                 device: torch.device | str) -> Callable[[], None]:
+    """The baseline every predict path is compared with: the network alone on the same batches, already in memory
+    (copied to the device and the argmax brought back, as any user of the model would)."""
+    net = net.to(device).eval()
+
+    @torch.inference_mode()
+    def run() -> None:
+        for batch in batches:
+            net(batch.to(device, non_blocking=True)).argmax(1).cpu()
+
+    return run
+
+
+def ratios(timings: Mapping[str, Timing], baseline: str) -> dict[str, float]:
+    """Speed of each contender relative to ``baseline`` (baseline time / contender time)."""
+    base = timings[baseline].median
+    return {name: base / t.median for name, t in timings.items()}
+
+
+def print_table(title: str, timings: Mapping[str, Timing], baseline: str, goals: Mapping[str, float] | None = None,
+                unit: str = "", work: float | None = None) -> dict[str, float]:
+    """Print median seconds, spread, optional throughput (``work`` units per run) and the ratio to ``baseline`` with
+    its goal; returns the ratios."""
+    goals = goals or {}
+    speed = ratios(timings, baseline)
+    print(f"\n{title}")
+    print(f"  {'contender':<44} {'median s':>9} {'min-max s':>15} {'rate':>12} {'ratio':>7}  goal")
+    for name, t in timings.items():
+        lo, hi = t.spread
+        rate = f"{work / t.median:9.1f} {unit}" if work else ""
+        goal = f">= {goals[name]}" if name in goals else ""
+        print(f"  {name:<44} {t.median:9.3f} {lo:7.3f}-{hi:<7.3f} {rate:>12} {speed[name]:7.3f}  {goal}")
+    return speed

@@ -1,35 +1,52 @@
-"""``evaluate(cfg)``: metrics of a checkpoint on a labelled split, as JSON, CSV and a confusion-matrix PNG."""
+"""``evaluate(cfg)``: the Hydra face of :func:`core.pipeline.run_evaluate`, and the semantic scorer every domain
+uses (confusion matrix -> ``metrics.json``, ``per_class.csv``, ``confusion.png``)."""
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 from typing import Any
 
 import hydra.utils
+import numpy as np
 import torch
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
-from core.data import SegDataModule
-from core.errors import DataError
-from core.inference import TilePredictor
-from core.io import atomic_path, write_json
+from core.contracts import Job
+from core.io import write_csv, write_json
 from core.metrics import SegmentationMetrics
+from core.pipeline import run_evaluate
 from core.plots import plot_confusion
-from core.predict import load_for_domain
-from core.task import SegmentationTask
+from core.predict import load_job
 
 log = logging.getLogger(__name__)
 
+SEMANTIC_REPORTS = ["metrics.json", "per_class.csv", "confusion.png"]
+
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Run the domain's evaluate function (``cfg.domain.evaluate``) and return its summary."""
-    task, predictor, instancer = load_for_domain(cfg)
-    run = hydra.utils.instantiate(cfg.domain.evaluate)
-    kwargs = {} if instancer is None else {"mode": cfg.task, "instancer": instancer}
-    return run(task=task, predictor=predictor, cfg=cfg, output_dir=cfg.output_dir, overwrite=cfg.overwrite, **kwargs)
+    """Score ``cfg.checkpoint`` on the domain's labelled split; reports in ``cfg.output_dir``."""
+    job = load_job(cfg)
+    reader = hydra.utils.instantiate(cfg.domain.reader)
+    evaluation = hydra.utils.instantiate(cfg.domain.evaluation)
+    datasets = hydra.utils.instantiate(cfg.domain.datamodule.datasets)()
+    return run_evaluate(evaluation, reader, job, datasets, cfg.output_dir)
+
+
+class SemanticScores:
+    """The confusion matrix of class predictions against targets, over a whole split (``ignore_index`` skipped)."""
+
+    def __init__(self, job: Job) -> None:
+        meta = job.model.meta
+        self.metrics = SegmentationMetrics(meta.num_classes, meta.ignore_index, list(meta.class_names))
+
+    def add(self, classes: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> None:
+        """Count one prediction ``(*spatial)`` against its target ``(*spatial)`` (int, ignore index where unknown)."""
+        pred = torch.as_tensor(np.asarray(classes, dtype=np.int64)).reshape(1, -1)
+        self.metrics.update(pred, torch.as_tensor(np.asarray(target, dtype=np.int64)).reshape(1, -1))
+
+    def report(self, out: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return write_reports(self.metrics, out, True, extra)
 
 
 def write_reports(metrics: SegmentationMetrics, output_dir: str | Path, overwrite: bool = True,
@@ -46,25 +63,7 @@ def write_reports(metrics: SegmentationMetrics, output_dir: str | Path, overwrit
     summary = {k: float(scores[k]) for k in ("miou", "mdice", "pixel_accuracy")}
     result = {**summary, **(extra or {}), "per_class": per_class, "confusion_matrix": scores["confmat"].tolist()}
     write_json(out / "metrics.json", result, overwrite)
-    with atomic_path(out / "per_class.csv", overwrite) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(per_class[0]))
-        writer.writeheader()
-        writer.writerows(per_class)
+    write_csv(out / "per_class.csv", per_class, overwrite)
     plot_confusion(scores["confmat"].numpy(), metrics.class_names, out / "confusion.png", overwrite)
     log.info("mIoU %.4f, pixel accuracy %.4f; reports in %s", summary["miou"], summary["pixel_accuracy"], out)
     return result
-
-
-def evaluate_split(task: SegmentationTask, predictor: TilePredictor, cfg: DictConfig, output_dir: str,
-                   overwrite: bool = True, split: str = "test") -> dict[str, Any]:
-    """Evaluate on a split of the domain's data module (whole images through the predictor)."""
-    datamodule: SegDataModule = hydra.utils.instantiate(cfg.domain.datamodule)
-    datamodule.setup()
-    if split not in datamodule.splits:
-        raise DataError(f"the data has no {split!r} split; it has {sorted(datamodule.splits)}")
-    hp = task.hparams
-    metrics = SegmentationMetrics(hp.num_classes, hp.ignore_index, hp.class_names)
-    loader = torch.utils.data.DataLoader(datamodule.splits[split], batch_size=datamodule.eval_batch_size)
-    for batch in tqdm(loader, desc=f"evaluate {split}", unit="batch"):
-        metrics.update(predictor(batch["image"]).cpu(), batch["mask"])
-    return write_reports(metrics, output_dir, overwrite, extra={"split": split, "checkpoint": str(cfg.checkpoint)})

@@ -1,65 +1,222 @@
-"""Small file helpers shared by every writer: outputs appear whole or not at all."""
+"""Writing files so that a run leaves all of its outputs or none: one staging rule, one JSON writer, one CSV writer.
+
+The staging rule (every predict and evaluate run, and every single file the suite writes):
+
+* outputs are first written under a staging folder ``.segsuite-staging-<host>-<pid>-<random>`` created in the
+  nearest existing folder above the outputs, so it is on the same filesystem and the final step is a rename;
+* only when everything succeeded are the files renamed onto their destinations (:meth:`Staging.commit`); on any
+  error, Ctrl-C included, the staging folder is deleted and no destination is touched;
+* a staging folder left behind by a run that was killed (its process is gone) is recognised by its name and
+  removed by the next run that stages in the same folder.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core.errors import DataError
+
+STAGING_PREFIX = ".segsuite-staging-"
+_HOST = socket.gethostname().replace("-", "_")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checks before work
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def existing_ancestor(path: Path) -> Path:
+    """The nearest folder above (or at) ``path`` that exists."""
+    path = Path(os.path.abspath(path))
+    while not path.exists():
+        path = path.parent
+    return path if path.is_dir() else path.parent
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Fail early, before any work, if ``path`` exists (and ``overwrite`` is off) or its folder is not writable."""
+    """Fail early, before any work, if ``path`` exists (and ``overwrite`` is off), is a folder, or could not be
+    created because the nearest existing folder above it is not writable or a file stands in its way."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"output {path} is a folder; a file is written there")
     if path.exists() and not overwrite:
         raise DataError(f"output {path} already exists; pass overwrite=true to replace it")
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DataError(f"cannot write {path}: cannot create folder {folder} ({err.strerror})") from err
+    folder = existing_ancestor(path.parent)
+    blocker = next((p for p in [path.parent, *path.parent.parents] if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise DataError(f"cannot write {path}: {blocker} is a file, not a folder")
     if not os.access(folder, os.W_OK):
         raise DataError(f"cannot write {path}: folder {folder} is not writable")
     return path
 
 
+def check_outputs(paths: Iterable[Path], overwrite: bool) -> None:
+    """:func:`check_writable` for every path."""
+    for path in paths:
+        check_writable(path, overwrite)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Staging
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(folder: Path) -> list[Path]:
+    """Delete staging folders in ``folder`` left by killed runs on this host (their process is gone)."""
+    removed = []
+    for stage in folder.glob(STAGING_PREFIX + "*"):
+        parts = stage.name[len(STAGING_PREFIX):].split("-")
+        if len(parts) < 3 or parts[0] != _HOST or not parts[1].isdigit():
+            continue
+        if not _alive(int(parts[1])):
+            shutil.rmtree(stage, ignore_errors=True)
+            removed.append(stage)
+    return removed
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class Staging:
+    """Stages files for ``destinations`` and renames them all into place on :meth:`commit` (see module docstring).
+
+    Use as a context manager: leaving it without a commit (an error, Ctrl-C) deletes everything staged.
+    ``path(dest)`` gives the staged location of a destination (its folders are created).
+    """
+
+    def __init__(self, destinations: Iterable[Path], overwrite: bool = False) -> None:
+        self.destinations = [Path(os.path.abspath(p)) for p in destinations]
+        self.overwrite = overwrite
+        check_outputs(self.destinations, overwrite)
+        common = Path(os.path.commonpath([str(p.parent) for p in self.destinations])) if self.destinations else None
+        self.anchor = existing_ancestor(common) if common else Path.cwd()
+        remove_stale_staging(self.anchor)
+        try:
+            self.root = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_HOST}-{os.getpid()}-", dir=self.anchor))
+        except OSError as err:
+            raise DataError(f"cannot write into {self.anchor}: {err.strerror}") from err
+        self._committed = False
+
+    def path(self, destination: Path) -> Path:
+        """Where ``destination`` is written until the commit."""
+        staged = self.root / Path(os.path.abspath(destination)).relative_to(self.anchor)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        return staged
+
+    def paths(self, destinations: Mapping[str, Path]) -> dict[str, Path]:
+        return {kind: self.path(p) for kind, p in destinations.items()}
+
+    def commit(self) -> list[Path]:
+        """Move every staged file onto its destination (checked again: nothing appeared there meanwhile)."""
+        files = sorted(p for p in self.root.rglob("*") if p.is_file())
+        targets = [self.anchor / f.relative_to(self.root) for f in files]
+        if not self.overwrite:
+            clash = next((t for t in targets if t.exists()), None)
+            if clash is not None:
+                raise DataError(f"output {clash} appeared while this run was working; pass overwrite=true to replace "
+                                "it")
+        mode = 0o666 & ~_umask()
+        for src, dst in zip(files, targets):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(src, mode)  # staged temp files may be private; outputs get the usual permissions
+            os.replace(src, dst)
+        self._committed = True
+        self.discard()
+        return targets
+
+    def discard(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._committed:
+            self.discard()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it."""
-    path = check_writable(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + "".join(path.suffixes), dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; outputs get the usual permissions
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    """One file under the staging rule: yields the staged path; renamed onto ``path`` on success."""
+    with Staging([Path(path)], overwrite) as stage:
+        yield stage.path(Path(path))
+        stage.commit()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# JSON and CSV
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def plain(value: Any) -> Any:
+    """``value`` as strict-JSON-able Python: NaN and infinities become None, numpy/torch scalars and arrays become
+    numbers and lists, paths strings, tuples lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [plain(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy / torch
+        return plain(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(value) else float(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def dump_json(data: Any) -> str:
+    """Strict JSON text (NaN as null), indented."""
+    return json.dumps(plain(data), indent=2, allow_nan=False) + "\n"
 
 
 def write_json(path: str | os.PathLike, data: Any, overwrite: bool = True) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
+    """Write ``data`` as strict JSON (NaN and infinities as null) under the staging rule."""
     with atomic_path(path, overwrite) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+        tmp.write_text(dump_json(data))
     return Path(path)
 
 
-def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], overwrite: bool = True,
-              columns: list[str] | None = None) -> Path:
-    """Write ``rows`` (dicts with the same keys) as CSV with a header, atomically (``columns``: when rows may be
-    empty)."""
-    columns = columns or (list(rows[0]) if rows else [])
+def _cell(value: Any) -> Any:
+    value = plain(value)
+    return "" if value is None else value
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], overwrite: bool = True,
+              columns: Sequence[str] | None = None) -> Path:
+    """Write ``rows`` as CSV with a header under the staging rule; NaN and None are empty cells. ``columns``: the
+    header (default: the first row's keys; needed when rows may be empty)."""
+    columns = list(columns or (list(rows[0]) if rows else []))
     with atomic_path(path, overwrite) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: _cell(row.get(k)) for k in columns} for row in rows)
     return Path(path)

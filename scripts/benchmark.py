@@ -12,7 +12,7 @@ import importlib
 import json
 
 SUITES = {
-    "core": "core.benchmark",
+    "core": "domains.toy.benchmark",
     "instances": "core.instances.benchmark",
     "landcover": "domains.landcover.benchmark",
     "border": "domains.landcover.border_benchmark",

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from core.inference.blend import blend_weights
+from core.errors import ConfigError
+from core.inference.blend import BLEND_MODES, blend_weights
 from core.inference.windows import Window, grid_windows
 
 
@@ -75,39 +77,102 @@ class TilePredictor:
         return out / (1 + len(self.tta_flips))
 
 
-class StripMerger:
-    """Weighted accumulation of tile outputs for one image, holding only ``buffer_rows`` rows at a time.
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How the engine tiles an item, checked once for every domain (a ConfigError names the bad value).
 
-    Windows must be added in row-major order; call :meth:`release` with a window's row before adding it.
+    Args:
+        tile: window size ``[h, w]`` in model-input pixels, or None for whole items (one window each).
+        overlap: pixels shared by neighbouring windows ``[h, w]``; each must be >= 0 and smaller than the tile.
+        batch_size: windows per forward pass (>= 1).
+        blend: how overlapping windows are weighted: gaussian, cosine or constant.
+    """
+
+    tile: tuple[int, int] | None = (512, 512)
+    overlap: tuple[int, int] = (64, 64)
+    batch_size: int = 8
+    blend: str = "gaussian"
+
+    def __post_init__(self) -> None:
+        tile = None if self.tile is None else _pair("tile", self.tile, minimum=1)
+        overlap = _pair("overlap", self.overlap, minimum=0)
+        if tile is not None and not all(o < t for o, t in zip(overlap, tile)):
+            raise ConfigError(f"overlap={list(overlap)} must be smaller than tile={list(tile)} along each axis")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size!r}: expected a whole number >= 1")
+        if self.blend not in BLEND_MODES:
+            raise ConfigError(f"blend={self.blend!r}: choose one of {', '.join(BLEND_MODES)}")
+        object.__setattr__(self, "tile", tile)
+        object.__setattr__(self, "overlap", overlap)
+
+    def grid(self, shape: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(tile, overlap) for an item of ``shape``: whole items get one window."""
+        if self.tile is None:
+            return (int(shape[0]), int(shape[1])), (0, 0)
+        return self.tile, self.overlap
+
+
+def _pair(name: str, value: Any, minimum: int) -> tuple[int, int]:
+    try:
+        pair = tuple(value)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in pair):
+        raise ConfigError(f"{name}={value!r}: expected [h, w], two whole numbers >= {minimum}")
+    return int(pair[0]), int(pair[1])
+
+
+class Merger(Protocol):
+    """Accumulates the window outputs of one item (MONAI's ``Merger``: ``aggregate`` then finalise), handing out
+    finished rows as soon as no later window can touch them."""
+
+    def aggregate(self, values: torch.Tensor, window: Window, weight: torch.Tensor) -> None:
+        """Add ``values`` (K, h, w) with ``weight`` (h, w) at ``window``."""
+
+    def release(self, upto: int) -> tuple[int, torch.Tensor, torch.Tensor] | None:
+        """Rows [first held, ``upto``): (first row, blended (K, n, W), covered (n, W)), or None."""
+
+
+class StripMerger:
+    """Weighted accumulation for one image, holding ``buffer_rows`` rows in a preallocated ring buffer that is
+    updated in place (no allocation per strip). Windows come in row-major order; :meth:`release` with a window's
+    first row before aggregating it. Memory: (K + 1) x buffer_rows x width floats.
     """
 
     def __init__(self, height: int, width: int, channels: int, buffer_rows: int, device: torch.device) -> None:
-        self.height, self.width = height, width
+        self.height, self.width, self.rows = height, width, buffer_rows
         self.top = 0  # first row still held
-        self.acc = torch.zeros(channels, buffer_rows, width, device=device)  # (K, rows, W)
+        self.acc = torch.zeros(channels, buffer_rows, width, device=device)  # (K, rows, W), row r at r % rows
         self.wsum = torch.zeros(buffer_rows, width, device=device)  # (rows, W)
 
-    def add(self, window: Window, values: torch.Tensor, weight: torch.Tensor) -> None:
-        """Accumulate ``values`` (K, h, w) with ``weight`` (h, w) at ``window``."""
+    def _spans(self, row: int, n: int) -> list[tuple[int, int, int]]:
+        """(ring start, ring end, offset into the n rows) of rows [row, row + n), at most two pieces."""
+        start = row % self.rows
+        first = min(n, self.rows - start)
+        spans = [(start, start + first, 0)]
+        if first < n:
+            spans.append((0, n - first, first))
+        return spans
+
+    def aggregate(self, values: torch.Tensor, window: Window, weight: torch.Tensor) -> None:
         r, c, h, w = window
-        r -= self.top
-        self.acc[:, r : r + h, c : c + w] += values * weight
-        self.wsum[r : r + h, c : c + w] += weight
+        for a, b, off in self._spans(r, h):
+            self.acc[:, a:b, c : c + w].addcmul_(values[:, off : off + b - a], weight[off : off + b - a])
+            self.wsum[a:b, c : c + w] += weight[off : off + b - a]
+
+    add = aggregate  # the earlier name
 
     def release(self, upto: int) -> tuple[int, torch.Tensor, torch.Tensor] | None:
-        """Hand out rows [top, upto): (first row, blended (K, n, W), covered (n, W) bool), or None."""
         n = min(upto, self.height) - self.top
         if n <= 0:
             return None
-        wsum = self.wsum[:n]
-        block = self.acc[:, :n] / wsum.clamp_min(1e-12)
-        out = (self.top, block, wsum > 0)
-        if n == self.acc.shape[1]:  # the whole buffer is done: reuse it
-            self.acc.zero_()
-            self.wsum.zero_()
-        else:
-            self.acc = torch.cat([self.acc[:, n:], torch.zeros_like(self.acc[:, :n])], dim=1)
-            self.wsum = torch.cat([self.wsum[n:], torch.zeros_like(wsum)], dim=0)
+        spans = self._spans(self.top, n)
+        acc = torch.cat([self.acc[:, a:b] for a, b, _ in spans], 1)  # (K, n, W); at most two pieces
+        wsum = torch.cat([self.wsum[a:b] for a, b, _ in spans])
+        out = (self.top, acc / wsum.clamp_min(1e-12), wsum > 0)
+        for a, b, _ in spans:
+            self.acc[:, a:b].zero_()
+            self.wsum[a:b].zero_()
         self.top += n
         return out
 
@@ -195,24 +260,36 @@ def sliding_window(
     overlap: tuple[int, int] = (64, 64),
     batch_size: int = 8,
     blend: str = "gaussian",
-    progress: bool | str = False,
+    progress: bool | str | tqdm = False,
+    merger: Callable[..., Merger] = StripMerger,
 ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
     """Predict every source tile by tile and yield finished row blocks as they complete.
+
+    A source that fits in one window skips the merger: its window's logits are the result (no blending, no copy).
+    ``merger(height, width, channels, buffer_rows, device)`` makes the merger of a larger source.
 
     Yields:
         ``(source_index, first_row, logits (K, n, W), covered (n, W))`` on the predictor's device; rows of
         each source come in order and together cover it; ``covered`` is False where every tile was skipped.
     """
-    sources = list(sources) if progress else sources
-    total = sum(len(grid_windows(*s.shape, tile, overlap)) for s in sources) if progress else None
-    bar = tqdm(total=total, desc=progress if isinstance(progress, str) else "tiles", unit="tile",
-               disable=not progress)
+    options = InferenceOptions(tuple(tile), tuple(overlap), batch_size, blend)  # ConfigError for bad options
+    tile, overlap = options.tile, options.overlap
+    sources = list(sources) if progress is not False else sources
+    total = sum(len(grid_windows(*s.shape, tile, overlap)) for s in sources) if progress is not False else None
+    if isinstance(progress, tqdm):  # the caller's bar (one bar for a whole run): grow its total, leave it open
+        bar, own_bar = progress, False
+        bar.total = (bar.total or 0) + total
+        bar.refresh()
+    else:
+        bar, own_bar = tqdm(total=total, desc=progress if isinstance(progress, str) else "tiles", unit="tile",
+                            disable=not progress), True
     batches: queue.Queue = queue.Queue(maxsize=3)
     stop = threading.Event()
     threading.Thread(target=_produce, args=(sources, tile, overlap, batch_size, predictor.device, batches, stop),
                      daemon=True).start()
-    mergers: dict[int, StripMerger] = {}
+    mergers: dict[int, Merger] = {}
     weights: dict[tuple[int, int], torch.Tensor] = {}
+    device = predictor.device
     try:
         while (batch := batches.get()) is not _END:
             if isinstance(batch, BaseException):
@@ -220,26 +297,32 @@ def sliding_window(
             items, tiles = batch
             logits = iter(predictor(tiles.ready())) if tiles is not None else iter(())
             for index, source, window, computed in items:
-                merger = mergers.get(index)
-                if merger is None:
-                    height, width = source.shape
-                    merger = mergers[index] = StripMerger(height, width, out_channels, min(tile[0], height),
-                                                          predictor.device)
-                done = merger.release(window.row if window else merger.height)
-                if done:
-                    yield (index, *done)
                 if window is None:
-                    del mergers[index]
+                    if index in mergers:
+                        done = mergers.pop(index).release(source.shape[0])
+                        if done:
+                            yield (index, *done)
                     continue
                 bar.update(1)
+                if tuple(window[2:]) == tuple(source.shape):  # one window covers the source: nothing to blend
+                    values = next(logits) if computed else torch.zeros(out_channels, *source.shape, device=device)
+                    yield index, 0, values, torch.full(tuple(source.shape), computed, device=device)
+                    continue
+                if index not in mergers:
+                    height, width = source.shape
+                    mergers[index] = merger(height, width, out_channels, min(tile[0], height), device)
+                done = mergers[index].release(window.row)
+                if done:
+                    yield (index, *done)
                 if computed:
                     shape = (window.height, window.width)
                     if shape not in weights:
-                        weights[shape] = torch.from_numpy(blend_weights(*shape, blend)).to(predictor.device)
-                    merger.add(window, next(logits), weights[shape])
+                        weights[shape] = torch.from_numpy(blend_weights(*shape, blend)).to(device)
+                    mergers[index].aggregate(next(logits), window, weights[shape])
     finally:
         stop.set()
-        bar.close()
+        if own_bar:
+            bar.close()
 
 
 def predict_array(predictor: TilePredictor, image: np.ndarray, out_channels: int, **kwargs) -> torch.Tensor:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from core.checkpoint import describe, load_task
-from core.toy import toy_sample
+from domains.toy.data import toy_sample
 from tests.helpers import FAST_TRAIN, run_script
 
 

@@ -1,0 +1,183 @@
+"""The one pipeline that runs every predict and evaluate job, for every domain.
+
+``run_predict``: find the inputs -> plan every output -> check everything (inputs, options, outputs absent unless
+``overwrite``, folders writable) -> stage -> loop over the items with one progress bar (engine -> instances ->
+sinks) -> run-level outputs -> commit all or nothing (:class:`core.io.Staging`).
+
+``run_evaluate``: the labelled items of a split from the domain's dataset builder -> the same loop into scorers ->
+reports -> commit. The domain supplies a Reader, a Writer and an Evaluation (:mod:`core.contracts`); it never
+decides when to check, stage, loop or commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from core.contracts import Evaluation, Item, Job, Opened, Prediction, Reader, Sink, Writer
+from core.errors import DataError
+from core.inference import InferenceOptions, sliding_window
+from core.instances import split_logits
+from core.io import Staging
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One item through the engine
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _grid(opened: Opened, options: InferenceOptions) -> tuple[tuple[int, int], tuple[int, int]]:
+    if options.tile is not None:
+        return options.tile, options.overlap
+    heights, widths = zip(*(s.shape for s in opened.sources))  # whole items: one window per source
+    return (max(heights), max(widths)), (0, 0)
+
+
+def predict_item(opened: Opened, job: Job, bar: Any = False) -> Iterator[Prediction]:
+    """Run one opened item through the engine: row blocks as they finish (streaming items), or the whole item once,
+    brought back onto its grid by ``opened.restore``, with its instances cut when the job asks for them."""
+    model, options = job.model, job.options or InferenceOptions()
+    k = model.num_classes
+    tile, overlap = _grid(opened, options)
+    blocks = sliding_window(model.predictor, opened.sources, model.channels, tile, overlap, options.batch_size,
+                            options.blend, progress=bar)
+    if opened.streaming:
+        for index, row0, logits, covered in blocks:
+            classes, border = split_logits(logits, k)
+            yield Prediction(logits, classes, border, covered.cpu().numpy(), row0, index, num_classes=k)
+        return
+    logits = _assemble(blocks, [s.shape[0] for s in opened.sources])
+    logits = opened.restore(logits)
+    classes, border = split_logits(logits, k)
+    instances = job.instancer(classes, border) if job.instancer is not None else None
+    yield Prediction(logits, classes, border, num_classes=k, instances=instances)
+
+
+def _assemble(blocks: Iterator[tuple[int, int, torch.Tensor, torch.Tensor]], heights: Sequence[int]) -> torch.Tensor:
+    """Whole sources from their row blocks: ``(C, H, W)`` for one source, ``(C, N, H, W)`` stacked for several."""
+    parts: dict[int, list[torch.Tensor]] = {}
+    for index, _, logits, _ in blocks:
+        parts.setdefault(index, []).append(logits)
+    whole = [torch.cat(parts[i], 1) if len(parts[i]) > 1 else parts[i][0] for i in range(len(heights))]
+    return whole[0] if len(whole) == 1 else torch.stack(whole, 1)
+
+
+def _feed(item: Item, opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any) -> list[Any]:
+    """Every prediction of ``item`` into every sink; returns what the sinks' ``close`` returned."""
+    try:
+        for prediction in predict_item(opened, job, bar):
+            for sink in sinks:
+                sink.update(prediction)
+        return [sink.close() for sink in sinks]
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise
+
+
+def _bar(kind: str, items: Sequence[Item]) -> tqdm:
+    return tqdm(total=0, desc=f"{kind} {len(items)} item(s)", unit="tile", dynamic_ncols=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Predict
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def is_folder_output(output: Path, items: Sequence[Item]) -> bool:
+    """Outputs go into the folder ``output`` when it is one already, when there are several items, or when the input
+    was a folder (its items carry a path relative to it); else ``output`` is the one item's main file."""
+    return output.is_dir() or len(items) > 1 or any(str(item.rel) not in ("", ".") for item in items)
+
+
+def plan_outputs(items: Sequence[Item], writer: Writer, output: Path, job: Job
+                 ) -> tuple[list[dict[str, Path]], dict[str, Path]]:
+    """Every item's files and the run's files; refuses two items writing one file and outputs that are inputs."""
+    folder = is_folder_output(output, items)
+    plans = [writer.outputs(item, output, folder, job) for item in items]
+    run_files = writer.run_outputs(output, folder, job)
+    owner: dict[Path, Item] = {}
+    for item, plan in zip(items, plans):
+        inputs = _input_paths(item)
+        for path in plan.values():
+            resolved = Path(os.path.abspath(path))
+            if resolved in inputs:
+                raise DataError(f"output {path} is the input itself; choose another output path")
+            if resolved in owner:
+                raise DataError(f"inputs {owner[resolved].name} and {item.name} would both be written to {path}; "
+                                "rename one")
+            owner[resolved] = item
+    return plans, run_files
+
+
+def _input_paths(item: Item) -> set[Path]:
+    values = item.source.values() if isinstance(item.source, Mapping) else [item.source]
+    return {Path(os.path.abspath(v)) for v in values if isinstance(v, (str, os.PathLike))}
+
+
+def run_predict(reader: Reader, writer: Writer, job: Job, input: Any, output: str | os.PathLike) -> list[Path]:
+    """Predict ``input`` into ``output`` with ``job``: every check before any work, all outputs or none.
+
+    Returns the files written.
+    """
+    output = Path(output)
+    items = reader.find(input, job)
+    plans, run_files = plan_outputs(items, writer, output, job)
+    for item in items:
+        reader.check(item, job)
+    destinations = [p for plan in plans for p in plan.values()] + list(run_files.values())
+    results = []
+    with Staging(destinations, job.overwrite) as stage, _bar("predict", items) as bar:
+        for item, plan in zip(items, plans):
+            bar.set_description(f"predict {item.name}")
+            opened = reader.open(item, job)
+            try:
+                sink = writer.sink(item, opened, stage.paths(plan), job)
+                results += _feed(item, opened, [sink], job, bar)
+            finally:
+                opened.close()
+        writer.finish(results, stage.paths(run_files), job)
+        written = stage.commit()
+    log.info("wrote %d file(s) for %d input(s) into %s", len(written), len(items), output)
+    return written
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluate
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def run_evaluate(evaluation: Evaluation, reader: Reader, job: Job, datasets: Mapping[str, Any],
+                 output_dir: str | os.PathLike) -> dict[str, Any]:
+    """Score ``job``'s model on the labelled items that ``evaluation`` takes from ``datasets``; the reports go into
+    ``output_dir`` (all or none). Returns the summary the scorers reported."""
+    out = Path(output_dir)
+    split, items = evaluation.items(datasets, job)
+    if not items:
+        raise DataError(f"the {split!r} split has no labelled items to evaluate")
+    for item in items:
+        reader.check(item, job)
+    scorers = evaluation.scorers(job)
+    summary: dict[str, Any] = {"split": split, "checkpoint": job.model.checkpoint, "task": job.mode.value}
+    with Staging([out / name for name in evaluation.report_files(job)], job.overwrite) as stage, \
+            _bar("evaluate", items) as bar:
+        staged_out = stage.path(out / "metrics.json").parent
+        for item in items:
+            bar.set_description(f"evaluate {item.name}")
+            opened = reader.open(item, job)
+            try:
+                _feed(item, opened, [s.sink(item, opened, staged_out, job) for s in scorers], job, bar)
+            finally:
+                opened.close()
+        for scorer in scorers:
+            summary.update(scorer.report(staged_out, job) or {})
+        stage.commit()
+    return summary

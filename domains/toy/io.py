@@ -1,0 +1,100 @@
+"""Toy domain I/O: arrays ``(C, H, W)`` in ``.npy`` files in, class maps ``(H, W)`` uint8 ``.npy`` files out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.contracts import Item, Job, Prediction
+from core.errors import DataError
+from core.inference import ArraySource
+
+
+def _load(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read {path} as a .npy array: {err}") from None
+
+
+@dataclass
+class OpenedArray:
+    """One in-memory array, predicted whole or tiled, its logits kept as they are."""
+
+    sources: list[ArraySource]
+    streaming: bool = False
+
+    def restore(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits
+
+    def close(self) -> None:
+        pass
+
+
+class NpyReader:
+    """A ``.npy`` file, or a folder of them (outputs then go to a folder, under the same names)."""
+
+    def find(self, input: Any, job: Job) -> list[Item]:
+        src = Path(str(input))
+        if src.is_dir():
+            files = sorted(src.glob("*.npy"))
+            if not files:
+                raise DataError(f"no .npy files in {src}")
+            return [Item(f.stem, f, Path(f.name)) for f in files]
+        if not src.is_file():
+            raise DataError(f"input {src} does not exist (a .npy array (C, H, W) or a folder of them is expected)")
+        return [Item(src.stem, src)]
+
+    def check(self, item: Item, job: Job) -> None:
+        image = item.source
+        if not isinstance(image, np.ndarray):
+            try:
+                image = np.load(item.source, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as err:
+                raise DataError(f"cannot read {item.source} as a .npy array: {err}") from None
+        channels = job.model.meta.in_channels
+        if image.ndim != 3 or image.shape[0] != channels:
+            raise DataError(f"{item.name} has shape {image.shape}; expected (C, H, W) with C={channels}")
+
+    def open(self, item: Item, job: Job) -> OpenedArray:
+        image = item.source if isinstance(item.source, np.ndarray) else _load(item.source)
+        return OpenedArray([ArraySource(image)])
+
+
+@dataclass
+class NpyWriter:
+    """Class ids ``(H, W)`` uint8 as ``.npy``."""
+
+    def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
+        return {"classes": output / f"{item.rel.stem or item.name}.npy" if folder else output}
+
+    def run_outputs(self, output: Path, folder: bool, job: Job) -> dict[str, Path]:
+        return {}
+
+    def sink(self, item: Item, opened: OpenedArray, paths: Mapping[str, Path], job: Job) -> NpySink:
+        return NpySink(paths["classes"])
+
+    def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None:
+        pass
+
+
+@dataclass
+class NpySink:
+    path: Path
+    classes: list[np.ndarray] = field(default_factory=list)
+
+    def update(self, prediction: Prediction) -> None:
+        self.classes.append(prediction.classes)
+
+    def close(self) -> Path:
+        with open(self.path, "wb") as fh:
+            np.save(fh, self.classes[0].astype(np.uint8))
+        return self.path
+
+    def abort(self) -> None:
+        pass
