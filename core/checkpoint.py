@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from core.errors import ConfigError, DataError
+from core.models.registry import check_network_config
 from core.task import SegmentationTask
 
 
@@ -23,6 +24,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise DataError(f"cannot read checkpoint {path}: {err}") from err
     if not isinstance(ckpt, dict) or "model" not in ckpt.get("hyper_parameters", {}):
         raise DataError(f"{path} is not a checkpoint written by this suite (no model description inside)")
+    check_network_config(ckpt["hyper_parameters"]["model"], origin=f"checkpoint {path}")  # before anything runs
     return ckpt
 
 

@@ -1,14 +1,29 @@
-"""What every entry point shares: turning user errors into one clear line and a non-zero exit."""
+"""What every entry point shares: a user's mistake is one ``error: ...`` line and exit status 2, never a traceback.
+
+* before Hydra composes anything, :func:`check_overrides` refuses an unknown choice of a config group
+  (``domain=landcovr``), naming the group, the value and the choices;
+* :func:`run` turns a :class:`~core.errors.UserError`, a missing required value (``input=???``) and Ctrl-C (exit 130)
+  into one line; outputs are staged, so an interrupted run leaves nothing behind.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from core.errors import UserError
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+EXAMPLES = {
+    "checkpoint": "checkpoint=outputs/train/landcover/<run>/checkpoints/last.ckpt",
+    "input": "input=scene.tif (a file or a folder of the domain's inputs)",
+    "output": "output=pred/scene.tif (a file, or a folder for several inputs)",
+}
 
 
 def find_user_error(err: BaseException | None) -> UserError | None:
@@ -22,10 +37,58 @@ def find_user_error(err: BaseException | None) -> UserError | None:
     return None
 
 
-def run(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Call ``fn(cfg)``; a user error is printed as ``error: ...`` and exits with status 2, no traceback."""
+def group_choices(group: str, conf: Path = CONF) -> list[str]:
+    """The choices of config group ``group`` (its YAML files), or [] when it is not a group."""
+    folder = conf / group.replace(".", "/")
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def check_overrides(args: Sequence[str], conf: Path = CONF) -> str | None:
+    """The message for the first command-line override that picks an unknown choice of a config group, or None."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
     try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as err:  # Hydra's grammar errors: say which argument
+        return f"cannot read the command line: {str(err).splitlines()[0]}"
+    for override in parsed:
+        if override.is_delete() or override.key_or_group.startswith("hydra"):
+            continue
+        choices = group_choices(override.key_or_group, conf)
+        value = override.value()
+        values = value if isinstance(value, list) else [value]  # sweeps: model=unet,fcn
+        if hasattr(value, "list"):
+            values = list(value.list)
+        for v in values:
+            if choices and isinstance(v, str) and v not in choices:
+                return f"unknown {override.key_or_group} {v!r}; choose one of {', '.join(choices)}"
+    return None
+
+
+def guard(argv: Sequence[str] | None = None) -> None:
+    """Exit 2 with one line if the command line picks an unknown config choice (call before ``@hydra.main``)."""
+    message = check_overrides(list(sys.argv[1:] if argv is None else argv))
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """Call ``fn(cfg)``; a user error is printed as ``error: ...`` and exits with status 2, Ctrl-C with 130."""
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise MissingMandatoryValue(f"missing {missing[0]}")
         return fn(cfg)
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        sys.exit(130)
+    except MissingMandatoryValue as err:
+        key = str(getattr(err, "full_key", "") or "") or str(err).split()[-1]
+        example = EXAMPLES.get(key, f"{key}=...")
+        print(f"error: missing {key}; give it on the command line, e.g. {example}", file=sys.stderr)
+        sys.exit(2)
     except Exception as err:
         user_error = find_user_error(err)
         if user_error is None:

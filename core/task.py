@@ -6,13 +6,13 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import hydra.utils
 import lightning as L
 import torch
 from torch import nn
 
 from core.errors import ConfigError
 from core.metrics import SegmentationMetrics
+from core.models.registry import build_network
 
 STAGES = ("train", "val", "test")
 
@@ -54,7 +54,7 @@ class SegmentationTask(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"])
-        self.net = hydra.utils.instantiate(dict(model))
+        self.net = build_network(dict(model))
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from core.cli import run
+from core.cli import guard, run
 from core.train import train
 
 
@@ -13,4 +13,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    guard()
     main()

@@ -1,0 +1,106 @@
+"""Command-line mistakes are one line and exit status 2; checkpoints are data and never run code."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from core.cli import check_overrides
+from core.io import STAGING_PREFIX
+from tests.helpers import FAST_TRAIN, ROOT, run_script
+
+
+@pytest.mark.parametrize("override,message", [
+    ("domain=landcovr", "unknown domain 'landcovr'; choose one of camvid, cityscapes"),
+    ("model=unett", "unknown model 'unett'; choose one of deeplabv3plus"),
+    ("loss=dicee", "unknown loss 'dicee'"),
+])
+def test_unknown_group_choice_is_one_line(override, message):
+    assert message in check_overrides([override])
+    proc = run_script("train", override, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {check_overrides([override])}"
+
+
+def test_known_choices_and_plain_values_pass():
+    assert check_overrides(["domain=toy", "model=unet,fcn", "model.arch=fcn8s", "trainer.max_epochs=3"]) is None
+
+
+def test_missing_required_key_names_it_with_an_example(tmp_path):
+    proc = run_script("predict", "checkpoint=x.ckpt", f"output={tmp_path / 'o.npy'}", f"hydra.run.dir={tmp_path}",
+                      check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: missing input; give it on the command line")
+
+
+def test_batch_size_zero_is_refused(tmp_path):
+    proc = run_script("train", f"hydra.run.dir={tmp_path}", *FAST_TRAIN, "domain.datamodule.batch_size=0",
+                      check=False)
+    assert proc.returncode == 2 and "batch_size=0: expected a whole number >= 1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_exits_130_and_leaves_nothing(toy_run, tmp_path):
+    import numpy as np
+
+    from domains.toy.data import toy_sample
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(12):
+        np.save(inputs / f"{i}.npy", toy_sample(i, 700, 3, 3, 255)[0])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "predict.py"),
+                             f"checkpoint={toy_run / 'checkpoints' / 'last.ckpt'}", f"input={inputs}",
+                             f"output={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'h'}"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(STAGING_PREFIX + "*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "error: interrupted; nothing was written"
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(STAGING_PREFIX + "*"))
+
+
+@pytest.mark.parametrize("target,args", [
+    ("core.io.write_json", ["VICTIM", {"pwned": True}]),
+    ("subprocess.Popen", [["touch", "VICTIM"]]),
+    ("os.system", ["touch VICTIM"]),
+    ("builtins.exec", ["open('VICTIM', 'w').write('x')"]),
+])
+def test_a_checkpoint_naming_any_other_callable_is_refused(toy_run, tmp_path, target, args):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    ckpt = torch.load(toy_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    ckpt["hyper_parameters"]["model"] = {"_target_": target,
+                                         "_args_": [str(victim) if a == "VICTIM" else a for a in args]}
+    evil = tmp_path / "evil.ckpt"
+    torch.save(ckpt, evil)
+    proc = run_script("predict", f"checkpoint={evil}", "input=x.npy", f"output={tmp_path / 'o.npy'}",
+                      f"hydra.run.dir={tmp_path / 'h'}", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (f"error: checkpoint {evil} names the network factory {target!r}, which is not one "
+                                   "of this project's (core.models.create_model, core.models.factory.create_model, "
+                                   "segsuite.core.models.create_model); refusing to build it")
+    assert victim.read_text() == "precious" and not (ROOT / "VICTIM").exists()
+
+
+def test_a_nested_target_in_the_network_arguments_is_refused(toy_run, tmp_path):
+    from core.checkpoint import load_task
+    from core.errors import ConfigError
+
+    victim = tmp_path / "victim.txt"
+    ckpt = torch.load(toy_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    ckpt["hyper_parameters"]["model"]["encoder_name"] = {"_target_": "core.io.write_json", "path": str(victim),
+                                                         "data": 1}
+    torch.save(ckpt, tmp_path / "nested.ckpt")
+    with pytest.raises(ConfigError, match=r"arguments \['encoder_name'\] are not plain values"):
+        load_task(tmp_path / "nested.ckpt")
+    assert not victim.exists()
