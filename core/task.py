@@ -13,6 +13,7 @@ from torch import nn
 
 from core.errors import ConfigError
 from core.metrics import SegmentationMetrics
+from core.schedules import refit, settings
 
 STAGES = ("train", "val", "test")
 
@@ -130,6 +131,11 @@ class SegmentationTask(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
 
+    def on_train_start(self) -> None:
+        """A resumed scheduler carries the old run's length; refit it to this run's (``core.schedules.refit``)."""
+        for config in self.trainer.lr_scheduler_configs:
+            refit(config.scheduler, getattr(self, "planned_schedule", {}))
+
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             raise RuntimeError("this task was loaded for inference only; give it an optimizer to train")
@@ -137,4 +143,5 @@ class SegmentationTask(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
+        self.planned_schedule = settings(scheduler)  # before a resume overwrites them (see on_train_start)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
