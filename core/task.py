@@ -38,6 +38,7 @@ class SegmentationTask(L.LightningModule):
         instances: border weighting settings (``core.instances.InstanceTargets.describe()``) or None. With
             ``border_channel`` the network has one more output than classes: the border logit, trained with binary
             cross-entropy; with a batch ``"weight"`` map the class loss is weighted per pixel.
+        things: the thing classes (names) of the domain config (``domain.things``), kept for predict.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class SegmentationTask(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         instances: Mapping[str, Any] | None = None,
+        things: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"])

@@ -84,6 +84,7 @@ def build_task(cfg: DictConfig, meta: dict[str, Any], targets: InstanceTargets |
         optimizer=hydra.utils.instantiate(cfg.optimizer),
         scheduler=hydra.utils.instantiate(scheduler) if scheduler else None,
         instances=targets.describe() if targets is not None else None,
+        things=list(_plain(cfg.domain.get("things")) or []),
     )
 
 

@@ -10,6 +10,7 @@ import torch
 
 from core.checkpoint import describe, load_task
 from core.toy import toy_sample
+from core.train import train
 from tests.helpers import FAST_TRAIN, run_script
 
 
@@ -112,3 +113,16 @@ def test_resume_with_more_epochs_extends_the_learning_rate_schedule(toy_run, tmp
     np.testing.assert_allclose(rates, expected, rtol=1e-5)
     assert describe(tmp_path / "checkpoints" / "last.ckpt")["epoch"] == 3
 
+
+def test_checkpoint_keeps_the_thing_classes(compose_cfg, tmp_path):
+    cfg = compose_cfg("train", [f"run_dir={tmp_path}", *FAST_TRAIN, "domain.things=[class2]", "logger=none",
+                                "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+                                "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"])
+    train(cfg)
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    assert describe(ckpt)["things"] == ["class2"]
+    assert cfg.domain.in_channels == 3 and cfg.domain.num_classes == 3  # filled in from the data
+    old = torch.load(ckpt, weights_only=True)  # a checkpoint from before things were stored still loads
+    del old["hyper_parameters"]["things"]
+    torch.save(old, tmp_path / "old.ckpt")
+    assert tuple(load_task(tmp_path / "old.ckpt").hparams.things) == ()
