@@ -22,11 +22,6 @@ _GREY_MODES = {"L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, 
 _LABEL_MODES = {"L", "P", "I;16", "I;16B", "I;16L", "I"}
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Reading
-# ----------------------------------------------------------------------------------------------------------------
-
-
 def _open(path: Path) -> Image.Image:
     """Open and fully decode an image, raising DataError naming the file when that fails."""
     try:
@@ -111,11 +106,6 @@ def image_size(path: str | Path) -> tuple[int, int]:
             return img.height, img.width
     except OSError as err:
         raise DataError(f"cannot read image {path}: {err}") from err
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Writing
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def save_png(array: np.ndarray, path: str | Path, overwrite: bool = False, compress_level: int = 1) -> Path:

@@ -38,26 +38,13 @@ PANOPTIC_SUMMARY = {"pq": "pq", "sq": "sq", "rq": "rq", "pq_things": "pq_things"
 
 
 @dataclass
-class Truth:
-    """The labels of a split's items, decoded once per item for every scorer (the last item's kept)."""
-
-    dataset: RoadSceneDataset
-    _last: tuple[int, np.ndarray] | None = None
-
-    def mask(self, index: int) -> np.ndarray:
-        """Ground truth ``(H, W)`` int64 of item ``index`` (DataError naming the file for unknown ids)."""
-        if self._last is None or self._last[0] != index:
-            self._last = (index, self.dataset.decode(self.dataset.files[index][1]))
-        return self._last[1]
-
-
-@dataclass
 class RoadSceneEvaluation:
     """The ``split`` of the dataset builder's output; ``boundary_tolerance``: boundary F-score tolerance in px."""
 
     split: str = "val"
     boundary_tolerance: float = 2.0
-    truth: Truth | None = field(default=None, repr=False)
+    data: RoadSceneDataset | None = field(default=None, repr=False)
+    _last: tuple[int, np.ndarray] | None = field(default=None, repr=False)
 
     def items(self, datasets: Mapping[str, Any], job: Job) -> tuple[str, list[Item]]:
         if self.split not in datasets:
@@ -76,7 +63,7 @@ class RoadSceneEvaluation:
             (ih, iw), (lh, lw) = image_size(image), image_size(label)
             if (ih, iw) != (lh, lw):
                 raise DataError(f"image {image} is {ih}x{iw} (HxW) but its label {label} is {lh}x{lw}")
-        self.truth = Truth(data)
+        self.data = data
         return self.split, [Item(image.name, image, target=i) for i, (image, _) in enumerate(data.files)]
 
     def scorers(self, job: Job) -> list[Any]:
@@ -90,7 +77,14 @@ class RoadSceneEvaluation:
         return SEMANTIC_REPORTS + ["per_image.csv"] + (PANOPTIC_REPORTS if job.mode is not Mode.SEMANTIC else [])
 
     def extra(self, job: Job) -> dict[str, Any]:
-        return {"split": self.split, "checkpoint": job.model.checkpoint, "images": len(self.truth.dataset)}
+        return {"split": self.split, "checkpoint": job.model.checkpoint, "images": len(self.data)}
+
+    def truth(self, index: int) -> np.ndarray:
+        """Ground truth ``(H, W)`` int64 of item ``index``, decoded once for every scorer (DataError naming the file
+        for unknown ids)."""
+        if self._last is None or self._last[0] != index:
+            self._last = (index, self.data.decode(self.data.files[index][1]))
+        return self._last[1]
 
 
 @dataclass
@@ -108,18 +102,19 @@ class RoadSceneScorer:
         return _Sink(lambda p: self.add(item, p, job))
 
     def add(self, item: Item, p: Prediction, job: Job) -> None:
-        meta, truth = job.model.meta, self.evaluation.truth
-        k, ignore, tolerance = meta.num_classes, meta.ignore_index, self.evaluation.boundary_tolerance
-        labels, gt = p.classes.astype(np.int64), truth.mask(item.target)
+        meta, evaluation = job.model.meta, self.evaluation
+        k, ignore = meta.num_classes, meta.ignore_index
+        labels, gt = p.classes.astype(np.int64), evaluation.truth(item.target)
         self.scores.add(labels, gt)
         image = SegmentationMetrics(k, ignore)
         image.update(torch.from_numpy(labels)[None], torch.from_numpy(gt)[None])
         scores = image.compute()
-        counts = boundary_counts(labels, gt, k, tolerance, ignore)
+        counts = boundary_counts(labels, gt, k, evaluation.boundary_tolerance, ignore)
         self.boundary = counts if self.boundary is None else self.boundary + counts
-        row = {"image": str(item.source), "label": str(truth.dataset.files[item.target][1]),
+        row = {"image": str(item.source), "label": str(evaluation.data.files[item.target][1]),
                "pixels": int(scores["confmat"].sum()), "miou": float(scores["miou"]),
-               "pixel_accuracy": float(scores["pixel_accuracy"]), "boundary_f": boundary_f_from_counts(counts)["mean_f_score"]}
+               "pixel_accuracy": float(scores["pixel_accuracy"]),
+               "boundary_f": boundary_f_from_counts(counts)["mean_f_score"]}
         if meta["label_format"] == "kitti_road":
             road = p.probabilities[int(meta.get("road_class", 1))].cpu().numpy()
             kc = kitti_road_counts(road, gt, ignore)
@@ -167,14 +162,12 @@ class PanopticScorer:
         return _Sink(lambda p: self.add(item.target, p))
 
     def add(self, index: int, p: Prediction) -> None:
-        truth = self.evaluation.truth
-        gt = truth.mask(index)
-        labels = p.classes.astype(np.int64)
-        ids = true_instances(self.job.instancer, gt, truth.dataset.load_instances(index, gt))
-        self.metrics.update(labels, p.instances.ids, gt, ids)
+        gt = self.evaluation.truth(index)
+        ids = true_instances(self.job.instancer, gt, self.evaluation.data.load_instances(index, gt))
+        self.metrics.update(p.classes.astype(np.int64), p.instances.ids, gt, ids)
 
     def report(self, out: Path, job: Job) -> dict[str, Any]:
-        meta, data = job.model.meta, self.evaluation.truth.dataset
+        meta, data = job.model.meta, self.evaluation.data
         things = {"mode": job.mode.value, "things": [meta.class_names[t] for t in job.instancer.thing_ids],
                   "instance_targets": "instanceIds" if data.meta.get("has_instances") else "connected components"}
         scores = write_panoptic_reports(self.metrics.compute(), out, True, {**self.evaluation.extra(job), **things})

@@ -20,8 +20,8 @@ from core.task import SegmentationTask
 from domains.road_scene.datasets import IMAGENET_MEAN, IMAGENET_STD
 from domains.road_scene.reader import ImageReader
 from domains.road_scene.scorers import RoadSceneEvaluation
-from domains.road_scene.writer import SceneWriter
 from domains.road_scene.synthetic import make_dataset
+from domains.road_scene.writer import SceneWriter
 from tests.helpers import run_script
 
 

@@ -1,4 +1,5 @@
-"""Evaluate through the core pipeline in-process with pointwise networks: every reported number recomputed by hand or from predict's files."""
+"""Evaluate through the core pipeline in-process with pointwise networks: every reported number recomputed by hand
+or from predict's files."""
 
 import csv
 import json
