@@ -24,11 +24,6 @@ from .io import image_size, read_pixels, unit_range
 META_KEYS = ("normalization", "class_names", "class_colors", "label_format")
 
 
-def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
-    """The model-input size of a frame of ``size`` (H, W) at ``scale``, rounded as in training (at least 1)."""
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
-
-
 def _normalise(image: torch.Tensor, norm: dict[str, Any]) -> torch.Tensor:
     """``(image - mean) / std`` per channel of ``(3, ...)`` values in [0, 1], as the training datasets do."""
     shape = (3, *[1] * (image.ndim - 1))
@@ -48,8 +43,8 @@ class Frame:
 def load_frame(path: Path, meta: Any) -> Frame:
     """Decode ``path`` (grey/RGBA converted as in training), resize by ``meta["train_scale"]`` and normalise."""
     pixels = read_pixels(path)
-    size = pixels.shape[:2]
-    target = scaled_size(size, float(meta.get("train_scale", 1.0)))
+    size, scale = pixels.shape[:2], float(meta.get("train_scale", 1.0))
+    target = max(1, round(size[0] * scale)), max(1, round(size[1] * scale))  # rounded as in training
     if pixels.dtype == np.uint8 and target == size:
         # 8-bit at full size: one table lookup per value gives exactly the training arithmetic, much faster
         table = _normalise(torch.arange(256, dtype=torch.float32).expand(3, 256) / 255.0, meta["normalization"])
@@ -87,14 +82,10 @@ class OpenedFrame:
 
 @dataclass
 class ImageReader:
-    """An image file or a folder searched recursively (hidden files and anything under ``exclude``, the output
-    folder, skipped); items keep their path relative to the input, so outputs keep its subfolders.
-
-    Args:
-        exclude: a folder never read from (predict's output).
-        workers: decoding threads (default: the CPU count up to 16); ``ahead``: frames decoded ahead of the one
-            the network reads (default: ``workers``), in the order the items were checked.
-    """
+    """An image file or a folder searched recursively (hidden files and anything under ``exclude``, predict's
+    output folder, skipped); items keep their path relative to the input, so outputs keep its subfolders.
+    ``workers`` decoding threads (default: the CPU count up to 16) decode ``ahead`` frames (default: ``workers``)
+    beyond the one the network reads, in the order the items were checked."""
 
     exclude: str | None = None
     workers: int | None = None

@@ -1,24 +1,20 @@
-"""Road-scene outputs, in the formats the datasets' own tools read. Always a folder ``OUT`` (input subfolders kept,
-e.g. Cityscapes cities)::
+"""Road-scene outputs in the formats the datasets' own tools read; always a folder ``OUT``, input subfolders kept::
 
     OUT/labels/<sub>/<name>.png     Cityscapes label ids, CamVid indices 0..10 (11 Void), class-map ids (folder
-                                    layout), or for KITTI road the devkit's round(255 * P(road)) as CAT_road_NNN.png
+                                    layout), or KITTI road's devkit round(255 * P(road)) as CAT_road_NNNNNN.png
     OUT/color/<sub>/<stem>.png      class colours
     OUT/overlay/<sub>/<stem>.png    the image blended with the class colours
 
-``task=instance`` (Cityscapes instance format; category ids are the label PNGs' ids, ``category_ids``)::
+``task=instance``, the Cityscapes instance format (category ids: the label PNGs' ids, ``category_ids``)::
 
-    OUT/instances/<sub>/<stem>.txt               one ``masks/<stem>_<id>.png <label id> <confidence>`` line per
-                                                 instance; confidence: mean softmax probability of its class
+    OUT/instances/<sub>/<stem>.txt               ``masks/<stem>_<id>.png <label id> <confidence>`` per instance
+                                                 (confidence: mean softmax probability of its class)
     OUT/instances/<sub>/masks/<stem>_<id>.png    binary mask per instance (uint8, 255 = instance)
-    OUT/instances/<sub>/<stem>_instanceIds.png   uint16 gtFine encoding: label id * 1000 + k, the label id
-                                                 elsewhere, 0 on void
-    OUT/instances/<sub>/<stem>_instances.csv     per instance: id, class, label id, instanceIds value, confidence,
-                                                 pixels, centroid, box
+    OUT/instances/<sub>/<stem>_instanceIds.png   uint16 gtFine encoding: label id * 1000 + k, else the label id
+    OUT/instances/<sub>/<stem>_instances.csv     id, class, label id, instanceIds value, confidence, pixels, box...
 
-``task=panoptic``: ``OUT/panoptic/<sub>/<stem>_panoptic.png`` (COCO: segment id = R + 256 G + 256² B, 0 = void) and
-one ``OUT/panoptic.json`` (images, annotations, categories), what cityscapesscripts' evalPanopticSemanticLabeling
-reads.
+``task=panoptic``: ``OUT/panoptic/<sub>/<stem>_panoptic.png`` (COCO: id = R + 256 G + 256² B, 0 = void) and one
+``OUT/panoptic.json`` (images, annotations, categories) for cityscapesscripts' evalPanopticSemanticLabeling.
 """
 
 from __future__ import annotations

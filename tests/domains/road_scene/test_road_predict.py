@@ -128,3 +128,11 @@ def test_bad_options_and_inputs_are_named(cs_meta, tmp_path, write_png, pointwis
     with pytest.raises(DataError, match="output .*file is a file"):
         pipeline.predict(task, tmp_path / "in" / "x.png", tmp_path / "file")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_inside_the_input_is_never_read(cs_meta, tmp_path, write_png, pointwise, pipeline):
+    write_png(tmp_path / "in" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    task = pointwise.rgb_argmax(cs_meta)
+    first = pipeline.predict(task, tmp_path / "in", tmp_path / "in" / "pred")
+    assert len(first) == 3
+    assert pipeline.predict(task, tmp_path / "in", tmp_path / "in" / "pred", overwrite=True) == first
