@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ class SceneWriter:
             raise ConfigError(f"domain.writer.alpha={alpha}: expected a value in [0, 1]")
         self.alpha = alpha
         self._image_ids: dict[str, Path] = {}
+        self.pool = ThreadPoolExecutor(4, thread_name_prefix="road-write")
 
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
         if output.is_file():
@@ -155,19 +157,23 @@ class FrameSink:
     result: Any = None
 
     def update(self, p: Prediction) -> None:
-        meta, paths = self.job.model.meta, self.paths
-        if "label" in paths:
-            road = p.probabilities[int(meta.get("road_class", 1))].cpu().numpy() \
-                if meta["label_format"] == "kitti_road" else None
-            write_native(p.classes, meta, paths["label"], road_prob=road)
-        if "color" in paths:
-            write_color_label(p.classes, meta["class_colors"], paths["color"])
-        if "overlay" in paths:
-            write_overlay(self.rgb, p.classes, meta["class_colors"], paths["overlay"], alpha=self.writer.alpha)
-        if self.job.mode is Mode.INSTANCE:
-            self._instances(p.classes, p.instances, p.probabilities.amax(0).float().cpu().numpy())
-        elif self.job.mode is Mode.PANOPTIC:
-            self.result = self._panoptic(p.classes, p.instances)
+        meta, paths, colors, mode = self.job.model.meta, self.paths, self.job.model.meta["class_colors"], self.job.mode
+        road = p.probabilities[int(meta.get("road_class", 1))].cpu().numpy() \
+            if meta["label_format"] == "kitti_road" and "label" in paths else None
+        files = {"label": lambda: write_native(p.classes, meta, paths["label"], road_prob=road),
+                 "color": lambda: write_color_label(p.classes, colors, paths["color"]),
+                 "overlay": lambda: write_overlay(self.rgb, p.classes, colors, paths["overlay"], self.writer.alpha)}
+        writes = [write for kind, write in files.items() if kind in paths]
+        if mode is Mode.INSTANCE:
+            confidence = p.probabilities.amax(0).float().cpu().numpy()
+            writes.append(lambda: self._instances(p.classes, p.instances, confidence))
+        elif mode is Mode.PANOPTIC:
+            writes.append(lambda: self._panoptic(p.classes, p.instances))
+        # a frame's files are encoded side by side (zlib releases the GIL), all finished when update returns
+        futures = [self.writer.pool.submit(write) for write in writes]
+        wait(futures)
+        results = [future.result() for future in futures]  # raises the first error
+        self.result = results[-1] if mode is Mode.PANOPTIC else None  # the frame's panoptic.json entries
 
     def _instances(self, labels: np.ndarray, instances: Instances, confidence: np.ndarray) -> None:
         meta, paths, things = self.job.model.meta, self.paths, self.job.instancer.thing_ids
