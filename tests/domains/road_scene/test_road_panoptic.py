@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
+from core.contracts import Mode
 from core.errors import ConfigError, DataError
 from core.instances import Instancer
 from core.instances.panoptic import ids_from_rgb, split_label_divisor
 from core.io import STAGING_PREFIX
+from core.predict import build_instancer
 from core.task import SegmentationTask
 from domains.road_scene.datasets import build_datasets
 from domains.road_scene.labels import cityscapes_id_to_train_id
@@ -188,6 +191,8 @@ def test_bad_modes_and_existing_outputs_are_refused_before_work(cs_meta, tmp_pat
     run = lambda **kw: Pipeline.predict(task, tmp_path / "in", tmp_path / "out", **kw)  # noqa: E731
     with pytest.raises(ConfigError, match="task='bogus'.*semantic, instance, panoptic"):
         run(mode="bogus", instancer=instancer)
+    with pytest.raises(ConfigError, match="task=panoptic needs an `instancer`"):  # the core builds it for the job
+        build_instancer(OmegaConf.create({}), Mode.PANOPTIC, task.hparams, False)
     zero_car = _car_task(pointwise, {**cs_meta, "native_ids": [0 if i == CAR else i + 1 for i in range(19)]})
     with pytest.raises(ConfigError, match="'car': 0"):  # label id 0 cannot carry instances in the ids encoding
         Pipeline.predict(zero_car, tmp_path / "in", tmp_path / "out", mode="instance", instancer=instancer)
