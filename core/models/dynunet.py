@@ -97,6 +97,10 @@ def create_dynunet(
         raise ConfigError(f"spatial_dims must be 2 or 3 with one patch_size and spacing value per axis, got "
                           f"spatial_dims={spatial_dims}, patch_size={list(patch_size)}, spacing={list(spacing)}")
     layout = topology(spacing, patch_size)
+    if len(layout.strides) < 3:
+        raise ConfigError(f"patch_size {list(patch_size)} leaves room for {len(layout.strides) - 1} down-sampling "
+                          f"stage(s) (feature maps stay >= {MIN_FEATURE_SIZE} voxels); the U-Net needs 2: use a larger "
+                          f"patch (e.g. >= 16 voxels along two axes)")
     filters = [min(base_filters * 2**i, max_filters) for i in range(len(layout.strides))]
     net = DynUNet(spatial_dims, in_channels, classes, kernel_size=layout.kernels, strides=layout.strides,
                   upsample_kernel_size=layout.strides[1:], filters=filters, norm_name=(norm, {"affine": True}),
