@@ -50,8 +50,8 @@ class Augmentation:
     scale_prob: float = 0.2
     scale_range: Sequence[float] = (0.7, 1.4)
     elastic_prob: float = 0.0
-    elastic_sigma: Sequence[float] = (9.0, 13.0)
-    elastic_magnitude: Sequence[float] = (0.0, 200.0)
+    elastic_range: float = 0.1
+    elastic_grid: int = 5
     flip_prob: float = 0.5
     flip_axes: Sequence[str] = ("A",)
     noise_prob: float = 0.1
@@ -133,10 +133,10 @@ class Augmentation:
             (False, False): T.CenterSpatialCropd(["image", "mask"], roi_size=list(patch_size)),
         }
         elastic = None
-        if self.elastic_prob > 0:
-            elastic = (T.Rand3DElasticd if dims == 3 else T.Rand2DElasticd)(
-                ["image", "mask"], self.elastic_sigma if dims == 3 else (20, 20), self.elastic_magnitude,
-                prob=self.elastic_prob, mode=["bilinear", "nearest"], padding_mode="zeros")
+        if self.elastic_prob > 0:  # a smooth random displacement field from an elastic_grid^dims control grid
+            elastic = T.RandSmoothDeformd(["image", "mask"], spatial_size=list(patch_size),
+                                          rand_size=[self.elastic_grid] * dims, def_range=self.elastic_range,
+                                          prob=self.elastic_prob, grid_mode=["bilinear", "nearest"])
         return _Spatial(options, self.rotate_prob, self.scale_prob, elastic)
 
     def _intensity(self, dims: int) -> list:

@@ -721,8 +721,8 @@ def _augmenter(augmentation, meta: dict, patch: list[int]) -> tuple:
         raise ConfigError(f"augmentation must be an {Augmentation.__name__} (conf/augmentation/*.yaml) or empty, "
                           f"got {type(augmentation).__name__}")
     axes = _sample_axes(meta["spatial_dims"], meta["axis"])
-    spacing = meta["model_defaults"]["spacing"]
-    transform = augmentation.transform(axes, patch, meta["class_names"], spacing)
+    spacing = meta["target_spacing"] or meta["plan"]["median_spacing"]
+    transform = augmentation.transform(axes, patch, meta["class_names"], [spacing[a] for a in axes])
     return transform, augmentation.margin(patch)
 
 

@@ -237,11 +237,11 @@ def make_plan(
     context_slices: int = 0,
     spatial_dims: int = 2,
     memory_gb: float = REFERENCE_GB,
-    spacing: list[float] | None = None,
+    override_spacing: list[float] | None = None,
 ) -> Plan:
     """The plan for training cases' ``fingerprints`` (module docstring). ``channels``: the dataset channels read
-    (normalised); ``input_channels``: what the network sees (plus e.g. the FF channel); ``spacing``: a target
-    spacing that replaces the rule."""
+    (normalised); ``input_channels``: what the network sees (plus e.g. the FF channel); ``override_spacing``: a
+    target spacing (mm) chosen by the user instead of the rule."""
     if not fingerprints:
         raise DataError("no training cases to plan from")
     if memory_gb <= 0:
@@ -250,8 +250,8 @@ def make_plan(
     shapes = np.array([fp.shape for fp in fingerprints], dtype=np.float64)
     median_spacing = np.percentile(spacings, 50, axis=0)
     target, anisotropic = target_spacing(spacings, shapes)
-    if spacing is not None:
-        target, anisotropic = np.asarray(spacing, dtype=np.float64), None
+    if override_spacing is not None:
+        target, anisotropic = np.asarray(override_spacing, dtype=np.float64), None
     resampled = np.array([target_shape(fp.shape, fp.spacing, target) for fp in fingerprints], dtype=np.float64)
     median_shape = np.percentile(resampled, 50, axis=0)
     dataset_voxels = float(np.prod(median_shape)) * len(fingerprints)

@@ -23,8 +23,9 @@ def _same(a: list[dict], b: list[dict]) -> bool:
 
 
 # every transform fires, so one sample shows them all
-ALWAYS = dict(rotate_prob=1.0, scale_prob=1.0, noise_prob=1.0, blur_prob=1.0, brightness_prob=1.0, contrast_prob=1.0,
-              lowres_prob=1.0, gamma_prob=1.0, gamma_inverted_prob=0.5, flip_prob=0.5, flip_axes=["A", "S"])
+ALWAYS = dict(rotate_prob=1.0, scale_prob=1.0, elastic_prob=1.0, noise_prob=1.0, blur_prob=1.0, brightness_prob=1.0,
+              contrast_prob=1.0, lowres_prob=1.0, gamma_prob=1.0, gamma_inverted_prob=0.5, flip_prob=0.5,
+              flip_axes=["A", "S"])
 
 
 @pytest.mark.parametrize("dims, patch", [(2, [24, 16]), (3, [16, 16, 8])])
