@@ -111,8 +111,9 @@ class Case:
 
     ``image`` ``(C, X, Y, Z)`` float32 normalised (plus the FF channel), ``label`` ``(X, Y, Z)`` int16 with
     the ``ignore`` label already mapped to ``ignore_index`` (``None`` without a label), ``affine`` the
-    canonical affine, ``reference`` the first channel as read (original grid and header) for writing
-    predictions, ``normalization`` the per-channel clipping/z-score numbers of this case.
+    canonical affine of ``image``'s grid (the resampled grid after :func:`resample_case`), ``reference`` the
+    first channel as read (original grid and header) for writing predictions, ``normalization`` the per-channel
+    clipping/z-score numbers of this case.
     """
 
     name: str
