@@ -37,8 +37,8 @@ class SegDataModule(L.LightningDataModule):
                  eval_batch_size: int | None = None, num_workers: int = 0, pin_memory: bool = False,
                  targets: Callable[[dict], dict] | None = None) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size or 1), ("eval_batch_size", eval_batch_size or 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"domain.datamodule.{name}={value!r}: expected a whole number >= 1")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ConfigError(f"domain.datamodule.num_workers={num_workers!r}: expected a whole number >= 0")
