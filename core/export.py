@@ -139,12 +139,12 @@ def _onnx(net: nn.Module, example: torch.Tensor, path: Path, text: str) -> None:
 
 def _torchscript(net: nn.Module, example: torch.Tensor, path: Path, text: str) -> None:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export, which has no runtime
         try:
             module = torch.jit.script(net)
         except Exception:  # not scriptable (some timm encoders): trace, checked at another size by _self_check
             module = torch.jit.trace(net, example, check_trace=False)
-    torch.jit.save(module, str(path), _extra_files={EXTRA_FILE: text})
+        torch.jit.save(module, str(path), _extra_files={EXTRA_FILE: text})
 
 
 WRITERS = {"onnx": _onnx, "torchscript": _torchscript}
