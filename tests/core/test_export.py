@@ -48,18 +48,22 @@ def models(checkpoint, tmp_path_factory) -> dict[str, Path]:
     return {"onnx": folder / "toy.onnx", "torchscript": export_file(checkpoint, "torchscript", folder / "toy.pt")}
 
 
-@pytest.fixture(scope="module")
-def border(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
-    """A hand-built checkpoint with a border channel (2 classes + the border logit), colours and normalisation, and
-    its exports."""
-    folder = tmp_path_factory.mktemp("border")
+def hand_built_checkpoint(path: Path, arch: str = "Unet") -> Path:
+    """An untrained checkpoint with a border channel (2 classes + the border logit), colours and normalisation."""
     torch.manual_seed(0)
-    model = {"_target_": "core.models.create_model", "arch": "Unet", "encoder_name": "resnet18",
+    model = {"_target_": "core.models.create_model", "arch": arch, "encoder_name": "resnet18",
              "encoder_weights": None, "in_channels": 3, "classes": 3}
     task = SegmentationTask(model, num_classes=2, class_names=["ground", "building"], data_meta=BORDER_META,
                             domain="toy", instances=InstanceTargets(things=["building"]).describe())
-    path = folder / "border.ckpt"
     torch.save({"hyper_parameters": dict(task.hparams), "state_dict": task.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def border(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    """The hand-built border checkpoint and its exports."""
+    folder = tmp_path_factory.mktemp("border")
+    path = hand_built_checkpoint(folder / "border.ckpt")
     return path, {fmt: export_file(path, fmt, folder / f"border.{fmt}") for fmt in FORMATS}
 
 
@@ -85,6 +89,15 @@ def test_exported_logits_match_the_checkpoint(checkpoint, models, fmt):
 def test_exported_border_model_matches_with_its_border_logit(border, fmt):
     diffs = assert_export_parity(border[0], border[1][fmt], fmt)
     print(f"border {fmt}: max |diff| {diffs}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["FPN", "fcn8s"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_other_architectures_export_with_dynamic_sizes(tmp_path, arch, fmt):
+    checkpoint = hand_built_checkpoint(tmp_path / "model.ckpt", arch)
+    diffs = assert_export_parity(checkpoint, export_file(checkpoint, fmt, tmp_path / f"model.{fmt}"), fmt)
+    print(f"{arch} {fmt}: max |diff| {diffs}")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
