@@ -16,6 +16,7 @@ import core.export
 from core.checkpoint import describe
 from core.cli import run
 from core.contracts import DataMeta
+from core.errors import ConfigError
 from core.export import export
 from core.instances import InstanceTargets
 from core.io import STAGING_PREFIX
@@ -98,6 +99,14 @@ def test_other_architectures_export_with_dynamic_sizes(tmp_path, arch, fmt):
     checkpoint = hand_built_checkpoint(tmp_path / "model.ckpt", arch)
     diffs = assert_export_parity(checkpoint, export_file(checkpoint, fmt, tmp_path / f"model.{fmt}"), fmt)
     print(f"{arch} {fmt}: max |diff| {diffs}")
+
+
+@pytest.mark.slow
+def test_an_onnx_export_that_fixes_sizes_is_refused(tmp_path):
+    checkpoint = hand_built_checkpoint(tmp_path / "model.ckpt", "PSPNet")  # adaptive pooling: baked by the exporter
+    with pytest.raises(ConfigError, match="cannot export architecture 'PSPNet' to onnx: the file differs"):
+        export_file(checkpoint, "onnx", tmp_path / "model.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -196,7 +205,8 @@ def test_an_exporter_failure_names_the_architecture_and_format(checkpoint, tmp_p
 
     monkeypatch.setitem(core.export.WRITERS, "onnx", fail)
     assert _export_status(checkpoint, tmp_path / "model.onnx") == 2
-    assert _one_line(capsys) == "error: cannot export architecture 'Unet' to onnx: Unsupported operator aten::mystery"
+    assert _one_line(capsys) == ("error: cannot export architecture 'Unet' to onnx: Unsupported operator "
+                                 "aten::mystery; try format=torchscript")
     assert not list(tmp_path.iterdir())  # no output, no staging folder
 
 
