@@ -51,7 +51,6 @@ from .io import (
     from_canonical,
     read_volume,
     to_canonical,
-    write_label,
 )
 from .phantom import make_dataset
 
@@ -109,10 +108,6 @@ class Case:
     def to_original(self, label: np.ndarray) -> np.ndarray:
         """A canonical ``(X, Y, Z)`` prediction back on the original axes of the input files."""
         return from_canonical(label, self.reference)
-
-    def write_prediction(self, path: str | os.PathLike, label: np.ndarray, overwrite: bool = False) -> Path:
-        """Write a canonical prediction as NIfTI with exactly the input's affine, shape and header codes."""
-        return write_label(path, self.to_original(label), self.reference, overwrite)
 
 
 def read_dataset_json(root: str | os.PathLike) -> DatasetSpec:
@@ -290,12 +285,6 @@ def inference_channels(meta: dict, with_water_fat: bool = False) -> list[str]:
     takes the FF channel or ``with_water_fat`` (e.g. to write an FF map)."""
     extra = ["water", "fat"] if meta["add_fat_fraction"] or with_water_fat else []
     return list(dict.fromkeys(list(meta["channels"]) + extra))
-
-
-def case_files(spec: DatasetSpec, case: str, names: list[str], images_dir: str = "imagesTr") -> dict[str, Path]:
-    """``{channel name: ROOT/images_dir/CASE_NNNN<ending>}`` for ``names`` (indices from dataset.json)."""
-    indices = resolve_channels(spec, names)
-    return {name: spec.root / images_dir / f"{case}_{i:04d}{spec.file_ending}" for name, i in zip(names, indices)}
 
 
 def read_case_volumes(

@@ -17,8 +17,7 @@ qform/sform codes. Beside a label output ``OUT.nii.gz``:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,42 +30,14 @@ from core.instances import Instancer, Instances, measure_instances, true_instanc
 from core.instances.metrics import PanopticMetrics
 from core.instances.panoptic import label_divisor_ids
 from core.io import write_csv, write_json
-from core.predict import MODES
 
 from .fatfraction import fat_fraction, signal_threshold, valid_signal
 from .io import Volume, voxel_spacing, write_nifti
 
-INSTANCES_SUFFIX = "_instances"
-PANOPTIC_SUFFIX = "_panoptic"
 LABEL_DIVISOR = 1000
 INSTANCE_COLUMNS = ["case", "id", "class", "voxels", "volume_ml", "centroid_i", "centroid_j", "centroid_k",
                     "centroid_x", "centroid_y", "centroid_z", "i0", "i1", "j0", "j1", "k0", "k1"]
 COUNT_COLUMNS = ["case", "class", "predicted", "true", "tp", "fp", "fn", "pq"]
-
-Stage = Callable[[Path], Path]  # final output path -> temporary path renamed onto it when all cases succeeded
-
-
-def check_mode(mode: str, instancer: Instancer | None) -> None:
-    """``mode`` is one of :data:`MODES`; instance and panoptic need an ``instancer``."""
-    if mode not in MODES:
-        raise ConfigError(f"mode {mode!r} is not one of {', '.join(MODES)}")
-    if mode != "semantic" and instancer is None:
-        raise ConfigError(f"mode={mode} needs an instancer (core.instances.Instancer with the thing classes)")
-
-
-def instance_paths(label_output: Path, stem: str, mode: str) -> dict[str, Path]:
-    """Outputs of ``mode`` beside the label volume (``stem``: its name without ``.nii.gz``), by kind:
-    ``instances`` and ``csv``, plus ``panoptic`` and ``segments`` in panoptic mode; none for semantic."""
-    if mode == "semantic":
-        return {}
-    ending = label_output.name[len(stem):]
-    paths = {"instances": label_output.with_name(f"{stem}{INSTANCES_SUFFIX}{ending}"),
-             "csv": label_output.with_name(f"{stem}{INSTANCES_SUFFIX}.csv")}
-    if mode == "panoptic":
-        paths.update(panoptic=label_output.with_name(f"{stem}{PANOPTIC_SUFFIX}{ending}"),
-                     segments=label_output.with_name(f"{stem}{PANOPTIC_SUFFIX}.json"))
-    return paths
-
 
 def category_ids(class_names: Sequence[str], labels: dict[str, int]) -> list[int]:
     """The dataset.json label value of each class index."""
@@ -94,7 +65,7 @@ def instance_fat_fractions(instances: Instances, water: np.ndarray, fat: np.ndar
 def instance_rows(case: str, instances: Instances, class_names: Sequence[str], reference: Volume,
                   water: np.ndarray | None = None, fat: np.ndarray | None = None) -> list[dict[str, Any]]:
     """CSV rows (:data:`INSTANCE_COLUMNS`, plus ``mean_fat_fraction`` with ``water`` and ``fat``) of instances on
-    ``reference``'s grid ``(X, Y, Z)``; NaN cells are blank."""
+    ``reference``'s grid ``(X, Y, Z)``."""
     affine = reference.affine
     rows = measure_instances(instances, class_names, spacing=voxel_spacing(affine),
                              to_world=lambda ijk: apply_affine(affine, ijk),
@@ -103,17 +74,7 @@ def instance_rows(case: str, instances: Instances, class_names: Sequence[str], r
         means = instance_fat_fractions(instances, water, fat)
         for row in rows:
             row["mean_fat_fraction"] = means[row["id"] - 1]
-    return [{"case": case, **{k: _blank_nan(v) for k, v in row.items()}} for row in rows]
-
-
-def _blank_nan(value: Any) -> Any:
-    return "" if isinstance(value, float) and math.isnan(value) else value
-
-
-def panoptic_volume(labels: np.ndarray, instances: Instances, instancer: Instancer,
-                    categories: Sequence[int]) -> np.ndarray:
-    """The label-divisor encoding (int32, same shape) of class indices ``labels`` and their thing ``instances``."""
-    return label_divisor_ids(labels, instances, instancer.thing_ids, categories, divisor=LABEL_DIVISOR)
+    return [{"case": case, **row} for row in rows]
 
 
 def panoptic_info(case: str, panoptic: np.ndarray, instances: Instances, instancer: Instancer,
@@ -140,22 +101,22 @@ def panoptic_info(case: str, panoptic: np.ndarray, instances: Instances, instanc
             "segments": segments}
 
 
-def write_instance_outputs(stage: Stage, paths: dict[str, Path], case: str, labels: np.ndarray,
-                           instances: Instances, instancer: Instancer, reference: Volume, labels_map: dict[str, int],
+def write_instance_outputs(paths: dict[str, Path], case: str, labels: np.ndarray, instances: Instances,
+                           instancer: Instancer, reference: Volume, labels_map: dict[str, int],
                            water: np.ndarray | None = None, fat: np.ndarray | None = None) -> None:
-    """Write the outputs named in ``paths`` (:func:`instance_paths`) of one case; ``labels`` ``(X, Y, Z)`` are the
-    class indices the instances were cut from, on ``reference``'s grid; ``labels_map`` the dataset.json labels."""
-    write_nifti(stage(paths["instances"]), instances.ids.astype(np.int32), reference, True)
+    """Write the ``instances`` and ``csv`` files of one case (and ``panoptic`` and ``segments`` when ``paths`` name
+    them); ``labels`` ``(X, Y, Z)`` are the class indices the instances were cut from, on ``reference``'s grid;
+    ``labels_map`` the dataset.json labels."""
+    write_nifti(paths["instances"], instances.ids.astype(np.int32), reference)
     rows = instance_rows(case, instances, instancer.class_names, reference, water, fat)
     columns = INSTANCE_COLUMNS + (["mean_fat_fraction"] if water is not None and fat is not None else [])
-    write_csv(stage(paths["csv"]), rows, True, columns=columns)
+    write_csv(paths["csv"], rows, True, columns=columns)
     if "panoptic" in paths:
         categories = category_ids(instancer.class_names, labels_map)
-        panoptic = panoptic_volume(labels, instances, instancer, categories)
-        write_nifti(stage(paths["panoptic"]), panoptic, reference, True)
+        panoptic = label_divisor_ids(labels, instances, instancer.thing_ids, categories, divisor=LABEL_DIVISOR)
+        write_nifti(paths["panoptic"], panoptic, reference)
         voxel_ml = float(np.prod(voxel_spacing(reference.affine))) / 1000.0
-        write_json(stage(paths["segments"]), panoptic_info(case, panoptic, instances, instancer, categories,
-                                                           voxel_ml), True)
+        write_json(paths["segments"], panoptic_info(case, panoptic, instances, instancer, categories, voxel_ml))
 
 
 class InstanceScores:

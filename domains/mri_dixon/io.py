@@ -26,11 +26,9 @@ from nibabel.orientations import (
 )
 
 from core.errors import DataError
-from core.io import atomic_path
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
-LABEL_DTYPES = (np.uint8, np.int16)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 RAS_ORNT = axcodes2ornt("RAS")
 # Grid tolerances: millimetres for spacing and origin, unitless for direction cosines.
@@ -131,14 +129,18 @@ def sitk_to_volume(image: sitk.Image, path: str | os.PathLike, case: str | None 
     array = sitk.GetArrayFromImage(image)  # (Z, Y, X) for 3D, (T, Z, Y, X) for 4D
     array = np.transpose(array, tuple(range(array.ndim))[::-1])  # (X, Y, Z[, T])
     array = _checked_array(array, path, case)
+    return Volume(array, sitk_affine(image), str(path))
+
+
+def sitk_affine(image: sitk.Image | sitk.ImageFileReader) -> np.ndarray:
+    """The RAS+ affine ``(4, 4)`` of a SimpleITK image (or of a file reader's header)."""
     dim = image.GetDimension()
     direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
     spacing = np.asarray(image.GetSpacing(), dtype=np.float64)[:3]
-    origin = np.asarray(image.GetOrigin(), dtype=np.float64)[:3]
     affine = np.eye(4)
     affine[:3, :3] = LPS_TO_RAS @ direction @ np.diag(spacing)
-    affine[:3, 3] = LPS_TO_RAS @ origin
-    return Volume(array, affine, str(path))
+    affine[:3, 3] = LPS_TO_RAS @ np.asarray(image.GetOrigin(), dtype=np.float64)[:3]
+    return affine
 
 
 def read_sitk_file(path: str | os.PathLike, case: str | None = None) -> Volume:
@@ -172,7 +174,7 @@ def _series_description(file: str) -> str:
     return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
 
 
-def _pick_series(series: list[dict], wanted: str | None, directory: Path) -> dict:
+def pick_series(series: list[dict], wanted: str | None, directory: Path) -> dict:
     """Select a series by UID or exact description; one series needs no selector."""
     listing = "; ".join(f"uid={s['uid']} description={s['description']!r} ({len(s['files'])} files)" for s in series)
     if not series:
@@ -195,7 +197,7 @@ def _pick_series(series: list[dict], wanted: str | None, directory: Path) -> dic
 def read_dicom_series(directory: str | os.PathLike, series: str | None = None, case: str | None = None) -> Volume:
     """Read one DICOM series from ``directory``; ``series`` is a SeriesInstanceUID or SeriesDescription."""
     directory = Path(directory)
-    chosen = _pick_series(list_dicom_series(directory), series, directory)
+    chosen = pick_series(list_dicom_series(directory), series, directory)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(chosen["files"])
     try:
@@ -208,18 +210,38 @@ def read_dicom_series(directory: str | os.PathLike, series: str | None = None, c
 def read_volume(path: str | os.PathLike, case: str | None = None, series: str | None = None) -> Volume:
     """Read NIfTI, MHA/MHD, NRRD or a DICOM directory, chosen by suffix (a directory is DICOM)."""
     path = Path(path)
-    name = path.name.lower()
     if path.is_dir():
         return read_dicom_series(path, series, case)
-    if name.endswith(NIFTI_SUFFIXES):
-        return read_nifti(path, case)
-    if name.endswith(SITK_SUFFIXES):
-        return read_sitk_file(path, case)
+    reader = read_nifti if _format(path, case) == "NIfTI" else read_sitk_file
+    return reader(path, case)
+
+
+def _format(path: Path, case: str | None) -> str:
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES + SITK_SUFFIXES):
+        return "NIfTI" if name.endswith(NIFTI_SUFFIXES) else "image"
     _require_file(path, case)
-    raise DataError(
-        f"{_describe(path, case)}: unknown format; accepted: {', '.join(NIFTI_SUFFIXES + SITK_SUFFIXES)} "
-        "or a DICOM directory"
-    )
+    raise DataError(f"{_describe(path, case)}: unknown format; accepted: {', '.join(NIFTI_SUFFIXES + SITK_SUFFIXES)} "
+                    "or a DICOM directory")
+
+
+def read_grid(path: str | os.PathLike, case: str | None = None) -> Volume:
+    """The grid of a NIfTI/MHA/MHD/NRRD file from its header alone (``array``: a broadcast zero, no voxels read)."""
+    path = Path(path)
+    kind = _format(path, case)
+    _require_file(path, case)
+    try:
+        if kind == "NIfTI":
+            img = nib.load(str(path))
+            shape, affine = img.shape, img.affine.astype(np.float64)
+        else:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            shape, affine = reader.GetSize(), sitk_affine(reader)
+    except _READ_ERRORS as err:
+        raise DataError(f"{_describe(path, case)}: cannot read {kind} ({type(err).__name__}: {err})") from err
+    return Volume(_as_3d(np.broadcast_to(np.float32(0), shape), path, case), affine, str(path))
 
 
 def grid_difference(a: Volume, b: Volume) -> str | None:
@@ -304,13 +326,9 @@ def _nifti_image(array: np.ndarray, reference: Volume) -> nib.Nifti1Image:
     return cls(array, reference.affine, header)
 
 
-def write_nifti(path: str | os.PathLike, array: np.ndarray, reference: Volume, overwrite: bool = False) -> Path:
-    """Write ``array`` ``(X, Y, Z)`` on ``reference``'s grid (same shape, affine, qform/sform codes).
-
-    Written to a temporary file in the target directory, then renamed onto ``path``
-    (:func:`core.io.atomic_path`); an existing ``path`` is only replaced with ``overwrite=True``. Float arrays
-    must be finite.
-    """
+def write_nifti(path: str | os.PathLike, array: np.ndarray, reference: Volume) -> Path:
+    """Write ``array`` ``(X, Y, Z)`` on ``reference``'s grid (same shape, affine, qform/sform codes); float arrays
+    must be finite."""
     path = Path(path)
     if array.shape != reference.shape:
         raise DataError(f"cannot write {str(path)!r}: array shape {array.shape} != reference shape {reference.shape}")
@@ -318,13 +336,11 @@ def write_nifti(path: str | os.PathLike, array: np.ndarray, reference: Volume, o
         raise DataError(f"cannot write {str(path)!r}: array holds NaN/inf values")
     if not path.name.lower().endswith(NIFTI_SUFFIXES):
         raise DataError(f"output {str(path)!r}: NIfTI names end with .nii or .nii.gz")
-    img = _nifti_image(array, reference)
-    with atomic_path(path, overwrite) as tmp:  # tmp keeps the .nii/.nii.gz ending, so nibabel compresses alike
-        nib.save(img, tmp)
+    nib.save(_nifti_image(array, reference), str(path))
     return path
 
 
-def write_label(path: str | os.PathLike, label: np.ndarray, reference: Volume, overwrite: bool = False) -> Path:
+def write_label(path: str | os.PathLike, label: np.ndarray, reference: Volume) -> Path:
     """Write a label volume ``(X, Y, Z)`` as uint8 (values <= 255) or int16, on ``reference``'s grid."""
     label = np.asarray(label)
     if not np.issubdtype(label.dtype, np.integer) and not np.issubdtype(label.dtype, np.bool_):
@@ -333,4 +349,4 @@ def write_label(path: str | os.PathLike, label: np.ndarray, reference: Volume, o
     if low < 0 or high > np.iinfo(np.int16).max:
         raise DataError(f"cannot write {str(path)!r}: label values {low}..{high} outside 0..32767")
     dtype = np.uint8 if high <= np.iinfo(np.uint8).max else np.int16
-    return write_nifti(path, label.astype(dtype), reference, overwrite)
+    return write_nifti(path, label.astype(dtype), reference)

@@ -1,4 +1,4 @@
-"""Per-label segmentation metrics in physical units, summaries, CSV/JSON writers and overlay PNGs.
+"""Per-label segmentation metrics in physical units, summaries and overlay PNGs.
 
 Surfaces and distances follow MONAI (``get_mask_edges`` + ``get_surface_distance``): the surface of a
 mask is ``mask & ~binary_erosion(mask)`` (6-connected erosion; voxels on the array border are surface),
@@ -21,8 +21,6 @@ Volume-derived values that are undefined are NaN (summaries skip them, JSON writ
 
 from __future__ import annotations
 
-import csv
-import io as _stringio
 import math
 import os
 from pathlib import Path
@@ -34,8 +32,6 @@ from scipy.ndimage import binary_erosion, find_objects
 from scipy.spatial import cKDTree
 
 from core.errors import DataError
-from core.io import atomic_path, check_writable
-from core.io import write_json as core_write_json
 
 from .fatfraction import fat_fraction, signal_threshold, valid_signal
 from .io import Volume, grid_difference, to_canonical
@@ -191,35 +187,6 @@ def _mean_sd(entry: dict, metric: str) -> str:
     return "n/a" if math.isnan(mean) else f"{mean:.4g} ± {sd:.3g}"
 
 
-def write_csv(rows: list[dict], path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Rows (dicts with the same keys) as CSV; NaN written as an empty cell."""
-    if not rows:
-        raise DataError(f"no rows to write to {str(path)!r}")
-    buffer = _stringio.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in rows)
-    with atomic_path(path, overwrite) as tmp:
-        tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    return Path(path)
-
-
-def json_safe(value):
-    """NaN/inf -> ``None``, recursively through dicts and lists (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def write_json(content, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """JSON (strict: NaN/inf become ``null``) written atomically (:func:`core.io.write_json`)."""
-    return core_write_json(path, json_safe(content), overwrite)
-
-
 def _overlay_slices(reference: np.ndarray, prediction: np.ndarray, count: int) -> list[int]:
     """``count`` evenly spread axial indices among slices holding reference or predicted foreground."""
     occupied = np.flatnonzero(((reference > 0) | (prediction > 0)).any(axis=(0, 1)))
@@ -244,7 +211,6 @@ def save_overlay_png(
     Slices are taken from the canonical RAS+ volume and shown in radiological view (patient right on
     the left, anterior up). ``colors`` maps label names to RGB 0..255 (default red).
     """
-    check_writable(path, overwrite)
     _require_grid(image, reference, "reference", str(path))
     _require_grid(image, prediction, "prediction", str(path))
     img, ref, pred = (to_canonical(v).array for v in (image, reference, prediction))
@@ -267,6 +233,5 @@ def save_overlay_png(
         axes.set_title(f"slice {index}", fontsize=8)
         axes.set_axis_off()
     figure.suptitle("reference: solid, prediction: dashed", fontsize=8)
-    with atomic_path(path, overwrite) as tmp:
-        figure.savefig(tmp, format="png")
+    figure.savefig(path, format="png")  # the core stages the report folder (``overwrite``: checked there)
     return Path(path)

@@ -175,13 +175,15 @@ def dataset_json(n_training: int, channels: tuple[str, ...] = CHANNELS) -> dict:
     }
 
 
-def _write_case(root: Path, images: str, labels: str | None, case: str, data: tuple, overwrite: bool) -> None:
+def _write_case(root: Path, images: str, labels: str | None, case: str, data: tuple) -> None:
     channels, label, affine, _ = data
     reference = Volume(label, affine)
+    for folder in filter(None, (images, labels)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
     for index, name in enumerate(CHANNELS):
-        write_nifti(root / images / f"{case}_{index:04d}.nii.gz", channels[name], reference, overwrite)
+        write_nifti(root / images / f"{case}_{index:04d}.nii.gz", channels[name], reference)
     if labels:
-        write_label(root / labels / f"{case}.nii.gz", label, reference, overwrite)
+        write_label(root / labels / f"{case}.nii.gz", label, reference)
 
 
 def make_dataset(
@@ -211,7 +213,7 @@ def make_dataset(
         liver_ff = float(np.random.default_rng(case_seed).uniform(0.02, 0.30))
         data = make_case(shape, spacing, seed=int(case_seed.generate_state(1)[0]), liver_ff=round(liver_ff, 4))
         split = ("imagesTr", "labelsTr") if index < n_cases else ("imagesTs", "labelsTs")
-        _write_case(root, *split, case, data, overwrite)
+        _write_case(root, *split, case, data)
         truth[case] = data[3]
     write_json(root / TRUTH_FILE, truth, overwrite)
     write_json(root / "dataset.json", dataset_json(n_cases), overwrite)

@@ -24,7 +24,7 @@ from domains.mri_dixon.dataset import (
     split_cases,
     stack_slices,
 )
-from domains.mri_dixon.io import read_volume
+from domains.mri_dixon.io import read_volume, write_label
 
 
 def _build(root, **kwargs):
@@ -97,7 +97,7 @@ def test_prediction_written_back_on_input_grid(phantom_root, tmp_path):
     spec = read_dataset_json(phantom_root)
     case = load_case(spec, "phantom_001", channels=[0])
     predicted = stack_slices(np.moveaxis(case.label, 2, 0), axis=2)  # (Z, X, Y) slices -> canonical volume
-    path = case.write_prediction(tmp_path / "phantom_001.nii.gz", predicted)
+    path = write_label(tmp_path / "phantom_001.nii.gz", case.to_original(predicted), case.reference)
     written, original = nib.load(path), nib.load(phantom_root / "labelsTr" / "phantom_001.nii.gz")
     np.testing.assert_array_equal(written.affine, original.affine)
     np.testing.assert_array_equal(np.asanyarray(written.dataobj), np.asanyarray(original.dataobj))
