@@ -315,35 +315,12 @@ def prepare_inference_case(volumes: dict[str, Volume], meta: dict, case: str = "
     return Case(case, image, None, canonical_affine(reference.affine, reference.shape), reference, params)
 
 
-def load_inference_case(
-    files: dict[str, str | os.PathLike], meta: dict, case: str | None = None, series: dict[str, str] | None = None
-) -> Case:
-    """Read ``files`` (channel name -> NIfTI, MHA/MHD, NRRD or DICOM directory) and prepare them for the model
-    (:func:`read_case_volumes` + :func:`prepare_inference_case`)."""
-    names = inference_channels(meta)
-    missing = [n for n in names if n not in files]
-    if missing:
-        raise DataError(f"case {case!r}: no file given for channels {missing}; got {sorted(files)}")
-    volumes = read_case_volumes({n: files[n] for n in names}, case or "input", series)
-    return prepare_inference_case(volumes, meta, case or "input")
-
-
 def extract_slice(image: np.ndarray, axis: int, index: int, context: int) -> np.ndarray:
     """``(C, X, Y, Z)`` -> ``(C * (2 * context + 1), H, W)`` around slice ``index`` of ``axis`` (0..2)."""
     depth = image.shape[axis + 1]
     neighbours = np.clip(np.arange(index - context, index + context + 1), 0, depth - 1)
     stack = np.moveaxis(np.take(image, neighbours, axis=axis + 1), axis + 1, 1)  # (C, 2k+1, H, W)
     return stack.reshape(-1, *stack.shape[2:])
-
-
-def case_slices(case: Case, axis: int, context: int) -> np.ndarray:
-    """All slices of a case for inference: ``(N, C', H, W)``; stack predictions with :func:`stack_slices`."""
-    return np.stack([extract_slice(case.image, axis, i, context) for i in range(case.image.shape[axis + 1])])
-
-
-def stack_slices(predictions: np.ndarray, axis: int) -> np.ndarray:
-    """Per-slice predictions ``(N, H, W)`` -> canonical volume ``(X, Y, Z)`` (inverse of slicing ``axis``)."""
-    return np.moveaxis(np.asarray(predictions), 0, axis)
 
 
 def _pad(image: np.ndarray, mask: np.ndarray, shape: tuple[int, int], ignore_index: int, centre: bool) -> tuple:

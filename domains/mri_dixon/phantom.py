@@ -27,25 +27,10 @@ from core.io import write_json
 from .io import Volume, write_label, write_nifti
 
 CHANNELS = ("water", "fat", "in_phase", "out_phase")
-LABELS = {
-    "background": 0,
-    "liver": 1,
-    "spleen": 2,
-    "kidneys": 3,
-    "muscle": 4,
-    "subcutaneous_fat": 5,
-    "visceral_fat": 6,
-}
+LABELS = {"background": 0, "liver": 1, "spleen": 2, "kidneys": 3, "muscle": 4, "subcutaneous_fat": 5, "visceral_fat": 6}
 # tissue -> (proton density, fat fraction); "soft_tissue" is unlabelled (label 0) cavity content.
-TISSUES = {
-    "soft_tissue": (60.0, 0.05),
-    "liver": (100.0, 0.12),
-    "spleen": (90.0, 0.02),
-    "kidneys": (95.0, 0.02),
-    "muscle": (80.0, 0.03),
-    "subcutaneous_fat": (100.0, 0.90),
-    "visceral_fat": (100.0, 0.90),
-}
+TISSUES = {"soft_tissue": (60.0, 0.05), "liver": (100.0, 0.12), "spleen": (90.0, 0.02), "kidneys": (95.0, 0.02),
+           "muscle": (80.0, 0.03), "subcutaneous_fat": (100.0, 0.90), "visceral_fat": (100.0, 0.90)}
 CASE_PREFIX = "phantom"
 TRUTH_FILE = "phantom_truth.json"
 
@@ -65,9 +50,8 @@ def _jitter(rng: np.random.Generator, scale: float, n: int = 3) -> np.ndarray:
     return 1 + scale * rng.uniform(-1, 1, n)
 
 
-def _tissue_map(
-    shape: tuple[int, int, int], spacing: tuple[float, float, float], rng: np.random.Generator
-) -> np.ndarray:
+def _tissue_map(shape: tuple[int, int, int], spacing: tuple[float, float, float], rng: np.random.Generator
+                ) -> np.ndarray:
     """Tissue per voxel as an index into ``list(TISSUES)`` (-1 = air), ``(X, Y, Z)`` int8."""
     x, y, _ = coords = _grid_mm(shape, spacing)
     half = np.array(shape) * np.array(spacing) / 2
@@ -112,12 +96,9 @@ def _rician(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> np.nd
     return np.hypot(real, imag).astype(np.float32)
 
 
-def phantom_affine(
-    shape: tuple[int, int, int],
-    spacing: tuple[float, float, float],
-    rotation_deg: tuple[float, float] = (5.0, 12.0),
-    centre_mm: tuple[float, float, float] = (10.0, -20.0, 35.0),
-) -> np.ndarray:
+def phantom_affine(shape: tuple[int, int, int], spacing: tuple[float, float, float],
+                   rotation_deg: tuple[float, float] = (5.0, 12.0),
+                   centre_mm: tuple[float, float, float] = (10.0, -20.0, 35.0)) -> np.ndarray:
     """Oblique (rotations about x then z), LPS-like, anisotropic 4x4 affine; float32-exact values."""
     ax, az = np.deg2rad(rotation_deg)
     rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
@@ -129,20 +110,12 @@ def phantom_affine(
     return affine.astype(np.float32).astype(np.float64)
 
 
-def make_case(
-    shape: tuple[int, int, int] = (64, 64, 24),
-    spacing: tuple[float, float, float] = (1.5, 1.5, 3.0),
-    seed: int = 0,
-    liver_ff: float = 0.12,
-    noise: float = 0.01,
-    bias: float = 0.2,
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, float]]:
-    """One phantom case.
-
-    Returns ``(channels, label, affine, true_ff)``: ``channels`` maps each of :data:`CHANNELS` to a float32
-    ``(X, Y, Z)`` image, ``label`` is uint8 ``(X, Y, Z)`` with values from :data:`LABELS`, ``affine`` the 4x4
-    voxel-to-RAS+ matrix, ``true_ff`` the fat fraction of each labelled tissue (name -> FF).
-    """
+def make_case(shape: tuple[int, int, int] = (64, 64, 24), spacing: tuple[float, float, float] = (1.5, 1.5, 3.0),
+              seed: int = 0, liver_ff: float = 0.12, noise: float = 0.01, bias: float = 0.2
+              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, float]]:
+    """One phantom case: ``(channels, label, affine, true_ff)``: each of :data:`CHANNELS` as a float32 ``(X, Y, Z)``
+    image, uint8 labels ``(X, Y, Z)`` (:data:`LABELS`), the 4x4 voxel-to-RAS+ affine, the FF of each labelled
+    tissue."""
     rng = np.random.default_rng(seed)
     shape, spacing = tuple(int(n) for n in shape), tuple(float(s) for s in spacing)
     tissues = {**TISSUES, "liver": (TISSUES["liver"][0], float(liver_ff))}
@@ -165,14 +138,9 @@ def make_case(
 
 def dataset_json(n_training: int, channels: tuple[str, ...] = CHANNELS) -> dict:
     """nnU-Net v2 style ``dataset.json`` content for the phantom."""
-    return {
-        "name": "DixonPhantom",
-        "description": "Synthetic abdominal water/fat (Dixon) phantom",
-        "channel_names": {str(i): name for i, name in enumerate(channels)},
-        "labels": dict(LABELS),
-        "numTraining": int(n_training),
-        "file_ending": ".nii.gz",
-    }
+    return {"name": "DixonPhantom", "description": "Synthetic abdominal water/fat (Dixon) phantom",
+            "channel_names": {str(i): name for i, name in enumerate(channels)}, "labels": dict(LABELS),
+            "numTraining": int(n_training), "file_ending": ".nii.gz"}
 
 
 def _write_case(root: Path, images: str, labels: str | None, case: str, data: tuple) -> None:
@@ -186,15 +154,9 @@ def _write_case(root: Path, images: str, labels: str | None, case: str, data: tu
         write_label(root / labels / f"{case}.nii.gz", label, reference)
 
 
-def make_dataset(
-    root: str | os.PathLike,
-    n_cases: int = 8,
-    shape: tuple[int, int, int] = (64, 64, 24),
-    seed: int = 0,
-    n_test: int = 0,
-    spacing: tuple[float, float, float] = (1.5, 1.5, 3.0),
-    overwrite: bool = False,
-) -> Path:
+def make_dataset(root: str | os.PathLike, n_cases: int = 8, shape: tuple[int, int, int] = (64, 64, 24), seed: int = 0,
+                 n_test: int = 0, spacing: tuple[float, float, float] = (1.5, 1.5, 3.0), overwrite: bool = False
+                 ) -> Path:
     """Write a phantom data set in the nnU-Net raw layout under ``root`` and return ``root``.
 
     ``imagesTr/phantom_NNN_000{0..3}.nii.gz`` (water, fat, in-phase, out-phase), ``labelsTr/phantom_NNN.nii.gz``,

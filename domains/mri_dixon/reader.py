@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from nibabel.orientations import io_orientation, ornt_transform
 
 from core.contracts import DataMeta, Item, Job
 from core.errors import ConfigError, DataError
@@ -43,10 +42,10 @@ from core.inference import TilePredictor, Window
 from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes
 from .io import (
     NIFTI_SUFFIXES,
-    RAS_ORNT,
     SITK_SUFFIXES,
     Volume,
     check_same_grid,
+    from_canonical_ornt,
     list_dicom_series,
     pick_series,
     read_grid,
@@ -69,33 +68,23 @@ def volume_stem(path: Path) -> str:
     return name[: len(name) - len(ending)]
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Input forms -> cases
-# ----------------------------------------------------------------------------------------------------------------
-
-
 def _group_channel_files(paths: Sequence[Path], meta: DataMeta, names: list[str]) -> Cases:
     """nnU-Net named files ``CASE_NNNN<ending>`` -> ``{case: {channel name: path}}``, all ``names`` present."""
-    dataset_channels = list(meta.get("dataset_channels", meta["channels"]))
+    channels = list(meta.get("dataset_channels", meta["channels"]))
     groups: Cases = {}
-    endings: dict[str, tuple[Path, str]] = {}
     for path in sorted(paths):
         match = CHANNEL_FILE.match(path.name)
-        index = int(match["index"])
-        if index >= len(dataset_channels):
-            raise DataError(f"case {match['case']!r}: file {str(path)!r} has channel index {index}, but the model's "
-                            f"dataset.json has channels {dict(enumerate(dataset_channels))}")
-        groups.setdefault(match["case"], {})[dataset_channels[index]] = path
-        endings.setdefault(match["case"], (path.parent, match["ending"]))
+        if int(match["index"]) >= len(channels):
+            raise DataError(f"case {match['case']!r}: file {str(path)!r} has channel index {int(match['index'])}, but "
+                            f"the model's dataset.json has channels {dict(enumerate(channels))}")
+        groups.setdefault(match["case"], {})[channels[int(match["index"])]] = path
     for case, files in groups.items():
-        missing = [n for n in names if n not in files]
+        first = next(iter(files.values()))
+        ending = CHANNEL_FILE.match(first.name)["ending"]
+        missing = [f"{str(first.parent / f'{case}_{channels.index(n):04d}{ending}')!r} ({n})" if n in channels else
+                   f"{n!r} (not a channel of the model's dataset.json: {channels})" for n in names if n not in files]
         if missing:
-            folder, ending = endings[case]
-            expected = ", ".join(f"{n!r} (not a channel of the model's dataset.json: {dataset_channels})"
-                                 if n not in dataset_channels else
-                                 f"{str(folder / f'{case}_{dataset_channels.index(n):04d}{ending}')!r} ({n})"
-                                 for n in missing)
-            raise DataError(f"case {case!r}: missing channel file(s) {expected}")
+            raise DataError(f"case {case!r}: missing channel file(s) {', '.join(missing)}")
         groups[case] = {n: files[n] for n in names}
     return groups
 
@@ -177,11 +166,6 @@ def collect_cases(input: Any, meta: DataMeta, names: list[str], series: Mapping[
     return _from_list([path], meta, names)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Checks of the checkpoint and the options
-# ----------------------------------------------------------------------------------------------------------------
-
-
 def check_tta_flips(predictor: TilePredictor, meta: DataMeta | dict) -> None:
     """Drop the left-right flip from the predictor's TTA when label names are lateralised.
 
@@ -210,11 +194,6 @@ def check_checkpoint(job: Job) -> DataMeta:
                           f"{divisor}")
     check_tta_flips(job.model.predictor, meta)
     return meta
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# A case as slice sources
-# ----------------------------------------------------------------------------------------------------------------
 
 
 class SliceSource:
@@ -264,7 +243,7 @@ class OpenedCase:
         """``(K, N, H', W')`` slice logits -> ``(K, X, Y, Z)`` on the input's own array axes."""
         plane = np.delete(self.case.image.shape[1:], self.axis)
         canonical = logits[:, :, : plane[0], : plane[1]].movedim(1, self.axis + 1)  # (K, X, Y, Z) in RAS+
-        ornt = ornt_transform(RAS_ORNT, io_orientation(self.case.reference.affine))  # as nibabel apply_orientation
+        ornt = from_canonical_ornt(self.case.reference.affine)  # applied as nibabel's apply_orientation does
         flipped = [axis + 1 for axis, flip in enumerate(ornt[:, 1]) if flip == -1]
         oriented = canonical.flip(flipped) if flipped else canonical
         return oriented.permute(0, *(int(a) + 1 for a in np.argsort(ornt[:, 0])))

@@ -22,7 +22,7 @@ from core.errors import ConfigError, DataError
 from core.inference import InferenceOptions, TilePredictor
 from core.pipeline import predict_item
 from core.predict import predict as predict_entry
-from domains.mri_dixon.dataset import Case, case_slices
+from domains.mri_dixon.dataset import Case, extract_slice
 from domains.mri_dixon.io import Volume, to_canonical
 from domains.mri_dixon.phantom import CHANNELS
 from domains.mri_dixon.reader import DixonReader, OpenedCase, SliceSource, check_tta_flips, slice_stack
@@ -71,7 +71,7 @@ def test_slice_engine_equals_model_on_every_slice(conv_checkpoint, phantom_root)
     files = {n: phantom_root / "imagesTr" / f"phantom_000_{i:04d}.nii.gz" for i, n in enumerate(CHANNELS)}
     opened = DixonReader().open(Item("phantom_000", files), job)
     labels = next(predict_item(opened, job)).classes  # 12 slices: batches of 5, 5, 2; on the input's axes
-    slices = torch.from_numpy(case_slices(opened.case, axis=2, context=0))  # (Z, C, X, Y) of the RAS+ volume
+    slices = torch.from_numpy(np.stack([extract_slice(opened.case.image, 2, i, 0) for i in range(12)]))  # (Z, C, X, Y)
     with torch.inference_mode():
         expected = task.net(slices).argmax(1).numpy()  # (Z, X, Y)
     np.testing.assert_array_equal(labels, opened.case.to_original(np.moveaxis(expected, 0, 2)))
