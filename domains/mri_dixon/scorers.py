@@ -1,21 +1,12 @@
-"""Per-volume evaluation of a Dixon checkpoint on the labelled cases of a split, through the predict path.
-
-The cases are those of the dataset builder's ``val`` split (or ``test``: ``imagesTs/`` + ``labelsTs/``); each is
-read and predicted as by ``scripts/predict.py`` and compared with its label file on the case's own grid. Reports in
-``output_dir``:
-
-* ``per_case.csv``: per case and label, Dice, IoU, HD95 and ASSD (mm), reference and predicted volume (mL), relative
-  volume error and mean fat fraction inside the reference and predicted masks (conventions in :mod:`.metrics`);
-* ``summary.csv``: per label, mean and sample SD over cases of each metric (also printed as a table);
-* ``metrics.json``, ``per_class.csv``, ``confusion.png``: the core's semantic scores pooled over the cases, plus the
-  per-case rows, the summary, ``mean_dice`` (mean over labels of the per-case Dice means) and
-  ``baseline_mean_dice`` (the same for an all-background prediction);
-* ``overlays/CASE.png`` (``overlays``) and ``predictions/CASE.nii.gz`` (``save_predictions``);
-* with ``task=instance|panoptic``: 3D panoptic quality against the connected components of the reference's thing
-  classes (:class:`.instances.InstanceScores`): ``panoptic.json``, ``panoptic_per_class.csv``,
-  ``instances_per_case.csv`` and ``predictions/CASE_instances.nii.gz``.
-
-Voxels labelled ``ignore`` in dataset.json count for no label.
+"""Per-volume evaluation of a Dixon checkpoint on the labelled cases of the dataset builder's ``val`` split (or
+``test``: ``imagesTs/`` + ``labelsTs/``), predicted as by ``scripts/predict.py`` and compared with each label file on
+the case's own grid. Reports: ``per_case.csv`` (per case and label: Dice, IoU, HD95 and ASSD in mm, volumes in mL,
+relative volume error, mean FF inside the reference and predicted masks; :mod:`.metrics`), ``summary.csv`` (mean and
+sample SD per label, also printed), the core's pooled semantic reports (``metrics.json`` also holds the rows, the
+summary, ``mean_dice`` and the all-background ``baseline_mean_dice``), ``overlays/CASE.png``,
+``predictions/CASE.nii.gz``; with ``task=instance|panoptic`` 3D panoptic quality against the connected components of
+the reference's thing classes: ``panoptic.json``, ``panoptic_per_class.csv``, ``instances_per_case.csv`` and
+``predictions/CASE_instances.nii.gz``. Voxels labelled ``ignore`` in dataset.json count for no label.
 """
 
 from __future__ import annotations
@@ -31,11 +22,10 @@ import numpy as np
 from core.contracts import Item, Job, Mode, Prediction
 from core.errors import ConfigError, DataError
 from core.evaluate import SEMANTIC_REPORTS, SemanticScores
-from core.instances import write_panoptic_reports
+from core.instances import Instancer, Instances, PanopticMetrics, true_instances, write_panoptic_reports
 from core.io import write_csv
 
 from .dataset import DatasetSpec, check_label_values, inference_channels, read_dataset_json
-from .instances import InstanceScores
 from .io import Volume, check_same_grid, read_volume, write_label, write_nifti
 from .metrics import evaluate_case, format_summary, save_overlay_png, summarize
 from .reader import OpenedCase
@@ -44,6 +34,7 @@ from .writer import checked_cleanup, cleaned
 log = logging.getLogger(__name__)
 
 PANOPTIC_REPORTS = ["panoptic.json", "panoptic_per_class.csv", "instances_per_case.csv"]
+COUNT_COLUMNS = ["case", "class", "predicted", "true", "tp", "fp", "fn", "pq"]
 
 
 @dataclass
@@ -113,6 +104,34 @@ def baseline_dice(rows: list[dict]) -> float:
     return float(np.mean([np.mean(v) for v in per_label.values()]))
 
 
+class InstanceScores:
+    """Panoptic quality over the cases (3D, one update per volume) and per-case instance counts per thing class;
+    targets: the connected components of the reference's thing classes (:func:`core.instances.true_instances`)."""
+
+    STATES = ("iou_sum", "tp", "fp", "fn")
+
+    def __init__(self, instancer: Instancer, ignore_index: int = 255) -> None:
+        names = instancer.class_names
+        self.instancer = instancer
+        self.pooled = PanopticMetrics(len(names), instancer.thing_ids, names, ignore_index)
+        self.rows: list[dict[str, Any]] = []
+
+    def update(self, case: str, labels: np.ndarray, instances: Instances, target: np.ndarray) -> None:
+        """Score one case: predicted class indices and instances, reference class indices ``target`` (ignored
+        voxels = ``ignore_index``), all ``(X, Y, Z)``. The case's row counts are what it adds to the pooled sums."""
+        true_ids = true_instances(self.instancer, target)
+        before = [getattr(self.pooled, s).clone() for s in self.STATES]
+        self.pooled.update(labels, instances.ids, target, true_ids)
+        iou_sum, tp, fp, fn = ((getattr(self.pooled, s) - b).cpu().numpy() for s, b in zip(self.STATES, before))
+        for c in self.instancer.thing_ids:
+            seen = tp[c] + 0.5 * (fp[c] + fn[c])
+            self.rows.append({"case": case, "class": self.instancer.class_names[c],
+                              "predicted": int((instances.classes == c).sum()),
+                              "true": len(np.unique(true_ids[(target == c) & (true_ids > 0)])),
+                              "tp": int(tp[c]), "fp": int(fp[c]), "fn": int(fn[c]),
+                              "pq": float(iou_sum[c] / seen) if seen else ""})  # PQ = SQ * RQ = IoU sum / seen
+
+
 @dataclass
 class DixonScorer:
     """Every score of the evaluation: per-case rows, the pooled confusion matrix, panoptic quality."""
@@ -138,8 +157,8 @@ class DixonScorer:
         lines = [f"\n{split} split, {len(cases)} case(s) (mean ± sd over cases):\n{format_summary(summary)}\n"
                  f"mean Dice over labels {mean_dice:.4f} (all-background baseline {extra['baseline_mean_dice']:.4f})"]
         if self.panoptic is not None:
-            self.panoptic.write_counts(out / "instances_per_case.csv")
-            scores = write_panoptic_reports(self.panoptic.compute(), out, extra={"split": split, "cases": cases})
+            write_csv(out / "instances_per_case.csv", self.panoptic.rows, columns=COUNT_COLUMNS)
+            scores = write_panoptic_reports(self.panoptic.pooled.compute(), out, extra={"split": split, "cases": cases})
             panoptic = {k: v for k, v in scores.items() if k not in ("per_class", "split", "cases")}
             extra.update(pq=panoptic["pq"], f1=panoptic["f1"], panoptic=panoptic)
             lines.append(_panoptic_line(panoptic))

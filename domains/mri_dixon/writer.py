@@ -2,9 +2,17 @@
 
 ``output=OUT.nii.gz`` (one case) or ``output=FOLDER`` (``FOLDER/CASE.nii.gz`` per case). The label volume is uint8
 (int16 beyond 255 classes) with the input's shape, affine and NIfTI qform/sform codes; DICOM, MHA or NRRD input gives
-a NIfTI with the equivalent affine. ``fat_fraction=true`` adds ``OUT_fatfraction.nii.gz`` (float32 FF in [0, 1], 0
-where the signal is too low; :mod:`.fatfraction`). ``task=instance`` adds ``OUT_instances.nii.gz`` and
-``OUT_instances.csv``; ``task=panoptic`` also ``OUT_panoptic.nii.gz`` and ``OUT_panoptic.json`` (:mod:`.instances`).
+a NIfTI with the equivalent affine. Every other output shares that grid:
+
+* ``OUT_fatfraction.nii.gz`` (``fat_fraction=true``): float32 FF in [0, 1], 0 where the signal is too low;
+* ``OUT_instances.nii.gz`` (``task=instance|panoptic``): int32 instance ids of the thing classes, cut from the whole
+  label volume (0 = none);
+* ``OUT_instances.csv``: per instance ``voxels``, ``volume_ml``, the centroid in array (``centroid_i/j/k``) and
+  scanner RAS+ mm coordinates (``centroid_x/y/z``), the box ``i0, i1, j0, j1, k0, k1`` (end exclusive) and, when
+  water and fat were read, ``mean_fat_fraction`` over its voxels with enough signal (empty if none);
+* ``OUT_panoptic.nii.gz`` (``task=panoptic``): int32 label-divisor encoding: a thing instance is ``category * 1000 +
+  k`` (k = 0, 1, ... per category in order of instance id), any other voxel its category (dataset.json values);
+* ``OUT_panoptic.json``: the categories and one entry per segment (every code but 0).
 """
 
 from __future__ import annotations
@@ -16,18 +24,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from nibabel.affines import apply_affine
 from scipy import ndimage
 
 from core.contracts import Item, Job, Mode, Prediction
 from core.errors import ConfigError, DataError
-from core.instances import Instances
+from core.instances import Instancer, Instances, label_divisor_ids, measure_instances
+from core.io import write_csv, write_json
 
-from .fatfraction import fat_fraction
-from .instances import write_instance_outputs
-from .io import NIFTI_SUFFIXES, write_label, write_nifti
+from .fatfraction import fat_fraction, signal_threshold, valid_signal
+from .io import NIFTI_SUFFIXES, Volume, voxel_spacing, write_label, write_nifti
 from .reader import OpenedCase, volume_stem
 
 log = logging.getLogger(__name__)
+
+LABEL_DIVISOR = 1000
+INSTANCE_COLUMNS = ["case", "id", "class", "voxels", "volume_ml", "centroid_i", "centroid_j", "centroid_k",
+                    "centroid_x", "centroid_y", "centroid_z", "i0", "i1", "j0", "j1", "k0", "k1"]
 
 
 def beside(path: Path, suffix: str, ending: str | None = None) -> Path:
@@ -87,6 +100,86 @@ def checked_cleanup(largest_component: bool | str | Sequence[str], job: Job) -> 
         log.warning("largest_component keeps one component of the thing class(es) %s: at most one instance each",
                     single)
     return values
+
+
+def category_ids(class_names: Sequence[str], labels: dict[str, int]) -> list[int]:
+    """The dataset.json label value of each class index."""
+    missing = [n for n in class_names if n not in labels]
+    if missing:
+        raise ConfigError(f"classes {missing} have no label value in the checkpoint's labels {labels}")
+    return [int(labels[n]) for n in class_names]
+
+
+def instance_fat_fractions(instances: Instances, water: np.ndarray, fat: np.ndarray) -> np.ndarray:
+    """Mean FF of each instance ``(n,)`` over its voxels with enough signal (threshold from the whole images, as
+    :func:`.fatfraction.mean_fat_fraction`); NaN for an instance without any."""
+    threshold = signal_threshold(water, fat)
+    valid = valid_signal(water, fat, min_signal=threshold)
+    ff = np.where(valid, fat_fraction(water, fat, min_signal=threshold), 0.0)
+    index = np.arange(1, instances.n + 1)
+    if not len(index):
+        return np.zeros(0)
+    total = np.asarray(ndimage.sum(ff, instances.ids, index), np.float64)
+    count = np.asarray(ndimage.sum(valid, instances.ids, index), np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def instance_rows(case: str, instances: Instances, class_names: Sequence[str], reference: Volume,
+                  water: np.ndarray | None = None, fat: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """CSV rows (:data:`INSTANCE_COLUMNS`, plus ``mean_fat_fraction`` with ``water`` and ``fat``) of instances on
+    ``reference``'s grid ``(X, Y, Z)``."""
+    affine = reference.affine
+    rows = measure_instances(instances, class_names, spacing=voxel_spacing(affine),
+                             to_world=lambda ijk: apply_affine(affine, ijk),
+                             cell_size=abs(float(np.linalg.det(affine[:3, :3]))))  # exact on sheared grids too
+    if water is not None and fat is not None:
+        means = instance_fat_fractions(instances, water, fat)
+        for row in rows:
+            row["mean_fat_fraction"] = means[row["id"] - 1]
+    return [{"case": case, **row} for row in rows]
+
+
+def panoptic_info(case: str, panoptic: np.ndarray, instances: Instances, instancer: Instancer,
+                  categories: Sequence[int], voxel_ml: float) -> dict[str, Any]:
+    """``OUT_panoptic.json`` content: the categories and one segment per non-zero code of ``panoptic`` with its
+    ``id`` (the code), ``category``, ``name``, ``isthing``, ``instance`` (its id in ``OUT_instances.nii.gz``; null
+    for stuff and for thing voxels left without an instance), ``voxels`` and ``volume_ml``."""
+    names = {int(c): n for c, n in zip(categories, instancer.class_names)}
+    things = {int(categories[i]) for i in instancer.thing_ids}
+    code_of = np.zeros(instances.n + 1, np.int64)
+    code_of[instances.ids.ravel()] = panoptic.ravel()  # one code per instance id
+    instance_of = {int(code_of[i]): i for i in range(1, instances.n + 1) if code_of[i]}
+    codes, counts = np.unique(panoptic, return_counts=True)
+    segments = []
+    for code, count in zip(codes.tolist(), counts.tolist()):
+        if code == 0:
+            continue
+        category = code // LABEL_DIVISOR if code >= LABEL_DIVISOR else code
+        segments.append({"id": code, "category": category, "name": names[category], "isthing": category in things,
+                         "instance": instance_of.get(code), "voxels": count, "volume_ml": count * voxel_ml})
+    return {"case": case, "label_divisor": LABEL_DIVISOR,
+            "encoding": f"thing instance: category * {LABEL_DIVISOR} + k (k = 0, 1, ...); other voxels: category",
+            "categories": [{"id": c, "name": n, "isthing": c in things} for c, n in names.items()],
+            "segments": segments}
+
+
+def write_instance_outputs(paths: dict[str, Path], case: str, labels: np.ndarray, instances: Instances,
+                           instancer: Instancer, reference: Volume, labels_map: dict[str, int],
+                           water: np.ndarray | None = None, fat: np.ndarray | None = None) -> None:
+    """Write the ``instances`` and ``csv`` files of one case (and ``panoptic`` and ``segments`` when ``paths`` name
+    them); ``labels`` ``(X, Y, Z)`` are the class indices the instances were cut from, on ``reference``'s grid;
+    ``labels_map`` the dataset.json labels."""
+    write_nifti(paths["instances"], instances.ids.astype(np.int32), reference)
+    rows = instance_rows(case, instances, instancer.class_names, reference, water, fat)
+    columns = INSTANCE_COLUMNS + (["mean_fat_fraction"] if water is not None and fat is not None else [])
+    write_csv(paths["csv"], rows, True, columns=columns)
+    if "panoptic" in paths:
+        categories = category_ids(instancer.class_names, labels_map)
+        panoptic = label_divisor_ids(labels, instances, instancer.thing_ids, categories, divisor=LABEL_DIVISOR)
+        write_nifti(paths["panoptic"], panoptic, reference)
+        voxel_ml = float(np.prod(voxel_spacing(reference.affine))) / 1000.0
+        write_json(paths["segments"], panoptic_info(case, panoptic, instances, instancer, categories, voxel_ml))
 
 
 @dataclass

@@ -24,9 +24,9 @@ from core.predict import predict as predict_entry
 from core.task import SegmentationTask
 from domains.mri_dixon.dataset import build_datasets
 from domains.mri_dixon.fatfraction import mean_fat_fraction
-from domains.mri_dixon.instances import instance_rows
 from domains.mri_dixon.io import read_nifti
 from domains.mri_dixon.phantom import CHANNELS, LABELS, TISSUES, dataset_json
+from domains.mri_dixon.writer import instance_rows
 from tests.helpers import compose_config, run_script
 
 SHAPE = (20, 16, 10)
