@@ -260,12 +260,9 @@ class DixonReader:
     series: Mapping[str, str] | None = None
     water_fat: bool = False
 
-    def names(self, meta: DataMeta) -> list[str]:
-        return inference_channels(meta, with_water_fat=self.water_fat)
-
     def find(self, input: Any, job: Job) -> list[Item]:
         meta = check_checkpoint(job)
-        names = self.names(meta)
+        names = inference_channels(meta, with_water_fat=self.water_fat)
         unknown = sorted(set(self.series or {}) - set(names))
         if unknown:
             raise ConfigError(f"domain.reader.series names channels {unknown} that are not read; channels: {names}")
@@ -273,25 +270,22 @@ class DixonReader:
         return [Item(case, files, Path(case) if len(cases) > 1 else Path()) for case, files in cases.items()]
 
     def check(self, item: Item, job: Job) -> None:
-        """Every file's header readable, every channel present, one grid (DICOM folders: their series selection)."""
-        names = self.names(job.model.meta)
-        missing = [n for n in names if n not in item.source]
-        if missing:
-            raise DataError(f"case {item.name!r}: no file given for channel(s) {missing}; got {sorted(item.source)}")
+        """The checkpoint (evaluate finds no inputs); every file's header readable, one grid; DICOM folders: their
+        series selection."""
+        check_checkpoint(job)
         grids = {}
-        for name in names:
-            path = Path(item.source[name])
-            if path.is_dir():
-                pick_series(list_dicom_series(path), (self.series or {}).get(name), path)
+        for name, path in item.source.items():
+            if Path(path).is_dir():
+                pick_series(list_dicom_series(path), (self.series or {}).get(name), Path(path))
             else:
                 grids[name] = read_grid(path, item.name)
         if len(grids) > 1:
             check_same_grid(grids, item.name)
 
     def open(self, item: Item, job: Job) -> OpenedCase:
+        """Every channel of ``item`` read (evaluate adds water and fat for the mean FF) and the model's prepared."""
         meta = job.model.meta
-        files = {n: item.source[n] for n in self.names(meta)}
-        volumes = read_case_volumes(files, item.name, dict(self.series or {}))
+        volumes = read_case_volumes(dict(item.source), item.name, dict(self.series or {}))
         case = prepare_inference_case(volumes, meta, item.name)
         axis, tile = int(meta["axis"]), job.options.tile if job.options else None
         stack = slice_stack(case.image, axis, int(meta.get("size_divisor", 32)), tile)

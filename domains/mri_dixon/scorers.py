@@ -185,36 +185,45 @@ class CaseSink:
     job: Job
 
     def update(self, prediction: Prediction) -> None:
-        scorer, spec, case, options = self.scorer, self.scorer.spec, self.item.name, self.scorer.options
+        scorer, case = self.scorer, self.item.name
         classes, instances = cleaned(prediction, scorer.clean, self.job)
-        image = self.opened.case.reference
-        label = read_volume(self.item.target, case)
-        check_same_grid({"image": image, "label": label}, case)
-        values = check_label_values(label, spec, case)
-        reference = Volume(values, label.affine, label.path, label.header)
-        predicted = Volume(classes, reference.affine)
-        ignored = values == spec.ignore_label if spec.ignore_label is not None else None
-        scored = predicted if ignored is None else Volume(np.where(ignored, spec.ignore_label, classes), label.affine)
+        reference, target = self.truth()
+        ignored = target == self.job.model.meta.ignore_index  # dataset.json's ``ignore`` voxels count for no label
+        scored = Volume(np.where(ignored, target, classes), reference.affine)
         volumes = self.opened.volumes
-        scorer.rows += evaluate_case(case, reference, scored, spec.labels, volumes.get("water"), volumes.get("fat"))
-        target = values.astype(np.int64)
-        if ignored is not None:
-            target[ignored] = self.job.model.meta.ignore_index
+        scorer.rows += evaluate_case(case, reference, scored, scorer.spec.labels, volumes.get("water"),
+                                     volumes.get("fat"))
         scorer.semantic.add(classes, target)
-        predictions = self.out / "predictions"
-        if options.save_predictions:
-            predictions.mkdir(exist_ok=True)
-            write_label(predictions / f"{case}.nii.gz", classes, reference)
         if scorer.panoptic is not None:
             scorer.panoptic.update(case, classes, instances, target)
-            if options.save_predictions:
-                write_nifti(predictions / f"{case}_instances.nii.gz", instances.ids, reference)
+        self.save(classes, instances, reference)
+
+    def truth(self) -> tuple[Volume, np.ndarray]:
+        """The label file on the case's grid (values checked against dataset.json) and the targets ``(X, Y, Z)``
+        int64 (``ignore`` voxels: the checkpoint's ignore index)."""
+        spec, case = self.scorer.spec, self.item.name
+        label = read_volume(self.item.target, case)
+        check_same_grid({"image": self.opened.case.reference, "label": label}, case)
+        values = check_label_values(label, spec, case)
+        target = values.astype(np.int64)
+        if spec.ignore_label is not None:
+            target[values == spec.ignore_label] = self.job.model.meta.ignore_index
+        return Volume(values, label.affine, label.path, label.header), target
+
+    def save(self, classes: np.ndarray, instances: Instances | None, reference: Volume) -> None:
+        """``predictions/CASE.nii.gz`` (and ``CASE_instances.nii.gz``) and ``overlays/CASE.png`` as asked."""
+        options, case, meta = self.scorer.options, self.item.name, self.job.model.meta
+        if options.save_predictions:
+            (self.out / "predictions").mkdir(exist_ok=True)
+            write_label(self.out / "predictions" / f"{case}.nii.gz", classes, reference)
+            if instances is not None and self.scorer.panoptic is not None:
+                write_nifti(self.out / "predictions" / f"{case}_instances.nii.gz", instances.ids, reference)
         if options.overlays:
             (self.out / "overlays").mkdir(exist_ok=True)
-            meta = self.job.model.meta
             colors = dict(zip(meta.class_names, meta.class_colors or []))
-            save_overlay_png(self.out / "overlays" / f"{case}.png", image, reference, predicted, spec.labels, colors,
-                             options.overlay_slices, overwrite=True)
+            save_overlay_png(self.out / "overlays" / f"{case}.png", self.opened.case.reference, reference,
+                             Volume(classes, reference.affine), self.scorer.spec.labels, colors, options.overlay_slices,
+                             overwrite=True)
 
     def close(self) -> None:
         return None

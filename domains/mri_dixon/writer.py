@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +127,7 @@ def instance_fat_fractions(instances: Instances, water: np.ndarray, fat: np.ndar
 
 def instance_rows(case: str, instances: Instances, class_names: Sequence[str], reference: Volume,
                   water: np.ndarray | None = None, fat: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """CSV rows (:data:`INSTANCE_COLUMNS`, plus ``mean_fat_fraction`` with ``water`` and ``fat``) of instances on
-    ``reference``'s grid ``(X, Y, Z)``."""
+    """``OUT_instances.csv`` rows of instances on ``reference``'s grid (``mean_fat_fraction`` with water and fat)."""
     affine = reference.affine
     rows = measure_instances(instances, class_names, spacing=voxel_spacing(affine),
                              to_world=lambda ijk: apply_affine(affine, ijk),
@@ -142,9 +141,8 @@ def instance_rows(case: str, instances: Instances, class_names: Sequence[str], r
 
 def panoptic_info(case: str, panoptic: np.ndarray, instances: Instances, instancer: Instancer,
                   categories: Sequence[int], voxel_ml: float) -> dict[str, Any]:
-    """``OUT_panoptic.json`` content: the categories and one segment per non-zero code of ``panoptic`` with its
-    ``id`` (the code), ``category``, ``name``, ``isthing``, ``instance`` (its id in ``OUT_instances.nii.gz``; null
-    for stuff and for thing voxels left without an instance), ``voxels`` and ``volume_ml``."""
+    """``OUT_panoptic.json``: the categories, and per non-zero code its ``id`` (the code), ``category``, ``name``,
+    ``isthing``, ``instance`` (its id in ``OUT_instances.nii.gz``, else null), ``voxels`` and ``volume_ml``."""
     names = {int(c): n for c, n in zip(categories, instancer.class_names)}
     things = {int(categories[i]) for i in instancer.thing_ids}
     code_of = np.zeros(instances.n + 1, np.int64)
@@ -167,9 +165,8 @@ def panoptic_info(case: str, panoptic: np.ndarray, instances: Instances, instanc
 def write_instance_outputs(paths: dict[str, Path], case: str, labels: np.ndarray, instances: Instances,
                            instancer: Instancer, reference: Volume, labels_map: dict[str, int],
                            water: np.ndarray | None = None, fat: np.ndarray | None = None) -> None:
-    """Write the ``instances`` and ``csv`` files of one case (and ``panoptic`` and ``segments`` when ``paths`` name
-    them); ``labels`` ``(X, Y, Z)`` are the class indices the instances were cut from, on ``reference``'s grid;
-    ``labels_map`` the dataset.json labels."""
+    """The instance (and panoptic, when ``paths`` name them) files of one case; ``labels`` ``(X, Y, Z)``: the class
+    indices the instances were cut from, on ``reference``'s grid; ``labels_map``: the dataset.json labels."""
     write_nifti(paths["instances"], instances.ids.astype(np.int32), reference)
     rows = instance_rows(case, instances, instancer.class_names, reference, water, fat)
     columns = INSTANCE_COLUMNS + (["mean_fat_fraction"] if water is not None and fat is not None else [])
@@ -189,8 +186,11 @@ class DixonWriter:
 
     largest_component: bool | str | Sequence[str] = False
     fat_fraction: bool = False
+    clean: list[int] | None = field(default=None, init=False)  # the label values of largest_component
 
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
+        if self.clean is None:  # checked once, before any work
+            self.clean = checked_cleanup(self.largest_component, job)
         is_file = output.name.lower().endswith(NIFTI_SUFFIXES) and not output.is_dir()
         if folder and is_file:
             raise DataError(f"the input holds several cases; give an output folder, not the file name {str(output)!r}")
@@ -210,7 +210,7 @@ class DixonWriter:
         return {}
 
     def sink(self, item: Item, opened: OpenedCase, paths: Mapping[str, Path], job: Job) -> DixonSink:
-        return DixonSink(item.name, opened, dict(paths), job, checked_cleanup(self.largest_component, job))
+        return DixonSink(item.name, opened, dict(paths), job, self.clean or [])
 
     def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None:
         pass
