@@ -1,13 +1,11 @@
-"""Benchmark: whole-volume inference against the bare model, and HD95 against MONAI (:mod:`core.benchmark`).
+"""Benchmark (:mod:`core.benchmark`): whole-volume inference against the bare model, and HD95 against MONAI.
 
-1. The predict path on a phantom volume read from disk (:meth:`.reader.DixonReader.open`: slice sources; the core's
-   engine, restore onto the input grid, argmax: :func:`core.pipeline.predict_item`) against the same network on
-   the same slices, pre-built into batches of the same size (:func:`core.benchmark.bare_forward`; goal >= 0.9).
-   The end-to-end ``run_predict`` (NIfTI read, normalisation, inference, NIfTI write) is reported beside it.
-2. HD95 of two 256^3 masks: :func:`.metrics.overlap_and_distance` (Dice, IoU, HD95 and ASSD together) against
-   MONAI's ``compute_hausdorff_distance(percentile=95)`` alone, on the CPU (goal: no slower).
-
-Run it with ``scripts/benchmark.py mri_dixon`` (``--quick`` for a small volume and 128^3 masks).
+1. The predict path on a phantom volume read from disk (:meth:`.reader.DixonReader.open`, then the core's engine,
+   restore onto the input grid and argmax: :func:`core.pipeline.predict_item`) against the same network on the same
+   slices in batches of the same size (:func:`core.benchmark.bare_forward`; goal >= 0.9); end to end (``run_predict``:
+   NIfTI read, normalisation, inference, NIfTI write) beside it.
+2. HD95 of two 256^3 masks: :func:`.metrics.overlap_and_distance` (Dice, IoU, HD95 and ASSD together) against MONAI's
+   ``compute_hausdorff_distance(percentile=95)`` alone, on the CPU (goal: no slower). ``--quick``: smaller sizes.
 """
 
 from __future__ import annotations

@@ -44,6 +44,12 @@ def fat_fraction(water: np.ndarray, fat: np.ndarray, min_signal: float | None = 
     return ff
 
 
+def fat_fraction_map(water: np.ndarray, fat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The FF map and its valid-signal mask with the case's own threshold (as :func:`mean_fat_fraction`)."""
+    threshold = signal_threshold(water, fat)
+    return fat_fraction(water, fat, min_signal=threshold), valid_signal(water, fat, min_signal=threshold)
+
+
 def mean_fat_fraction(water: np.ndarray, fat: np.ndarray, mask: np.ndarray, min_signal: float | None = None,
                       relative_threshold: float = DEFAULT_RELATIVE_THRESHOLD) -> float:
     """Mean voxel FF inside ``mask`` over voxels with enough signal; NaN if there are none. The threshold comes from

@@ -25,7 +25,7 @@ from scipy.spatial import cKDTree
 
 from core.errors import DataError
 
-from .fatfraction import fat_fraction, signal_threshold, valid_signal
+from .fatfraction import fat_fraction_map
 from .io import Volume, grid_difference, to_canonical
 
 METRICS = ("dice", "iou", "hd95_mm", "assd_mm", "ref_volume_ml", "pred_volume_ml", "rel_volume_error", "ref_mean_ff",
@@ -90,7 +90,7 @@ def evaluate_case(case: str, reference: Volume, prediction: Volume, labels: dict
         _require_grid(reference, other, what, case)
     spacing = reference.spacing
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    ff, valid = _fat_fraction_map(water, fat)
+    ff, valid = fat_fraction_map(water.array, fat.array) if water is not None and fat is not None else (None, None)
     rows = []
     for name, value in sorted(labels.items(), key=lambda item: item[1]):
         if name in ("background", "ignore"):
@@ -104,14 +104,6 @@ def evaluate_case(case: str, reference: Volume, prediction: Volume, labels: dict
                      "ref_mean_ff": _masked_mean(ff, valid, ref_mask),
                      "pred_mean_ff": _masked_mean(ff, valid, pred_mask)})
     return rows
-
-
-def _fat_fraction_map(water: Volume | None, fat: Volume | None) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """FF map and its valid-signal mask, or ``(None, None)`` without both images."""
-    if water is None or fat is None:
-        return None, None
-    threshold = signal_threshold(water.array, fat.array)
-    return fat_fraction(water.array, fat.array, threshold), valid_signal(water.array, fat.array, threshold)
 
 
 def _masked_mean(ff: np.ndarray | None, valid: np.ndarray | None, mask: np.ndarray) -> float:

@@ -29,7 +29,7 @@ from .dataset import DatasetSpec, check_label_values, inference_channels, read_d
 from .io import Volume, check_same_grid, read_volume, write_label, write_nifti
 from .metrics import evaluate_case, format_summary, save_overlay_png, summarize
 from .reader import OpenedCase
-from .writer import checked_cleanup, cleaned
+from .writer import cleaned, cleanup_values, things
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ class DixonEvaluation:
         return self.split, items
 
     def scorers(self, job: Job) -> list[DixonScorer]:
-        return [DixonScorer(self, checked_cleanup(self.largest_component, job), SemanticScores(job),
+        return [DixonScorer(self, cleanup_values(self.largest_component, job.model.meta, things(job)),
+                            SemanticScores(job),
                             InstanceScores(job.instancer, job.model.meta.ignore_index) if job.instancer else None)]
 
     def report_files(self, job: Job) -> list[str]:

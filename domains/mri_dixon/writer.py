@@ -32,7 +32,7 @@ from core.errors import ConfigError, DataError
 from core.instances import Instancer, Instances, label_divisor_ids, measure_instances
 from core.io import write_csv, write_json
 
-from .fatfraction import fat_fraction, signal_threshold, valid_signal
+from .fatfraction import fat_fraction, fat_fraction_map
 from .io import NIFTI_SUFFIXES, Volume, voxel_spacing, write_label, write_nifti
 from .reader import OpenedCase, volume_stem
 
@@ -66,18 +66,26 @@ def keep_largest_components(label: np.ndarray, values: Sequence[int]) -> np.ndar
     return out
 
 
-def cleanup_values(largest_component: bool | str | Sequence[str], meta: Any) -> list[int]:
-    """Label values for :func:`keep_largest_components`: all foreground labels (``true``) or the named ones."""
+def cleanup_values(largest_component: bool | str | Sequence[str], meta: Any, things: Sequence[str] = ()) -> list[int]:
+    """Label values for :func:`keep_largest_components`: all foreground labels (``true``) or the named ones; a warning
+    when that keeps one component of a thing class whose instances are cut (``things``)."""
     labels = {k: v for k, v in meta["labels"].items() if v != 0}
-    if largest_component is True:
-        return sorted(labels.values())
-    if not largest_component:
-        return []
-    names = [largest_component] if isinstance(largest_component, str) else list(largest_component)
+    if largest_component is True or not largest_component:
+        names = sorted(labels, key=labels.get) if largest_component is True else []
+    else:
+        names = [largest_component] if isinstance(largest_component, str) else list(largest_component)
     unknown = [n for n in names if n not in labels]
     if unknown:
         raise ConfigError(f"largest_component names unknown labels {unknown}; labels: {sorted(labels)}")
+    if set(names) & set(things):
+        log.warning("largest_component keeps one component of the thing class(es) %s: at most one instance each",
+                    sorted(set(names) & set(things)))
     return [labels[n] for n in names]
+
+
+def things(job: Job) -> tuple[str, ...]:
+    """The thing classes whose instances the job cuts (none for semantic jobs)."""
+    return job.model.things if job.instancer is not None else ()
 
 
 def cleaned(prediction: Prediction, values: Sequence[int], job: Job) -> tuple[np.ndarray, Instances | None]:
@@ -88,18 +96,6 @@ def cleaned(prediction: Prediction, values: Sequence[int], job: Job) -> tuple[np
     classes = keep_largest_components(prediction.classes, values)
     changed = job.instancer is not None and not np.array_equal(classes, prediction.classes)
     return classes, job.instancer(classes, prediction.border) if changed else prediction.instances
-
-
-def checked_cleanup(largest_component: bool | str | Sequence[str], job: Job) -> list[int]:
-    """:func:`cleanup_values`, with a warning when it keeps one component of a thing class whose instances are
-    asked for."""
-    values = cleanup_values(largest_component, job.model.meta)
-    names = {v: k for k, v in job.model.meta["labels"].items()}
-    single = [names[v] for v in values if names[v] in job.model.things]
-    if single and job.instancer is not None:
-        log.warning("largest_component keeps one component of the thing class(es) %s: at most one instance each",
-                    single)
-    return values
 
 
 def category_ids(class_names: Sequence[str], labels: dict[str, int]) -> list[int]:
@@ -113,9 +109,7 @@ def category_ids(class_names: Sequence[str], labels: dict[str, int]) -> list[int
 def instance_fat_fractions(instances: Instances, water: np.ndarray, fat: np.ndarray) -> np.ndarray:
     """Mean FF of each instance ``(n,)`` over its voxels with enough signal (threshold from the whole images, as
     :func:`.fatfraction.mean_fat_fraction`); NaN for an instance without any."""
-    threshold = signal_threshold(water, fat)
-    valid = valid_signal(water, fat, min_signal=threshold)
-    ff = np.where(valid, fat_fraction(water, fat, min_signal=threshold), 0.0)
+    ff, valid = fat_fraction_map(water, fat)  # ff is 0 where the signal is too low
     index = np.arange(1, instances.n + 1)
     if not len(index):
         return np.zeros(0)
@@ -190,7 +184,7 @@ class DixonWriter:
 
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
         if self.clean is None:  # checked once, before any work
-            self.clean = checked_cleanup(self.largest_component, job)
+            self.clean = cleanup_values(self.largest_component, job.model.meta, things(job))
         is_file = output.name.lower().endswith(NIFTI_SUFFIXES) and not output.is_dir()
         if folder and is_file:
             raise DataError(f"the input holds several cases; give an output folder, not the file name {str(output)!r}")

@@ -316,3 +316,15 @@ def test_existing_output_is_kept_unless_overwrite(conv_checkpoint, phantom_root,
     assert code == 2 and "already exists" in err and out.read_bytes() == b"keep me"
     assert _run_predict(conv_checkpoint, folder, out, capsys, "overwrite=true")[0] == 0
     assert nib.load(out).shape == (32, 32, 12)
+
+
+def test_largest_component_is_applied_to_the_written_labels(conv_checkpoint, phantom_root, tmp_path, capsys):
+    folder = _copy_case(phantom_root, "phantom_000", tmp_path / "in")
+    assert _run_predict(conv_checkpoint, folder, tmp_path / "raw.nii.gz", capsys)[0] == 0
+    assert _run_predict(conv_checkpoint, folder, tmp_path / "clean.nii.gz", capsys,
+                        "domain.writer.largest_component=[liver,spleen]")[0] == 0
+    raw, clean = (np.asanyarray(nib.load(tmp_path / f"{n}.nii.gz").dataobj) for n in ("raw", "clean"))
+    np.testing.assert_array_equal(clean, keep_largest_components(raw, [1, 2]))
+    code, err = _run_predict(conv_checkpoint, folder, tmp_path / "x.nii.gz", capsys,
+                             "domain.writer.largest_component=[lung]")
+    assert code == 2 and "unknown labels ['lung']" in err and not (tmp_path / "x.nii.gz").exists()
