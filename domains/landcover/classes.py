@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import DataError
-from core.io import atomic_path
+from core.io import write_json
 
 CLASS_MAP_FILES = ("classes.json", "classes.csv")
 CSV_HEADER = ["id", "name", "r", "g", "b"]
@@ -169,5 +169,4 @@ def find_class_map(root: str | Path) -> ClassMap:
 def write_class_map_json(class_map: ClassMap, path: str | Path, overwrite: bool = False) -> None:
     """Write ``class_map`` in the ``classes.json`` format (temp file + rename)."""
     entries = [{"id": c.id, "name": c.name, "color": list(c.color)} for c in class_map.classes]
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
+    write_json(path, entries, overwrite)

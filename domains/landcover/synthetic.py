@@ -10,7 +10,6 @@ building is one instance with its own roof tone, and no two buildings overlap or
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,8 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from core.errors import ConfigError
-from core.io import atomic_path
+from core.io import Staging
 from domains.landcover.classes import DEFAULT_CLASSES, write_class_map_json
-from domains.landcover.io import AtomicFile
 
 BUILDING, ROAD = 4, 5
 LABEL_NODATA = 255
@@ -214,19 +212,20 @@ def make_scene(
     labels[border] = LABEL_NODATA
     instances[border] = 0
     profile = _profile(height, width, crs, pixel_size, origin)
-    with atomic_path(path_img, overwrite) as tmp:
-        with rasterio.open(tmp, "w", count=bands, dtype=dtype, nodata=DTYPES[dtype][1], **profile) as dst:
+    paths = [Path(p) for p in (path_img, path_lbl, path_instances) if p is not None]
+    with Staging(paths, overwrite) as stage:
+        with rasterio.open(stage.path(paths[0]), "w", count=bands, dtype=dtype, nodata=DTYPES[dtype][1],
+                           **profile) as dst:
             dst.write(image)
             for i in range(bands):
                 dst.set_band_description(i + 1, BAND_NAMES[i] if i < 4 else f"band_{i + 1}")
-    with atomic_path(path_lbl, overwrite) as tmp:
-        with rasterio.open(tmp, "w", count=1, dtype="uint8", nodata=LABEL_NODATA, **profile) as dst:
+        with rasterio.open(stage.path(paths[1]), "w", count=1, dtype="uint8", nodata=LABEL_NODATA, **profile) as dst:
             dst.write_colormap(1, DEFAULT_CLASSES.colormap())  # before the pixels: libtiff fixes it on first write
             dst.write(labels, 1)
-    if path_instances is not None:
-        with atomic_path(path_instances, overwrite) as tmp:
-            with rasterio.open(tmp, "w", count=1, dtype="uint32", **profile) as dst:
+        if path_instances is not None:
+            with rasterio.open(stage.path(paths[2]), "w", count=1, dtype="uint32", **profile) as dst:
                 dst.write(instances, 1)
+        stage.commit()
     return Path(path_img), Path(path_lbl)
 
 
@@ -307,30 +306,24 @@ def make_large_raster(
         roads.append((a, b, -rng.uniform(min(corners), max(corners))))
     profile = _profile(height, width, crs, pixel_size, origin)
     profile.update(blockxsize=block, blockysize=block, compress=compress or "none", bigtiff="IF_SAFER")
-    outputs = [AtomicFile(path_img, overwrite)] + ([AtomicFile(path_lbl, overwrite)] if path_lbl else [])
-    try:
-        with ExitStack() as stack:
-            img = stack.enter_context(
-                rasterio.open(outputs[0].tmp, "w", count=bands, dtype=dtype, nodata=DTYPES[dtype][1], **profile)
-            )
-            lbl = None
-            if path_lbl:
-                lbl = stack.enter_context(
-                    rasterio.open(outputs[1].tmp, "w", count=1, dtype="uint8", nodata=LABEL_NODATA, **profile)
-                )
+
+    def blocks():
+        for r in range(0, height, block):
+            for c in range(0, width, block):
+                window = Window(c, r, min(block, width - c), min(block, height - r))
+                yield window, _large_labels(window, waves, roads)
+
+    with Staging([Path(p) for p in (path_img, path_lbl) if p], overwrite) as stage:
+        with rasterio.open(stage.path(Path(path_img)), "w", count=bands, dtype=dtype, nodata=DTYPES[dtype][1],
+                           **profile) as img:
+            for window, labels in blocks():
+                rng = np.random.default_rng([seed, int(window.row_off), int(window.col_off)])
+                img.write(_to_dtype(synthetic_image(labels, bands, rng, seed), dtype), window=window)
+        if path_lbl:
+            with rasterio.open(stage.path(Path(path_lbl)), "w", count=1, dtype="uint8", nodata=LABEL_NODATA,
+                               **profile) as lbl:
                 lbl.write_colormap(1, DEFAULT_CLASSES.colormap())
-            for r in range(0, height, block):
-                for c in range(0, width, block):
-                    window = Window(c, r, min(block, width - c), min(block, height - r))
-                    labels = _large_labels(window, waves, roads)
-                    reflectance = synthetic_image(labels, bands, np.random.default_rng([seed, r, c]), seed)
-                    img.write(_to_dtype(reflectance, dtype), window=window)
-                    if lbl is not None:
-                        lbl.write(labels, 1, window=window)
-        for out in outputs:
-            out.commit()
-    except BaseException:
-        for out in outputs:
-            out.discard()
-        raise
-    return outputs[0].path
+                for window, labels in blocks():
+                    lbl.write(labels, 1, window=window)
+        stage.commit()
+    return Path(path_img)
