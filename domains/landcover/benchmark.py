@@ -78,22 +78,16 @@ def monai(job: Job, image: torch.Tensor) -> None:
         logits[0].argmax(0).to(torch.uint8).cpu()
 
 
-def read_all(job: Job, raster: Path) -> torch.Tensor:
+def read_all(job: Job, raster: Path) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The normalised raster ``(1, C, H, W)`` on the device, and the pipeline's tiles batched as it batches them."""
+    tile, overlap, batch_size = job.options.tile, job.options.overlap, job.options.batch_size
     with RasterSource(raster, job.model.meta) as source:
-        return torch.from_numpy(source.read((0, 0, *source.shape)))[None].to(job.model.predictor.device)
+        image = torch.from_numpy(source.read((0, 0, *source.shape)))[None].to(job.model.predictor.device)
+        tiles = [source.read(w) for w in grid_windows(*source.shape, tile, overlap)]
+    return image, [torch.from_numpy(np.stack(tiles[i : i + batch_size])) for i in range(0, len(tiles), batch_size)]
 
 
-def tile_batches(job: Job, raster: Path) -> list[torch.Tensor]:
-    """The pipeline's tiles, batched as it batches them."""
-    options = job.options
-    with RasterSource(raster, job.model.meta) as source:
-        tiles = [source.read(w) for w in grid_windows(*source.shape, options.tile, options.overlap)]
-    return [torch.from_numpy(np.stack(tiles[i : i + options.batch_size]))
-            for i in range(0, len(tiles), options.batch_size)]
-
-
-def _peak_mb() -> float:
-    """This process's RSS high-water mark in MiB (Linux reports KiB)."""
+def _peak_mb() -> float:  # this process's RSS high-water mark in MiB (Linux reports KiB)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -108,7 +102,7 @@ def child(kind: str, raster: str, output: str = "", model: str = "unet", tile=(2
     if kind == "pipeline":
         pipeline(job, Path(raster), Path(output))
     else:
-        monai(job, read_all(job, Path(raster)))
+        monai(job, read_all(job, Path(raster))[0])
     return {"peak_mb": _peak_mb(), "base_mb": base}
 
 
@@ -134,7 +128,7 @@ def run(quick: bool = False, model: str = "unet", tile: tuple[int, int] = (256, 
         raster, output = Path(tmp) / "scene.tif", Path(tmp) / "pred.tif"
         make_large_raster(raster, height, width, bands=BANDS)
         job = bench_job(model, tile, overlap, batch_size, device)
-        image, batches = read_all(job, raster), tile_batches(job, raster)
+        image, batches = read_all(job, raster)
         timings = timeit({"bare model, same tiles in memory": bare_forward(job.model.predictor.model, batches, device),
                           "pipeline (file -> file)": lambda: pipeline(job, raster, output),
                           "MONAI sliding window in memory": lambda: monai(job, image)},

@@ -74,16 +74,9 @@ class ClassMap:
         return cls(tuple(classes), source="checkpoint")  # type: ignore[arg-type]
 
 
-DEFAULT_CLASSES = ClassMap(
-    (
-        LandCoverClass(0, "dense forest", (0, 100, 0)),
-        LandCoverClass(1, "sparse forest", (110, 190, 70)),
-        LandCoverClass(2, "moor", (150, 90, 160)),
-        LandCoverClass(3, "herbaceous formation", (230, 220, 100)),
-        LandCoverClass(4, "building", (200, 30, 30)),
-        LandCoverClass(5, "road", (90, 90, 90)),
-    )
-)
+DEFAULT_CLASSES = ClassMap(tuple(LandCoverClass(i, name, color) for i, (name, color) in enumerate([
+    ("dense forest", (0, 100, 0)), ("sparse forest", (110, 190, 70)), ("moor", (150, 90, 160)),
+    ("herbaceous formation", (230, 220, 100)), ("building", (200, 30, 30)), ("road", (90, 90, 90))])))
 
 
 def _entry(raw: Any, path: Path, where: str) -> LandCoverClass:

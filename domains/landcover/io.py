@@ -158,11 +158,8 @@ def read_label_window(src: rasterio.DatasetReader, window: Window) -> tuple[np.n
 def iter_block_windows(height: int, width: int, rows: int = 512, cols: int | None = None) -> list[Window]:
     """Non-overlapping windows (clipped at the edge) that tile a ``height x width`` raster."""
     cols = cols or rows
-    return [
-        Window(c, r, min(cols, width - c), min(rows, height - r))
-        for r in range(0, height, rows)
-        for c in range(0, width, cols)
-    ]
+    return [Window(c, r, min(cols, width - c), min(rows, height - r))
+            for r in range(0, height, rows) for c in range(0, width, cols)]
 
 
 def chunk_windows(src: rasterio.DatasetReader, target: int = 512) -> list[Window]:
@@ -194,12 +191,8 @@ def count_values(src: rasterio.DatasetReader, band: int = 1) -> tuple[dict[int, 
     return counts, invalid
 
 
-def band_stats(
-    cells: Sequence[tuple[PathLike, Window]],
-    bands: Sequence[int] | None = None,
-    max_pixels: int = 4_000_000,
-    seed: int = 0,
-) -> dict[str, Any]:
+def band_stats(cells: Sequence[tuple[PathLike, Window]], bands: Sequence[int] | None = None,
+               max_pixels: int = 4_000_000, seed: int = 0) -> dict[str, Any]:
     """Per-band mean and std over valid pixels of candidate ``(path, window)`` cells.
 
     If the cells hold more than ``max_pixels`` pixels, a seeded random subset of cells within that budget is
@@ -264,10 +257,8 @@ def check_pair(image_path: PathLike, label_path: PathLike) -> None:
         if diffs:
             raise DataError(f"label {label_path} does not match image {image_path}: " + "; ".join(diffs))
         if lbl.count != 1 or not np.issubdtype(np.dtype(lbl.dtypes[0]), np.integer):
-            raise DataError(
-                f"{label_path}: a label raster must have 1 integer band of class ids; "
-                f"got {lbl.count} band(s) of {lbl.dtypes[0]}"
-            )
+            raise DataError(f"{label_path}: a label raster must have 1 integer band of class ids; "
+                            f"got {lbl.count} band(s) of {lbl.dtypes[0]}")
 
 
 def check_label_values(label_path: PathLike, class_map: ClassMap, ignore_index: int = 255) -> None:
@@ -278,10 +269,8 @@ def check_label_values(label_path: PathLike, class_map: ClassMap, ignore_index: 
     bad = sorted(set(seen) - set(class_map.ids) - {ignore_index})
     if bad:
         shown = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
-        raise DataError(
-            f"{label_path}: label values {shown} are not in the class map ({class_map.source}: ids "
-            f"0..{len(class_map) - 1}); other accepted values: nodata and the ignore index {ignore_index}"
-        )
+        raise DataError(f"{label_path}: label values {shown} are not in the class map ({class_map.source}: ids "
+                        f"0..{len(class_map) - 1}); other accepted values: nodata and the ignore index {ignore_index}")
 
 
 def _geometry(like: Mapping[str, Any] | rasterio.DatasetReader | PathLike) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from rasterio.windows import Window
 
 from core.contracts import Item, Job, Prediction
 from core.errors import DataError
-from domains.landcover.dataset import IMAGE_SUFFIXES, Region, normalize
+from domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets, normalize
 from domains.landcover.io import (
     check_bands,
     chunk_windows,
@@ -27,38 +27,23 @@ from domains.landcover.io import (
 from domains.landcover.sampling import Rect, full_rect, window_rect
 
 
-def read_normalized(src: rasterio.DatasetReader, window: Window, meta: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``window`` of a checkpoint's ``meta["bands"]``, normalised with its training statistics: float32 ``(C, h, w)``
-    (0 at nodata) and the valid mask ``(h, w)``."""
-    image, valid = read_window(src, window, meta["bands"])
-    norm = meta["normalization"]
-    return normalize(image, valid, norm["mean"], norm["std"]), valid
-
-
-def check_band_count(src: rasterio.DatasetReader, meta: Any) -> None:
-    """As many bands as the training images (``meta["image_band_count"]``, when they agreed on one), holding every
-    band the model reads (``meta["bands"]``, 1-based)."""
-    expected = meta.get("image_band_count")
-    if expected is not None and src.count != expected:
-        raise DataError(f"{src.name} has {src.count} band(s) but the model was trained on {expected}-band images "
-                        f"(reading bands {list(meta['bands'])}: {', '.join(meta.get('band_names', []))})")
-    check_bands(src, meta["bands"])
-
-
 class RasterSource:
-    """A GeoTIFF (or a rectangle ``region`` of it) as a tiled-inference source; windows are relative to the region.
-
-    Tiles are read through one handle (the engine's reader thread), valid masks through another (the consuming
-    thread): a GDAL handle must not be shared by threads. Opening checks the file (readable, not truncated, has a
-    CRS) and its bands against the checkpoint's ``meta``; each failure is a DataError naming the file.
-    """
+    """A GeoTIFF (or a rectangle ``region`` of it) as a tiled-inference source, read with a checkpoint's ``meta``
+    (bands, normalisation); windows are relative to the region. Tiles are read through one handle (the engine's
+    reader thread), valid masks through another (the consuming thread): GDAL handles must not be shared by threads.
+    Opening checks the file (readable, not truncated, has a CRS, the bands): a DataError naming the file."""
 
     def __init__(self, path: str | Path, meta: Any, region: Rect | None = None) -> None:
         self.path, self.meta = Path(path), meta
         self._tiles = open_raster(self.path)
         self._masks = open_raster(self.path, check_data=False)
+        expected = meta.get("image_band_count")  # the training images' band count, when they agreed on one
         try:
-            check_band_count(self._tiles, meta)
+            if expected is not None and self._tiles.count != expected:
+                raise DataError(f"{self.path} has {self._tiles.count} band(s) but the model was trained on "
+                                f"{expected}-band images (reading bands {list(meta['bands'])}: "
+                                f"{', '.join(meta.get('band_names', []))})")
+            check_bands(self._tiles, meta["bands"])
         except DataError:
             self.close()
             raise
@@ -74,7 +59,9 @@ class RasterSource:
     def _load(self, window: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         key = tuple(int(v) for v in window)
         if self._last is None or self._last[0] != key:  # skip() then read() of one window read it once
-            self._last = (key, *read_normalized(self._tiles, self._window(key), self.meta))
+            image, valid = read_window(self._tiles, self._window(key), self.meta["bands"])
+            norm = self.meta["normalization"]  # the training statistics
+            self._last = (key, normalize(image, valid, norm["mean"], norm["std"]), valid)
         return self._last[1], self._last[2]
 
     def read(self, window: Sequence[int]) -> np.ndarray:
@@ -146,12 +133,8 @@ class OpenedScene:
         window = Window(rect.col0, rect.row0 + p.row0, rect.width, n)
         labels, labelled = read_label_window(self.labels, window)
         keep = labelled & self.valid(p) & (labels != self.ignore_index)
-        bad = np.unique(labels[keep & ((labels < 0) | (labels >= self.num_classes))])
-        if bad.size:
-            raise DataError(f"{self.labels.name}: label values {bad.tolist()} are not class ids "
-                            f"0..{self.num_classes - 1} (nor the ignore index {self.ignore_index})")
         ids = None if self.instances is None else read_label_window(self.instances, window)[0]
-        return np.where(keep, labels, self.ignore_index), ids
+        return class_targets(labels, keep, self.num_classes, self.ignore_index, self.labels.name), ids
 
     def restore(self, logits: Any) -> Any:
         return logits

@@ -100,14 +100,8 @@ def _stretch(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def preview_png(
-    image_path: str | Path,
-    pred_path: str | Path,
-    png_path: str | Path,
-    class_map: ClassMap | None = None,
-    bands: Sequence[int] | None = None,
-    max_size: int = 1024,
-) -> Path:
+def preview_png(image_path: str | Path, pred_path: str | Path, png_path: str | Path, class_map: ClassMap | None = None,
+                bands: Sequence[int] | None = None, max_size: int = 1024) -> Path:
     """PNG with the image (RGB from ``bands``, 1-based, default 1, 2, 3 or band 1 as grey; 2-98 % stretch) and the
     prediction in class colours side by side, with a legend. Rasters are read decimated to ``max_size`` px (from
     overviews when present, e.g. ``cog=True`` outputs) so huge scenes stay cheap."""

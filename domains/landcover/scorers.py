@@ -68,7 +68,7 @@ class SemanticScorer:
                  "regions": [{"scene": str(r.scene.image), "rects": [asdict(rect) for rect in r.rects]}
                              for r in self.regions],
                  "mf1": float(scores["mdice"]), "per_class_f1": dict(zip(metrics.class_names, scores["dice"].tolist())),
-                 "tile": list(options.tile), "overlap": list(options.overlap), "blend": options.blend,
+                 "tile": options.tile and list(options.tile), "overlap": list(options.overlap), "blend": options.blend,
                  "tta": bool(job.model.predictor.tta_flips)}
         return self.scores.report(out, extra)
 
