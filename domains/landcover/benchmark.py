@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import resource
@@ -87,8 +89,12 @@ def read_all(job: Job, raster: Path) -> tuple[torch.Tensor, list[torch.Tensor]]:
     return image, [torch.from_numpy(np.stack(tiles[i : i + batch_size])) for i in range(0, len(tiles), batch_size)]
 
 
-def _peak_mb() -> float:  # this process's RSS high-water mark in MiB (Linux reports KiB)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _peak_mb() -> float:
+    """This process's RSS high-water mark in MiB: VmHWM (getrusage's starts at the parent's RSS when it forked)."""
+    status = Path("/proc/self/status")
+    lines = status.read_text().splitlines() if status.exists() else []
+    peak = next((int(line.split()[1]) for line in lines if line.startswith("VmHWM:")), None)
+    return (peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024  # KiB
 
 
 def child(kind: str, raster: str, output: str = "", model: str = "unet", tile=(256, 256), overlap=(64, 64),
@@ -129,10 +135,11 @@ def run(quick: bool = False, model: str = "unet", tile: tuple[int, int] = (256, 
         make_large_raster(raster, height, width, bands=BANDS)
         job = bench_job(model, tile, overlap, batch_size, device)
         image, batches = read_all(job, raster)
-        timings = timeit({"bare model, same tiles in memory": bare_forward(job.model.predictor.model, batches, device),
+        with contextlib.redirect_stderr(io.StringIO()):  # no progress bars between the tables
+            contenders = {"bare model, same tiles in memory": bare_forward(job.model.predictor.model, batches, device),
                           "pipeline (file -> file)": lambda: pipeline(job, raster, output),
-                          "MONAI sliding window in memory": lambda: monai(job, image)},
-                         repeats=2 if quick else 3)
+                          "MONAI sliding window in memory": lambda: monai(job, image)}
+            timings = timeit(contenders, repeats=2 if quick else 3)
         ours = run_child("pipeline", raster=str(raster), output=str(Path(tmp) / "child.tif"), **common)
         theirs = run_child("monai", raster=str(raster), **common)
     mpx = height * width / 1e6

@@ -314,7 +314,8 @@ class RasterWriter:
                 self._dst.set_band_description(i, str(text))
         except (RasterioError, OSError) as exc:
             raise DataError(f"{self.path}: cannot create output GeoTIFF: {_why(exc)}") from exc
-        self._buffer: np.ndarray | None = None  # (C, blocksize, W) rows waiting for a full block row
+        self._rows = min(blocksize, self.height)  # one block row, buffered until full
+        self._buffer = np.empty((self.count, self._rows, self.width), self.dtype)
         self._flushed = 0  # rows written to the file
         self._next = 0  # rows received
 
@@ -329,35 +330,19 @@ class RasterWriter:
         if block.shape[0] != self.count or block.shape[2] != self.width or row0 + rows > self.height:
             raise ValueError(f"{self.path}: block {block.shape} at row {row0} does not fit (C={self.count}, "
                              f"W={self.width}, H={self.height})")
-        block = block.astype(self.dtype, copy=valid is not None)
         if valid is not None:
             if self.nodata is None:
                 raise ValueError(f"{self.path}: a valid mask needs a nodata value for the output")
-            block[:, ~np.asarray(valid, bool)] = self.nodata
+            block = np.where(np.asarray(valid, bool), block, self.nodata)
         pos = 0
-        while pos < rows:
-            pos += self._take(block[:, pos:])
-
-    def _take(self, data: np.ndarray) -> int:
-        """Consume leading rows of ``data``: whole block rows go straight to the file, the rest is buffered."""
-        bs, buffered = self.blocksize, self._next - self._flushed
-        n = data.shape[1]
-        if buffered == 0:
-            direct = n if self._next + n == self.height else n // bs * bs
-            if direct:
-                self._write(data[:, :direct])
-                self._next += direct
+        while pos < rows:  # whole block rows go to the file (GDAL compresses each tile once)
+            buffered = self._next - self._flushed
+            take = min(self._rows - buffered, rows - pos)
+            self._buffer[:, buffered : buffered + take] = block[:, pos : pos + take]
+            self._next, pos = self._next + take, pos + take
+            if self._next - self._flushed == self._rows or self._next == self.height:
+                self._write(self._buffer[:, : self._next - self._flushed])
                 self._flushed = self._next
-                return direct
-        if self._buffer is None:
-            self._buffer = np.empty((self.count, bs, self.width), self.dtype)
-        take = min(bs - buffered, n)
-        self._buffer[:, buffered : buffered + take] = data[:, :take]
-        self._next += take
-        if self._next - self._flushed == bs or self._next == self.height:
-            self._write(self._buffer[:, : self._next - self._flushed])
-            self._flushed = self._next
-        return take
 
     def _write(self, data: np.ndarray) -> None:
         try:

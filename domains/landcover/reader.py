@@ -174,7 +174,8 @@ class GeoTiffReader:
         scene = item.source.scene
         opened = OpenedScene([], num_classes=meta.num_classes, ignore_index=meta.ignore_index)
         try:
-            opened.sources = [RasterSource(scene.image, meta, rect) for rect in item.source.rects]
+            for rect in item.source.rects:
+                opened.sources.append(RasterSource(scene.image, meta, rect))
             opened.labels = open_raster(scene.label, check_data=False)
             if scene.instances is not None:
                 opened.instances = open_raster(scene.instances, check_data=False)
