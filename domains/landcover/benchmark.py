@@ -139,7 +139,7 @@ def run(quick: bool = False, model: str = "unet", tile: tuple[int, int] = (256, 
             contenders = {"bare model, same tiles in memory": bare_forward(job.model.predictor.model, batches, device),
                           "pipeline (file -> file)": lambda: pipeline(job, raster, output),
                           "MONAI sliding window in memory": lambda: monai(job, image)}
-            timings = timeit(contenders, repeats=2 if quick else 3)
+            timings = timeit(contenders, repeats=3)
         ours = run_child("pipeline", raster=str(raster), output=str(Path(tmp) / "child.tif"), **common)
         theirs = run_child("monai", raster=str(raster), **common)
     mpx = height * width / 1e6
