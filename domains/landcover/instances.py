@@ -91,28 +91,25 @@ class InstanceStream:
 
     def _remap(self, provisional: Path, result: StreamInstances, classes_raster: Path) -> None:
         """Second pass, block row by block row: provisional ids -> final ids (and the panoptic class/instance pair)."""
-        height, width = int(self.like["height"]), int(self.like["width"])
-        panoptic_path = self.paths.get("panoptic")
-        with open_raster(provisional, require_crs=False, check_data=False) as src, \
-                open_raster(classes_raster, require_crs=False, check_data=False) as classes, \
-                open_output(self.paths["instances"], self.like, dtype="uint32", nodata=0) as out:
-            panoptic = None
-            if panoptic_path is not None:
-                panoptic = open_output(panoptic_path, self.like, count=2, dtype="uint32", nodata=None,
-                                       descriptions=["class", "instance"])
-            try:
-                for window in iter_block_windows(height, width, rows=512, cols=width):
+        writers = [open_output(self.paths["instances"], self.like, dtype="uint32", nodata=0)]
+        if "panoptic" in self.paths:
+            writers.append(open_output(self.paths["panoptic"], self.like, count=2, dtype="uint32", nodata=None,
+                                       descriptions=["class", "instance"]))
+        try:
+            with open_raster(provisional, require_crs=False, check_data=False) as src, \
+                    open_raster(classes_raster, require_crs=False, check_data=False) as classes:
+                for window in iter_block_windows(src.height, src.width, rows=512, cols=src.width):
                     final = result.lut[src.read(1, window=window)]
-                    out.write_rows(int(window.row_off), final)
-                    if panoptic is not None:
-                        cls = classes.read(1, window=window).astype(np.uint32)
-                        panoptic.write_rows(int(window.row_off), np.stack([cls, final]))
-            except BaseException:
-                if panoptic is not None:
-                    panoptic.abort()
-                raise
-            if panoptic is not None:
-                panoptic.close()
+                    writers[0].write_rows(int(window.row_off), final)
+                    if len(writers) > 1:
+                        pair = np.stack([classes.read(1, window=window).astype(np.uint32), final])
+                        writers[1].write_rows(int(window.row_off), pair)
+        except BaseException:
+            for writer in writers:
+                writer.abort()
+            raise
+        for writer in writers:
+            writer.close()
 
     def _describe(self, result: StreamInstances) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """CSV rows and polygon features, one per final instance (pieces unioned exactly in pixel space)."""
