@@ -39,7 +39,7 @@ from core.contracts import DataMeta, Item, Job
 from core.errors import ConfigError, DataError
 from core.inference import TilePredictor, Window
 
-from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes
+from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes, resample_case
 from .io import (
     NIFTI_SUFFIXES,
     SITK_SUFFIXES,
@@ -50,6 +50,7 @@ from .io import (
     pick_series,
     read_grid,
 )
+from .resample import probabilities_back
 
 log = logging.getLogger(__name__)
 
@@ -237,16 +238,30 @@ class OpenedCase:
     volumes: dict[str, Volume]
     case: Case
     axis: int
+    grid: tuple[int, int, int] | None = None  # the canonical shape of the case as read, if it was resampled
+    num_classes: int = 0
     streaming: bool = False
 
     def restore(self, logits: torch.Tensor) -> torch.Tensor:
-        """``(K, N, H', W')`` slice logits -> ``(K, X, Y, Z)`` on the input's own array axes."""
+        """``(C, N, H', W')`` slice logits -> ``(C, X, Y, Z)`` on the input's own grid and array axes: padding cropped,
+        slices stacked, probabilities brought back from the training spacing, orientation undone."""
         plane = np.delete(self.case.image.shape[1:], self.axis)
-        canonical = logits[:, :, : plane[0], : plane[1]].movedim(1, self.axis + 1)  # (K, X, Y, Z) in RAS+
+        canonical = logits[:, :, : plane[0], : plane[1]].movedim(1, self.axis + 1)  # (C, X', Y', Z') in RAS+
+        canonical = self._back(canonical)
         ornt = from_canonical_ornt(self.case.reference.affine)  # applied as nibabel's apply_orientation does
         flipped = [axis + 1 for axis, flip in enumerate(ornt[:, 1]) if flip == -1]
         oriented = canonical.flip(flipped) if flipped else canonical
         return oriented.permute(0, *(int(a) + 1 for a in np.argsort(ornt[:, 0])))
+
+    def _back(self, logits: torch.Tensor) -> torch.Tensor:
+        """From the resampled grid to the case's own: class probabilities interpolated linearly (as nnU-Net does; the
+        argmax is then taken on the input's grid), returned as log-probabilities so their softmax is exactly them;
+        a border logit is interpolated as it is."""
+        if self.grid is None or tuple(logits.shape[1:]) == self.grid:
+            return logits
+        k = self.num_classes
+        back = probabilities_back(torch.cat([logits[:k].softmax(0), logits[k:]]), self.grid)
+        return torch.cat([back[:k].clamp_min(1e-12).log(), back[k:]])
 
     def close(self) -> None:
         pass
@@ -287,7 +302,10 @@ class DixonReader:
         meta = job.model.meta
         volumes = read_case_volumes(dict(item.source), item.name, dict(self.series or {}))
         case = prepare_inference_case(volumes, meta, item.name)
+        grid = tuple(int(n) for n in case.image.shape[1:])
+        if meta.get("resample") and meta.get("target_spacing"):  # the model saw its training spacing
+            case = resample_case(case, list(meta["target_spacing"]))
         axis, tile = int(meta["axis"]), job.options.tile if job.options else None
         stack = slice_stack(case.image, axis, int(meta.get("size_divisor", 32)), tile)
         sources = [SliceSource(stack, i, int(meta["context_slices"])) for i in range(len(stack))]
-        return OpenedCase(sources, volumes, case, axis)
+        return OpenedCase(sources, volumes, case, axis, grid, job.model.num_classes)
