@@ -1,0 +1,318 @@
+"""A trained model from Python in three lines, through the same pipeline as the command line::
+
+    from core.api import Segmenter
+    seg = Segmenter.from_checkpoint("outputs/train/landcover/<run>/checkpoints/last.ckpt")
+    result = seg.predict("scene.tif")          # or an array (C, H, W) / (C, D, H, W); result.colorize()
+
+:meth:`Segmenter.predict` opens a file with the domain's reader (``find`` -> one item -> ``open``) or an array with
+the reader's optional ``from_array`` (below), so an array gets exactly what a file gets: the normalisation, nodata
+rule and scale stored in the checkpoint. :meth:`Segmenter.predict_file` is the CLI's ``predict``.
+
+Arrays (an optional :class:`~core.contracts.Reader` method, :class:`ArrayReader`)::
+
+    def from_array(self, array: np.ndarray, job: Job) -> Opened:
+        '''An in-memory input of the domain (its documented shape, e.g. (C, H, W), or (C, D, H, W) for volumes) opened
+        like a file: the same checks (a DataError naming the shape and what is accepted) and the same preparation
+        (normalisation, nodata, scale) as ``open`` gives a file, from the checkpoint's ``job.model.meta``.'''
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import hydra.utils
+import matplotlib
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from core.checkpoint import describe
+from core.cli import CONF
+from core.contracts import Item, Job, Mode, Opened, Prediction, Reader, Writer
+from core.errors import ConfigError, DataError
+from core.instances import Instances, measure_instances
+from core.pipeline import predict_item, run_predict
+from core.predict import load_job
+
+
+@runtime_checkable
+class ArrayReader(Protocol):
+    """A :class:`~core.contracts.Reader` that also opens in-memory arrays (see the module docstring)."""
+
+    def from_array(self, array: np.ndarray, job: Job) -> Opened: ...
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Result
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def default_colors(n: int) -> np.ndarray:
+    """``n`` distinct RGB colours ``(n, 3)`` uint8 (matplotlib's tab20, repeated), for checkpoints without colours."""
+    table = np.asarray(matplotlib.colormaps["tab20"].colors)[[0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 1, 3, 5, 7, 9]]
+    return (np.resize(table, (n, 3)) * 255).round().astype(np.uint8)
+
+
+@dataclass
+class Result:
+    """One prediction, on the input's own grid.
+
+    Shape:
+        classes: ``(H, W)`` or ``(D, H, W)`` class ids (uint8 up to 256 classes); ``ignore_index`` where nothing was
+            predicted (nodata). A preview of a large raster keeps every ``stride``-th row and column.
+        probabilities: ``(K, *spatial)`` float32 softmax, when asked for.
+        instances: ``(*spatial)`` int32 instance ids (0 = none), for ``mode`` instance or panoptic.
+        instance_table: one row per instance (id, class, pixels/voxels, centroid, box).
+    """
+
+    classes: np.ndarray
+    class_names: tuple[str, ...]
+    class_colors: np.ndarray
+    ignore_index: int = 255
+    probabilities: np.ndarray | None = None
+    instances: np.ndarray | None = None
+    instance_table: list[dict[str, Any]] = field(default_factory=list)
+    mode: Mode = Mode.SEMANTIC
+    stride: int = 1
+
+    def colorize(self, outlines: bool = True) -> np.ndarray:
+        """RGB uint8 ``(*spatial, 3)``: each class in its colour, black where nothing was predicted; with
+        ``outlines``, instance borders in white."""
+        size = max(256, len(self.class_colors), int(self.classes.max(initial=0)) + 1)
+        table = np.zeros((size, 3), np.uint8)  # unknown ids (the ignore index) stay black
+        table[: len(self.class_colors)] = self.class_colors
+        rgb = table[self.classes]
+        if outlines and self.instances is not None:
+            rgb[instance_edges(self.instances)] = 255
+        return rgb
+
+    def legend(self, present_only: bool = False) -> list[tuple[str, tuple[int, int, int]]]:
+        """``(class name, (r, g, b))`` for every class (only those in the prediction with ``present_only``)."""
+        present = set(np.unique(self.classes).tolist()) if present_only else set(range(len(self.class_names)))
+        return [(name, tuple(int(v) for v in self.class_colors[i])) for i, name in enumerate(self.class_names)
+                if i in present]
+
+    def class_table(self) -> list[dict[str, Any]]:
+        """Pixels (voxels) and percent of the predicted area per class; counts are of the preview when strided."""
+        counts = np.bincount(self.classes.ravel().astype(np.int64), minlength=len(self.class_names))
+        valid = counts[: len(self.class_names)]
+        total = max(int(valid.sum()), 1)
+        return [{"class": name, "pixels": int(valid[i]), "percent": round(100.0 * float(valid[i]) / total, 2)}
+                for i, name in enumerate(self.class_names)]
+
+
+def instance_edges(ids: np.ndarray) -> np.ndarray:
+    """True on instance pixels whose right or lower neighbour (last two axes) belongs to another id."""
+    edge = np.zeros(ids.shape, bool)
+    for axis in (-1, -2):
+        differs = np.diff(ids, axis=axis) != 0
+        before = [slice(None)] * ids.ndim
+        after = [slice(None)] * ids.ndim
+        before[axis], after[axis] = slice(None, -1), slice(1, None)
+        edge[tuple(before)] |= differs & (ids[tuple(before)] > 0)
+        edge[tuple(after)] |= differs & (ids[tuple(after)] > 0)
+    return edge
+
+
+class Collector:
+    """A :class:`~core.contracts.Sink` that gathers an item's predictions into a :class:`Result`: the whole item, or
+    the row blocks of a streaming item put back together (every ``stride``-th row and column for a preview)."""
+
+    def __init__(self, job: Job, probabilities: bool = False, stride: int = 1) -> None:
+        self.job, self.want_probabilities, self.stride = job, probabilities, stride
+        self.blocks: dict[int, list[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]] = {}
+        self.instances: Instances | None = None
+
+    def update(self, prediction: Prediction) -> None:
+        rows = self._rows(prediction)
+        classes = prediction.classes[..., rows, :: self.stride].copy()
+        if prediction.covered is not None:
+            classes[~prediction.covered[rows, :: self.stride]] = self.job.model.meta.ignore_index
+        border = None if prediction.border is None else prediction.border[..., rows, :: self.stride]
+        proba = None
+        if self.want_probabilities:
+            proba = prediction.probabilities.float().cpu().numpy()[..., rows, :: self.stride]
+        self.blocks.setdefault(prediction.source, []).append((prediction.row0, classes, border, proba))
+        self.instances = prediction.instances if self.stride == 1 else None
+
+    def _rows(self, prediction: Prediction) -> slice | np.ndarray:
+        if self.stride == 1:
+            return slice(None)
+        height = prediction.classes.shape[-2]
+        return np.flatnonzero((prediction.row0 + np.arange(height)) % self.stride == 0)
+
+    def close(self) -> Result:
+        sources = [self._join(sorted(self.blocks[i], key=lambda b: b[0])) for i in sorted(self.blocks)]
+        classes, border, proba = sources[0] if len(sources) == 1 else [_stack(s) for s in zip(*sources)]
+        instances = self.instances
+        if instances is None and self.job.instancer is not None and self.stride == 1:
+            instances = self.job.instancer(classes, border)
+        return self._result(classes, proba, instances)
+
+    @staticmethod
+    def _join(blocks: list) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        _, classes, border, proba = zip(*blocks)
+        return (np.concatenate(classes, -2), None if border[0] is None else np.concatenate(border, -2),
+                None if proba[0] is None else np.concatenate(proba, -2))
+
+    def _result(self, classes: np.ndarray, proba: np.ndarray | None, instances: Instances | None) -> Result:
+        meta = self.job.model.meta
+        colors = np.asarray(meta.class_colors, np.uint8) if meta.class_colors else default_colors(meta.num_classes)
+        table = measure_instances(instances, meta.class_names) if instances is not None else []
+        return Result(classes, meta.class_names, colors, meta.ignore_index, proba,
+                      None if instances is None else instances.ids, table, self.job.mode, self.stride)
+
+    def abort(self) -> None:
+        self.blocks.clear()
+
+
+def _stack(parts: Sequence[np.ndarray | None]) -> np.ndarray | None:
+    return None if parts[0] is None else np.stack(parts, -3)
+
+
+@dataclass
+class _TeeWriter:
+    """The domain's writer, whose sinks also hand every prediction to a :class:`Collector` (one item only)."""
+
+    writer: Writer
+    collector: Collector
+
+    def outputs(self, item, output, folder, job):
+        return self.writer.outputs(item, output, folder, job)
+
+    def run_outputs(self, output, folder, job):
+        return self.writer.run_outputs(output, folder, job)
+
+    def sink(self, item, opened, paths, job):
+        return _TeeSink(self.writer.sink(item, opened, paths, job), self.collector)
+
+    def finish(self, results, paths, job):
+        return self.writer.finish(results, paths, job)
+
+
+@dataclass
+class _TeeSink:
+    sink: Any
+    collector: Collector
+
+    def update(self, prediction: Prediction) -> None:
+        self.sink.update(prediction)
+        self.collector.update(prediction)
+
+    def close(self) -> Any:
+        return self.sink.close()  # the collector is closed once the run has committed
+
+    def abort(self) -> None:
+        self.sink.abort()
+        self.collector.abort()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Segmenter
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def compose_predict(overrides: Sequence[str]) -> DictConfig:
+    """``conf/predict.yaml`` with ``overrides``, composed as the CLI composes it."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="predict", overrides=list(overrides))
+
+
+class Segmenter:
+    """A checkpoint with its domain's reader and writer, ready to predict arrays and files."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.reader: Reader = hydra.utils.instantiate(cfg.domain.reader)
+        self.writer: Writer = hydra.utils.instantiate(cfg.domain.writer)
+        self._jobs: dict[Mode, Job] = {Mode.SEMANTIC: load_job(cfg)}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | None = None, tta: bool = False,
+                        amp: bool = False, overrides: Sequence[str] = ()) -> Segmenter:
+        """The checkpoint ``path`` with its own domain's config (from its hyperparameters); ``overrides`` are the
+        CLI's (e.g. ``domain.inference.batch_size=2``)."""
+        domain = describe(path).get("domain")
+        if not domain:
+            raise ConfigError(f"checkpoint {path} does not name its domain; build the Segmenter from a config with "
+                              "Segmenter(compose_predict([...]))")
+        cfg = compose_predict([f"domain={domain}", f"checkpoint={Path(path)}", "task=semantic",
+                               f"device={device or 'null'}", f"tta={tta}", f"amp={amp}", *overrides])
+        return cls(cfg)
+
+    @property
+    def domain(self) -> str:
+        return str(self.cfg.domain.name)
+
+    @property
+    def meta(self):
+        """What the checkpoint knows about its data (:class:`~core.contracts.DataMeta`)."""
+        return self._jobs[Mode.SEMANTIC].model.meta
+
+    def job(self, mode: str | Mode = Mode.SEMANTIC, overwrite: bool = False) -> Job:
+        """The :class:`~core.contracts.Job` for ``mode`` (built once per mode)."""
+        mode = Mode.parse(mode)
+        if mode not in self._jobs:
+            cfg = self.cfg.copy()
+            cfg.task = mode.value
+            self._jobs[mode] = load_job(cfg)
+        return replace(self._jobs[mode], overwrite=overwrite)
+
+    def predict(self, x: Any, mode: str | Mode = "semantic", probabilities: bool = False) -> Result:
+        """Predict one input: a file of the domain (path) or an array / tensor in the domain's layout."""
+        job = self.job(mode)
+        opened = self._open(x, job)
+        collector = Collector(job, probabilities)
+        try:
+            for prediction in predict_item(opened, job):
+                collector.update(prediction)
+        finally:
+            opened.close()
+        return collector.close()
+
+    def _open(self, x: Any, job: Job) -> Opened:
+        if isinstance(x, (str, os.PathLike)):
+            item = self._one_item(x, job)
+            self.reader.check(item, job)
+            return self.reader.open(item, job)
+        if not isinstance(self.reader, ArrayReader):
+            raise ConfigError(f"the {self.domain} reader does not take arrays; pass a file path instead")
+        array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        return self.reader.from_array(array, job)
+
+    def _one_item(self, path: str | os.PathLike, job: Job) -> Item:
+        items = self.reader.find(path, job)
+        if len(items) != 1:
+            raise DataError(f"{path} holds {len(items)} inputs; predict() takes one (predict_file takes folders)")
+        return items[0]
+
+    def predict_file(self, input: Any, output: str | os.PathLike, mode: str | Mode = "semantic",
+                     overwrite: bool = False) -> list[Path]:
+        """The CLI's ``predict``: ``input`` (file, folder...) into ``output`` in the domain's formats; returns the
+        files written (all or none)."""
+        return run_predict(self.reader, self.writer, self.job(mode, overwrite), input, output)
+
+    def predict_file_with_preview(self, input: Any, output: str | os.PathLike, mode: str | Mode = "semantic",
+                                  max_pixels: int = 2**22, overwrite: bool = False) -> tuple[Result, list[Path]]:
+        """:meth:`predict_file` for one input, also returning its :class:`Result` from the same run; an item
+        larger than ``max_pixels`` per slice comes back as a preview of every ``stride``-th row and column."""
+        job = self.job(mode, overwrite)
+        item = self._one_item(input, job)
+        stride = self._stride(item, job, max_pixels)
+        collector = Collector(job, stride=stride)
+        files = run_predict(self.reader, _TeeWriter(self.writer, collector), job, input, output)
+        return collector.close(), files
+
+    def _stride(self, item: Item, job: Job, max_pixels: int) -> int:
+        self.reader.check(item, job)
+        opened = self.reader.open(item, job)
+        try:
+            pixels = max(int(np.prod(s.shape)) for s in opened.sources) if opened.streaming else 0
+        finally:
+            opened.close()
+        return max(1, int(np.ceil(np.sqrt(pixels / max_pixels))))
