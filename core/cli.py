@@ -77,7 +77,7 @@ def guard(argv: Sequence[str] | None = None) -> None:
 def run(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Call ``fn(cfg)``; a user error is printed as ``error: ...`` and exits with status 2, Ctrl-C with 130."""
     try:
-        missing = sorted(OmegaConf.missing_keys(cfg))
+        missing = [key for key in cfg if OmegaConf.is_missing(cfg, key)]  # required top-level values (???)
         if missing:
             raise MissingMandatoryValue(f"missing {missing[0]}")
         return fn(cfg)

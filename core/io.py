@@ -131,10 +131,17 @@ class Staging:
     def paths(self, destinations: Mapping[str, Path]) -> dict[str, Path]:
         return {kind: self.path(p) for kind, p in destinations.items()}
 
-    def commit(self) -> list[Path]:
-        """Move every staged file onto its destination (checked again: nothing appeared there meanwhile)."""
-        files = sorted(p for p in self.root.rglob("*") if p.is_file())
-        targets = [self.anchor / f.relative_to(self.root) for f in files]
+    def staged(self, root: Path | None = None) -> list[tuple[Path, Path]]:
+        """(staged file, destination) of every file under ``root`` (default: this staging folder; another process's
+        staging folder in the same anchor in distributed prediction)."""
+        root = root or self.root
+        return [(p, self.anchor / p.relative_to(root)) for p in sorted(root.rglob("*")) if p.is_file()]
+
+    def commit(self, roots: Sequence[Path] = ()) -> list[Path]:
+        """Move every staged file (also those under other processes' ``roots``) onto its destination (checked again:
+        nothing appeared there meanwhile)."""
+        pairs = [pair for root in [self.root, *roots] for pair in self.staged(root)]
+        files, targets = [f for f, _ in pairs], [t for _, t in pairs]
         if not self.overwrite:
             clash = next((t for t in targets if t.exists()), None)
             if clash is not None:

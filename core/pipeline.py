@@ -21,10 +21,11 @@ import torch
 from tqdm.auto import tqdm
 
 from core.contracts import Evaluation, Item, Job, Opened, Prediction, Reader, Sink, Writer
+from core.distributed import MANIFEST, Ranks, gather
 from core.errors import DataError
 from core.inference import InferenceOptions, sliding_window
 from core.instances import split_logits
-from core.io import Staging
+from core.io import Staging, write_json
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,10 @@ def _feed(item: Item, opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any)
         raise
 
 
-def _bar(kind: str, items: Sequence[Item]) -> tqdm:
-    return tqdm(total=0, desc=f"{kind} {len(items)} item(s)", unit="tile", dynamic_ncols=True)
+def _bar(kind: str, items: Sequence[Item], ranks: Ranks | None = None) -> tqdm:
+    """The run's one progress bar (tiles; its total grows as items open); only rank 0 shows it."""
+    return tqdm(total=0, desc=f"{kind} {len(items)} item(s)", unit="tile", dynamic_ncols=True,
+                disable=bool(ranks and ranks.rank))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -123,31 +126,75 @@ def _input_paths(item: Item) -> set[Path]:
     return {Path(os.path.abspath(v)) for v in values if isinstance(v, (str, os.PathLike))}
 
 
-def run_predict(reader: Reader, writer: Writer, job: Job, input: Any, output: str | os.PathLike) -> list[Path]:
+def run_predict(reader: Reader, writer: Writer, job: Job, input: Any, output: str | os.PathLike,
+                ranks: Ranks | None = None) -> list[Path]:
     """Predict ``input`` into ``output`` with ``job``: every check before any work, all outputs or none.
 
-    Returns the files written.
+    Under ``torchrun`` / ``srun`` (``ranks``, default from the environment) the items are shared among the processes
+    and rank 0 commits every process's outputs with a manifest (:mod:`core.distributed`). Returns the files written
+    (on rank 0; other ranks return []).
     """
+    ranks = ranks or Ranks.from_env()
     output = Path(output)
     items = reader.find(input, job)
     plans, run_files = plan_outputs(items, writer, output, job)
+    if ranks.distributed:
+        run_files["manifest"] = (output if is_folder_output(output, items) else output.parent) / MANIFEST
     for item in items:
         reader.check(item, job)
     destinations = [p for plan in plans for p in plan.values()] + list(run_files.values())
-    results = []
-    with Staging(destinations, job.overwrite) as stage, _bar("predict", items) as bar:
-        for item, plan in zip(items, plans):
-            bar.set_description(f"predict {item.name}")
-            opened = reader.open(item, job)
-            try:
-                sink = writer.sink(item, opened, stage.paths(plan), job)
-                results += _feed(item, opened, [sink], job, bar)
-            finally:
-                opened.close()
-        writer.finish(results, stage.paths(run_files), job)
-        written = stage.commit()
-    log.info("wrote %d file(s) for %d input(s) into %s", len(written), len(items), output)
+    with Staging(destinations, job.overwrite) as stage:
+        results, error = _predict_shard(reader, writer, job, items, plans, stage, ranks)
+        reports = gather(ranks, (error and str(error), str(stage.root), results))
+        _raise_first(error, reports)
+        written: list[Path] = []
+        if ranks.rank == 0:
+            roots = [Path(root) for _, root, _ in reports[1:]]
+            ordered = [r for _, r in sorted((pair for *_, res in reports for pair in res), key=lambda p: p[0])]
+            writer.finish(ordered, stage.paths({k: v for k, v in run_files.items() if k != "manifest"}), job)
+            if ranks.distributed:
+                _write_manifest(stage, roots, run_files["manifest"])
+            written = stage.commit(roots)
+            log.info("wrote %d file(s) for %d input(s) into %s", len(written), len(items), output)
+        gather(ranks, None)  # the other ranks keep their staging folders until rank 0 has moved them
     return written
+
+
+def _predict_shard(reader: Reader, writer: Writer, job: Job, items: Sequence[Item], plans: Sequence[dict],
+                   stage: Staging, ranks: Ranks) -> tuple[list[tuple[int, Any]], BaseException | None]:
+    """This rank's items into ``stage``: ``([(item index, sink result)], None)``; a distributed run catches the error
+    (returned second) so that every rank still reports and none commits."""
+    results: list[tuple[int, Any]] = []
+    with _bar("predict", items, ranks) as bar:
+        try:
+            for index, item in ranks.shard(items):
+                bar.set_description(f"predict {item.name}")
+                opened = reader.open(item, job)
+                try:
+                    sink = writer.sink(item, opened, stage.paths(plans[index]), job)
+                    results += [(index, r) for r in _feed(item, opened, [sink], job, bar)]
+                finally:
+                    opened.close()
+        except Exception as err:
+            if not ranks.distributed:
+                raise
+            return results, err
+    return results, None
+
+
+def _raise_first(own: BaseException | None, reports: Sequence[tuple[str | None, str, Any]]) -> None:
+    if own is not None:
+        raise own
+    for rank, (message, _, _) in enumerate(reports):
+        if message:
+            raise DataError(f"prediction failed on rank {rank}: {message}; nothing was written")
+
+
+def _write_manifest(stage: Staging, roots: Sequence[Path], manifest: Path) -> None:
+    """Every output of the run with the rank that wrote it (rank 0 also writes the run outputs)."""
+    files = [{"path": os.path.relpath(dst, manifest.parent), "rank": rank}
+             for rank, root in enumerate([stage.root, *roots]) for _, dst in stage.staged(root)]
+    write_json(stage.path(manifest), {"ranks": len(roots) + 1, "files": sorted(files, key=lambda f: f["path"])})
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from torch import nn
 
 from core.checkpoint import load_task
 from core.contracts import DataMeta, Job, Mode, ModelInfo
+from core.distributed import Ranks, device_for
 from core.errors import ConfigError
 from core.inference import InferenceOptions, TilePredictor
 from core.instances import Instancer
@@ -81,7 +82,8 @@ def load_job(cfg: DictConfig, overwrite: bool | None = None) -> Job:
     channels = hp.num_classes + int(border)
     net = task.net if channels == task.out_channels else FirstChannels(task.net, channels)
     flips = list(cfg.domain.get("tta_flips", [])) if cfg.get("tta") else []
-    predictor = TilePredictor(net, device=cfg.get("device"), amp=cfg.get("amp", False), tta_flips=flips)
+    device = device_for(Ranks.from_env(), cfg.get("device"))
+    predictor = TilePredictor(net, device=device, amp=cfg.get("amp", False), tta_flips=flips)
     meta = DataMeta.from_dict({"class_names": hp.class_names, "num_classes": hp.num_classes,
                                "ignore_index": hp.ignore_index, **dict(hp.get("data_meta") or {})})
     things = tuple(instancer.class_names[i] for i in instancer.thing_ids) if instancer else ()
