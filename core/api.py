@@ -14,12 +14,18 @@ Arrays (an optional :class:`~core.contracts.Reader` method, :class:`ArrayReader`
         '''An in-memory input of the domain (its documented shape, e.g. (C, H, W), or (C, D, H, W) for volumes) opened
         like a file: the same checks (a DataError naming the shape and what is accepted) and the same preparation
         (normalisation, nodata, scale) as ``open`` gives a file, from the checkpoint's ``job.model.meta``.'''
+
+An :class:`~core.contracts.Opened` may also say where its input holds data (the rest of ``Result.classes`` gets the
+ignore index, as the domain's writer writes nodata there)::
+
+    def valid(self, prediction: Prediction) -> np.ndarray:
+        '''Bool ``(rows, W)`` of the prediction's row block (or the whole item): True where the input has data.'''
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -123,22 +129,28 @@ class Collector:
     """A :class:`~core.contracts.Sink` that gathers an item's predictions into a :class:`Result`: the whole item, or
     the row blocks of a streaming item put back together (every ``stride``-th row and column for a preview)."""
 
-    def __init__(self, job: Job, probabilities: bool = False, stride: int = 1) -> None:
-        self.job, self.want_probabilities, self.stride = job, probabilities, stride
+    def __init__(self, job: Job, probabilities: bool = False, stride: int = 1, opened: Opened | None = None) -> None:
+        self.job, self.want_probabilities, self.stride, self.opened = job, probabilities, stride, opened
         self.blocks: dict[int, list[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]] = {}
         self.instances: Instances | None = None
 
     def update(self, prediction: Prediction) -> None:
         rows = self._rows(prediction)
         classes = prediction.classes[..., rows, :: self.stride].copy()
-        if prediction.covered is not None:
-            classes[~prediction.covered[rows, :: self.stride]] = self.job.model.meta.ignore_index
+        valid = self._valid(prediction)
+        if valid is not None:
+            classes[~valid[..., rows, :: self.stride]] = self.job.model.meta.ignore_index
         border = None if prediction.border is None else prediction.border[..., rows, :: self.stride]
         proba = None
         if self.want_probabilities:
             proba = prediction.probabilities.float().cpu().numpy()[..., rows, :: self.stride]
         self.blocks.setdefault(prediction.source, []).append((prediction.row0, classes, border, proba))
         self.instances = prediction.instances if self.stride == 1 else None
+
+    def _valid(self, prediction: Prediction) -> np.ndarray | None:
+        """Where the input holds data: the reader's ``Opened.valid`` when it has one, else the computed windows."""
+        valid = getattr(self.opened, "valid", None)
+        return valid(prediction) if valid is not None else prediction.covered
 
     def _rows(self, prediction: Prediction) -> slice | np.ndarray:
         if self.stride == 1:
@@ -189,6 +201,7 @@ class _TeeWriter:
         return self.writer.run_outputs(output, folder, job)
 
     def sink(self, item, opened, paths, job):
+        self.collector.opened = opened
         return _TeeSink(self.writer.sink(item, opened, paths, job), self.collector)
 
     def finish(self, results, paths, job):
@@ -215,6 +228,13 @@ class _TeeSink:
 # ----------------------------------------------------------------------------------------------------------------
 # Segmenter
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def _is_files(x: Any) -> bool:
+    """A path, or the files of one item (a list, or a mapping such as ``{water: w.nii.gz, fat: f.nii.gz}``)."""
+    if isinstance(x, (str, os.PathLike, Mapping)):
+        return True
+    return isinstance(x, (list, tuple)) and bool(x) and all(isinstance(v, (str, os.PathLike)) for v in x)
 
 
 def compose_predict(overrides: Sequence[str]) -> DictConfig:
@@ -264,10 +284,11 @@ class Segmenter:
         return replace(self._jobs[mode], overwrite=overwrite)
 
     def predict(self, x: Any, mode: str | Mode = "semantic", probabilities: bool = False) -> Result:
-        """Predict one input: a file of the domain (path) or an array / tensor in the domain's layout."""
+        """Predict one input: a file of the domain (a path, or the list of files of one item) or an array / tensor
+        in the domain's layout (the reader's ``from_array``)."""
         job = self.job(mode)
         opened = self._open(x, job)
-        collector = Collector(job, probabilities)
+        collector = Collector(job, probabilities, opened=opened)
         try:
             for prediction in predict_item(opened, job):
                 collector.update(prediction)
@@ -276,7 +297,7 @@ class Segmenter:
         return collector.close()
 
     def _open(self, x: Any, job: Job) -> Opened:
-        if isinstance(x, (str, os.PathLike)):
+        if _is_files(x):
             item = self._one_item(x, job)
             self.reader.check(item, job)
             return self.reader.open(item, job)

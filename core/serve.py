@@ -206,20 +206,36 @@ class Shown:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def run_prediction(models: Models, label: str, task: str, path: Path, workdir: Path, progress: Any = None
-                   ) -> tuple[Result, list[Path], Shown]:
-    """Predict ``path`` with the model ``label`` into ``workdir``; the result, the files written, and what to show."""
+def run_prediction(models: Models, label: str, task: str, input: Path | list[Path], workdir: Path,
+                   progress: Any = None) -> tuple[Result, list[Path], Shown]:
+    """Predict ``input`` (a file, a folder, or the files of one case) with the model ``label`` into ``workdir``;
+    the result, the files written, and what to show (volumes sliced along the checkpoint's ``axis``)."""
     seg = models.get(label)
     out = Path(tempfile.mkdtemp(prefix="prediction-", dir=workdir))
     if progress is not None:
-        progress(0, desc=f"predicting {path.name} with {label}")
-    result, files = seg.predict_file_with_preview(path, out, task, max_pixels=PREVIEW_PIXELS)
-    shown = Shown(result.colorize(), input_preview(path, result.classes.shape))
+        progress(0, desc=f"predicting with {label}")
+    result, files = seg.predict_file_with_preview(input, out, task, max_pixels=PREVIEW_PIXELS)
+    shown_input = input_preview(first_file(input), result.classes.shape)
+    shown = Shown(result.colorize(), shown_input)
+    if result.classes.ndim == 3:
+        axis = int(seg.meta.get("axis", 0))
+        shown = Shown(np.moveaxis(shown.result_rgb, axis, 0),
+                      None if shown_input is None else np.moveaxis(shown_input, axis, 0))
     return result, files, shown
 
 
-def status_line(result: Result, path: Path, files: list[Path]) -> str:
-    parts = [f"done: {path.name}, {len(files)} file(s) to download"]
+def first_file(input: Path | list[Path]) -> Path:
+    """The file whose picture stands for ``input`` (the first of several, the first volume or image in a folder)."""
+    if isinstance(input, list):
+        return input[0]
+    if input.is_dir():
+        return next((p for p in sorted(input.rglob("*")) if p.is_file() and not p.name.startswith(".")), input)
+    return input
+
+
+def status_line(result: Result, input: Path | list[Path], files: list[Path]) -> str:
+    name = ", ".join(p.name for p in input) if isinstance(input, list) else input.name
+    parts = [f"done: {name}, {len(files)} file(s) to download"]
     if result.stride > 1:
         parts.append(f"the page shows every {result.stride}th row and column; the files hold the full prediction")
     if result.instances is not None:
@@ -255,8 +271,10 @@ def build_app(models_dir: Path, cache: Path, workdir: Path | None = None):
                 model = gr.Dropdown(labels, value=labels[0] if labels else None, label="model (domain: checkpoint)",
                                     elem_id="model")
                 task = gr.Radio(TASKS, value="semantic", label="task", elem_id="task")
-                upload = gr.File(label="upload an input", elem_id="upload")
-                example = gr.Dropdown([], label="or pick a built-in example", elem_id="example")
+                upload = gr.File(label="upload an input (a volume's channel files together)", file_count="multiple",
+                                 elem_id="upload")
+                example = gr.Dropdown([], label="or pick a built-in example (used when nothing is uploaded)",
+                                      elem_id="example")
                 submit = gr.Button("Submit", variant="primary", elem_id="submit")
                 status = gr.Textbox(label="status", interactive=False, elem_id="status")
             with gr.Column(scale=2):
@@ -278,7 +296,7 @@ def build_app(models_dir: Path, cache: Path, workdir: Path | None = None):
             return gr.update(choices=[(p.name, str(p)) for p in paths], value=str(paths[0]) if paths else None)
 
         def on_submit(label, task_name, uploaded, example_path, progress=gr.Progress(track_tqdm=True)):
-            path = Path(uploaded) if uploaded else Path(example_path) if example_path else None
+            path = chosen_input(uploaded, example_path)
             if path is None:
                 return _failed(gr, "error: upload an input or pick an example")
             try:
@@ -306,6 +324,14 @@ def build_app(models_dir: Path, cache: Path, workdir: Path | None = None):
         submit.click(on_submit, [model, task, upload, example], outputs, concurrency_limit=1)
         slider.change(on_slice, [state, slider], [shown_input, shown_result])
     return app
+
+
+def chosen_input(uploaded: list[str] | None, example: str | None) -> Path | list[Path] | None:
+    """The uploaded file (several: the files of one case), else the example, else None."""
+    if uploaded:
+        files = [Path(f) for f in (uploaded if isinstance(uploaded, list) else [uploaded])]
+        return files[0] if len(files) == 1 else files
+    return Path(example) if example else None
 
 
 def table(rows: list[dict[str, Any]]):
