@@ -1,4 +1,4 @@
-"""Logging that survives a resume."""
+"""Loggers: a CSV log that survives a resume, and MLflow with a local store by default."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import csv
 import os
 
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
+from lightning.pytorch.loggers import MLFlowLogger as _LightningMLFlowLogger
 
 
 class CSVLogger(_LightningCSVLogger):
@@ -32,3 +33,26 @@ class CSVLogger(_LightningCSVLogger):
                 out.writeheader()
                 out.writerows(rows)
         return writer
+
+
+def _local_path(uri: str) -> str | None:
+    """The folder of a local tracking store (``file:PATH`` or a plain path); None for a server or database URI."""
+    if uri.startswith("file:"):
+        return uri[len("file:"):].removeprefix("//")
+    return None if "://" in uri or uri.startswith(("sqlite:", "databricks")) else uri
+
+
+class MLFlowLogger(_LightningMLFlowLogger):
+    """Lightning's ``MLFlowLogger`` (needs the ``mlflow-skinny`` package) with a local folder as the default store.
+
+    ``tracking_uri`` is a folder (or ``file:FOLDER``), made absolute and normalised, or a server's URI
+    (``http://host:5000``, ``databricks``...). MLflow 3 only writes a file store with ``MLFLOW_ALLOW_FILE_STORE``
+    set, which is done here for local folders (unless already set).
+    """
+
+    def __init__(self, experiment_name: str = "segsuite", tracking_uri: str = "mlruns", **kwargs) -> None:
+        folder = _local_path(str(tracking_uri))
+        if folder is not None:
+            tracking_uri = "file:" + os.path.normpath(os.path.abspath(folder))
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        super().__init__(experiment_name=experiment_name, tracking_uri=tracking_uri, **kwargs)

@@ -13,6 +13,7 @@ from torch import nn
 from core.errors import ConfigError
 from core.metrics import SegmentationMetrics
 from core.models.registry import build_network
+from core.schedules import refit, settings
 
 STAGES = ("train", "val", "test")
 
@@ -37,6 +38,7 @@ class SegmentationTask(L.LightningModule):
         instances: border weighting settings (``core.instances.InstanceTargets.describe()``) or None. With
             ``border_channel`` the network has one more output than classes: the border logit, trained with binary
             cross-entropy; with a batch ``"weight"`` map the class loss is weighted per pixel.
+        things: the thing classes (names) of the domain config (``domain.things``), kept for predict.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class SegmentationTask(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         instances: Mapping[str, Any] | None = None,
+        things: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"])
@@ -130,6 +133,11 @@ class SegmentationTask(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
 
+    def on_train_start(self) -> None:
+        """A resumed scheduler carries the old run's length; refit it to this run's (``core.schedules.refit``)."""
+        for config in self.trainer.lr_scheduler_configs:
+            refit(config.scheduler, getattr(self, "planned_schedule", {}))
+
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             raise RuntimeError("this task was loaded for inference only; give it an optimizer to train")
@@ -137,4 +145,5 @@ class SegmentationTask(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
+        self.planned_schedule = settings(scheduler)  # before a resume overwrites them (see on_train_start)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}

@@ -8,7 +8,7 @@ from typing import Any
 
 import hydra.utils
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from core.checkpoint import read_checkpoint
 from core.data import SegDataModule
@@ -22,6 +22,19 @@ log = logging.getLogger(__name__)
 
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def fill_from_data(cfg: DictConfig, meta: dict[str, Any]) -> None:
+    """``domain.in_channels`` / ``domain.num_classes`` left null are taken from the data (so ``model.in_channels`` and
+    ``model.classes``, which refer to them, follow); explicit values must agree with the data."""
+    with open_dict(cfg.domain):
+        for key in ("in_channels", "num_classes"):
+            given = cfg.domain.get(key)
+            if given is None:
+                cfg.domain[key] = int(meta[key])
+            elif int(given) != int(meta[key]):
+                raise ConfigError(f"domain.{key}={given} but the data has {key}={meta[key]}; "
+                                  f"set domain.{key}={meta[key]} or leave it null to take it from the data")
 
 
 def check_model_fits_data(model_cfg: DictConfig, meta: dict[str, Any]) -> None:
@@ -71,6 +84,7 @@ def build_task(cfg: DictConfig, meta: dict[str, Any], targets: InstanceTargets |
         optimizer=hydra.utils.instantiate(cfg.optimizer),
         scheduler=hydra.utils.instantiate(scheduler) if scheduler else None,
         instances=targets.describe() if targets is not None else None,
+        things=list(_plain(cfg.domain.get("things")) or []),
     )
 
 
@@ -96,6 +110,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     targets = build_instance_targets(cfg)
     datamodule: SegDataModule = hydra.utils.instantiate(cfg.domain.datamodule, targets=targets)
     meta = datamodule.meta
+    fill_from_data(cfg, meta)
     check_model_fits_data(cfg.model, meta)
     if cfg.get("ckpt_path"):
         check_resume(cfg.ckpt_path, model_config(cfg, targets))

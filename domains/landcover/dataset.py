@@ -180,6 +180,7 @@ class _LandCoverDataset(Dataset):
         ignore_index: int = 255,
         band_names: Sequence[str] | None = None,
         image_band_count: int | None = None,
+        alpha_is_mask: bool | None = None,
     ) -> None:
         if not regions:
             raise ConfigError("a dataset needs at least one scene region")
@@ -190,6 +191,7 @@ class _LandCoverDataset(Dataset):
         self.class_map, self.ignore_index = class_map, int(ignore_index)
         self.band_names = list(band_names) if band_names else [f"band_{b}" for b in self.bands]
         self.image_band_count = image_band_count
+        self.alpha_is_mask = alpha_is_mask
         self._rasters = RasterCache()
 
     @property
@@ -205,6 +207,7 @@ class _LandCoverDataset(Dataset):
             "bands": list(self.bands),
             "band_names": list(self.band_names),
             "image_band_count": self.image_band_count,  # bands of the training images (None if they differ)
+            "alpha_is_mask": self.alpha_is_mask,  # read with io.read_window(..., alpha_is_mask) when predicting
             "normalization": {"mean": list(self.mean), "std": list(self.std), "nodata_value": 0.0},
             "has_instances": self.has_instances,
         }
@@ -220,7 +223,7 @@ class _LandCoverDataset(Dataset):
         """Normalised image ``(C, h, w)`` zeroed outside ``region`` and at nodata, int64 mask ``(h, w)`` with
         labels only inside ``own``, and int64 instances ``(h, w)`` (0 where the mask is ignore; None if the scene
         has no instance raster)."""
-        image, valid = read_window(self._rasters.get(scene.image), window, self.bands)  # (C, h, w), (h, w)
+        image, valid = read_window(self._rasters.get(scene.image), window, self.bands, self.alpha_is_mask)
         labels, labelled = read_label_window(self._rasters.get(scene.label), window)  # (h, w)
         valid &= _in_rect(window, region)
         keep = valid & labelled & _in_rect(window, own) & (labels != self.ignore_index)
@@ -256,13 +259,15 @@ class LandCoverTrainDataset(_LandCoverDataset):
         ignore_index: int = 255,
         band_names: Sequence[str] | None = None,
         image_band_count: int | None = None,
+        alpha_is_mask: bool | None = None,
         samples_per_epoch: int = 1000,
         augment: bool = True,
         rare_class_weighting: bool = False,
         seed: int = 0,
         max_index_cells: int = 4096,
     ) -> None:
-        super().__init__(regions, patch_size, bands, mean, std, class_map, ignore_index, band_names, image_band_count)
+        super().__init__(regions, patch_size, bands, mean, std, class_map, ignore_index, band_names, image_band_count,
+                         alpha_is_mask)
         if samples_per_epoch < 1:
             raise ConfigError(f"samples_per_epoch must be >= 1; got {samples_per_epoch}")
         self.samples_per_epoch, self.augment, self.seed = int(samples_per_epoch), augment, int(seed)
@@ -414,16 +419,31 @@ def _split(
     return out
 
 
+def _check_alpha_option(alpha_is_mask: Any) -> bool | None:
+    if alpha_is_mask is not None and not isinstance(alpha_is_mask, bool):
+        raise ConfigError(f"alpha_is_mask={alpha_is_mask!r}: accepted true, false or null (alpha is a mask only when "
+                          f"the alpha band is not read)")
+    return alpha_is_mask
+
+
+def epoch_samples(regions: Sequence[Region], patch: tuple[int, int], batch_size: int) -> int:
+    """Windows per epoch for about one pass over the training area: its pixels / patch pixels, at least a batch."""
+    pixels = sum(rect.area for region in regions for rect in region.rects)
+    return max(pixels // (patch[0] * patch[1]), int(batch_size), 1)
+
+
 def build_datasets(
     root: str,
     patch_size: int | Sequence[int] = 256,
     bands: Sequence[int] | None = None,
+    alpha_is_mask: bool | None = None,
     val_stems: Sequence[str] | None = None,
     test_stems: Sequence[str] | None = None,
     holdout_fraction: float = 0.0,
     holdout_mode: str = "strip",
     holdout_block: int | None = None,
-    samples_per_epoch: int = 1000,
+    samples_per_epoch: int | None = None,
+    batch_size: int = 1,
     rare_class_weighting: bool = False,
     augment: bool = True,
     ignore_index: int = 255,
@@ -441,8 +461,11 @@ def build_datasets(
     ids, 0 = none, same geometry; then for every scene, and items carry "instances"). ``val_stems``/``test_stems``
     move whole scenes to those splits; ``holdout_fraction`` > 0 also holds out a ``holdout_mode`` ("strip" or
     "blocks" of ``holdout_block`` px, default 4 patches) part of every training scene for validation.
-    ``bands`` are 1-based (default all). Band statistics come from the training part only (``stats_max_pixels``
-    bounds the pixels read). ``check_labels`` scans every label raster once for values outside the class map.
+    ``bands`` are 1-based (default all); ``alpha_is_mask`` says whether a band GDAL flags as alpha marks nodata
+    (None: only when it is not read, see ``io.alpha_is_nodata``). ``samples_per_epoch`` random training windows make
+    an epoch (None: about one pass over the training area, at least ``batch_size``). Band statistics come from the
+    training part only (``stats_max_pixels`` bounds the pixels read). ``check_labels`` scans every label raster once
+    for values outside the class map.
     A missing ``root`` is filled with ``synthetic_scenes`` synthetic scenes of ``synthetic_size`` px only if
     ``synthetic_if_missing``.
     """
@@ -452,6 +475,7 @@ def build_datasets(
             raise DataError(f"data root not found: {root_path} (set synthetic_if_missing=true to generate a demo)")
         make_dataset(root_path, n_scenes=synthetic_scenes, size=synthetic_size, seed=seed)
     patch = _patch(patch_size)
+    alpha_is_mask = _check_alpha_option(alpha_is_mask)
     block = int(holdout_block) if holdout_block else 4 * max(patch)
     if block < max(patch):
         raise ConfigError(f"holdout_block ({block}) must be at least the patch size {list(patch)}")
@@ -470,7 +494,7 @@ def build_datasets(
         for rect in region.rects
         for cell in cells(rect, (512, 512))
     ]
-    stats = band_stats(stat_cells, band_list, max_pixels=stats_max_pixels, seed=seed)
+    stats = band_stats(stat_cells, band_list, max_pixels=stats_max_pixels, seed=seed, alpha_is_mask=alpha_is_mask)
     counts = {info.count for info in infos.values()}
     common = dict(
         patch_size=patch,
@@ -481,7 +505,10 @@ def build_datasets(
         ignore_index=ignore_index,
         band_names=band_names,
         image_band_count=counts.pop() if len(counts) == 1 else None,
+        alpha_is_mask=alpha_is_mask,
     )
+    if samples_per_epoch is None:
+        samples_per_epoch = epoch_samples(splits["train"], patch, batch_size)
     out: dict[str, Dataset] = {
         "train": LandCoverTrainDataset(
             splits["train"],

@@ -1,6 +1,11 @@
 """GeoTIFF input/output with rasterio: validated opening, windowed reads, statistics, pair checks, streaming writer.
 
 Band indexes follow rasterio: 1-based. Windows may run past the raster edge; the outside part reads as invalid.
+
+Nodata comes from a declared nodata value, an internal (or ``.msk``) mask, or NaN/inf in float data. A band GDAL
+flags as *alpha* is a mask only when asked (``alpha_is_mask=True``) or, by default, when it is not one of the bands
+read: GDAL flags the 4th band of every 4-band uint8 GeoTIFF written with default options as alpha, so RGB + NIR
+imagery looks exactly like RGBA in the file's tags, and a NIR of 0 must not make a pixel nodata.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
-from rasterio.enums import MaskFlags
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -143,33 +148,65 @@ def _representable(value: float, dtype: np.dtype) -> bool:
     return True
 
 
-def valid_pixels(src: rasterio.DatasetReader, window: Window, bands: list[int], data: np.ndarray) -> np.ndarray:
-    """Valid mask ``(h, w)`` for ``data`` ``(C, h, w)`` just read from ``bands`` in ``window`` (file dtype): valid in
-    every band's mask (nodata value, internal mask or alpha band) and finite. Bands masked only by a nodata value
-    are compared with it directly (GDAL would read the data a second time to build that mask)."""
-    flags = [src.mask_flag_enums[b - 1] for b in bands]
-    nodata = [src.nodatavals[b - 1] for b in bands]
-    if all(f == [MaskFlags.all_valid] for f in flags):
-        ok = np.ones(data.shape[1:], bool)
-    elif all(f == [MaskFlags.nodata] for f in flags):
-        ok = np.ones(data.shape[1:], bool)
-        for band, value in zip(data, nodata):
-            if _representable(value, band.dtype):  # else no pixel can hold it (NaN: the finiteness test below)
-                ok &= band != band.dtype.type(value)
-    else:
-        ok = (read_raw(src, window, bands, masks=True) > 0).all(axis=0)
+def alpha_band(src: rasterio.DatasetReader) -> int | None:
+    """1-based index of the band GDAL marks as alpha, or None."""
+    interp = list(src.colorinterp)
+    return interp.index(ColorInterp.alpha) + 1 if ColorInterp.alpha in interp else None
+
+
+def alpha_is_nodata(src: rasterio.DatasetReader, bands: Sequence[int], alpha_is_mask: bool | None = None) -> bool:
+    """Whether the alpha band marks nodata when reading ``bands``: as ``alpha_is_mask`` says, or (None) only when the
+    alpha band is not itself read, as for RGBA imagery read as its 3 colour bands."""
+    if alpha_is_mask is not None:
+        return bool(alpha_is_mask)
+    alpha = alpha_band(src)
+    return alpha is not None and alpha not in bands
+
+
+def _mask_kind(flags: list[MaskFlags], alpha: bool) -> str:
+    """How a band's nodata is found: "none", "nodata" (compare with the value) or "mask" (read GDAL's mask)."""
+    if MaskFlags.alpha in flags:
+        return "mask" if alpha else "none"
+    if MaskFlags.nodata in flags:
+        return "nodata"
+    return "none" if MaskFlags.all_valid in flags else "mask"  # internal or .msk mask, per dataset or per band
+
+
+def valid_pixels(
+    src: rasterio.DatasetReader,
+    window: Window,
+    bands: list[int],
+    data: np.ndarray,
+    alpha_is_mask: bool | None = None,
+) -> np.ndarray:
+    """Valid mask ``(h, w)`` for ``data`` ``(C, h, w)`` just read from ``bands`` in ``window`` (file dtype): not at a
+    band's nodata value, inside its internal mask (and alpha, see :func:`alpha_is_nodata`) and finite. Nodata values
+    are compared directly and a per-dataset mask is read once, so files without a mask cost no extra read."""
+    alpha = alpha_is_nodata(src, bands, alpha_is_mask)
+    kinds = [_mask_kind(src.mask_flag_enums[b - 1], alpha) for b in bands]
+    ok = np.ones(data.shape[1:], bool)
+    for band, kind, b in zip(data, kinds, bands):
+        value = src.nodatavals[b - 1]
+        if kind == "nodata" and _representable(value, band.dtype):  # else no pixel holds it (NaN: tested below)
+            ok &= band != band.dtype.type(value)
+    masked = [b for b, kind in zip(bands, kinds) if kind == "mask"]
+    if masked:
+        if MaskFlags.per_dataset in src.mask_flag_enums[masked[0] - 1]:
+            masked = masked[:1]  # one mask shared by every band
+        ok &= (read_raw(src, window, masked, masks=True) > 0).all(axis=0)
     if np.issubdtype(data.dtype, np.floating):
         ok &= np.isfinite(data).all(axis=0)
     return ok
 
 
 def read_window(
-    src: rasterio.DatasetReader, window: Window, bands: Sequence[int] | None = None
+    src: rasterio.DatasetReader, window: Window, bands: Sequence[int] | None = None, alpha_is_mask: bool | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read ``window`` of ``bands`` as float32 ``(C, h, w)`` plus a valid mask ``(h, w)``.
 
-    A pixel is valid when every selected band is valid in the file's mask (nodata value, internal mask or
-    alpha band), is finite (NaN/inf count as nodata) and lies inside the raster. Invalid pixels read as 0.
+    A pixel is valid when no selected band holds its nodata value, it is inside the file's internal mask (and the
+    alpha band's, see :func:`alpha_is_nodata`), every band is finite (NaN/inf count as nodata) and it lies inside the
+    raster. Invalid pixels read as 0.
     """
     bands = check_bands(src, bands)
     h, w = int(window.height), int(window.width)
@@ -179,7 +216,7 @@ def read_window(
     if inner is None:
         return image, valid
     raw = read_raw(src, inner, bands)  # (C, ih, iw) in the file's dtype
-    ok = valid_pixels(src, inner, bands, raw)
+    ok = valid_pixels(src, inner, bands, raw, alpha_is_mask)
     data = raw.astype(np.float32, copy=False)
     data[:, ~ok] = 0.0
     image[:, dr : dr + inner.height, dc : dc + inner.width] = data
@@ -196,8 +233,9 @@ def read_label_window(src: rasterio.DatasetReader, window: Window) -> tuple[np.n
     inner, dr, dc = _inside(window, src.height, src.width)
     if inner is None:
         return labels, valid
-    ok = read_raw(src, inner, [1], masks=True)[0] > 0
-    data = read_raw(src, inner, [1])[0].astype(np.int64)
+    raw = read_raw(src, inner, [1])  # (1, ih, iw)
+    ok = valid_pixels(src, inner, [1], raw)
+    data = raw[0].astype(np.int64)
     data[~ok] = 0
     labels[dr : dr + inner.height, dc : dc + inner.width] = data
     valid[dr : dr + inner.height, dc : dc + inner.width] = ok
@@ -229,8 +267,8 @@ def count_values(src: rasterio.DatasetReader, band: int = 1) -> tuple[dict[int, 
     invalid = 0
     small = np.dtype(src.dtypes[band - 1]) in (np.uint8, np.uint16)
     for window in chunk_windows(src):
-        values = read_raw(src, window, [band])[0]
-        valid = read_raw(src, window, [band], masks=True)[0] > 0
+        raw = read_raw(src, window, [band])  # (1, h, w)
+        values, valid = raw[0], valid_pixels(src, window, [band], raw)
         invalid += int(valid.size - valid.sum())
         if small:  # bincount is linear time; unique sorts
             per_value = np.bincount(values[valid].ravel())
@@ -248,8 +286,9 @@ def band_stats(
     bands: Sequence[int] | None = None,
     max_pixels: int = 4_000_000,
     seed: int = 0,
+    alpha_is_mask: bool | None = None,
 ) -> dict[str, Any]:
-    """Per-band mean and std over valid pixels of candidate ``(path, window)`` cells.
+    """Per-band mean and std over valid pixels (as :func:`read_window` sees them) of candidate ``(path, window)`` cells.
 
     If the cells hold more than ``max_pixels`` pixels, a seeded random subset of cells within that budget is
     read, so huge scenes stay cheap; otherwise all are read and the result is exact. Returns plain lists:
@@ -272,7 +311,7 @@ def band_stats(
     for path, windows in by_file.items():
         with open_raster(path, check_data=False) as src:
             for window in windows:
-                image, valid = read_window(src, window, bands)
+                image, valid = read_window(src, window, bands, alpha_is_mask)
                 x = image[:, valid].astype(np.float64)  # (C, n_valid)
                 if x.shape[1] == 0:
                     continue

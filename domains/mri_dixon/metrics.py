@@ -27,9 +27,11 @@ import math
 import os
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from scipy.ndimage import binary_erosion, find_objects
 from scipy.spatial import cKDTree
 
@@ -39,6 +41,8 @@ from core.io import write_json as core_write_json
 
 from .fatfraction import fat_fraction, signal_threshold, valid_signal
 from .io import Volume, grid_difference, to_canonical
+
+TAB10 = [np.array(matplotlib.colormaps["tab10"](i)[:3]) for i in range(10)]  # label colours without a class map
 
 METRICS = (
     "dice",
@@ -229,6 +233,13 @@ def _overlay_slices(reference: np.ndarray, prediction: np.ndarray, count: int) -
     return [int(occupied[i]) for i in np.unique(picks)]
 
 
+def _legend_handles(shown: list[tuple[str, np.ndarray]]) -> list[Line2D]:
+    """Legend entries: one colour line per label shown, then what solid and dashed mean."""
+    handles = [Line2D([], [], color=color, linewidth=2.0, label=name) for name, color in shown]
+    return handles + [Line2D([], [], color="black", linestyle=style, linewidth=1.0, label=meaning)
+                      for style, meaning in (("solid", "reference (solid)"), ("dashed", "prediction (dashed)"))]
+
+
 def save_overlay_png(
     path: str | os.PathLike,
     image: Volume,
@@ -239,34 +250,39 @@ def save_overlay_png(
     n_slices: int = 4,
     overwrite: bool = False,
 ) -> Path:
-    """Axial slices of ``image`` with reference (solid) and predicted (dashed) contours of each label.
+    """Axial slices of ``image`` with reference (solid) and predicted (dashed) contours of each label, and a legend
+    below naming the colour of each label drawn and what solid and dashed mean.
 
     Slices are taken from the canonical RAS+ volume and shown in radiological view (patient right on
-    the left, anterior up). ``colors`` maps label names to RGB 0..255 (default red).
+    the left, anterior up). ``colors`` maps label names to RGB 0..255 (default: matplotlib's tab10 cycle).
     """
     check_writable(path, overwrite)
     _require_grid(image, reference, "reference", str(path))
     _require_grid(image, prediction, "prediction", str(path))
     img, ref, pred = (to_canonical(v).array for v in (image, reference, prediction))
     slices = _overlay_slices(ref, pred, n_slices)
-    figure = Figure(figsize=(3 * len(slices), 3.3), dpi=100, layout="constrained")
+    figure = Figure(figsize=(max(3 * len(slices), 6), 3.9), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     low, high = np.percentile(img, (1, 99))
+    drawn = [name for name in labels if name not in ("background", "ignore")]
+    palette = {name: np.array(colors[name]) / 255 if colors and name in colors else TAB10[i % len(TAB10)]
+               for i, name in enumerate(drawn)}
+    shown: dict[str, np.ndarray] = {}
     for column, index in enumerate(slices):
         axes = figure.add_subplot(1, len(slices), column + 1)
         axes.imshow(img[:, :, index].T, cmap="gray", origin="lower", vmin=low, vmax=high)
-        for name, value in labels.items():
-            if name in ("background", "ignore"):
-                continue
-            color = np.array((colors or {}).get(name, (255, 0, 0))) / 255
+        for name in drawn:
             for mask, style in ((ref, "solid"), (pred, "dashed")):
-                plane = (mask[:, :, index] == value).T
+                plane = (mask[:, :, index] == labels[name]).T
                 if plane.any():
-                    axes.contour(plane, levels=[0.5], colors=[color], linestyles=style, linewidths=1.0)
+                    axes.contour(plane, levels=[0.5], colors=[palette[name]], linestyles=style, linewidths=1.0)
+                    shown[name] = palette[name]
         axes.invert_xaxis()  # radiological view
         axes.set_title(f"slice {index}", fontsize=8)
         axes.set_axis_off()
-    figure.suptitle("reference: solid, prediction: dashed", fontsize=8)
+    handles = _legend_handles([(name, shown[name]) for name in drawn if name in shown])
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8,
+                  frameon=False)
     with atomic_path(path, overwrite) as tmp:
         figure.savefig(tmp, format="png")
     return Path(path)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torchvision.io import ImageReadMode, decode_png, read_file
 
 from core.errors import DataError
@@ -194,10 +194,10 @@ def write_color_label(labels: np.ndarray, colors: list[list[int]], path: str | P
     return save_png(colorize(labels, colors, ignore_index), path, overwrite)
 
 
-def write_overlay(image: np.ndarray, labels: np.ndarray, colors: list[list[int]], path: str | Path,
-                  alpha: float = 0.5, ignore_index: int = 255, overwrite: bool = False) -> Path:
-    """Write ``image`` ``(H, W, 3)`` (uint8, or float in [0, 1]) blended with the label colours (weight ``alpha``);
-    ignored pixels keep the image."""
+def overlay(image: np.ndarray, labels: np.ndarray, colors: list[list[int]], alpha: float = 0.5,
+            ignore_index: int = 255) -> np.ndarray:
+    """``image`` ``(H, W, 3)`` (uint8, or float in [0, 1]) blended with the label colours (weight ``alpha``) as uint8
+    ``(H, W, 3)``; ignored pixels keep the image."""
     labels = _check_labels(labels)
     image = np.asarray(image)
     if image.shape != labels.shape + (3,):
@@ -205,8 +205,56 @@ def write_overlay(image: np.ndarray, labels: np.ndarray, colors: list[list[int]]
     base = image.astype(np.float32) * (255.0 if image.dtype.kind == "f" else 1.0)
     blend = (1 - alpha) * base + alpha * colorize(labels, colors, ignore_index).astype(np.float32)
     keep = ((labels < 0) | (labels >= len(colors)) | (labels == ignore_index))[..., None]
-    out = np.where(keep, base, blend)
-    return save_png(np.clip(np.rint(out), 0, 255).astype(np.uint8), path, overwrite)
+    return np.clip(np.rint(np.where(keep, base, blend)), 0, 255).astype(np.uint8)
+
+
+def write_overlay(image: np.ndarray, labels: np.ndarray, colors: list[list[int]], path: str | Path,
+                  alpha: float = 0.5, ignore_index: int = 255, overwrite: bool = False) -> Path:
+    """Write :func:`overlay` as a PNG of exactly the frame's size (no legend: see :func:`write_overlay_with_legend`)."""
+    return save_png(overlay(image, labels, colors, alpha, ignore_index), path, overwrite)
+
+
+def legend_strip(labels: np.ndarray, colors: list[list[int]], class_names: list[str], width: int,
+                 ignore_index: int = 255) -> np.ndarray:
+    """A white strip ``(h, w, 3)`` uint8 listing the classes present in ``labels`` (a colour swatch and the class name
+    each, in class order, wrapped into rows); ``w`` is ``width``, or wider when one entry does not fit. The text
+    grows with ``width`` (12 px up to 1024 px wide frames, 32 px at 2048)."""
+    labels = _check_labels(labels)
+    present = [int(c) for c in np.unique(labels) if 0 <= c < len(colors) and c != ignore_index]
+    size = max(12, round(width / 64))
+    pad, font = size // 2, ImageFont.load_default(size=size)
+    rows: list[list[tuple[int, int, str]]] = [[]]  # per row: (x, class index, name)
+    x, widest = pad, 0
+    for c in present:
+        name = class_names[c] if c < len(class_names) else str(c)
+        entry = size + pad + int(np.ceil(font.getlength(name)))  # swatch, gap, text
+        if rows[-1] and x + entry + pad > width:
+            rows.append([])
+            x = pad
+        rows[-1].append((x, c, name))
+        x, widest = x + entry + 2 * pad, max(widest, entry)
+    strip = Image.new("RGB", (max(width, widest + 2 * pad), pad + (size + pad) * len(rows)), "white")
+    draw = ImageDraw.Draw(strip)
+    for r, row in enumerate(rows):
+        y = pad + r * (size + pad)
+        for x, c, name in row:
+            draw.rectangle((x, y, x + size - 1, y + size - 1), fill=tuple(int(v) for v in colors[c]), outline="black")
+            _, top, _, bottom = draw.textbbox((0, 0), name, font=font)
+            draw.text((x + size + pad // 2, y + (size - (bottom - top)) // 2 - top), name, fill="black", font=font)
+    return np.asarray(strip)
+
+
+def write_overlay_with_legend(image: np.ndarray, labels: np.ndarray, colors: list[list[int]], class_names: list[str],
+                              path: str | Path, alpha: float = 0.5, ignore_index: int = 255,
+                              overwrite: bool = False) -> Path:
+    """Write :func:`overlay` with a :func:`legend_strip` of the classes in the frame below it: the top ``H`` rows are
+    exactly :func:`write_overlay`'s image (padded with white on the right if the legend is wider)."""
+    top = overlay(image, labels, colors, alpha, ignore_index)  # (H, W, 3)
+    strip = legend_strip(labels, colors, class_names, top.shape[1], ignore_index)  # (h, W', 3)
+    canvas = np.full((top.shape[0] + strip.shape[0], strip.shape[1], 3), 255, np.uint8)
+    canvas[: top.shape[0], : top.shape[1]] = top
+    canvas[top.shape[0] :] = strip
+    return save_png(canvas, path, overwrite)
 
 
 def output_name(image_name: str, meta: dict) -> str:

@@ -21,7 +21,8 @@ def _train_cfg(compose_cfg, tmp_path, *overrides):
 
 @pytest.mark.parametrize("name", options("model"))
 def test_model_configs(compose_cfg, tmp_path, name):
-    cfg = _train_cfg(compose_cfg, tmp_path, f"model={name}")
+    # train() fills domain.in_channels / num_classes from the data; here they are given
+    cfg = _train_cfg(compose_cfg, tmp_path, f"model={name}", "domain.in_channels=3", "domain.num_classes=3")
     net = hydra.utils.instantiate(cfg.model)
     assert net(torch.zeros(2, cfg.domain.in_channels, 40, 40)).shape == (2, cfg.domain.num_classes, 40, 40)
 

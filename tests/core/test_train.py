@@ -2,12 +2,14 @@
 
 import csv
 import json
+import math
 import shutil
 
 import numpy as np
 import torch
 
 from core.checkpoint import describe, load_task
+from core.train import train
 from domains.toy.data import toy_sample
 from tests.helpers import FAST_TRAIN, run_script
 
@@ -99,3 +101,28 @@ def test_multirun_sweep(tmp_path):
     for job in ("0", "1"):
         assert (tmp_path / job / "metrics.json").is_file()
     shutil.rmtree(tmp_path)
+
+
+def test_resume_with_more_epochs_extends_the_learning_rate_schedule(toy_run, tmp_path):
+    # toy_run trained 2 epochs of a 2-epoch cosine; continue to 4: epochs 3-4 follow the 4-epoch cosine, not LR 0
+    run_script("train", f"hydra.run.dir={tmp_path}", *FAST_TRAIN, "trainer.max_epochs=4",
+               f"ckpt_path={toy_run}/checkpoints/last.ckpt")
+    with open(tmp_path / "logs" / "csv" / "metrics.csv") as fh:
+        rates = [float(row["lr-AdamW"]) for row in csv.DictReader(fh) if row.get("lr-AdamW")]
+    expected = [1e-3 * (1 + math.cos(math.pi * epoch / 4)) / 2 for epoch in (2, 3)]  # 0-based epochs 2 and 3
+    np.testing.assert_allclose(rates, expected, rtol=1e-5)
+    assert describe(tmp_path / "checkpoints" / "last.ckpt")["epoch"] == 3
+
+
+def test_checkpoint_keeps_the_thing_classes(compose_cfg, tmp_path):
+    cfg = compose_cfg("train", [f"run_dir={tmp_path}", *FAST_TRAIN, "domain.things=[class2]", "logger=none",
+                                "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+                                "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"])
+    train(cfg)
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    assert describe(ckpt)["things"] == ["class2"]
+    assert cfg.domain.in_channels == 3 and cfg.domain.num_classes == 3  # filled in from the data
+    old = torch.load(ckpt, weights_only=True)  # a checkpoint from before things were stored still loads
+    del old["hyper_parameters"]["things"]
+    torch.save(old, tmp_path / "old.ckpt")
+    assert tuple(load_task(tmp_path / "old.ckpt").hparams.things) == ()

@@ -44,7 +44,7 @@ def test_contract_meta_and_collate(synthetic_root):
     assert meta["patch_size"] == [32, 32] and meta["band_names"] == ["red", "green", "blue", "nir"]
     assert meta["class_names"][0] == "dense forest" and len(meta["class_colors"]) == 6
     assert len(meta["normalization"]["mean"]) == len(meta["normalization"]["std"]) == 4
-    assert meta["has_instances"] is True
+    assert meta["has_instances"] is True and meta["alpha_is_mask"] is None
 
 
 def test_statistics_come_from_the_training_part_only(synthetic_root):
@@ -183,3 +183,29 @@ def test_block_holdout_regions_partition_each_scene(synthetic_root):
         for r in train.rects + val.rects:
             count[r.row0 : r.row1, r.col0 : r.col1] += 1
         assert (count == 1).all() and len(val.rects) >= 1
+
+
+def test_samples_per_epoch_defaults_to_one_pass_over_the_training_area(synthetic_root):
+    ds = build_datasets(str(synthetic_root), patch_size=16, holdout_fraction=0.25, holdout_mode="blocks",
+                        holdout_block=32, rare_class_weighting=False)
+    pixels = sum(rect.area for region in ds["train"].regions for rect in region.rects)
+    assert 0 < pixels < 2 * 96 * 96 and len(ds["train"]) == pixels // (16 * 16)
+    small = build_datasets(str(synthetic_root), patch_size=48, val_stems=["scene_001"], batch_size=8)
+    assert len(small["train"]) == 8  # 96 x 96 / 48 x 48 = 4 windows, raised to one batch
+
+
+def test_alpha_rule_is_kept_in_meta_and_applied_to_training_reads(tif, tmp_path):
+    root = tmp_path / "rgbn"
+    image = np.random.default_rng(0).integers(1, 255, (4, 32, 32)).astype(np.uint8)
+    image[3, :8] = 0  # NIR 0; rasterio's defaults make GDAL flag band 4 as alpha
+    _scene(tif, root, "a", image, np.zeros((32, 32), np.uint8))
+    ds = build_datasets(str(root), patch_size=32, holdout_fraction=0.5, holdout_mode="strip", augment=False)
+    assert ds["train"].meta["alpha_is_mask"] is None and ds["train"].meta["in_channels"] == 4
+    own = ds["train"][0]["mask"] != 255  # the training half (the strip hold-out is the far half)
+    assert own.sum() == 32 * 16 and own[:8].sum() == 8 * 16  # rows with NIR 0 are labelled, not nodata
+    masked = build_datasets(str(root), patch_size=32, holdout_fraction=0.5, holdout_mode="strip", augment=False,
+                            alpha_is_mask=True)
+    assert masked["train"].meta["alpha_is_mask"] is True
+    assert (masked["train"][0]["mask"] != 255).sum() == 24 * 16 and (masked["train"][0]["mask"][:8] == 255).all()
+    with pytest.raises(ConfigError, match="alpha_is_mask='yes': accepted true, false or null"):
+        build_datasets(str(root), patch_size=32, holdout_fraction=0.5, alpha_is_mask="yes")

@@ -1,4 +1,4 @@
-"""Reading: dtypes, nodata, NaN, masks, band selection, edge windows, statistics, file checks."""
+"""Reading: dtypes, nodata, NaN, masks, alpha bands, band selection, edge windows, statistics, file checks."""
 
 import numpy as np
 import pytest
@@ -10,12 +10,14 @@ from core.errors import DataError
 from domains.landcover.classes import DEFAULT_CLASSES
 from domains.landcover.io import (
     _representable,
+    alpha_band,
     band_stats,
     check_label_values,
     check_pair,
     open_raster,
     read_label_window,
     read_window,
+    valid_pixels,
 )
 
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 5_000_000.0)  # as written by the conftest ``tif`` fixture
@@ -173,3 +175,42 @@ def test_nodata_mask_agrees_with_gdal(tif, dtype, nodata):
         _, valid = read_window(src, Window(0, 0, 11, 9))
         np.testing.assert_array_equal(valid, (src.read_masks() > 0).all(axis=0))  # GDAL's own mask
     assert (~valid).sum() == (2 if holds_nodata else 0)
+
+
+def _rgbn(tif, name, **extra):
+    """A 4-band uint8 image written with rasterio's defaults (GDAL then flags band 4 as alpha); NIR 0 on rows 0-3."""
+    data = np.random.default_rng(3).integers(1, 255, (4, 16, 16)).astype(np.uint8)
+    data[3, :4] = 0
+    return tif(name, data, **extra), data
+
+
+def test_rgbn_with_default_options_keeps_nir_zeros_valid(tif):
+    path, data = _rgbn(tif, "rgbn.tif")
+    with open_raster(path) as src:
+        assert alpha_band(src) == 4  # what GDAL makes of it
+        image, valid = read_window(src, Window(0, 0, 16, 16))
+        assert valid.all() and (image[3, :4] == 0).all()
+        np.testing.assert_array_equal(image, data.astype(np.float32))
+        assert valid_pixels(src, Window(0, 0, 16, 16), [1, 2, 3, 4], data).all()
+        # the same file as RGBA imagery: read as RGB the alpha band masks, or when the option says so
+        _, rgb_valid = read_window(src, Window(0, 0, 16, 16), bands=[1, 2, 3])
+        _, asked_valid = read_window(src, Window(0, 0, 16, 16), alpha_is_mask=True)
+        _, refused_valid = read_window(src, Window(0, 0, 16, 16), bands=[1, 2, 3], alpha_is_mask=False)
+    assert not rgb_valid[:4].any() and rgb_valid[4:].all()
+    np.testing.assert_array_equal(asked_valid, rgb_valid)
+    assert refused_valid.all()
+
+
+def test_rgbn_nodata_value_and_internal_mask_still_mark_nodata(tif):
+    path, data = _rgbn(tif, "rgbn_nodata.tif", nodata=0)  # a declared nodata value: NIR 0 is nodata again
+    with open_raster(path) as src:
+        _, valid = read_window(src, Window(0, 0, 16, 16))
+    assert not valid[:4].any() and valid[4:].all()
+    path, _ = _rgbn(tif, "rgbn_mask.tif")
+    mask = np.full((16, 16), 255, np.uint8)
+    mask[:, :5] = 0
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "r+") as dst:
+        dst.write_mask(mask)
+    with open_raster(path) as src:
+        _, valid = read_window(src, Window(0, 0, 16, 16))
+    np.testing.assert_array_equal(valid, mask > 0)  # the mask, not NIR: rows 0-3 right of column 5 stay valid

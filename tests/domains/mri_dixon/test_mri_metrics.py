@@ -212,5 +212,9 @@ def test_overlay_png(tmp_path, phantom_case):
     path = save_overlay_png(tmp_path / "p5.png", channels["water"], reference, reference, LABELS, colors, n_slices=3)
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] > image.size[1] > 100
+        pixels = np.asarray(image.convert("RGB"))
+    legend = pixels[int(0.85 * len(pixels)) :].reshape(-1, 3)  # the legend strip under the slices
+    for color in colors.values():  # each label's colour line is in the legend
+        assert (np.abs(legend.astype(int) - color).max(axis=1) <= 2).sum() >= 10, color
     with pytest.raises(DataError, match="exists"):
         save_overlay_png(path, channels["water"], reference, reference, LABELS)

@@ -88,3 +88,21 @@ def test_read_rgb_conversions(tmp_path, write_png):
         io.read_rgb(tmp_path / "broken.png")
     with pytest.raises(DataError, match="rgb.png.*single-channel"):
         io.read_index_label(write_png(tmp_path / "rgb.png", np.zeros((2, 2, 3), np.uint8)))
+
+
+def test_overlay_with_legend_adds_a_strip_naming_the_classes_in_the_frame(tmp_path):
+    labels = np.zeros((64, 300), int)
+    labels[:, 150:] = 2
+    labels[0, 0] = 255
+    colors, names = [[10, 20, 30], [0, 255, 0], [200, 100, 0]], ["road", "grass", "car"]
+    image = np.full((64, 300, 3), 100, np.uint8)
+    plain = np.asarray(Image.open(io.write_overlay(image, labels, colors, tmp_path / "o.png")))
+    framed = np.asarray(Image.open(io.write_overlay_with_legend(image, labels, colors, names, tmp_path / "l.png")))
+    assert framed.shape[0] > 64 and framed.shape[1:] == (300, 3)
+    np.testing.assert_array_equal(framed[:64], plain)  # the overlay itself is unchanged; the legend is below
+    strip = framed[64:].reshape(-1, 3)
+    swatches = {c for c in map(tuple, strip.tolist()) if c in {(10, 20, 30), (0, 255, 0), (200, 100, 0)}}
+    assert swatches == {(10, 20, 30), (200, 100, 0)}  # the classes present, not grass
+    tiny = np.asarray(Image.open(io.write_overlay_with_legend(image[:5, :7], labels[:5, :7], colors, names,
+                                                              tmp_path / "t.png")))
+    assert tiny.shape[1] > 7 and (tiny[:5, 7:] == 255).all()  # a legend wider than the frame pads it with white
