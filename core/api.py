@@ -303,7 +303,7 @@ class Segmenter:
             return self.reader.open(item, job)
         if not isinstance(self.reader, ArrayReader):
             raise ConfigError(f"the {self.domain} reader does not take arrays; pass a file path instead")
-        array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asanyarray(x)  # masks kept
         return self.reader.from_array(array, job)
 
     def _one_item(self, path: str | os.PathLike, job: Job) -> Item:
