@@ -20,6 +20,15 @@ ignore index, as the domain's writer writes nodata there)::
 
     def valid(self, prediction: Prediction) -> np.ndarray:
         '''Bool ``(rows, W)`` of the prediction's row block (or the whole item): True where the input has data.'''
+
+and what the numbers of a :class:`Result` are in the world::
+
+    def cell_size(self) -> tuple[float, str] | None:
+        '''One pixel's area or one voxel's volume and its unit, e.g. ``(0.01, "ha")`` or ``(0.0135, "mL")``; None
+        when unknown (a raster in a geographic CRS).'''
+
+    def values(self) -> dict[str, np.ndarray]:
+        '''Maps on the item's own grid to average per class and per instance, e.g. ``{"fat_fraction": (X, Y, Z)}``.'''
 """
 
 from __future__ import annotations
@@ -73,7 +82,10 @@ class Result:
             predicted (nodata). A preview of a large raster keeps every ``stride``-th row and column.
         probabilities: ``(K, *spatial)`` float32 softmax, when asked for.
         instances: ``(*spatial)`` int32 instance ids (0 = none), for ``mode`` instance or panoptic.
-        instance_table: one row per instance (id, class, pixels/voxels, centroid, box).
+        instance_table: one row per instance (id, class, pixels/voxels, centroid, box, size in ``cell_unit``,
+            means of ``values``).
+        cell_size, cell_unit: one pixel's (voxel's) area (volume) in the world, when the input says.
+        values: maps on the grid of ``classes`` (e.g. the fat fraction) averaged per class in :meth:`class_table`.
     """
 
     classes: np.ndarray
@@ -85,6 +97,9 @@ class Result:
     instance_table: list[dict[str, Any]] = field(default_factory=list)
     mode: Mode = Mode.SEMANTIC
     stride: int = 1
+    cell_size: float | None = None
+    cell_unit: str = ""
+    values: dict[str, np.ndarray] = field(default_factory=dict)
 
     def colorize(self, outlines: bool = True) -> np.ndarray:
         """RGB uint8 ``(*spatial, 3)``: each class in its colour, black where nothing was predicted; with
@@ -104,12 +119,23 @@ class Result:
                 if i in present]
 
     def class_table(self) -> list[dict[str, Any]]:
-        """Pixels (voxels) and percent of the predicted area per class; counts are of the preview when strided."""
-        counts = np.bincount(self.classes.ravel().astype(np.int64), minlength=len(self.class_names))
-        valid = counts[: len(self.class_names)]
-        total = max(int(valid.sum()), 1)
-        return [{"class": name, "pixels": int(valid[i]), "percent": round(100.0 * float(valid[i]) / total, 2)}
+        """Per class: pixels (voxels; of the preview when strided), percent of the predicted area, the area (volume)
+        in ``cell_unit`` and the mean of each of ``values``."""
+        k = len(self.class_names)
+        flat = self.classes.ravel().astype(np.int64)
+        counts = np.bincount(flat, minlength=k)[:k]
+        total = max(int(counts.sum()), 1)
+        rows = [{"class": name, "pixels": int(counts[i]), "percent": round(100.0 * float(counts[i]) / total, 2)}
                 for i, name in enumerate(self.class_names)]
+        for name, value in self.values.items():
+            inside = flat < k
+            sums = np.bincount(flat[inside], weights=np.nan_to_num(value.ravel()[inside]), minlength=k)[:k]
+            for row, n, total_value in zip(rows, counts, sums):
+                row[f"mean_{name}"] = float(total_value / n) if n else None
+        if self.cell_size:
+            for row in rows:
+                row[self.cell_unit] = row["pixels"] * self.cell_size * self.stride**2
+        return rows
 
 
 def instance_edges(ids: np.ndarray) -> np.ndarray:
@@ -133,8 +159,18 @@ class Collector:
         self.job, self.want_probabilities, self.stride, self.opened = job, probabilities, stride, opened
         self.blocks: dict[int, list[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]] = {}
         self.instances: Instances | None = None
+        self.cell: tuple[float, str] | None = None
+        self.values: dict[str, np.ndarray] = {}
+
+    def _describe(self) -> None:
+        """What the opened item says about its grid (read once, while it is open)."""
+        cell, values = getattr(self.opened, "cell_size", None), getattr(self.opened, "values", None)
+        self.cell = cell() if cell is not None else None
+        self.values = values() if values is not None and self.stride == 1 else {}
 
     def update(self, prediction: Prediction) -> None:
+        if not self.blocks:
+            self._describe()
         rows = self._rows(prediction)
         classes = prediction.classes[..., rows, :: self.stride].copy()
         valid = self._valid(prediction)
@@ -175,9 +211,13 @@ class Collector:
     def _result(self, classes: np.ndarray, proba: np.ndarray | None, instances: Instances | None) -> Result:
         meta = self.job.model.meta
         colors = np.asarray(meta.class_colors, np.uint8) if meta.class_colors else default_colors(meta.num_classes)
-        table = measure_instances(instances, meta.class_names) if instances is not None else []
+        table = [] if instances is None else measure_instances(instances, meta.class_names, values=self.values)
+        size, unit = self.cell or (None, "")
+        for row in table if size else []:
+            row[unit] = row.get("pixels", row.get("voxels", 0)) * size
         return Result(classes, meta.class_names, colors, meta.ignore_index, proba,
-                      None if instances is None else instances.ids, table, self.job.mode, self.stride)
+                      None if instances is None else instances.ids, table, self.job.mode, self.stride, size, unit,
+                      self.values)
 
     def abort(self) -> None:
         self.blocks.clear()

@@ -85,3 +85,32 @@ def test_a_strided_preview_of_row_blocks_keeps_every_stride_th_pixel():
     expected = np.where(covered, classes, 255)[::3, ::3]
     np.testing.assert_array_equal(result.classes, expected)
     assert result.stride == 3
+
+
+class _Described:
+    """An opened item that says where it has data, how large a pixel is and what values to average."""
+
+    def valid(self, prediction: Prediction) -> np.ndarray:
+        valid = np.ones(prediction.classes.shape, bool)
+        valid[0] = False  # the first row is nodata
+        return valid
+
+    def cell_size(self) -> tuple[float, str]:
+        return 0.5, "ha"
+
+    def values(self) -> dict[str, np.ndarray]:
+        return {"fat_fraction": np.arange(24, dtype=np.float64).reshape(4, 6)}
+
+
+def test_the_opened_item_gives_nodata_areas_and_class_means():
+    job = Job(ModelInfo(predictor=None, meta=DataMeta.from_dict({"in_channels": 1, "num_classes": 2,
+                                                                 "class_names": ["a", "b"]}), channels=2, border=False))
+    classes = np.zeros((4, 6), np.uint8)
+    classes[:, 3:] = 1
+    collector = Collector(job, opened=_Described())
+    collector.update(Prediction(torch.zeros(2, 4, 6), classes, num_classes=2))
+    result = collector.close()
+    assert (result.classes[0] == 255).all() and (result.classes[1:] == classes[1:]).all()
+    rows = {row["class"]: row for row in result.class_table()}
+    assert rows["a"]["pixels"] == 9 and rows["a"]["ha"] == 4.5 and rows["b"]["ha"] == 4.5
+    assert rows["a"]["mean_fat_fraction"] == np.mean([6, 7, 8, 12, 13, 14, 18, 19, 20])
