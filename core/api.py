@@ -128,14 +128,20 @@ class Result:
         rows = [{"class": name, "pixels": int(counts[i]), "percent": round(100.0 * float(counts[i]) / total, 2)}
                 for i, name in enumerate(self.class_names)]
         for name, value in self.values.items():
-            inside = flat < k
-            sums = np.bincount(flat[inside], weights=np.nan_to_num(value.ravel()[inside]), minlength=k)[:k]
-            for row, n, total_value in zip(rows, counts, sums):
-                row[f"mean_{name}"] = float(total_value / n) if n else None
+            for row, mean in zip(rows, label_means(flat, value.ravel(), k)):
+                row[f"mean_{name}"] = mean
         if self.cell_size:
             for row in rows:
                 row[self.cell_unit] = row["pixels"] * self.cell_size * self.stride**2
         return rows
+
+
+def label_means(labels: np.ndarray, values: np.ndarray, n: int) -> list[float | None]:
+    """Mean of the finite ``values`` under each label 0..n-1 (None where there are none); other labels ignored."""
+    keep = (labels >= 0) & (labels < n) & np.isfinite(values)
+    sums = np.bincount(labels[keep], weights=values[keep], minlength=n)[:n]
+    counts = np.bincount(labels[keep], minlength=n)[:n]
+    return [float(t / c) if c else None for t, c in zip(sums, counts)]
 
 
 def instance_edges(ids: np.ndarray) -> np.ndarray:
@@ -211,13 +217,23 @@ class Collector:
     def _result(self, classes: np.ndarray, proba: np.ndarray | None, instances: Instances | None) -> Result:
         meta = self.job.model.meta
         colors = np.asarray(meta.class_colors, np.uint8) if meta.class_colors else default_colors(meta.num_classes)
-        table = [] if instances is None else measure_instances(instances, meta.class_names, values=self.values)
+        table = [] if instances is None else self._instance_rows(instances)
         size, unit = self.cell or (None, "")
-        for row in table if size else []:
-            row[unit] = row.get("pixels", row.get("voxels", 0)) * size
         return Result(classes, meta.class_names, colors, meta.ignore_index, proba,
                       None if instances is None else instances.ids, table, self.job.mode, self.stride, size, unit,
                       self.values)
+
+    def _instance_rows(self, instances: Instances) -> list[dict[str, Any]]:
+        """:func:`~core.instances.measure_instances` plus the size in the cell unit and the mean of each value map."""
+        rows = measure_instances(instances, self.job.model.meta.class_names)
+        size, unit = self.cell or (None, "")
+        ids = instances.ids.ravel().astype(np.int64)
+        means = {name: label_means(ids, v.ravel(), instances.n + 1) for name, v in self.values.items()}
+        for row in rows:
+            if size:
+                row[unit] = row.get("pixels", row.get("voxels", 0)) * size
+            row.update({f"mean_{name}": m[row["id"]] for name, m in means.items()})
+        return rows
 
     def abort(self) -> None:
         self.blocks.clear()
