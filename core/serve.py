@@ -142,7 +142,7 @@ def _raster_preview(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     with rasterio.open(path) as src:
         bands = list(range(1, min(src.count, 3) + 1))
         data = src.read(bands, out_shape=(len(bands), *shape[-2:]), masked=True)
-    return stretch(data.filled(np.nan).astype(np.float32))
+    return stretch(data.astype(np.float32).filled(np.nan))
 
 
 def _fit(rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -335,10 +335,11 @@ def chosen_input(uploaded: list[str] | None, example: str | None) -> Path | list
 
 
 def table(rows: list[dict[str, Any]]):
-    """Rows of dicts as a table the page shows."""
+    """Rows of dicts as a table the page shows (fractions to 4 significant digits)."""
     import pandas
 
-    return pandas.DataFrame(rows)
+    return pandas.DataFrame([{k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in row.items()}
+                             for row in rows])
 
 
 def instances_update(gr, result: Result):
