@@ -261,34 +261,14 @@ def build_app(models_dir: Path, cache: Path, workdir: Path | None = None):
     models = Models(find_checkpoints(models_dir), cache)
     workdir = workdir or Path(tempfile.mkdtemp(prefix="segsuite-serve-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    labels = list(models.paths)
-
     with gr.Blocks(title="segsuite demo", analytics_enabled=False) as app:
         gr.Markdown("# segsuite: segment an image, a scene or a volume\nChoose a model and a task, upload an input "
                     "(PNG/JPG photo, GeoTIFF, NIfTI volume, .npy array) or pick an example, and press Submit.")
         with gr.Row():
             with gr.Column(scale=1):
-                model = gr.Dropdown(labels, value=labels[0] if labels else None, label="model (domain: checkpoint)",
-                                    elem_id="model")
-                task = gr.Radio(TASKS, value="semantic", label="task", elem_id="task")
-                upload = gr.File(label="upload an input (a volume's channel files together)", file_count="multiple",
-                                 elem_id="upload")
-                example = gr.Dropdown([], label="or pick a built-in example (used when nothing is uploaded)",
-                                      elem_id="example")
-                submit = gr.Button("Submit", variant="primary", elem_id="submit")
-                status = gr.Textbox(label="status", interactive=False, elem_id="status")
+                model, task, upload, example, submit, status = _controls(gr, list(models.paths))
             with gr.Column(scale=2):
-                with gr.Row():
-                    shown_input = gr.Image(label="input", format="png", interactive=False, height=360,
-                                           elem_id="input-image")
-                    shown_result = gr.Image(label="result", format="png", interactive=False, height=360,
-                                            elem_id="result-image")
-                legend = gr.HTML(elem_id="legend-box")
-                slider = gr.Slider(0, 1, step=1, value=0, label="slice", visible=False, elem_id="slice")
-                classes = gr.Dataframe(label="classes (pixels of the page's prediction)", elem_id="class-table")
-                instances = gr.Dataframe(label="instances", visible=False, elem_id="instance-table")
-                reports = gr.Markdown(elem_id="reports")
-                downloads = gr.File(label="download the outputs", file_count="multiple", elem_id="downloads")
+                shown_input, shown_result, legend, slider, classes, instances, reports, downloads = _results(gr)
         state = gr.State()
 
         def examples_of(label: str | None):
@@ -296,27 +276,10 @@ def build_app(models_dir: Path, cache: Path, workdir: Path | None = None):
             return gr.update(choices=[(p.name, str(p)) for p in paths], value=str(paths[0]) if paths else None)
 
         def on_submit(label, task_name, uploaded, example_path, progress=gr.Progress(track_tqdm=True)):
-            path = chosen_input(uploaded, example_path)
-            if path is None:
-                return _failed(gr, "error: upload an input or pick an example")
-            try:
-                result, files, shown = run_prediction(models, label, task_name, path, workdir, progress)
-            except Exception as err:
-                message = error_line(err)
-                if message is None:
-                    raise
-                return _failed(gr, message)
-            reports_md = "\n\n".join(csv_markdown(f) for f in files if f.suffix == ".csv")
-            image_in, image_out = shown.slice(shown.depth // 2)
-            return (image_in, image_out, legend_html(result),
-                    gr.update(visible=bool(shown.depth), maximum=max(shown.depth - 1, 1), value=shown.depth // 2),
-                    table(result.class_table()), instances_update(gr, result), reports_md, [str(f) for f in files],
-                    status_line(result, path, files), shown)
+            return respond(gr, models, workdir, label, task_name, chosen_input(uploaded, example_path), progress)
 
         def on_slice(shown: Shown | None, index: float):
-            if shown is None:
-                return gr.update(), gr.update()
-            return shown.slice(int(index))
+            return (gr.update(), gr.update()) if shown is None else shown.slice(int(index))
 
         outputs = [shown_input, shown_result, legend, slider, classes, instances, reports, downloads, status, state]
         model.change(examples_of, model, example)
@@ -324,6 +287,52 @@ def build_app(models_dir: Path, cache: Path, workdir: Path | None = None):
         submit.click(on_submit, [model, task, upload, example], outputs, concurrency_limit=1)
         slider.change(on_slice, [state, slider], [shown_input, shown_result])
     return app
+
+
+def _controls(gr, labels: list[str]) -> tuple:
+    """Model, task, upload, example, Submit and the status box."""
+    model = gr.Dropdown(labels, value=labels[0] if labels else None, label="model (domain: checkpoint)",
+                        elem_id="model")
+    task = gr.Radio(TASKS, value="semantic", label="task", elem_id="task")
+    upload = gr.File(label="upload an input (a volume's channel files together)", file_count="multiple",
+                     elem_id="upload")
+    example = gr.Dropdown([], label="or pick a built-in example (used when nothing is uploaded)", elem_id="example")
+    submit = gr.Button("Submit", variant="primary", elem_id="submit")
+    status = gr.Textbox(label="status", interactive=False, elem_id="status")
+    return model, task, upload, example, submit, status
+
+
+def _results(gr) -> tuple:
+    """Input and result images, legend, slice slider, tables, the domain's reports and the downloads."""
+    with gr.Row():
+        shown_input = gr.Image(label="input", format="png", interactive=False, height=360, elem_id="input-image")
+        shown_result = gr.Image(label="result", format="png", interactive=False, height=360, elem_id="result-image")
+    legend = gr.HTML(elem_id="legend-box")
+    slider = gr.Slider(0, 1, step=1, value=0, label="slice", visible=False, elem_id="slice")
+    classes = gr.Dataframe(label="classes (pixels of the page's prediction)", elem_id="class-table")
+    instances = gr.Dataframe(label="instances", visible=False, elem_id="instance-table")
+    reports = gr.Markdown(elem_id="reports")
+    downloads = gr.File(label="download the outputs", file_count="multiple", elem_id="downloads")
+    return shown_input, shown_result, legend, slider, classes, instances, reports, downloads
+
+
+def respond(gr, models: Models, workdir: Path, label: str, task: str, input: Path | list[Path] | None,
+            progress: Any) -> tuple:
+    """Everything the page shows after Submit: the prediction's pictures, tables and files, or one error line."""
+    if input is None:
+        return _failed(gr, "error: upload an input or pick an example")
+    try:
+        result, files, shown = run_prediction(models, label, task, input, workdir, progress)
+    except Exception as err:
+        message = error_line(err)
+        if message is None:
+            raise
+        return _failed(gr, message)
+    reports = "\n\n".join(csv_markdown(f) for f in files if f.suffix == ".csv")
+    image_in, image_out = shown.slice(shown.depth // 2)
+    slider = gr.update(visible=bool(shown.depth), maximum=max(shown.depth - 1, 1), value=shown.depth // 2)
+    return (image_in, image_out, legend_html(result), slider, table(result.class_table()),
+            instances_update(gr, result), reports, [str(f) for f in files], status_line(result, input, files), shown)
 
 
 def chosen_input(uploaded: list[str] | None, example: str | None) -> Path | list[Path] | None:
