@@ -34,7 +34,7 @@ and what the numbers of a :class:`Result` are in the world::
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -161,8 +161,10 @@ class Collector:
     """A :class:`~core.contracts.Sink` that gathers an item's predictions into a :class:`Result`: the whole item, or
     the row blocks of a streaming item put back together (every ``stride``-th row and column for a preview)."""
 
-    def __init__(self, job: Job, probabilities: bool = False, stride: int = 1, opened: Opened | None = None) -> None:
+    def __init__(self, job: Job, probabilities: bool = False, stride: int = 1, opened: Opened | None = None,
+                 progress: Callable[[float], Any] | None = None, rows: int = 0) -> None:
         self.job, self.want_probabilities, self.stride, self.opened = job, probabilities, stride, opened
+        self.progress, self.rows, self.rows_done = progress, rows, 0
         self.blocks: dict[int, list[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]] = {}
         self.instances: Instances | None = None
         self.cell: tuple[float, str] | None = None
@@ -188,6 +190,9 @@ class Collector:
             proba = prediction.probabilities.float().cpu().numpy()[..., rows, :: self.stride]
         self.blocks.setdefault(prediction.source, []).append((prediction.row0, classes, border, proba))
         self.instances = prediction.instances if self.stride == 1 else None
+        self.rows_done += prediction.classes.shape[-2]
+        if self.progress is not None and self.rows:
+            self.progress(min(1.0, self.rows_done / self.rows))
 
     def _valid(self, prediction: Prediction) -> np.ndarray | None:
         """Where the input holds data: the reader's ``Opened.valid`` when it has one, else the computed windows."""
@@ -375,21 +380,26 @@ class Segmenter:
         return run_predict(self.reader, self.writer, self.job(mode, overwrite), input, output)
 
     def predict_file_with_preview(self, input: Any, output: str | os.PathLike, mode: str | Mode = "semantic",
-                                  max_pixels: int = 2**22, overwrite: bool = False) -> tuple[Result, list[Path]]:
-        """:meth:`predict_file` for one input, also returning its :class:`Result` from the same run; an item
-        larger than ``max_pixels`` per slice comes back as a preview of every ``stride``-th row and column."""
+                                  max_pixels: int = 2**22, overwrite: bool = False,
+                                  progress: Callable[[float], Any] | None = None) -> tuple[Result, list[Path]]:
+        """:meth:`predict_file` for one input, also returning its :class:`Result` from the same run; a streaming
+        item (a large raster) larger than ``max_pixels`` comes back as a preview of every ``stride``-th row and
+        column, and ``progress`` hears the fraction of its rows done."""
         job = self.job(mode, overwrite)
-        item = self._one_item(input, job)
-        stride = self._stride(item, job, max_pixels)
-        collector = Collector(job, stride=stride)
+        stride, rows = self._preview_plan(self._one_item(input, job), job, max_pixels)
+        collector = Collector(job, stride=stride, progress=progress, rows=rows)
         files = run_predict(self.reader, _TeeWriter(self.writer, collector), job, input, output)
         return collector.close(), files
 
-    def _stride(self, item: Item, job: Job, max_pixels: int) -> int:
+    def _preview_plan(self, item: Item, job: Job, max_pixels: int) -> tuple[int, int]:
+        """``(stride, rows)`` of a streaming item's preview (``(1, 0)`` for whole items)."""
         self.reader.check(item, job)
         opened = self.reader.open(item, job)
         try:
-            pixels = max(int(np.prod(s.shape)) for s in opened.sources) if opened.streaming else 0
+            if not opened.streaming:
+                return 1, 0
+            pixels = max(int(np.prod(s.shape)) for s in opened.sources)
+            rows = sum(int(s.shape[0]) for s in opened.sources)
         finally:
             opened.close()
-        return max(1, int(np.ceil(np.sqrt(pixels / max_pixels))))
+        return max(1, int(np.ceil(np.sqrt(pixels / max_pixels)))), rows

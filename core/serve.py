@@ -4,7 +4,7 @@ the coloured result with its legend and the domain's numbers, and download the o
 ``python scripts/serve.py --models outputs/ --host 127.0.0.1 --port 7860``
 
 Built with Gradio, as the lecture's OneFormer demo: it has the pieces this page needs (file upload, images, a slice
-slider, tables, file downloads, a progress bar that follows the pipeline's own tqdm bar), runs our Python functions
+slider, tables, file downloads, a progress bar), runs our Python functions
 directly in one process, and its frontend ships inside the wheel and is served by the same local server. Streamlit
 would rerun the whole script on every click; a hand-written FastAPI page would mean writing those widgets. Nothing
 leaves the machine: analytics, sharing and telemetry are off and the theme uses system fonts (no web fonts).
@@ -212,9 +212,12 @@ def run_prediction(models: Models, label: str, task: str, input: Path | list[Pat
     the result, the files written, and what to show (volumes sliced along the checkpoint's ``axis``)."""
     seg = models.get(label)
     out = Path(tempfile.mkdtemp(prefix="prediction-", dir=workdir))
-    if progress is not None:
-        progress(0, desc=f"predicting with {label}")
-    result, files = seg.predict_file_with_preview(input, out, task, max_pixels=PREVIEW_PIXELS)
+    def rows_done(fraction: float) -> None:
+        if progress is not None:
+            progress(fraction, desc=f"predicting with {label}")
+
+    rows_done(0.0)
+    result, files = seg.predict_file_with_preview(input, out, task, max_pixels=PREVIEW_PIXELS, progress=rows_done)
     shown_input = input_preview(first_file(input), result.classes.shape)
     shown = Shown(result.colorize(), shown_input)
     if result.classes.ndim == 3:
@@ -275,7 +278,7 @@ def build_app(models_dir: Path, cache: Path, workdir: Path | None = None):
             paths = models.examples(label)
             return gr.update(choices=[(p.name, str(p)) for p in paths], value=str(paths[0]) if paths else None)
 
-        def on_submit(label, task_name, uploaded, example_path, progress=gr.Progress(track_tqdm=True)):
+        def on_submit(label, task_name, uploaded, example_path, progress=gr.Progress()):
             return respond(gr, models, workdir, label, task_name, chosen_input(uploaded, example_path), progress)
 
         def on_slice(shown: Shown | None, index: float):

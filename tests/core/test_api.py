@@ -77,7 +77,8 @@ def test_a_strided_preview_of_row_blocks_keeps_every_stride_th_pixel():
     classes = logits.argmax(0).to(torch.uint8).numpy()
     covered = np.ones((50, 40), bool)
     covered[:, -5:] = False  # a skipped nodata window
-    collector = Collector(job, stride=3)
+    heard: list[float] = []
+    collector = Collector(job, stride=3, progress=heard.append, rows=50)
     for row0 in range(0, 50, 16):  # row blocks as a streaming item hands them out
         rows = slice(row0, row0 + 16)
         collector.update(Prediction(logits[:, rows], classes[rows], covered=covered[rows], row0=row0, num_classes=3))
@@ -85,6 +86,7 @@ def test_a_strided_preview_of_row_blocks_keeps_every_stride_th_pixel():
     expected = np.where(covered, classes, 255)[::3, ::3]
     np.testing.assert_array_equal(result.classes, expected)
     assert result.stride == 3
+    assert heard == [16 / 50, 32 / 50, 48 / 50, 1.0]  # the fraction of rows done, block by block
 
 
 class _Described:
