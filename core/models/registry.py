@@ -20,6 +20,7 @@ NETWORK_FACTORIES: dict[str, str] = {
     "core.models.create_model": "core.models.factory:create_model",
     "core.models.factory.create_model": "core.models.factory:create_model",
     "segsuite.core.models.create_model": "core.models.factory:create_model",
+    "torch.nn.Conv2d": "torch.nn:Conv2d",  # a bare (1x1) convolution: linear baselines and the tests' tiny networks
 }
 
 

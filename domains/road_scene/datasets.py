@@ -1,15 +1,10 @@
 """Datasets for driving scenes: Cityscapes, CamVid, KITTI road and a generic images + index-masks folder.
 
-Every ``__getitem__`` returns ``{"image": float32 (3, H, W) ImageNet-normalised, "mask": int64 (H, W)}`` with
-ignored pixels equal to ``ignore_index``. The Cityscapes layout with ``*_gtFine_instanceIds.png`` files adds
-``"instances": int64 (H, W)``: the instanceIds value where it is >= 1000 (``label_id * 1000 + k``, unique within the
-image, not consecutive), else 0; 0 wherever the mask is ignored; transformed exactly like the mask. CamVid, KITTI and
-the folder layout have no instances; ``meta["has_instances"]`` says which.
-Images: grey is replicated to 3 channels, alpha is dropped (see io.py).
-Training samples are augmented (random scale ``train_scale * U(scale_range)``, pad + random crop to ``crop_size``,
-horizontal flip, colour jitter; never vertical flips; masks resized with nearest); val/test samples are the
-full-resolution images, unchanged apart from normalisation. Randomness comes from torch's RNG (seed it, e.g. with
-Lightning's ``seed_everything``); ``seed`` of ``build_datasets`` fixes synthetic data and KITTI/folder splits.
+Samples: ``{"image": float32 (3, H, W) ImageNet-normalised, "mask": int64 (H, W)}`` (ignored pixels
+``ignore_index``), plus ``"instances": int64 (H, W)`` for Cityscapes with ``*_gtFine_instanceIds.png`` files (values
+>= 1000, ``label_id * 1000 + k``, kept; 0 elsewhere and where the mask is ignored; ``meta["has_instances"]``).
+Training samples are augmented (random scale ``train_scale * U(scale_range)``, pad + crop to ``crop_size``,
+horizontal flip, colour jitter; torch's RNG); val/test samples are full-resolution frames, only normalised.
 """
 
 from __future__ import annotations
@@ -29,28 +24,8 @@ from torchvision.transforms import v2
 
 from core.errors import ConfigError, DataError
 
+from . import labels as lb
 from .io import image_size, read_color_label, read_index_label, read_rgb
-from .labels import (
-    CAMVID_CLASSES,
-    CAMVID_COLORS,
-    CAMVID_VOID_INDEX,
-    CITYSCAPES_CATEGORIES,
-    CITYSCAPES_CLASS_NAMES,
-    CITYSCAPES_COLORS,
-    CITYSCAPES_TRAIN_ID_TO_CATEGORY,
-    CITYSCAPES_TRAIN_ID_TO_ID,
-    CITYSCAPES_VOID_ID,
-    KITTI_CLASSES,
-    KITTI_COLORS,
-    apply_lut,
-    camvid_classes,
-    camvid_color_table,
-    camvid_index_lut,
-    cityscapes_id_to_train_id,
-    decode_color_label,
-    kitti_road_color_table,
-    load_class_map,
-)
 from .synthetic import make_dataset
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -61,11 +36,6 @@ INSTANCE_OFFSET = 1000  # Cityscapes instanceIds: label_id * 1000 + k for things
 Pair = tuple[Path, Path]  # (image file, label file)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Label decoders (picklable, for DataLoader workers)
-# ----------------------------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class IndexDecoder:
     """Single-channel label PNG -> training indices ``(H, W)`` int64 through a lookup table (-1 = not allowed)."""
@@ -74,7 +44,7 @@ class IndexDecoder:
     accepted: str
 
     def __call__(self, path: Path) -> np.ndarray:
-        return apply_lut(read_index_label(path), self.lut, path, self.accepted)
+        return lb.apply_lut(read_index_label(path), self.lut, path, self.accepted)
 
 
 @dataclass(frozen=True)
@@ -84,12 +54,7 @@ class ColorDecoder:
     table: dict[tuple[int, int, int], int]
 
     def __call__(self, path: Path) -> np.ndarray:
-        return decode_color_label(read_color_label(path), self.table, path)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Augmentation and dataset
-# ----------------------------------------------------------------------------------------------------------------
+        return lb.decode_color_label(read_color_label(path), self.table, path)
 
 
 class TrainAugment:
@@ -137,17 +102,10 @@ class RoadSceneDataset(Dataset):
             raise ConfigError(f"{len(instance_files)} instance files for {len(files)} image/label pairs")
         self.files = list(files)
         self.instance_files = None if instance_files is None else list(instance_files)
-        self.decode = decode
-        self._meta = meta
-        self.augment = augment
+        self.decode, self.meta, self.augment = decode, meta, augment  # meta: plain Python, stored in the checkpoint
         norm = meta["normalization"]
         self._mean = torch.tensor(norm["mean"]).view(3, 1, 1)
         self._std = torch.tensor(norm["std"]).view(3, 1, 1)
-
-    @property
-    def meta(self) -> dict:
-        """Plain-Python metadata stored in the checkpoint (see ``build_datasets``)."""
-        return self._meta
 
     def __len__(self) -> int:
         return len(self.files)
@@ -171,7 +129,7 @@ class RoadSceneDataset(Dataset):
         if raw.shape != mask.shape:
             raise DataError(f"instance ids {path} are {raw.shape[0]}x{raw.shape[1]} (HxW) but the label "
                             f"{self.files[index][1]} is {mask.shape[0]}x{mask.shape[1]}")
-        return np.where((raw >= INSTANCE_OFFSET) & (mask != self._meta["ignore_index"]), raw, 0)
+        return np.where((raw >= INSTANCE_OFFSET) & (mask != self.meta["ignore_index"]), raw, 0)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image_np, mask_np = self.load(index)
@@ -185,11 +143,6 @@ class RoadSceneDataset(Dataset):
         if instances_np is not None:
             sample["instances"] = labels[1].as_subclass(torch.Tensor).long().contiguous()
         return sample
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# File discovery per layout
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def _images_in(directory: Path, pattern: str = "*") -> list[Path]:
@@ -286,11 +239,6 @@ def split_files(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list
     return [pairs[i] for i in sorted(order[n_val:])], [pairs[i] for i in sorted(order[:n_val])]
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Builder
-# ----------------------------------------------------------------------------------------------------------------
-
-
 @dataclass
 class _Layout:
     """What a layout contributes: split file lists, the label decoder and label metadata."""
@@ -305,42 +253,42 @@ def _cityscapes(root: Path, ignore_index: int) -> _Layout:
     splits = {s: cityscapes_files(root, s) for s in ("train", "val")}
     if (root / "leftImg8bit" / "test").is_dir():
         splits["test"] = cityscapes_files(root, "test")
-    decode = IndexDecoder(cityscapes_id_to_train_id(ignore_index), "Cityscapes label ids 0..33")
-    meta = {"class_names": list(CITYSCAPES_CLASS_NAMES), "class_colors": [list(c) for c in CITYSCAPES_COLORS],
-            "label_format": "index", "native_ids": list(CITYSCAPES_TRAIN_ID_TO_ID),
-            "native_void_id": CITYSCAPES_VOID_ID,
-            "categories": {"names": list(CITYSCAPES_CATEGORIES),
-                           "class_to_category": list(CITYSCAPES_TRAIN_ID_TO_CATEGORY)}}
+    decode = IndexDecoder(lb.cityscapes_id_to_train_id(ignore_index), "Cityscapes label ids 0..33")
+    meta = {"class_names": list(lb.CITYSCAPES_CLASS_NAMES), "class_colors": [list(c) for c in lb.CITYSCAPES_COLORS],
+            "label_format": "index", "native_ids": list(lb.CITYSCAPES_TRAIN_ID_TO_ID),
+            "native_void_id": lb.CITYSCAPES_VOID_ID,
+            "categories": {"names": list(lb.CITYSCAPES_CATEGORIES),
+                           "class_to_category": list(lb.CITYSCAPES_TRAIN_ID_TO_CATEGORY)}}
     return _Layout(splits, decode, meta, cityscapes_instance_files(splits))
 
 
 def _camvid(root: Path, ignore_index: int, classes: list[str] | None) -> _Layout:
-    names = camvid_classes(classes)
+    names = lb.camvid_classes(classes)
     found = {s: camvid_files(root, s) for s in ("train", "val", "test") if s != "test" or (root / "test").is_dir()}
     colour = {is_colour for _, is_colour in found.values()}
     if len(colour) > 1:
         raise DataError(f"CamVid root {root} mixes index ('*annot') and colour ('*_labels') label directories")
     if colour.pop():
-        decode: Callable = ColorDecoder(camvid_color_table(names, ignore_index))
+        decode: Callable = ColorDecoder(lb.camvid_color_table(names, ignore_index))
     else:
-        decode = IndexDecoder(camvid_index_lut(names, ignore_index),
-                              f"CamVid indices 0..{CAMVID_VOID_INDEX} ({CAMVID_VOID_INDEX} = Void)")
-    meta = {"class_names": names, "class_colors": [list(CAMVID_COLORS[n]) for n in names], "label_format": "index",
-            "native_ids": [CAMVID_CLASSES.index(n) for n in names], "native_void_id": CAMVID_VOID_INDEX}
+        decode = IndexDecoder(lb.camvid_index_lut(names, ignore_index),
+                              f"CamVid indices 0..{lb.CAMVID_VOID_INDEX} ({lb.CAMVID_VOID_INDEX} = Void)")
+    meta = {"class_names": names, "class_colors": [list(lb.CAMVID_COLORS[n]) for n in names], "label_format": "index",
+            "native_ids": [lb.CAMVID_CLASSES.index(n) for n in names], "native_void_id": lb.CAMVID_VOID_INDEX}
     return _Layout({s: pairs for s, (pairs, _) in found.items()}, decode, meta)
 
 
 def _kitti(root: Path, ignore_index: int, val_fraction: float, seed: int) -> _Layout:
     train, val = split_files(kitti_files(root), val_fraction, seed)
-    meta = {"class_names": list(KITTI_CLASSES), "class_colors": [list(c) for c in KITTI_COLORS],
+    meta = {"class_names": list(lb.KITTI_CLASSES), "class_colors": [list(c) for c in lb.KITTI_COLORS],
             "label_format": "kitti_road", "road_class": 1}
-    return _Layout({"train": train, "val": val}, ColorDecoder(kitti_road_color_table(ignore_index)), meta)
+    return _Layout({"train": train, "val": val}, ColorDecoder(lb.kitti_road_color_table(ignore_index)), meta)
 
 
 def _folder(root: Path, ignore_index: int, class_map: str | None, val_fraction: float, seed: int) -> _Layout:
     cmap_path = Path(class_map) if class_map else next(
         (root / n for n in ("classes.json", "classes.csv") if (root / n).is_file()), root / "classes.json")
-    cmap = load_class_map(cmap_path)
+    cmap = lb.load_class_map(cmap_path)
     if ignore_index in cmap.ids:
         raise ConfigError(f"ignore_index={ignore_index} is also a class id in {cmap_path}; choose another")
     if (root / "images" / "train").is_dir():

@@ -1,15 +1,12 @@
 """Reading images/labels and writing predictions in each dataset's own format.
 
-Image conversion on read (documented behaviour): grey-scale (8 or 16 bit) is replicated to 3 channels, RGBA and
-LA drop alpha, palette images are expanded to RGB; values are scaled to [0, 1] by the bit depth.
-Every writer writes a temporary file in the target directory and ``os.replace``s it onto the final name; an
-existing output is never overwritten unless ``overwrite=True``.
+Image conversion on read: grey-scale (8 or 16 bit) is replicated to 3 channels, RGBA and LA drop alpha, palette
+images are expanded to RGB; values are scaled to [0, 1] by the bit depth. Writers refuse an existing file unless
+``overwrite`` (predict writes into the core's staging folder, which commits all files or none).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +20,6 @@ from .labels import cityscapes_train_id_to_id
 
 _GREY_MODES = {"L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0}
 _LABEL_MODES = {"L", "P", "I;16", "I;16B", "I;16L", "I"}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Reading
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def _open(path: Path) -> Image.Image:
@@ -116,27 +108,19 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise DataError(f"cannot read image {path}: {err}") from err
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Writing
-# ----------------------------------------------------------------------------------------------------------------
-
-
 def save_png(array: np.ndarray, path: str | Path, overwrite: bool = False, compress_level: int = 1) -> Path:
-    """Write ``array`` (``(H, W)`` uint8/uint16 or ``(H, W, 3)`` uint8) as PNG via temp file + ``os.replace``
-    (zlib ``compress_level`` 0-9: 1 is several times faster than Pillow's default 6, files a little larger)."""
+    """Write ``array`` (``(H, W)`` uint8/uint16 or ``(H, W, 3)`` uint8) as PNG (zlib level 1: several times faster
+    than Pillow's default 6, files a little larger)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise DataError(f"output {path} already exists (pass overwrite=True to replace it)")
     if array.dtype not in (np.uint8, np.uint16) or array.ndim not in (2, 3):
         raise ValueError(f"cannot write {array.dtype} array of shape {array.shape} as PNG to {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.ascontiguousarray(array)).save(f, format="PNG", compress_level=compress_level)
-        os.replace(tmp, path)
+        Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG", compress_level=compress_level)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         raise
     return path
 

@@ -16,10 +16,6 @@ import numpy as np
 
 from core.errors import ConfigError, DataError
 
-# ----------------------------------------------------------------------------------------------------------------
-# Cityscapes
-# ----------------------------------------------------------------------------------------------------------------
-
 
 class CityscapesLabel(NamedTuple):
     """One row of the official Cityscapes label table (cityscapesscripts/helpers/labels.py)."""
@@ -101,10 +97,6 @@ def cityscapes_train_id_to_id() -> np.ndarray:
     return lut
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# CamVid
-# ----------------------------------------------------------------------------------------------------------------
-
 # The common 11-class setting (SegNet order: index 0..10 in '*annot' PNGs, 11 = Void) with the colours of the
 # original CamVid label images (LabeledApproved_full: Pavement = 'Sidewalk', Pole = 'Column_Pole').
 CAMVID_CLASSES: list[str] = [
@@ -155,10 +147,6 @@ def camvid_color_table(classes: list[str], ignore_index: int = 255) -> dict[tupl
     return table
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# KITTI road
-# ----------------------------------------------------------------------------------------------------------------
-
 KITTI_CLASSES: list[str] = ["non-road", "road"]
 KITTI_COLORS: list[list[int]] = [[255, 0, 0], [255, 0, 255]]  # colours of gt_image_2/*_road_*.png
 KITTI_DONT_CARE = (0, 0, 0)
@@ -172,11 +160,6 @@ def kitti_road_color_table(ignore_index: int = 255) -> dict[tuple[int, int, int]
 def decode_kitti_road(rgb: np.ndarray, path: str | Path, ignore_index: int = 255) -> np.ndarray:
     """Decode a KITTI road ground truth image ``(H, W, 3)`` into ``(H, W)`` int64 (1 road, 0 non-road, ignore)."""
     return decode_color_label(rgb, kitti_road_color_table(ignore_index), path)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Generic decoding
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def _format_colors(codes: np.ndarray, limit: int = 10) -> str:
@@ -209,11 +192,6 @@ def apply_lut(label: np.ndarray, lut: np.ndarray, path: str | Path, accepted: st
     shown = bad[:20].tolist()
     raise DataError(f"label image {path}: label ids {shown}{' ...' if bad.size > 20 else ''} are not in the mapping; "
                     f"accepted: {accepted}")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Generic class map files
-# ----------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

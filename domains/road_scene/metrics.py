@@ -40,11 +40,6 @@ def category_miou(conf: np.ndarray, class_to_category: list[int] | None = None,
             "mIoU": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")}
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Boundary F-score
-# ----------------------------------------------------------------------------------------------------------------
-
-
 def _boundaries(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Boundary pixels ``(H, W)`` bool: valid pixels with a valid 4-neighbour of a different label."""
     edge = np.zeros(labels.shape, dtype=bool)
@@ -121,10 +116,6 @@ def boundary_f_score(pred: np.ndarray, gt: np.ndarray, num_classes: int, toleran
     """Boundary F-score of one prediction ``(H, W)`` against ground truth ``(H, W)``; see ``boundary_counts``."""
     return boundary_f_from_counts(boundary_counts(pred, gt, num_classes, tolerance, ignore_index))
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# KITTI road (devkit_road, python/helper.py: evalExp + pxEval_maximizeFMeasure)
-# ----------------------------------------------------------------------------------------------------------------
 
 KITTI_THRESHOLDS = np.arange(256) / 255.0  # the devkit's thresholds; road is predicted where P(road) >= threshold
 

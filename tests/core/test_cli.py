@@ -13,6 +13,7 @@ import torch
 
 from core.cli import check_overrides
 from core.io import STAGING_PREFIX
+from core.models.registry import NETWORK_FACTORIES
 from tests.helpers import FAST_TRAIN, ROOT, run_script
 
 
@@ -86,9 +87,9 @@ def test_a_checkpoint_naming_any_other_callable_is_refused(toy_run, tmp_path, ta
     proc = run_script("predict", f"checkpoint={evil}", "input=x.npy", f"output={tmp_path / 'o.npy'}",
                       f"hydra.run.dir={tmp_path / 'h'}", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    listed = ", ".join(sorted(NETWORK_FACTORIES))
     assert proc.stderr.strip() == (f"error: checkpoint {evil} names the network factory {target!r}, which is not one "
-                                   "of this project's (core.models.create_model, core.models.factory.create_model, "
-                                   "segsuite.core.models.create_model); refusing to build it")
+                                   f"of this project's ({listed}); refusing to build it")
     assert victim.read_text() == "precious" and not (ROOT / "VICTIM").exists()
 
 

@@ -11,9 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
+from core.contracts import DataMeta, Job, Mode, ModelInfo
+from core.inference import InferenceOptions, TilePredictor
+from core.instances import Instancer
+from core.pipeline import run_evaluate, run_predict
+from core.predict import FirstChannels
 from core.task import SegmentationTask
 from domains.road_scene.datasets import IMAGENET_MEAN, IMAGENET_STD
+from domains.road_scene.reader import ImageReader
+from domains.road_scene.scorers import RoadSceneEvaluation
 from domains.road_scene.synthetic import make_dataset
+from domains.road_scene.writer import SceneWriter
 from tests.helpers import run_script
 
 
@@ -96,6 +104,39 @@ class Pointwise:
 @pytest.fixture
 def pointwise() -> type[Pointwise]:
     return Pointwise
+
+
+class Pipeline:
+    """A task run through the core pipeline in this process, as ``scripts/predict.py`` / ``evaluate.py`` run a
+    checkpoint (CPU; the checkpoint is named ``model.ckpt`` in reports)."""
+
+    @staticmethod
+    def job(task: SegmentationTask, mode: str = "semantic", instancer: Instancer | None = None,
+            overwrite: bool = False, **options) -> Job:
+        hp = task.hparams
+        meta = DataMeta.from_dict({"class_names": hp.class_names, "num_classes": hp.num_classes,
+                                   "ignore_index": hp.ignore_index, **dict(hp.data_meta)})
+        border = instancer is not None and instancer.uses_border(task.border_channel)
+        channels = hp.num_classes + int(border)
+        net = task.net if channels == task.out_channels else FirstChannels(task.net, channels)
+        model = ModelInfo(TilePredictor(net, device="cpu"), meta, channels, border, "model.ckpt", "road_scene")
+        options = {"tile": (1024, 2048), "overlap": (128, 256), "batch_size": 2, **options}
+        return Job(model, Mode.parse(mode), instancer, InferenceOptions(**options), overwrite)
+
+    @staticmethod
+    def predict(task: SegmentationTask, input: Path, output: Path, outputs=("label", "color", "overlay"),
+                **job) -> list[Path]:
+        return run_predict(ImageReader(exclude=str(output)), SceneWriter(outputs), Pipeline.job(task, **job), input,
+                           output)
+
+    @staticmethod
+    def evaluate(task: SegmentationTask, datasets: dict, output: Path, **job) -> dict:
+        return run_evaluate(RoadSceneEvaluation(), ImageReader(), Pipeline.job(task, **job), datasets, output)
+
+
+@pytest.fixture
+def pipeline() -> type[Pipeline]:
+    return Pipeline
 
 
 # A training run on tiny synthetic scenes through the real entry point: 120 scenes of 32x64, one epoch of

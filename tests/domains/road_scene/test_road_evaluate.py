@@ -1,4 +1,5 @@
-"""evaluate() in-process with pointwise networks: every reported number recomputed by hand or from predict's files."""
+"""Evaluate through the core pipeline in-process with pointwise networks: every reported number recomputed by hand
+or from predict's files."""
 
 import csv
 import json
@@ -8,16 +9,8 @@ import pytest
 from PIL import Image
 
 from core.errors import ConfigError
-from core.inference import TilePredictor
 from domains.road_scene.datasets import build_datasets
-from domains.road_scene.evaluate import evaluate
 from domains.road_scene.metrics import category_miou, kitti_road_counts, kitti_road_scores
-from domains.road_scene.predict import predict
-
-
-def _cfg(compose_cfg, domain: str, root, tmp_path):
-    return compose_cfg("evaluate", [f"domain={domain}", f"domain.datamodule.datasets.root={root}",
-                                    "checkpoint=model.ckpt", f"output_dir={tmp_path}", f"run_dir={tmp_path}"])
 
 
 def _confusion(pairs, num_classes: int = 19) -> np.ndarray:
@@ -28,12 +21,12 @@ def _confusion(pairs, num_classes: int = 19) -> np.ndarray:
     return conf
 
 
-def test_cityscapes_scores_match_a_hand_computation(cityscapes_root, compose_cfg, tmp_path, pointwise):
-    val = build_datasets(str(cityscapes_root))["val"]
+def test_cityscapes_scores_match_a_hand_computation(cityscapes_root, tmp_path, pointwise, pipeline):
+    datasets = build_datasets(str(cityscapes_root))
+    val = datasets["val"]
     task = pointwise.rgb_argmax(val.meta)
     out = tmp_path / "eval"
-    result = evaluate(task, TilePredictor(task.net, device="cpu"), _cfg(compose_cfg, "road_scene", cityscapes_root,
-                                                                           tmp_path), str(out), progress=False)
+    result = pipeline.evaluate(task, datasets, out)
     pairs = [(pointwise.expected(np.asarray(Image.open(img))), val.decode(lbl)) for img, lbl in val.files]
     conf = _confusion(pairs)
     tp, union = np.diag(conf), conf.sum(0) + conf.sum(1) - np.diag(conf)
@@ -53,15 +46,14 @@ def test_cityscapes_scores_match_a_hand_computation(cityscapes_root, compose_cfg
     assert (out / "confusion.png").stat().st_size > 0 and (out / "per_class.csv").is_file()
 
 
-def test_kitti_scores_equal_the_devkit_numbers_on_predicted_files(kitti_root, compose_cfg, tmp_path, pointwise):
-    val = build_datasets(str(kitti_root), layout="kitti")["val"]
+def test_kitti_scores_equal_the_devkit_numbers_on_predicted_files(kitti_root, tmp_path, pointwise, pipeline):
+    datasets = build_datasets(str(kitti_root), layout="kitti")
+    val = datasets["val"]
     task = pointwise.task(val.meta, np.array([[0, 0, 0], [3.0, -2.0, 1.0]]), np.array([0.0, 0.5]))
-    predictor = TilePredictor(task.net, device="cpu")
-    report = evaluate(task, predictor, _cfg(compose_cfg, "kitti_road", kitti_root, tmp_path), str(tmp_path / "ev"),
-                      progress=False)["kitti_road"]
+    report = pipeline.evaluate(task, datasets, tmp_path / "ev")["kitti_road"]
     counts = None
     for image, label in val.files:  # the devkit reads the written PNG as value / 255
-        predict(task, predictor, str(image), str(tmp_path / "pred"), outputs=["label"], progress=False)
+        pipeline.predict(task, image, tmp_path / "pred", outputs=["label"])
         category, _, number = image.stem.rpartition("_")
         prob = np.asarray(Image.open(tmp_path / "pred" / "labels" / f"{category}_road_{number}.png")) / 255.0
         c = kitti_road_counts(prob, val.decode(label), quantize=False)
@@ -72,10 +64,9 @@ def test_kitti_scores_equal_the_devkit_numbers_on_predicted_files(kitti_root, co
     assert 0 < report["MaxF"] <= 1
 
 
-def test_checkpoint_for_other_classes_is_refused(cityscapes_root, kitti_root, compose_cfg, tmp_path, pointwise):
+def test_checkpoint_for_other_classes_is_refused(cityscapes_root, kitti_root, tmp_path, pointwise, pipeline):
     kitti_meta = build_datasets(str(kitti_root), layout="kitti")["train"].meta
     task = pointwise.task(kitti_meta, np.zeros((2, 3)), np.zeros(2))
     with pytest.raises(ConfigError, match="model.ckpt was trained with class_names"):
-        evaluate(task, TilePredictor(task.net, device="cpu"),
-                 _cfg(compose_cfg, "road_scene", cityscapes_root, tmp_path), str(tmp_path / "ev"), progress=False)
+        pipeline.evaluate(task, build_datasets(str(cityscapes_root)), tmp_path / "ev")
     assert not (tmp_path / "ev").exists()

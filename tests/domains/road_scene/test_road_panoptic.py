@@ -9,18 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
+from core.contracts import Mode
 from core.errors import ConfigError, DataError
-from core.inference import TilePredictor
 from core.instances import Instancer
 from core.instances.panoptic import ids_from_rgb, split_label_divisor
-from core.predict import FirstChannels
+from core.io import STAGING_PREFIX
+from core.predict import build_instancer
 from core.task import SegmentationTask
 from domains.road_scene.datasets import build_datasets
-from domains.road_scene.evaluate import evaluate
 from domains.road_scene.labels import cityscapes_id_to_train_id
-from domains.road_scene.predict import predict
+from tests.domains.road_scene.conftest import Pipeline
 
 CAR = 13  # Cityscapes trainId of car (label id 26); road is trainId 0 (label id 7)
 STEM = "city_000001_000002_leftImg8bit"
@@ -67,8 +68,7 @@ def _p_car(pointwise, photo: np.ndarray) -> np.ndarray:
 
 def _run(task, tmp_path: Path, mode: str, things=("person", "car"), **kw) -> list[Path]:
     instancer = Instancer(list(things), task.hparams.class_names, min_size=4)
-    return predict(task, TilePredictor(task.net, device="cpu"), str(tmp_path / "in"), str(tmp_path / mode),
-                   progress=False, mode=mode, instancer=instancer, **kw)
+    return Pipeline.predict(task, tmp_path / "in", tmp_path / mode, mode=mode, instancer=instancer, **kw)
 
 
 def test_two_cars_give_cityscapes_instance_files(cs_meta, tmp_path, write_png, pointwise):
@@ -113,7 +113,7 @@ def test_panoptic_png_matches_its_json(cs_meta, tmp_path, write_png, pointwise):
     _two_cars(tmp_path / "in", write_png)
     written = _run(_car_task(pointwise, cs_meta), tmp_path, "panoptic")
     out = tmp_path / "panoptic"
-    assert out / "panoptic.json" in written and not list(tmp_path.glob(".panoptic.partial-*"))
+    assert out / "panoptic.json" in written and not list(tmp_path.rglob(STAGING_PREFIX + "*"))
     data = json.loads((out / "panoptic.json").read_text())
     (annotation,) = data["annotations"]
     assert annotation["image_id"] == "city_000001_000002"  # what cityscapesscripts matches
@@ -141,7 +141,7 @@ def test_panoptic_png_matches_its_json(cs_meta, tmp_path, write_png, pointwise):
 
 def test_other_class_sets_use_their_label_ids(cs_meta, tmp_path, write_png, pointwise):
     meta = {k: v for k, v in cs_meta.items() if k != "categories"}
-    meta.update(class_names=["road", "sky", "car"], class_colors=[[1, 1, 1], [2, 2, 2], [3, 3, 3]],
+    meta.update(class_names=["road", "sky", "car"], num_classes=3, class_colors=[[1, 1, 1], [2, 2, 2], [3, 3, 3]],
                 native_ids=[3, 4, 7], native_void_id=255)  # a folder layout's class map
     _two_cars(tmp_path / "in", write_png)
     task = _car_task(pointwise, meta, road=0, car=2)
@@ -174,10 +174,10 @@ def test_border_channel_splits_touching_cars(cs_meta, tmp_path, write_png, point
         task.net.bias[[0, CAR]], task.net.bias[19] = 0.0, -3.0
     task.eval()
     counts = {}
-    for border, net in (("auto", task.net), ("off", FirstChannels(task.net, 19))):
+    for border in ("auto", "off"):  # off: the network's class channels only
         instancer = Instancer(["car"], cs_meta["class_names"], border=border)
-        predict(task, TilePredictor(net, device="cpu"), str(tmp_path / "in"), str(tmp_path / border),
-                outputs=["label"], progress=False, mode="instance", instancer=instancer)
+        Pipeline.predict(task, tmp_path / "in", tmp_path / border, outputs=["label"], mode="instance",
+                         instancer=instancer)
         with open(tmp_path / border / "instances" / "a_instances.csv") as fh:
             counts[border] = [int(r["pixels"]) for r in csv.DictReader(fh)]
     assert len(counts["auto"]) == 2 and sum(counts["auto"]) == 12 * 24 and min(counts["auto"]) >= 12 * 11
@@ -188,16 +188,14 @@ def test_bad_modes_and_existing_outputs_are_refused_before_work(cs_meta, tmp_pat
     _two_cars(tmp_path / "in", write_png)
     task = _car_task(pointwise, cs_meta)
     instancer = Instancer(["car"], cs_meta["class_names"])
-    run = lambda **kw: predict(task, TilePredictor(task.net, device="cpu"), str(tmp_path / "in"),  # noqa: E731
-                               str(tmp_path / "out"), progress=False, **kw)
-    with pytest.raises(ConfigError, match="mode='bogus'.*semantic, instance, panoptic"):
+    run = lambda **kw: Pipeline.predict(task, tmp_path / "in", tmp_path / "out", **kw)  # noqa: E731
+    with pytest.raises(ConfigError, match="task='bogus'.*semantic, instance, panoptic"):
         run(mode="bogus", instancer=instancer)
-    with pytest.raises(ConfigError, match="needs an instancer"):
-        run(mode="panoptic")
+    with pytest.raises(ConfigError, match="task=panoptic needs an `instancer`"):  # the core builds it for the job
+        build_instancer(OmegaConf.create({}), Mode.PANOPTIC, task.hparams, False)
     zero_car = _car_task(pointwise, {**cs_meta, "native_ids": [0 if i == CAR else i + 1 for i in range(19)]})
     with pytest.raises(ConfigError, match="'car': 0"):  # label id 0 cannot carry instances in the ids encoding
-        predict(zero_car, TilePredictor(zero_car.net, device="cpu"), str(tmp_path / "in"), str(tmp_path / "out"),
-                progress=False, mode="instance", instancer=instancer)
+        Pipeline.predict(zero_car, tmp_path / "in", tmp_path / "out", mode="instance", instancer=instancer)
     assert not (tmp_path / "out").exists()
 
     (tmp_path / "out").mkdir()
@@ -214,8 +212,7 @@ def test_bad_modes_and_existing_outputs_are_refused_before_work(cs_meta, tmp_pat
     _two_cars(tmp_path / "two" / "x", write_png)  # the same Cityscapes frame name in two folders
     _two_cars(tmp_path / "two" / "y", write_png)
     with pytest.raises(DataError, match="both be image_id 'city_000001_000002'"):
-        predict(task, TilePredictor(task.net, device="cpu"), str(tmp_path / "two"), str(tmp_path / "out2"),
-                progress=False, mode="panoptic", instancer=instancer)
+        Pipeline.predict(task, tmp_path / "two", tmp_path / "out2", mode="panoptic", instancer=instancer)
     assert not (tmp_path / "out2").exists()
 
 
@@ -249,17 +246,14 @@ def _stuff_classifier(pointwise, dataset) -> SegmentationTask:
     return pointwise.task(dataset.meta, fit[:3].T, fit[3])
 
 
-def test_evaluate_panoptic_scores_match_a_hand_count(cityscapes_root, compose_cfg, tmp_path, pointwise):
-    val = build_datasets(str(cityscapes_root))["val"]
+def test_evaluate_panoptic_scores_match_a_hand_count(cityscapes_root, tmp_path, pointwise):
+    datasets = build_datasets(str(cityscapes_root))
+    val = datasets["val"]
     task = _stuff_classifier(pointwise, val)  # stuff right in places, every person and car missed
     instancer = Instancer(["person", "car"], val.meta["class_names"], min_size=4)
-    cfg = compose_cfg("evaluate", ["domain=road_scene", f"domain.datamodule.datasets.root={cityscapes_root}",
-                                   "checkpoint=model.ckpt", f"output_dir={tmp_path}", f"run_dir={tmp_path}"])
     out = tmp_path / "eval"
-    result = evaluate(task, TilePredictor(task.net, device="cpu"), cfg, str(out), progress=False, mode="panoptic",
-                      instancer=instancer)
-    predict(task, TilePredictor(task.net, device="cpu"), str(cityscapes_root / "leftImg8bit" / "val"),
-            str(tmp_path / "pred"), outputs=["label"], progress=False)
+    result = Pipeline.evaluate(task, datasets, out, mode="panoptic", instancer=instancer)
+    Pipeline.predict(task, cityscapes_root / "leftImg8bit" / "val", tmp_path / "pred", outputs=["label"])
 
     stuff = [c for c in range(19) if c not in (11, CAR)]
     counts = np.zeros((19, 4))  # iou sum, tp, fp, fn
