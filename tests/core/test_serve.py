@@ -1,13 +1,16 @@
-"""The demo page in a real browser: headless Chromium (driven by Selenium) uploads an input, picks the task, submits,
-and the page's result equals the Python API's for the same input; nothing is fetched from outside the machine."""
+"""The demo page in a real browser: headless Chromium (driven by Selenium) uploads a photo, picks the task, submits,
+and the page's result equals the Python API's for the same photo; a bad upload gets the CLI's one-line message;
+nothing is fetched from outside the machine."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import socket
 import urllib.request
+from pathlib import Path
 from urllib.parse import urljoin
 
 import numpy as np
@@ -16,7 +19,9 @@ from PIL import Image
 
 from core.api import Segmenter
 from core.serve import Shown, build_app, csv_markdown, launch
-from domains.toy.data import toy_sample
+from domains.road_scene.datasets import build_datasets
+from domains.road_scene.synthetic import make_dataset, render_scene
+from tests.helpers import untrained_checkpoint
 
 try:
     from selenium import webdriver
@@ -40,14 +45,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def page(toy_run, tmp_path):
-    """The demo page over one toy checkpoint, served on 127.0.0.1, and a headless Chromium pointed at it."""
+def road_checkpoint(tmp_path) -> Path:
+    """An untrained road-scene checkpoint (small U-Net) with the meta of synthetic Cityscapes-layout scenes."""
+    root = make_dataset(tmp_path / "cityscapes", n_train=2, n_val=1, size=(32, 64), seed=1)
+    meta = json.loads(json.dumps(build_datasets(str(root))["train"].meta))
+    return untrained_checkpoint(tmp_path / "models" / "road" / "model.ckpt", meta, "road_scene")
+
+
+@pytest.fixture
+def page(road_checkpoint, tmp_path):
+    """The demo page over the checkpoints in ``models/``, served on 127.0.0.1, and a headless Chromium."""
     if NO_BROWSER:
         pytest.skip(NO_BROWSER)
-    models = tmp_path / "models"
-    models.mkdir()
-    shutil.copy(toy_run / "checkpoints" / "last.ckpt", models / "last.ckpt")
-    app = build_app(models, tmp_path / "cache", tmp_path / "work")
+    app = build_app(tmp_path / "models", tmp_path / "cache", tmp_path / "work")
     port = _free_port()
     launch(app, port=port, block=False)
     options = webdriver.ChromeOptions()
@@ -57,7 +67,7 @@ def page(toy_run, tmp_path):
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER))
     try:
-        yield driver, f"http://127.0.0.1:{port}/", models / "last.ckpt"
+        yield driver, f"http://127.0.0.1:{port}/"
     finally:
         driver.quit()
         app.close()
@@ -66,6 +76,16 @@ def page(toy_run, tmp_path):
 def _fetch(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=30) as response:
         return response.read()
+
+
+def _upload(driver, path: Path) -> None:
+    """Clear the upload box if it holds a file, then upload ``path``."""
+    for clear in driver.find_elements(By.CSS_SELECTOR, "#upload button[aria-label='Clear']"):
+        clear.click()
+    wait = WebDriverWait(driver, 30)
+    field = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]")))
+    field.send_keys(str(path))
+    wait.until(lambda d: path.stem in d.find_element(By.ID, "upload").text)
 
 
 def _submit(driver, task: str, expect: str) -> str:
@@ -77,30 +97,31 @@ def _submit(driver, task: str, expect: str) -> str:
     return status.get_attribute("value")
 
 
-def test_upload_submit_and_read_back_the_result(page, tmp_path):
-    driver, url, checkpoint = page
-    image = toy_sample(11, 80, 3, 3, 255)[0]
-    np.save(tmp_path / "scene.npy", image)
-    expected = Segmenter.from_checkpoint(checkpoint, device="cpu").predict(image)
+def test_upload_a_photo_submit_and_read_back_the_result(page, road_checkpoint, tmp_path):
+    driver, url = page
+    Image.fromarray(render_scene((96, 192), 4)[0]).save(tmp_path / "street.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    segmenter = Segmenter.from_checkpoint(road_checkpoint, device="cpu")
+    expected = segmenter.predict(tmp_path / "street.png", mode="panoptic")
 
     driver.get(url)
-    wait = WebDriverWait(driver, 60)
-    upload = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]")))
-    upload.send_keys(str(tmp_path / "scene.npy"))
-    wait.until(lambda d: "scene" in d.find_element(By.ID, "upload").text)
+    _upload(driver, tmp_path / "broken.png")
+    assert _submit(driver, "semantic", "error:").startswith("error: cannot read image")  # the CLI's line
+    _upload(driver, tmp_path / "street.png")
+    assert "done: street.png" in _submit(driver, "panoptic", "done:")
 
-    # a toy model has no thing classes: the CLI's one-line message appears on the page
-    assert _submit(driver, "instance", "error:").startswith("error: instance segmentation needs a")
-    assert "done: scene.npy" in _submit(driver, "semantic", "done:")
-
-    result = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#result-image img")))
+    result = driver.find_element(By.CSS_SELECTOR, "#result-image img")
     shown = np.asarray(Image.open(io.BytesIO(_fetch(urljoin(url, result.get_attribute("src"))))).convert("RGB"))
     np.testing.assert_array_equal(shown, expected.colorize())
     links = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#downloads a")]
-    (classes_url,) = [link for link in links if link and ".npy" in link]
-    np.testing.assert_array_equal(np.load(io.BytesIO(_fetch(classes_url))), expected.classes)
-    table = driver.find_element(By.ID, "class-table").text
-    assert all(str(row["pixels"]) in table for row in expected.class_table()), table
+    images = [Image.open(io.BytesIO(_fetch(link))) for link in links if link.endswith("/street.png")]
+    (labels,) = [image for image in images if image.mode == "L"]  # labels/ (color/ and overlay/ are RGB)
+    label_ids = np.asarray(labels)  # Cityscapes label ids
+    to_train = np.full(256, 255, np.int64)
+    to_train[segmenter.meta["native_ids"]] = np.arange(len(segmenter.meta["native_ids"]))
+    np.testing.assert_array_equal(to_train[label_ids], expected.classes)
+    assert str(len(expected.instance_table)) in driver.find_element(By.CSS_SELECTOR, "#status textarea") \
+        .get_attribute("value")
     legend = driver.find_element(By.ID, "legend").text
     assert all(name in legend for name, _ in expected.legend(present_only=True))
 
@@ -112,15 +133,12 @@ def test_upload_submit_and_read_back_the_result(page, tmp_path):
 
 
 def _requested_urls(driver) -> list[str]:
-    import json
-
     urls = []
     for entry in driver.get_log("performance"):
         message = json.loads(entry["message"])["message"]
         if message["method"] == "Network.requestWillBeSent":
             urls.append(message["params"]["request"]["url"])
     return urls
-
 
 
 def test_volumes_are_shown_slice_by_slice():
