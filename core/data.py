@@ -26,25 +26,26 @@ class SegDataModule(L.LightningDataModule):
     Args:
         datasets: ``() -> {"train": ds, "val": ds, "test": ds (optional)}``, usually a Hydra ``_partial_``
             of a domain's ``build_datasets``. Called once, in :meth:`setup`.
-        batch_size: training batch size; ``eval_batch_size`` (default: the same) for val/test.
+        batch_size: training batch size (None: the training dataset's ``meta["batch_size"]``, e.g. from a domain's
+            plan, else 8); ``eval_batch_size`` (default: the same) for val/test.
         num_workers: loader processes (0 = in the main process).
         targets: optional transform applied to every sample the loaders deliver (e.g.
             ``core.instances.InstanceTargets`` adding the border weight map); it is bound to the data's meta first.
     """
 
-    def __init__(self, datasets: Callable[[], Mapping[str, Dataset]], batch_size: int = 8,
+    def __init__(self, datasets: Callable[[], Mapping[str, Dataset]], batch_size: int | None = 8,
                  eval_batch_size: int | None = None, num_workers: int = 0, pin_memory: bool = False,
                  targets: Callable[[dict], dict] | None = None) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"domain.datamodule.{name}={value!r}: expected a whole number >= 1")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ConfigError(f"domain.datamodule.num_workers={num_workers!r}: expected a whole number >= 0")
         self.build = datasets
         self.targets = targets
         self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
+        self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.splits: dict[str, Dataset] | None = None
@@ -61,6 +62,9 @@ class SegDataModule(L.LightningDataModule):
             if len(ds) == 0:
                 raise DataError(f"the {name!r} split is empty: check the data path and split settings")
         self.splits = splits
+        if self.batch_size is None:
+            self.batch_size = int(self.meta.get("batch_size") or 8)
+        self.eval_batch_size = self.eval_batch_size or self.batch_size
         if self.targets is not None and hasattr(self.targets, "bind"):
             self.targets.bind(self.meta)
 

@@ -1,6 +1,7 @@
-"""``predict(cfg)``: the Hydra face of :func:`core.pipeline.run_predict`. Loads the checkpoint into a
-:class:`~core.contracts.ModelInfo`, builds the :class:`~core.contracts.Job` (mode, instancer, inference options) and
-the domain's reader and writer from ``cfg.domain``, and runs the one pipeline."""
+"""``predict(cfg)``: the Hydra face of :func:`core.pipeline.run_predict`. Loads the model into a
+:class:`~core.contracts.ModelInfo` (``runtime=torch``: a checkpoint; ``runtime=onnx|torchscript``: a file written by
+:mod:`core.export`, run without Lightning), builds the :class:`~core.contracts.Job` (mode, instancer, inference
+options) and the domain's reader and writer from ``cfg.domain``, and runs the one pipeline."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from core.checkpoint import load_task
 from core.contracts import DataMeta, Job, Mode, ModelInfo
 from core.distributed import Ranks, device_for
 from core.errors import ConfigError
 from core.inference import InferenceOptions, TilePredictor
 from core.instances import Instancer
 from core.pipeline import run_predict
+
+RUNTIMES = ("torch", "onnx", "torchscript")
 
 
 class FirstChannels(nn.Module):
@@ -39,7 +41,8 @@ def _plain(node: Any) -> Any:
 def thing_classes(cfg: DictConfig, hparams: Any) -> list[str]:
     """The thing classes: ``instancer.things`` when given, else the checkpoint's, else the domain config's."""
     node = cfg.get("instancer") or {}
-    for things in (node.get("things"), hparams.get("things"), cfg.domain.get("things")):
+    trained = hparams.get("things") or (hparams.get("instances") or {}).get("things")
+    for things in (node.get("things"), trained, cfg.domain.get("things")):
         if things:
             return list(_plain(things))
     return []
@@ -52,7 +55,8 @@ def build_instancer(cfg: DictConfig, mode: Mode, hparams: Any, has_border: bool)
     if not cfg.get("instancer"):
         raise ConfigError(f"task={mode.value} needs an `instancer` config (conf/instancer/default.yaml)")
     node = {k: v for k, v in _plain(cfg.instancer).items() if k != "things"}
-    instancer = hydra.utils.instantiate(node)(things=thing_classes(cfg, hparams), class_names=list(hparams.class_names))
+    names = list(hparams["class_names"])  # a checkpoint's hparams or an exported model's metadata
+    instancer = hydra.utils.instantiate(node)(things=thing_classes(cfg, hparams), class_names=names)
     instancer.uses_border(has_border)  # ConfigError for border=on without a border channel
     return instancer
 
@@ -68,27 +72,73 @@ def inference_options(node: Any) -> InferenceOptions:
 
 
 def load_job(cfg: DictConfig, overwrite: bool | None = None) -> Job:
-    """The checkpoint ``cfg.checkpoint`` (checked to belong to ``cfg.domain``) as a :class:`Job` for ``cfg.task``."""
+    """The model of ``cfg.runtime`` (``cfg.checkpoint`` for torch, else the exported ``cfg.model_file``), checked to
+    belong to ``cfg.domain``, as a :class:`Job` for ``cfg.task``."""
     mode = Mode.parse(cfg.get("task", "semantic"))
     options = inference_options(cfg.domain.get("inference"))
+    runtime = str(cfg.get("runtime") or "torch")
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime={runtime!r} is not one of {', '.join(RUNTIMES)}")
+    model, instancer = (checkpoint_model if runtime == "torch" else exported_model)(cfg, mode)
+    return Job(model, mode, instancer, options, bool(cfg.overwrite if overwrite is None else overwrite))
+
+
+def _check_domain(cfg: DictConfig, trained_on: str | None, path: Any, kind: str) -> None:
+    if trained_on and trained_on != cfg.domain.name:
+        raise ConfigError(f"{kind} {path} was trained for domain {trained_on!r}, not {cfg.domain.name!r}; run with "
+                          f"domain={trained_on}")
+
+
+def _tta_flips(cfg: DictConfig) -> list[int]:
+    return list(cfg.domain.get("tta_flips", [])) if cfg.get("tta") else []
+
+
+def _things(instancer: Instancer | None) -> tuple[str, ...]:
+    return tuple(instancer.class_names[i] for i in instancer.thing_ids) if instancer else ()
+
+
+def checkpoint_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | None]:
+    """``runtime=torch``: the checkpoint ``cfg.checkpoint`` through Lightning's task, on ``cfg.device``."""
+    from core.checkpoint import load_task  # imports Lightning: only on this path
+
+    if not cfg.get("checkpoint"):
+        raise ConfigError("missing checkpoint; give it on the command line, e.g. checkpoint=outputs/train/<domain>/"
+                          "<run>/checkpoints/last.ckpt (or runtime=onnx model_file=model.onnx)")
     task = load_task(cfg.checkpoint)
     hp = task.hparams
-    trained_on = hp.get("domain")
-    if trained_on and trained_on != cfg.domain.name:
-        raise ConfigError(f"checkpoint {cfg.checkpoint} was trained for domain {trained_on!r}, not "
-                          f"{cfg.domain.name!r}; run with domain={trained_on}")
+    _check_domain(cfg, hp.get("domain"), cfg.checkpoint, "checkpoint")
     instancer = build_instancer(cfg, mode, hp, task.border_channel)
     border = instancer is not None and instancer.uses_border(task.border_channel)
     channels = hp.num_classes + int(border)
     net = task.net if channels == task.out_channels else FirstChannels(task.net, channels)
-    flips = list(cfg.domain.get("tta_flips", [])) if cfg.get("tta") else []
     device = device_for(Ranks.from_env(), cfg.get("device"))
-    predictor = TilePredictor(net, device=device, amp=cfg.get("amp", False), tta_flips=flips)
+    predictor = TilePredictor(net, device=device, amp=cfg.get("amp", False), tta_flips=_tta_flips(cfg))
     meta = DataMeta.from_dict({"class_names": hp.class_names, "num_classes": hp.num_classes,
                                "ignore_index": hp.ignore_index, **dict(hp.get("data_meta") or {})})
-    things = tuple(instancer.class_names[i] for i in instancer.thing_ids) if instancer else ()
-    model = ModelInfo(predictor, meta, channels, border, str(cfg.checkpoint), hp.get("domain") or "", things)
-    return Job(model, mode, instancer, options, bool(cfg.overwrite if overwrite is None else overwrite))
+    domain = hp.get("domain") or ""
+    return ModelInfo(predictor, meta, channels, border, str(cfg.checkpoint), domain, _things(instancer)), instancer
+
+
+def exported_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | None]:
+    """``runtime=onnx|torchscript``: the file ``cfg.model_file`` written by ``scripts/export.py``, on the CPU, its
+    label space and data description from the file's metadata (no Lightning, no checkpoint)."""
+    from core.runtime import load_exported
+
+    path = cfg.get("model_file")
+    if not path:
+        raise ConfigError(f"runtime={cfg.runtime} needs model_file=PATH, a model written by scripts/export.py "
+                          f"format={cfg.runtime}")
+    predictor = load_exported(path, str(cfg.runtime), _tta_flips(cfg))
+    stored = predictor.metadata
+    _check_domain(cfg, stored.get("domain"), path, "model")
+    has_border = bool(stored["border_channel"])
+    instancer = build_instancer(cfg, mode, stored, has_border)
+    border = instancer is not None and instancer.uses_border(has_border)
+    meta = DataMeta.from_dict(stored["data_meta"])
+    predictor.channels = meta.num_classes + int(border)
+    model = ModelInfo(predictor, meta, predictor.channels, border, str(path), stored.get("domain") or "",
+                      _things(instancer))
+    return model, instancer
 
 
 def predict(cfg: DictConfig) -> list[Path]:

@@ -63,9 +63,13 @@ def build_instance_targets(cfg: DictConfig) -> InstanceTargets | None:
     return hydra.utils.instantiate(node) if node and node.get("_target_") else None
 
 
-def model_config(cfg: DictConfig, targets: InstanceTargets | None) -> dict[str, Any]:
-    """The network's config; with a border channel it has one output more than the classes."""
+def model_config(cfg: DictConfig, targets: InstanceTargets | None, meta: dict | None = None) -> dict[str, Any]:
+    """The network's config; with a border channel it has one output more than the classes. Options left null
+    take the data's proposal in ``meta["model_defaults"]`` (e.g. a 3D U-Net's patch size and spacing)."""
     model = _plain(cfg.model)
+    for key, value in ((meta or {}).get("model_defaults") or {}).items():
+        if key in model and model[key] is None:
+            model[key] = value
     if targets is not None and targets.border_channel and "classes" in model:
         model["classes"] = int(model["classes"]) + 1
     return model
@@ -74,7 +78,7 @@ def model_config(cfg: DictConfig, targets: InstanceTargets | None) -> dict[str, 
 def build_task(cfg: DictConfig, meta: dict[str, Any], targets: InstanceTargets | None = None) -> SegmentationTask:
     scheduler = cfg.get("scheduler")
     return SegmentationTask(
-        model=model_config(cfg, targets),
+        model=model_config(cfg, targets, meta),
         num_classes=meta["num_classes"],
         ignore_index=meta["ignore_index"],
         class_names=meta["class_names"],
@@ -113,9 +117,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fill_from_data(cfg, meta)
     check_model_fits_data(cfg.model, meta)
     if cfg.get("ckpt_path"):
-        check_resume(cfg.ckpt_path, model_config(cfg, targets))
+        check_resume(cfg.ckpt_path, model_config(cfg, targets, meta))
     task = build_task(cfg, meta, targets)
     trainer = build_trainer(cfg)
+    if "plan" in meta and trainer.is_global_zero:  # a domain's data-derived plan (e.g. MRI), also in the checkpoint
+        write_json(Path(cfg.run_dir) / "plan.json", meta["plan"])
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     val = _scalars(trainer.callback_metrics, "val/")
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

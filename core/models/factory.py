@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 
 import segmentation_models_pytorch as smp
 import torch
@@ -21,23 +22,25 @@ _MIN_SIZE = {"pan": 128}  # PAN's feature-pyramid attention needs >= 4 pixels at
 class PadToStride(nn.Module):
     """Pad the input up to a multiple of the network's stride (and its minimum size), run it, crop back.
 
+    ``stride`` is one int for every spatial axis or one per axis (e.g. a 3D U-Net pooling a thick-slice axis less).
+
     Shape:
-        input (B, C, H, W) with any H, W -> output (B, K, H, W).
+        input (B, C, *S) with any spatial size S (H, W or D, H, W) -> output (B, K, *S).
     """
 
-    def __init__(self, net: nn.Module, stride: int, min_size: int = 0) -> None:
+    def __init__(self, net: nn.Module, stride: int | Sequence[int], min_size: int = 0) -> None:
         super().__init__()
         self.net = net
         self.stride = stride
         self.min_size = min_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        pad_h = max(-h % self.stride, self.min_size - h)
-        pad_w = max(-w % self.stride, self.min_size - w)
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        return self.net(x)[..., :h, :w]
+        size = x.shape[2:]
+        strides = [self.stride] * len(size) if isinstance(self.stride, int) else self.stride
+        pads = [max(-n % s, self.min_size - n) for n, s in zip(size, strides)]
+        if any(pads):
+            x = F.pad(x, [p for pad in reversed(pads) for p in (0, pad)], mode="replicate")
+        return self.net(x)[(..., *[slice(0, n) for n in size])]
 
 
 def _check_names(arch: str, encoder_name: str) -> None:

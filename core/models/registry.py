@@ -20,6 +20,8 @@ NETWORK_FACTORIES: dict[str, str] = {
     "core.models.create_model": "core.models.factory:create_model",
     "core.models.factory.create_model": "core.models.factory:create_model",
     "segsuite.core.models.create_model": "core.models.factory:create_model",
+    "core.models.create_dynunet": "core.models.dynunet:create_dynunet",
+    "segsuite.core.models.create_dynunet": "core.models.dynunet:create_dynunet",
     "torch.nn.Conv2d": "torch.nn:Conv2d",  # a bare (1x1) convolution: linear baselines and the tests' tiny networks
 }
 

@@ -1,4 +1,4 @@
-"""nnU-Net / MSD raw-layout Dixon data sets as 2D (or 2.5D) slice datasets.
+"""nnU-Net / MSD raw-layout Dixon data sets as 2D (or 2.5D) slice datasets or 3D patch datasets.
 
 Layout under ``root``::
 
@@ -9,19 +9,24 @@ Layout under ``root``::
     imagesTs/, labelsTs/       optional; a "test" dataset is built when both exist
 
 Each case is read once, checked (shared grid, finite voxels, known label values), brought to the
-closest RAS+ orientation and cached in memory as a :class:`Case`. Each channel is normalised per case:
+closest RAS+ orientation and cached in memory as a :class:`Case`. The training cases are planned first
+(:mod:`.plan`: target spacing, patch and batch sizes, normalisation). Each channel is normalised per case:
 clipped to its own 0.5/99.5 percentiles (over all voxels), then z-scored with the clipped mean and
-standard deviation. The optional fat-fraction channel (``F / (W + F)`` from the raw water and fat
-images, see :mod:`.fatfraction`) is appended unnormalised, it is already in [0, 1].
+standard deviation (channels named CT: the plan's foreground statistics of the whole training set). The optional
+fat-fraction channel (``F / (W + F)`` from the raw water and fat images, see :mod:`.fatfraction`) is appended
+unnormalised, it is already in [0, 1]. Then image (cubic) and label (nearest) are resampled to the target spacing
+(:mod:`.resample`; ``resample=False`` keeps every case's own grid).
 
-Samples are slices perpendicular to ``axis`` of the canonical volume: ``image`` is ``(C', H, W)`` with
+2D samples are slices perpendicular to ``axis`` of the canonical volume: ``image`` is ``(C', H, W)`` with
 ``C' = C * (2 * context_slices + 1)`` (2.5D: for every channel the slices ``s - k .. s + k``, channel-major,
-edge slices replicated), ``mask`` is ``(H, W)`` int64 with ignored pixels set to ``ignore_index``.
+edge slices replicated), ``mask`` is ``(H, W)`` int64 with ignored pixels set to ``ignore_index``. 3D samples
+are patches ``(C, X, Y, Z)`` / ``(X, Y, Z)`` (:mod:`.patches`).
 
 * Training (:class:`TrainSliceDataset`): a random ``patch_size`` crop of a slice, padded first if the slice
   is smaller (image 0, mask ``ignore_index``). With probability ``foreground_fraction`` the slice is drawn
   from the slices holding foreground and the crop is placed so it contains a random foreground pixel.
-  Randomness comes from torch's global generator, which DataLoader seeds per worker.
+  An augmentation (:mod:`.augment`) then transforms the crop. Randomness comes from torch's global generator,
+  which DataLoader seeds per worker.
 * Validation/test (:class:`EvalSliceDataset`): every slice whole, padded at the bottom/right to a size
   common to the dataset (largest slice, rounded up to a multiple of ``size_divisor``) so batches collate
   and down-sampling networks fit; padded pixels carry ``ignore_index`` so they never count.
@@ -30,10 +35,12 @@ edge slices replicated), ``mask`` is ``(H, W)`` int64 with ignored pixels set to
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +50,7 @@ from torch.utils.data import Dataset
 
 from core.errors import ConfigError, DataError
 
+from .augment import Augmentation
 from .fatfraction import DEFAULT_RELATIVE_THRESHOLD, fat_fraction
 from .io import (
     Volume,
@@ -51,11 +59,19 @@ from .io import (
     from_canonical,
     read_volume,
     to_canonical,
+    voxel_spacing,
     write_label,
 )
+from .patches import CaseDataset, EvalPatchDataset, TrainPatchDataset, foreground, to_sample, window_starts
 from .phantom import make_dataset
+from .plan import CT as CT_SCHEME
+from .plan import PER_CASE, Plan, case_fingerprint, make_plan
+from .resample import label_to_target, needs_resampling, resampled_affine, to_target
 
-NORMALIZATION_SCHEME = "per_case_percentile_zscore"
+log = logging.getLogger(__name__)
+
+NORMALIZATION_SCHEME = PER_CASE  # each channel of each case clipped to its own percentiles, then z-scored
+ITERATIONS_PER_EPOCH = 250  # 3D training: nnU-Net's batches per epoch when samples_per_epoch is null
 DEFAULT_PERCENTILES = (0.5, 99.5)
 FF_CHANNEL = "fat_fraction"
 # Colours (RGB) for common Dixon labels; other labels get a colour from a fixed cycle.
@@ -95,8 +111,9 @@ class Case:
 
     ``image`` ``(C, X, Y, Z)`` float32 normalised (plus the FF channel), ``label`` ``(X, Y, Z)`` int16 with
     the ``ignore`` label already mapped to ``ignore_index`` (``None`` without a label), ``affine`` the
-    canonical affine, ``reference`` the first channel as read (original grid and header) for writing
-    predictions, ``normalization`` the per-channel clipping/z-score numbers of this case.
+    canonical affine of ``image``'s grid (the resampled grid after :func:`resample_case`), ``reference`` the
+    first channel as read (original grid and header) for writing predictions, ``normalization`` the per-channel
+    clipping/z-score numbers of this case.
     """
 
     name: str
@@ -215,17 +232,37 @@ def normalize_channel(
     return normalised, {"low": low, "high": high, "mean": mean, "std": std}
 
 
+def normalize_ct(array: np.ndarray, stats: dict, name: str = "CT") -> tuple[np.ndarray, dict[str, float]]:
+    """nnU-Net's CT scheme: clip to the training foreground's 0.5/99.5 percentiles, z-score with its mean and std
+    (``stats``: a channel of the plan's ``normalization``)."""
+    if stats.get("mean") is None:
+        raise DataError(f"channel {name!r} is normalised as CT but the training labels hold no foreground to "
+                        f"take its intensity statistics from")
+    low, high, mean, std = (float(stats[k]) for k in ("percentile_00_5", "percentile_99_5", "mean", "std"))
+    normalised = ((np.clip(array, low, high) - mean) / max(std, 1e-8)).astype(np.float32)
+    return normalised, {"low": low, "high": high, "mean": mean, "std": std}
+
+
 def build_image(
     raw: dict[int, np.ndarray],
     channels: list[int],
     names: list[str],
     percentiles: tuple[float, float],
     water_fat: tuple[int, int] | None,
+    schemes: dict[str, dict] | None = None,
 ) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
-    """Stack normalised ``channels`` of ``raw`` (index -> ``(X, Y, Z)``) plus FF if ``water_fat``: ``(C, X, Y, Z)``."""
+    """Stack normalised ``channels`` of ``raw`` (index -> ``(X, Y, Z)``) plus FF if ``water_fat``: ``(C, X, Y, Z)``.
+
+    ``schemes`` (the plan's ``normalization``, by channel name) marks channels normalised with the ``ct`` scheme;
+    every other channel is normalised per case (:func:`normalize_channel`)."""
     stacked, params = [], {}
     for index in channels:
-        normalised, params[names[index]] = normalize_channel(raw[index], percentiles)
+        name = names[index]
+        scheme = (schemes or {}).get(name) or {}
+        if scheme.get("scheme") == CT_SCHEME:
+            normalised, params[name] = normalize_ct(raw[index], scheme, name)
+        else:
+            normalised, params[name] = normalize_channel(raw[index], percentiles)
         stacked.append(normalised)
     if water_fat is not None:
         stacked.append(fat_fraction(raw[water_fat[0]], raw[water_fat[1]]))
@@ -248,19 +285,33 @@ def check_label_values(label: Volume, spec: DatasetSpec, case: str) -> np.ndarra
     return array.astype(np.int16)
 
 
-def load_case(
+@dataclass
+class RawCase:
+    """One case as read, on its canonical grid, before normalisation: ``raw`` maps channel indices to float32
+    ``(X, Y, Z)`` intensities, ``label`` as in :class:`Case`."""
+
+    name: str
+    raw: dict[int, np.ndarray]
+    label: np.ndarray | None
+    affine: np.ndarray
+    reference: Volume
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """Voxel size (mm) along the canonical axes, ``(3,)``."""
+        return voxel_spacing(self.affine)
+
+
+def read_case(
     spec: DatasetSpec,
     case: str,
     channels: list[int],
     images_dir: str = "imagesTr",
     labels_dir: str | None = "labelsTr",
-    add_fat_fraction: bool = False,
     ignore_index: int = 255,
-    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-) -> Case:
-    """Read, check, canonicalise and normalise one case (label optional)."""
-    water_fat = _water_fat_indices(spec) if add_fat_fraction else None
-    needed = sorted(set(channels) | set(water_fat or ()))
+) -> RawCase:
+    """Read, check and canonicalise the ``channels`` (indices) and the label (optional) of one case."""
+    needed = sorted(set(channels))
     files = {i: spec.root / images_dir / f"{case}_{i:04d}{spec.file_ending}" for i in needed}
     if labels_dir is not None:
         files["label"] = spec.root / labels_dir / f"{case}{spec.file_ending}"
@@ -277,8 +328,53 @@ def load_case(
         label = to_canonical(Volume(values, volumes[needed[0]].affine)).array
     canonical = {k: to_canonical(v) for k, v in volumes.items()}
     raw = {k: v.array.astype(np.float32, copy=False) for k, v in canonical.items()}
-    image, params = build_image(raw, channels, spec.channel_names, percentiles, water_fat)
-    return Case(case, image, label, canonical[needed[0]].affine, volumes[needed[0]], params)
+    return RawCase(case, raw, label, canonical[needed[0]].affine, volumes[needed[0]])
+
+
+def finish_case(
+    raw: RawCase,
+    spec: DatasetSpec,
+    channels: list[int],
+    add_fat_fraction: bool = False,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    schemes: dict[str, dict] | None = None,
+    target_spacing: list[float] | None = None,
+) -> Case:
+    """Normalise a read case (``schemes``: the plan's per-channel normalisation) and resample it to
+    ``target_spacing`` (None: keep its grid)."""
+    water_fat = _water_fat_indices(spec) if add_fat_fraction else None
+    image, params = build_image(raw.raw, channels, spec.channel_names, percentiles, water_fat, schemes)
+    return resample_case(Case(raw.name, image, raw.label, raw.affine, raw.reference, params), target_spacing)
+
+
+def resample_case(case: Case, target_spacing: list[float] | None) -> Case:
+    """The case's image (cubic) and label (nearest) at ``target_spacing``, its affine that of the new grid
+    (:mod:`.resample`); unchanged when already there. ``reference`` still describes the original files."""
+    spacing = voxel_spacing(case.affine)
+    if not needs_resampling(spacing, target_spacing):
+        return case
+    image, _ = to_target(case.image, spacing, target_spacing)
+    label = None if case.label is None else label_to_target(case.label, spacing, target_spacing)
+    affine = resampled_affine(case.affine, case.image.shape[1:], image.shape[1:])
+    return Case(case.name, image, label, affine, case.reference, case.normalization)
+
+
+def load_case(
+    spec: DatasetSpec,
+    case: str,
+    channels: list[int],
+    images_dir: str = "imagesTr",
+    labels_dir: str | None = "labelsTr",
+    add_fat_fraction: bool = False,
+    ignore_index: int = 255,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    schemes: dict[str, dict] | None = None,
+    target_spacing: list[float] | None = None,
+) -> Case:
+    """Read, check, canonicalise and normalise one case (label optional), resampled to ``target_spacing``."""
+    water_fat = _water_fat_indices(spec) if add_fat_fraction else ()
+    raw = read_case(spec, case, sorted(set(channels) | set(water_fat)), images_dir, labels_dir, ignore_index)
+    return finish_case(raw, spec, channels, add_fat_fraction, percentiles, schemes, target_spacing)
 
 
 def _grid_name(spec: DatasetSpec, key: int | str) -> str:
@@ -321,7 +417,8 @@ def prepare_inference_case(volumes: dict[str, Volume], meta: dict, case: str = "
     raw = {i: to_canonical(volumes[n]).array.astype(np.float32, copy=False) for i, n in enumerate(names)}
     water_fat = (names.index("water"), names.index("fat")) if meta["add_fat_fraction"] else None
     percentiles = tuple(meta["normalization"]["percentiles"])
-    image, params = build_image(raw, list(range(len(meta["channels"]))), names, percentiles, water_fat)
+    schemes = meta["normalization"].get("channels")
+    image, params = build_image(raw, list(range(len(meta["channels"]))), names, percentiles, water_fat, schemes)
     reference = volumes[names[0]]
     return Case(case, image, None, canonical_affine(reference.affine, reference.shape), reference, params)
 
@@ -367,37 +464,15 @@ def _pad(image: np.ndarray, mask: np.ndarray, shape: tuple[int, int], ignore_ind
     return image, mask
 
 
-def _to_sample(image: np.ndarray, mask: np.ndarray) -> dict[str, torch.Tensor]:
-    return {
-        "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-        "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64)),
-    }
-
-
-class _SliceDataset(Dataset):
+class _SliceDataset(CaseDataset):
     """Slices ``(case, index)`` of cached canonical cases along ``axis``."""
 
-    def __init__(self, cases: list[Case], meta: dict, axis: int, context_slices: int, ignore_index: int):
-        self.cases = cases
+    def __init__(self, cases: list[Case], meta: dict, axis: int, context_slices: int, ignore_index: int,
+                 augment=None, margin=None):
+        super().__init__(cases, meta, ignore_index, augment, margin)
         self.axis = axis
         self.context = context_slices
-        self.ignore_index = ignore_index
-        self._meta = meta
         self.slices = [(c, s) for c, case in enumerate(cases) for s in range(case.image.shape[axis + 1])]
-
-    @property
-    def meta(self) -> dict:
-        """Plain-Python metadata for the checkpoint (identical for train/val/test of one build)."""
-        return self._meta
-
-    @property
-    def case_names(self) -> list[str]:
-        return [case.name for case in self.cases]
-
-    @property
-    def normalization_params(self) -> dict[str, dict[str, dict[str, float]]]:
-        """Per-case, per-channel clipping and z-score numbers (recomputed per case at predict time)."""
-        return {case.name: case.normalization for case in self.cases}
 
     def _slice(self, case_index: int, slice_index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image ``(C', H, W)`` and mask ``(H, W)`` of one slice."""
@@ -407,7 +482,8 @@ class _SliceDataset(Dataset):
 
 
 class TrainSliceDataset(_SliceDataset):
-    """Random ``patch_size`` crops of slices, with foreground over-sampling (see module docstring)."""
+    """Random ``patch_size`` crops of slices, with foreground over-sampling (see module docstring); ``augment``
+    (with its ``margin``) transforms each crop."""
 
     def __init__(
         self,
@@ -419,16 +495,17 @@ class TrainSliceDataset(_SliceDataset):
         patch_size: tuple[int, int],
         foreground_fraction: float,
         samples_per_epoch: int | None = None,
+        augment=None,
+        margin=None,
     ):
-        super().__init__(cases, meta, axis, context_slices, ignore_index)
+        super().__init__(cases, meta, axis, context_slices, ignore_index, augment, margin)
         self.patch_size = tuple(patch_size)
         self.foreground_fraction = foreground_fraction
         self.length = samples_per_epoch or len(self.slices)
         self.foreground_slices = [(c, s) for c, s in self.slices if self._has_foreground(cases[c].label, s)]
 
     def _has_foreground(self, label: np.ndarray, index: int) -> bool:
-        values = np.take(label, index, axis=self.axis)
-        return bool(((values > 0) & (values != self.ignore_index)).any())
+        return bool(foreground(np.take(label, index, axis=self.axis), self.ignore_index).any())
 
     def __len__(self) -> int:
         return self.length
@@ -442,25 +519,11 @@ class TrainSliceDataset(_SliceDataset):
         else:
             case_index, slice_index = self.slices[index % len(self.slices)]
         image, mask = self._slice(case_index, slice_index)
-        image, mask = _pad(image, mask, self.patch_size, self.ignore_index, centre=True)
-        top, left = self._crop_origin(mask, focus)
-        height, width = self.patch_size
-        return _to_sample(
-            image[:, top : top + height, left : left + width], mask[top : top + height, left : left + width]
-        )
-
-    def _crop_origin(self, mask: np.ndarray, focus: bool) -> tuple[int, int]:
-        """Top-left corner of the crop: uniform, or so that a random foreground pixel lies inside."""
-        limits = [n - p for n, p in zip(mask.shape, self.patch_size)]
-        if not focus:
-            return tuple(int(torch.randint(limit + 1, ())) for limit in limits)
-        pixels = np.argwhere((mask > 0) & (mask != self.ignore_index))
-        pixel = pixels[int(torch.randint(len(pixels), ()))]
-        origin = []
-        for position, patch, limit in zip(pixel, self.patch_size, limits):
-            low, high = max(0, position - patch + 1), min(limit, position)
-            origin.append(int(low + torch.randint(high - low + 1, ())))
-        return tuple(origin)
+        pixel = None
+        if focus:
+            pixels = np.argwhere(foreground(mask, self.ignore_index))
+            pixel = pixels[int(torch.randint(len(pixels), ()))]
+        return self._patch(image, mask, window_starts(mask.shape, self.patch_size, pixel), self.patch_size)
 
 
 class EvalSliceDataset(_SliceDataset):
@@ -478,7 +541,7 @@ class EvalSliceDataset(_SliceDataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image, mask = self._slice(*self.slices[index])
-        return _to_sample(*_pad(image, mask, self.pad_shape, self.ignore_index, centre=False))
+        return to_sample(*_pad(image, mask, self.pad_shape, self.ignore_index, centre=False))
 
 
 def split_cases(
@@ -503,18 +566,30 @@ def split_cases(
 
 
 def _check_config(
-    axis: int, context_slices: int, patch_size: list[int], foreground_fraction: float, size_divisor: int
+    axis: int,
+    context_slices: int,
+    patch_size: list[int] | None,
+    foreground_fraction: float,
+    size_divisor: int,
+    spatial_dims: int = 2,
+    target_spacing: list[float] | None = None,
 ) -> None:
     if axis not in (0, 1, 2):
         raise ConfigError(f"axis must be 0, 1 or 2 (canonical R, A, S), got {axis}")
-    if context_slices < 0:
-        raise ConfigError(f"context_slices must be >= 0, got {context_slices}")
-    if len(patch_size) != 2 or any(int(p) < 1 for p in patch_size):
-        raise ConfigError(f"patch_size must be two positive ints [h, w], got {patch_size}")
+    if spatial_dims not in (2, 3):
+        raise ConfigError(f"spatial_dims must be 2 (slices) or 3 (volumes), got {spatial_dims}")
+    if context_slices < 0 or (spatial_dims == 3 and context_slices):
+        raise ConfigError(f"context_slices must be >= 0 (and 0 for 3D training), got {context_slices}")
+    if patch_size is not None and (len(patch_size) != spatial_dims or any(int(p) < 1 for p in patch_size)):
+        raise ConfigError(f"patch_size must be {spatial_dims} positive ints for {spatial_dims}D training "
+                          f"(or null: from the plan), got {list(patch_size)}")
     if not 0 <= foreground_fraction <= 1:
         raise ConfigError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
     if size_divisor < 1:
         raise ConfigError(f"size_divisor must be >= 1, got {size_divisor}")
+    if target_spacing is not None and (len(target_spacing) != 3 or any(float(t) <= 0 for t in target_spacing)):
+        raise ConfigError(f"target_spacing must be three positive mm values along R, A, S (or null: from the "
+                          f"plan), got {list(target_spacing)}")
 
 
 def _class_colors(names: list[str]) -> list[list[int]]:
@@ -596,12 +671,68 @@ def ensure_root(
     return root_path
 
 
+def plan_from_cases(
+    spec: DatasetSpec,
+    cases: list[RawCase],
+    channels: list[int],
+    add_fat_fraction: bool,
+    axis: int,
+    context_slices: int,
+    spatial_dims: int,
+    memory_gb: float,
+    target_spacing: list[float] | None,
+) -> Plan:
+    """The training plan (:mod:`.plan`) from the read training cases."""
+    names = [spec.channel_names[i] for i in channels]
+    num_classes = len(spec.labels)
+    fingerprints = [
+        case_fingerprint({spec.channel_names[i]: case.raw[i] for i in channels}, case.label, case.spacing, num_classes)
+        for case in cases
+    ]
+    inputs = names + ([FF_CHANNEL] if add_fat_fraction else [])
+    return make_plan(fingerprints, names, inputs, spec.class_names, axis, context_slices, spatial_dims, memory_gb,
+                     target_spacing)
+
+
+def _sample_axes(spatial_dims: int, axis: int) -> list[int]:
+    """The canonical axes a sample's spatial dims run along: all three, or the two in a slice's plane."""
+    return [0, 1, 2] if spatial_dims == 3 else [a for a in range(3) if a != axis]
+
+
+def _plan_meta(plan: Plan, patch: list[int], target: list[float] | None, spatial_dims: int, axis: int) -> dict:
+    """What the checkpoint keeps of the plan: the whole plan, and what training and prediction use from it."""
+    spacing = target if target is not None else plan.median_spacing
+    sample_spacing = [float(spacing[a]) for a in _sample_axes(spatial_dims, axis)]
+    return {
+        "plan": plan.to_dict(),
+        "spatial_dims": int(spatial_dims),
+        "resample": target is not None,
+        "target_spacing": None if target is None else [float(t) for t in target],
+        "batch_size": int(plan.batch_size),
+        # null network options (e.g. unet3d's patch_size and spacing) are taken from here by core.train
+        "model_defaults": {"patch_size": [int(p) for p in patch], "spacing": sample_spacing},
+    }
+
+
+def _augmenter(augmentation, meta: dict, patch: list[int]) -> tuple:
+    """``(transform, margin)`` for the training dataset, or ``(None, None)`` without augmentation."""
+    if augmentation is None or (isinstance(augmentation, Mapping) and not augmentation):
+        return None, None
+    if not isinstance(augmentation, Augmentation):
+        raise ConfigError(f"augmentation must be an {Augmentation.__name__} (conf/augmentation/*.yaml) or empty, "
+                          f"got {type(augmentation).__name__}")
+    axes = _sample_axes(meta["spatial_dims"], meta["axis"])
+    spacing = meta["target_spacing"] or meta["plan"]["median_spacing"]
+    transform = augmentation.transform(axes, patch, meta["class_names"], [spacing[a] for a in axes])
+    return transform, augmentation.margin(patch)
+
+
 def build_datasets(
     root: str,
     channels: list[str | int] | None = None,
     axis: int = 2,
     context_slices: int = 0,
-    patch_size: list[int] = (128, 128),
+    patch_size: list[int] | None = None,
     val_fraction: float = 0.2,
     val_cases: list[str] | None = None,
     foreground_fraction: float = 0.33,
@@ -614,44 +745,81 @@ def build_datasets(
     percentiles: list[float] = DEFAULT_PERCENTILES,
     synthetic_cases: int = 8,
     synthetic_shape: list[int] = (64, 64, 24),
+    spatial_dims: int = 2,
+    resample: bool = True,
+    target_spacing: list[float] | None = None,
+    memory_gb: float = 8.0,
+    augmentation: Augmentation | Mapping | None = None,
 ) -> dict[str, Dataset]:
-    """Build ``{"train", "val"[, "test"]}`` slice datasets from an nnU-Net raw data set at ``root``.
+    """Build ``{"train", "val"[, "test"]}`` datasets from an nnU-Net raw data set at ``root``.
 
-    ``channels``: names or indices from dataset.json (None = all). ``axis``: slicing axis of the canonical
-    RAS+ volume. ``context_slices``: k neighbours on each side for 2.5D. ``val_cases`` overrides
-    ``val_fraction``. ``samples_per_epoch``: training length (default: number of training slices).
-    A missing ``root`` is generated as a phantom (``synthetic_cases`` of ``synthetic_shape``) when
-    ``synthetic_if_missing``. "test" is built from ``imagesTs/`` + ``labelsTs/`` when both exist.
+    The training cases are read first and planned (:mod:`.plan`, logged; kept in ``meta["plan"]``); options left
+    None come from the plan. ``channels``: names or indices from dataset.json (None = all). ``spatial_dims``: 2
+    (slices perpendicular to ``axis`` of the canonical RAS+ volume; ``context_slices`` k neighbours on each side
+    for 2.5D) or 3 (patches, :mod:`.patches`). ``patch_size``: the training crop (None: the plan's).
+    ``resample``: bring every case to ``target_spacing`` (None: the plan's). ``memory_gb``: the GPU memory the
+    plan's patch and batch sizes are budgeted for. ``samples_per_epoch``: training length (None: one crop per
+    training slice in 2D, 250 batches of the plan's batch size in 3D). ``augmentation``: an
+    :class:`.augment.Augmentation` for the training samples (None or empty: none). ``val_cases`` overrides
+    ``val_fraction``. A missing ``root`` is generated as a phantom (``synthetic_cases`` of ``synthetic_shape``)
+    when ``synthetic_if_missing``. "test" is built from ``imagesTs/`` + ``labelsTs/`` when both exist.
     """
-    _check_config(axis, context_slices, list(patch_size), foreground_fraction, size_divisor)
+    _check_config(axis, context_slices, patch_size, foreground_fraction, size_divisor, spatial_dims, target_spacing)
     root_path = ensure_root(root, synthetic_if_missing, synthetic_cases, synthetic_shape, seed)
     spec = read_dataset_json(root_path)
     if 0 <= ignore_index < len(spec.labels):
         raise ConfigError(f"ignore_index {ignore_index} collides with class values {spec.labels}")
     indices = resolve_channels(spec, channels)
+    water_fat = _water_fat_indices(spec) if add_fat_fraction else ()
     percentiles = tuple(float(p) for p in percentiles)
-    meta = make_meta(
-        spec, indices, add_fat_fraction, axis, context_slices, list(patch_size), ignore_index, percentiles, size_divisor
-    )
-    load = dict(channels=indices, add_fat_fraction=add_fat_fraction, ignore_index=ignore_index, percentiles=percentiles)
     train_names, val_names = split_cases(list_cases(spec), val_fraction, val_cases, seed)
+    raws = [read_case(spec, n, sorted(set(indices) | set(water_fat)), ignore_index=ignore_index) for n in train_names]
+    plan = plan_from_cases(spec, raws, indices, add_fat_fraction, axis, context_slices, spatial_dims, memory_gb,
+                           target_spacing)
+    log.info("%s", plan.summary())
+    patch = [int(p) for p in patch_size] if patch_size is not None else plan.patch_size
+    target = plan.target_spacing if resample else None
+    meta = make_meta(spec, indices, add_fat_fraction, axis, context_slices, patch, ignore_index, percentiles,
+                     size_divisor)
+    meta.update(_plan_meta(plan, patch, target, spatial_dims, axis))
+    meta["normalization"]["channels"] = plan.normalization
     meta["cases"] = {"train": train_names, "val": val_names}
-    cases = {name: load_case(spec, name, **load) for name in train_names + val_names}
-    common = dict(meta=meta, axis=axis, context_slices=context_slices, ignore_index=ignore_index)
-    datasets = {
-        "train": TrainSliceDataset(
-            [cases[n] for n in train_names],
-            **common,
-            patch_size=tuple(patch_size),
-            foreground_fraction=foreground_fraction,
-            samples_per_epoch=samples_per_epoch,
-        ),
-        "val": EvalSliceDataset([cases[n] for n in val_names], **common, size_divisor=size_divisor),
-    }
+    common = dict(channels=indices, add_fat_fraction=add_fat_fraction, percentiles=percentiles,
+                  schemes=plan.normalization, target_spacing=target)
+    train = [finish_case(raws.pop(0), spec, **common) for _ in train_names]  # each raw case freed once done
+    val = [load_case(spec, n, ignore_index=ignore_index, **common) for n in val_names]
+    test = None
     if (root_path / "imagesTs").is_dir() and (root_path / "labelsTs").is_dir():
-        test = [
-            load_case(spec, n, images_dir="imagesTs", labels_dir="labelsTs", **load)
-            for n in list_cases(spec, "imagesTs", "labelsTs")
-        ]
+        test_dirs = dict(images_dir="imagesTs", labels_dir="labelsTs", ignore_index=ignore_index)
+        test = [load_case(spec, n, **test_dirs, **common) for n in list_cases(spec, "imagesTs", "labelsTs")]
+    augment, margin = _augmenter(augmentation, meta, patch)
+    options = dict(foreground_fraction=foreground_fraction, samples_per_epoch=samples_per_epoch, augment=augment,
+                   margin=margin)
+    if spatial_dims == 3:
+        return _volume_datasets(train, val, test, meta, patch, seed=seed, **options)
+    return _slice_datasets(train, val, test, meta, patch, size_divisor, **options)
+
+
+def _slice_datasets(train, val, test, meta, patch, size_divisor, samples_per_epoch, **options) -> dict[str, Dataset]:
+    common = dict(meta=meta, axis=meta["axis"], context_slices=meta["context_slices"],
+                  ignore_index=meta["ignore_index"])
+    datasets = {
+        "train": TrainSliceDataset(train, **common, patch_size=tuple(patch), samples_per_epoch=samples_per_epoch,
+                                   **options),
+        "val": EvalSliceDataset(val, **common, size_divisor=size_divisor),
+    }
+    if test is not None:
         datasets["test"] = EvalSliceDataset(test, **common, size_divisor=size_divisor)
+    return datasets
+
+
+def _volume_datasets(train, val, test, meta, patch, samples_per_epoch, seed, **options) -> dict[str, Dataset]:
+    samples = samples_per_epoch or ITERATIONS_PER_EPOCH * meta["batch_size"]
+    ignore = meta["ignore_index"]
+    datasets = {
+        "train": TrainPatchDataset(train, meta, ignore, patch, samples_per_epoch=samples, seed=seed, **options),
+        "val": EvalPatchDataset(val, meta, ignore, patch),
+    }
+    if test is not None:
+        datasets["test"] = EvalPatchDataset(test, meta, ignore, patch)
     return datasets

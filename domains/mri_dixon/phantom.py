@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, map_coordinates
 
 from core.errors import DataError
 from core.io import write_json
@@ -66,20 +66,31 @@ def _jitter(rng: np.random.Generator, scale: float, n: int = 3) -> np.ndarray:
 
 
 def _tissue_map(
-    shape: tuple[int, int, int], spacing: tuple[float, float, float], rng: np.random.Generator
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    rng: np.random.Generator,
+    grid: tuple[tuple[int, int, int], tuple[float, float, float]] | None = None,
 ) -> np.ndarray:
-    """Tissue per voxel as an index into ``list(TISSUES)`` (-1 = air), ``(X, Y, Z)`` int8."""
-    x, y, _ = coords = _grid_mm(shape, spacing)
+    """Tissue per voxel as an index into ``list(TISSUES)`` (-1 = air), ``(X, Y, Z)`` int8.
+
+    The anatomy is laid out on the ``shape`` x ``spacing`` grid (its field of view and random field); ``grid``
+    ``(shape, spacing)`` renders the same anatomy on another grid over the same field of view."""
+    out_shape, out_spacing = grid or (shape, spacing)
+    x, y, _ = coords = _grid_mm(out_shape, out_spacing)
     half = np.array(shape) * np.array(spacing) / 2
     body = np.array([half[0] * 0.9, half[1] * 0.75]) * _jitter(rng, 0.05, 2)  # semi-axes in mm
     rim, wall = 0.16 * body[0], 0.08 * body[0]  # subcutaneous fat and muscle wall thickness
     names = list(TISSUES)
-    tissue = np.full(shape, -1, dtype=np.int8)
+    tissue = np.full(out_shape, -1, dtype=np.int8)
     for name, inset in (("subcutaneous_fat", 0.0), ("muscle", rim), ("soft_tissue", rim + wall)):
         tissue[(x / (body[0] - inset)) ** 2 + (y / (body[1] - inset)) ** 2 <= 1.0] = names.index(name)
     cavity = tissue == names.index("soft_tissue")
     smooth = gaussian_filter(rng.standard_normal(shape), sigma=2.0)
-    tissue[cavity & (smooth > 0.5 * smooth.std())] = names.index("visceral_fat")
+    threshold = 0.5 * smooth.std()
+    if grid is not None:  # the field at the other grid's voxel centres (linear), in the anatomy grid's indices
+        smooth = map_coordinates(smooth, [c / s + (n - 1) / 2 for c, s, n in zip(coords, spacing, shape)],
+                                 order=1, mode="nearest")
+    tissue[cavity & (smooth > threshold)] = names.index("visceral_fat")
     # (tissue, centre and radii as fractions of the cavity semi-axes and half height); the array axes
     # point to patient left, posterior and superior (see phantom_affine).
     organs = [
@@ -129,6 +140,11 @@ def phantom_affine(
     return affine.astype(np.float32).astype(np.float64)
 
 
+def grid_shape(shape, spacing, voxel_spacing) -> tuple[int, int, int]:
+    """Voxels per axis covering the field of view ``shape x spacing`` at ``voxel_spacing`` (mm)."""
+    return tuple(max(1, int(round(n * s / v))) for n, s, v in zip(shape, spacing, voxel_spacing))
+
+
 def make_case(
     shape: tuple[int, int, int] = (64, 64, 24),
     spacing: tuple[float, float, float] = (1.5, 1.5, 3.0),
@@ -136,8 +152,12 @@ def make_case(
     liver_ff: float = 0.12,
     noise: float = 0.01,
     bias: float = 0.2,
+    voxel_spacing: tuple[float, float, float] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, float]]:
     """One phantom case.
+
+    ``shape`` x ``spacing`` lays out the anatomy; ``voxel_spacing`` renders the same anatomy (same seed, same
+    organs in the same place in mm) on a grid of that spacing over the same field of view.
 
     Returns ``(channels, label, affine, true_ff)``: ``channels`` maps each of :data:`CHANNELS` to a float32
     ``(X, Y, Z)`` image, ``label`` is uint8 ``(X, Y, Z)`` with values from :data:`LABELS`, ``affine`` the 4x4
@@ -145,9 +165,14 @@ def make_case(
     """
     rng = np.random.default_rng(seed)
     shape, spacing = tuple(int(n) for n in shape), tuple(float(s) for s in spacing)
+    grid = None
+    if voxel_spacing is not None:
+        voxel_spacing = tuple(float(v) for v in voxel_spacing)
+        grid = (grid_shape(shape, spacing, voxel_spacing), voxel_spacing)
     tissues = {**TISSUES, "liver": (TISSUES["liver"][0], float(liver_ff))}
     names = list(tissues)
-    tissue = _tissue_map(shape, spacing, rng)
+    tissue = _tissue_map(shape, spacing, rng, grid)
+    shape, spacing = grid or (shape, spacing)
     pd = np.array([tissues[n][0] for n in names] + [0.0])[tissue]  # index -1 (air) -> 0
     ff = np.array([tissues[n][1] for n in names] + [0.0])[tissue]
     field = _bias_field(shape, bias, rng)
@@ -175,11 +200,31 @@ def dataset_json(n_training: int, channels: tuple[str, ...] = CHANNELS) -> dict:
     }
 
 
-def _write_case(root: Path, images: str, labels: str | None, case: str, data: tuple, overwrite: bool) -> None:
+def reorient(
+    array: np.ndarray, affine: np.ndarray, axes: tuple[int, int, int] = (0, 1, 2),
+    flips: tuple[bool, bool, bool] = (False, False, False),
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same volume stored another way: new array axis ``k`` is old axis ``axes[k]``, reversed where
+    ``flips[k]``; the affine follows (rounded to float32), so every voxel keeps its place in the world."""
+    out = np.transpose(array, axes)
+    step = np.zeros((4, 4))
+    step[3, 3] = 1.0
+    for k, (old, flip) in enumerate(zip(axes, flips)):
+        step[old, k] = -1.0 if flip else 1.0
+        if flip:
+            out = np.flip(out, k)
+            step[old, 3] = out.shape[k] - 1
+    return np.ascontiguousarray(out), (affine @ step).astype(np.float32).astype(np.float64)
+
+
+def _write_case(root: Path, images: str, labels: str | None, case: str, data: tuple, overwrite: bool,
+                axes: tuple[int, int, int] = (0, 1, 2), flips: tuple[bool, bool, bool] = (False, False, False)) -> None:
     channels, label, affine, _ = data
-    reference = Volume(label, affine)
+    label, stored = reorient(label, affine, axes, flips)
+    reference = Volume(label, stored)
     for index, name in enumerate(CHANNELS):
-        write_nifti(root / images / f"{case}_{index:04d}.nii.gz", channels[name], reference, overwrite)
+        write_nifti(root / images / f"{case}_{index:04d}.nii.gz", reorient(channels[name], affine, axes, flips)[0],
+                    reference, overwrite)
     if labels:
         write_label(root / labels / f"{case}.nii.gz", label, reference, overwrite)
 
@@ -192,12 +237,19 @@ def make_dataset(
     n_test: int = 0,
     spacing: tuple[float, float, float] = (1.5, 1.5, 3.0),
     overwrite: bool = False,
+    voxel_spacing: tuple[float, float, float] | None = None,
+    axes: tuple[int, int, int] = (0, 1, 2),
+    flips: tuple[bool, bool, bool] = (False, False, False),
 ) -> Path:
     """Write a phantom data set in the nnU-Net raw layout under ``root`` and return ``root``.
 
     ``imagesTr/phantom_NNN_000{0..3}.nii.gz`` (water, fat, in-phase, out-phase), ``labelsTr/phantom_NNN.nii.gz``,
     ``dataset.json``, ``phantom_truth.json`` (true FF per case and tissue) and, if ``n_test``, ``imagesTs/``
     and ``labelsTs/``. The liver FF varies per case (uniform in [0.02, 0.30]).
+
+    The same seed gives the same anatomy (``shape`` x ``spacing`` mm) whatever the storage: ``voxel_spacing``
+    renders it at another resolution (e.g. 3 x 3 x 4 mm) over the same field of view, and ``axes`` / ``flips``
+    store the arrays with permuted, reversed axes (see :func:`reorient`; the world geometry is unchanged).
     """
     root = Path(root)
     if (root / "dataset.json").exists() and not overwrite:
@@ -209,9 +261,10 @@ def make_dataset(
     for index, case_seed in enumerate(seeds):
         case = f"{CASE_PREFIX}_{index:03d}"
         liver_ff = float(np.random.default_rng(case_seed).uniform(0.02, 0.30))
-        data = make_case(shape, spacing, seed=int(case_seed.generate_state(1)[0]), liver_ff=round(liver_ff, 4))
+        data = make_case(shape, spacing, seed=int(case_seed.generate_state(1)[0]), liver_ff=round(liver_ff, 4),
+                         voxel_spacing=voxel_spacing)
         split = ("imagesTr", "labelsTr") if index < n_cases else ("imagesTs", "labelsTs")
-        _write_case(root, *split, case, data, overwrite)
+        _write_case(root, *split, case, data, overwrite, tuple(axes), tuple(bool(f) for f in flips))
         truth[case] = data[3]
     write_json(root / TRUTH_FILE, truth, overwrite)
     write_json(root / "dataset.json", dataset_json(n_cases), overwrite)

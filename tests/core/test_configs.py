@@ -8,6 +8,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from core.predict import inference_options
+
 CONF = Path(__file__).parents[2] / "conf"
 
 
@@ -23,8 +25,13 @@ def _train_cfg(compose_cfg, tmp_path, *overrides):
 def test_model_configs(compose_cfg, tmp_path, name):
     # train() fills domain.in_channels / num_classes from the data; here they are given
     cfg = _train_cfg(compose_cfg, tmp_path, f"model={name}", "domain.in_channels=3", "domain.num_classes=3")
+    size = (40, 40)
+    if cfg.model.get("spatial_dims") == 3:  # patch size and spacing come from the data's plan when training
+        cfg = _train_cfg(compose_cfg, tmp_path, f"model={name}", "domain.in_channels=3", "domain.num_classes=3",
+                         "model.patch_size=[16,16,8]", "model.spacing=[1,1,2]", "model.base_filters=4")
+        size = (20, 18, 9)
     net = hydra.utils.instantiate(cfg.model)
-    assert net(torch.zeros(2, cfg.domain.in_channels, 40, 40)).shape == (2, cfg.domain.num_classes, 40, 40)
+    assert net(torch.zeros(2, cfg.domain.in_channels, *size)).shape == (2, cfg.domain.num_classes, *size)
 
 
 @pytest.mark.parametrize("name", options("loss"))
@@ -63,10 +70,24 @@ def test_domain_configs(compose_cfg, tmp_path, name):
     cfg = _train_cfg(compose_cfg, tmp_path, f"domain={name}")
     datamodule = hydra.utils.instantiate(cfg.domain.datamodule)
     assert isinstance(datamodule, L.LightningDataModule)
-    assert callable(hydra.utils.instantiate(cfg.domain.predict))
-    assert callable(hydra.utils.instantiate(cfg.domain.evaluate))
+    assert inference_options(cfg.domain.inference).batch_size >= 1
+    for node, method in (("reader", "open"), ("writer", "sink"), ("evaluation", "scorers")):
+        assert callable(getattr(hydra.utils.instantiate(cfg.domain[node]), method))
     for key in ("name", "in_channels", "num_classes", "ignore_index"):
         assert key in cfg.domain
+
+
+def test_augmentation_group_is_the_mri_domains_choice(compose_cfg, tmp_path):
+    mri = _train_cfg(compose_cfg, tmp_path, "domain=mri_dixon")
+    assert mri.augmentation._target_.endswith("Augmentation")
+    assert mri.domain.datamodule.datasets.augmentation.rotate_prob == mri.augmentation.rotate_prob
+    tuned = _train_cfg(compose_cfg, tmp_path, "domain=mri_dixon", "augmentation.rotate_prob=0.3")
+    assert tuned.domain.datamodule.datasets.augmentation.rotate_prob == 0.3
+    assert not _train_cfg(compose_cfg, tmp_path, "domain=mri_dixon", "augmentation=none").augmentation
+    assert not _train_cfg(compose_cfg, tmp_path, "domain=toy").augmentation  # other domains: none
+    for name in options("augmentation"):
+        node = _train_cfg(compose_cfg, tmp_path, "domain=mri_dixon", f"augmentation={name}").augmentation
+        assert not node or hydra.utils.instantiate(node) is not None
 
 
 @pytest.mark.parametrize("name", ["predict", "evaluate"])

@@ -20,7 +20,7 @@ from tests.helpers import run_script
 PHANTOM_SHAPE = (32, 32, 12)
 PHANTOM_SPACING = (3.0, 3.0, 6.0)
 # A training run of a few seconds: 3 phantom cases of 32 x 32 x 8 (2 train, 1 val), 4 epochs of 4 steps
-# on 32 x 32 crops, a ResNet-18 U-Net cut to 3 stages (small checkpoints), a quick learning rate.
+# on 32 x 32 crops without augmentation, a ResNet-18 U-Net cut to 3 stages (small checkpoints), a quick learning rate.
 TINY_DATA = [
     "domain.datamodule.datasets.synthetic_cases=3", "domain.datamodule.datasets.synthetic_shape=[32,32,8]",
     "domain.datamodule.datasets.patch_size=[32,32]", "domain.datamodule.datasets.samples_per_epoch=32",
@@ -28,6 +28,7 @@ TINY_DATA = [
 TINY_TRAIN = [
     "domain=mri_dixon", "trainer.max_epochs=4", "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false", "logger=none", "optimizer.lr=3e-3", "domain.datamodule.batch_size=8",
+    "domain.in_channels=4", "domain.num_classes=7", "augmentation=none",
     "+model.encoder_depth=3", "+model.decoder_channels=[32,16,8]", *TINY_DATA,
 ]
 

@@ -1,0 +1,165 @@
+"""Run a model written by :mod:`core.export` without the training stack (no Lightning, no checkpoint).
+
+An exported file holds the inner network (without :class:`~core.models.factory.PadToStride`, so its batch, height
+and width stay symbolic) and one JSON document of metadata (see :func:`core.export.export_metadata`). The
+predictors here have :class:`~core.inference.TilePredictor`'s interface, so the one pipeline runs them unchanged:
+they pad every batch to the network's stride exactly as ``PadToStride`` does, crop back, and average flips (TTA).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.errors import ConfigError, DataError
+
+METADATA_KEY = "segsuite"  # ONNX: model.metadata_props key
+EXTRA_FILE = "segsuite.json"  # TorchScript: the extra file in the archive
+RUNTIMES = ("onnx", "torchscript")
+
+
+def pad_to_stride(x: torch.Tensor, stride: int, min_size: int = 0) -> torch.Tensor:
+    """Pad ``x`` (B, C, H, W) at the bottom and right, replicating edges, to a multiple of ``stride`` that is at
+    least ``min_size`` (the same rule as ``PadToStride``)."""
+    h, w = x.shape[-2:]
+    pad_h = max(-h % stride, min_size - h)
+    pad_w = max(-w % stride, min_size - w)
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+
+
+class ExportedPredictor:
+    """An exported network behind :class:`~core.inference.TilePredictor`'s interface, on the CPU.
+
+    Args:
+        forward: the bare network, (B, C, H', W') float32 with H', W' multiples of the stride -> (B, K, H', W').
+        metadata: the file's metadata (``stride``, ``min_size``...).
+        tta_flips: tensor dims to flip for TTA (averaged), as ``TilePredictor``.
+
+    ``channels``: how many of the K outputs to keep (the first ones; None keeps all), e.g. the class logits
+    without the border logit.
+    """
+
+    device = torch.device("cpu")
+    amp = False
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], metadata: dict[str, Any],
+                 tta_flips: Sequence[int] = ()) -> None:
+        self.forward = forward
+        self.metadata = metadata
+        self.stride = int(metadata.get("stride", 1))
+        self.min_size = int(metadata.get("min_size", 0))
+        self.tta_flips = list(tta_flips)
+        self.channels: int | None = None
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        out = self.forward(pad_to_stride(x, self.stride, self.min_size))
+        return out[:, : self.channels, :h, :w].float()
+
+    @torch.inference_mode()
+    def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> float32 logits (B, K, h, w) on the CPU."""
+        x = tiles.to(self.device, torch.float32)
+        out = self._run(x)
+        for dim in self.tta_flips:
+            out = out + self._run(x.flip(dim)).flip(dim)
+        return out / (1 + len(self.tta_flips))
+
+
+class OnnxPredictor(ExportedPredictor):
+    """A model exported with ``format=onnx``, run by ONNX Runtime (CPU; threads as torch's, i.e. OMP_NUM_THREADS)."""
+
+    def __init__(self, path: str | os.PathLike, tta_flips: Sequence[int] = ()) -> None:
+        import onnxruntime as ort
+
+        path = _existing(path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own kinds for foreign or truncated files
+            raise DataError(f"cannot read {path} as an ONNX model (format=onnx export expected): "
+                            f"{_first_line(err)}") from None
+        metadata = _parse(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
+        name = session.get_inputs()[0].name
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(session.run(None, {name: np.ascontiguousarray(x.numpy())})[0])
+
+        super().__init__(forward, _checked(metadata, "onnx", path), tta_flips)
+
+
+class TorchScriptPredictor(ExportedPredictor):
+    """A model exported with ``format=torchscript``, run by ``torch.jit`` (CPU)."""
+
+    def __init__(self, path: str | os.PathLike, tta_flips: Sequence[int] = ()) -> None:
+        path = _existing(path)
+        extra = {EXTRA_FILE: ""}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
+        except Exception as err:  # torch raises many kinds for foreign or truncated files
+            raise DataError(f"cannot read {path} as a TorchScript model (format=torchscript export expected): "
+                            f"{_first_line(err)}") from None
+        super().__init__(module, _checked(_parse(extra[EXTRA_FILE], path), "torchscript", path), tta_flips)
+
+
+PREDICTORS: dict[str, type[ExportedPredictor]] = {"onnx": OnnxPredictor, "torchscript": TorchScriptPredictor}
+
+
+def load_exported(path: str | os.PathLike, runtime: str, tta_flips: Sequence[int] = ()) -> ExportedPredictor:
+    """The exported model ``path`` for ``runtime`` (onnx | torchscript), its metadata in ``.metadata``."""
+    if runtime not in PREDICTORS:
+        raise ConfigError(f"runtime={runtime!r} cannot run an exported model; choose one of {', '.join(RUNTIMES)}")
+    return PREDICTORS[runtime](path, tta_flips)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of an exported file (ONNX or TorchScript, told apart by trying ONNX first)."""
+    try:
+        return OnnxPredictor(path).metadata
+    except DataError:
+        return TorchScriptPredictor(path).metadata
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"model file {path} does not exist (write one with scripts/export.py)")
+    return path
+
+
+def _parse(text: str | bytes | None, path: Path) -> dict[str, Any]:
+    if not text:
+        raise DataError(f"{path} holds no segsuite metadata; export the checkpoint with scripts/export.py")
+    try:
+        metadata = json.loads(text)
+    except ValueError as err:
+        raise DataError(f"the segsuite metadata in {path} is not valid JSON: {err}") from None
+    if not isinstance(metadata, dict):
+        raise DataError(f"the segsuite metadata in {path} is not a JSON object")
+    return metadata
+
+
+def _checked(metadata: dict[str, Any], runtime: str, path: Path) -> dict[str, Any]:
+    fmt = metadata.get("format")
+    if fmt != runtime:
+        raise ConfigError(f"{path} was exported with format={fmt}; run it with runtime={fmt}")
+    missing = [k for k in ("data_meta", "num_classes", "class_names", "border_channel") if k not in metadata]
+    if missing:
+        raise DataError(f"the segsuite metadata in {path} lacks {', '.join(missing)}; export the checkpoint again")
+    return metadata
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

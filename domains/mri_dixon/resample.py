@@ -1,0 +1,83 @@
+"""Resampling canonical (RAS+) volumes to the plan's target spacing, and predictions back to the original grid.
+
+Geometry: a volume of ``n`` voxels of ``s`` mm becomes ``m = round(n * s / t)`` voxels covering the same field of
+view (voxel *edges* aligned, as nnU-Net's resize does): new voxel ``j`` samples old position ``(j + 0.5) * n / m -
+0.5``, so the spacing becomes ``s * n / m`` (``t`` up to rounding) and the way back is the same rule in reverse.
+
+Images use cubic B-spline interpolation (``scipy.ndimage.zoom``, order 3, as nnU-Net): sharper organ edges than
+linear interpolation when upsampling thick slices, and it runs on the CPU once per case when the data are loaded.
+Labels use nearest neighbour, so they keep their exact values. Probabilities (or logits) go back linearly per
+class (``torch.nn.functional.interpolate``, trilinear with ``align_corners=False``: the same edge-aligned rule, on
+the tensor's own device), so the argmax is taken on the original grid and the output has the input's exact shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.ndimage import zoom as nd_zoom
+
+SPACING_RTOL = 1e-3  # spacings this close to the target are left alone (no interpolation at all)
+
+
+def target_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float]) -> tuple[int, ...]:
+    """Voxels per axis covering the same field of view at the ``target`` spacing (at least 1)."""
+    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target))
+
+
+def needs_resampling(spacing: Sequence[float], target: Sequence[float] | None) -> bool:
+    """False without a target or when every axis is already at it (within :data:`SPACING_RTOL`)."""
+    return target is not None and not np.allclose(spacing, target, rtol=SPACING_RTOL, atol=0)
+
+
+def _zoom_to(array: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
+    """``(X, Y, Z)`` -> ``shape``, voxel edges aligned (``grid_mode``), edges replicated outside."""
+    factors = [m / n for m, n in zip(shape, array.shape)]
+    return nd_zoom(array, factors, order=order, mode="nearest", grid_mode=True)  # scipy rounds n * (m / n) to m
+
+
+def to_target(
+    image: np.ndarray, spacing: Sequence[float], target: Sequence[float] | None
+) -> tuple[np.ndarray, tuple[float, ...]]:
+    """An image ``(C, X, Y, Z)`` of voxel ``spacing`` (mm) resampled to the ``target`` spacing (cubic spline).
+
+    Returns the resampled float32 ``(C, X', Y', Z')`` and the zoom per axis (``X' / X``, ...). The image comes back
+    unchanged (zoom 1) when it is already at the target or ``target`` is None.
+    """
+    shape = image.shape[1:]
+    if not needs_resampling(spacing, target):
+        return image, (1.0,) * len(shape)
+    new_shape = target_shape(shape, spacing, target)
+    out = np.stack([_zoom_to(channel.astype(np.float32, copy=False), new_shape, order=3) for channel in image])
+    return out.astype(np.float32, copy=False), tuple(m / n for m, n in zip(new_shape, shape))
+
+
+def label_to_target(label: np.ndarray, spacing: Sequence[float], target: Sequence[float] | None) -> np.ndarray:
+    """A label volume ``(X, Y, Z)`` resampled to ``target`` by nearest neighbour (same shape as :func:`to_target`)."""
+    if not needs_resampling(spacing, target):
+        return label
+    return _zoom_to(label, target_shape(label.shape, spacing, target), order=0)
+
+
+def probabilities_back(probs: np.ndarray | torch.Tensor, shape: Sequence[int]) -> np.ndarray | torch.Tensor:
+    """Per-class probabilities or logits ``(K, X', Y', Z')`` on the target grid -> ``(K, *shape)`` on the original
+    canonical grid (linear per class, edge-aligned); numpy in, numpy out, a tensor stays on its device."""
+    tensor = torch.as_tensor(probs)
+    if tuple(tensor.shape[1:]) == tuple(shape):
+        return probs
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(shape)]
+    out = torch.nn.functional.interpolate(tensor[None].float(), size=tuple(int(n) for n in shape), mode=mode,
+                                          align_corners=False)[0]
+    return out.numpy() if isinstance(probs, np.ndarray) else out
+
+
+def resampled_affine(affine: np.ndarray, shape: Sequence[int], new_shape: Sequence[int]) -> np.ndarray:
+    """The voxel-to-world affine of a volume resampled from ``shape`` to ``new_shape`` over the same field of view
+    (new voxel ``j`` is old position ``(j + 0.5) * n / m - 0.5``)."""
+    ratio = np.array([n / m for n, m in zip(shape, new_shape)], dtype=np.float64)
+    step = np.eye(4)
+    step[:3, :3] = np.diag(ratio)
+    step[:3, 3] = 0.5 * ratio - 0.5
+    return np.asarray(affine, dtype=np.float64) @ step

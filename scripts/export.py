@@ -1,0 +1,17 @@
+"""Entry point: `python scripts/export.py checkpoint=CKPT format=onnx|torchscript output=PATH` (conf/export.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from core.cli import guard, run
+from core.export import export
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    run(export, cfg)
+
+
+if __name__ == "__main__":
+    guard()
+    main()
