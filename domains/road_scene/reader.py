@@ -159,7 +159,8 @@ class ImageReader:
         return OpenedFrame(prepare_frame(rgb_pixels(array), job.model.meta))
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
-        """Two synthetic street scenes as PNG photos, written into ``folder`` once (the demo page's examples)."""
+        """Two synthetic street scenes (128 x 256, the synthetic training size) as PNG photos, written into ``folder``
+        once (the demo page's examples)."""
         from PIL import Image
 
         from .synthetic import render_scene
@@ -168,6 +169,6 @@ class ImageReader:
         for seed in (11, 12):
             path = folder / f"street_{seed}.png"
             if not path.exists():
-                Image.fromarray(render_scene((256, 512), seed)[0]).save(path)
+                Image.fromarray(render_scene((128, 256), seed)[0]).save(path)
             paths.append(path)
         return paths
