@@ -60,7 +60,6 @@ from .io import (
     read_volume,
     to_canonical,
     voxel_spacing,
-    write_label,
 )
 from .patches import CaseDataset, EvalPatchDataset, TrainPatchDataset, foreground, to_sample, window_starts
 from .phantom import make_dataset
@@ -126,10 +125,6 @@ class Case:
     def to_original(self, label: np.ndarray) -> np.ndarray:
         """A canonical ``(X, Y, Z)`` prediction back on the original axes of the input files."""
         return from_canonical(label, self.reference)
-
-    def write_prediction(self, path: str | os.PathLike, label: np.ndarray, overwrite: bool = False) -> Path:
-        """Write a canonical prediction as NIfTI with exactly the input's affine, shape and header codes."""
-        return write_label(path, self.to_original(label), self.reference, overwrite)
 
 
 def read_dataset_json(root: str | os.PathLike) -> DatasetSpec:
@@ -388,12 +383,6 @@ def inference_channels(meta: dict, with_water_fat: bool = False) -> list[str]:
     return list(dict.fromkeys(list(meta["channels"]) + extra))
 
 
-def case_files(spec: DatasetSpec, case: str, names: list[str], images_dir: str = "imagesTr") -> dict[str, Path]:
-    """``{channel name: ROOT/images_dir/CASE_NNNN<ending>}`` for ``names`` (indices from dataset.json)."""
-    indices = resolve_channels(spec, names)
-    return {name: spec.root / images_dir / f"{case}_{i:04d}{spec.file_ending}" for name, i in zip(names, indices)}
-
-
 def read_case_volumes(
     files: dict[str, str | os.PathLike], case: str, series: dict[str, str] | None = None
 ) -> dict[str, Volume]:
@@ -423,35 +412,12 @@ def prepare_inference_case(volumes: dict[str, Volume], meta: dict, case: str = "
     return Case(case, image, None, canonical_affine(reference.affine, reference.shape), reference, params)
 
 
-def load_inference_case(
-    files: dict[str, str | os.PathLike], meta: dict, case: str | None = None, series: dict[str, str] | None = None
-) -> Case:
-    """Read ``files`` (channel name -> NIfTI, MHA/MHD, NRRD or DICOM directory) and prepare them for the model
-    (:func:`read_case_volumes` + :func:`prepare_inference_case`)."""
-    names = inference_channels(meta)
-    missing = [n for n in names if n not in files]
-    if missing:
-        raise DataError(f"case {case!r}: no file given for channels {missing}; got {sorted(files)}")
-    volumes = read_case_volumes({n: files[n] for n in names}, case or "input", series)
-    return prepare_inference_case(volumes, meta, case or "input")
-
-
 def extract_slice(image: np.ndarray, axis: int, index: int, context: int) -> np.ndarray:
     """``(C, X, Y, Z)`` -> ``(C * (2 * context + 1), H, W)`` around slice ``index`` of ``axis`` (0..2)."""
     depth = image.shape[axis + 1]
     neighbours = np.clip(np.arange(index - context, index + context + 1), 0, depth - 1)
     stack = np.moveaxis(np.take(image, neighbours, axis=axis + 1), axis + 1, 1)  # (C, 2k+1, H, W)
     return stack.reshape(-1, *stack.shape[2:])
-
-
-def case_slices(case: Case, axis: int, context: int) -> np.ndarray:
-    """All slices of a case for inference: ``(N, C', H, W)``; stack predictions with :func:`stack_slices`."""
-    return np.stack([extract_slice(case.image, axis, i, context) for i in range(case.image.shape[axis + 1])])
-
-
-def stack_slices(predictions: np.ndarray, axis: int) -> np.ndarray:
-    """Per-slice predictions ``(N, H, W)`` -> canonical volume ``(X, Y, Z)`` (inverse of slicing ``axis``)."""
-    return np.moveaxis(np.asarray(predictions), 0, axis)
 
 
 def _pad(image: np.ndarray, mask: np.ndarray, shape: tuple[int, int], ignore_index: int, centre: bool) -> tuple:

@@ -1,9 +1,9 @@
 """Reading, checking, re-orienting and writing Dixon MRI volumes.
 
-Every reader returns a :class:`Volume` whose ``affine`` follows the nibabel convention: it maps voxel
-indices ``(i, j, k)`` of ``array[i, j, k]`` to RAS+ world millimetres. SimpleITK images (DICOM, MHA/MHD,
-NRRD) are LPS+, so their affine is ``diag(-1, -1, 1) @ [direction @ diag(spacing) | origin]`` and the
-SimpleITK array ``(Z, Y, X)`` is transposed to ``(X, Y, Z)``.
+Every reader returns a :class:`Volume` whose ``affine`` follows the nibabel convention: it maps voxel indices
+``(i, j, k)`` of ``array[i, j, k]`` to RAS+ world millimetres. SimpleITK images (DICOM, MHA/MHD, NRRD) are LPS+, so
+their affine is ``diag(-1, -1, 1) @ [direction @ diag(spacing) | origin]`` and the array ``(Z, Y, X)`` is transposed
+to ``(X, Y, Z)``.
 """
 
 from __future__ import annotations
@@ -17,37 +17,23 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 from nibabel.filebasedimages import ImageFileError
-from nibabel.orientations import (
-    apply_orientation,
-    axcodes2ornt,
-    inv_ornt_aff,
-    io_orientation,
-    ornt_transform,
-)
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from core.errors import DataError
-from core.io import atomic_path
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
-LABEL_DTYPES = (np.uint8, np.int16)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 RAS_ORNT = axcodes2ornt("RAS")
-# Grid tolerances: millimetres for spacing and origin, unitless for direction cosines.
-SPACING_ATOL = 1e-3
-ORIGIN_ATOL = 1e-3
-DIRECTION_ATOL = 1e-4
+SPACING_ATOL, ORIGIN_ATOL, DIRECTION_ATOL = 1e-3, 1e-3, 1e-4  # grid tolerances: mm, mm, direction cosines
 _READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError, RuntimeError)
 
 
 @dataclass
 class Volume:
-    """One 3D image on a grid.
-
-    ``array`` is ``(X, Y, Z)``: float32 for images, an integer dtype for labels. ``affine`` is the 4x4
-    float64 voxel-to-RAS+ (mm) matrix. ``header`` is the NIfTI header the volume was read from (kept so
-    that a written prediction carries the same qform/sform fields), ``None`` for other formats.
-    """
+    """One 3D image on a grid: ``array`` ``(X, Y, Z)`` (float32 images, integer labels), ``affine`` the 4x4 float64
+    voxel-to-RAS+ (mm) matrix, ``header`` the NIfTI header it was read from (a written prediction keeps its
+    qform/sform fields; ``None`` for other formats)."""
 
     array: np.ndarray
     affine: np.ndarray
@@ -79,10 +65,8 @@ def _as_3d(array: np.ndarray, path: str | os.PathLike, case: str | None) -> np.n
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 3:
-        raise DataError(
-            f"{_describe(path, case)}: expected a 3D volume, got shape {shape} "
-            f"({len(shape)}D); give one 3D image per channel"
-        )
+        raise DataError(f"{_describe(path, case)}: expected a 3D volume, got shape {shape} ({len(shape)}D); give one "
+                        "3D image per channel")
     return array
 
 
@@ -93,24 +77,28 @@ def _checked_array(array: np.ndarray, path: str | os.PathLike, case: str | None)
         array = array.astype(np.float32, copy=False)
         bad = ~np.isfinite(array)
         if bad.any():
-            raise DataError(
-                f"{_describe(path, case)}: {int(bad.sum())} NaN/inf voxels (first at index "
-                f"{tuple(int(i) for i in np.argwhere(bad)[0])}); images must be finite"
-            )
+            raise DataError(f"{_describe(path, case)}: {int(bad.sum())} NaN/inf voxels (first at index "
+                            f"{tuple(int(i) for i in np.argwhere(bad)[0])}); images must be finite")
     elif not np.issubdtype(array.dtype, np.integer):
         raise DataError(f"{_describe(path, case)}: unsupported voxel type {array.dtype}; expected numbers")
     return np.ascontiguousarray(array)
 
 
-def _require_file(path: Path, case: str | None) -> None:
+def _format(path: Path, case: str | None) -> str:
+    """``NIfTI`` or ``image`` (SimpleITK) by the file's ending; a DataError for a missing file or another ending."""
     if not path.exists():
         raise DataError(f"{_describe(path, case)}: no such file or directory")
+    name = path.name.lower()
+    if not name.endswith(NIFTI_SUFFIXES + SITK_SUFFIXES):
+        raise DataError(f"{_describe(path, case)}: unknown format; accepted: "
+                        f"{', '.join(NIFTI_SUFFIXES + SITK_SUFFIXES)} or a DICOM directory")
+    return "NIfTI" if name.endswith(NIFTI_SUFFIXES) else "image"
 
 
 def read_nifti(path: str | os.PathLike, case: str | None = None) -> Volume:
     """Read a 3D NIfTI (.nii / .nii.gz); scaling (scl_slope/inter) is applied by nibabel."""
     path = Path(path)
-    _require_file(path, case)
+    _format(path, case)
     try:
         img = nib.load(str(path))
         array = np.asanyarray(img.dataobj)  # forces the (possibly gzipped) read: truncation shows here
@@ -124,27 +112,26 @@ def read_nifti(path: str | os.PathLike, case: str | None = None) -> Volume:
 def sitk_to_volume(image: sitk.Image, path: str | os.PathLike, case: str | None = None) -> Volume:
     """Convert a 3D scalar SimpleITK image (LPS+) into a RAS+ :class:`Volume`."""
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise DataError(
-            f"{_describe(path, case)}: {image.GetNumberOfComponentsPerPixel()} components per voxel; "
-            "expected a scalar image"
-        )
+        raise DataError(f"{_describe(path, case)}: {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                        "expected a scalar image")
     array = sitk.GetArrayFromImage(image)  # (Z, Y, X) for 3D, (T, Z, Y, X) for 4D
     array = np.transpose(array, tuple(range(array.ndim))[::-1])  # (X, Y, Z[, T])
-    array = _checked_array(array, path, case)
+    return Volume(_checked_array(array, path, case), sitk_affine(image), str(path))
+
+
+def sitk_affine(image: sitk.Image | sitk.ImageFileReader) -> np.ndarray:
+    """The RAS+ affine ``(4, 4)`` of a SimpleITK image (or of a file reader's header)."""
     dim = image.GetDimension()
     direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
-    spacing = np.asarray(image.GetSpacing(), dtype=np.float64)[:3]
-    origin = np.asarray(image.GetOrigin(), dtype=np.float64)[:3]
     affine = np.eye(4)
-    affine[:3, :3] = LPS_TO_RAS @ direction @ np.diag(spacing)
-    affine[:3, 3] = LPS_TO_RAS @ origin
-    return Volume(array, affine, str(path))
+    affine[:3, :3] = LPS_TO_RAS @ direction @ np.diag(np.asarray(image.GetSpacing(), dtype=np.float64)[:3])
+    affine[:3, 3] = LPS_TO_RAS @ np.asarray(image.GetOrigin(), dtype=np.float64)[:3]
+    return affine
 
 
 def read_sitk_file(path: str | os.PathLike, case: str | None = None) -> Volume:
     """Read an MHA/MHD/NRRD file with SimpleITK."""
-    path = Path(path)
-    _require_file(path, case)
+    _format(Path(path), case)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
@@ -160,42 +147,35 @@ def list_dicom_series(directory: str | os.PathLike) -> list[dict]:
     series = []
     for uid in sorted(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(directory))):
         files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(directory), uid))
-        series.append({"uid": uid, "description": _series_description(files[0]), "files": files})
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(files[0])
+        reader.ReadImageInformation()
+        description = reader.GetMetaData("0008|103e").strip() if reader.HasMetaDataKey("0008|103e") else ""
+        series.append({"uid": uid, "description": description, "files": files})
     return series
 
 
-def _series_description(file: str) -> str:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(file)
-    reader.ReadImageInformation()
-    key = "0008|103e"
-    return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
-
-
-def _pick_series(series: list[dict], wanted: str | None, directory: Path) -> dict:
+def pick_series(series: list[dict], wanted: str | None, directory: Path) -> dict:
     """Select a series by UID or exact description; one series needs no selector."""
     listing = "; ".join(f"uid={s['uid']} description={s['description']!r} ({len(s['files'])} files)" for s in series)
     if not series:
         raise DataError(f"DICOM directory {str(directory)!r} holds no DICOM series")
+    if wanted is None and len(series) == 1:
+        return series[0]
     if wanted is None:
-        if len(series) == 1:
-            return series[0]
-        raise DataError(
-            f"DICOM directory {str(directory)!r} holds {len(series)} series; pick one by UID or description: {listing}"
-        )
+        raise DataError(f"DICOM directory {str(directory)!r} holds {len(series)} series; pick one by UID or "
+                        f"description: {listing}")
     matches = [s for s in series if wanted in (s["uid"], s["description"])]
     if len(matches) != 1:
         problem = "no series matches" if not matches else f"{len(matches)} series match"
-        raise DataError(
-            f"DICOM directory {str(directory)!r}: {problem} {wanted!r} (by UID or description); available: {listing}"
-        )
+        raise DataError(f"DICOM directory {str(directory)!r}: {problem} {wanted!r} (by UID or description); "
+                        f"available: {listing}")
     return matches[0]
 
 
 def read_dicom_series(directory: str | os.PathLike, series: str | None = None, case: str | None = None) -> Volume:
     """Read one DICOM series from ``directory``; ``series`` is a SeriesInstanceUID or SeriesDescription."""
-    directory = Path(directory)
-    chosen = _pick_series(list_dicom_series(directory), series, directory)
+    chosen = pick_series(list_dicom_series(directory), series, Path(directory))
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(chosen["files"])
     try:
@@ -208,30 +188,39 @@ def read_dicom_series(directory: str | os.PathLike, series: str | None = None, c
 def read_volume(path: str | os.PathLike, case: str | None = None, series: str | None = None) -> Volume:
     """Read NIfTI, MHA/MHD, NRRD or a DICOM directory, chosen by suffix (a directory is DICOM)."""
     path = Path(path)
-    name = path.name.lower()
     if path.is_dir():
         return read_dicom_series(path, series, case)
-    if name.endswith(NIFTI_SUFFIXES):
-        return read_nifti(path, case)
-    if name.endswith(SITK_SUFFIXES):
-        return read_sitk_file(path, case)
-    _require_file(path, case)
-    raise DataError(
-        f"{_describe(path, case)}: unknown format; accepted: {', '.join(NIFTI_SUFFIXES + SITK_SUFFIXES)} "
-        "or a DICOM directory"
-    )
+    return (read_nifti if _format(path, case) == "NIfTI" else read_sitk_file)(path, case)
+
+
+def read_grid(path: str | os.PathLike, case: str | None = None) -> Volume:
+    """The grid of a NIfTI/MHA/MHD/NRRD file from its header alone (``array``: a broadcast zero, no voxels read)."""
+    path = Path(path)
+    kind = _format(path, case)
+    try:
+        if kind == "NIfTI":
+            img = nib.load(str(path))
+            shape, affine = img.shape, img.affine.astype(np.float64)
+        else:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            shape, affine = reader.GetSize(), sitk_affine(reader)
+    except _READ_ERRORS as err:
+        raise DataError(f"{_describe(path, case)}: cannot read {kind} ({type(err).__name__}: {err})") from err
+    return Volume(_as_3d(np.broadcast_to(np.float32(0), shape), path, case), affine, str(path))
 
 
 def grid_difference(a: Volume, b: Volume) -> str | None:
     """Describe how the grids of ``a`` and ``b`` differ (shape, spacing, origin, direction), or ``None``."""
+    sa, sb = a.spacing, b.spacing
+    da, db = a.affine[:3, :3] / sa, b.affine[:3, :3] / sb
     if a.shape != b.shape:
         return f"shape {a.shape} vs {b.shape}"
-    sa, sb = a.spacing, b.spacing
     if not np.allclose(sa, sb, rtol=0, atol=SPACING_ATOL):
         return f"spacing {_fmt(sa)} vs {_fmt(sb)} mm"
     if not np.allclose(a.affine[:3, 3], b.affine[:3, 3], rtol=0, atol=ORIGIN_ATOL):
         return f"origin {_fmt(a.affine[:3, 3])} vs {_fmt(b.affine[:3, 3])} mm"
-    da, db = a.affine[:3, :3] / sa, b.affine[:3, :3] / sb
     if not np.allclose(da, db, rtol=0, atol=DIRECTION_ATOL):
         return f"direction {_fmt(da.T.ravel())} vs {_fmt(db.T.ravel())} (column-wise cosines)"
     return None
@@ -243,74 +232,44 @@ def _fmt(values: np.ndarray) -> str:
 
 def check_same_grid(volumes: dict[str, Volume], case: str) -> None:
     """Raise :class:`DataError` unless all ``volumes`` (channel name -> Volume) share the first one's grid."""
-    names = list(volumes)
-    first = volumes[names[0]]
-    for name in names[1:]:
-        diff = grid_difference(first, volumes[name])
+    (first_name, first), *others = volumes.items()
+    for name, volume in others:
+        diff = grid_difference(first, volume)
         if diff:
-            raise DataError(
-                f"case {case!r}: {name} file {volumes[name].path!r} is not on the grid of {names[0]} file "
-                f"{first.path!r}: {diff}; all channels and the label of a case must share one grid"
-            )
-
-
-def to_canonical_transform(affine: np.ndarray) -> np.ndarray:
-    """nibabel orientation transform (``(3, 2)`` ornt) from the array axes of ``affine`` to closest RAS+."""
-    return ornt_transform(io_orientation(affine), RAS_ORNT)
+            raise DataError(f"case {case!r}: {name} file {volume.path!r} is not on the grid of {first_name} file "
+                            f"{first.path!r}: {diff}; all channels and the label of a case must share one grid")
 
 
 def to_canonical(volume: Volume) -> Volume:
-    """Permute/flip array axes so they point (closest to) R, A, S; the world geometry is unchanged.
-
-    Equivalent to ``nib.as_closest_canonical`` but also for non-NIfTI volumes; ``header`` is dropped
-    because it describes the original orientation.
-    """
-    transform = to_canonical_transform(volume.affine)
+    """Permute/flip array axes so they point (closest to) R, A, S; the world geometry is unchanged (as
+    ``nib.as_closest_canonical``, for any format; ``header`` is dropped: it describes the original orientation)."""
+    transform = ornt_transform(io_orientation(volume.affine), RAS_ORNT)
     array = np.ascontiguousarray(apply_orientation(volume.array, transform))
     return Volume(array, canonical_affine(volume.affine, volume.shape), volume.path)
 
 
 def canonical_affine(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """The affine of :func:`to_canonical`'s output for a volume of ``shape`` with ``affine``, ``(4, 4)``."""
-    return affine @ inv_ornt_aff(to_canonical_transform(affine), shape)
+    return affine @ inv_ornt_aff(ornt_transform(io_orientation(affine), RAS_ORNT), shape)
 
 
 def from_canonical(array: np.ndarray, reference: Volume) -> np.ndarray:
     """Bring an array on the canonical grid of ``reference`` back to ``reference``'s own axes, ``(X, Y, Z)``."""
-    inverse = ornt_transform(RAS_ORNT, io_orientation(reference.affine))
-    restored = np.ascontiguousarray(apply_orientation(array, inverse))
+    restored = np.ascontiguousarray(apply_orientation(array, from_canonical_ornt(reference.affine)))
     if restored.shape != reference.shape:
-        raise DataError(
-            f"array of shape {array.shape} is not on the canonical grid of {reference.path!r} "
-            f"(restored shape {restored.shape}, expected {reference.shape})"
-        )
+        raise DataError(f"array of shape {array.shape} is not on the canonical grid of {reference.path!r} (restored "
+                        f"shape {restored.shape}, expected {reference.shape})")
     return restored
 
 
-def _nifti_image(array: np.ndarray, reference: Volume) -> nib.Nifti1Image:
-    """NIfTI image of ``array`` with ``reference``'s affine; its header (qform/sform codes) is reused if any."""
-    header = reference.header
-    if header is None:
-        img = nib.Nifti1Image(array, reference.affine)
-        img.set_sform(reference.affine, code="scanner")
-        img.set_qform(reference.affine, code="scanner")
-        return img
-    header = header.copy()
-    header.set_data_dtype(array.dtype)
-    header.set_slope_inter(1.0, 0.0)
-    header["cal_min"], header["cal_max"] = 0, 0
-    cls = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
-    # An affine equal to the header's best affine leaves the qform/sform fields untouched.
-    return cls(array, reference.affine, header)
+def from_canonical_ornt(affine: np.ndarray) -> np.ndarray:
+    """The nibabel orientation ``(3, 2)`` from RAS+ back to the array axes of ``affine``."""
+    return ornt_transform(RAS_ORNT, io_orientation(affine))
 
 
-def write_nifti(path: str | os.PathLike, array: np.ndarray, reference: Volume, overwrite: bool = False) -> Path:
-    """Write ``array`` ``(X, Y, Z)`` on ``reference``'s grid (same shape, affine, qform/sform codes).
-
-    Written to a temporary file in the target directory, then renamed onto ``path``
-    (:func:`core.io.atomic_path`); an existing ``path`` is only replaced with ``overwrite=True``. Float arrays
-    must be finite.
-    """
+def write_nifti(path: str | os.PathLike, array: np.ndarray, reference: Volume) -> Path:
+    """Write ``array`` ``(X, Y, Z)`` on ``reference``'s grid: same shape, affine and (NIfTI reference) header
+    qform/sform fields, else scanner codes. Float arrays must be finite."""
     path = Path(path)
     if array.shape != reference.shape:
         raise DataError(f"cannot write {str(path)!r}: array shape {array.shape} != reference shape {reference.shape}")
@@ -318,13 +277,22 @@ def write_nifti(path: str | os.PathLike, array: np.ndarray, reference: Volume, o
         raise DataError(f"cannot write {str(path)!r}: array holds NaN/inf values")
     if not path.name.lower().endswith(NIFTI_SUFFIXES):
         raise DataError(f"output {str(path)!r}: NIfTI names end with .nii or .nii.gz")
-    img = _nifti_image(array, reference)
-    with atomic_path(path, overwrite) as tmp:  # tmp keeps the .nii/.nii.gz ending, so nibabel compresses alike
-        nib.save(img, tmp)
+    if reference.header is None:
+        img = nib.Nifti1Image(array, reference.affine)
+        img.set_sform(reference.affine, code="scanner")
+        img.set_qform(reference.affine, code="scanner")
+    else:
+        header = reference.header.copy()
+        header.set_data_dtype(array.dtype)
+        header.set_slope_inter(1.0, 0.0)
+        header["cal_min"], header["cal_max"] = 0, 0
+        image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+        img = image_class(array, reference.affine, header)  # the header's own affine: qform/sform fields untouched
+    nib.save(img, str(path))
     return path
 
 
-def write_label(path: str | os.PathLike, label: np.ndarray, reference: Volume, overwrite: bool = False) -> Path:
+def write_label(path: str | os.PathLike, label: np.ndarray, reference: Volume) -> Path:
     """Write a label volume ``(X, Y, Z)`` as uint8 (values <= 255) or int16, on ``reference``'s grid."""
     label = np.asarray(label)
     if not np.issubdtype(label.dtype, np.integer) and not np.issubdtype(label.dtype, np.bool_):
@@ -332,5 +300,4 @@ def write_label(path: str | os.PathLike, label: np.ndarray, reference: Volume, o
     low, high = (int(label.min()), int(label.max())) if label.size else (0, 0)
     if low < 0 or high > np.iinfo(np.int16).max:
         raise DataError(f"cannot write {str(path)!r}: label values {low}..{high} outside 0..32767")
-    dtype = np.uint8 if high <= np.iinfo(np.uint8).max else np.int16
-    return write_nifti(path, label.astype(dtype), reference, overwrite)
+    return write_nifti(path, label.astype(np.uint8 if high <= np.iinfo(np.uint8).max else np.int16), reference)

@@ -1,28 +1,18 @@
-"""Per-label segmentation metrics in physical units, summaries, CSV/JSON writers and overlay PNGs.
+"""Per-label segmentation metrics in physical units, summaries and overlay PNGs.
 
-Surfaces and distances follow MONAI (``get_mask_edges`` + ``get_surface_distance``): the surface of a
-mask is ``mask & ~binary_erosion(mask)`` (6-connected erosion; voxels on the array border are surface),
-and each surface voxel's distance is the Euclidean distance in mm (``spacing``) to the nearest surface
-voxel of the other mask. HD95 is ``max(P95(ref -> pred), P95(pred -> ref))``; ASSD is the mean of both
-directed distance sets pooled (MONAI ``symmetric=True``). Distances are exact nearest-neighbour queries
-(``scipy.spatial.cKDTree`` on surface-voxel centres in mm): this gives the same numbers as
-``distance_transform_edt(sampling=spacing)`` and on 256^3 masks it is ~20x faster than an EDT of the
-bounding box, and faster than MONAI's ``compute_hausdorff_distance``.
+Surfaces and distances follow MONAI (``get_mask_edges`` + ``get_surface_distance``): the surface of a mask is
+``mask & ~binary_erosion(mask)`` (6-connected; voxels on the array border are surface), and a surface voxel's
+distance is the Euclidean distance in mm to the nearest surface voxel of the other mask (exact ``cKDTree`` queries on
+surface-voxel centres: the numbers of ``distance_transform_edt(sampling=spacing)``, faster than MONAI). HD95 is
+``max(P95(ref -> pred), P95(pred -> ref))``; ASSD the mean of both directed distance sets pooled.
 
-Empty masks have defined, finite values (never NaN, never inf):
-
-* both empty: Dice 1, IoU 1, HD95 0, ASSD 0;
-* exactly one empty: Dice 0, IoU 0, HD95 and ASSD = the image diagonal in mm
-  (``norm(shape * spacing)``, larger than any distance inside the image).
-
-Volume-derived values that are undefined are NaN (summaries skip them, JSON writes ``null``):
-``rel_volume_error`` when the reference is empty, and mean FF of an empty mask or without FF images.
+Empty masks have finite values: both empty: Dice 1, IoU 1, HD95 0, ASSD 0; one empty: Dice 0, IoU 0, HD95 and ASSD
+the image diagonal in mm. Undefined volume values are NaN (summaries skip them, JSON writes ``null``):
+``rel_volume_error`` for an empty reference, mean FF of an empty mask or without FF images.
 """
 
 from __future__ import annotations
 
-import csv
-import io as _stringio
 import math
 import os
 from pathlib import Path
@@ -36,25 +26,14 @@ from scipy.ndimage import binary_erosion, find_objects
 from scipy.spatial import cKDTree
 
 from core.errors import DataError
-from core.io import atomic_path, check_writable
-from core.io import write_json as core_write_json
 
-from .fatfraction import fat_fraction, signal_threshold, valid_signal
+from .fatfraction import fat_fraction_map
 from .io import Volume, grid_difference, to_canonical
 
 TAB10 = [np.array(matplotlib.colormaps["tab10"](i)[:3]) for i in range(10)]  # label colours without a class map
 
-METRICS = (
-    "dice",
-    "iou",
-    "hd95_mm",
-    "assd_mm",
-    "ref_volume_ml",
-    "pred_volume_ml",
-    "rel_volume_error",
-    "ref_mean_ff",
-    "pred_mean_ff",
-)
+METRICS = ("dice", "iou", "hd95_mm", "assd_mm", "ref_volume_ml", "pred_volume_ml", "rel_volume_error", "ref_mean_ff",
+           "pred_mean_ff")
 
 
 def _bounding_box(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...]:
@@ -72,9 +51,8 @@ def surface_points(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     return (np.argwhere(surface) + offset) * np.asarray(spacing, dtype=np.float64)
 
 
-def surface_distances(
-    reference: np.ndarray, prediction: np.ndarray, spacing: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def surface_distances(reference: np.ndarray, prediction: np.ndarray, spacing: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Directed surface distances in mm ``(reference -> prediction, prediction -> reference)``; both non-empty."""
     ref_points, pred_points = surface_points(reference, spacing), surface_points(prediction, spacing)
     ref_to_pred = cKDTree(pred_points).query(ref_points, workers=-1)[0]
@@ -94,70 +72,42 @@ def overlap_and_distance(reference: np.ndarray, prediction: np.ndarray, spacing)
         return {"dice": 0.0, "iou": 0.0, "hd95_mm": diagonal, "assd_mm": diagonal}
     intersection = int(np.logical_and(reference, prediction).sum())
     ref_to_pred, pred_to_ref = surface_distances(reference, prediction, spacing)
-    return {
-        "dice": 2 * intersection / (ref_count + pred_count),
-        "iou": intersection / (ref_count + pred_count - intersection),
-        "hd95_mm": float(max(np.percentile(ref_to_pred, 95), np.percentile(pred_to_ref, 95))),
-        "assd_mm": float(np.concatenate([ref_to_pred, pred_to_ref]).mean()),
-    }
+    return {"dice": 2 * intersection / (ref_count + pred_count),
+            "iou": intersection / (ref_count + pred_count - intersection),
+            "hd95_mm": float(max(np.percentile(ref_to_pred, 95), np.percentile(pred_to_ref, 95))),
+            "assd_mm": float(np.concatenate([ref_to_pred, pred_to_ref]).mean())}
 
 
 def _require_grid(reference: Volume, other: Volume | None, what: str, case: str) -> None:
-    if other is not None:
-        diff = grid_difference(reference, other)
-        if diff:
-            raise DataError(
-                f"case {case!r}: {what} {other.path!r} is not on the grid of reference {reference.path!r}: {diff}"
-            )
+    diff = grid_difference(reference, other) if other is not None else None
+    if diff:
+        raise DataError(f"case {case!r}: {what} {other.path!r} is not on the grid of reference {reference.path!r}: "
+                        f"{diff}")
 
 
-def evaluate_case(
-    case: str,
-    reference: Volume,
-    prediction: Volume,
-    labels: dict[str, int],
-    water: Volume | None = None,
-    fat: Volume | None = None,
-) -> list[dict]:
-    """One row per non-background label: overlap, surface distances, volumes (mL) and mean FF.
-
-    ``labels`` maps names to values (as in dataset.json; ``background`` and ``ignore`` are skipped).
-    All volumes must share the reference grid; spacing comes from the reference affine. Mean FF inside
-    the reference and predicted masks needs both ``water`` and ``fat``.
-    """
+def evaluate_case(case: str, reference: Volume, prediction: Volume, labels: dict[str, int],
+                  water: Volume | None = None, fat: Volume | None = None) -> list[dict]:
+    """One row per label of ``labels`` (name -> value, as in dataset.json; ``background`` and ``ignore`` skipped):
+    overlap, surface distances, volumes (mL) and mean FF inside the reference and predicted masks (with ``water`` and
+    ``fat``). All volumes share the reference grid; spacing comes from its affine."""
     for what, other in (("prediction", prediction), ("water image", water), ("fat image", fat)):
         _require_grid(reference, other, what, case)
     spacing = reference.spacing
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    ff, valid = _fat_fraction_map(water, fat)
+    ff, valid = fat_fraction_map(water.array, fat.array) if water is not None and fat is not None else (None, None)
     rows = []
     for name, value in sorted(labels.items(), key=lambda item: item[1]):
         if name in ("background", "ignore"):
             continue
         ref_mask, pred_mask = reference.array == value, prediction.array == value
         ref_ml, pred_ml = ref_mask.sum() * voxel_ml, pred_mask.sum() * voxel_ml
-        rows.append(
-            {
-                "case": case,
-                "label": name,
-                "value": int(value),
-                **overlap_and_distance(ref_mask, pred_mask, spacing),
-                "ref_volume_ml": float(ref_ml),
-                "pred_volume_ml": float(pred_ml),
-                "rel_volume_error": float((pred_ml - ref_ml) / ref_ml) if ref_ml > 0 else math.nan,
-                "ref_mean_ff": _masked_mean(ff, valid, ref_mask),
-                "pred_mean_ff": _masked_mean(ff, valid, pred_mask),
-            }
-        )
+        rows.append({"case": case, "label": name, "value": int(value),
+                     **overlap_and_distance(ref_mask, pred_mask, spacing),
+                     "ref_volume_ml": float(ref_ml), "pred_volume_ml": float(pred_ml),
+                     "rel_volume_error": float((pred_ml - ref_ml) / ref_ml) if ref_ml > 0 else math.nan,
+                     "ref_mean_ff": _masked_mean(ff, valid, ref_mask),
+                     "pred_mean_ff": _masked_mean(ff, valid, pred_mask)})
     return rows
-
-
-def _fat_fraction_map(water: Volume | None, fat: Volume | None) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """FF map and its valid-signal mask, or ``(None, None)`` without both images."""
-    if water is None or fat is None:
-        return None, None
-    threshold = signal_threshold(water.array, fat.array)
-    return fat_fraction(water.array, fat.array, threshold), valid_signal(water.array, fat.array, threshold)
 
 
 def _masked_mean(ff: np.ndarray | None, valid: np.ndarray | None, mask: np.ndarray) -> float:
@@ -195,35 +145,6 @@ def _mean_sd(entry: dict, metric: str) -> str:
     return "n/a" if math.isnan(mean) else f"{mean:.4g} ± {sd:.3g}"
 
 
-def write_csv(rows: list[dict], path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Rows (dicts with the same keys) as CSV; NaN written as an empty cell."""
-    if not rows:
-        raise DataError(f"no rows to write to {str(path)!r}")
-    buffer = _stringio.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in rows)
-    with atomic_path(path, overwrite) as tmp:
-        tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    return Path(path)
-
-
-def json_safe(value):
-    """NaN/inf -> ``None``, recursively through dicts and lists (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def write_json(content, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """JSON (strict: NaN/inf become ``null``) written atomically (:func:`core.io.write_json`)."""
-    return core_write_json(path, json_safe(content), overwrite)
-
-
 def _overlay_slices(reference: np.ndarray, prediction: np.ndarray, count: int) -> list[int]:
     """``count`` evenly spread axial indices among slices holding reference or predicted foreground."""
     occupied = np.flatnonzero(((reference > 0) | (prediction > 0)).any(axis=(0, 1)))
@@ -256,7 +177,6 @@ def save_overlay_png(
     Slices are taken from the canonical RAS+ volume and shown in radiological view (patient right on
     the left, anterior up). ``colors`` maps label names to RGB 0..255 (default: matplotlib's tab10 cycle).
     """
-    check_writable(path, overwrite)
     _require_grid(image, reference, "reference", str(path))
     _require_grid(image, prediction, "prediction", str(path))
     img, ref, pred = (to_canonical(v).array for v in (image, reference, prediction))
@@ -283,6 +203,5 @@ def save_overlay_png(
     handles = _legend_handles([(name, shown[name]) for name in drawn if name in shown])
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8,
                   frameon=False)
-    with atomic_path(path, overwrite) as tmp:
-        figure.savefig(tmp, format="png")
+    figure.savefig(path, format="png")  # the core stages the report folder (``overwrite``: checked there)
     return Path(path)

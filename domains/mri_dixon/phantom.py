@@ -27,25 +27,10 @@ from core.io import write_json
 from .io import Volume, write_label, write_nifti
 
 CHANNELS = ("water", "fat", "in_phase", "out_phase")
-LABELS = {
-    "background": 0,
-    "liver": 1,
-    "spleen": 2,
-    "kidneys": 3,
-    "muscle": 4,
-    "subcutaneous_fat": 5,
-    "visceral_fat": 6,
-}
+LABELS = {"background": 0, "liver": 1, "spleen": 2, "kidneys": 3, "muscle": 4, "subcutaneous_fat": 5, "visceral_fat": 6}
 # tissue -> (proton density, fat fraction); "soft_tissue" is unlabelled (label 0) cavity content.
-TISSUES = {
-    "soft_tissue": (60.0, 0.05),
-    "liver": (100.0, 0.12),
-    "spleen": (90.0, 0.02),
-    "kidneys": (95.0, 0.02),
-    "muscle": (80.0, 0.03),
-    "subcutaneous_fat": (100.0, 0.90),
-    "visceral_fat": (100.0, 0.90),
-}
+TISSUES = {"soft_tissue": (60.0, 0.05), "liver": (100.0, 0.12), "spleen": (90.0, 0.02), "kidneys": (95.0, 0.02),
+           "muscle": (80.0, 0.03), "subcutaneous_fat": (100.0, 0.90), "visceral_fat": (100.0, 0.90)}
 CASE_PREFIX = "phantom"
 TRUTH_FILE = "phantom_truth.json"
 
@@ -123,12 +108,9 @@ def _rician(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> np.nd
     return np.hypot(real, imag).astype(np.float32)
 
 
-def phantom_affine(
-    shape: tuple[int, int, int],
-    spacing: tuple[float, float, float],
-    rotation_deg: tuple[float, float] = (5.0, 12.0),
-    centre_mm: tuple[float, float, float] = (10.0, -20.0, 35.0),
-) -> np.ndarray:
+def phantom_affine(shape: tuple[int, int, int], spacing: tuple[float, float, float],
+                   rotation_deg: tuple[float, float] = (5.0, 12.0),
+                   centre_mm: tuple[float, float, float] = (10.0, -20.0, 35.0)) -> np.ndarray:
     """Oblique (rotations about x then z), LPS-like, anisotropic 4x4 affine; float32-exact values."""
     ax, az = np.deg2rad(rotation_deg)
     rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
@@ -190,14 +172,9 @@ def make_case(
 
 def dataset_json(n_training: int, channels: tuple[str, ...] = CHANNELS) -> dict:
     """nnU-Net v2 style ``dataset.json`` content for the phantom."""
-    return {
-        "name": "DixonPhantom",
-        "description": "Synthetic abdominal water/fat (Dixon) phantom",
-        "channel_names": {str(i): name for i, name in enumerate(channels)},
-        "labels": dict(LABELS),
-        "numTraining": int(n_training),
-        "file_ending": ".nii.gz",
-    }
+    return {"name": "DixonPhantom", "description": "Synthetic abdominal water/fat (Dixon) phantom",
+            "channel_names": {str(i): name for i, name in enumerate(channels)}, "labels": dict(LABELS),
+            "numTraining": int(n_training), "file_ending": ".nii.gz"}
 
 
 def reorient(
@@ -217,16 +194,18 @@ def reorient(
     return np.ascontiguousarray(out), (affine @ step).astype(np.float32).astype(np.float64)
 
 
-def _write_case(root: Path, images: str, labels: str | None, case: str, data: tuple, overwrite: bool,
+def _write_case(root: Path, images: str, labels: str | None, case: str, data: tuple,
                 axes: tuple[int, int, int] = (0, 1, 2), flips: tuple[bool, bool, bool] = (False, False, False)) -> None:
     channels, label, affine, _ = data
     label, stored = reorient(label, affine, axes, flips)
     reference = Volume(label, stored)
+    for folder in filter(None, (images, labels)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
     for index, name in enumerate(CHANNELS):
         write_nifti(root / images / f"{case}_{index:04d}.nii.gz", reorient(channels[name], affine, axes, flips)[0],
-                    reference, overwrite)
+                    reference)
     if labels:
-        write_label(root / labels / f"{case}.nii.gz", label, reference, overwrite)
+        write_label(root / labels / f"{case}.nii.gz", label, reference)
 
 
 def make_dataset(
@@ -264,7 +243,7 @@ def make_dataset(
         data = make_case(shape, spacing, seed=int(case_seed.generate_state(1)[0]), liver_ff=round(liver_ff, 4),
                          voxel_spacing=voxel_spacing)
         split = ("imagesTr", "labelsTr") if index < n_cases else ("imagesTs", "labelsTs")
-        _write_case(root, *split, case, data, overwrite, tuple(axes), tuple(bool(f) for f in flips))
+        _write_case(root, *split, case, data, tuple(axes), tuple(bool(f) for f in flips))
         truth[case] = data[3]
     write_json(root / TRUTH_FILE, truth, overwrite)
     write_json(root / "dataset.json", dataset_json(n_cases), overwrite)

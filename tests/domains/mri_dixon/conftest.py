@@ -161,11 +161,22 @@ def conv_checkpoint(tmp_path_factory, phantom_root) -> Path:
     return path
 
 
+def _train(base: Path, *extra: str) -> dict:
+    """One tiny training on a phantom generated into ``base``: its data root, checkpoint and data overrides."""
+    root = base / "phantom"
+    data = [f"domain.datamodule.datasets.root={root}", *TINY_DATA, *extra]
+    run_script("train", f"hydra.run.dir={base / 'run'}", *TINY_TRAIN, *data)
+    return {"root": root, "checkpoint": base / "run" / "checkpoints" / "last.ckpt", "data_overrides": data}
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> dict:
     """One tiny training on a generated phantom through ``scripts/train.py``: its data root and checkpoint."""
-    base = tmp_path_factory.mktemp("mri_run")
-    root = base / "phantom"
-    run_script("train", f"hydra.run.dir={base / 'run'}", f"domain.datamodule.datasets.root={root}", *TINY_TRAIN)
-    return {"root": root, "checkpoint": base / "run" / "checkpoints" / "last.ckpt",
-            "data_overrides": [f"domain.datamodule.datasets.root={root}", *TINY_DATA]}
+    return _train(tmp_path_factory.mktemp("mri_run"))
+
+
+@pytest.fixture(scope="session")
+def water_run(tmp_path_factory) -> dict:
+    """The tiny training of a water-only model (a case is then one file, ``CASE_0000.nii.gz``)."""
+    return _train(tmp_path_factory.mktemp("mri_water_run"), "domain.datamodule.datasets.channels=[water]",
+                  "domain.in_channels=1")

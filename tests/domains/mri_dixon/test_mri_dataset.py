@@ -15,16 +15,15 @@ from core.errors import ConfigError, DataError
 from domains.mri_dixon.dataset import (
     DatasetSpec,
     build_datasets,
-    case_slices,
     extract_slice,
     list_cases,
     load_case,
-    load_inference_case,
+    prepare_inference_case,
+    read_case_volumes,
     read_dataset_json,
     split_cases,
-    stack_slices,
 )
-from domains.mri_dixon.io import read_volume
+from domains.mri_dixon.io import read_volume, write_label
 
 
 def _build(root, **kwargs):
@@ -96,8 +95,7 @@ def test_cases_are_canonical_and_normalised(phantom_root):
 def test_prediction_written_back_on_input_grid(phantom_root, tmp_path):
     spec = read_dataset_json(phantom_root)
     case = load_case(spec, "phantom_001", channels=[0])
-    predicted = stack_slices(np.moveaxis(case.label, 2, 0), axis=2)  # (Z, X, Y) slices -> canonical volume
-    path = case.write_prediction(tmp_path / "phantom_001.nii.gz", predicted)
+    path = write_label(tmp_path / "phantom_001.nii.gz", case.to_original(case.label), case.reference)
     written, original = nib.load(path), nib.load(phantom_root / "labelsTr" / "phantom_001.nii.gz")
     np.testing.assert_array_equal(written.affine, original.affine)
     np.testing.assert_array_equal(np.asanyarray(written.dataobj), np.asanyarray(original.dataobj))
@@ -110,13 +108,14 @@ def test_inference_case_matches_training_preparation(phantom_root):
     files = {
         n: phantom_root / "imagesTr" / f"phantom_002_000{i}.nii.gz" for i, n in enumerate(["water", "fat", "in_phase"])
     }
-    inference = load_inference_case(files, meta, case="phantom_002")
+    volumes = read_case_volumes(files, "phantom_002")
+    inference = prepare_inference_case(volumes, meta, case="phantom_002")
     trained = load_case(read_dataset_json(phantom_root), "phantom_002", channels=[0, 2], add_fat_fraction=True)
     np.testing.assert_array_equal(inference.image, trained.image)
-    slices = case_slices(inference, axis=meta["axis"], context=meta["context_slices"])
-    assert slices.shape == (12, meta["in_channels"], 32, 32)
+    slices = [extract_slice(inference.image, meta["axis"], i, meta["context_slices"]) for i in range(12)]
+    assert np.stack(slices).shape == (12, meta["in_channels"], 32, 32)
     with pytest.raises(DataError, match="no file given for channels \\['fat'\\]"):
-        load_inference_case({"water": files["water"], "in_phase": files["in_phase"]}, meta)
+        prepare_inference_case({"water": volumes["water"], "in_phase": volumes["in_phase"]}, meta)
 
 
 def test_context_slices_replicate_edges():

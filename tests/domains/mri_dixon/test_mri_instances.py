@@ -16,20 +16,17 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import load_task
 from core.cli import run
 from core.evaluate import evaluate as evaluate_entry
-from core.inference import TilePredictor
 from core.instances import Instancer
 from core.instances.panoptic import split_label_divisor
 from core.predict import predict as predict_entry
 from core.task import SegmentationTask
 from domains.mri_dixon.dataset import build_datasets
 from domains.mri_dixon.fatfraction import mean_fat_fraction
-from domains.mri_dixon.instances import instance_rows
 from domains.mri_dixon.io import read_nifti
 from domains.mri_dixon.phantom import CHANNELS, LABELS, TISSUES, dataset_json
-from domains.mri_dixon.predict import plan, predict
+from domains.mri_dixon.writer import instance_rows
 from tests.helpers import compose_config, run_script
 
 SHAPE = (20, 16, 10)
@@ -104,11 +101,11 @@ def case(tmp_path, affine_factory, nifti_writer) -> dict:
     return {"folder": tmp_path / "in", "images": images, "label": label, "affine": affine}
 
 
-def _predict(checkpoint, case: dict, output, mode: str, instancer: Instancer | None = None) -> list:
-    task = load_task(checkpoint)
-    predictor = TilePredictor(task.net, device="cpu")
-    instancer = instancer or Instancer(["kidneys"], task.hparams.class_names)
-    return predict(task, predictor, str(case["folder"]), str(output), mode=mode, instancer=instancer)
+def _predict(checkpoint, case: dict, output, mode: str) -> list:
+    """What scripts/predict.py runs, with every kidney voxel in an instance (min_size 0)."""
+    cfg = compose_config("predict", ["domain=mri_dixon", f"checkpoint={checkpoint}", f"input={case['folder']}",
+                                     f"output={output}", "device=cpu", f"task={mode}", "instancer.min_size=0"])
+    return run(predict_entry, cfg)
 
 
 def _assert_same_geometry(written: nib.Nifti1Image, source: nib.Nifti1Image) -> None:
@@ -238,17 +235,19 @@ def _dataset(root, cases: dict[str, tuple[dict, np.ndarray]], affine, nifti_writ
     """An nnU-Net data set with the phantom's dataset.json and ``cases`` (name -> (images, label)) in imagesTs/."""
     root.mkdir(parents=True)
     (root / "dataset.json").write_text(json.dumps(dataset_json(len(cases))))
-    (root / "labelsTs").mkdir()
-    for name, (images, label) in cases.items():
-        _write_case(root / "imagesTs", name, images, affine, nifti_writer)
-        nifti_writer(root / "labelsTs" / f"{name}.nii.gz", label, affine)
+    training = {f"train_{i}": _case_images(seed=i + 1) for i in range(2)}  # the builder splits these (train, val)
+    for split, group in (("Ts", cases), ("Tr", training)):
+        (root / f"labels{split}").mkdir()
+        for name, (images, label) in group.items():
+            _write_case(root / f"images{split}", name, images, affine, nifti_writer)
+            nifti_writer(root / f"labels{split}" / f"{name}.nii.gz", label, affine)
     return root
 
 
 def _evaluate(checkpoint, root, out, capsys, *extra):
     cfg = compose_config("evaluate", ["domain=mri_dixon", f"checkpoint={checkpoint}", f"output_dir={out}",
                                       "device=cpu", f"domain.datamodule.datasets.root={root}",
-                                      "domain.evaluate.split=test", "domain.evaluate.overlays=false", *extra])
+                                      "domain.evaluation.split=test", "domain.evaluation.overlays=false", *extra])
     result = run(evaluate_entry, cfg)
     return result, capsys.readouterr().out
 
@@ -292,13 +291,16 @@ def test_evaluate_counts_a_missed_kidney(threshold_checkpoint, tmp_path, affine_
     assert float(row["pq"]) == pytest.approx(0.8)
 
 
-def test_plan_adds_instance_outputs_beside_the_label_output(tmp_path, meta):
-    for i in range(4):
-        (tmp_path / f"a_{i:04d}.nii.gz").touch()
-    job = plan(str(tmp_path), tmp_path / "out" / "p.nii", meta, mode="panoptic")[0]
-    assert [p.name for p in job.outputs] == ["p.nii", "p_instances.nii", "p_instances.csv", "p_panoptic.nii",
-                                             "p_panoptic.json"]
-    assert plan(str(tmp_path), tmp_path / "o.nii.gz", meta)[0].outputs == [tmp_path / "o.nii.gz"]
+def test_instance_outputs_are_named_beside_the_label_output(tmp_path, meta):
+    from core.contracts import DataMeta, Item, Job, Mode, ModelInfo
+    from domains.mri_dixon.writer import DixonWriter
+
+    model = ModelInfo(None, DataMeta.from_dict(meta), meta["num_classes"], False)
+    item = Item("a", {})
+    paths = DixonWriter().outputs(item, tmp_path / "out" / "p.nii", False, Job(model, Mode.PANOPTIC))
+    assert [p.name for p in paths.values()] == ["p.nii", "p_instances.nii", "p_instances.csv", "p_panoptic.nii",
+                                                "p_panoptic.json"]
+    assert DixonWriter().outputs(item, tmp_path / "o.nii.gz", False, Job(model)) == {"labels": tmp_path / "o.nii.gz"}
 
 
 @pytest.mark.slow  # a subprocess: ~10 s of imports on 2 CPU cores

@@ -16,6 +16,7 @@ from domains.mri_dixon.io import (
     from_canonical,
     list_dicom_series,
     read_dicom_series,
+    read_grid,
     read_volume,
     to_canonical,
     write_label,
@@ -86,15 +87,14 @@ def test_label_writer_keeps_header_codes_and_affine(tmp_path, volume_array, affi
     assert img.get_data_dtype() == np.uint8
 
 
-def test_label_writer_dtype_and_no_overwrite(tmp_path, volume_array, affine_factory):
+def test_label_writer_dtype(tmp_path, volume_array, affine_factory):
+    """Writers write straight to the (staged) path they are given; keeping existing outputs is the core's
+    (tests/contract.py: existing outputs are kept without overwrite)."""
     reference = Volume(volume_array, affine_factory())
     path = write_label(tmp_path / "a.nii.gz", np.full(reference.shape, 300), reference)
     assert nib.load(path).get_data_dtype() == np.int16
-    with pytest.raises(DataError, match="exists.*overwrite=true"):
-        write_label(path, np.zeros(reference.shape, np.uint8), reference)
-    write_label(path, np.zeros(reference.shape, np.uint8), reference, overwrite=True)
-    assert nib.load(path).get_fdata().max() == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz"]  # no temp files left behind
+    write_label(path, np.zeros(reference.shape, np.uint8), reference)
+    assert nib.load(path).get_data_dtype() == np.uint8 and nib.load(path).get_fdata().max() == 0
     with pytest.raises(DataError, match="shape"):
         write_label(tmp_path / "b.nii.gz", np.zeros((2, 2, 2), np.uint8), reference)
 
@@ -157,6 +157,23 @@ def test_sitk_formats_follow_ras_convention(tmp_path, affine_factory, sitk_image
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(DataError, match="case 'c1'.*nope.nii.gz.*no such file"):
         read_volume(tmp_path / "nope.nii.gz", case="c1")
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".mha", ".nrrd"])
+def test_read_grid_reads_the_header_alone(tmp_path, volume_array, affine_factory, sitk_image_factory, suffix):
+    affine = affine_factory(flips=(-1, 1, 1))
+    path = tmp_path / f"x{suffix}"
+    if suffix == ".nii.gz":
+        nib.save(nib.Nifti1Image(volume_array, affine), path)
+    else:
+        sitk.WriteImage(sitk_image_factory(volume_array, affine), str(path))
+    grid, full = read_grid(path, case="c1"), read_volume(path)
+    assert grid.shape == full.shape and grid.array.strides == (0, 0, 0)  # no voxels read
+    np.testing.assert_allclose(grid.affine, full.affine, atol=1e-6)
+    check_same_grid({"header": grid, "volume": full}, "c1")
+    (tmp_path / "junk.nii.gz").write_bytes(gzip.compress(b"not a nifti header" * 3))
+    with pytest.raises(DataError, match="case 'c1'.*junk.nii.gz.*cannot read NIfTI"):
+        read_grid(tmp_path / "junk.nii.gz", case="c1")
 
 
 def test_truncated_gzip_is_data_error(tmp_path, volume_array, affine_factory, nifti_writer):

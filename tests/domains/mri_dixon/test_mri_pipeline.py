@@ -50,7 +50,7 @@ def test_predict_round_trip_keeps_geometry_exactly(trained_run, tmp_path):
             nib.save(_reoriented(img, kind), images / f"{kind}_{i:04d}.nii.gz")
     out = tmp_path / "pred"
     run_script("predict", "domain=mri_dixon", f"checkpoint={trained_run['checkpoint']}", f"input={images}",
-               f"output={out}", f"hydra.run.dir={tmp_path / 'hydra'}", "domain.predict.fat_fraction=true")
+               f"output={out}", f"hydra.run.dir={tmp_path / 'hydra'}", "domain.writer.fat_fraction=true")
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{k}{s}.nii.gz" for k in ("oblique", "ras", "permuted") for s in ("", "_fatfraction"))
     labels = {}

@@ -1,5 +1,5 @@
-"""Whole-volume prediction: the slice engine equals the model, input forms, DICOM input, clean-up, TTA flips,
-and bad inputs through the predict entry point's own code path (exit 2, case and file named, nothing written).
+"""Whole-volume prediction: the slice engine equals the model, input forms, output names, DICOM input, clean-up, TTA
+flips, and bad inputs through the predict entry point's own code path (exit 2, case and file named, nothing written).
 
 These use an untrained 1x1-convolution checkpoint (fast); ``test_mri_pipeline.py`` uses a trained one.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -16,30 +17,32 @@ import torch
 
 from core.checkpoint import load_task
 from core.cli import run
+from core.contracts import DataMeta, Item, Job, ModelInfo
 from core.errors import ConfigError, DataError
-from core.inference import TilePredictor
+from core.inference import InferenceOptions, TilePredictor
+from core.pipeline import predict_item
 from core.predict import predict as predict_entry
-from domains.mri_dixon.dataset import Case, case_slices, load_inference_case
-from domains.mri_dixon.io import Volume
+from domains.mri_dixon.dataset import Case, extract_slice
+from domains.mri_dixon.io import Volume, to_canonical
 from domains.mri_dixon.phantom import CHANNELS
-from domains.mri_dixon.predict import (
-    check_tta_flips,
-    cleanup_values,
-    keep_largest_components,
-    plan,
-    predict_volume,
-)
+from domains.mri_dixon.reader import DixonReader, OpenedCase, SliceSource, check_tta_flips, slice_stack
+from domains.mri_dixon.writer import DixonWriter, cleanup_values, keep_largest_components
 from tests.helpers import compose_config
 
 META = {
     "channels": list(CHANNELS), "dataset_channels": list(CHANNELS), "add_fat_fraction": False, "axis": 2,
     "context_slices": 0, "size_divisor": 32, "labels": {"background": 0, "liver": 1, "kidneys": 2},
+    "normalization": {"percentiles": [0.5, 99.5]},
 }
 
 
-def _predictor(checkpoint, tta_flips=()) -> tuple:
-    task = load_task(checkpoint)
-    return task, TilePredictor(task.net, device="cpu", tta_flips=tta_flips)
+def _job(meta: dict, predictor: TilePredictor | None = None, num_classes: int = 3, tile=None, overlap=(0, 0),
+         batch_size: int = 16) -> Job:
+    """A job of ``predictor`` (default: identity) on data with ``meta``, whole slices unless ``tile``."""
+    names = ["background", *(f"class{i}" for i in range(1, num_classes))]
+    data = DataMeta.from_dict({"in_channels": 4, "num_classes": num_classes, "class_names": names, **meta})
+    predictor = predictor or TilePredictor(torch.nn.Identity(), device="cpu")
+    return Job(ModelInfo(predictor, data, num_classes, False), options=InferenceOptions(tile, overlap, batch_size))
 
 
 def _copy_case(phantom_root, case, folder, name=None):
@@ -63,15 +66,15 @@ def _run_predict(checkpoint, input, output, capsys, *extra):
 
 
 def test_slice_engine_equals_model_on_every_slice(conv_checkpoint, phantom_root):
-    task, predictor = _predictor(conv_checkpoint)
-    meta = task.hparams.data_meta
+    task = load_task(conv_checkpoint)
+    job = _job(task.hparams.data_meta, TilePredictor(task.net, device="cpu"), 7, batch_size=5)
     files = {n: phantom_root / "imagesTr" / f"phantom_000_{i:04d}.nii.gz" for i, n in enumerate(CHANNELS)}
-    case = load_inference_case(files, meta, "phantom_000")
-    labels = predict_volume(predictor, case, meta, 7, batch_size=5)  # 12 slices: batches of 5, 5, 2
-    slices = torch.from_numpy(case_slices(case, axis=2, context=0))  # (Z, C, X, Y)
+    opened = DixonReader().open(Item("phantom_000", files), job)
+    labels = next(predict_item(opened, job)).classes  # 12 slices: batches of 5, 5, 2; on the input's axes
+    slices = torch.from_numpy(np.stack([extract_slice(opened.case.image, 2, i, 0) for i in range(12)]))  # (Z, C, X, Y)
     with torch.inference_mode():
         expected = task.net(slices).argmax(1).numpy()  # (Z, X, Y)
-    np.testing.assert_array_equal(labels, np.moveaxis(expected, 0, 2))
+    np.testing.assert_array_equal(labels, opened.case.to_original(np.moveaxis(expected, 0, 2)))
 
 
 @pytest.mark.parametrize("axis,context", [(0, 1), (2, 2)])
@@ -82,10 +85,29 @@ def test_tiled_slices_match_whole_slices(axis, context):
     meta = {**META, "axis": axis, "context_slices": context}
     image = np.random.default_rng(0).normal(size=(4, 34, 40, 6)).astype(np.float32)  # (C, X, Y, Z)
     case = Case("random", image, None, np.eye(4), Volume(image[0], np.eye(4)))
-    whole = predict_volume(predictor, case, meta, 7, batch_size=8)
-    tiled = predict_volume(predictor, case, meta, 7, batch_size=8, tile=(32, 32), overlap=(8, 8))
+
+    def labels(tile, overlap):
+        stack = slice_stack(image, axis, 32, tile)
+        opened = OpenedCase([SliceSource(stack, i, context) for i in range(len(stack))], {}, case, axis)
+        return next(predict_item(opened, _job(meta, predictor, 7, tile, overlap, batch_size=8))).classes
+
+    whole, tiled = labels(None, (0, 0)), labels((32, 32), (8, 8))
     assert whole.shape == image.shape[1:]
     assert (whole == tiled).mean() > 0.999  # identical up to float ties of the blended logits
+
+
+def test_restore_brings_logits_back_to_the_input_axes(affine_factory):
+    """Slices of the RAS+ volume, padded, back onto an oblique LPS-like grid: the inverse of the reader's slicing."""
+    affine = affine_factory(flips=(-1, -1, 1))
+    original = np.random.default_rng(1).normal(size=(2, 9, 7, 5)).astype(np.float32)  # (K, X, Y, Z)
+    reference = Volume(original[0], affine)
+    canonical = np.stack([to_canonical(Volume(k, affine)).array for k in original])  # (K, X', Y', Z') in RAS+
+    case = Case("c", canonical[:1], None, np.eye(4), reference)
+    for axis in (0, 1, 2):
+        slices = torch.from_numpy(np.moveaxis(canonical, axis + 1, 1))  # (K, N, H, W)
+        padded = torch.nn.functional.pad(slices, (0, 3, 0, 5))
+        restored = OpenedCase([], {}, case, axis).restore(padded)
+        np.testing.assert_array_equal(restored.numpy(), original)
 
 
 def test_keep_largest_components():
@@ -130,47 +152,57 @@ def _touch(*paths):
     return paths
 
 
-def test_plan_input_forms(tmp_path):
+def _find(input, meta=META, water_fat=False) -> list[Item]:
+    return DixonReader(water_fat=water_fat).find(input, _job(meta))
+
+
+def _outputs(item: Item, output: Path, folder: bool, **writer) -> dict[str, Path]:
+    return DixonWriter(**writer).outputs(item, output, folder, _job(META))
+
+
+def test_input_forms_and_output_names(tmp_path):
     images = tmp_path / "imagesTs"
     _touch(*(images / f"{c}_{i:04d}.nii.gz" for c in ("a", "b") for i in range(4)), images / "notes.txt")
-    jobs = plan(str(images), tmp_path / "out", META, fat_fraction=True)
-    assert [j.case for j in jobs] == ["a", "b"]
-    assert jobs[0].files == {n: images / f"a_{i:04d}.nii.gz" for i, n in enumerate(CHANNELS)}
-    assert jobs[1].output == tmp_path / "out" / "b.nii.gz"
-    assert jobs[1].fat_fraction == tmp_path / "out" / "b_fatfraction.nii.gz"
-    with pytest.raises(DataError, match="holds 2 cases \\(a, b\\); give an output folder"):
-        plan(str(images), tmp_path / "out.nii.gz", META)
+    items = _find(str(images), water_fat=True)
+    assert [i.name for i in items] == ["a", "b"] and [str(i.rel) for i in items] == ["a", "b"]  # outputs: a folder
+    assert items[0].source == {n: images / f"a_{i:04d}.nii.gz" for i, n in enumerate(CHANNELS)}
+    assert _outputs(items[1], tmp_path / "out", True, fat_fraction=True) == {
+        "labels": tmp_path / "out" / "b.nii.gz", "fat_fraction": tmp_path / "out" / "b_fatfraction.nii.gz"}
+    with pytest.raises(DataError, match="several cases; give an output folder, not the file name"):
+        _outputs(items[0], tmp_path / "out.nii.gz", True)
 
-    single = plan(str(images / "a_000?.nii.gz"), tmp_path / "pred.nii", META, fat_fraction=True)  # a glob
-    assert single[0].output == tmp_path / "pred.nii" and single[0].fat_fraction == tmp_path / "pred_fatfraction.nii"
+    (single,) = _find(str(images / "a_000?.nii.gz"), water_fat=True)  # a glob
+    assert single.rel == Path() and single.source == items[0].source
+    assert _outputs(single, tmp_path / "pred.nii", False, fat_fraction=True) == {
+        "labels": tmp_path / "pred.nii", "fat_fraction": tmp_path / "pred_fatfraction.nii"}
+    assert _outputs(single, tmp_path / "preds", False) == {"labels": tmp_path / "preds" / "a.nii.gz"}
     listed = [str(images / f"b_{i:04d}.nii.gz") for i in (3, 1, 0, 2)]  # nnU-Net names: any order
-    assert plan(listed, tmp_path / "o.nii.gz", META)[0].files == jobs[1].files
+    assert _find(listed)[0].source == items[1].source
 
     named = tmp_path / "case7"
     _touch(named / "water.nii.gz", named / "FAT.mha", named / "in_phase.nrrd", named / "out_phase" / "x.dcm")
-    job = plan(str(named), tmp_path / "o.nii.gz", META)[0]
-    assert job.case == "case7" and job.files["fat"] == named / "FAT.mha"
-    assert job.files["out_phase"] == named / "out_phase"  # a DICOM folder per channel
+    (item,) = _find(str(named))
+    assert item.name == "case7" and item.source["fat"] == named / "FAT.mha"
+    assert item.source["out_phase"] == named / "out_phase"  # a DICOM folder per channel
 
     plain = _touch(*(tmp_path / f"{n}.nii.gz" for n in ("w", "f", "ip", "op")))
-    assert plan([str(p) for p in plain], tmp_path / "o.nii.gz", META)[0].files == dict(zip(CHANNELS, plain))
+    assert _find([str(p) for p in plain])[0].source == dict(zip(CHANNELS, plain))
     with pytest.raises(DataError, match="got 2 input files.*expected 4.*water, fat, in_phase, out_phase"):
-        plan([str(p) for p in plain[:2]], tmp_path / "o.nii.gz", META)
+        _find([str(p) for p in plain[:2]])
     mapping = {"fat": str(plain[1]), "water": str(plain[0]), "in_phase": str(plain[2]), "out_phase": str(plain[3])}
-    assert plan(mapping, tmp_path / "o.nii.gz", META)[0].files == dict(zip(CHANNELS, plain))
+    assert _find(mapping)[0].source == dict(zip(CHANNELS, plain))
 
 
-def test_plan_maps_nnunet_indices_through_the_training_dataset_json(tmp_path):
+def test_input_maps_nnunet_indices_through_the_training_dataset_json(tmp_path):
     meta = {**META, "channels": ["fat", "water"]}  # trained on a subset, in another order
     _touch(*(tmp_path / f"c_{i:04d}.nii.gz" for i in range(4)))
-    job = plan(str(tmp_path), tmp_path / "o.nii.gz", meta)[0]
-    assert job.files == {"fat": tmp_path / "c_0001.nii.gz", "water": tmp_path / "c_0000.nii.gz"}
+    assert _find(str(tmp_path), meta)[0].source == {"fat": tmp_path / "c_0001.nii.gz", "water": tmp_path /
+                                                    "c_0000.nii.gz"}
     ff_only = {**META, "channels": ["in_phase"]}  # an FF map needs water and fat too
-    assert list(plan(str(tmp_path), tmp_path / "o.nii.gz", ff_only, fat_fraction=True)[0].files) == [
-        "in_phase", "water", "fat"]
+    assert list(_find(str(tmp_path), ff_only, water_fat=True)[0].source) == ["in_phase", "water", "fat"]
     (tmp_path / "c_0001.nii.gz").unlink()
     with pytest.raises(DataError, match=r"case 'c': missing channel file\(s\) '.*c_0001\.nii\.gz' \(fat\)"):
-        plan(str(tmp_path), tmp_path / "o.nii.gz", meta)
+        _find(str(tmp_path), meta)
 
 
 def _dicom_case(phantom_root, tmp_path, dicom_writer, per_channel_folders):
@@ -192,7 +224,7 @@ def test_dicom_input_gives_nifti_with_equivalent_geometry(conv_checkpoint, phant
                                                           capsys, per_channel_folders):
     nifti, dicom = _dicom_case(phantom_root, tmp_path, dicom_writer, per_channel_folders)
     series = "{" + ", ".join(f"{n}: DIXON_{n}" for n in CHANNELS) + "}"
-    extra = [] if per_channel_folders else [f"domain.predict.series={series}"]
+    extra = [] if per_channel_folders else [f"domain.reader.series={series}"]
     assert _run_predict(conv_checkpoint, dicom, tmp_path / "from_dicom.nii.gz", capsys, *extra)[0] == 0
     assert _run_predict(conv_checkpoint, nifti, tmp_path / "from_nifti.nii.gz", capsys)[0] == 0
     from_dicom, from_nifti = (nib.load(tmp_path / f"from_{k}.nii.gz") for k in ("dicom", "nifti"))
@@ -250,7 +282,7 @@ def _bad_inputs(root, tmp, dicom_writer):
         for uid in ("1.2.3.1", "1.2.3.2"):
             dicom_writer(folder, volume, np.diag([2.0, 2.0, 3.0, 1.0]), uid=uid, description=f"series {uid}")
         return folder, ["case 'dicom_two'", "dicom_two", "holds 2 series", "uid=1.2.3.1", "uid=1.2.3.2",
-                        "domain.predict.series"]
+                        "domain.reader.series"]
 
     def second_case_corrupt():  # the first case is fine: still nothing may be written
         folder = _copy_case(root, "phantom_000", tmp / "in")
@@ -268,7 +300,7 @@ def test_bad_input_exits_2_naming_case_and_file_and_writes_nothing(conv_checkpoi
                                                                     dicom_writer, capsys, bad):
     input, expected = _bad_inputs(phantom_root, tmp_path, dicom_writer)[bad]()
     out = tmp_path / "out"
-    code, err = _run_predict(conv_checkpoint, input, out, capsys, "domain.predict.fat_fraction=true")
+    code, err = _run_predict(conv_checkpoint, input, out, capsys, "domain.writer.fat_fraction=true")
     assert code == 2, err
     assert err.splitlines()[-1].startswith("error: ") and "Traceback" not in err  # after any progress bars
     for text in expected:
@@ -284,3 +316,15 @@ def test_existing_output_is_kept_unless_overwrite(conv_checkpoint, phantom_root,
     assert code == 2 and "already exists" in err and out.read_bytes() == b"keep me"
     assert _run_predict(conv_checkpoint, folder, out, capsys, "overwrite=true")[0] == 0
     assert nib.load(out).shape == (32, 32, 12)
+
+
+def test_largest_component_is_applied_to_the_written_labels(conv_checkpoint, phantom_root, tmp_path, capsys):
+    folder = _copy_case(phantom_root, "phantom_000", tmp_path / "in")
+    assert _run_predict(conv_checkpoint, folder, tmp_path / "raw.nii.gz", capsys)[0] == 0
+    assert _run_predict(conv_checkpoint, folder, tmp_path / "clean.nii.gz", capsys,
+                        "domain.writer.largest_component=[liver,spleen]")[0] == 0
+    raw, clean = (np.asanyarray(nib.load(tmp_path / f"{n}.nii.gz").dataobj) for n in ("raw", "clean"))
+    np.testing.assert_array_equal(clean, keep_largest_components(raw, [1, 2]))
+    code, err = _run_predict(conv_checkpoint, folder, tmp_path / "x.nii.gz", capsys,
+                             "domain.writer.largest_component=[lung]")
+    assert code == 2 and "unknown labels ['lung']" in err and not (tmp_path / "x.nii.gz").exists()

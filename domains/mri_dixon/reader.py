@@ -1,0 +1,293 @@
+"""Reading Dixon cases for predict and evaluate: the user's ``input`` as cases, each case as 2D slice sources.
+
+How the channels of a case are given (``input=``); the model's channels are its checkpoint's ``channels`` (e.g.
+water, fat, in_phase, out_phase), plus ``water`` and ``fat`` when it takes the fat-fraction channel or the reader
+is asked for them (``water_fat``: an FF map is written):
+
+* an nnU-Net images folder or case folder: ``CASE_0000.nii.gz``, ``CASE_0001.nii.gz``... (the 4-digit index is the
+  channel's index in the training ``dataset.json``; ``.nii``, ``.mha``, ``.mhd``, ``.nrrd`` also do). A folder
+  holding several cases predicts them all (``output`` is then a folder, ``FOLDER/CASE.nii.gz`` per case);
+* a case folder with one entry per channel named after it: ``water/``, ``fat/``... (DICOM series folders) or
+  ``water.nii.gz``, ``fat.mha``...;
+* one DICOM folder holding a series per channel, chosen with ``series={water: <SeriesInstanceUID or
+  SeriesDescription>, fat: ...}`` (a single-channel model needs no ``series`` if the folder holds one series);
+* a list (``input='[a_0000.nii.gz,a_0001.nii.gz]'``) or a glob (``input='case/a_000?.nii.gz'``) of files named as
+  in nnU-Net, or of any files/DICOM folders given in the model's channel order;
+* a mapping ``input='{water: w.nii.gz, fat: dicom/fat}'``.
+
+A case is read, brought to RAS+ and normalised as in training (:func:`.dataset.prepare_inference_case`); each slice
+along the checkpoint's ``axis`` (with its 2.5D neighbours), zero-padded to a multiple of ``size_divisor``, is one
+engine source, so with ``tile=null`` every slice is one window and slices are batched together. ``restore`` crops the
+padding, stacks the slices back and returns the logits on the input's own array axes.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.contracts import DataMeta, Item, Job
+from core.errors import ConfigError, DataError
+from core.inference import TilePredictor, Window
+
+from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes
+from .io import (
+    NIFTI_SUFFIXES,
+    SITK_SUFFIXES,
+    Volume,
+    check_same_grid,
+    from_canonical_ornt,
+    list_dicom_series,
+    pick_series,
+    read_grid,
+)
+
+log = logging.getLogger(__name__)
+
+VOLUME_ENDINGS = NIFTI_SUFFIXES[::-1] + SITK_SUFFIXES  # ".nii.gz" before ".nii"
+CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<index>\d{4})(?P<ending>\.nii\.gz|\.nii|\.mha|\.mhd|\.nrrd|\.nhdr)$",
+                          re.IGNORECASE)
+META_KEYS = ("channels", "axis", "context_slices", "add_fat_fraction", "normalization", "labels")
+LATERAL_WORDS = {"left", "right"}
+Cases = dict[str, dict[str, Path]]  # case -> channel name -> file or DICOM folder
+
+
+def volume_stem(path: Path) -> str:
+    """File name without its image ending (``a.nii.gz`` -> ``a``); folders keep their name."""
+    name = path.name
+    ending = next((e for e in VOLUME_ENDINGS if name.lower().endswith(e)), "")
+    return name[: len(name) - len(ending)]
+
+
+def _group_channel_files(paths: Sequence[Path], meta: DataMeta, names: list[str]) -> Cases:
+    """nnU-Net named files ``CASE_NNNN<ending>`` -> ``{case: {channel name: path}}``, all ``names`` present."""
+    channels = list(meta.get("dataset_channels", meta["channels"]))
+    groups: Cases = {}
+    for path in sorted(paths):
+        match = CHANNEL_FILE.match(path.name)
+        if int(match["index"]) >= len(channels):
+            raise DataError(f"case {match['case']!r}: file {str(path)!r} has channel index {int(match['index'])}, but "
+                            f"the model's dataset.json has channels {dict(enumerate(channels))}")
+        groups.setdefault(match["case"], {})[channels[int(match["index"])]] = path
+    for case, files in groups.items():
+        first = next(iter(files.values()))
+        ending = CHANNEL_FILE.match(first.name)["ending"]
+        missing = [f"{str(first.parent / f'{case}_{channels.index(n):04d}{ending}')!r} ({n})" if n in channels else
+                   f"{n!r} (not a channel of the model's dataset.json: {channels})" for n in names if n not in files]
+        if missing:
+            raise DataError(f"case {case!r}: missing channel file(s) {', '.join(missing)}")
+        groups[case] = {n: files[n] for n in names}
+    return groups
+
+
+def _ordered_files(paths: Sequence[Path], names: list[str]) -> Cases:
+    """Files given in the model's channel order -> one case named after the first file."""
+    if len(paths) != len(names):
+        raise DataError(f"got {len(paths)} input files ({', '.join(map(str, paths))}); expected {len(names)}, one "
+                        f"per channel in this order: {', '.join(names)} (or nnU-Net names CASE_NNNN.nii.gz)")
+    return {volume_stem(paths[0]): dict(zip(names, paths))}
+
+
+def _from_list(paths: Sequence[Path], meta: DataMeta, names: list[str]) -> Cases:
+    missing = next((p for p in paths if not p.exists()), None)
+    if missing is not None:
+        raise DataError(f"input file {str(missing)!r} does not exist")
+    if paths and all(CHANNEL_FILE.match(p.name) for p in paths):
+        return _group_channel_files(paths, meta, names)
+    return _ordered_files(paths, names)
+
+
+def _from_folder(folder: Path, meta: DataMeta, names: list[str], series: Mapping[str, str]) -> Cases:
+    """An nnU-Net images folder, a case folder with one entry per channel, or one DICOM folder."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    channel_files = [p for p in entries if p.is_file() and CHANNEL_FILE.match(p.name)]
+    if channel_files:
+        return _group_channel_files(channel_files, meta, names)
+    by_name = {volume_stem(p).lower(): p for p in entries}
+    if any(n.lower() in by_name for n in names):
+        missing = [n for n in names if n.lower() not in by_name]
+        if missing:
+            raise DataError(f"case {folder.name!r}: no entry for channel(s) {missing} in {str(folder)!r} "
+                            f"(expected e.g. {str(folder / missing[0])!r} or {str(folder / missing[0])!r}.nii.gz)")
+        return {folder.name: {n: by_name[n.lower()] for n in names}}
+    _check_dicom_selection(folder, names, series)
+    return {folder.name: dict.fromkeys(names, folder)}
+
+
+def _check_dicom_selection(folder: Path, names: list[str], series: Mapping[str, str]) -> None:
+    """One DICOM folder for every channel: one series, or a ``series`` entry per channel that matches one."""
+    found = list_dicom_series(folder)
+    if not found:
+        raise DataError(f"case {folder.name!r}: input folder {str(folder)!r} holds no DICOM series and no channel "
+                        f"files (expected CASE_0000.nii.gz..., {names[0]}/ or {names[0]}.nii.gz)")
+    if len(names) == 1 and len(found) == 1 and names[0] not in series:
+        return
+    for name in names:
+        if name not in series:
+            listing = "; ".join(f"uid={s['uid']} description={s['description']!r}" for s in found)
+            raise DataError(f"case {folder.name!r}: DICOM folder {str(folder)!r} holds {len(found)} series "
+                            f"({listing}); map each channel to one with domain.reader.series='{{{names[0]}: <uid or "
+                            f"description>, ...}}' (channels: {', '.join(names)})")
+        try:
+            pick_series(found, series[name], folder)
+        except DataError as err:
+            raise DataError(f"case {folder.name!r}, channel {name!r}: {err}") from None
+
+
+def collect_cases(input: Any, meta: DataMeta, names: list[str], series: Mapping[str, str]) -> Cases:
+    """``{case: {channel name: path}}`` for every input form of the module docstring."""
+    if isinstance(input, Mapping):
+        files = {str(k): Path(str(v)) for k, v in input.items()}
+        missing = [n for n in names if n not in files]
+        if missing:
+            raise DataError(f"input mapping has no file for channel(s) {missing}; it names {sorted(files)}")
+        return _from_list([files[n] for n in names], meta, names)
+    if isinstance(input, Sequence) and not isinstance(input, str):
+        return _from_list([Path(str(p)) for p in input], meta, names)
+    if glob.has_magic(str(input)):
+        matches = sorted(glob.glob(str(input)))
+        if not matches:
+            raise DataError(f"input pattern {str(input)!r} matches no files")
+        return _from_list([Path(p) for p in matches], meta, names)
+    path = Path(str(input))
+    if path.is_dir():
+        return _from_folder(path, meta, names, series)
+    if not path.exists():
+        raise DataError(f"input {str(path)!r} does not exist (give a case folder, channel files or a DICOM folder)")
+    return _from_list([path], meta, names)
+
+
+def check_tta_flips(predictor: TilePredictor, meta: DataMeta | dict) -> None:
+    """Drop the left-right flip from the predictor's TTA when label names are lateralised.
+
+    Slices ``(C, H, W)`` of the RAS+ volume have H along R-L for ``axis`` 1 and 2 (tensor dim -2 flips left-right)
+    and no left-right axis for ``axis`` 0. Flipping turns a left kidney into a right one: fine for one ``kidneys``
+    label, wrong for ``kidney_left`` / ``kidney_right``, so that flip is removed (with a warning) for such labels.
+    """
+    if meta["axis"] == 0 or not predictor.tta_flips:
+        return
+    lateral = [n for n in meta["labels"] if LATERAL_WORDS & set(re.split(r"[^a-z]+", n.lower()))]
+    kept = [d for d in predictor.tta_flips if (d if d < 0 else d - 4) != -2]
+    if lateral and kept != list(predictor.tta_flips):
+        log.warning("left-right flip TTA would swap the lateralised labels %s; using flips %s only", lateral, kept)
+        predictor.tta_flips = kept
+
+
+def check_checkpoint(job: Job) -> DataMeta:
+    """The checkpoint's data meta, checked to come from Dixon data; the tile checked against its size divisor."""
+    meta = job.model.meta
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise ConfigError(f"the checkpoint's data metadata lacks {missing}: it was not trained on mri_dixon data")
+    tile, divisor = job.options.tile if job.options else None, int(meta.get("size_divisor", 32))
+    if tile is not None and any(t % divisor for t in tile):
+        raise ConfigError(f"domain.inference.tile={list(tile)}: null (whole slices) or [h, w] in multiples of "
+                          f"{divisor}")
+    check_tta_flips(job.model.predictor, meta)
+    return meta
+
+
+class SliceSource:
+    """Slice ``index`` of a slice-major stack ``(N, C, H, W)`` with its 2.5D neighbours, as a core ``Source``."""
+
+    def __init__(self, stack: np.ndarray, index: int, context: int) -> None:
+        self.stack, self.index, self.context = stack, index, context
+        self.shape = tuple(int(n) for n in stack.shape[2:])  # (H, W)
+
+    def read(self, window: Window) -> np.ndarray:
+        """``(C * (2k + 1), h, w)`` float32, channel-major as :func:`.dataset.extract_slice`."""
+        r, c, h, w = window
+        if self.context == 0:
+            return self.stack[self.index, :, r : r + h, c : c + w]
+        k, last = self.context, self.stack.shape[0] - 1
+        neighbours = np.clip(np.arange(self.index - k, self.index + k + 1), 0, last)  # edge slices replicated
+        block = self.stack[neighbours, :, r : r + h, c : c + w]  # (2k + 1, C, h, w)
+        return block.transpose(1, 0, 2, 3).reshape(-1, h, w)
+
+    def skip(self, window: Window) -> bool:
+        return False
+
+
+def slice_stack(image: np.ndarray, axis: int, divisor: int, tile: Sequence[int] | None = None) -> np.ndarray:
+    """Every slice of ``image`` ``(C, X, Y, Z)`` along ``axis``, contiguous ``(N, C, H', W')``: zero-padded at the end
+    of both in-plane axes to a multiple of ``divisor`` (and at least ``tile``), as validation slices in training."""
+    stack = torch.from_numpy(image).movedim(axis + 1, 0)  # (N, C, H, W), a strided view
+    n, c, h, w = stack.shape
+    target = (h, w) if tile is None else (max(h, int(tile[0])), max(w, int(tile[1])))
+    padded = torch.zeros((n, c, *(math.ceil(t / divisor) * divisor for t in target)), dtype=torch.float32)
+    padded[:, :, :h, :w] = stack
+    return padded.numpy()
+
+
+@dataclass
+class OpenedCase:
+    """A case ready for the engine: its slices as sources, the volumes as read (original grid) and the prepared case
+    (``case.reference``: the grid every output is written on)."""
+
+    sources: list[SliceSource]
+    volumes: dict[str, Volume]
+    case: Case
+    axis: int
+    streaming: bool = False
+
+    def restore(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(K, N, H', W')`` slice logits -> ``(K, X, Y, Z)`` on the input's own array axes."""
+        plane = np.delete(self.case.image.shape[1:], self.axis)
+        canonical = logits[:, :, : plane[0], : plane[1]].movedim(1, self.axis + 1)  # (K, X, Y, Z) in RAS+
+        ornt = from_canonical_ornt(self.case.reference.affine)  # applied as nibabel's apply_orientation does
+        flipped = [axis + 1 for axis, flip in enumerate(ornt[:, 1]) if flip == -1]
+        oriented = canonical.flip(flipped) if flipped else canonical
+        return oriented.permute(0, *(int(a) + 1 for a in np.argsort(ornt[:, 0])))
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class DixonReader:
+    """Cases of Dixon volumes (module docstring). ``series``: channel -> DICOM SeriesInstanceUID or
+    SeriesDescription; ``water_fat``: also read water and fat (for an FF map or the instances' mean FF)."""
+
+    series: Mapping[str, str] | None = None
+    water_fat: bool = False
+
+    def find(self, input: Any, job: Job) -> list[Item]:
+        meta = check_checkpoint(job)
+        names = inference_channels(meta, with_water_fat=self.water_fat)
+        unknown = sorted(set(self.series or {}) - set(names))
+        if unknown:
+            raise ConfigError(f"domain.reader.series names channels {unknown} that are not read; channels: {names}")
+        cases = collect_cases(input, meta, names, dict(self.series or {}))
+        return [Item(case, files, Path(case) if len(cases) > 1 else Path()) for case, files in cases.items()]
+
+    def check(self, item: Item, job: Job) -> None:
+        """The checkpoint (evaluate finds no inputs); every file's header readable, one grid; DICOM folders: their
+        series selection."""
+        check_checkpoint(job)
+        grids = {}
+        for name, path in item.source.items():
+            if Path(path).is_dir():
+                pick_series(list_dicom_series(path), (self.series or {}).get(name), Path(path))
+            else:
+                grids[name] = read_grid(path, item.name)
+        if len(grids) > 1:
+            check_same_grid(grids, item.name)
+
+    def open(self, item: Item, job: Job) -> OpenedCase:
+        """Every channel of ``item`` read (evaluate adds water and fat for the mean FF) and the model's prepared."""
+        meta = job.model.meta
+        volumes = read_case_volumes(dict(item.source), item.name, dict(self.series or {}))
+        case = prepare_inference_case(volumes, meta, item.name)
+        axis, tile = int(meta["axis"]), job.options.tile if job.options else None
+        stack = slice_stack(case.image, axis, int(meta.get("size_divisor", 32)), tile)
+        sources = [SliceSource(stack, i, int(meta["context_slices"])) for i in range(len(stack))]
+        return OpenedCase(sources, volumes, case, axis)

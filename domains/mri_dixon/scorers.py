@@ -1,0 +1,233 @@
+"""Per-volume evaluation of a Dixon checkpoint on the labelled cases of the dataset builder's ``val`` split (or
+``test``: ``imagesTs/`` + ``labelsTs/``), predicted as by ``scripts/predict.py`` and compared with each label file on
+the case's own grid. Reports: ``per_case.csv`` (per case and label: Dice, IoU, HD95 and ASSD in mm, volumes in mL,
+relative volume error, mean FF inside the reference and predicted masks; :mod:`.metrics`), ``summary.csv`` (mean and
+sample SD per label, also printed), the core's pooled semantic reports (``metrics.json`` also holds the rows, the
+summary, ``mean_dice`` and the all-background ``baseline_mean_dice``), ``overlays/CASE.png``,
+``predictions/CASE.nii.gz``; with ``task=instance|panoptic`` 3D panoptic quality against the connected components of
+the reference's thing classes: ``panoptic.json``, ``panoptic_per_class.csv``, ``instances_per_case.csv`` and
+``predictions/CASE_instances.nii.gz``. Voxels labelled ``ignore`` in dataset.json count for no label.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.contracts import Item, Job, Mode, Prediction
+from core.errors import ConfigError, DataError
+from core.evaluate import SEMANTIC_REPORTS, SemanticScores
+from core.instances import Instancer, Instances, PanopticMetrics, true_instances, write_panoptic_reports
+from core.io import write_csv
+
+from .dataset import DatasetSpec, check_label_values, inference_channels, read_dataset_json
+from .io import Volume, check_same_grid, read_volume, write_label, write_nifti
+from .metrics import evaluate_case, format_summary, save_overlay_png, summarize
+from .reader import OpenedCase
+from .writer import cleaned, cleanup_values, things
+
+log = logging.getLogger(__name__)
+
+PANOPTIC_REPORTS = ["panoptic.json", "panoptic_per_class.csv", "instances_per_case.csv"]
+COUNT_COLUMNS = ["case", "class", "predicted", "true", "tp", "fp", "fn", "pq"]
+
+
+@dataclass
+class DixonEvaluation:
+    """The cases of ``split`` (``val`` or ``test``) as items: channel files as source, label file as target."""
+
+    split: str = "val"
+    largest_component: bool | str | Sequence[str] = False
+    overlays: bool = True
+    overlay_slices: int = 4
+    save_predictions: bool = True
+    cases: list[str] = field(default_factory=list)
+
+    def items(self, datasets: Mapping[str, Any], job: Job) -> tuple[str, list[Item]]:
+        if self.split not in ("val", "test"):
+            raise ConfigError(f"domain.evaluation.split={self.split!r}: choose val or test")
+        if self.split not in datasets:
+            raise DataError(f"the data has no {self.split!r} split (split test needs imagesTs/ and labelsTs/ in the "
+                            "data set root)")
+        data, meta = datasets[self.split], job.model.meta
+        if dict(data.meta["labels"]) != dict(meta["labels"]):
+            raise ConfigError(f"the data's labels {data.meta['labels']} differ from the checkpoint's {meta['labels']}")
+        self.cases = list(data.case_names)
+        _warn_trained_cases(meta, self.split, self.cases)
+        channels, ending = list(data.meta["dataset_channels"]), data.meta["file_ending"]
+        water_fat = ["water", "fat"] if {"water", "fat"} <= set(channels) else []
+        names = list(dict.fromkeys(inference_channels(meta) + water_fat))
+        items = []
+        for case in data.cases:
+            images = Path(case.reference.path).parent  # ROOT/imagesTr or ROOT/imagesTs
+            labels = images.parent / images.name.replace("images", "labels", 1)
+            files = {n: images / f"{case.name}_{channels.index(n):04d}{ending}" if n in channels else None
+                     for n in names}
+            missing = next((n for n, path in files.items() if path is None), None)
+            if missing:
+                raise DataError(f"case {case.name!r}: the data has no channel {missing!r}; it has {channels}")
+            items.append(Item(case.name, files, target=labels / f"{case.name}{ending}"))
+        return self.split, items
+
+    def scorers(self, job: Job) -> list[DixonScorer]:
+        return [DixonScorer(self, cleanup_values(self.largest_component, job.model.meta, things(job)),
+                            SemanticScores(job),
+                            InstanceScores(job.instancer, job.model.meta.ignore_index) if job.instancer else None)]
+
+    def report_files(self, job: Job) -> list[str]:
+        names = ["per_case.csv", "summary.csv", *SEMANTIC_REPORTS]
+        names += PANOPTIC_REPORTS if job.mode is not Mode.SEMANTIC else []
+        names += [f"overlays/{c}.png" for c in self.cases] if self.overlays else []
+        suffixes = [""] + (["_instances"] if job.mode is not Mode.SEMANTIC else [])
+        return names + [f"predictions/{c}{s}.nii.gz" for c in self.cases for s in suffixes if self.save_predictions]
+
+
+def _warn_trained_cases(meta: Any, split: str, cases: list[str]) -> None:
+    """Warn when the evaluated cases are not the checkpoint's own validation cases."""
+    recorded = meta.get("cases") or {}
+    trained = sorted(set(cases) & set(recorded.get("train", [])))
+    if trained:
+        log.warning("evaluating on %d case(s) the model was trained on: %s", len(trained), ", ".join(trained))
+    elif split == "val" and recorded.get("val") and sorted(recorded["val"]) != sorted(cases):
+        log.warning("the validation cases %s differ from the checkpoint's %s", cases, recorded["val"])
+
+
+def baseline_dice(rows: list[dict]) -> float:
+    """Mean over labels of the per-case Dice of an all-background prediction (1 for empty references, else 0)."""
+    per_label: dict[str, list[float]] = {}
+    for row in rows:
+        per_label.setdefault(row["label"], []).append(1.0 if row["ref_volume_ml"] == 0 else 0.0)
+    return float(np.mean([np.mean(v) for v in per_label.values()]))
+
+
+class InstanceScores:
+    """Panoptic quality over the cases (3D, one update per volume) and per-case instance counts per thing class;
+    targets: the connected components of the reference's thing classes (:func:`core.instances.true_instances`)."""
+
+    STATES = ("iou_sum", "tp", "fp", "fn")
+
+    def __init__(self, instancer: Instancer, ignore_index: int = 255) -> None:
+        names = instancer.class_names
+        self.instancer = instancer
+        self.pooled = PanopticMetrics(len(names), instancer.thing_ids, names, ignore_index)
+        self.rows: list[dict[str, Any]] = []
+
+    def update(self, case: str, labels: np.ndarray, instances: Instances, target: np.ndarray) -> None:
+        """Score one case: predicted class indices and instances, reference class indices ``target`` (ignored
+        voxels = ``ignore_index``), all ``(X, Y, Z)``. The case's row counts are what it adds to the pooled sums."""
+        true_ids = true_instances(self.instancer, target)
+        before = [getattr(self.pooled, s).clone() for s in self.STATES]
+        self.pooled.update(labels, instances.ids, target, true_ids)
+        iou_sum, tp, fp, fn = ((getattr(self.pooled, s) - b).cpu().numpy() for s, b in zip(self.STATES, before))
+        for c in self.instancer.thing_ids:
+            seen = tp[c] + 0.5 * (fp[c] + fn[c])
+            self.rows.append({"case": case, "class": self.instancer.class_names[c],
+                              "predicted": int((instances.classes == c).sum()),
+                              "true": len(np.unique(true_ids[(target == c) & (true_ids > 0)])),
+                              "tp": int(tp[c]), "fp": int(fp[c]), "fn": int(fn[c]),
+                              "pq": float(iou_sum[c] / seen) if seen else ""})  # PQ = SQ * RQ = IoU sum / seen
+
+
+@dataclass
+class DixonScorer:
+    """Every score of the evaluation: per-case rows, the pooled confusion matrix, panoptic quality."""
+
+    options: DixonEvaluation
+    clean: list[int]
+    semantic: SemanticScores
+    panoptic: InstanceScores | None
+    rows: list[dict] = field(default_factory=list)
+    spec: DatasetSpec | None = None
+
+    def sink(self, item: Item, opened: OpenedCase, out: Path, job: Job) -> CaseSink:
+        self.spec = self.spec or read_dataset_json(Path(item.target).parent.parent)
+        return CaseSink(self, item, opened, out, job)
+
+    def report(self, out: Path, job: Job) -> dict[str, Any]:
+        summary, split, cases = summarize(self.rows), self.options.split, self.options.cases
+        write_csv(out / "per_case.csv", self.rows)
+        write_csv(out / "summary.csv", summary)
+        mean_dice = float(np.nanmean([entry["dice_mean"] for entry in summary]))
+        extra = {"split": split, "checkpoint": job.model.checkpoint, "cases": cases, "mean_dice": mean_dice,
+                 "baseline_mean_dice": baseline_dice(self.rows), "labels": summary, "per_case": self.rows}
+        lines = [f"\n{split} split, {len(cases)} case(s) (mean ± sd over cases):\n{format_summary(summary)}\n"
+                 f"mean Dice over labels {mean_dice:.4f} (all-background baseline {extra['baseline_mean_dice']:.4f})"]
+        if self.panoptic is not None:
+            write_csv(out / "instances_per_case.csv", self.panoptic.rows, columns=COUNT_COLUMNS)
+            scores = write_panoptic_reports(self.panoptic.pooled.compute(), out, extra={"split": split, "cases": cases})
+            panoptic = {k: v for k, v in scores.items() if k not in ("per_class", "split", "cases")}
+            extra.update(pq=panoptic["pq"], f1=panoptic["f1"], panoptic=panoptic)
+            lines.append(_panoptic_line(panoptic))
+        result = self.semantic.report(out, extra)
+        print("\n".join(lines))
+        return result
+
+
+def _panoptic_line(summary: dict[str, Any]) -> str:
+    def fmt(key: str) -> str:
+        return "n/a" if summary.get(key) is None else f"{summary[key]:.4f}"
+    return (f"panoptic quality {fmt('pq')} (SQ {fmt('sq')}, RQ {fmt('rq')}; things {fmt('pq_things')}, stuff "
+            f"{fmt('pq_stuff')}); instances: precision {fmt('precision')}, recall {fmt('recall')}, F1 {fmt('f1')}")
+
+
+@dataclass
+class CaseSink:
+    """Scores one case against its label file."""
+
+    scorer: DixonScorer
+    item: Item
+    opened: OpenedCase
+    out: Path
+    job: Job
+
+    def update(self, prediction: Prediction) -> None:
+        scorer, case = self.scorer, self.item.name
+        classes, instances = cleaned(prediction, scorer.clean, self.job)
+        reference, target = self.truth()
+        ignored = target == self.job.model.meta.ignore_index  # dataset.json's ``ignore`` voxels count for no label
+        scored = Volume(np.where(ignored, target, classes), reference.affine)
+        volumes = self.opened.volumes
+        scorer.rows += evaluate_case(case, reference, scored, scorer.spec.labels, volumes.get("water"),
+                                     volumes.get("fat"))
+        scorer.semantic.add(classes, target)
+        if scorer.panoptic is not None:
+            scorer.panoptic.update(case, classes, instances, target)
+        self.save(classes, instances, reference)
+
+    def truth(self) -> tuple[Volume, np.ndarray]:
+        """The label file on the case's grid (values checked against dataset.json) and the targets ``(X, Y, Z)``
+        int64 (``ignore`` voxels: the checkpoint's ignore index)."""
+        spec, case = self.scorer.spec, self.item.name
+        label = read_volume(self.item.target, case)
+        check_same_grid({"image": self.opened.case.reference, "label": label}, case)
+        values = check_label_values(label, spec, case)
+        target = values.astype(np.int64)
+        if spec.ignore_label is not None:
+            target[values == spec.ignore_label] = self.job.model.meta.ignore_index
+        return Volume(values, label.affine, label.path, label.header), target
+
+    def save(self, classes: np.ndarray, instances: Instances | None, reference: Volume) -> None:
+        """``predictions/CASE.nii.gz`` (and ``CASE_instances.nii.gz``) and ``overlays/CASE.png`` as asked."""
+        options, case, meta = self.scorer.options, self.item.name, self.job.model.meta
+        if options.save_predictions:
+            (self.out / "predictions").mkdir(exist_ok=True)
+            write_label(self.out / "predictions" / f"{case}.nii.gz", classes, reference)
+            if instances is not None and self.scorer.panoptic is not None:
+                write_nifti(self.out / "predictions" / f"{case}_instances.nii.gz", instances.ids, reference)
+        if options.overlays:
+            (self.out / "overlays").mkdir(exist_ok=True)
+            colors = dict(zip(meta.class_names, meta.class_colors or []))
+            save_overlay_png(self.out / "overlays" / f"{case}.png", self.opened.case.reference, reference,
+                             Volume(classes, reference.affine), self.scorer.spec.labels, colors, options.overlay_slices,
+                             overwrite=True)
+
+    def close(self) -> None:
+        return None
+
+    def abort(self) -> None:
+        pass
