@@ -1,26 +1,25 @@
-"""Tiled GeoTIFF inference benchmark, in one run on one model and one raster:
+"""Tiled GeoTIFF inference benchmark on one model and one raster (``python scripts/benchmark.py landcover``):
 
-1. pipeline (``RasterSource`` -> ``sliding_window`` -> GeoTIFF writer) vs the bare model's forward on the same
-   pre-built tile batches, in the same process: throughput ratio (goal >= 0.9);
-2. the pipeline vs MONAI's ``sliding_window_inference`` (same tile, overlap, Gaussian blending) on an in-memory
-   copy of the raster: throughput ratio (goal >= 1) and peak-memory ratio (goal: a fraction).
-
-Each side runs in its own subprocess (``python -m domains.landcover.benchmark --child ...``) so its peak memory is
-the process's RSS high-water mark (``getrusage``, which sees torch's allocations as well as numpy's and GDAL's).
-"Added" memory is that peak minus the peak after imports, model build and one warm-up batch, i.e. what the image
-itself costs. Both sides use the same weights (same seed) and the same normalised input values.
+1. speed, every contender timed interleaved in this process (:mod:`core.benchmark`): the predict pipeline
+   (:func:`core.pipeline.run_predict` with the land-cover reader and writer, file -> file) against the bare model on
+   the same pre-built tile batches (goal >= 0.9) and MONAI's ``sliding_window_inference`` (same tile, overlap,
+   Gaussian blending) on an in-memory copy of the raster (goal >= 1);
+2. peak memory of the pipeline and of MONAI, each in a fresh process (``--child``): the RSS high-water mark, which
+   sees torch's, numpy's and GDAL's allocations; "added" is that peak minus the peak after imports, model build and
+   one warm-up batch, i.e. what the image itself costs (goal: a fraction of MONAI's).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.inference import TilePredictor, grid_windows
+from core.benchmark import bare_forward, print_table, timeit
+from core.contracts import DataMeta, Job, ModelInfo
+from core.inference import InferenceOptions, TilePredictor, grid_windows
+from core.pipeline import run_predict
 from domains.landcover.classes import DEFAULT_CLASSES
-from domains.landcover.inference import RasterSource
-from domains.landcover.predict import predict_raster
+from domains.landcover.reader import GeoTiffReader, RasterSource
 from domains.landcover.synthetic import make_large_raster
+from domains.landcover.writer import GeoTiffWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 BANDS = 4
@@ -52,149 +54,120 @@ def make_model(kind: str, in_channels: int = BANDS, classes: int = len(DEFAULT_C
     raise ValueError(f"unknown benchmark model {kind!r}; use unet or tiny")
 
 
-def bench_meta(bands: int = BANDS) -> dict[str, Any]:
-    """A checkpoint-like ``meta`` for the synthetic uint16 reflectance rasters."""
-    return {
-        "bands": list(range(1, bands + 1)), "band_names": [f"band_{b}" for b in range(1, bands + 1)],
-        "image_band_count": bands, **DEFAULT_CLASSES.to_meta(),
-        "normalization": {"mean": [1500.0] * bands, "std": [1000.0] * bands},
-    }
+def bench_job(model: str, tile: tuple[int, int], overlap: tuple[int, int], batch_size: int, device: str) -> Job:
+    """A job on the synthetic uint16 reflectance rasters (a checkpoint-like meta), overwriting its output."""
+    meta = DataMeta.from_dict({"in_channels": BANDS, "num_classes": len(DEFAULT_CLASSES), **DEFAULT_CLASSES.to_meta(),
+                               "bands": list(range(1, BANDS + 1)), "image_band_count": BANDS,
+                               "normalization": {"mean": [1500.0] * BANDS, "std": [1000.0] * BANDS}})
+    info = ModelInfo(TilePredictor(make_model(model), device), meta, len(DEFAULT_CLASSES), False)
+    return Job(info, options=InferenceOptions(tuple(tile), tuple(overlap), batch_size, "gaussian"), overwrite=True)
+
+
+def pipeline(job: Job, raster: Path, output: Path) -> None:
+    """The predict pipeline, class raster only (no area report, no preview)."""
+    run_predict(GeoTiffReader(), GeoTiffWriter(report=False, preview=False), job, raster, output)
+
+
+def monai(job: Job, image: torch.Tensor) -> None:
+    """MONAI's sliding window on the normalised image ``(1, C, H, W)`` in memory: logits -> class ids."""
+    from monai.inferers import sliding_window_inference
+
+    options = job.options
+    with torch.inference_mode():
+        logits = sliding_window_inference(image, options.tile, options.batch_size, job.model.predictor.model,
+                                          overlap=[o / t for o, t in zip(options.overlap, options.tile)],
+                                          mode="gaussian", sigma_scale=0.125)
+        logits[0].argmax(0).to(torch.uint8).cpu()
+
+
+def read_all(job: Job, raster: Path) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The normalised raster ``(1, C, H, W)`` on the device, and the pipeline's tiles batched as it batches them."""
+    tile, overlap, batch_size = job.options.tile, job.options.overlap, job.options.batch_size
+    with RasterSource(raster, job.model.meta) as source:
+        image = torch.from_numpy(source.read((0, 0, *source.shape)))[None].to(job.model.predictor.device)
+        tiles = [source.read(w) for w in grid_windows(*source.shape, tile, overlap)]
+    return image, [torch.from_numpy(np.stack(tiles[i : i + batch_size])) for i in range(0, len(tiles), batch_size)]
 
 
 def _peak_mb() -> float:
-    """This process's RSS high-water mark in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's RSS high-water mark in MiB: VmHWM (getrusage's starts at the parent's RSS when it forked)."""
+    status = Path("/proc/self/status")
+    lines = status.read_text().splitlines() if status.exists() else []
+    peak = next((int(line.split()[1]) for line in lines if line.startswith("VmHWM:")), None)
+    return (peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024  # KiB
 
 
-def _warm(predictor: TilePredictor, tile: tuple[int, int], batch_size: int) -> None:
-    predictor(torch.zeros(batch_size, BANDS, *tile))
-    _sync(predictor.device)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def child_pipeline(raster: str, output: str, model: str, tile: tuple[int, int], overlap: tuple[int, int],
-                   batch_size: int, bare: bool, device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
-    """Time (and peak memory of) the streaming pipeline; then, if ``bare``, the model alone on the same tiles
-    (each batch built untimed, then only the forward timed). ``threads``: torch's CPU threads (default: its own)."""
+def child(kind: str, raster: str, output: str = "", model: str = "unet", tile=(256, 256), overlap=(64, 64),
+          batch_size: int = 8, device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """Peak memory of one ``pipeline`` or ``monai`` run in this (fresh) process."""
     if threads:
         torch.set_num_threads(threads)
-    predictor = TilePredictor(make_model(model), device)
-    _warm(predictor, tile, batch_size)
+    job = bench_job(model, tile, overlap, batch_size, device)
+    job.model.predictor(torch.zeros(batch_size, BANDS, *tile))  # warm-up batch
     base = _peak_mb()
-    with RasterSource(raster, bench_meta()) as source:
-        start = time.perf_counter()
-        predict_raster(predictor, source, Path(output), DEFAULT_CLASSES, tile=tile, overlap=overlap,
-                       batch_size=batch_size, blend="gaussian", progress=False)
-        result = {"seconds": time.perf_counter() - start, "peak_mb": _peak_mb(), "base_mb": base,
-                  "pixels": source.shape[0] * source.shape[1]}
-        if bare:
-            windows = grid_windows(*source.shape, tile, overlap)
-            seconds = 0.0
-            with torch.inference_mode():
-                for i in range(0, len(windows), batch_size):  # the same tiles and batches as the pipeline
-                    batch = torch.from_numpy(np.stack([source.read(w) for w in windows[i : i + batch_size]]))
-                    batch = batch.to(predictor.device)
-                    _sync(predictor.device)
-                    start = time.perf_counter()
-                    predictor.model(batch)
-                    _sync(predictor.device)
-                    seconds += time.perf_counter() - start
-            result.update(bare_seconds=seconds, tiles=len(windows))
-    return result
-
-
-def child_monai(raster: str, model: str, tile: tuple[int, int], overlap: tuple[int, int],
-                batch_size: int, device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
-    """Time MONAI's ``sliding_window_inference`` (logits -> class ids) on an in-memory copy of the raster; the
-    peak memory includes that copy. Reading the raster is not timed, and nothing is written."""
-    from monai.inferers import sliding_window_inference
-
-    if threads:
-        torch.set_num_threads(threads)
-    predictor = TilePredictor(make_model(model), device)
-    _warm(predictor, tile, batch_size)
-    base = _peak_mb()
-    with RasterSource(raster, bench_meta()) as source:
-        image = torch.from_numpy(source.read((0, 0, *source.shape)))[None]  # (1, C, H, W), normalised
-    image = image.to(predictor.device)
-    _sync(predictor.device)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        logits = sliding_window_inference(image, tile, batch_size, predictor.model,
-                                          overlap=[o / t for o, t in zip(overlap, tile)], mode="gaussian",
-                                          sigma_scale=0.125)
-        classes = logits[0].argmax(0).to(torch.uint8).cpu().numpy()  # (H, W)
-    return {"seconds": time.perf_counter() - start, "peak_mb": _peak_mb(), "base_mb": base,
-            "pixels": int(classes.size)}
+    if kind == "pipeline":
+        pipeline(job, Path(raster), Path(output))
+    else:
+        monai(job, read_all(job, Path(raster))[0])
+    return {"peak_mb": _peak_mb(), "base_mb": base}
 
 
 def run_child(kind: str, timeout: float = 600, gdal_cache_mb: int = GDAL_CACHE_MB, **kwargs: Any) -> dict[str, Any]:
-    """Run ``child_<kind>(**kwargs)`` in a fresh Python process (GDAL block cache fixed to ``gdal_cache_mb``)
-    and return its result."""
+    """``child(kind, **kwargs)`` in a fresh Python process (GDAL block cache fixed to ``gdal_cache_mb``)."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "GDAL_CACHEMAX": str(gdal_cache_mb), "PYTHONPATH": path}
-    proc = subprocess.run([sys.executable, "-m", "domains.landcover.benchmark", "--child", kind, json.dumps(kwargs)],
+    proc = subprocess.run([sys.executable, "-m", "domains.landcover.benchmark", json.dumps({"kind": kind, **kwargs})],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child {kind} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _table(rows: list[tuple[str, str, str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
-
-
 def run(quick: bool = False, model: str = "unet", tile: tuple[int, int] = (256, 256),
         overlap: tuple[int, int] = (64, 64), batch_size: int = 8, device: str = "cpu",
         size: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Benchmark the land-cover tiled inference (see the module docstring); prints a table, returns the numbers.
-    ``quick``: a 1024 x 1024 raster (under a minute on 2 CPU cores); else 4096 x 4096 (or ``size``)."""
+    """Benchmark the land-cover tiled inference (see the module docstring); prints tables, returns the numbers.
+    ``quick``: a 1024 x 1024 raster (a few minutes on 2 CPU cores); else 4096 x 4096 (or ``size``)."""
     height, width = size or SIZES[quick]
+    common = dict(model=model, tile=list(tile), overlap=list(overlap), batch_size=batch_size, device=device)
     with tempfile.TemporaryDirectory(prefix="landcover_bench_") as tmp:
-        raster = Path(tmp) / "scene.tif"
+        raster, output = Path(tmp) / "scene.tif", Path(tmp) / "pred.tif"
         make_large_raster(raster, height, width, bands=BANDS)
-        common = dict(raster=str(raster), model=model, tile=list(tile), overlap=list(overlap), batch_size=batch_size,
-                      device=device)
-        ours = run_child("pipeline", output=str(Path(tmp) / "pred.tif"), bare=True, **common)
-        monai = run_child("monai", **common)
+        job = bench_job(model, tile, overlap, batch_size, device)
+        image, batches = read_all(job, raster)
+        with contextlib.redirect_stderr(io.StringIO()):  # no progress bars between the tables
+            contenders = {"bare model, same tiles in memory": bare_forward(job.model.predictor.model, batches, device),
+                          "pipeline (file -> file)": lambda: pipeline(job, raster, output),
+                          "MONAI sliding window in memory": lambda: monai(job, image)}
+            timings = timeit(contenders, repeats=3)
+        ours = run_child("pipeline", raster=str(raster), output=str(Path(tmp) / "child.tif"), **common)
+        theirs = run_child("monai", raster=str(raster), **common)
     mpx = height * width / 1e6
-    out = {
-        "raster": [height, width], "bands": BANDS, "model": model, "tile": list(tile), "overlap": list(overlap),
-        "batch_size": batch_size, "tiles": ours["tiles"], "device": device, "torch_threads": torch.get_num_threads(),
-        "load_average": os.getloadavg()[0],  # other work on the machine makes the timings noisy
-        "pipeline_mpx_s": mpx / ours["seconds"], "bare_model_mpx_s": mpx / ours["bare_seconds"],
-        "monai_mpx_s": mpx / monai["seconds"],
-        "pipeline_peak_mb": ours["peak_mb"], "monai_peak_mb": monai["peak_mb"],
-        "pipeline_added_mb": ours["peak_mb"] - ours["base_mb"], "monai_added_mb": monai["peak_mb"] - monai["base_mb"],
-    }
-    out["pipeline_vs_bare"] = out["pipeline_mpx_s"] / out["bare_model_mpx_s"]
-    out["pipeline_vs_monai_speed"] = out["pipeline_mpx_s"] / out["monai_mpx_s"]
-    out["pipeline_vs_monai_peak_memory"] = out["pipeline_peak_mb"] / out["monai_peak_mb"]
-    out["pipeline_vs_monai_added_memory"] = out["pipeline_added_mb"] / max(out["monai_added_mb"], 1e-9)
-    print(f"land-cover tiled inference: {height}x{width} px, {BANDS} bands uint16, {model}, tile {list(tile)}, "
-          f"overlap {list(overlap)}, batch {batch_size}, {ours['tiles']} tiles, "
-          f"{device} ({out['torch_threads']} CPU threads, load average {out['load_average']:.1f})")
-    print(_table([
-        ("measure", "value", "goal"),
-        ("pipeline (file -> file)", f"{out['pipeline_mpx_s']:.3f} Mpx/s", ""),
-        ("bare model, same tiles", f"{out['bare_model_mpx_s']:.3f} Mpx/s", ""),
-        ("MONAI in memory", f"{out['monai_mpx_s']:.3f} Mpx/s", ""),
-        ("pipeline / bare model", f"{out['pipeline_vs_bare']:.3f}", ">= 0.9"),
-        ("pipeline / MONAI speed", f"{out['pipeline_vs_monai_speed']:.3f}", ">= 1"),
-        ("peak RSS pipeline / MONAI", f"{out['pipeline_peak_mb']:.0f} / {out['monai_peak_mb']:.0f} MiB "
-                                      f"= {out['pipeline_vs_monai_peak_memory']:.3f}", "< 1"),
-        ("added by the image", f"{out['pipeline_added_mb']:.0f} / {out['monai_added_mb']:.0f} MiB "
-                               f"= {out['pipeline_vs_monai_added_memory']:.3f}", "a fraction"),
-    ]))
+    title = (f"land-cover tiled inference: {height}x{width} px, {BANDS} bands uint16, {model}, tile {list(tile)}, "
+             f"overlap {list(overlap)}, batch {batch_size}, {len(batches)} batches, {device} "
+             f"({torch.get_num_threads()} CPU threads, load average {os.getloadavg()[0]:.1f})")
+    speed = print_table(title, timings, "bare model, same tiles in memory", {"pipeline (file -> file)": 0.9},
+                        unit="Mpx/s", work=mpx)
+    bare, ours_s, monai_s = (speed[name] for name in timings)
+    added = (ours["peak_mb"] - ours["base_mb"], theirs["peak_mb"] - theirs["base_mb"])
+    out = {"raster": [height, width], "model": model, "tile": list(tile), "overlap": list(overlap),
+           "batch_size": batch_size, "device": device,
+           **{f"{k}_mpx_s": mpx / t.median for k, t in zip(("bare_model", "pipeline", "monai"), timings.values())},
+           "pipeline_vs_bare": ours_s / bare, "pipeline_vs_monai_speed": ours_s / monai_s,
+           "pipeline_peak_mb": ours["peak_mb"], "monai_peak_mb": theirs["peak_mb"],
+           "pipeline_vs_monai_peak_memory": ours["peak_mb"] / theirs["peak_mb"],
+           "pipeline_added_mb": added[0], "monai_added_mb": added[1],
+           "pipeline_vs_monai_added_memory": added[0] / max(added[1], 1e-9)}
+    print(f"  pipeline / MONAI speed {out['pipeline_vs_monai_speed']:.3f} (goal >= 1); peak RSS pipeline / MONAI "
+          f"{ours['peak_mb']:.0f} / {theirs['peak_mb']:.0f} MiB = {out['pipeline_vs_monai_peak_memory']:.3f} (< 1); "
+          f"added by the image {added[0]:.0f} / {added[1]:.0f} MiB = {out['pipeline_vs_monai_added_memory']:.3f}")
     return out
 
 
 def _main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1].startswith("{"):  # a child: '{"kind": "pipeline", ...}'
+        print(json.dumps(child(**json.loads(sys.argv[1]))))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1024 x 1024 raster instead of 4096 x 4096")
     parser.add_argument("--model", default="unet", choices=["unet", "tiny"])
@@ -203,16 +176,8 @@ def _main() -> None:
     parser.add_argument("--tile", type=int, nargs=2, default=[256, 256])
     parser.add_argument("--overlap", type=int, nargs=2, default=[64, 64])
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("args", nargs="?", help=argparse.SUPPRESS)
     ns = parser.parse_args()
-    if ns.child:
-        kwargs = json.loads(ns.args)
-        kwargs = {k: tuple(v) if k in ("tile", "overlap") else v for k, v in kwargs.items()}
-        print(json.dumps({"pipeline": child_pipeline, "monai": child_monai}[ns.child](**kwargs)))
-        return
-    run(quick=ns.quick, model=ns.model, tile=tuple(ns.tile), overlap=tuple(ns.overlap), batch_size=ns.batch_size,
-        device=ns.device, size=tuple(ns.size) if ns.size else None)
+    run(ns.quick, ns.model, tuple(ns.tile), tuple(ns.overlap), ns.batch_size, ns.device, ns.size and tuple(ns.size))
 
 
 if __name__ == "__main__":

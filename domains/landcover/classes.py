@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import DataError
-from core.io import atomic_path
+from core.io import write_json
 
 CLASS_MAP_FILES = ("classes.json", "classes.csv")
 CSV_HEADER = ["id", "name", "r", "g", "b"]
@@ -74,16 +74,9 @@ class ClassMap:
         return cls(tuple(classes), source="checkpoint")  # type: ignore[arg-type]
 
 
-DEFAULT_CLASSES = ClassMap(
-    (
-        LandCoverClass(0, "dense forest", (0, 100, 0)),
-        LandCoverClass(1, "sparse forest", (110, 190, 70)),
-        LandCoverClass(2, "moor", (150, 90, 160)),
-        LandCoverClass(3, "herbaceous formation", (230, 220, 100)),
-        LandCoverClass(4, "building", (200, 30, 30)),
-        LandCoverClass(5, "road", (90, 90, 90)),
-    )
-)
+DEFAULT_CLASSES = ClassMap(tuple(LandCoverClass(i, name, color) for i, (name, color) in enumerate([
+    ("dense forest", (0, 100, 0)), ("sparse forest", (110, 190, 70)), ("moor", (150, 90, 160)),
+    ("herbaceous formation", (230, 220, 100)), ("building", (200, 30, 30)), ("road", (90, 90, 90))])))
 
 
 def _entry(raw: Any, path: Path, where: str) -> LandCoverClass:
@@ -169,5 +162,4 @@ def find_class_map(root: str | Path) -> ClassMap:
 def write_class_map_json(class_map: ClassMap, path: str | Path, overwrite: bool = False) -> None:
     """Write ``class_map`` in the ``classes.json`` format (temp file + rename)."""
     entries = [{"id": c.id, "name": c.name, "color": list(c.color)} for c in class_map.classes]
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
+    write_json(path, entries, overwrite)

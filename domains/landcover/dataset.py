@@ -27,14 +27,7 @@ from torch.utils.data import Dataset
 
 from core.errors import ConfigError, DataError
 from domains.landcover.classes import ClassMap, find_class_map
-from domains.landcover.io import (
-    band_stats,
-    check_label_values,
-    check_pair,
-    open_raster,
-    read_label_window,
-    read_window,
-)
+from domains.landcover.io import band_stats, check_label_values, check_pair, open_raster, read_label_window, read_window
 from domains.landcover.sampling import (
     Rect,
     cells,
@@ -89,10 +82,8 @@ def find_scenes(root: str | Path) -> list[Scene]:
         return [Scene(p.stem, p, labels_dir / p.name) for p in images]
     missing = [p.name for p in images if not (instances_dir / p.name).is_file()]
     if missing:
-        raise DataError(
-            f"{instances_dir}: no instance raster for image(s) {', '.join(missing[:10])} (same file name needed; "
-            f"remove the folder to train without instance labels)"
-        )
+        raise DataError(f"{instances_dir}: no instance raster for image(s) {', '.join(missing[:10])} (same file name "
+                        "needed; remove the folder to train without instance labels)")
     return [Scene(p.stem, p, labels_dir / p.name, instances_dir / p.name) for p in images]
 
 
@@ -106,9 +97,18 @@ def normalize(image: np.ndarray, valid: np.ndarray, mean: Sequence[float], std: 
     return out.astype(np.float32, copy=False)
 
 
-def augment_d4(
-    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *extra: np.ndarray
-) -> tuple[np.ndarray, ...]:
+def class_targets(labels: np.ndarray, keep: np.ndarray, num_classes: int, ignore_index: int, where: str
+                  ) -> np.ndarray:
+    """``labels`` where ``keep``, else ``ignore_index``; kept values outside 0..K-1 are a DataError naming ``where``."""
+    bad = np.unique(labels[keep & ((labels < 0) | (labels >= num_classes))])
+    if bad.size:
+        raise DataError(f"{where}: label values {bad.tolist()} are not class ids 0..{num_classes - 1} (nor the "
+                        f"ignore index {ignore_index})")
+    return np.where(keep, labels, ignore_index)
+
+
+def augment_d4(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *extra: np.ndarray
+               ) -> tuple[np.ndarray, ...]:
     """The same random flip and 90-degree rotation for image ``(C, H, W)``, mask ``(H, W)`` and any ``extra``
     arrays ``(..., H, W)`` (e.g. instances); non-square patches only rotate by 0 or 180 degrees so their shape is
     kept. Returns contiguous copies ``(image, mask, *extra)``; the random draws do not depend on ``extra``."""
@@ -130,10 +130,8 @@ def _in_rect(window: Window, rect: Rect) -> np.ndarray:
 def _sample(image: np.ndarray, mask: np.ndarray, instances: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """The sample contract: float32 image ``[C, H, W]``, int64 mask ``[H, W]`` and, if given, int64 instances
     ``[H, W]``."""
-    sample = {
-        "image": torch.from_numpy(image.astype(np.float32, copy=False)),
-        "mask": torch.from_numpy(mask.astype(np.int64, copy=False)),
-    }
+    sample = {"image": torch.from_numpy(image.astype(np.float32, copy=False)),
+              "mask": torch.from_numpy(mask.astype(np.int64, copy=False))}
     if instances is not None:
         sample["instances"] = torch.from_numpy(instances.astype(np.int64, copy=False))
     return sample
@@ -169,19 +167,10 @@ class RasterCache:
 class _LandCoverDataset(Dataset):
     """Shared reading: window -> normalised image and mask restricted to the owned pixels."""
 
-    def __init__(
-        self,
-        regions: Sequence[Region],
-        patch_size: tuple[int, int],
-        bands: Sequence[int],
-        mean: Sequence[float],
-        std: Sequence[float],
-        class_map: ClassMap,
-        ignore_index: int = 255,
-        band_names: Sequence[str] | None = None,
-        image_band_count: int | None = None,
-        alpha_is_mask: bool | None = None,
-    ) -> None:
+    def __init__(self, regions: Sequence[Region], patch_size: tuple[int, int], bands: Sequence[int],
+                 mean: Sequence[float], std: Sequence[float], class_map: ClassMap, ignore_index: int = 255,
+                 band_names: Sequence[str] | None = None, image_band_count: int | None = None,
+                 alpha_is_mask: bool | None = None) -> None:
         if not regions:
             raise ConfigError("a dataset needs at least one scene region")
         self.regions = list(regions)
@@ -197,29 +186,21 @@ class _LandCoverDataset(Dataset):
     @property
     def meta(self) -> dict[str, Any]:
         """Plain-Python metadata for checkpoints and prediction."""
-        return {
-            "domain": "landcover",
-            "in_channels": len(self.bands),
-            "num_classes": len(self.class_map),
-            **self.class_map.to_meta(),
-            "ignore_index": self.ignore_index,
-            "patch_size": list(self.patch_size),
-            "bands": list(self.bands),
-            "band_names": list(self.band_names),
-            "image_band_count": self.image_band_count,  # bands of the training images (None if they differ)
-            "alpha_is_mask": self.alpha_is_mask,  # read with io.read_window(..., alpha_is_mask) when predicting
-            "normalization": {"mean": list(self.mean), "std": list(self.std), "nodata_value": 0.0},
-            "has_instances": self.has_instances,
-        }
+        return {"domain": "landcover", "in_channels": len(self.bands), "num_classes": len(self.class_map),
+                **self.class_map.to_meta(), "ignore_index": self.ignore_index, "patch_size": list(self.patch_size),
+                "bands": list(self.bands), "band_names": list(self.band_names),
+                "image_band_count": self.image_band_count,  # bands of the training images (None if they differ)
+                "alpha_is_mask": self.alpha_is_mask,  # the nodata rule prediction reads with (io.read_window)
+                "normalization": {"mean": list(self.mean), "std": list(self.std), "nodata_value": 0.0},
+                "has_instances": self.has_instances}
 
     @property
     def has_instances(self) -> bool:
         """Whether every scene has an instance raster (items then carry "instances")."""
         return all(region.scene.instances is not None for region in self.regions)
 
-    def _read(
-        self, scene: Scene, window: Window, own: Rect, region: Rect
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _read(self, scene: Scene, window: Window, own: Rect, region: Rect
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Normalised image ``(C, h, w)`` zeroed outside ``region`` and at nodata, int64 mask ``(h, w)`` with
         labels only inside ``own``, and int64 instances ``(h, w)`` (0 where the mask is ignore; None if the scene
         has no instance raster)."""
@@ -227,17 +208,12 @@ class _LandCoverDataset(Dataset):
         labels, labelled = read_label_window(self._rasters.get(scene.label), window)  # (h, w)
         valid &= _in_rect(window, region)
         keep = valid & labelled & _in_rect(window, own) & (labels != self.ignore_index)
-        bad = np.unique(labels[keep & ((labels < 0) | (labels >= len(self.class_map)))])
-        if bad.size:
-            raise DataError(
-                f"{scene.label}: label values {bad.tolist()} in {window} are not in the class map "
-                f"(ids 0..{len(self.class_map) - 1}, ignore {self.ignore_index})"
-            )
+        mask = class_targets(labels, keep, len(self.class_map), self.ignore_index, f"{scene.label} {window}")
         instances = None
         if scene.instances is not None:
             ids, labelled = read_label_window(self._rasters.get(scene.instances), window)  # (h, w)
             instances = np.where(keep & labelled & (ids > 0), ids, 0)
-        return normalize(image, valid, self.mean, self.std), np.where(keep, labels, self.ignore_index), instances
+        return normalize(image, valid, self.mean, self.std), mask, instances
 
 
 class LandCoverTrainDataset(_LandCoverDataset):
@@ -248,26 +224,9 @@ class LandCoverTrainDataset(_LandCoverDataset):
     RNG per item, so it differs between epochs and DataLoader workers and follows ``seed_everything``.
     """
 
-    def __init__(
-        self,
-        regions: Sequence[Region],
-        patch_size: tuple[int, int],
-        bands: Sequence[int],
-        mean: Sequence[float],
-        std: Sequence[float],
-        class_map: ClassMap,
-        ignore_index: int = 255,
-        band_names: Sequence[str] | None = None,
-        image_band_count: int | None = None,
-        alpha_is_mask: bool | None = None,
-        samples_per_epoch: int = 1000,
-        augment: bool = True,
-        rare_class_weighting: bool = False,
-        seed: int = 0,
-        max_index_cells: int = 4096,
-    ) -> None:
-        super().__init__(regions, patch_size, bands, mean, std, class_map, ignore_index, band_names, image_band_count,
-                         alpha_is_mask)
+    def __init__(self, regions: Sequence[Region], *args: Any, samples_per_epoch: int = 1000, augment: bool = True,
+                 rare_class_weighting: bool = False, seed: int = 0, max_index_cells: int = 4096, **kwargs: Any) -> None:
+        super().__init__(regions, *args, **kwargs)
         if samples_per_epoch < 1:
             raise ConfigError(f"samples_per_epoch must be >= 1; got {samples_per_epoch}")
         self.samples_per_epoch, self.augment, self.seed = int(samples_per_epoch), augment, int(seed)
@@ -316,12 +275,8 @@ class LandCoverGridDataset(_LandCoverDataset):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.items = [
-            (region.scene, window, own, rect)
-            for region in self.regions
-            for rect in region.rects
-            for window, own in grid_windows(rect, self.patch_size)
-        ]
+        self.items = [(region.scene, window, own, rect) for region in self.regions for rect in region.rects
+                      for window, own in grid_windows(rect, self.patch_size)]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -369,35 +324,24 @@ def _inspect(scene: Scene, class_map: ClassMap, ignore_index: int, check_labels:
         return _SceneInfo(src.height, src.width, src.count, tuple(src.descriptions))
 
 
-def _band_setup(
-    scenes: Sequence[Scene], infos: dict[str, _SceneInfo], bands: Sequence[int] | None
-) -> tuple[list[int], list[str]]:
+def _band_setup(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], bands: Sequence[int] | None
+                ) -> tuple[list[int], list[str]]:
     """Bands to read (1-based; all when None, then every image must have the same count) and their names."""
     first = infos[scenes[0].stem]
     chosen = list(range(1, first.count + 1)) if bands is None else [int(b) for b in bands]
     for scene in scenes:
         count = infos[scene.stem].count
         if bands is None and count != first.count:
-            raise DataError(
-                f"{scene.image} has {count} bands but {scenes[0].image} has {first.count}; "
-                f"select common bands with bands=[...] (1-based)"
-            )
+            raise DataError(f"{scene.image} has {count} bands but {scenes[0].image} has {first.count}; "
+                            f"select common bands with bands=[...] (1-based)")
         bad = [b for b in chosen if not 1 <= b <= count]
         if bad or not chosen:
             raise DataError(f"{scene.image}: bands {bad or chosen} not available; it has bands 1..{count} (1-based)")
     return chosen, [first.descriptions[b - 1] or f"band_{b}" for b in chosen]
 
 
-def _split(
-    scenes: Sequence[Scene],
-    infos: dict[str, _SceneInfo],
-    val: list[str],
-    test: list[str],
-    holdout_fraction: float,
-    holdout_mode: str,
-    holdout_block: int,
-    seed: int,
-) -> dict[str, list[Region]]:
+def _split(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], val: list[str], test: list[str],
+           holdout_fraction: float, holdout_mode: str, holdout_block: int, seed: int) -> dict[str, list[Region]]:
     """Regions per split: whole scenes by stem, plus a spatial hold-out of every training scene."""
     if set(val) & set(test):
         raise ConfigError(f"scenes in both val_stems and test_stems: {sorted(set(val) & set(test))}")
@@ -432,28 +376,13 @@ def epoch_samples(regions: Sequence[Region], patch: tuple[int, int], batch_size:
     return max(pixels // (patch[0] * patch[1]), int(batch_size), 1)
 
 
-def build_datasets(
-    root: str,
-    patch_size: int | Sequence[int] = 256,
-    bands: Sequence[int] | None = None,
-    alpha_is_mask: bool | None = None,
-    val_stems: Sequence[str] | None = None,
-    test_stems: Sequence[str] | None = None,
-    holdout_fraction: float = 0.0,
-    holdout_mode: str = "strip",
-    holdout_block: int | None = None,
-    samples_per_epoch: int | None = None,
-    batch_size: int = 1,
-    rare_class_weighting: bool = False,
-    augment: bool = True,
-    ignore_index: int = 255,
-    seed: int = 0,
-    stats_max_pixels: int = 4_000_000,
-    check_labels: bool = True,
-    synthetic_if_missing: bool = False,
-    synthetic_scenes: int = 2,
-    synthetic_size: int = 512,
-) -> dict[str, Dataset]:
+def build_datasets(root: str, patch_size: int | Sequence[int] = 256, bands: Sequence[int] | None = None,
+                   alpha_is_mask: bool | None = None, val_stems: Sequence[str] | None = None,
+                   test_stems: Sequence[str] | None = None, holdout_fraction: float = 0.0, holdout_mode: str = "strip",
+                   holdout_block: int | None = None, samples_per_epoch: int | None = None, batch_size: int = 1,
+                   rare_class_weighting: bool = False, augment: bool = True, ignore_index: int = 255, seed: int = 0,
+                   stats_max_pixels: int = 4_000_000, check_labels: bool = True, synthetic_if_missing: bool = False,
+                   synthetic_scenes: int = 2, synthetic_size: int = 512) -> dict[str, Dataset]:
     """Build ``{"train", "val"[, "test"]}`` land-cover datasets from ``root``.
 
     Layout: ``root/images/<stem>.tif`` (multi-band), ``root/labels/<stem>.tif`` (1 band of class ids), optional
@@ -488,38 +417,16 @@ def build_datasets(
         infos = dict(zip(stems, found, strict=True))
     band_list, band_names = _band_setup(scenes, infos, bands)
     splits = _split(scenes, infos, val, test, float(holdout_fraction), holdout_mode, block, seed)
-    stat_cells = [
-        (region.scene.image, cell.window())
-        for region in splits["train"]
-        for rect in region.rects
-        for cell in cells(rect, (512, 512))
-    ]
+    stat_cells = [(region.scene.image, cell.window()) for region in splits["train"] for rect in region.rects
+                  for cell in cells(rect, (512, 512))]
     stats = band_stats(stat_cells, band_list, max_pixels=stats_max_pixels, seed=seed, alpha_is_mask=alpha_is_mask)
     counts = {info.count for info in infos.values()}
-    common = dict(
-        patch_size=patch,
-        bands=band_list,
-        mean=stats["mean"],
-        std=stats["std"],
-        class_map=class_map,
-        ignore_index=ignore_index,
-        band_names=band_names,
-        image_band_count=counts.pop() if len(counts) == 1 else None,
-        alpha_is_mask=alpha_is_mask,
-    )
+    common = dict(patch_size=patch, bands=band_list, mean=stats["mean"], std=stats["std"], class_map=class_map,
+                  ignore_index=ignore_index, band_names=band_names,
+                  image_band_count=counts.pop() if len(counts) == 1 else None, alpha_is_mask=alpha_is_mask)
     if samples_per_epoch is None:
         samples_per_epoch = epoch_samples(splits["train"], patch, batch_size)
-    out: dict[str, Dataset] = {
-        "train": LandCoverTrainDataset(
-            splits["train"],
-            samples_per_epoch=samples_per_epoch,
-            augment=augment,
-            rare_class_weighting=rare_class_weighting,
-            seed=seed,
-            **common,  # type: ignore[arg-type]
-        ),
-        "val": LandCoverGridDataset(splits["val"], **common),
-    }
-    if splits["test"]:
-        out["test"] = LandCoverGridDataset(splits["test"], **common)
-    return out
+    train = LandCoverTrainDataset(splits["train"], samples_per_epoch=samples_per_epoch, augment=augment,
+                                  rare_class_weighting=rare_class_weighting, seed=seed, **common)
+    held = {split: LandCoverGridDataset(splits[split], **common) for split in ("val", "test") if splits[split]}
+    return {"train": train, **held}

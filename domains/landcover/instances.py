@@ -14,10 +14,8 @@ and box in CRS units) and, for panoptic output, ``OUT_panoptic.tif`` (2 bands ui
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ from shapely.geometry import mapping, shape
 
 from core.errors import ConfigError, DataError
 from core.instances import StreamInstances, StripLabeller
-from core.io import atomic_path, write_csv
+from core.io import write_csv
 from domains.landcover.io import iter_block_windows, open_output, open_raster
 from domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
 
@@ -51,24 +49,17 @@ def vector_driver(path: Path) -> str:
 
 
 class InstanceStream:
-    """Consumes the class strips of one raster; ``finish`` writes the instance raster, polygons and table.
+    """Consumes the class strips of one raster; ``finish`` writes the instance raster, polygons and table (and the
+    panoptic raster) to ``paths["instances"|"polygons"|"table"|"panoptic"]``. ``like``: the class raster's profile
+    (CRS, transform, size); ``class_names`` name the table's and the polygons' ``class``."""
 
-    Args:
-        labeller: the strip labeller (thing classes, min size, borders).
-        like: the output template (the class raster's profile: CRS, transform, size).
-        instances, polygons, table, panoptic: output paths (``panoptic`` may be None).
-        class_names: names for the table and the polygons' ``class`` field.
-    """
-
-    def __init__(self, labeller: StripLabeller, like: dict[str, Any], instances: Path, polygons: Path, table: Path,
-                 class_names: list[str], panoptic: Path | None = None, overwrite: bool = False) -> None:
+    def __init__(self, labeller: StripLabeller, like: dict[str, Any], paths: Mapping[str, Path],
+                 class_names: list[str]) -> None:
         self.labeller, self.like, self.class_names = labeller, dict(like), list(class_names)
-        self.paths = {"instances": instances, "polygons": polygons, "table": table, "panoptic": panoptic}
-        self.overwrite = overwrite
-        vector_driver(polygons)
-        fd, scratch = tempfile.mkstemp(prefix=f".{instances.stem}.", suffix=".provisional.tif", dir=instances.parent)
-        os.close(fd)
-        self._provisional = open_output(scratch, like, dtype="uint32", nodata=None, overwrite=True)
+        self.paths = paths
+        instances = paths["instances"]
+        self._provisional = open_output(instances.with_name(f".{instances.stem}.provisional.tif"), like,
+                                        dtype="uint32", nodata=None)
         self._pieces: dict[int, list[Any]] = defaultdict(list)
 
     def push(self, row0: int, semantic: np.ndarray, border_prob: np.ndarray | None = None) -> None:
@@ -81,50 +72,44 @@ class InstanceStream:
             for geom, value in rasterio.features.shapes(ids.astype(np.int32), mask=ids > 0, transform=shifted):
                 self._pieces[int(value)].append(shape(geom))
 
-    def finish(self, classes_raster: Path) -> list[Path]:
-        """Resolve ids, write every output (each atomically) and return their paths."""
+    def finish(self, classes_raster: Path) -> None:
+        """Resolve ids and write every output."""
         provisional = self._provisional.close()
         try:
             result = self.labeller.finish()
             self._remap(provisional, result, classes_raster)
             rows, features = self._describe(result)
-            write_csv(self.paths["table"], rows, self.overwrite, columns=CSV_COLUMNS)
+            write_csv(self.paths["table"], rows, columns=CSV_COLUMNS)
             self._write_polygons(features)
         finally:
             provisional.unlink(missing_ok=True)
         things = ", ".join(self.class_names[i] for i in self.labeller.instancer.thing_ids)
         log.info("%d instances of %s -> %s", result.n, things, self.paths["polygons"])
-        return [p for p in self.paths.values() if p is not None]
 
     def abort(self) -> None:
         self._provisional.abort()
-        self._provisional.path.unlink(missing_ok=True)
 
     def _remap(self, provisional: Path, result: StreamInstances, classes_raster: Path) -> None:
         """Second pass, block row by block row: provisional ids -> final ids (and the panoptic class/instance pair)."""
-        height, width = int(self.like["height"]), int(self.like["width"])
-        panoptic_path = self.paths["panoptic"]
-        with open_raster(provisional, require_crs=False, check_data=False) as src, \
-                open_raster(classes_raster, require_crs=False, check_data=False) as classes, \
-                open_output(self.paths["instances"], self.like, dtype="uint32", nodata=0,
-                            overwrite=self.overwrite) as out:
-            panoptic = None
-            if panoptic_path is not None:
-                panoptic = open_output(panoptic_path, self.like, count=2, dtype="uint32", nodata=None,
-                                       overwrite=self.overwrite, descriptions=["class", "instance"])
-            try:
-                for window in iter_block_windows(height, width, rows=512, cols=width):
+        writers = [open_output(self.paths["instances"], self.like, dtype="uint32", nodata=0)]
+        if "panoptic" in self.paths:
+            writers.append(open_output(self.paths["panoptic"], self.like, count=2, dtype="uint32", nodata=None,
+                                       descriptions=["class", "instance"]))
+        try:
+            with open_raster(provisional, require_crs=False, check_data=False) as src, \
+                    open_raster(classes_raster, require_crs=False, check_data=False) as classes:
+                for window in iter_block_windows(src.height, src.width, rows=512, cols=src.width):
                     final = result.lut[src.read(1, window=window)]
-                    out.write_rows(int(window.row_off), final)
-                    if panoptic is not None:
-                        cls = classes.read(1, window=window).astype(np.uint32)
-                        panoptic.write_rows(int(window.row_off), np.stack([cls, final]))
-            except BaseException:
-                if panoptic is not None:
-                    panoptic.abort()
-                raise
-            if panoptic is not None:
-                panoptic.close()
+                    writers[0].write_rows(int(window.row_off), final)
+                    if len(writers) > 1:
+                        pair = np.stack([classes.read(1, window=window).astype(np.uint32), final])
+                        writers[1].write_rows(int(window.row_off), pair)
+        except BaseException:
+            for writer in writers:
+                writer.abort()
+            raise
+        for writer in writers:
+            writer.close()
 
     def _describe(self, result: StreamInstances) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """CSV rows and polygon features, one per final instance (pieces unioned exactly in pixel space)."""
@@ -152,19 +137,15 @@ class InstanceStream:
 
     def _write_polygons(self, features: Iterable[dict[str, Any]]) -> None:
         path = self.paths["polygons"]
-        schema = {"geometry": "Unknown", "properties": {"id": "int", "class": "str", "pixels": "int",
-                                                         "area_m2": "float", "area_ha": "float", "centroid_x": "float",
-                                                         "centroid_y": "float", "minx": "float", "miny": "float",
-                                                         "maxx": "float", "maxy": "float"}}
+        types = {"id": "int", "class": "str", "pixels": "int"}
+        schema = {"geometry": "Unknown", "properties": {k: types.get(k, "float") for k in CSV_COLUMNS}}
         crs = self.like.get("crs")
-        with atomic_path(path, self.overwrite) as tmp:
-            tmp.unlink(missing_ok=True)  # OGR creates the file itself
-            try:
-                driver = vector_driver(path)
-                layer = {"layer": path.stem} if driver == "GPKG" else {}
-                with fiona.open(tmp, "w", driver=driver, schema=schema,
-                                crs=FionaCRS.from_wkt(crs.to_wkt()) if crs else None, **layer) as dst:
-                    for feature in features:
-                        dst.write(feature)
-            except fiona.errors.FionaError as exc:
-                raise DataError(f"cannot write polygons to {path}: {exc}") from exc
+        driver = vector_driver(path)
+        try:
+            crs = FionaCRS.from_wkt(crs.to_wkt()) if crs else None
+            layer = {"layer": path.stem} if driver == "GPKG" else {}
+            with fiona.open(path, "w", driver=driver, schema=schema, crs=crs, **layer) as dst:
+                for feature in features:
+                    dst.write(feature)
+        except fiona.errors.FionaError as exc:
+            raise DataError(f"cannot write polygons to {path}: {exc}") from exc

@@ -10,9 +10,6 @@ imagery looks exactly like RGBA in the file's tags, and a NIR of 0 must not make
 
 from __future__ import annotations
 
-import glob
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,55 +23,9 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from core.errors import DataError
-from core.io import check_writable
 from domains.landcover.classes import ClassMap
 
 PathLike = str | Path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-class AtomicFile:
-    """A temp file beside ``path`` for writers that make several files (GDAL side files, a COG copy):
-    ``commit()`` renames one onto ``path``, ``discard()`` removes them all. ``path`` is checked at once
-    (``core.io.check_writable``: exists without ``overwrite``, folder not creatable or not writable)."""
-
-    def __init__(self, path: PathLike, overwrite: bool = False) -> None:
-        self.path = check_writable(path, overwrite)
-        if self.path.is_dir():
-            raise DataError(f"output path is a directory, expected a file name: {self.path}")
-        self.overwrite = overwrite
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".tmp{self.path.suffix}",
-                                       dir=self.path.parent)
-        except OSError as exc:
-            raise DataError(f"cannot create a file in {self.path.parent} (for {self.path}): {exc}") from exc
-        os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the output gets the usual permissions
-        self.tmp = Path(tmp)
-
-    def sibling(self, tag: str) -> Path:
-        """Another temp path next to ``tmp`` (removed by ``discard``/``commit``), e.g. for a second pass."""
-        return self.tmp.with_name(f"{self.tmp.stem}.{tag}{self.path.suffix}")
-
-    def commit(self, final: Path | None = None) -> Path:
-        """Rename ``final`` (default ``tmp``) onto the target and remove the other temp files."""
-        if self.path.exists() and not self.overwrite:
-            self.discard()
-            raise DataError(f"output appeared while writing: {self.path}; pass overwrite=true to replace it")
-        os.replace(final or self.tmp, self.path)
-        self.discard()
-        return self.path
-
-    def discard(self) -> None:
-        """Remove every temp file this object made (including GDAL side files such as ``.aux.xml``)."""
-        for p in self.tmp.parent.glob(glob.escape(self.tmp.stem) + "*"):
-            if p.is_file():
-                p.unlink(missing_ok=True)
 
 
 def _why(exc: BaseException) -> str:
@@ -245,11 +196,8 @@ def read_label_window(src: rasterio.DatasetReader, window: Window) -> tuple[np.n
 def iter_block_windows(height: int, width: int, rows: int = 512, cols: int | None = None) -> list[Window]:
     """Non-overlapping windows (clipped at the edge) that tile a ``height x width`` raster."""
     cols = cols or rows
-    return [
-        Window(c, r, min(cols, width - c), min(rows, height - r))
-        for r in range(0, height, rows)
-        for c in range(0, width, cols)
-    ]
+    return [Window(c, r, min(cols, width - c), min(rows, height - r))
+            for r in range(0, height, rows) for c in range(0, width, cols)]
 
 
 def chunk_windows(src: rasterio.DatasetReader, target: int = 512) -> list[Window]:
@@ -281,13 +229,8 @@ def count_values(src: rasterio.DatasetReader, band: int = 1) -> tuple[dict[int, 
     return counts, invalid
 
 
-def band_stats(
-    cells: Sequence[tuple[PathLike, Window]],
-    bands: Sequence[int] | None = None,
-    max_pixels: int = 4_000_000,
-    seed: int = 0,
-    alpha_is_mask: bool | None = None,
-) -> dict[str, Any]:
+def band_stats(cells: Sequence[tuple[PathLike, Window]], bands: Sequence[int] | None = None,
+               max_pixels: int = 4_000_000, seed: int = 0, alpha_is_mask: bool | None = None) -> dict[str, Any]:
     """Per-band mean and std over valid pixels (as :func:`read_window` sees them) of candidate ``(path, window)`` cells.
 
     If the cells hold more than ``max_pixels`` pixels, a seeded random subset of cells within that budget is
@@ -352,10 +295,8 @@ def check_pair(image_path: PathLike, label_path: PathLike) -> None:
         if diffs:
             raise DataError(f"label {label_path} does not match image {image_path}: " + "; ".join(diffs))
         if lbl.count != 1 or not np.issubdtype(np.dtype(lbl.dtypes[0]), np.integer):
-            raise DataError(
-                f"{label_path}: a label raster must have 1 integer band of class ids; "
-                f"got {lbl.count} band(s) of {lbl.dtypes[0]}"
-            )
+            raise DataError(f"{label_path}: a label raster must have 1 integer band of class ids; "
+                            f"got {lbl.count} band(s) of {lbl.dtypes[0]}")
 
 
 def check_label_values(label_path: PathLike, class_map: ClassMap, ignore_index: int = 255) -> None:
@@ -366,10 +307,8 @@ def check_label_values(label_path: PathLike, class_map: ClassMap, ignore_index: 
     bad = sorted(set(seen) - set(class_map.ids) - {ignore_index})
     if bad:
         shown = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
-        raise DataError(
-            f"{label_path}: label values {shown} are not in the class map ({class_map.source}: ids "
-            f"0..{len(class_map) - 1}); other accepted values: nodata and the ignore index {ignore_index}"
-        )
+        raise DataError(f"{label_path}: label values {shown} are not in the class map ({class_map.source}: ids "
+                        f"0..{len(class_map) - 1}); other accepted values: nodata and the ignore index {ignore_index}")
 
 
 def _geometry(like: Mapping[str, Any] | rasterio.DatasetReader | PathLike) -> dict[str, Any]:
@@ -378,9 +317,6 @@ def _geometry(like: Mapping[str, Any] | rasterio.DatasetReader | PathLike) -> di
         with open_raster(like, check_data=False) as src:
             return _geometry(src)
     prof = like.profile if hasattr(like, "profile") else like
-    missing = [k for k in ("crs", "transform", "width", "height") if k not in prof]
-    if missing:
-        raise DataError(f"output template lacks {missing}; pass an input raster's profile, dataset or path")
     return {k: prof[k] for k in ("crs", "transform", "width", "height")}
 
 
@@ -388,23 +324,13 @@ class RasterWriter:
     """Streaming GeoTIFF writer for tiled inference: rows arrive top to bottom via ``write_rows``.
 
     The output keeps the template's CRS, transform, width and height exactly; it is tiled (``blocksize``),
-    DEFLATE-compressed, BigTIFF when needed, and written to a temp file renamed onto ``path`` only by a
-    successful ``close()``. Use as a context manager: an exception removes the temp file.
+    DEFLATE-compressed and BigTIFF when needed; ``cog``: converted to a Cloud-Optimized GeoTIFF on ``close``.
+    Used as a context manager, an exception removes the file (the pipeline stages it anyway).
     """
 
-    def __init__(
-        self,
-        path: PathLike,
-        like: Mapping[str, Any] | rasterio.DatasetReader | PathLike,
-        count: int = 1,
-        dtype: str = "uint8",
-        nodata: float | None = None,
-        colormap: Mapping[int, Sequence[int]] | None = None,
-        overwrite: bool = False,
-        cog: bool = False,
-        blocksize: int = 512,
-        descriptions: Sequence[str] | None = None,
-    ) -> None:
+    def __init__(self, path: PathLike, like: Mapping[str, Any] | rasterio.DatasetReader | PathLike, count: int = 1,
+                 dtype: str = "uint8", nodata: float | None = None, colormap: Mapping[int, Sequence[int]] | None = None,
+                 cog: bool = False, blocksize: int = 512, descriptions: Sequence[str] | None = None) -> None:
         if blocksize % 16:
             raise ValueError(f"blocksize must be a multiple of 16 (e.g. 256 or 512); got {blocksize}")
         if colormap is not None and (count != 1 or np.dtype(dtype) not in (np.uint8, np.uint16)):
@@ -412,33 +338,22 @@ class RasterWriter:
         geo = _geometry(like)
         self.height, self.width, self.count = int(geo["height"]), int(geo["width"]), int(count)
         self.dtype, self.nodata, self.cog, self.blocksize = np.dtype(dtype), nodata, cog, blocksize
-        self._file = AtomicFile(path, overwrite)  # checks the directory and overwrite before any work
-        self.path = self._file.path
+        self.path = Path(path)
+        self._tiff = self.path.with_name(f".{self.path.stem}.gtiff.tif") if cog else self.path  # COG: converted
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         integer = np.issubdtype(self.dtype, np.integer)
         try:
-            self._dst = rasterio.open(
-                self._file.tmp,
-                "w",
-                driver="GTiff",
-                count=count,
-                dtype=self.dtype.name,
-                nodata=nodata,
-                tiled=True,
-                blockxsize=blocksize,
-                blockysize=blocksize,
-                compress="deflate",
-                predictor=2 if integer else 3,
-                bigtiff="IF_SAFER",
-                **geo,
-            )
+            self._dst = rasterio.open(self._tiff, "w", driver="GTiff", count=count, dtype=self.dtype.name,
+                                      nodata=nodata, tiled=True, blockxsize=blocksize, blockysize=blocksize,
+                                      compress="deflate", predictor=2 if integer else 3, bigtiff="IF_SAFER", **geo)
             if colormap is not None:
                 self._dst.write_colormap(1, {int(k): tuple(int(v) for v in c) for k, c in colormap.items()})
             for i, text in enumerate(descriptions or [], start=1):
                 self._dst.set_band_description(i, str(text))
         except (RasterioError, OSError) as exc:
-            self._file.discard()
             raise DataError(f"{self.path}: cannot create output GeoTIFF: {_why(exc)}") from exc
-        self._buffer: np.ndarray | None = None  # (C, blocksize, W) rows waiting for a full block row
+        self._rows = min(blocksize, self.height)  # one block row, buffered until full
+        self._buffer = np.empty((self.count, self._rows, self.width), self.dtype)
         self._flushed = 0  # rows written to the file
         self._next = 0  # rows received
 
@@ -451,39 +366,21 @@ class RasterWriter:
         if row0 != self._next:
             raise ValueError(f"{self.path}: rows must be written in order; expected row {self._next}, got {row0}")
         if block.shape[0] != self.count or block.shape[2] != self.width or row0 + rows > self.height:
-            raise ValueError(
-                f"{self.path}: block {block.shape} at row {row0} does not fit (C={self.count}, W={self.width}, "
-                f"H={self.height})"
-            )
-        block = block.astype(self.dtype, copy=valid is not None)
+            raise ValueError(f"{self.path}: block {block.shape} at row {row0} does not fit (C={self.count}, "
+                             f"W={self.width}, H={self.height})")
         if valid is not None:
             if self.nodata is None:
                 raise ValueError(f"{self.path}: a valid mask needs a nodata value for the output")
-            block[:, ~np.asarray(valid, bool)] = self.nodata
+            block = np.where(np.asarray(valid, bool), block, self.nodata)
         pos = 0
-        while pos < rows:
-            pos += self._take(block[:, pos:])
-
-    def _take(self, data: np.ndarray) -> int:
-        """Consume leading rows of ``data``: whole block rows go straight to the file, the rest is buffered."""
-        bs, buffered = self.blocksize, self._next - self._flushed
-        n = data.shape[1]
-        if buffered == 0:
-            direct = n if self._next + n == self.height else n // bs * bs
-            if direct:
-                self._write(data[:, :direct])
-                self._next += direct
+        while pos < rows:  # whole block rows go to the file (GDAL compresses each tile once)
+            buffered = self._next - self._flushed
+            take = min(self._rows - buffered, rows - pos)
+            self._buffer[:, buffered : buffered + take] = block[:, pos : pos + take]
+            self._next, pos = self._next + take, pos + take
+            if self._next - self._flushed == self._rows or self._next == self.height:
+                self._write(self._buffer[:, : self._next - self._flushed])
                 self._flushed = self._next
-                return direct
-        if self._buffer is None:
-            self._buffer = np.empty((self.count, bs, self.width), self.dtype)
-        take = min(bs - buffered, n)
-        self._buffer[:, buffered : buffered + take] = data[:, :take]
-        self._next += take
-        if self._next - self._flushed == bs or self._next == self.height:
-            self._write(self._buffer[:, : self._next - self._flushed])
-            self._flushed = self._next
-        return take
 
     def _write(self, data: np.ndarray) -> None:
         try:
@@ -492,37 +389,29 @@ class RasterWriter:
             raise DataError(f"{self.path}: write failed at row {self._flushed}: {_why(exc)}") from exc
 
     def close(self) -> Path:
-        """Finish the file (COG conversion if asked) and rename it onto ``path``; returns ``path``."""
+        """Finish the file (the COG conversion if asked); returns ``path``."""
         try:
             if self._next != self.height:
                 raise DataError(f"{self.path}: incomplete output, {self._next} of {self.height} rows written")
             self._dst.close()
-            final = self._file.tmp
             if self.cog:
-                final = self._file.sibling("cog")
-                integer = np.issubdtype(self.dtype, np.integer)
-                rasterio.shutil.copy(
-                    self._file.tmp,
-                    final,
-                    driver="COG",
-                    COMPRESS="DEFLATE",
-                    PREDICTOR="YES",
-                    BLOCKSIZE=self.blocksize,
-                    RESAMPLING="NEAREST" if integer else "AVERAGE",
-                    BIGTIFF="IF_SAFER",
-                )
-            return self._file.commit(final)
+                resampling = "NEAREST" if np.issubdtype(self.dtype, np.integer) else "AVERAGE"
+                rasterio.shutil.copy(self._tiff, self.path, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
+                                     BLOCKSIZE=self.blocksize, RESAMPLING=resampling, BIGTIFF="IF_SAFER")
+                self._tiff.unlink()
         except RasterioError as exc:
             self.abort()
             raise DataError(f"{self.path}: cannot finish output GeoTIFF: {_why(exc)}") from exc
         except BaseException:
             self.abort()
             raise
+        return self.path
 
     def abort(self) -> None:
-        """Drop the output: close and remove every temp file; the target is left untouched."""
+        """Drop the output: close and remove the file."""
         self._dst.close()
-        self._file.discard()
+        self._tiff.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> RasterWriter:
         return self
@@ -534,18 +423,9 @@ class RasterWriter:
             self.abort()
 
 
-def open_output(
-    path: PathLike,
-    like: Mapping[str, Any] | rasterio.DatasetReader | PathLike,
-    count: int = 1,
-    dtype: str = "uint8",
-    nodata: float | None = 255,
-    colormap: Mapping[int, Sequence[int]] | None = None,
-    overwrite: bool = False,
-    cog: bool = False,
-    blocksize: int = 512,
-    descriptions: Sequence[str] | None = None,
-) -> RasterWriter:
+def open_output(path: PathLike, like: Mapping[str, Any] | rasterio.DatasetReader | PathLike, count: int = 1,
+                dtype: str = "uint8", nodata: float | None = 255, colormap: Mapping[int, Sequence[int]] | None = None,
+                cog: bool = False, blocksize: int = 512, descriptions: Sequence[str] | None = None) -> RasterWriter:
     """Start a streaming GeoTIFF shaped like ``like`` (a profile, dataset or path); see ``RasterWriter``.
     Defaults suit a class-id raster: 1 band uint8 with nodata 255 (pass ``colormap`` for a colour table)."""
-    return RasterWriter(path, like, count, dtype, nodata, colormap, overwrite, cog, blocksize, descriptions)
+    return RasterWriter(path, like, count, dtype, nodata, colormap, cog, blocksize, descriptions)

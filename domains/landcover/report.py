@@ -6,8 +6,6 @@ from overviews when the file has them).
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +20,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 
 from core.errors import DataError
-from core.io import atomic_path
+from core.io import write_csv, write_json
 from domains.landcover.classes import DEFAULT_CLASSES, ClassMap
 from domains.landcover.io import check_bands, count_values, open_raster
 
@@ -41,8 +39,9 @@ def pixel_area_m2(crs: rasterio.crs.CRS | None, t: rasterio.Affine) -> tuple[flo
     return abs(t.a * t.e - t.b * t.d) * metres_per_unit**2, None
 
 
-def area_report(pred_path: str | Path, class_map: ClassMap | None = None) -> dict[str, Any]:
-    """Per-class area of a class-id raster (nodata pixels excluded).
+def area_report(pred_path: str | Path, class_map: ClassMap | None = None, name: str | Path | None = None
+                ) -> dict[str, Any]:
+    """Per-class area of a class-id raster (nodata pixels excluded); ``name``: the raster's name in the report.
 
     Returns plain data: ``raster``, ``crs``, ``pixel_area_m2`` (None unless the CRS is projected), ``note``
     (why areas are missing, else None), ``valid_pixels``, ``nodata_pixels`` and ``classes``: one entry per class
@@ -54,58 +53,28 @@ def area_report(pred_path: str | Path, class_map: ClassMap | None = None) -> dic
         pixel_m2, note = pixel_area_m2(src.crs, src.transform)
         crs = src.crs.to_string() if src.crs else None
     total = sum(counts.values())
-    rows = []
-    for cid in sorted(set(class_map.ids) | set(counts)):
-        n = counts.get(cid, 0)
-        area = None if pixel_m2 is None else n * pixel_m2
-        rows.append(
-            {
-                "id": cid,
-                "name": class_map.name_of(cid),
-                "pixels": n,
-                "percent": 100.0 * n / total if total else 0.0,
-                "hectares": None if area is None else area / M2_PER_HECTARE,
-                "km2": None if area is None else area / M2_PER_KM2,
-            }
-        )
-    return {
-        "raster": str(pred_path),
-        "crs": crs,
-        "pixel_area_m2": pixel_m2,
-        "note": note,
-        "valid_pixels": total,
-        "nodata_pixels": nodata,
-        "classes": rows,
-    }
+    return {"raster": str(name or pred_path), "crs": crs, "pixel_area_m2": pixel_m2, "note": note,
+            "valid_pixels": total, "nodata_pixels": nodata,
+            "classes": [_area_row(cid, class_map.name_of(cid), counts.get(cid, 0), total, pixel_m2)
+                        for cid in sorted(set(class_map.ids) | set(counts))]}
 
 
-def write_area_report(
-    report: dict[str, Any],
-    csv_path: str | Path | None = None,
-    json_path: str | Path | None = None,
-    overwrite: bool = False,
-) -> None:
-    """Write ``report`` as CSV (one row per class, then a total row) and/or JSON, each via temp file + rename."""
+def _area_row(cid: int | str, name: str, n: int, total: int, pixel_m2: float | None) -> dict[str, Any]:
+    area = None if pixel_m2 is None else n * pixel_m2
+    hectares, km2 = (None, None) if area is None else (area / M2_PER_HECTARE, area / M2_PER_KM2)
+    return {"id": cid, "name": name, "pixels": n, "percent": 100.0 * n / total if total else 0.0,
+            "hectares": hectares, "km2": km2}
+
+
+def write_area_report(report: dict[str, Any], csv_path: str | Path | None = None, json_path: str | Path | None = None,
+                      overwrite: bool = False) -> None:
+    """Write ``report`` as CSV (one row per class, then a total row) and/or JSON."""
     if csv_path is not None:
-        with atomic_path(csv_path, overwrite) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows(report["classes"])
-            area = report["pixel_area_m2"]
-            n = report["valid_pixels"]
-            writer.writerow(
-                {
-                    "id": "",
-                    "name": "total",
-                    "pixels": n,
-                    "percent": 100.0 if n else 0.0,
-                    "hectares": None if area is None else n * area / M2_PER_HECTARE,
-                    "km2": None if area is None else n * area / M2_PER_KM2,
-                }
-            )
+        n = report["valid_pixels"]
+        total = _area_row("", "total", n, n, report["pixel_area_m2"])
+        write_csv(csv_path, [*report["classes"], total], overwrite, columns=CSV_COLUMNS)
     if json_path is not None:
-        with atomic_path(json_path, overwrite) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json(json_path, report, overwrite)
 
 
 def _decimated(src: rasterio.DatasetReader, bands: list[int], max_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,15 +100,8 @@ def _stretch(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def preview_png(
-    image_path: str | Path,
-    pred_path: str | Path,
-    png_path: str | Path,
-    class_map: ClassMap | None = None,
-    bands: Sequence[int] | None = None,
-    max_size: int = 1024,
-    overwrite: bool = False,
-) -> Path:
+def preview_png(image_path: str | Path, pred_path: str | Path, png_path: str | Path, class_map: ClassMap | None = None,
+                bands: Sequence[int] | None = None, max_size: int = 1024) -> Path:
     """PNG with the image (RGB from ``bands``, 1-based, default 1, 2, 3 or band 1 as grey; 2-98 % stretch) and the
     prediction in class colours side by side, with a legend. Rasters are read decimated to ``max_size`` px (from
     overviews when present, e.g. ``cog=True`` outputs) so huge scenes stay cheap."""
@@ -164,6 +126,5 @@ def preview_png(
         ax.set_axis_off()
     handles = [Patch(color=np.array(c.color) / 255.0, label=f"{c.id}: {c.name}") for c in class_map.classes]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False)
-    with atomic_path(png_path, overwrite) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
+    fig.savefig(png_path, format="png", bbox_inches="tight")
     return Path(png_path)

@@ -10,7 +10,6 @@ building is one instance with its own roof tone, and no two buildings overlap or
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -20,25 +19,15 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from core.errors import ConfigError
-from core.io import atomic_path
+from core.io import Staging
 from domains.landcover.classes import DEFAULT_CLASSES, write_class_map_json
-from domains.landcover.io import AtomicFile
 
 BUILDING, ROAD = 4, 5
 LABEL_NODATA = 255
 BAND_NAMES = ("red", "green", "blue", "nir")
 # Reflectance (R, G, B, NIR) per lecture class: dense/sparse forest, moor, herbaceous, building, road.
-SIGNATURES = np.array(
-    [
-        [0.03, 0.06, 0.03, 0.35],
-        [0.06, 0.09, 0.05, 0.27],
-        [0.10, 0.07, 0.09, 0.17],
-        [0.07, 0.13, 0.05, 0.46],
-        [0.30, 0.28, 0.27, 0.30],
-        [0.17, 0.17, 0.18, 0.20],
-    ],
-    np.float32,
-)
+SIGNATURES = np.array([[0.03, 0.06, 0.03, 0.35], [0.06, 0.09, 0.05, 0.27], [0.10, 0.07, 0.09, 0.17],
+                       [0.07, 0.13, 0.05, 0.46], [0.30, 0.28, 0.27, 0.30], [0.17, 0.17, 0.18, 0.20]], np.float32)
 # dtype -> (reflectance scale, nodata value); valid pixels are kept away from the nodata value.
 DTYPES = {"uint8": (500.0, 0), "uint16": (10000.0, 0), "int16": (10000.0, -9999), "float32": (1.0, float("nan"))}
 
@@ -86,10 +75,8 @@ def _row_of_houses(rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
     return houses
 
 
-def _place(
-    instances: np.ndarray, blocked: np.ndarray, houses: list[tuple[int, int, int, int]], rng: np.random.Generator,
-    tries: int = 20,
-) -> None:
+def _place(instances: np.ndarray, blocked: np.ndarray, houses: list[tuple[int, int, int, int]],
+           rng: np.random.Generator, tries: int = 20) -> None:
     """Put a group of rectangles at a random free spot (``_free`` for the group's bounding box; up to ``tries``
     attempts, else skipped), one new instance id each; marks them in ``blocked``."""
     height, width = instances.shape
@@ -104,14 +91,8 @@ def _place(
             return
 
 
-def synthetic_layout(
-    height: int,
-    width: int,
-    rng: np.random.Generator,
-    n_roads: int | None = None,
-    n_buildings: int | None = None,
-    n_rows: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_layout(height: int, width: int, rng: np.random.Generator, n_roads: int | None = None,
+                     n_buildings: int | None = None, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Label map ``(height, width)`` uint8 (smooth blobs of classes 0-3, rectangles of 4, road lines of 5) and
     instance map ``(height, width)`` uint32 (0 = no building, 1..n one id per building rectangle).
 
@@ -139,21 +120,8 @@ def synthetic_layout(
     return labels, instances
 
 
-def synthetic_labels(
-    height: int, width: int, rng: np.random.Generator, n_roads: int | None = None, n_buildings: int | None = None
-) -> np.ndarray:
-    """Label map ``(height, width)`` uint8 of ``synthetic_layout``."""
-    return synthetic_layout(height, width, rng, n_roads, n_buildings)[0]
-
-
-def synthetic_image(
-    labels: np.ndarray,
-    bands: int,
-    rng: np.random.Generator,
-    seed: int,
-    noise: float = 0.012,
-    tone: np.ndarray | None = None,
-) -> np.ndarray:
+def synthetic_image(labels: np.ndarray, bands: int, rng: np.random.Generator, seed: int, noise: float = 0.012,
+                    tone: np.ndarray | None = None) -> np.ndarray:
     """Reflectance ``(bands, h, w)`` float32: class signature (times ``tone`` ``(h, w)`` where given, e.g. a roof
     tone per building) x smooth texture + Gaussian noise (std ``noise``)."""
     sig = _signatures(bands, seed)[labels].transpose(2, 0, 1)  # (C, h, w)
@@ -165,35 +133,15 @@ def synthetic_image(
 
 
 def _profile(height: int, width: int, crs: str, pixel_size: float, origin: Sequence[float]) -> dict:
-    return dict(
-        driver="GTiff",
-        height=height,
-        width=width,
-        crs=crs,
-        transform=Affine(pixel_size, 0.0, origin[0], 0.0, -pixel_size, origin[1]),  # north-up
-        tiled=True,
-        blockxsize=256,
-        blockysize=256,
-        compress="deflate",
-    )
+    transform = Affine(pixel_size, 0.0, origin[0], 0.0, -pixel_size, origin[1])
+    return dict(driver="GTiff", height=height, width=width, crs=crs, transform=transform, tiled=True,
+                blockxsize=256, blockysize=256, compress="deflate")
 
 
-def make_scene(
-    path_img: str | Path,
-    path_lbl: str | Path,
-    height: int = 512,
-    width: int = 512,
-    seed: int = 0,
-    bands: int = 4,
-    dtype: str = "uint16",
-    crs: str = "EPSG:32631",
-    pixel_size: float = 10.0,
-    origin: Sequence[float] = (500_000.0, 5_000_000.0),
-    nodata_border: int = 8,
-    noise: float = 0.012,
-    overwrite: bool = False,
-    path_instances: str | Path | None = None,
-) -> tuple[Path, Path]:
+def make_scene(path_img: str | Path, path_lbl: str | Path, height: int = 512, width: int = 512, seed: int = 0,
+               bands: int = 4, dtype: str = "uint16", crs: str = "EPSG:32631", pixel_size: float = 10.0,
+               origin: Sequence[float] = (500_000.0, 5_000_000.0), nodata_border: int = 8, noise: float = 0.012,
+               overwrite: bool = False, path_instances: str | Path | None = None) -> tuple[Path, Path]:
     """Write a synthetic scene: ``bands``-band image of ``dtype`` (uint8, uint16, int16, float32; nodata 0,
     0, -9999, NaN) and a uint8 label raster (nodata 255, class colour table), same CRS/transform/size.
     ``nodata_border`` pixels around the edge are nodata in both; ``noise`` (reflectance std) sets how hard the
@@ -214,25 +162,25 @@ def make_scene(
     labels[border] = LABEL_NODATA
     instances[border] = 0
     profile = _profile(height, width, crs, pixel_size, origin)
-    with atomic_path(path_img, overwrite) as tmp:
-        with rasterio.open(tmp, "w", count=bands, dtype=dtype, nodata=DTYPES[dtype][1], **profile) as dst:
+    paths = [Path(p) for p in (path_img, path_lbl, path_instances) if p is not None]
+    with Staging(paths, overwrite) as stage:
+        with rasterio.open(stage.path(paths[0]), "w", count=bands, dtype=dtype, nodata=DTYPES[dtype][1],
+                           **profile) as dst:
             dst.write(image)
             for i in range(bands):
                 dst.set_band_description(i + 1, BAND_NAMES[i] if i < 4 else f"band_{i + 1}")
-    with atomic_path(path_lbl, overwrite) as tmp:
-        with rasterio.open(tmp, "w", count=1, dtype="uint8", nodata=LABEL_NODATA, **profile) as dst:
+        with rasterio.open(stage.path(paths[1]), "w", count=1, dtype="uint8", nodata=LABEL_NODATA, **profile) as dst:
             dst.write_colormap(1, DEFAULT_CLASSES.colormap())  # before the pixels: libtiff fixes it on first write
             dst.write(labels, 1)
-    if path_instances is not None:
-        with atomic_path(path_instances, overwrite) as tmp:
-            with rasterio.open(tmp, "w", count=1, dtype="uint32", **profile) as dst:
+        if path_instances is not None:
+            with rasterio.open(stage.path(paths[2]), "w", count=1, dtype="uint32", **profile) as dst:
                 dst.write(instances, 1)
+        stage.commit()
     return Path(path_img), Path(path_lbl)
 
 
-def make_dataset(
-    root: str | Path, n_scenes: int = 2, size: int = 512, seed: int = 0, overwrite: bool = False, **scene_kwargs
-) -> list[tuple[Path, Path]]:
+def make_dataset(root: str | Path, n_scenes: int = 2, size: int = 512, seed: int = 0, overwrite: bool = False,
+                 **scene_kwargs) -> list[tuple[Path, Path]]:
     """Write ``n_scenes`` adjacent synthetic scenes as ``root/images/scene_XXX.tif`` + ``root/labels/...`` +
     ``root/instances/...`` (building instances) and the lecture classes as ``root/classes.json``. Extra keyword
     arguments go to ``make_scene``. Returns the (image, label) paths."""
@@ -242,21 +190,10 @@ def make_dataset(
     write_class_map_json(DEFAULT_CLASSES, root / "classes.json", overwrite=overwrite)
     pixel = float(scene_kwargs.pop("pixel_size", 10.0))
     x0, y0 = scene_kwargs.pop("origin", (500_000.0, 5_000_000.0))
-    return [
-        make_scene(
-            root / "images" / f"scene_{i:03d}.tif",
-            root / "labels" / f"scene_{i:03d}.tif",
-            size,
-            size,
-            seed=seed + i,
-            pixel_size=pixel,
-            origin=(x0 + i * size * pixel, y0),
-            overwrite=overwrite,
-            path_instances=root / "instances" / f"scene_{i:03d}.tif",
-            **scene_kwargs,
-        )
-        for i in range(n_scenes)
-    ]
+    return [make_scene(root / "images" / f"scene_{i:03d}.tif", root / "labels" / f"scene_{i:03d}.tif", size, size,
+                       seed=seed + i, pixel_size=pixel, origin=(x0 + i * size * pixel, y0), overwrite=overwrite,
+                       path_instances=root / "instances" / f"scene_{i:03d}.tif", **scene_kwargs)
+            for i in range(n_scenes)]
 
 
 def _large_labels(window: Window, waves: list, roads: list) -> np.ndarray:
@@ -276,30 +213,17 @@ def _large_labels(window: Window, waves: list, roads: list) -> np.ndarray:
     return labels
 
 
-def make_large_raster(
-    path_img: str | Path,
-    height: int,
-    width: int,
-    path_lbl: str | Path | None = None,
-    bands: int = 4,
-    dtype: str = "uint16",
-    seed: int = 0,
-    block: int = 512,
-    crs: str = "EPSG:32631",
-    pixel_size: float = 10.0,
-    origin: Sequence[float] = (500_000.0, 5_000_000.0),
-    compress: str | None = "deflate",
-    overwrite: bool = False,
-) -> Path:
+def make_large_raster(path_img: str | Path, height: int, width: int, path_lbl: str | Path | None = None, bands: int = 4,
+                      dtype: str = "uint16", seed: int = 0, block: int = 512, crs: str = "EPSG:32631",
+                      pixel_size: float = 10.0, origin: Sequence[float] = (500_000.0, 5_000_000.0),
+                      compress: str | None = "deflate", overwrite: bool = False) -> Path:
     """Write a large synthetic scene block by block (memory stays ~ one ``block x block`` tile), for memory and
     speed benchmarks of tiled inference. Same classes/spectra as ``make_scene``; optional matching labels."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(DTYPES)}; got {dtype!r}")
     rng = np.random.default_rng(seed)
-    waves = [
-        tuple(rng.uniform(lo, hi, 4) for lo, hi in ((0.5, 1), (-0.02, 0.02), (-0.02, 0.02), (0, 2 * np.pi)))
-        for _ in range(3)
-    ]
+    waves = [tuple(rng.uniform(lo, hi, 4) for lo, hi in ((0.5, 1), (-0.02, 0.02), (-0.02, 0.02), (0, 2 * np.pi)))
+             for _ in range(3)]
     roads = []
     for t in rng.uniform(0, np.pi, 6):
         a, b = np.cos(t), np.sin(t)
@@ -307,30 +231,24 @@ def make_large_raster(
         roads.append((a, b, -rng.uniform(min(corners), max(corners))))
     profile = _profile(height, width, crs, pixel_size, origin)
     profile.update(blockxsize=block, blockysize=block, compress=compress or "none", bigtiff="IF_SAFER")
-    outputs = [AtomicFile(path_img, overwrite)] + ([AtomicFile(path_lbl, overwrite)] if path_lbl else [])
-    try:
-        with ExitStack() as stack:
-            img = stack.enter_context(
-                rasterio.open(outputs[0].tmp, "w", count=bands, dtype=dtype, nodata=DTYPES[dtype][1], **profile)
-            )
-            lbl = None
-            if path_lbl:
-                lbl = stack.enter_context(
-                    rasterio.open(outputs[1].tmp, "w", count=1, dtype="uint8", nodata=LABEL_NODATA, **profile)
-                )
+
+    def blocks():
+        for r in range(0, height, block):
+            for c in range(0, width, block):
+                window = Window(c, r, min(block, width - c), min(block, height - r))
+                yield window, _large_labels(window, waves, roads)
+
+    with Staging([Path(p) for p in (path_img, path_lbl) if p], overwrite) as stage:
+        with rasterio.open(stage.path(Path(path_img)), "w", count=bands, dtype=dtype, nodata=DTYPES[dtype][1],
+                           **profile) as img:
+            for window, labels in blocks():
+                rng = np.random.default_rng([seed, int(window.row_off), int(window.col_off)])
+                img.write(_to_dtype(synthetic_image(labels, bands, rng, seed), dtype), window=window)
+        if path_lbl:
+            with rasterio.open(stage.path(Path(path_lbl)), "w", count=1, dtype="uint8", nodata=LABEL_NODATA,
+                               **profile) as lbl:
                 lbl.write_colormap(1, DEFAULT_CLASSES.colormap())
-            for r in range(0, height, block):
-                for c in range(0, width, block):
-                    window = Window(c, r, min(block, width - c), min(block, height - r))
-                    labels = _large_labels(window, waves, roads)
-                    reflectance = synthetic_image(labels, bands, np.random.default_rng([seed, r, c]), seed)
-                    img.write(_to_dtype(reflectance, dtype), window=window)
-                    if lbl is not None:
-                        lbl.write(labels, 1, window=window)
-        for out in outputs:
-            out.commit()
-    except BaseException:
-        for out in outputs:
-            out.discard()
-        raise
-    return outputs[0].path
+                for window, labels in blocks():
+                    lbl.write(labels, 1, window=window)
+        stage.commit()
+    return Path(path_img)

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
+import hydra.utils
 import numpy as np
 import pytest
 import rasterio
 import torch
 from affine import Affine
 
+from core.contracts import DataMeta, Job, Mode, ModelInfo
+from core.inference import InferenceOptions, TilePredictor
+from core.instances import Instancer
+from core.pipeline import run_evaluate, run_predict
 from core.task import SegmentationTask
 from domains.landcover.dataset import build_datasets
+from domains.landcover.reader import GeoTiffReader
+from domains.landcover.scorers import LandCoverEvaluation
 from domains.landcover.synthetic import make_dataset
+from domains.landcover.writer import GeoTiffWriter
+from tests.helpers import compose_config
 
 UTM31 = "EPSG:32631"
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 5_000_000.0)  # 10 m pixels, north-up
@@ -78,11 +86,24 @@ class Linear1x1(torch.nn.Module):
         return self.conv(x)
 
 
-def fake_task(meta: dict, net: torch.nn.Module | None = None) -> SimpleNamespace:
-    """What predict/evaluate read from a ``SegmentationTask``: ``hparams`` (and ``net``)."""
-    hparams = SimpleNamespace(data_meta=meta, num_classes=meta["num_classes"], class_names=meta["class_names"],
-                              ignore_index=meta["ignore_index"])
-    return SimpleNamespace(hparams=hparams, net=net, border_channel=False)
+def make_job(meta: dict, net: torch.nn.Module, mode: str = "semantic", instancer: Instancer | None = None,
+             border: bool = False, **options) -> Job:
+    """A predict/evaluate job for ``net`` with a checkpoint's ``meta`` (``options``: tile, overlap, ...)."""
+    data = DataMeta.from_dict({"in_channels": len(meta["bands"]), **meta})
+    model = ModelInfo(TilePredictor(net, "cpu"), data, data.num_classes + int(border), border, checkpoint="unused")
+    return Job(model, Mode.parse(mode), instancer, InferenceOptions(**options))
+
+
+def evaluate_with(job: Job, overrides: list[str], out: Path) -> dict:
+    """``run_evaluate`` of the land-cover evaluation on the data the evaluate config's ``overrides`` describe."""
+    cfg = compose_config("evaluate", ["domain=landcover", "checkpoint=unused", f"output_dir={out}", *overrides])
+    datasets = hydra.utils.instantiate(cfg.domain.datamodule.datasets)()
+    return run_evaluate(LandCoverEvaluation(), GeoTiffReader(), job, datasets, out)
+
+
+def predict_with(job: Job, input: Path, output: Path, **writer) -> list[Path]:
+    """``run_predict`` with the land-cover reader and writer (``writer``: its options)."""
+    return run_predict(GeoTiffReader(), GeoTiffWriter(**writer), job, input, output)
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,8 @@ from affine import Affine
 
 import core.cli
 import core.evaluate
-from core.inference import TilePredictor
 from domains.landcover.dataset import build_datasets
-from domains.landcover.evaluate import evaluate
-from tests.domains.landcover.conftest import TRANSFORM, fake_task, write_tif
+from tests.domains.landcover.conftest import TRANSFORM, evaluate_with, make_job, write_tif
 from tests.helpers import compose_config
 
 DATA = ["domain.datamodule.datasets.patch_size=[32,32]", "domain.datamodule.datasets.holdout_block=32"]
@@ -57,10 +55,8 @@ def label_counts(root, build_kwargs: dict, split: str) -> np.ndarray:
 def test_confusion_matrix_counts_exactly_the_held_out_pixels(synthetic_root, trained_meta, tmp_path, split_kwargs,
                                                              split):
     overrides = [f"domain.datamodule.datasets.{k}={json.dumps(v)}" for k, v in split_kwargs.items()]
-    cfg = compose_config("evaluate", ["domain=landcover", "checkpoint=unused", f"output_dir={tmp_path}",
-                                      f"domain.datamodule.datasets.root={synthetic_root}", *DATA, *overrides])
-    result = evaluate(fake_task(trained_meta), TilePredictor(Always(2), "cpu"), cfg, str(tmp_path), tile=[40, 40],
-                      overlap=[8, 8], batch_size=3)
+    job = make_job(trained_meta, Always(2), tile=(40, 40), overlap=(8, 8), batch_size=3)
+    result = evaluate_with(job, [f"domain.datamodule.datasets.root={synthetic_root}", *DATA, *overrides], tmp_path)
     counts = label_counts(synthetic_root, {"patch_size": 32, "holdout_block": 32, **split_kwargs}, split)
     confmat = np.array(result["confusion_matrix"])
     np.testing.assert_array_equal(confmat[:, 2], counts)  # every scored pixel predicted as class 2...

@@ -9,8 +9,8 @@ import rasterio
 from core.errors import DataError
 from domains.landcover.classes import DEFAULT_CLASSES
 from domains.landcover.dataset import build_datasets
-from domains.landcover.inference import RasterSource
 from domains.landcover.io import open_output
+from domains.landcover.reader import RasterSource
 
 
 def test_source_reads_like_validation_samples(synthetic_root):

@@ -7,14 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from core.inference import TilePredictor
 from core.instances import Instancer
 from domains.landcover.classes import DEFAULT_CLASSES
-from domains.landcover.evaluate import evaluate
 from domains.landcover.synthetic import synthetic_layout
-from tests.domains.landcover.conftest import fake_task, write_tif
+from tests.domains.landcover.conftest import evaluate_with, make_job, write_tif
 from tests.domains.landcover.test_landcover_polygons import ClassFromBand
-from tests.helpers import compose_config
 
 
 @pytest.fixture
@@ -31,14 +28,10 @@ def exact_root(tmp_path):
 def run(root, tmp_path, min_size=0):
     meta = {"bands": [1], "image_band_count": 1, "num_classes": 6, "ignore_index": 255,
             "normalization": {"mean": [0.0], "std": [1.0]}, **DEFAULT_CLASSES.to_meta()}
-    cfg = compose_config("evaluate", ["domain=landcover", "checkpoint=unused", f"output_dir={tmp_path / 'out'}",
-                                      f"domain.datamodule.datasets.root={root}", "task=instance",
-                                      "domain.datamodule.datasets.patch_size=[32,32]",
-                                      "domain.datamodule.datasets.holdout_block=64",
-                                      "domain.datamodule.datasets.holdout_fraction=0.5"])
     cut = Instancer(["building"], DEFAULT_CLASSES.names, min_size=min_size)
-    return evaluate(fake_task(meta), TilePredictor(ClassFromBand(False), "cpu"), cfg, str(tmp_path / "out"),
-                    tile=[32, 32], overlap=[8, 8], batch_size=4, mode="instance", instancer=cut)
+    job = make_job(meta, ClassFromBand(False), "instance", cut, tile=(32, 32), overlap=(8, 8), batch_size=4)
+    data = {"root": root, "patch_size": "[32,32]", "holdout_block": 64, "holdout_fraction": 0.5}
+    return evaluate_with(job, [f"domain.datamodule.datasets.{k}={v}" for k, v in data.items()], tmp_path / "out")
 
 
 @pytest.mark.parametrize("with_instance_rasters", [True, False])

@@ -45,14 +45,14 @@ def test_predict_and_evaluate_with_instances(border_run, tmp_path):
     ckpt, root = border_run
     scene = root / "images" / "scene_000.tif"
     run_script("predict", "domain=landcover", f"checkpoint={ckpt}", f"input={scene}", f"output={tmp_path / 'p.tif'}",
-               "task=panoptic", "domain.predict.tile=[64,64]", "domain.predict.overlap=[16,16]",
+               "task=panoptic", "domain.inference.tile=[64,64]", "domain.inference.overlap=[16,16]",
                f"hydra.run.dir={tmp_path / 'log'}")
     for name in ("p.tif", "p_instances.tif", "p_instances.gpkg", "p_instances.csv", "p_panoptic.tif"):
         assert (tmp_path / name).is_file(), name
     out = tmp_path / "eval"
     run_script("evaluate", "domain=landcover", f"checkpoint={ckpt}", f"domain.datamodule.datasets.root={root}",
-               *OVERRIDES, "task=instance", f"output_dir={out}", "domain.evaluate.tile=[64,64]",
-               "domain.evaluate.overlap=[16,16]", f"hydra.run.dir={tmp_path / 'log2'}")
+               *OVERRIDES, "task=instance", f"output_dir={out}", "domain.inference.tile=[64,64]",
+               "domain.inference.overlap=[16,16]", f"hydra.run.dir={tmp_path / 'log2'}")
     report = json.loads((out / "panoptic.json").read_text())
     building = [row for row in report["per_class"] if row["class"] == "building"][0]
     assert building["thing"] and building["true_count"] > 0

@@ -214,3 +214,21 @@ def test_rgbn_nodata_value_and_internal_mask_still_mark_nodata(tif):
     with open_raster(path) as src:
         _, valid = read_window(src, Window(0, 0, 16, 16))
     np.testing.assert_array_equal(valid, mask > 0)  # the mask, not NIR: rows 0-3 right of column 5 stay valid
+
+
+def test_rgbn_pixels_with_nir_zero_get_predictions(tif, tmp_path):
+    """End to end: predict on an RGBN file written with rasterio's defaults writes classes, not nodata, where NIR is
+    0; a model trained with alpha_is_mask=true reads band 4 as a mask and writes nodata there."""
+    from tests.domains.landcover.conftest import Linear1x1, make_job, predict_with
+
+    path, _ = _rgbn(tif, "scene.tif", crs="EPSG:32631")
+    meta = {"bands": [1, 2, 3, 4], "band_names": ["red", "green", "blue", "nir"], "image_band_count": 4,
+            "num_classes": 2, "class_names": ["a", "b"], "class_colors": [[0, 0, 0], [255, 255, 255]],
+            "ignore_index": 255, "normalization": {"mean": [0.0] * 4, "std": [1.0] * 4, "nodata_value": 0.0}}
+    net = Linear1x1(np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
+    for alpha_is_mask, nodata_rows in ((None, 0), (True, 4)):
+        out = tmp_path / f"pred_{alpha_is_mask}.tif"
+        predict_with(make_job({**meta, "alpha_is_mask": alpha_is_mask}, net), path, out, report=False, preview=False)
+        with rasterio.open(out) as dst:
+            classes = dst.read(1)
+        assert (classes[:nodata_rows] == 255).all() and (classes[nodata_rows:] < 2).all()

@@ -10,11 +10,13 @@ from affine import Affine
 from core.inference import TilePredictor, sliding_window
 from domains.landcover.benchmark import run_child
 from domains.landcover.classes import DEFAULT_CLASSES, ClassMap
-from domains.landcover.inference import RasterSource
 from domains.landcover.io import open_output
-from domains.landcover.predict import PROBA_SCALE, predict, predict_raster
+from domains.landcover.reader import RasterSource
 from domains.landcover.synthetic import make_large_raster
-from tests.domains.landcover.conftest import Linear1x1, fake_task
+from domains.landcover.writer import PROBA_SCALE
+from tests.domains.landcover.conftest import Linear1x1, make_job, predict_with
+
+PLAIN = dict(report=False, preview=False)
 
 # A rotated, non-round transform in Lambert-93: any rounding or re-derivation of the geometry would show.
 ODD = Affine(0.3333333333333, 0.0123456789, 651234.56789, 0.0098765432, -0.3333333333333, 6862345.4321)
@@ -55,9 +57,8 @@ def test_identity_model_reproduces_the_raster(tif, tmp_path, tile, overlap):
 def test_identity_logits_give_exactly_the_argmax_class(tif, tmp_path, tile, overlap):
     scores = np.random.default_rng(1).normal(size=(6, 101, 77)).astype(np.float32)  # a band per class
     path = tif("in.tif", scores, crs="EPSG:2154", transform=ODD, block=None)
-    with RasterSource(path, raw_meta(6)) as source:
-        predict_raster(TilePredictor(torch.nn.Identity(), "cpu"), source, tmp_path / "out.tif", DEFAULT_CLASSES,
-                       tile=tile, overlap=overlap, batch_size=3, progress=False)
+    job = make_job(raw_meta(6), torch.nn.Identity(), tile=tile, overlap=overlap, batch_size=3)
+    predict_with(job, path, tmp_path / "out.tif", **PLAIN)
     with rasterio.open(tmp_path / "out.tif") as dst:
         np.testing.assert_array_equal(dst.read(1), scores.argmax(0))
 
@@ -69,12 +70,12 @@ def test_constant_prediction_is_constant_across_tile_borders(tif, tmp_path, blen
     with RasterSource(path, raw_meta(4)) as source:
         logits = torch.cat([b for _, _, b, _ in sliding_window(predictor, [source], 6, (32, 40), (9, 13), 4, blend)],
                            dim=1)  # (K, H, W)
-        predict_raster(predictor, source, tmp_path / "out.tif", DEFAULT_CLASSES, tmp_path / "proba.tif",
-                       tile=(32, 40), overlap=(9, 13), batch_size=4, blend=blend, progress=False)
+    job = make_job(raw_meta(4), Constant(), tile=(32, 40), overlap=(9, 13), batch_size=4, blend=blend)
+    predict_with(job, path, tmp_path / "out.tif", probabilities=True, **PLAIN)
     np.testing.assert_allclose(logits, Constant.LOGITS.view(6, 1, 1).expand(6, 101, 77), rtol=1e-6, atol=1e-6)
     assert logits.diff(dim=1).abs().max() < 1e-6 and logits.diff(dim=2).abs().max() < 1e-6  # no seams
     expected = (Constant.LOGITS.softmax(0) * PROBA_SCALE).round().to(torch.uint8).numpy()
-    with rasterio.open(tmp_path / "out.tif") as classes, rasterio.open(tmp_path / "proba.tif") as proba:
+    with rasterio.open(tmp_path / "out.tif") as classes, rasterio.open(tmp_path / "out_proba.tif") as proba:
         assert (classes.read(1) == 2).all()
         np.testing.assert_array_equal(proba.read(), np.broadcast_to(expected[:, None, None], (6, 101, 77)))
         assert proba.descriptions == tuple(DEFAULT_CLASSES.names)
@@ -89,10 +90,9 @@ def test_outputs_keep_the_input_geometry_exactly(tif, tmp_path, cog):
     path = tif("in.tif", image, nodata=0, crs="EPSG:2154", transform=ODD)
     colors = [[10 * i, 255 - 10 * i, 3 * i] for i in range(6)]
     meta = {**raw_meta(4), "class_colors": colors}
-    task = fake_task(meta)
     net = Linear1x1(rng.normal(size=(6, 4)))
-    written = predict(task, TilePredictor(net, "cpu"), str(path), str(tmp_path / "out" / "pred.tif"), tile=[64, 64],
-                      overlap=[16, 16], batch_size=3, cog=cog, probabilities=True, report=False, preview=False)
+    job = make_job(meta, net, tile=(64, 64), overlap=(16, 16), batch_size=3)
+    written = predict_with(job, path, tmp_path / "out" / "pred.tif", cog=cog, probabilities=True, **PLAIN)
     assert [p.name for p in written] == ["pred.tif", "pred_proba.tif"]
     invalid = (image == 0).any(axis=0)
     with rasterio.open(path) as src:
@@ -124,7 +124,7 @@ def test_peak_memory_does_not_grow_with_image_height(tmp_path):
     for height in (2048, 8192):
         raster = make_large_raster(tmp_path / f"h{height}.tif", height, 1024, compress=None)
         result = run_child("pipeline", gdal_cache_mb=8, raster=str(raster), output=str(tmp_path / f"p{height}.tif"),
-                           model="tiny", tile=[256, 256], overlap=[32, 32], batch_size=4, bare=False, threads=1)
+                           model="tiny", tile=[256, 256], overlap=[32, 32], batch_size=4, threads=1)
         peaks[height] = result["peak_mb"]
         with rasterio.open(tmp_path / f"p{height}.tif") as dst:
             assert dst.shape == (height, 1024)

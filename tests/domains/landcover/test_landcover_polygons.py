@@ -1,8 +1,6 @@
 """Instance predict on GeoTIFFs: objects crossing tile and strip borders come out as one polygon with the right
 area, in the raster's CRS; touching buildings split by the border channel; the panoptic raster pairs class and id."""
 
-from types import SimpleNamespace
-
 import fiona
 import numpy as np
 import pytest
@@ -12,11 +10,9 @@ import torch
 from shapely.geometry import shape
 
 from core.errors import ConfigError
-from core.inference import TilePredictor
 from core.instances import Instancer
 from domains.landcover.classes import DEFAULT_CLASSES
-from domains.landcover.predict import predict
-from tests.domains.landcover.conftest import TRANSFORM
+from tests.domains.landcover.conftest import TRANSFORM, make_job, predict_with
 
 BUILDING, ROAD = 4, 5
 
@@ -46,11 +42,9 @@ def scene() -> tuple[np.ndarray, np.ndarray]:
     return classes, border
 
 
-def task_for(bands: int, border: bool) -> SimpleNamespace:
-    meta = {"bands": list(range(1, bands + 1)), "image_band_count": bands, "num_classes": 6, "ignore_index": 255,
+def meta_for(bands: int) -> dict:
+    return {"bands": list(range(1, bands + 1)), "image_band_count": bands, "num_classes": 6, "ignore_index": 255,
             "normalization": {"mean": [0.0] * bands, "std": [1.0] * bands}, **DEFAULT_CLASSES.to_meta()}
-    hparams = SimpleNamespace(data_meta=meta, num_classes=6, class_names=meta["class_names"], ignore_index=255)
-    return SimpleNamespace(hparams=hparams, border_channel=border)
 
 
 def run(tif, tmp_path, border: bool, mode: str = "instance", fmt: str = "gpkg"):
@@ -58,9 +52,9 @@ def run(tif, tmp_path, border: bool, mode: str = "instance", fmt: str = "gpkg"):
     image = np.stack([classes, border_band]) if border else classes[None]
     path = tif("in.tif", image, crs="EPSG:32631")
     cut = Instancer(["building"], DEFAULT_CLASSES.names, min_size=4)
-    written = predict(task_for(image.shape[0], border), TilePredictor(ClassFromBand(border), "cpu"), str(path),
-                      str(tmp_path / "pred.tif"), tile=[16, 16], overlap=[4, 4], batch_size=4, report=False,
-                      preview=False, mode=mode, instancer=cut, vector_format=fmt)
+    job = make_job(meta_for(image.shape[0]), ClassFromBand(border), mode, cut, border, tile=(16, 16), overlap=(4, 4),
+                   batch_size=4)
+    written = predict_with(job, path, tmp_path / "pred.tif", report=False, preview=False, vector_format=fmt)
     return path, written, classes
 
 
@@ -71,7 +65,7 @@ def read_polygons(path):
 
 def test_an_object_across_tile_borders_is_one_polygon_with_the_right_area(tif, tmp_path):
     path, written, classes = run(tif, tmp_path, border=False)
-    assert [p.name for p in written] == ["pred.tif", "pred_instances.tif", "pred_instances.gpkg", "pred_instances.csv"]
+    assert [p.name for p in written] == ["pred.tif", "pred_instances.csv", "pred_instances.gpkg", "pred_instances.tif"]
     crs, polygons = read_polygons(tmp_path / "pred_instances.gpkg")
     assert crs.to_epsg() == 32631
     assert len(polygons) == 2  # without borders the touching pair is one object

@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,12 @@ from PIL import Image
 
 import core.cli
 import core.predict
+from core.inference import InferenceOptions
+from core.io import STAGING_PREFIX
+from core.pipeline import run_predict
+from domains.landcover.reader import GeoTiffReader
 from domains.landcover.synthetic import make_scene
+from domains.landcover.writer import GeoTiffWriter
 from tests.helpers import compose_config, run_script
 
 
@@ -30,8 +36,8 @@ def predict_inprocess(capsys, ckpt, input, output, *overrides) -> tuple[int, str
 def test_predict_script_on_a_folder_writes_rasters_reports_and_previews(tiny_checkpoint, synthetic_root, tmp_path):
     out = tmp_path / "pred"
     run_script("predict", "domain=landcover", f"checkpoint={tiny_checkpoint}", f"input={synthetic_root / 'images'}",
-               f"output={out}", f"hydra.run.dir={tmp_path / 'hydra'}", "domain.predict.tile=[64,64]",
-               "domain.predict.overlap=[16,16]", "domain.predict.probabilities=true", "tta=true")
+               f"output={out}", f"hydra.run.dir={tmp_path / 'hydra'}", "domain.inference.tile=[64,64]",
+               "domain.inference.overlap=[16,16]", "domain.writer.probabilities=true", "tta=true")
     names = ["scene_000", "scene_001"]
     assert sorted(os.listdir(out)) == sorted(f"{n}{s}" for n in names for s in
                                              (".tif", "_proba.tif", "_areas.csv", "_areas.json", "_preview.png"))
@@ -52,16 +58,16 @@ def test_predict_script_on_a_folder_writes_rasters_reports_and_previews(tiny_che
 
 
 def test_predict_returns_what_it_wrote_and_honours_options(tiny_checkpoint, synthetic_root, tmp_path):
-    task, predictor, _ = core.predict.load_for_domain(compose_config("predict", [
+    job = core.predict.load_job(compose_config("predict", [
         "domain=landcover", f"checkpoint={tiny_checkpoint}", "input=x", "output=y"]))
-    from domains.landcover.predict import predict
-
     scene = synthetic_root / "images" / "scene_000.tif"
-    written = predict(task, predictor, str(scene), str(tmp_path), report=False, preview=False, tile=[48, 40],
-                      overlap=[8, 8])
+    tiles = dict(tile=(48, 40), overlap=(8, 8))
+    written = run_predict(GeoTiffReader(), GeoTiffWriter(report=False, preview=False),
+                          replace(job, options=InferenceOptions(**tiles)), scene, tmp_path)
     assert written == [tmp_path / "scene_000.tif"]  # an existing folder as output: the input's name inside it
-    again = predict(task, predictor, str(scene), str(tmp_path / "b.tif"), blend="cosine", batch_size=1, tile=[48, 40],
-                    overlap=[8, 8], report=False, preview=False)
+    again = run_predict(GeoTiffReader(), GeoTiffWriter(report=False, preview=False),
+                        replace(job, options=InferenceOptions(**tiles, blend="cosine", batch_size=1)), scene,
+                        tmp_path / "b.tif")
     with rasterio.open(written[0]) as a, rasterio.open(again[0]) as b:
         assert (a.read(1) == b.read(1)).mean() > 0.99  # a 1x1 conv: blending only matters at near-ties
 
@@ -123,7 +129,7 @@ def test_existing_output_needs_overwrite(synthetic_root, tiny_checkpoint, tmp_pa
     assert sorted(os.listdir(tmp_path)) == ["pred_areas.csv"]  # nothing written, nothing replaced
     cfg = compose_config("predict", ["domain=landcover", f"checkpoint={tiny_checkpoint}", f"input={scene}",
                                      f"output={tmp_path / 'pred.tif'}", "overwrite=true",
-                                     "domain.predict.preview=false"])
+                                     "domain.writer.preview=false"])
     core.cli.run(core.predict.predict, cfg)
     assert (tmp_path / "pred_areas.csv").read_text().startswith("id,name,pixels")
 
@@ -132,7 +138,7 @@ def test_unwritable_output_folder_exits_2(synthetic_root, tiny_checkpoint, tmp_p
     (tmp_path / "file").write_text("")  # tests run as root: a folder "inside" a regular file is unwritable
     code, err = predict_inprocess(capsys, tiny_checkpoint, synthetic_root / "images" / "scene_000.tif",
                                   tmp_path / "file" / "pred.tif")
-    assert code == 2 and "cannot create folder" in err
+    assert code == 2 and "file is a file, not a folder" in err
     assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
@@ -141,7 +147,8 @@ def test_predict_script_reports_a_truncated_scene_without_traceback(bad_inputs, 
     proc = run_script("predict", "domain=landcover", f"checkpoint={tiny_checkpoint}", f"input={path}",
                       f"output={tmp_path / 'out.tif'}", f"hydra.run.dir={tmp_path / 'hydra'}", check=False)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "out.tif").exists() and not list(tmp_path.glob(".out*"))
+    assert not (tmp_path / "out.tif").exists() and not list(tmp_path.glob(".*"))
+    assert not list(tmp_path.glob(STAGING_PREFIX + "*"))
 
 
 def test_scene_with_other_band_count_is_refused_even_with_one_good_band_subset(tmp_path, tiny_checkpoint, capsys):

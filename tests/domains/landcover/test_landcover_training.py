@@ -43,7 +43,7 @@ def test_short_training_beats_the_majority_baseline(landcover_run, tmp_path):
     assert trained > baseline + 0.15 and trained > 3 * baseline, (trained, baseline)
     cfg = compose_config("evaluate", ["domain=landcover", f"checkpoint={run / 'checkpoints' / 'last.ckpt'}",
                                       f"output_dir={tmp_path}", f"domain.datamodule.datasets.root={root}", *OVERRIDES,
-                                      "domain.evaluate.tile=[32,32]", "domain.evaluate.overlap=[8,8]"])
+                                      "domain.inference.tile=[32,32]", "domain.inference.overlap=[8,8]"])
     tiled = evaluate(cfg)  # the same tiled inference as predict, at the training patch size
     assert np.array(tiled["confusion_matrix"]).sum(axis=1).tolist() == counts.tolist()
     assert tiled["miou"] > baseline + 0.15, (tiled["miou"], baseline)

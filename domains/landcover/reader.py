@@ -1,0 +1,190 @@
+"""Land-cover inputs for predict and evaluate: a GeoTIFF, a folder of them, or a held-out region of a labelled scene,
+read tile by tile and normalised exactly as in training (:class:`RasterSource`, the engine's streaming source)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from core.contracts import Item, Job, Prediction
+from core.errors import DataError
+from domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets, normalize
+from domains.landcover.io import (
+    check_bands,
+    chunk_windows,
+    open_raster,
+    read_label_window,
+    read_raw,
+    read_window,
+    valid_pixels,
+)
+from domains.landcover.sampling import Rect, full_rect, window_rect
+
+
+class RasterSource:
+    """A GeoTIFF (or a rectangle ``region`` of it) as a tiled-inference source, read with a checkpoint's ``meta``
+    (bands, normalisation); windows are relative to the region. Tiles are read through one handle (the engine's
+    reader thread), valid masks through another (the consuming thread): GDAL handles must not be shared by threads.
+    Opening checks the file (readable, not truncated, has a CRS, the bands): a DataError naming the file."""
+
+    def __init__(self, path: str | Path, meta: Any, region: Rect | None = None) -> None:
+        self.path, self.meta = Path(path), meta
+        self._tiles = open_raster(self.path)
+        self._masks = open_raster(self.path, check_data=False)
+        expected = meta.get("image_band_count")  # the training images' band count, when they agreed on one
+        try:
+            if expected is not None and self._tiles.count != expected:
+                raise DataError(f"{self.path} has {self._tiles.count} band(s) but the model was trained on "
+                                f"{expected}-band images (reading bands {list(meta['bands'])}: "
+                                f"{', '.join(meta.get('band_names', []))})")
+            check_bands(self._tiles, meta["bands"])
+        except DataError:
+            self.close()
+            raise
+        self.region = region or full_rect(self._tiles.height, self._tiles.width)
+        self.shape = (self.region.height, self.region.width)
+        self.profile = self._tiles.profile  # the outputs' template: CRS, transform, size
+        self._last: tuple[tuple[int, ...], np.ndarray, np.ndarray] | None = None
+
+    @property
+    def alpha(self) -> bool | None:
+        """The training data's nodata rule for an alpha band (``io.alpha_is_nodata``)."""
+        return self.meta.get("alpha_is_mask")
+
+    def _window(self, window: Sequence[int]) -> Window:
+        row, col, height, width = (int(v) for v in window)
+        return Window(col + self.region.col0, row + self.region.row0, width, height)
+
+    def _load(self, window: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        key = tuple(int(v) for v in window)
+        if self._last is None or self._last[0] != key:  # skip() then read() of one window read it once
+            image, valid = read_window(self._tiles, self._window(key), self.meta["bands"], self.alpha)
+            norm = self.meta["normalization"]  # the training statistics
+            self._last = (key, normalize(image, valid, norm["mean"], norm["std"]), valid)
+        return self._last[1], self._last[2]
+
+    def read(self, window: Sequence[int]) -> np.ndarray:
+        """Normalised float32 ``(C, h, w)`` for ``(row, col, height, width)``; 0 at nodata."""
+        return self._load(window)[0]
+
+    def skip(self, window: Sequence[int]) -> bool:
+        """True when the window holds only nodata."""
+        return not self._load(window)[1].any()
+
+    def valid_rows(self, row0: int, rows: int) -> np.ndarray:
+        """Valid (not nodata, finite) mask ``(rows, W)`` of full-width rows; safe in the consuming thread."""
+        bands, win = list(self.meta["bands"]), self._window((row0, 0, rows, self.shape[1]))
+        return valid_pixels(self._masks, win, bands, read_raw(self._masks, win, bands), self.alpha)
+
+    def any_valid(self) -> bool:
+        """Whether the region holds a valid pixel; reads block-aligned chunks up to the first valid one."""
+        reg = self.region
+        for chunk in map(window_rect, chunk_windows(self._masks)):
+            r0, c0 = max(chunk.row0, reg.row0), max(chunk.col0, reg.col0)
+            r1, c1 = min(chunk.row1, reg.row1), min(chunk.col1, reg.col1)
+            if r1 > r0 and c1 > c0 and read_window(self._masks, Window(c0, r0, c1 - c0, r1 - r0),
+                                                   self.meta["bands"], self.alpha)[1].any():
+                return True
+        return False
+
+    def close(self) -> None:
+        self._tiles.close()
+        self._masks.close()
+
+    def __enter__(self) -> RasterSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class OpenedScene:
+    """The sources of one item (a whole raster, or the rectangles of a held-out region) and, for a labelled region,
+    its label (and instance) rasters. Sinks share the valid mask and the truth of a row block: read once."""
+
+    sources: list[RasterSource]
+    labels: rasterio.DatasetReader | None = None
+    instances: rasterio.DatasetReader | None = None
+    num_classes: int = 0
+    ignore_index: int = 255
+    streaming: bool = True
+    _cache: dict[str, tuple[tuple[int, int], Any]] = field(default_factory=dict)
+
+    def _cached(self, what: str, p: Prediction, read: Any) -> Any:
+        key = (p.source, p.row0)
+        if what not in self._cache or self._cache[what][0] != key:
+            self._cache[what] = (key, read())
+        return self._cache[what][1]
+
+    def valid(self, p: Prediction) -> np.ndarray:
+        """``(n, W)``: the input is valid there and a window was computed."""
+        source, n = self.sources[p.source], p.classes.shape[0]
+        return self._cached("valid", p, lambda: source.valid_rows(p.row0, n) & p.covered)
+
+    def truth(self, p: Prediction) -> tuple[np.ndarray, np.ndarray | None]:
+        """Target classes ``(n, W)`` int64 (ignore index where unlabelled, ignored or the input is nodata; a
+        DataError for values outside 0..K-1) and the instance raster's ids (None without one)."""
+        return self._cached("truth", p, lambda: self._read_truth(p))
+
+    def _read_truth(self, p: Prediction) -> tuple[np.ndarray, np.ndarray | None]:
+        rect, n = self.sources[p.source].region, p.classes.shape[0]
+        window = Window(rect.col0, rect.row0 + p.row0, rect.width, n)
+        labels, labelled = read_label_window(self.labels, window)
+        keep = labelled & self.valid(p) & (labels != self.ignore_index)
+        ids = None if self.instances is None else read_label_window(self.instances, window)[0]
+        return class_targets(labels, keep, self.num_classes, self.ignore_index, self.labels.name), ids
+
+    def restore(self, logits: Any) -> Any:
+        return logits
+
+    def close(self) -> None:
+        for src in [*self.sources, self.labels, self.instances]:
+            if src is not None:
+                src.close()
+
+
+class GeoTiffReader:
+    """A GeoTIFF or a folder of them (outputs then go to a folder under the same names); evaluate's items are
+    :class:`~domains.landcover.dataset.Region` s of labelled scenes."""
+
+    def find(self, input: Any, job: Job) -> list[Item]:
+        src = Path(str(input))
+        if src.is_dir():
+            files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise DataError(f"no GeoTIFFs (*.tif, *.tiff) in input folder {src}")
+            return [Item(f.name, f, Path(f.name)) for f in files]
+        if not src.exists():
+            raise DataError(f"input {src} does not exist (a GeoTIFF or a folder of them is expected)")
+        return [Item(src.name, src)]
+
+    def check(self, item: Item, job: Job) -> None:
+        """Opens, not truncated, has a CRS, the checkpoint's bands and (a whole raster) some valid pixel."""
+        region = item.source if isinstance(item.source, Region) else None
+        with RasterSource(region.scene.image if region else item.source, job.model.meta) as source:
+            if region is None and not source.any_valid():
+                raise DataError(f"{item.source}: every pixel is nodata; nothing to predict")
+
+    def open(self, item: Item, job: Job) -> OpenedScene:
+        meta = job.model.meta
+        if not isinstance(item.source, Region):
+            return OpenedScene([RasterSource(item.source, meta)])
+        scene = item.source.scene
+        opened = OpenedScene([], num_classes=meta.num_classes, ignore_index=meta.ignore_index)
+        try:
+            for rect in item.source.rects:
+                opened.sources.append(RasterSource(scene.image, meta, rect))
+            opened.labels = open_raster(scene.label, check_data=False)
+            if scene.instances is not None:
+                opened.instances = open_raster(scene.instances, check_data=False)
+        except BaseException:
+            opened.close()
+            raise
+        return opened
