@@ -35,10 +35,6 @@ from core.cli import find_user_error
 from core.contracts import Mode
 from core.errors import UserError
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 log = logging.getLogger(__name__)
 
 PREVIEW_PIXELS = 1536 * 1536  # larger rasters are shown every n-th row and column
@@ -257,11 +253,24 @@ def error_line(err: BaseException) -> str | None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _gradio():
+    """Gradio, imported with its analytics and the Hugging Face hub's telemetry off (nothing leaves the machine)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gradio
+
+    return gradio
+
+
 def build_app(models_dir: Path, cache: Path, workdir: Path | None = None):
     """The Gradio page over the checkpoints under ``models_dir`` (examples cached in ``cache``)."""
-    import gradio as gr
+    gr = _gradio()
 
     models = Models(find_checkpoints(models_dir), cache)
+    if not models.paths:
+        raise UserError(f"no readable checkpoints (*.ckpt) under --models {models_dir}; train one with "
+                        "scripts/train.py or give the folder that holds yours")
     workdir = workdir or Path(tempfile.mkdtemp(prefix="segsuite-serve-"))
     workdir.mkdir(parents=True, exist_ok=True)
     with gr.Blocks(title="segsuite demo", analytics_enabled=False) as app:
@@ -367,7 +376,7 @@ def _failed(gr, message: str) -> tuple:
 
 def launch(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
     """Serve ``app`` locally: no sharing link, no server-side rendering, system fonts only."""
-    import gradio as gr
+    gr = _gradio()
 
     theme = gr.themes.Default(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"])
     app.queue(default_concurrency_limit=1)
