@@ -392,5 +392,6 @@ def serve(models_dir: str | os.PathLike = "outputs", host: str = "127.0.0.1", po
     if not models_dir.is_dir():
         raise UserError(f"--models {models_dir} is not a folder; give the folder holding your checkpoints (*.ckpt)")
     cache = Path(cache) if cache else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "segsuite"
+    app = build_app(models_dir, cache / "examples")
     print(f"segsuite demo on http://{host}:{port} (models from {models_dir})", flush=True)
-    launch(build_app(models_dir, cache / "examples"), host, port)
+    launch(app, host, port)
