@@ -35,3 +35,21 @@ def run_script(script: str, *overrides: str, check: bool = True, timeout: int = 
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def untrained_checkpoint(path: Path, meta: dict, domain: str, seed: int = 0) -> Path:
+    """A loadable checkpoint of a small random U-Net (no training) for a domain's data ``meta`` (as its dataset
+    builder reports it): enough to check that inputs reach the network prepared as in training."""
+    import torch
+
+    from core.task import SegmentationTask
+
+    model = {"_target_": "core.models.create_model", "arch": "unet", "encoder_name": "resnet18", "encoder_depth": 3,
+             "decoder_channels": [16, 8, 8], "in_channels": int(meta["in_channels"]),
+             "classes": int(meta["num_classes"])}
+    torch.manual_seed(seed)
+    task = SegmentationTask(model=model, num_classes=int(meta["num_classes"]), class_names=list(meta["class_names"]),
+                            ignore_index=int(meta.get("ignore_index", 255)), data_meta=meta, domain=domain)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"hyper_parameters": dict(task.hparams), "state_dict": task.state_dict()}, path)
+    return path

@@ -24,6 +24,7 @@ from domains.landcover.io import (
     read_window,
     valid_pixels,
 )
+from domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
 from domains.landcover.sampling import Rect, full_rect, window_rect
 
 
@@ -104,6 +105,43 @@ class RasterSource:
         self.close()
 
 
+class ArraySource:
+    """An in-memory image ``(C, H, W)`` read as :class:`RasterSource` reads a GeoTIFF: the checkpoint's bands (``C``
+    the model's bands, or every band of the training images), NaN/inf and a masked array's mask as nodata, normalised
+    with the training statistics (0 at nodata)."""
+
+    def __init__(self, array: np.ndarray, meta: Any) -> None:
+        bands, total = list(meta["bands"]), meta.get("image_band_count")
+        if array.ndim != 3 or array.shape[0] not in {len(bands), total}:
+            accepted = " or ".join(f"C={n}" for n in dict.fromkeys([len(bands), total]) if n)
+            raise DataError(f"an array of shape {tuple(array.shape)}: expected (C, H, W) with {accepted} (bands "
+                            f"{', '.join(meta.get('band_names', [])) or bands})")
+        if array.shape[0] != len(bands):
+            array = array[[b - 1 for b in bands]]
+        data = np.ma.getdata(array).astype(np.float32)
+        self.valid_mask = ~np.ma.getmaskarray(array).any(0) & np.isfinite(data).all(0)  # (H, W)
+        if not self.valid_mask.any():
+            raise DataError("the array holds only nodata (NaN, inf or masked); nothing to predict")
+        norm = meta["normalization"]
+        self.image = normalize(np.where(self.valid_mask, data, 0), self.valid_mask, norm["mean"], norm["std"])
+        self.shape = self.valid_mask.shape
+        self.region = full_rect(*self.shape)
+
+    def read(self, window: Sequence[int]) -> np.ndarray:
+        row, col, height, width = window
+        return self.image[:, row : row + height, col : col + width]
+
+    def skip(self, window: Sequence[int]) -> bool:
+        row, col, height, width = window
+        return not self.valid_mask[row : row + height, col : col + width].any()
+
+    def valid_rows(self, row0: int, rows: int) -> np.ndarray:
+        return self.valid_mask[row0 : row0 + rows]
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass
 class OpenedScene:
     """The sources of one item (a whole raster, or the rectangles of a held-out region) and, for a labelled region,
@@ -144,6 +182,14 @@ class OpenedScene:
     def restore(self, logits: Any) -> Any:
         return logits
 
+    def cell_size(self) -> tuple[float, str] | None:
+        """One pixel's area in hectares (``core.api``); None without a projected CRS (arrays, degrees)."""
+        profile = getattr(self.sources[0], "profile", None)
+        if profile is None:
+            return None
+        area, _ = pixel_area_m2(profile.get("crs"), profile["transform"])
+        return None if area is None else (area / M2_PER_HECTARE, "ha")
+
     def close(self) -> None:
         for src in [*self.sources, self.labels, self.instances]:
             if src is not None:
@@ -171,6 +217,21 @@ class GeoTiffReader:
         with RasterSource(region.scene.image if region else item.source, job.model.meta) as source:
             if region is None and not source.any_valid():
                 raise DataError(f"{item.source}: every pixel is nodata; nothing to predict")
+
+    def from_array(self, array: np.ndarray, job: Job) -> OpenedScene:
+        """An in-memory image ``(C, H, W)`` (``core.api``) prepared as a GeoTIFF is: the checkpoint's bands and
+        normalisation; NaN, inf and masked pixels are nodata (class 255 in the result)."""
+        return OpenedScene([ArraySource(array, job.model.meta)])
+
+    def examples(self, folder: Path, job: Job) -> list[Path]:
+        """A small synthetic scene with the checkpoint's band count, written into ``folder`` once (demo page)."""
+        from domains.landcover.synthetic import make_scene
+
+        bands = int(job.model.meta.get("image_band_count") or max(job.model.meta["bands"]))
+        path = folder / f"scene_{bands}bands.tif"
+        if not path.exists():
+            make_scene(path, folder / "labels" / path.name, height=384, width=384, seed=5, bands=bands)
+        return [path]
 
     def open(self, item: Item, job: Job) -> OpenedScene:
         meta = job.model.meta

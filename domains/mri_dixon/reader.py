@@ -40,6 +40,7 @@ from core.errors import ConfigError, DataError
 from core.inference import TilePredictor, Window
 
 from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes, resample_case
+from .fatfraction import fat_fraction_map
 from .io import (
     NIFTI_SUFFIXES,
     SITK_SUFFIXES,
@@ -49,6 +50,7 @@ from .io import (
     list_dicom_series,
     pick_series,
     read_grid,
+    write_nifti,
 )
 from .resample import probabilities_back
 
@@ -266,6 +268,17 @@ class OpenedCase:
     def close(self) -> None:
         pass
 
+    def cell_size(self) -> tuple[float, str]:
+        """One voxel's volume in mL (``core.api``)."""
+        return abs(float(np.linalg.det(self.case.reference.affine[:3, :3]))) / 1000.0, "mL"
+
+    def values(self) -> dict[str, np.ndarray]:
+        """The fat fraction on the input's grid when water and fat were read (NaN where the signal is too low)."""
+        if "water" not in self.volumes or "fat" not in self.volumes:
+            return {}
+        ff, valid = fat_fraction_map(self.volumes["water"].array, self.volumes["fat"].array)
+        return {"fat_fraction": np.where(valid, ff, np.nan)}
+
 
 @dataclass
 class DixonReader:
@@ -299,13 +312,40 @@ class DixonReader:
 
     def open(self, item: Item, job: Job) -> OpenedCase:
         """Every channel of ``item`` read (evaluate adds water and fat for the mean FF) and the model's prepared."""
-        meta = job.model.meta
         volumes = read_case_volumes(dict(item.source), item.name, dict(self.series or {}))
-        case = prepare_inference_case(volumes, meta, item.name)
-        grid = tuple(int(n) for n in case.image.shape[1:])
-        if meta.get("resample") and meta.get("target_spacing"):  # the model saw its training spacing
-            case = resample_case(case, list(meta["target_spacing"]))
-        axis, tile = int(meta["axis"]), job.options.tile if job.options else None
-        stack = slice_stack(case.image, axis, int(meta.get("size_divisor", 32)), tile)
-        sources = [SliceSource(stack, i, int(meta["context_slices"])) for i in range(len(stack))]
-        return OpenedCase(sources, volumes, case, axis, grid, job.model.num_classes)
+        return _opened_case(volumes, item.name, job)
+
+    def from_array(self, array: np.ndarray, job: Job) -> OpenedCase:
+        """An in-memory case ``(C, D, H, W)`` (``core.api``): the checkpoint's channels in its order, on a grid of
+        1 mm voxels (identity affine, taken as RAS+), normalised per case as a file is."""
+        names = inference_channels(check_checkpoint(job))
+        if array.ndim != 4 or array.shape[0] != len(names):
+            raise DataError(f"an array of shape {tuple(array.shape)}: expected (C, D, H, W) with C={len(names)}, "
+                            f"the channels {', '.join(names)} in this order")
+        volumes = {n: Volume(np.asarray(array[i], np.float32), np.eye(4)) for i, n in enumerate(names)}
+        return _opened_case(volumes, "array", job)
+
+    def examples(self, folder: Path, job: Job) -> list[Path]:
+        """A small phantom case (its channel files, nnU-Net names) written into ``folder`` once (demo page)."""
+        from .phantom import CHANNELS, make_case
+
+        case = folder / "phantom_example"
+        if not case.is_dir():
+            channels, label, affine, _ = make_case((48, 48, 16), (2.0, 2.0, 4.0), seed=3)
+            case.mkdir(parents=True)
+            for index, name in enumerate(CHANNELS):
+                write_nifti(case / f"phantom_example_{index:04d}.nii.gz", channels[name], Volume(label, affine))
+        return [case]
+
+
+def _opened_case(volumes: dict[str, Volume], name: str, job: Job) -> OpenedCase:
+    """A case's volumes normalised as in training and cut into slice sources along the checkpoint's axis."""
+    meta = job.model.meta
+    case = prepare_inference_case(volumes, meta, name)
+    grid = tuple(int(n) for n in case.image.shape[1:])
+    if meta.get("resample") and meta.get("target_spacing"):  # the model saw its training spacing
+        case = resample_case(case, list(meta["target_spacing"]))
+    axis, tile = int(meta["axis"]), job.options.tile if job.options else None
+    stack = slice_stack(case.image, axis, int(meta.get("size_divisor", 32)), tile)
+    sources = [SliceSource(stack, i, int(meta["context_slices"])) for i in range(len(stack))]
+    return OpenedCase(sources, volumes, case, axis, grid, job.model.num_classes)

@@ -42,7 +42,27 @@ class Frame:
 
 def load_frame(path: Path, meta: Any) -> Frame:
     """Decode ``path`` (grey/RGBA converted as in training), resize by ``meta["train_scale"]`` and normalise."""
-    pixels = read_pixels(path)
+    return prepare_frame(read_pixels(path), meta)
+
+
+def rgb_pixels(array: np.ndarray) -> np.ndarray:
+    """An in-memory RGB image ``(H, W, 3)`` or ``(3, H, W)``, uint8 or float in [0, 1], as ``read_pixels`` gives a
+    file: ``(H, W, 3)`` uint8 or float32."""
+    array = np.asarray(array)
+    layout = "(H, W, 3)" if array.ndim == 3 and array.shape[-1] == 3 else "(3, H, W)"
+    if array.ndim != 3 or 3 not in (array.shape[0], array.shape[-1]):
+        raise DataError(f"an array of shape {array.shape}: expected an RGB image (H, W, 3) or (3, H, W)")
+    pixels = array if layout == "(H, W, 3)" else array.transpose(1, 2, 0)
+    if pixels.dtype == np.uint8:
+        return np.ascontiguousarray(pixels)
+    if not np.issubdtype(pixels.dtype, np.floating) or not (0 <= np.nanmin(pixels) and np.nanmax(pixels) <= 1):
+        raise DataError(f"an RGB array of dtype {array.dtype}: expected uint8 (0..255) or float in [0, 1]")
+    return np.ascontiguousarray(pixels, dtype=np.float32)
+
+
+def prepare_frame(pixels: np.ndarray, meta: Any) -> Frame:
+    """RGB ``pixels`` ``(H, W, 3)`` (uint8, or float32 in [0, 1]) resized by ``meta["train_scale"]`` and
+    normalised as in training."""
     size, scale = pixels.shape[:2], float(meta.get("train_scale", 1.0))
     target = max(1, round(size[0] * scale)), max(1, round(size[1] * scale))  # rounded as in training
     if pixels.dtype == np.uint8 and target == size:
@@ -129,3 +149,26 @@ class ImageReader:
             if nxt.source not in self._decoding:
                 self._decoding[nxt.source] = self._pool.submit(load_frame, nxt.source, job.model.meta)
         return OpenedFrame(self._decoding.pop(item.source).result())
+
+    def from_array(self, array: np.ndarray, job: Job) -> OpenedFrame:
+        """An in-memory RGB image ``(H, W, 3)`` or ``(3, H, W)``, uint8 or float in [0, 1] (``core.api``), prepared
+        as a file is (normalisation, ``train_scale``)."""
+        missing = [k for k in META_KEYS if k not in job.model.meta]
+        if missing:
+            raise ConfigError(f"the checkpoint's data meta lacks {missing}: it was not trained on road-scene data")
+        return OpenedFrame(prepare_frame(rgb_pixels(array), job.model.meta))
+
+    def examples(self, folder: Path, job: Job) -> list[Path]:
+        """Two synthetic street scenes (128 x 256, the synthetic training size) as PNG photos, written into ``folder``
+        once (the demo page's examples)."""
+        from PIL import Image
+
+        from .synthetic import render_scene
+
+        paths = []
+        for seed in (11, 12):
+            path = folder / f"street_{seed}.png"
+            if not path.exists():
+                Image.fromarray(render_scene((128, 256), seed)[0]).save(path)
+            paths.append(path)
+        return paths

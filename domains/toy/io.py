@@ -13,6 +13,7 @@ import torch
 from core.contracts import Item, Job, Prediction
 from core.errors import DataError
 from core.inference import ArraySource
+from domains.toy.data import toy_sample
 
 
 def _load(path: Path) -> np.ndarray:
@@ -57,13 +58,33 @@ class NpyReader:
                 image = np.load(item.source, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as err:
                 raise DataError(f"cannot read {item.source} as a .npy array: {err}") from None
-        channels = job.model.meta.in_channels
-        if image.ndim != 3 or image.shape[0] != channels:
-            raise DataError(f"{item.name} has shape {image.shape}; expected (C, H, W) with C={channels}")
+        _check_shape(item.name, image, job)
 
     def open(self, item: Item, job: Job) -> OpenedArray:
         image = item.source if isinstance(item.source, np.ndarray) else _load(item.source)
         return OpenedArray([ArraySource(image)])
+
+    def from_array(self, array: np.ndarray, job: Job) -> OpenedArray:
+        """An in-memory image ``(C, H, W)`` (``core.api.Segmenter.predict``); the toy data need no preparation."""
+        _check_shape("the array", array, job)
+        return OpenedArray([ArraySource(array)])
+
+    def examples(self, folder: Path, job: Job) -> list[Path]:
+        """Two small inputs from the built-in generator, written into ``folder`` once (the demo page's examples)."""
+        meta = job.model.meta
+        paths = []
+        for seed in (1, 2):
+            path = folder / f"toy_{seed}.npy"
+            if not path.exists():
+                np.save(path, toy_sample(seed, 96, meta.in_channels, meta.num_classes, meta.ignore_index)[0])
+            paths.append(path)
+        return paths
+
+
+def _check_shape(name: str, image: np.ndarray, job: Job) -> None:
+    channels = job.model.meta.in_channels
+    if image.ndim != 3 or image.shape[0] != channels:
+        raise DataError(f"{name} has shape {tuple(image.shape)}; expected (C, H, W) with C={channels}")
 
 
 @dataclass
