@@ -316,13 +316,14 @@ class DixonReader:
         return _opened_case(volumes, item.name, job)
 
     def from_array(self, array: np.ndarray, job: Job) -> OpenedCase:
-        """An in-memory case ``(C, D, H, W)`` (``core.api``): the checkpoint's channels in its order, on a grid of
-        1 mm voxels (identity affine, taken as RAS+), normalised per case as a file is."""
+        """An in-memory case ``(C, D, H, W)`` (``core.api``): the checkpoint's channels in its order, taken as RAS+ at
+        the model's training spacing (1 mm without one; so it is not resampled), normalised per case as a file is."""
         names = inference_channels(check_checkpoint(job))
         if array.ndim != 4 or array.shape[0] != len(names):
             raise DataError(f"an array of shape {tuple(array.shape)}: expected (C, D, H, W) with C={len(names)}, "
                             f"the channels {', '.join(names)} in this order")
-        volumes = {n: Volume(np.asarray(array[i], np.float32), np.eye(4)) for i, n in enumerate(names)}
+        affine = np.diag([*(job.model.meta.get("target_spacing") or (1.0, 1.0, 1.0)), 1.0])
+        volumes = {n: Volume(np.asarray(array[i], np.float32), affine) for i, n in enumerate(names)}
         return _opened_case(volumes, "array", job)
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
