@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip uninstall -q -y segsuite 2>/dev/null || true  # the old distribution (top-level core, domains)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
@@ -30,13 +31,13 @@ browser:
 	fi
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	$(VENV)/bin/pytest -q  # not python -m: the clone is not on sys.path, the installed package is tested
 
 bench: $(STAMP)
 	$(PY) scripts/benchmark.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check core domains scripts tests
+	$(VENV)/bin/ruff check segsuite core domains scripts tests
 
 clean:
 	rm -rf outputs multirun .pytest_cache

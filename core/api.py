@@ -1,6 +1,6 @@
 """A trained model from Python in three lines, through the same pipeline as the command line::
 
-    from core.api import Segmenter
+    from segsuite.core.api import Segmenter
     seg = Segmenter.from_checkpoint("outputs/train/landcover/<run>/checkpoints/last.ckpt")
     result = seg.predict("scene.tif")          # or an array (C, H, W) / (C, D, H, W); result.colorize()
 
@@ -8,15 +8,15 @@
 the reader's optional ``from_array`` (below), so an array gets exactly what a file gets: the normalisation, nodata
 rule and scale stored in the checkpoint. :meth:`Segmenter.predict_file` is the CLI's ``predict``.
 
-Arrays (an optional :class:`~core.contracts.Reader` method, :class:`ArrayReader`)::
+Arrays (an optional :class:`~segsuite.core.contracts.Reader` method, :class:`ArrayReader`)::
 
     def from_array(self, array: np.ndarray, job: Job) -> Opened:
         '''An in-memory input of the domain (its documented shape, e.g. (C, H, W), or (C, D, H, W) for volumes) opened
         like a file: the same checks (a DataError naming the shape and what is accepted) and the same preparation
         (normalisation, nodata, scale) as ``open`` gives a file, from the checkpoint's ``job.model.meta``.'''
 
-An :class:`~core.contracts.Opened` may also say where its input holds data (the rest of ``Result.classes`` gets the
-ignore index, as the domain's writer writes nodata there)::
+An :class:`~segsuite.core.contracts.Opened` may also say where its input holds data (the rest of ``Result.classes`` gets
+the ignore index, as the domain's writer writes nodata there)::
 
     def valid(self, prediction: Prediction) -> np.ndarray:
         '''Bool ``(rows, W)`` of the prediction's row block (or the whole item): True where the input has data.'''
@@ -46,18 +46,18 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from core.checkpoint import describe
-from core.cli import CONF
-from core.contracts import Item, Job, Mode, Opened, Prediction, Reader, Writer
-from core.errors import ConfigError, DataError
-from core.instances import Instances, measure_instances
-from core.pipeline import predict_item, run_predict
-from core.predict import load_job
+from segsuite.core.checkpoint import describe
+from segsuite.core.cli import CONF
+from segsuite.core.contracts import Item, Job, Mode, Opened, Prediction, Reader, Writer
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.instances import Instances, measure_instances
+from segsuite.core.pipeline import predict_item, run_predict
+from segsuite.core.predict import load_job
 
 
 @runtime_checkable
 class ArrayReader(Protocol):
-    """A :class:`~core.contracts.Reader` that also opens in-memory arrays (see the module docstring)."""
+    """A :class:`~segsuite.core.contracts.Reader` that also opens in-memory arrays (see the module docstring)."""
 
     def from_array(self, array: np.ndarray, job: Job) -> Opened: ...
 
@@ -158,8 +158,8 @@ def instance_edges(ids: np.ndarray) -> np.ndarray:
 
 
 class Collector:
-    """A :class:`~core.contracts.Sink` that gathers an item's predictions into a :class:`Result`: the whole item, or
-    the row blocks of a streaming item put back together (every ``stride``-th row and column for a preview)."""
+    """A :class:`~segsuite.core.contracts.Sink` that gathers an item's predictions into a :class:`Result`: the whole
+    item, or the row blocks of a streaming item put back together (every ``stride``-th row and column for a preview)."""
 
     def __init__(self, job: Job, probabilities: bool = False, stride: int = 1, opened: Opened | None = None,
                  progress: Callable[[float], Any] | None = None, rows: int = 0) -> None:
@@ -229,7 +229,8 @@ class Collector:
                       self.values)
 
     def _instance_rows(self, instances: Instances) -> list[dict[str, Any]]:
-        """:func:`~core.instances.measure_instances` plus the size in the cell unit and the mean of each value map."""
+        """:func:`~segsuite.core.instances.measure_instances` plus the size in the cell unit and the mean of each value
+        map."""
         rows = measure_instances(instances, self.job.model.meta.class_names)
         size, unit = self.cell or (None, "")
         ids = instances.ids.ravel().astype(np.int64)
@@ -332,11 +333,11 @@ class Segmenter:
 
     @property
     def meta(self):
-        """What the checkpoint knows about its data (:class:`~core.contracts.DataMeta`)."""
+        """What the checkpoint knows about its data (:class:`~segsuite.core.contracts.DataMeta`)."""
         return self._jobs[Mode.SEMANTIC].model.meta
 
     def job(self, mode: str | Mode = Mode.SEMANTIC, overwrite: bool = False) -> Job:
-        """The :class:`~core.contracts.Job` for ``mode`` (built once per mode)."""
+        """The :class:`~segsuite.core.contracts.Job` for ``mode`` (built once per mode)."""
         mode = Mode.parse(mode)
         if mode not in self._jobs:
             cfg = self.cfg.copy()

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from core.errors import ConfigError, DataError
-from core.models.registry import check_network_config
-from core.task import SegmentationTask
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.models.registry import check_network_config
+from segsuite.core.task import SegmentationTask
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -2,23 +2,26 @@
 
 * before Hydra composes anything, :func:`check_overrides` refuses an unknown choice of a config group
   (``domain=landcovr``), naming the group, the value and the choices;
-* :func:`run` turns a :class:`~core.errors.UserError`, a missing required value (``input=???``) and Ctrl-C (exit 130)
-  into one line; outputs are staged, so an interrupted run leaves nothing behind.
+* :func:`run` turns a :class:`~segsuite.core.errors.UserError`, a missing required value (``input=???``) and Ctrl-C
+  (exit 130) into one line; outputs are staged, so an interrupted run leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from core.errors import UserError
+from segsuite.core.errors import UserError
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+CONF = files("segsuite.conf")  # the conf/ the package ships (conf/ itself in a clone)
 EXAMPLES = {
     "checkpoint": "checkpoint=outputs/train/landcover/<run>/checkpoints/last.ckpt",
     "input": "input=scene.tif (a file or a folder of the domain's inputs)",
@@ -37,13 +40,17 @@ def find_user_error(err: BaseException | None) -> UserError | None:
     return None
 
 
-def group_choices(group: str, conf: Path = CONF) -> list[str]:
+def group_choices(group: str, conf: Traversable = CONF) -> list[str]:
     """The choices of config group ``group`` (its YAML files), or [] when it is not a group."""
-    folder = conf / group.replace(".", "/")
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    folder = conf
+    for part in group.replace(".", "/").split("/"):
+        folder = folder / part
+    if not folder.is_dir():
+        return []
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def check_overrides(args: Sequence[str], conf: Path = CONF) -> str | None:
+def check_overrides(args: Sequence[str], conf: Traversable = CONF) -> str | None:
     """The message for the first command-line override that picks an unknown choice of a config group, or None."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 

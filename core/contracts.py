@@ -1,6 +1,6 @@
 """What the core and a domain say to each other, written down once.
 
-The core runs every predict and evaluate job (:mod:`core.pipeline`): it finds the inputs, plans every output,
+The core runs every predict and evaluate job (:mod:`segsuite.core.pipeline`): it finds the inputs, plans every output,
 checks everything before any work, stages, loops over the items with one progress bar, runs the network through
 the tiled engine, cuts instances, hands predictions to sinks and scorers, and commits all outputs or none. A
 domain answers three questions through the small protocols below:
@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from core.errors import ConfigError
+from segsuite.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from core.inference import InferenceOptions, Source, TilePredictor
-    from core.instances import Instancer, Instances
+    from segsuite.core.inference import InferenceOptions, Source, TilePredictor
+    from segsuite.core.instances import Instancer, Instances
 
 
 class Mode(str, Enum):

@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
-from core.errors import ConfigError, DataError
+from segsuite.core.errors import ConfigError, DataError
 
 REQUIRED_META = ("in_channels", "num_classes", "class_names", "ignore_index")
 
@@ -30,7 +30,8 @@ class SegDataModule(L.LightningDataModule):
             plan, else 8); ``eval_batch_size`` (default: the same) for val/test.
         num_workers: loader processes (0 = in the main process).
         targets: optional transform applied to every sample the loaders deliver (e.g.
-            ``core.instances.InstanceTargets`` adding the border weight map); it is bound to the data's meta first.
+            ``segsuite.core.instances.InstanceTargets`` adding the border weight map); it is bound to the data's meta
+            first.
     """
 
     def __init__(self, datasets: Callable[[], Mapping[str, Dataset]], batch_size: int | None = 8,

@@ -1,5 +1,5 @@
-"""``evaluate(cfg)``: the Hydra face of :func:`core.pipeline.run_evaluate`, and the semantic scorer every domain
-uses (confusion matrix -> ``metrics.json``, ``per_class.csv``, ``confusion.png``)."""
+"""``evaluate(cfg)``: the Hydra face of :func:`segsuite.core.pipeline.run_evaluate`, and the semantic scorer every
+domain uses (confusion matrix -> ``metrics.json``, ``per_class.csv``, ``confusion.png``)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from core.contracts import Job
-from core.io import write_csv, write_json
-from core.metrics import SegmentationMetrics
-from core.pipeline import run_evaluate
-from core.plots import plot_confusion
-from core.predict import load_job
+from segsuite.core.contracts import Job
+from segsuite.core.io import write_csv, write_json
+from segsuite.core.metrics import SegmentationMetrics
+from segsuite.core.pipeline import run_evaluate
+from segsuite.core.plots import plot_confusion
+from segsuite.core.predict import load_job
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """``export(cfg)``: a checkpoint as a self-describing ONNX or TorchScript file that runs without the training stack.
 
-What is exported is the inner network (inside :class:`~core.models.factory.PadToStride`), with a symbolic batch,
-height and width; the file's metadata records ``stride`` and ``min_size`` so a runtime pads and crops as
-``PadToStride`` does (:mod:`core.runtime`). The metadata is one JSON document (:func:`export_metadata`): ONNX keeps it
-in ``model.metadata_props["segsuite"]``, TorchScript in the archive's extra file ``segsuite.json``.
+What is exported is the inner network (inside :class:`~segsuite.core.models.factory.PadToStride`), with a symbolic
+batch, height and width; the file's metadata records ``stride`` and ``min_size`` so a runtime pads and crops as
+``PadToStride`` does (:mod:`segsuite.core.runtime`). The metadata is one JSON document (:func:`export_metadata`): ONNX
+keeps it in ``model.metadata_props["segsuite"]``, TorchScript in the archive's extra file ``segsuite.json``.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from core.checkpoint import describe, load_task
-from core.cli import CONF
-from core.contracts import DataMeta
-from core.errors import ConfigError
-from core.io import atomic_path, check_writable, plain
-from core.models.factory import PadToStride
-from core.runtime import EXTRA_FILE, METADATA_KEY, RUNTIMES, load_exported
-from core.task import SegmentationTask
+from segsuite.core.checkpoint import describe, load_task
+from segsuite.core.cli import CONF
+from segsuite.core.contracts import DataMeta
+from segsuite.core.errors import ConfigError
+from segsuite.core.io import atomic_path, check_writable, plain
+from segsuite.core.models.factory import PadToStride
+from segsuite.core.runtime import EXTRA_FILE, METADATA_KEY, RUNTIMES, load_exported
+from segsuite.core.task import SegmentationTask
 
 FORMATS = RUNTIMES  # onnx, torchscript
 INPUT_NAME, OUTPUT_NAME = "image", "logits"

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import DataError
+from segsuite.core.errors import DataError
 
 STAGING_PREFIX = ".segsuite-staging-"
 _HOST = socket.gethostname().replace("-", "_")

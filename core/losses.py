@@ -3,7 +3,7 @@ this module adds what smp lacks: cross-entropy with class weights from config, a
 
 Every loss takes logits (B, K, H, W) and targets (B, H, W) and ignores pixels whose target is
 ``ignore_index``: they change neither the value nor the gradient. Losses with ``takes_weight_map = True`` also
-accept a per-pixel weight map (B, H, W) (the U-Net border weighting, see ``core.instances.targets``).
+accept a per-pixel weight map (B, H, W) (the U-Net border weighting, see ``segsuite.core.instances.targets``).
 """
 
 from __future__ import annotations

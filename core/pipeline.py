@@ -2,10 +2,10 @@
 
 ``run_predict``: find the inputs -> plan every output -> check everything (inputs, options, outputs absent unless
 ``overwrite``, folders writable) -> stage -> loop over the items with one progress bar (engine -> instances ->
-sinks) -> run-level outputs -> commit all or nothing (:class:`core.io.Staging`).
+sinks) -> run-level outputs -> commit all or nothing (:class:`segsuite.core.io.Staging`).
 
 ``run_evaluate``: the labelled items of a split from the domain's dataset builder -> the same loop into scorers ->
-reports -> commit. The domain supplies a Reader, a Writer and an Evaluation (:mod:`core.contracts`); it never
+reports -> commit. The domain supplies a Reader, a Writer and an Evaluation (:mod:`segsuite.core.contracts`); it never
 decides when to check, stage, loop or commit.
 """
 
@@ -20,12 +20,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from core.contracts import Evaluation, Item, Job, Opened, Prediction, Reader, Sink, Writer
-from core.distributed import MANIFEST, Ranks, gather
-from core.errors import DataError
-from core.inference import InferenceOptions, sliding_window
-from core.instances import split_logits
-from core.io import Staging, write_json
+from segsuite.core.contracts import Evaluation, Item, Job, Opened, Prediction, Reader, Sink, Writer
+from segsuite.core.distributed import MANIFEST, Ranks, gather
+from segsuite.core.errors import DataError
+from segsuite.core.inference import InferenceOptions, sliding_window
+from segsuite.core.instances import split_logits
+from segsuite.core.io import Staging, write_json
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,8 @@ def run_predict(reader: Reader, writer: Writer, job: Job, input: Any, output: st
     """Predict ``input`` into ``output`` with ``job``: every check before any work, all outputs or none.
 
     Under ``torchrun`` / ``srun`` (``ranks``, default from the environment) the items are shared among the processes
-    and rank 0 commits every process's outputs with a manifest (:mod:`core.distributed`). Returns the files written
-    (on rank 0; other ranks return []).
+    and rank 0 commits every process's outputs with a manifest (:mod:`segsuite.core.distributed`). Returns the files
+    written (on rank 0; other ranks return []).
     """
     ranks = ranks or Ranks.from_env()
     output = Path(output)

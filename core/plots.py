@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from core.io import atomic_path  # noqa: E402
+from segsuite.core.io import atomic_path  # noqa: E402
 
 
 def plot_confusion(confmat: np.ndarray, class_names: Sequence[str], path: str | os.PathLike,

@@ -1,7 +1,7 @@
-"""``predict(cfg)``: the Hydra face of :func:`core.pipeline.run_predict`. Loads the model into a
-:class:`~core.contracts.ModelInfo` (``runtime=torch``: a checkpoint; ``runtime=onnx|torchscript``: a file written by
-:mod:`core.export`, run without Lightning), builds the :class:`~core.contracts.Job` (mode, instancer, inference
-options) and the domain's reader and writer from ``cfg.domain``, and runs the one pipeline."""
+"""``predict(cfg)``: the Hydra face of :func:`segsuite.core.pipeline.run_predict`. Loads the model into a
+:class:`~segsuite.core.contracts.ModelInfo` (``runtime=torch``: a checkpoint; ``runtime=onnx|torchscript``: a file
+written by :mod:`segsuite.core.export`, run without Lightning), builds the :class:`~segsuite.core.contracts.Job` (mode,
+instancer, inference options) and the domain's reader and writer from ``cfg.domain``, and runs the one pipeline."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from core.contracts import DataMeta, Job, Mode, ModelInfo
-from core.distributed import Ranks, device_for
-from core.errors import ConfigError
-from core.inference import InferenceOptions, TilePredictor
-from core.instances import Instancer
-from core.pipeline import run_predict
+from segsuite.core.contracts import DataMeta, Job, Mode, ModelInfo
+from segsuite.core.distributed import Ranks, device_for
+from segsuite.core.errors import ConfigError
+from segsuite.core.inference import InferenceOptions, TilePredictor
+from segsuite.core.instances import Instancer
+from segsuite.core.pipeline import run_predict
 
 RUNTIMES = ("torch", "onnx", "torchscript")
 
@@ -99,7 +99,7 @@ def _things(instancer: Instancer | None) -> tuple[str, ...]:
 
 def checkpoint_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | None]:
     """``runtime=torch``: the checkpoint ``cfg.checkpoint`` through Lightning's task, on ``cfg.device``."""
-    from core.checkpoint import load_task  # imports Lightning: only on this path
+    from segsuite.core.checkpoint import load_task  # imports Lightning: only on this path
 
     if not cfg.get("checkpoint"):
         raise ConfigError("missing checkpoint; give it on the command line, e.g. checkpoint=outputs/train/<domain>/"
@@ -122,7 +122,7 @@ def checkpoint_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer 
 def exported_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | None]:
     """``runtime=onnx|torchscript``: the file ``cfg.model_file`` written by ``scripts/export.py``, on the CPU, its
     label space and data description from the file's metadata (no Lightning, no checkpoint)."""
-    from core.runtime import load_exported
+    from segsuite.core.runtime import load_exported
 
     path = cfg.get("model_file")
     if not path:

@@ -1,9 +1,10 @@
-"""Run a model written by :mod:`core.export` without the training stack (no Lightning, no checkpoint).
+"""Run a model written by :mod:`segsuite.core.export` without the training stack (no Lightning, no checkpoint).
 
-An exported file holds the inner network (without :class:`~core.models.factory.PadToStride`, so its batch, height
-and width stay symbolic) and one JSON document of metadata (see :func:`core.export.export_metadata`). The
-predictors here have :class:`~core.inference.TilePredictor`'s interface, so the one pipeline runs them unchanged:
-they pad every batch to the network's stride exactly as ``PadToStride`` does, crop back, and average flips (TTA).
+An exported file holds the inner network (without :class:`~segsuite.core.models.factory.PadToStride`, so its batch,
+height and width stay symbolic) and one JSON document of metadata (see :func:`segsuite.core.export.export_metadata`).
+The predictors here have :class:`~segsuite.core.inference.TilePredictor`'s interface, so the one pipeline runs them
+unchanged: they pad every batch to the network's stride exactly as ``PadToStride`` does, crop back, and average flips
+(TTA).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.errors import ConfigError, DataError
+from segsuite.core.errors import ConfigError, DataError
 
 METADATA_KEY = "segsuite"  # ONNX: model.metadata_props key
 EXTRA_FILE = "segsuite.json"  # TorchScript: the extra file in the archive
@@ -36,7 +37,7 @@ def pad_to_stride(x: torch.Tensor, stride: int, min_size: int = 0) -> torch.Tens
 
 
 class ExportedPredictor:
-    """An exported network behind :class:`~core.inference.TilePredictor`'s interface, on the CPU.
+    """An exported network behind :class:`~segsuite.core.inference.TilePredictor`'s interface, on the CPU.
 
     Args:
         forward: the bare network, (B, C, H', W') float32 with H', W' multiples of the stride -> (B, K, H', W').

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch.optim.lr_scheduler import LRScheduler
 
-from core.errors import ConfigError
+from segsuite.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

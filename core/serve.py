@@ -1,7 +1,7 @@
 """The demo page: pick a trained model and a task, upload an input (or pick a built-in example), press Submit, see
 the coloured result with its legend and the domain's numbers, and download the output files in their real formats.
 
-``python scripts/serve.py --models outputs/ --host 127.0.0.1 --port 7860``
+``segsuite serve --models outputs/ --host 127.0.0.1 --port 7860``
 
 Built with Gradio, as the lecture's OneFormer demo: it has the pieces this page needs (file upload, images, a slice
 slider, tables, file downloads, a progress bar), runs our Python functions
@@ -9,9 +9,9 @@ directly in one process, and its frontend ships inside the wheel and is served b
 would rerun the whole script on every click; a hand-written FastAPI page would mean writing those widgets. Nothing
 leaves the machine: analytics, sharing and telemetry are off and the theme uses system fonts (no web fonts).
 
-A prediction is one :meth:`core.api.Segmenter.predict_file_with_preview` run into a temporary folder: the domain's
-writer writes the files offered for download, and the same run's predictions come back as a
-:class:`~core.api.Result` for the page (every n-th row and column of a raster too large for the page).
+A prediction is one :meth:`segsuite.core.api.Segmenter.predict_file_with_preview` run into a temporary folder: the
+domain's writer writes the files offered for download, and the same run's predictions come back as a
+:class:`~segsuite.core.api.Result` for the page (every n-th row and column of a raster too large for the page).
 Built-in examples come from an optional reader method ``examples(folder, job) -> [Path]`` (small inputs made by
 the domain's synthetic generator into ``folder`` on first use).
 """
@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from core.api import Result, Segmenter
-from core.checkpoint import describe
-from core.cli import find_user_error
-from core.contracts import Mode
-from core.errors import UserError
+from segsuite.core.api import Result, Segmenter
+from segsuite.core.checkpoint import describe
+from segsuite.core.cli import find_user_error
+from segsuite.core.contracts import Mode
+from segsuite.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ import lightning as L
 import torch
 from torch import nn
 
-from core.errors import ConfigError
-from core.metrics import SegmentationMetrics
-from core.models.registry import build_network
-from core.schedules import refit, settings
+from segsuite.core.errors import ConfigError
+from segsuite.core.metrics import SegmentationMetrics
+from segsuite.core.models.registry import build_network
+from segsuite.core.schedules import refit, settings
 
 STAGES = ("train", "val", "test")
 
@@ -25,17 +25,17 @@ class SegmentationTask(L.LightningModule):
     """Semantic segmentation: ``model`` maps images (B, C, H, W) to logits (B, K, H, W).
 
     Everything needed to rebuild the network and read new data is kept in the hyper-parameters, so a
-    checkpoint alone is enough for prediction (see :func:`core.checkpoint.load_task`).
+    checkpoint alone is enough for prediction (see :func:`segsuite.core.checkpoint.load_task`).
 
     Args:
-        model: the network's config, a plain mapping with ``_target_`` (e.g. ``core.models.create_model``).
+        model: the network's config, a plain mapping with ``_target_`` (e.g. ``segsuite.core.models.create_model``).
         num_classes, class_names, ignore_index: the label space.
         data_meta: what the data module reports about its data (channels, normalisation, patch size...).
         loss: the training loss (not stored; absent when loaded only for inference).
         optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
         scheduler: ``optimizer -> LRScheduler`` or None.
         domain: the domain's name, so predict/evaluate can check they were given a matching checkpoint.
-        instances: border weighting settings (``core.instances.InstanceTargets.describe()``) or None. With
+        instances: border weighting settings (``segsuite.core.instances.InstanceTargets.describe()``) or None. With
             ``border_channel`` the network has one more output than classes: the border logit, trained with binary
             cross-entropy; with a batch ``"weight"`` map the class loss is weighted per pixel.
         things: the thing classes (names) of the domain config (``domain.things``), kept for predict.
@@ -134,7 +134,8 @@ class SegmentationTask(L.LightningModule):
         self._log_epoch_metrics("test")
 
     def on_train_start(self) -> None:
-        """A resumed scheduler carries the old run's length; refit it to this run's (``core.schedules.refit``)."""
+        """A resumed scheduler carries the old run's length; refit it to this run's
+        (``segsuite.core.schedules.refit``)."""
         for config in self.trainer.lr_scheduler_configs:
             refit(config.scheduler, getattr(self, "planned_schedule", {}))
 

@@ -10,12 +10,12 @@ import hydra.utils
 import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from core.checkpoint import read_checkpoint
-from core.data import SegDataModule
-from core.errors import ConfigError
-from core.instances import InstanceTargets
-from core.io import write_json
-from core.task import SegmentationTask
+from segsuite.core.checkpoint import read_checkpoint
+from segsuite.core.data import SegDataModule
+from segsuite.core.errors import ConfigError
+from segsuite.core.instances import InstanceTargets
+from segsuite.core.io import write_json
+from segsuite.core.task import SegmentationTask
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Benchmarks, each a ratio measured in one run: `python scripts/benchmark.py [NAME ...] [--quick]`.
+"""Benchmarks, each a ratio measured in one run: `segsuite benchmark [NAME ...] [--quick]`.
 
 NAME: core (training throughput: DataModule vs in-memory tensors), instances (panoptic quality vs torchmetrics;
 streaming vs whole-image instance labelling), border (land-cover building-instance F1 with and without the U-Net
@@ -12,12 +12,12 @@ import importlib
 import json
 
 SUITES = {
-    "core": "domains.toy.benchmark",
-    "instances": "core.instances.benchmark",
-    "landcover": "domains.landcover.benchmark",
-    "border": "domains.landcover.border_benchmark",
-    "mri_dixon": "domains.mri_dixon.benchmark",
-    "road_scene": "domains.road_scene.benchmark",
+    "core": "segsuite.domains.toy.benchmark",
+    "instances": "segsuite.core.instances.benchmark",
+    "landcover": "segsuite.domains.landcover.benchmark",
+    "border": "segsuite.domains.landcover.border_benchmark",
+    "mri_dixon": "segsuite.domains.mri_dixon.benchmark",
+    "road_scene": "segsuite.domains.road_scene.benchmark",
 }
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from core.cli import run
-from core.predict import predict
-from core.train import train
+from segsuite.core.cli import run
+from segsuite.core.predict import predict
+from segsuite.core.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def main(overrides: list[str]) -> None:
     print(f"  run directory   {out / 'train'}  (metrics.json, checkpoints/, logs/)")
     print(f"  checkpoint      {metrics['last_checkpoint']}")
     print("  prediction      " + "\n                  ".join(str(p) for p in _paths(written)))
-    print("\n  next: python scripts/evaluate.py domain=landcover "
+    print("\n  next: segsuite evaluate domain=landcover "
           f"checkpoint={metrics['last_checkpoint']}")
     (out / "demo.json").write_text(json.dumps({"metrics": metrics, "outputs": [str(p) for p in _paths(written)]},
                                               indent=2, default=str))

@@ -1,13 +1,13 @@
-"""Entry point: `python scripts/evaluate.py [overrides]` (see conf/evaluate.yaml)."""
+"""Entry point: `segsuite evaluate [overrides]` (see conf/evaluate.yaml)."""
 
 import hydra
 from omegaconf import DictConfig
 
-from core.cli import guard, run
-from core.evaluate import evaluate
+from segsuite.core.cli import guard, run
+from segsuite.core.evaluate import evaluate
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path="pkg://segsuite.conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     run(evaluate, cfg)
 

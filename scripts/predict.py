@@ -1,13 +1,13 @@
-"""Entry point: `python scripts/predict.py [overrides]` (see conf/predict.yaml)."""
+"""Entry point: `segsuite predict [overrides]` (see conf/predict.yaml)."""
 
 import hydra
 from omegaconf import DictConfig
 
-from core.cli import guard, run
-from core.predict import predict
+from segsuite.core.cli import guard, run
+from segsuite.core.predict import predict
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path="pkg://segsuite.conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     run(predict, cfg)
 

@@ -1,11 +1,11 @@
-"""Entry point: `python scripts/serve.py [--models DIR] [--host 127.0.0.1] [--port 7860]`, the demo page
+"""Entry point: `segsuite serve [--models DIR] [--host 127.0.0.1] [--port 7860]`, the demo page
 (core/serve.py) over every checkpoint found under DIR."""
 
 import argparse
 import sys
 
-from core.errors import UserError
-from core.serve import serve
+from segsuite.core.errors import UserError
+from segsuite.core.serve import serve
 
 
 def main(argv: list[str] | None = None) -> None:

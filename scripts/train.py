@@ -1,13 +1,13 @@
-"""Entry point: `python scripts/train.py [overrides]` (see conf/train.yaml)."""
+"""Entry point: `segsuite train [overrides]` (see conf/train.yaml)."""
 
 import hydra
 from omegaconf import DictConfig
 
-from core.cli import guard, run
-from core.train import train
+from segsuite.core.cli import guard, run
+from segsuite.core.train import train
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="pkg://segsuite.conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     run(train, cfg)
 

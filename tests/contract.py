@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from core.cli import run
-from core.evaluate import evaluate
-from core.io import STAGING_PREFIX
-from core.predict import predict
+from segsuite.core.cli import run
+from segsuite.core.evaluate import evaluate
+from segsuite.core.io import STAGING_PREFIX
+from segsuite.core.predict import predict
 from tests.helpers import ROOT, compose_config
 
 BAD_OPTIONS = {

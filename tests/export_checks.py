@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.checkpoint import load_task
-from core.cli import run
-from core.export import export_model
-from core.predict import predict
-from core.runtime import load_exported
+from segsuite.core.checkpoint import load_task
+from segsuite.core.cli import run
+from segsuite.core.export import export_model
+from segsuite.core.predict import predict
+from segsuite.core.runtime import load_exported
 from tests.helpers import compose_config
 
 SIZES = ((64, 64), (45, 83))  # one multiple of 32, one not (padded to 64 x 96 and cropped back)

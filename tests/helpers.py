@@ -42,9 +42,10 @@ def untrained_checkpoint(path: Path, meta: dict, domain: str, seed: int = 0) -> 
     builder reports it): enough to check that inputs reach the network prepared as in training."""
     import torch
 
-    from core.task import SegmentationTask
+    from segsuite.core.task import SegmentationTask
 
-    model = {"_target_": "core.models.create_model", "arch": "unet", "encoder_name": "resnet18", "encoder_depth": 3,
+    model = {"_target_": "segsuite.core.models.create_model", "arch": "unet", "encoder_name": "resnet18",
+             "encoder_depth": 3,
              "decoder_channels": [16, 8, 8], "in_channels": int(meta["in_channels"]),
              "classes": int(meta["num_classes"])}
     torch.manual_seed(seed)

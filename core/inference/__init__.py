@@ -1,7 +1,7 @@
 """The one inference loop: windows (pure geometry) -> batched forward -> merger -> rows to a sink."""
 
-from core.inference.blend import blend_weights
-from core.inference.engine import (
+from segsuite.core.inference.blend import blend_weights
+from segsuite.core.inference.engine import (
     ArraySource,
     InferenceOptions,
     Merger,
@@ -11,7 +11,7 @@ from core.inference.engine import (
     predict_array,
     sliding_window,
 )
-from core.inference.windows import Window, grid_windows
+from segsuite.core.inference.windows import Window, grid_windows
 
 __all__ = [
     "ArraySource", "InferenceOptions", "Merger", "Source", "StripMerger", "TilePredictor", "Window", "blend_weights",

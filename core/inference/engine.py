@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from core.errors import ConfigError
-from core.inference.blend import BLEND_MODES, blend_weights
-from core.inference.windows import Window, grid_windows
+from segsuite.core.errors import ConfigError
+from segsuite.core.inference.blend import BLEND_MODES, blend_weights
+from segsuite.core.inference.windows import Window, grid_windows
 
 
 @runtime_checkable

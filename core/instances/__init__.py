@@ -2,19 +2,19 @@
 instance extraction (connected components or border-split watershed), streaming labelling of row strips, panoptic
 encodings, panoptic quality, and per-instance measurements."""
 
-from core.instances.extract import Instancer, Instances, thing_indices
-from core.instances.measure import measure_instances
-from core.instances.metrics import PanopticMetrics
-from core.instances.outputs import split_logits, true_instances, truth_cutter, write_panoptic_reports
-from core.instances.panoptic import (
+from segsuite.core.instances.extract import Instancer, Instances, thing_indices
+from segsuite.core.instances.measure import measure_instances
+from segsuite.core.instances.metrics import PanopticMetrics
+from segsuite.core.instances.outputs import split_logits, true_instances, truth_cutter, write_panoptic_reports
+from segsuite.core.instances.panoptic import (
     ids_from_rgb,
     label_divisor_ids,
     panoptic_segments,
     rgb_from_ids,
     split_label_divisor,
 )
-from core.instances.stream import StreamInstances, StripLabeller, StripPanoptic
-from core.instances.targets import InstanceTargets, border_target, unet_weight_map
+from segsuite.core.instances.stream import StreamInstances, StripLabeller, StripPanoptic
+from segsuite.core.instances.targets import InstanceTargets, border_target, unet_weight_map
 
 __all__ = [
     "InstanceTargets", "Instancer", "Instances", "PanopticMetrics", "StreamInstances", "StripLabeller", "StripPanoptic",

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torchmetrics.detection import PanopticQuality
 
-from core.instances.extract import Instancer
-from core.instances.metrics import PanopticMetrics
-from core.instances.stream import StripLabeller
+from segsuite.core.instances.extract import Instancer
+from segsuite.core.instances.metrics import PanopticMetrics
+from segsuite.core.instances.stream import StripLabeller
 
 
 def _best(fn, repeats: int) -> float:

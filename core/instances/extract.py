@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from core.errors import ConfigError
+from segsuite.core.errors import ConfigError
 
 BORDER_MODES = ("auto", "on", "off")
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from core.instances.extract import Instances
+from segsuite.core.instances.extract import Instances
 
 AXES = {2: ("row", "col"), 3: ("i", "j", "k")}
 

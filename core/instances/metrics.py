@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from core.errors import ConfigError, DataError
+from segsuite.core.errors import ConfigError, DataError
 
 
 def _numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:

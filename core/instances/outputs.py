@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.instances.extract import Instancer
-from core.io import write_csv, write_json
+from segsuite.core.instances.extract import Instancer
+from segsuite.core.io import write_csv, write_json
 
 PER_CLASS_COLUMNS = ["class", "thing", "pq", "sq", "rq", "tp", "fp", "fn", "precision", "recall", "f1",
                      "pred_count", "true_count"]

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from core.errors import ConfigError, DataError
-from core.instances.extract import Instances
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.instances.extract import Instances
 
 MAX_RGB_ID = 256**3 - 1
 

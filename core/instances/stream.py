@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from core.instances.extract import Instancer, _structure, split_touching
-from core.instances.metrics import dense_labels, match_segments
+from segsuite.core.instances.extract import Instancer, _structure, split_touching
+from segsuite.core.instances.metrics import dense_labels, match_segments
 
 
 @dataclass

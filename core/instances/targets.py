@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from core.errors import ConfigError, DataError
-from core.instances.extract import thing_indices
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.instances.extract import thing_indices
 
 
 def _two_nearest(instances: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray]:

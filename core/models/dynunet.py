@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from monai.networks.nets import DynUNet
 from torch import nn
 
-from core.errors import ConfigError
-from core.models.factory import PadToStride
+from segsuite.core.errors import ConfigError
+from segsuite.core.models.factory import PadToStride
 
 MIN_FEATURE_SIZE = 4  # shortest edge of a bottleneck feature map (nnU-Net's UNet_featuremap_min_edge_length)
 

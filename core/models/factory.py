@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import ConfigError
-from core.models.fcn import FCN
+from segsuite.core.errors import ConfigError
+from segsuite.core.models.fcn import FCN
 
 _SMP = dict(smp.MODEL_ARCHITECTURES_MAPPING)  # {"unet": smp.Unet, ...}
 _FCN = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s", "fcn": "8s"}

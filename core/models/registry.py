@@ -8,22 +8,29 @@ plain values (no nested ``_target_``), and the factory is called directly. Check
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from torch import nn
 
-from core.errors import ConfigError
+from segsuite.core.errors import ConfigError
 
 # name in a checkpoint or config -> "module:function" of the project's own network factories
+# (earlier versions wrote the names without "segsuite.": those stay, as aliases, so their checkpoints load)
 NETWORK_FACTORIES: dict[str, str] = {
-    "core.models.create_model": "core.models.factory:create_model",
-    "core.models.factory.create_model": "core.models.factory:create_model",
-    "segsuite.core.models.create_model": "core.models.factory:create_model",
-    "core.models.create_dynunet": "core.models.dynunet:create_dynunet",
-    "segsuite.core.models.create_dynunet": "core.models.dynunet:create_dynunet",
+    "segsuite.core.models.create_model": "segsuite.core.models.factory:create_model",
+    "core.models.create_model": "segsuite.core.models.factory:create_model",
+    "segsuite.core.models.factory.create_model": "segsuite.core.models.factory:create_model",
+    "core.models.factory.create_model": "segsuite.core.models.factory:create_model",
+    "segsuite.core.models.create_dynunet": "segsuite.core.models.dynunet:create_dynunet",
+    "core.models.create_dynunet": "segsuite.core.models.dynunet:create_dynunet",
     "torch.nn.Conv2d": "torch.nn:Conv2d",  # a bare (1x1) convolution: linear baselines and the tests' tiny networks
 }
+
+
+def canonical_name(name: str) -> str:
+    """A listed factory's current name: checkpoints written before the ``segsuite`` import root name ours without."""
+    return f"segsuite.{name}" if name.split(".")[0] in ("core", "domains") else name
 
 
 def _plain_value(value: Any) -> bool:
@@ -35,7 +42,8 @@ def _plain_value(value: Any) -> bool:
 
 
 def check_network_config(config: Mapping[str, Any], origin: str = "the model config") -> str:
-    """The factory name of ``config``, checked: a listed factory with plain arguments (ConfigError otherwise)."""
+    """The current name of ``config``'s factory, checked: a listed factory with plain arguments (ConfigError
+    otherwise). A name written by an earlier version is replaced in ``config`` by the current one."""
     target = config.get("_target_") if isinstance(config, Mapping) else None
     if target not in NETWORK_FACTORIES:
         raise ConfigError(f"{origin} names the network factory {target!r}, which is not one of this project's "
@@ -44,7 +52,10 @@ def check_network_config(config: Mapping[str, Any], origin: str = "the model con
     if bad:
         raise ConfigError(f"{origin}: network arguments {bad} are not plain values (nested _target_ or objects); "
                           "refusing to build it")
-    return target
+    name = canonical_name(target)
+    if name != target and isinstance(config, MutableMapping):
+        config["_target_"] = name  # an earlier checkpoint: resuming compares this with the config
+    return name
 
 
 def build_network(config: Mapping[str, Any], origin: str = "the model config") -> nn.Module:

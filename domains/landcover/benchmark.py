@@ -1,8 +1,8 @@
-"""Tiled GeoTIFF inference benchmark on one model and one raster (``python scripts/benchmark.py landcover``):
+"""Tiled GeoTIFF inference benchmark on one model and one raster (``segsuite benchmark landcover``):
 
-1. speed, every contender timed interleaved in this process (:mod:`core.benchmark`): the predict pipeline
-   (:func:`core.pipeline.run_predict` with the land-cover reader and writer, file -> file) against the bare model on
-   the same pre-built tile batches (goal >= 0.9) and MONAI's ``sliding_window_inference`` (same tile, overlap,
+1. speed, every contender timed interleaved in this process (:mod:`segsuite.core.benchmark`): the predict pipeline
+   (:func:`segsuite.core.pipeline.run_predict` with the land-cover reader and writer, file -> file) against the bare
+   model on the same pre-built tile batches (goal >= 0.9) and MONAI's ``sliding_window_inference`` (same tile, overlap,
    Gaussian blending) on an in-memory copy of the raster (goal >= 1);
 2. peak memory of the pipeline and of MONAI, each in a fresh process (``--child``): the RSS high-water mark, which
    sees torch's, numpy's and GDAL's allocations; "added" is that peak minus the peak after imports, model build and
@@ -27,14 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.benchmark import bare_forward, print_table, timeit
-from core.contracts import DataMeta, Job, ModelInfo
-from core.inference import InferenceOptions, TilePredictor, grid_windows
-from core.pipeline import run_predict
-from domains.landcover.classes import DEFAULT_CLASSES
-from domains.landcover.reader import GeoTiffReader, RasterSource
-from domains.landcover.synthetic import make_large_raster
-from domains.landcover.writer import GeoTiffWriter
+from segsuite.core.benchmark import bare_forward, print_table, timeit
+from segsuite.core.contracts import DataMeta, Job, ModelInfo
+from segsuite.core.inference import InferenceOptions, TilePredictor, grid_windows
+from segsuite.core.pipeline import run_predict
+from segsuite.domains.landcover.classes import DEFAULT_CLASSES
+from segsuite.domains.landcover.reader import GeoTiffReader, RasterSource
+from segsuite.domains.landcover.synthetic import make_large_raster
+from segsuite.domains.landcover.writer import GeoTiffWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 BANDS = 4
@@ -46,7 +46,7 @@ def make_model(kind: str, in_channels: int = BANDS, classes: int = len(DEFAULT_C
     """``unet``: Unet/resnet18 as trained by default (realistic, CPU-affordable); ``tiny``: one 3x3 conv."""
     torch.manual_seed(seed)
     if kind == "unet":
-        from core.models import create_model
+        from segsuite.core.models import create_model
 
         return create_model("unet", "resnet18", in_channels=in_channels, classes=classes).eval()
     if kind == "tiny":
@@ -116,7 +116,8 @@ def run_child(kind: str, timeout: float = 600, gdal_cache_mb: int = GDAL_CACHE_M
     """``child(kind, **kwargs)`` in a fresh Python process (GDAL block cache fixed to ``gdal_cache_mb``)."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "GDAL_CACHEMAX": str(gdal_cache_mb), "PYTHONPATH": path}
-    proc = subprocess.run([sys.executable, "-m", "domains.landcover.benchmark", json.dumps({"kind": kind, **kwargs})],
+    proc = subprocess.run([sys.executable, "-m", "segsuite.domains.landcover.benchmark", json.dumps({"kind": kind,
+                                                                                                     **kwargs})],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child {kind} failed:\n{proc.stderr[-3000:]}")

@@ -11,8 +11,8 @@ from typing import Any
 
 from hydra import compose, initialize_config_dir
 
-from core.evaluate import evaluate
-from core.train import train
+from segsuite.core.evaluate import evaluate
+from segsuite.core.train import train
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -63,7 +63,8 @@ def run(quick: bool = False, epochs: int | None = None, train_overrides: tuple[s
     return json.loads(json.dumps(results))
 
 
-if __name__ == "__main__":  # python -m domains.landcover.border_benchmark [EPOCHS] [override ...], e.g. 100 trainer=gpu
+# python -m segsuite.domains.landcover.border_benchmark [EPOCHS] [override ...], e.g. 100 trainer=gpu
+if __name__ == "__main__":
     import sys
 
     run(epochs=int(sys.argv[1]) if len(sys.argv) > 1 else None, train_overrides=tuple(sys.argv[2:]))

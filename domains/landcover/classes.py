@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import DataError
-from core.io import write_json
+from segsuite.core.errors import DataError
+from segsuite.core.io import write_json
 
 CLASS_MAP_FILES = ("classes.json", "classes.csv")
 CSV_HEADER = ["id", "name", "r", "g", "b"]

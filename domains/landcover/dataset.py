@@ -25,10 +25,17 @@ import torch
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
-from core.errors import ConfigError, DataError
-from domains.landcover.classes import ClassMap, find_class_map
-from domains.landcover.io import band_stats, check_label_values, check_pair, open_raster, read_label_window, read_window
-from domains.landcover.sampling import (
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.domains.landcover.classes import ClassMap, find_class_map
+from segsuite.domains.landcover.io import (
+    band_stats,
+    check_label_values,
+    check_pair,
+    open_raster,
+    read_label_window,
+    read_window,
+)
+from segsuite.domains.landcover.sampling import (
     Rect,
     cells,
     full_rect,
@@ -40,7 +47,7 @@ from domains.landcover.sampling import (
     window_near,
     window_rect,
 )
-from domains.landcover.synthetic import make_dataset
+from segsuite.domains.landcover.synthetic import make_dataset
 
 IMAGE_SUFFIXES = (".tif", ".tiff")
 

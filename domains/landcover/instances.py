@@ -1,7 +1,7 @@
 """Instances of the thing classes (e.g. buildings) from tiled land-cover inference, in bounded memory.
 
-As row strips stream out of ``sliding_window``, ``core.instances.StripLabeller`` labels them with provisional ids
-(written to a temporary raster) and each strip is polygonised in pixel coordinates. When the raster is done the
+As row strips stream out of ``sliding_window``, ``segsuite.core.instances.StripLabeller`` labels them with provisional
+ids (written to a temporary raster) and each strip is polygonised in pixel coordinates. When the raster is done the
 provisional ids are resolved (objects crossing strip or tile borders joined, small ones dropped), a second pass
 remaps the temporary raster into the instance raster, and the pieces of each object are unioned into one polygon,
 exactly (pixel edges are integers), before moving to the raster's CRS.
@@ -27,11 +27,11 @@ from affine import Affine
 from fiona.crs import CRS as FionaCRS
 from shapely.geometry import mapping, shape
 
-from core.errors import ConfigError, DataError
-from core.instances import StreamInstances, StripLabeller
-from core.io import write_csv
-from domains.landcover.io import iter_block_windows, open_output, open_raster
-from domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.instances import StreamInstances, StripLabeller
+from segsuite.core.io import write_csv
+from segsuite.domains.landcover.io import iter_block_windows, open_output, open_raster
+from segsuite.domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from core.errors import DataError
-from domains.landcover.classes import ClassMap
+from segsuite.core.errors import DataError
+from segsuite.domains.landcover.classes import ClassMap
 
 PathLike = str | Path
 

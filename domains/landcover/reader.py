@@ -12,10 +12,10 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from core.contracts import Item, Job, Prediction
-from core.errors import DataError
-from domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets, normalize
-from domains.landcover.io import (
+from segsuite.core.contracts import Item, Job, Prediction
+from segsuite.core.errors import DataError
+from segsuite.domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets, normalize
+from segsuite.domains.landcover.io import (
     check_bands,
     chunk_windows,
     open_raster,
@@ -24,8 +24,8 @@ from domains.landcover.io import (
     read_window,
     valid_pixels,
 )
-from domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
-from domains.landcover.sampling import Rect, full_rect, window_rect
+from segsuite.domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
+from segsuite.domains.landcover.sampling import Rect, full_rect, window_rect
 
 
 class RasterSource:
@@ -183,7 +183,7 @@ class OpenedScene:
         return logits
 
     def cell_size(self) -> tuple[float, str] | None:
-        """One pixel's area in hectares (``core.api``); None without a projected CRS (arrays, degrees)."""
+        """One pixel's area in hectares (``segsuite.core.api``); None without a projected CRS (arrays, degrees)."""
         profile = getattr(self.sources[0], "profile", None)
         if profile is None:
             return None
@@ -198,7 +198,7 @@ class OpenedScene:
 
 class GeoTiffReader:
     """A GeoTIFF or a folder of them (outputs then go to a folder under the same names); evaluate's items are
-    :class:`~domains.landcover.dataset.Region` s of labelled scenes."""
+    :class:`~segsuite.domains.landcover.dataset.Region` s of labelled scenes."""
 
     def find(self, input: Any, job: Job) -> list[Item]:
         src = Path(str(input))
@@ -219,13 +219,13 @@ class GeoTiffReader:
                 raise DataError(f"{item.source}: every pixel is nodata; nothing to predict")
 
     def from_array(self, array: np.ndarray, job: Job) -> OpenedScene:
-        """An in-memory image ``(C, H, W)`` (``core.api``) prepared as a GeoTIFF is: the checkpoint's bands and
+        """An in-memory image ``(C, H, W)`` (``segsuite.core.api``) prepared as a GeoTIFF is: the checkpoint's bands and
         normalisation; NaN, inf and masked pixels are nodata (class 255 in the result)."""
         return OpenedScene([ArraySource(array, job.model.meta)])
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
         """A small synthetic scene with the checkpoint's band count, written into ``folder`` once (demo page)."""
-        from domains.landcover.synthetic import make_scene
+        from segsuite.domains.landcover.synthetic import make_scene
 
         bands = int(job.model.meta.get("image_band_count") or max(job.model.meta["bands"]))
         path = folder / f"scene_{bands}bands.tif"

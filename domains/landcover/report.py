@@ -19,10 +19,10 @@ from matplotlib.patches import Patch
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 
-from core.errors import DataError
-from core.io import write_csv, write_json
-from domains.landcover.classes import DEFAULT_CLASSES, ClassMap
-from domains.landcover.io import check_bands, count_values, open_raster
+from segsuite.core.errors import DataError
+from segsuite.core.io import write_csv, write_json
+from segsuite.domains.landcover.classes import DEFAULT_CLASSES, ClassMap
+from segsuite.domains.landcover.io import check_bands, count_values, open_raster
 
 M2_PER_HECTARE = 10_000.0
 M2_PER_KM2 = 1_000_000.0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from rasterio.windows import Window
 
-from core.errors import ConfigError
+from segsuite.core.errors import ConfigError
 
 HOLDOUT_MODES = ("strip", "blocks")
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from core.contracts import Item, Job, Mode, Prediction
-from core.errors import ConfigError
-from core.evaluate import SEMANTIC_REPORTS, SemanticScores
-from core.instances import PanopticMetrics, StripLabeller, StripPanoptic, truth_cutter, write_panoptic_reports
-from core.io import write_csv
-from domains.landcover.dataset import Region
-from domains.landcover.reader import OpenedScene
+from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.errors import ConfigError
+from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
+from segsuite.core.instances import PanopticMetrics, StripLabeller, StripPanoptic, truth_cutter, write_panoptic_reports
+from segsuite.core.io import write_csv
+from segsuite.domains.landcover.dataset import Region
+from segsuite.domains.landcover.reader import OpenedScene
 
 INSTANCE_REPORTS = ["panoptic.json", "panoptic_per_class.csv", "instance_counts.csv"]
 COUNT_COLUMNS = ["scene", "row0", "col0", "row1", "col1", "class", "predicted", "true"]

@@ -18,9 +18,9 @@ from affine import Affine
 from rasterio.windows import Window
 from scipy import ndimage
 
-from core.errors import ConfigError
-from core.io import Staging
-from domains.landcover.classes import DEFAULT_CLASSES, write_class_map_json
+from segsuite.core.errors import ConfigError
+from segsuite.core.io import Staging
+from segsuite.domains.landcover.classes import DEFAULT_CLASSES, write_class_map_json
 
 BUILDING, ROAD = 4, 5
 LABEL_NODATA = 255

@@ -1,7 +1,8 @@
 """Land-cover outputs of one scene ``OUT.tif``: the class ids (uint8, colour table, nodata 255 where the input is
 nodata, the input's exact CRS, transform and size), streamed row block by row block, and beside it (all optional)
 ``OUT_proba.tif`` (per-class softmax as uint8: value / 254, 255 nodata), ``OUT_areas.csv`` + ``OUT_areas.json``
-(per-class area), ``OUT_preview.png``; with task=instance|panoptic the outputs of :mod:`domains.landcover.instances`.
+(per-class area), ``OUT_preview.png``; with task=instance|panoptic the outputs of
+:mod:`segsuite.domains.landcover.instances`.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.contracts import Item, Job, Mode, Prediction
-from core.errors import ConfigError
-from core.instances import StripLabeller
-from domains.landcover.classes import ClassMap
-from domains.landcover.instances import InstanceStream, vector_driver
-from domains.landcover.io import open_output
-from domains.landcover.reader import OpenedScene
-from domains.landcover.report import area_report, preview_png, write_area_report
+from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.errors import ConfigError
+from segsuite.core.instances import StripLabeller
+from segsuite.domains.landcover.classes import ClassMap
+from segsuite.domains.landcover.instances import InstanceStream, vector_driver
+from segsuite.domains.landcover.io import open_output
+from segsuite.domains.landcover.reader import OpenedScene
+from segsuite.domains.landcover.report import area_report, preview_png, write_area_report
 
 log = logging.getLogger(__name__)
 

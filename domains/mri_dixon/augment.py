@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from monai import transforms as T
 
-from core.errors import ConfigError
+from segsuite.core.errors import ConfigError
 
 AXIS_LETTERS = "RAS"  # canonical axis 0, 1, 2
 LATERAL_WORDS = {"left", "right", "l", "r", "lt", "rt"}

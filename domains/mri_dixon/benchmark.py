@@ -1,9 +1,9 @@
-"""Benchmark (:mod:`core.benchmark`): whole-volume inference against the bare model, and HD95 against MONAI.
+"""Benchmark (:mod:`segsuite.core.benchmark`): whole-volume inference against the bare model, and HD95 against MONAI.
 
 1. The predict path on a phantom volume read from disk (:meth:`.reader.DixonReader.open`, then the core's engine,
-   restore onto the input grid and argmax: :func:`core.pipeline.predict_item`) against the same network on the same
-   slices in batches of the same size (:func:`core.benchmark.bare_forward`; goal >= 0.9); end to end (``run_predict``:
-   NIfTI read, normalisation, inference, NIfTI write) beside it.
+   restore onto the input grid and argmax: :func:`segsuite.core.pipeline.predict_item`) against the same network on the
+   same slices in batches of the same size (:func:`segsuite.core.benchmark.bare_forward`; goal >= 0.9); end to end
+   (``run_predict``: NIfTI read, normalisation, inference, NIfTI write) beside it.
 2. HD95 of two 256^3 masks: :func:`.metrics.overlap_and_distance` (Dice, IoU, HD95 and ASSD together) against MONAI's
    ``compute_hausdorff_distance(percentile=95)`` alone, on the CPU (goal: no slower). ``--quick``: smaller sizes.
 """
@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.benchmark import bare_forward, print_table, timeit
-from core.contracts import DataMeta, Job, ModelInfo
-from core.inference import InferenceOptions, TilePredictor, Window
-from core.models import create_model
-from core.pipeline import predict_item, run_predict
+from segsuite.core.benchmark import bare_forward, print_table, timeit
+from segsuite.core.contracts import DataMeta, Job, ModelInfo
+from segsuite.core.inference import InferenceOptions, TilePredictor, Window
+from segsuite.core.models import create_model
+from segsuite.core.pipeline import predict_item, run_predict
 
 from .dataset import build_datasets
 from .metrics import overlap_and_distance

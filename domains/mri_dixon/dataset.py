@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from core.errors import ConfigError, DataError
+from segsuite.core.errors import ConfigError, DataError
 
 from .augment import Augmentation
 from .fatfraction import DEFAULT_RELATIVE_THRESHOLD, fat_fraction
@@ -675,7 +675,7 @@ def _plan_meta(plan: Plan, patch: list[int], target: list[float] | None, spatial
         "resample": target is not None,
         "target_spacing": None if target is None else [float(t) for t in target],
         "batch_size": int(plan.batch_size),
-        # null network options (e.g. unet3d's patch_size and spacing) are taken from here by core.train
+        # null network options (e.g. unet3d's patch_size and spacing) are taken from here by segsuite.core.train
         "model_defaults": {"patch_size": [int(p) for p in patch], "spacing": sample_spacing},
     }
 

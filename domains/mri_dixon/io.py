@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from nibabel.filebasedimages import ImageFileError
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
-from core.errors import DataError
+from segsuite.core.errors import DataError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")

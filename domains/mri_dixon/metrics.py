@@ -25,7 +25,7 @@ from matplotlib.lines import Line2D
 from scipy.ndimage import binary_erosion, find_objects
 from scipy.spatial import cKDTree
 
-from core.errors import DataError
+from segsuite.core.errors import DataError
 
 from .fatfraction import fat_fraction_map
 from .io import Volume, grid_difference, to_canonical

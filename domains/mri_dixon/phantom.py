@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter, map_coordinates
 
-from core.errors import DataError
-from core.io import write_json
+from segsuite.core.errors import DataError
+from segsuite.core.io import write_json
 
 from .io import Volume, write_label, write_nifti
 

@@ -13,8 +13,8 @@ and voxel counts per label. Cases are not cropped to their non-zero region first
 * median shape: the median of every case's shape once resampled to the target spacing;
 * patch sizes: start from the median shape (3D) or its in-plane part (2D, slices perpendicular to ``axis``),
   rounded up to a multiple of the network's divisor (3D: ``2 ** pools`` per axis from
-  :func:`core.models.topology`; 2D: 32, the stride of the 2D networks); while the patch holds more than half the
-  batch budget, shrink the axis that is largest relative to the median shape by one divisor step;
+  :func:`segsuite.core.models.topology`; 2D: 32, the stride of the 2D networks); while the patch holds more than half
+  the batch budget, shrink the axis that is largest relative to the median shape by one divisor step;
 * batch size: the batch budget over the patch's voxels, at most what covers 5 % of all training voxels, at least
   2. Budgets are nnU-Net's 8 GB reference configurations, scaled by ``memory_gb``: 2 x 128^3 voxels (3D) and
   12 x 512^2 pixels (2D) per batch;
@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigError, DataError
-from core.io import write_json
-from core.models import topology
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.io import write_json
+from segsuite.core.models import topology
 
 from .resample import target_shape
 

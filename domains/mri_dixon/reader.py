@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.contracts import DataMeta, Item, Job
-from core.errors import ConfigError, DataError
-from core.inference import TilePredictor, Window
+from segsuite.core.contracts import DataMeta, Item, Job
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.inference import TilePredictor, Window
 
 from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes, resample_case
 from .fatfraction import fat_fraction_map
@@ -269,7 +269,7 @@ class OpenedCase:
         pass
 
     def cell_size(self) -> tuple[float, str]:
-        """One voxel's volume in mL (``core.api``)."""
+        """One voxel's volume in mL (``segsuite.core.api``)."""
         return abs(float(np.linalg.det(self.case.reference.affine[:3, :3]))) / 1000.0, "mL"
 
     def values(self) -> dict[str, np.ndarray]:
@@ -316,8 +316,9 @@ class DixonReader:
         return _opened_case(volumes, item.name, job)
 
     def from_array(self, array: np.ndarray, job: Job) -> OpenedCase:
-        """An in-memory case ``(C, D, H, W)`` (``core.api``): the checkpoint's channels in its order, taken as RAS+ at
-        the model's training spacing (1 mm without one; so it is not resampled), normalised per case as a file is."""
+        """An in-memory case ``(C, D, H, W)`` (``segsuite.core.api``): the checkpoint's channels in its order, taken as
+        RAS+ at the model's training spacing (1 mm without one; so it is not resampled), normalised per case as a file
+        is."""
         names = inference_channels(check_checkpoint(job))
         if array.ndim != 4 or array.shape[0] != len(names):
             raise DataError(f"an array of shape {tuple(array.shape)}: expected (C, D, H, W) with C={len(names)}, "

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from core.contracts import Item, Job, Mode, Prediction
-from core.errors import ConfigError, DataError
-from core.evaluate import SEMANTIC_REPORTS, SemanticScores
-from core.instances import Instancer, Instances, PanopticMetrics, true_instances, write_panoptic_reports
-from core.io import write_csv
+from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
+from segsuite.core.instances import Instancer, Instances, PanopticMetrics, true_instances, write_panoptic_reports
+from segsuite.core.io import write_csv
 
 from .dataset import DatasetSpec, check_label_values, inference_channels, read_dataset_json
 from .io import Volume, check_same_grid, read_volume, write_label, write_nifti
@@ -107,7 +107,8 @@ def baseline_dice(rows: list[dict]) -> float:
 
 class InstanceScores:
     """Panoptic quality over the cases (3D, one update per volume) and per-case instance counts per thing class;
-    targets: the connected components of the reference's thing classes (:func:`core.instances.true_instances`)."""
+    targets: the connected components of the reference's thing classes
+    (:func:`segsuite.core.instances.true_instances`)."""
 
     STATES = ("iou_sum", "tp", "fp", "fn")
 

@@ -27,10 +27,10 @@ import numpy as np
 from nibabel.affines import apply_affine
 from scipy import ndimage
 
-from core.contracts import Item, Job, Mode, Prediction
-from core.errors import ConfigError, DataError
-from core.instances import Instancer, Instances, label_divisor_ids, measure_instances
-from core.io import write_csv, write_json
+from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.instances import Instancer, Instances, label_divisor_ids, measure_instances
+from segsuite.core.io import write_csv, write_json
 
 from .fatfraction import fat_fraction, fat_fraction_map
 from .io import NIFTI_SUFFIXES, Volume, voxel_spacing, write_label, write_nifti

@@ -1,4 +1,4 @@
-"""Throughput of road-scene prediction on full-resolution frames against the bare network (``core.benchmark``).
+"""Throughput of road-scene prediction on full-resolution frames against the bare network (``segsuite.core.benchmark``).
 
 Frames: synthetic Cityscapes-layout scenes, 2048x1024 PNGs (quick: 512x256, fewer), distinct scenes repeated; the
 network: Unet/resnet18 with 19 classes and random weights (speed does not depend on them). Contenders, interleaved:
@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.benchmark import bare_forward, print_table, timeit
-from core.contracts import DataMeta, Job, ModelInfo
-from core.inference import ArraySource, InferenceOptions, TilePredictor, sliding_window
-from core.models import create_model
-from core.pipeline import predict_item, run_predict
+from segsuite.core.benchmark import bare_forward, print_table, timeit
+from segsuite.core.contracts import DataMeta, Job, ModelInfo
+from segsuite.core.inference import ArraySource, InferenceOptions, TilePredictor, sliding_window
+from segsuite.core.models import create_model
+from segsuite.core.pipeline import predict_item, run_predict
 
 from .datasets import build_datasets
 from .reader import ImageReader, load_frame

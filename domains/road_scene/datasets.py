@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from core.errors import ConfigError, DataError
+from segsuite.core.errors import ConfigError, DataError
 
 from . import labels as lb
 from .io import image_size, read_color_label, read_index_label, read_rgb

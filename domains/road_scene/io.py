@@ -14,7 +14,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.io import ImageReadMode, decode_png, read_file
 
-from core.errors import DataError
+from segsuite.core.errors import DataError
 
 from .labels import cityscapes_train_id_to_id
 

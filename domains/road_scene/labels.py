@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.errors import ConfigError, DataError
+from segsuite.core.errors import ConfigError, DataError
 
 
 class CityscapesLabel(NamedTuple):

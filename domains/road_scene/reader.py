@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.contracts import Item, Job
-from core.errors import ConfigError, DataError
-from core.inference import ArraySource
+from segsuite.core.contracts import Item, Job
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.inference import ArraySource
 
 from .datasets import IMAGE_SUFFIXES
 from .io import image_size, read_pixels, unit_range
@@ -151,8 +151,8 @@ class ImageReader:
         return OpenedFrame(self._decoding.pop(item.source).result())
 
     def from_array(self, array: np.ndarray, job: Job) -> OpenedFrame:
-        """An in-memory RGB image ``(H, W, 3)`` or ``(3, H, W)``, uint8 or float in [0, 1] (``core.api``), prepared
-        as a file is (normalisation, ``train_scale``)."""
+        """An in-memory RGB image ``(H, W, 3)`` or ``(3, H, W)``, uint8 or float in [0, 1] (``segsuite.core.api``),
+        prepared as a file is (normalisation, ``train_scale``)."""
         missing = [k for k in META_KEYS if k not in job.model.meta]
         if missing:
             raise ConfigError(f"the checkpoint's data meta lacks {missing}: it was not trained on road-scene data")

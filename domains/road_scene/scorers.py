@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.contracts import Item, Job, Mode, Prediction
-from core.errors import ConfigError, DataError
-from core.evaluate import SEMANTIC_REPORTS, SemanticScores
-from core.instances import true_instances, write_panoptic_reports
-from core.instances.metrics import PanopticMetrics
-from core.io import write_csv
-from core.metrics import SegmentationMetrics
+from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
+from segsuite.core.instances import true_instances, write_panoptic_reports
+from segsuite.core.instances.metrics import PanopticMetrics
+from segsuite.core.io import write_csv
+from segsuite.core.metrics import SegmentationMetrics
 
 from .datasets import RoadSceneDataset
 from .io import image_size

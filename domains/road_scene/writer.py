@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from core.contracts import Item, Job, Mode, Prediction
-from core.errors import ConfigError, DataError
-from core.instances import Instances, measure_instances
-from core.instances.panoptic import label_divisor_ids, panoptic_segments, rgb_from_ids
-from core.io import write_csv, write_json
+from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.instances import Instances, measure_instances
+from segsuite.core.instances.panoptic import label_divisor_ids, panoptic_segments, rgb_from_ids
+from segsuite.core.io import write_csv, write_json
 
 from .io import output_name, save_png, write_color_label, write_native, write_overlay, write_overlay_with_legend
 from .reader import OpenedFrame

@@ -8,10 +8,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from core.data import SegDataModule
-from core.losses import CrossEntropyLoss
-from core.task import SegmentationTask
-from domains.toy.data import build_datasets
+from segsuite.core.data import SegDataModule
+from segsuite.core.losses import CrossEntropyLoss
+from segsuite.core.task import SegmentationTask
+from segsuite.domains.toy.data import build_datasets
 
 
 class StepTimer(L.Callback):
@@ -32,7 +32,8 @@ class StepTimer(L.Callback):
 
 
 def _task() -> SegmentationTask:
-    model = {"_target_": "core.models.create_model", "arch": "unet", "encoder_name": "resnet18", "in_channels": 3,
+    model = {"_target_": "segsuite.core.models.create_model", "arch": "unet", "encoder_name": "resnet18",
+             "in_channels": 3,
              "classes": 3}
     return SegmentationTask(model, num_classes=3, loss=CrossEntropyLoss(),
                             optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3))

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.contracts import Item, Job, Prediction
-from core.errors import DataError
-from core.inference import ArraySource
-from domains.toy.data import toy_sample
+from segsuite.core.contracts import Item, Job, Prediction
+from segsuite.core.errors import DataError
+from segsuite.core.inference import ArraySource
+from segsuite.domains.toy.data import toy_sample
 
 
 def _load(path: Path) -> np.ndarray:
@@ -65,7 +65,8 @@ class NpyReader:
         return OpenedArray([ArraySource(image)])
 
     def from_array(self, array: np.ndarray, job: Job) -> OpenedArray:
-        """An in-memory image ``(C, H, W)`` (``core.api.Segmenter.predict``); the toy data need no preparation."""
+        """An in-memory image ``(C, H, W)`` (``segsuite.core.api.Segmenter.predict``); the toy data need no
+        preparation."""
         _check_shape("the array", array, job)
         return OpenedArray([ArraySource(array)])
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from core.contracts import Item, Job, Prediction
-from core.errors import DataError
-from core.evaluate import SEMANTIC_REPORTS, SemanticScores
+from segsuite.core.contracts import Item, Job, Prediction
+from segsuite.core.errors import DataError
+from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
 
 
 @dataclass

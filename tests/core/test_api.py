@@ -1,4 +1,4 @@
-"""The Python API (core.api): the same answers as the command line, for files and arrays."""
+"""The Python API (segsuite.core.api): the same answers as the command line, for files and arrays."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.api import Collector, Result, Segmenter
-from core.contracts import DataMeta, Job, ModelInfo, Prediction
-from core.errors import DataError
-from core.predict import predict
-from domains.toy.data import toy_sample
+from segsuite.core.api import Collector, Result, Segmenter
+from segsuite.core.contracts import DataMeta, Job, ModelInfo, Prediction
+from segsuite.core.errors import DataError
+from segsuite.core.predict import predict
+from segsuite.domains.toy.data import toy_sample
 from tests.helpers import compose_config
 
 

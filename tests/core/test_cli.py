@@ -11,9 +11,9 @@ import time
 import pytest
 import torch
 
-from core.cli import check_overrides
-from core.io import STAGING_PREFIX
-from core.models.registry import NETWORK_FACTORIES
+from segsuite.core.cli import check_overrides
+from segsuite.core.io import STAGING_PREFIX
+from segsuite.core.models.registry import NETWORK_FACTORIES
 from tests.helpers import FAST_TRAIN, ROOT, run_script
 
 
@@ -43,8 +43,8 @@ def test_missing_required_key_names_it_with_an_example(tmp_path):
 
 
 def test_batch_size_zero_is_refused(capsys):
-    from core.cli import run
-    from core.train import train
+    from segsuite.core.cli import run
+    from segsuite.core.train import train
     from tests.helpers import compose_config
 
     cfg = compose_config("train", ["run_dir=unused", *FAST_TRAIN, "domain.datamodule.batch_size=0"])
@@ -57,7 +57,7 @@ def test_batch_size_zero_is_refused(capsys):
 def test_ctrl_c_exits_130_and_leaves_nothing(toy_run, tmp_path):
     import numpy as np
 
-    from domains.toy.data import toy_sample
+    from segsuite.domains.toy.data import toy_sample
 
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -78,7 +78,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(toy_run, tmp_path):
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(STAGING_PREFIX + "*"))
 
 
-EVIL = [("core.io.write_json", ["VICTIM", {"pwned": True}]), ("subprocess.Popen", [["touch", "VICTIM"]]),
+EVIL = [("segsuite.core.io.write_json", ["VICTIM", {"pwned": True}]), ("subprocess.Popen", [["touch", "VICTIM"]]),
         ("os.system", ["touch VICTIM"]), ("builtins.exec", ["open('VICTIM', 'w').write('x')"])]
 
 
@@ -97,8 +97,8 @@ def _evil_checkpoint(toy_run, tmp_path, target: str, args: list):
 
 @pytest.mark.parametrize("target,args", EVIL)
 def test_a_checkpoint_naming_any_other_callable_is_refused(toy_run, tmp_path, target, args):
-    from core.checkpoint import load_task
-    from core.errors import ConfigError
+    from segsuite.core.checkpoint import load_task
+    from segsuite.core.errors import ConfigError
 
     evil, victim, refusal = _evil_checkpoint(toy_run, tmp_path, target, args)
     with pytest.raises(ConfigError) as err:
@@ -116,12 +116,12 @@ def test_predict_with_an_evil_checkpoint_exits_2_and_writes_nothing(toy_run, tmp
 
 
 def test_a_nested_target_in_the_network_arguments_is_refused(toy_run, tmp_path):
-    from core.checkpoint import load_task
-    from core.errors import ConfigError
+    from segsuite.core.checkpoint import load_task
+    from segsuite.core.errors import ConfigError
 
     victim = tmp_path / "victim.txt"
     ckpt = torch.load(toy_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    ckpt["hyper_parameters"]["model"]["encoder_name"] = {"_target_": "core.io.write_json", "path": str(victim),
+    ckpt["hyper_parameters"]["model"]["encoder_name"] = {"_target_": "segsuite.core.io.write_json", "path": str(victim),
                                                          "data": 1}
     torch.save(ckpt, tmp_path / "nested.ckpt")
     with pytest.raises(ConfigError, match=r"arguments \['encoder_name'\] are not plain values"):

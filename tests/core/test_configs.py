@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from core.predict import inference_options
+from segsuite.core.predict import inference_options
 
 CONF = Path(__file__).parents[2] / "conf"
 

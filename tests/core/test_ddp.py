@@ -6,8 +6,8 @@ import hydra.utils
 import pytest
 import torch
 
-from core.checkpoint import load_task
-from core.metrics import SegmentationMetrics
+from segsuite.core.checkpoint import load_task
+from segsuite.core.metrics import SegmentationMetrics
 from tests.helpers import FAST_TRAIN, compose_config, run_script
 
 

@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 
-from core.io import STAGING_PREFIX
-from domains.toy.data import toy_sample
+from segsuite.core.io import STAGING_PREFIX
+from segsuite.domains.toy.data import toy_sample
 from tests.helpers import ROOT, run_script
 
 

@@ -1,5 +1,5 @@
-"""Export (core.export, scripts/export.py) and predict with an exported model (core.runtime, runtime=onnx|torchscript)
-on the toy domain, plus a hand-built checkpoint with a border channel."""
+"""Export (segsuite.core.export, scripts/export.py) and predict with an exported model (segsuite.core.runtime,
+runtime=onnx|torchscript) on the toy domain, plus a hand-built checkpoint with a border channel."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-import core.export
-from core.checkpoint import describe
-from core.cli import run
-from core.contracts import DataMeta
-from core.errors import ConfigError
-from core.export import export
-from core.instances import InstanceTargets
-from core.io import STAGING_PREFIX
-from core.predict import load_job
-from core.runtime import read_metadata
-from core.task import SegmentationTask
-from domains.toy.data import toy_sample
+import segsuite.core.export
+from segsuite.core.checkpoint import describe
+from segsuite.core.cli import run
+from segsuite.core.contracts import DataMeta
+from segsuite.core.errors import ConfigError
+from segsuite.core.export import export
+from segsuite.core.instances import InstanceTargets
+from segsuite.core.io import STAGING_PREFIX
+from segsuite.core.predict import load_job
+from segsuite.core.runtime import read_metadata
+from segsuite.core.task import SegmentationTask
+from segsuite.domains.toy.data import toy_sample
 from tests.export_checks import assert_export_parity, assert_runtime_matches_torch, export_file, predict_with
 from tests.helpers import ROOT, compose_config, run_script
 
@@ -52,7 +52,7 @@ def models(checkpoint, tmp_path_factory) -> dict[str, Path]:
 def hand_built_checkpoint(path: Path, arch: str = "Unet") -> Path:
     """An untrained checkpoint with a border channel (2 classes + the border logit), colours and normalisation."""
     torch.manual_seed(0)
-    model = {"_target_": "core.models.create_model", "arch": arch, "encoder_name": "resnet18",
+    model = {"_target_": "segsuite.core.models.create_model", "arch": arch, "encoder_name": "resnet18",
              "encoder_weights": None, "in_channels": 3, "classes": 3}
     task = SegmentationTask(model, num_classes=2, class_names=["ground", "building"], data_meta=BORDER_META,
                             domain="toy", instances=InstanceTargets(things=["building"]).describe())
@@ -157,7 +157,8 @@ def test_onnx_predict_runs_without_lightning(checkpoint, models, image, tmp_path
             "sys.modules['lightning'] = sys.modules['pytorch_lightning'] = None  # import lightning fails\n"
             f"sys.argv = ['scripts/predict.py', *{args!r}]\n"
             "runpy.run_path('scripts/predict.py', run_name='__main__')\n"
-            "assert not {'core.task', 'core.checkpoint'} & set(sys.modules), 'the training stack was imported'\n")
+            "assert not {'segsuite.core.task', 'segsuite.core.checkpoint'} & set(sys.modules), 'the training stack was "
+            "imported'\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -203,7 +204,7 @@ def test_an_exporter_failure_names_the_architecture_and_format(checkpoint, tmp_p
     def fail(*args):
         raise RuntimeError("Unsupported operator aten::mystery\nmore detail")
 
-    monkeypatch.setitem(core.export.WRITERS, "onnx", fail)
+    monkeypatch.setitem(segsuite.core.export.WRITERS, "onnx", fail)
     assert _export_status(checkpoint, tmp_path / "model.onnx") == 2
     assert _one_line(capsys) == ("error: cannot export architecture 'Unet' to onnx: Unsupported operator "
                                  "aten::mystery; try format=torchscript")

@@ -3,8 +3,8 @@ import stat
 
 import pytest
 
-from core.errors import DataError
-from core.io import atomic_path, check_writable, write_json
+from segsuite.core.errors import DataError
+from segsuite.core.io import atomic_path, check_writable, write_json
 
 
 def test_atomic_path_renames_on_success_and_cleans_up_on_error(tmp_path):
@@ -44,7 +44,7 @@ def test_json_is_strict_and_csv_leaves_nan_empty(tmp_path):
 
     import numpy as np
 
-    from core.io import write_csv
+    from segsuite.core.io import write_csv
 
     write_json(tmp_path / "a.json", {"x": float("nan"), "y": np.float32(2.5), "z": [math.inf, np.int64(3)]})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": None, "y": 2.5, "z": [None, 3]}
@@ -56,7 +56,7 @@ def test_staging_commits_all_or_nothing_and_removes_what_killed_runs_left(tmp_pa
     import subprocess
     import sys
 
-    from core.io import STAGING_PREFIX, Staging
+    from segsuite.core.io import STAGING_PREFIX, Staging
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     import socket

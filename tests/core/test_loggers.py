@@ -2,7 +2,7 @@
 
 from mlflow.tracking import MlflowClient
 
-from core.train import train
+from segsuite.core.train import train
 from tests.helpers import FAST_TRAIN
 
 

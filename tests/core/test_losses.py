@@ -41,7 +41,7 @@ def test_perfect_prediction_beats_wrong_one(name):
 
 
 def test_class_weights_scale_cross_entropy():
-    from core.losses import CrossEntropyLoss
+    from segsuite.core.losses import CrossEntropyLoss
 
     target = torch.zeros(1, 4, 4, dtype=torch.long)
     logits = torch.randn(1, 2, 4, 4)
@@ -53,7 +53,7 @@ def test_class_weights_scale_cross_entropy():
 
 
 def test_weighted_sum_combines():
-    from core.losses import CrossEntropyLoss, WeightedSum
+    from segsuite.core.losses import CrossEntropyLoss, WeightedSum
 
     ce = CrossEntropyLoss()
     combo = WeightedSum({"a": ce, "b": ce}, {"a": 0.25, "b": 2.0})
@@ -64,7 +64,7 @@ def test_weighted_sum_combines():
 
 
 def test_cross_entropy_weight_map_weighs_pixels_and_skips_ignored():
-    from core.losses import CrossEntropyLoss, WeightedSum
+    from segsuite.core.losses import CrossEntropyLoss, WeightedSum
 
     torch.manual_seed(0)
     logits = torch.randn(2, 3, 4, 5)

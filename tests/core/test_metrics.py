@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from core.metrics import SegmentationMetrics, scores_from_confusion
+from segsuite.core.metrics import SegmentationMetrics, scores_from_confusion
 
 
 def test_scores_match_hand_computed_confusion_matrix():

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from core.errors import ConfigError
-from core.models import ARCHITECTURES, FCN, create_model
+from segsuite.core.errors import ConfigError
+from segsuite.core.models import ARCHITECTURES, FCN, create_model
 
 SMP_ARCHS = [a for a in ARCHITECTURES if a != "dpt"]  # DPT needs a ViT encoder: tested on its own below
 

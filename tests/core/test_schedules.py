@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 
-from core.errors import ConfigError
-from core.schedules import refit, settings
+from segsuite.core.errors import ConfigError
+from segsuite.core.schedules import refit, settings
 
 
 def _optimizer() -> torch.optim.Optimizer:

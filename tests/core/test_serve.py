@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.api import Segmenter
-from core.serve import Shown, build_app, csv_markdown, launch
-from domains.road_scene.datasets import build_datasets
-from domains.road_scene.synthetic import make_dataset, render_scene
+from segsuite.core.api import Segmenter
+from segsuite.core.serve import Shown, build_app, csv_markdown, launch
+from segsuite.domains.road_scene.datasets import build_datasets
+from segsuite.domains.road_scene.synthetic import make_dataset, render_scene
 from tests.helpers import untrained_checkpoint
 
 try:

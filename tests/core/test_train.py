@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import describe, load_task
-from core.train import train
-from domains.toy.data import toy_sample
+from segsuite.core.checkpoint import describe, load_task
+from segsuite.core.train import train
+from segsuite.domains.toy.data import toy_sample
 from tests.helpers import FAST_TRAIN, run_script
 
 
@@ -73,7 +73,7 @@ def test_predict_and_evaluate_from_checkpoint_alone(toy_run, tmp_path):
 
 
 def test_bad_input_gives_one_clear_line(tmp_path, capsys):
-    from core.cli import run
+    from segsuite.core.cli import run
     from tests.helpers import compose_config
 
     cases = {

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.inference import TilePredictor, Window, predict_array, sliding_window
-from core.inference.engine import ArraySource
+from segsuite.core.inference import TilePredictor, Window, predict_array, sliding_window
+from segsuite.core.inference.engine import ArraySource
 
 
 class Constant(torch.nn.Module):
@@ -63,7 +63,7 @@ def test_rows_stream_in_order_and_skipped_tiles_are_not_covered():
 
 def test_buffer_holds_one_tile_of_rows():
     # The merger's buffer is tile_h x width whatever the image height: memory does not grow with height.
-    from core.inference import StripMerger
+    from segsuite.core.inference import StripMerger
 
     merger = StripMerger(10_000, 64, 3, 32, torch.device("cpu"))
     assert merger.acc.shape == (3, 32, 64)

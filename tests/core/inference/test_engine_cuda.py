@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.inference import TilePredictor, predict_array
+from segsuite.core.inference import TilePredictor, predict_array
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

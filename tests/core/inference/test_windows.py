@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.inference import blend_weights, grid_windows
+from segsuite.core.inference import blend_weights, grid_windows
 
 
 @pytest.mark.parametrize("size,tile,overlap", [((101, 77), (32, 32), (8, 8)), ((64, 64), (64, 64), (0, 0)),

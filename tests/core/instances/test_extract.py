@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from core.errors import ConfigError
-from core.instances import Instancer
+from segsuite.core.errors import ConfigError
+from segsuite.core.instances import Instancer
 
 CLASSES = ["ground", "building", "road"]
 

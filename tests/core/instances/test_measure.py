@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from core.instances import Instancer, measure_instances
+from segsuite.core.instances import Instancer, measure_instances
 
 
 def test_volume_centroid_box_and_mean_per_instance():

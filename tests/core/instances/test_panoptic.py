@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from core.errors import ConfigError, DataError
-from core.instances.extract import Instances
-from core.instances.panoptic import (
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.instances.extract import Instances
+from segsuite.core.instances.panoptic import (
     ids_from_rgb,
     label_divisor_ids,
     panoptic_segments,

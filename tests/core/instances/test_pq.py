@@ -5,8 +5,8 @@ import pytest
 import torch
 from torchmetrics.detection import PanopticQuality
 
-from core.errors import ConfigError, DataError
-from core.instances.metrics import PanopticMetrics
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.instances.metrics import PanopticMetrics
 
 V = 255  # ignore index
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from core.instances import Instancer, StripLabeller
+from segsuite.core.instances import Instancer, StripLabeller
 
 
 def stream(cut: Instancer, semantic: np.ndarray, rows: int, border: np.ndarray | None = None):
@@ -66,8 +66,8 @@ def test_border_split_survives_strip_seams():
 
 
 def test_panoptic_quality_over_strips_equals_the_whole_image():
-    from core.instances.metrics import PanopticMetrics
-    from core.instances.stream import StripPanoptic
+    from segsuite.core.instances.metrics import PanopticMetrics
+    from segsuite.core.instances.stream import StripPanoptic
 
     for seed in range(4):
         rng = np.random.default_rng(seed)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import ConfigError, DataError
-from core.instances import InstanceTargets, border_target, unet_weight_map
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.instances import InstanceTargets, border_target, unet_weight_map
 
 
 def two_squares(gap: int) -> np.ndarray:

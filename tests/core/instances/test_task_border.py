@@ -4,10 +4,10 @@ import pytest
 import torch
 from segmentation_models_pytorch.losses import DiceLoss
 
-from core.errors import ConfigError
-from core.instances import InstanceTargets
-from core.losses import CrossEntropyLoss
-from core.task import SegmentationTask
+from segsuite.core.errors import ConfigError
+from segsuite.core.instances import InstanceTargets
+from segsuite.core.losses import CrossEntropyLoss
+from segsuite.core.task import SegmentationTask
 
 MODEL = {"_target_": "torch.nn.Conv2d", "in_channels": 3, "out_channels": 3, "kernel_size": 1}  # 2 classes + border
 

@@ -1,14 +1,14 @@
-"""nnU-Net's U-Net layout (core.models.topology), the DynUNet factory and 3D batches through the task."""
+"""nnU-Net's U-Net layout (segsuite.core.models.topology), the DynUNet factory and 3D batches through the task."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from core.errors import ConfigError
-from core.losses import CrossEntropyLoss, WeightedSum
-from core.models import create_dynunet, topology
-from core.task import SegmentationTask
+from segsuite.core.errors import ConfigError
+from segsuite.core.losses import CrossEntropyLoss, WeightedSum
+from segsuite.core.models import create_dynunet, topology
+from segsuite.core.task import SegmentationTask
 
 
 def test_isotropic_layout_pools_every_axis_down_to_four_voxels():
@@ -59,7 +59,8 @@ def test_task_steps_on_volumes(dice):
 
     ce = CrossEntropyLoss(ignore_index=255)
     loss = WeightedSum({"ce": ce, "dice": DiceLoss("multiclass", ignore_index=255)}) if dice else ce
-    model = {"_target_": "core.models.create_dynunet", "in_channels": 2, "classes": 3, "patch_size": [16, 16, 16],
+    model = {"_target_": "segsuite.core.models.create_dynunet", "in_channels": 2, "classes": 3, "patch_size": [16, 16,
+                                                                                                               16],
              "spacing": [1, 1, 1], "base_filters": 4}
     task = SegmentationTask(model=model, num_classes=3, loss=loss, optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
     masks = torch.randint(0, 3, (2, 8, 8, 8))

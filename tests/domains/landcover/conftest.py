@@ -12,16 +12,16 @@ import rasterio
 import torch
 from affine import Affine
 
-from core.contracts import DataMeta, Job, Mode, ModelInfo
-from core.inference import InferenceOptions, TilePredictor
-from core.instances import Instancer
-from core.pipeline import run_evaluate, run_predict
-from core.task import SegmentationTask
-from domains.landcover.dataset import build_datasets
-from domains.landcover.reader import GeoTiffReader
-from domains.landcover.scorers import LandCoverEvaluation
-from domains.landcover.synthetic import make_dataset
-from domains.landcover.writer import GeoTiffWriter
+from segsuite.core.contracts import DataMeta, Job, Mode, ModelInfo
+from segsuite.core.inference import InferenceOptions, TilePredictor
+from segsuite.core.instances import Instancer
+from segsuite.core.pipeline import run_evaluate, run_predict
+from segsuite.core.task import SegmentationTask
+from segsuite.domains.landcover.dataset import build_datasets
+from segsuite.domains.landcover.reader import GeoTiffReader
+from segsuite.domains.landcover.scorers import LandCoverEvaluation
+from segsuite.domains.landcover.synthetic import make_dataset
+from segsuite.domains.landcover.writer import GeoTiffWriter
 from tests.helpers import compose_config
 
 UTM31 = "EPSG:32631"

@@ -1,5 +1,5 @@
-"""Land cover through the Python API (core.api): a GeoTIFF's classes equal the CLI's class raster, arrays get the
-checkpoint's bands, normalisation and nodata rule."""
+"""Land cover through the Python API (segsuite.core.api): a GeoTIFF's classes equal the CLI's class raster, arrays get
+the checkpoint's bands, normalisation and nodata rule."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import rasterio
 import torch
 
-from core.api import Segmenter
-from core.errors import DataError
-from core.predict import predict
+from segsuite.core.api import Segmenter
+from segsuite.core.errors import DataError
+from segsuite.core.predict import predict
 from tests.helpers import compose_config, untrained_checkpoint
 
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from core.errors import DataError
-from domains.landcover.classes import DEFAULT_CLASSES, find_class_map, load_class_map, write_class_map_json
+from segsuite.core.errors import DataError
+from segsuite.domains.landcover.classes import DEFAULT_CLASSES, find_class_map, load_class_map, write_class_map_json
 
 
 def test_default_lecture_classes():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from domains.landcover.synthetic import make_scene
+from segsuite.domains.landcover.synthetic import make_scene
 from tests.contract import DomainContract
 
 

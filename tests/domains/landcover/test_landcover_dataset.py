@@ -8,10 +8,10 @@ import rasterio
 import torch
 from torch.utils.data import DataLoader
 
-from core.errors import ConfigError, DataError
-from domains.landcover.dataset import build_datasets
-from domains.landcover.io import band_stats
-from domains.landcover.sampling import cells, holdout_split
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.domains.landcover.dataset import build_datasets
+from segsuite.domains.landcover.io import band_stats
+from segsuite.domains.landcover.sampling import cells, holdout_split
 
 
 def _scene(tif, root, stem, image, labels, **kw):

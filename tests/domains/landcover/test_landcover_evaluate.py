@@ -10,9 +10,9 @@ import rasterio
 import torch
 from affine import Affine
 
-import core.cli
-import core.evaluate
-from domains.landcover.dataset import build_datasets
+import segsuite.core.cli
+import segsuite.core.evaluate
+from segsuite.domains.landcover.dataset import build_datasets
 from tests.domains.landcover.conftest import TRANSFORM, evaluate_with, make_job, write_tif
 from tests.helpers import compose_config
 
@@ -85,7 +85,7 @@ def test_image_and_label_on_different_grids_exit_2(tmp_path, tiny_checkpoint, ca
     cfg = compose_config("evaluate", ["domain=landcover", f"checkpoint={tiny_checkpoint}", f"output_dir={tmp_path}",
                                       f"domain.datamodule.datasets.root={root}", *DATA])
     with pytest.raises(SystemExit) as exit_info:
-        core.cli.run(core.evaluate.evaluate, cfg)
+        segsuite.core.cli.run(segsuite.core.evaluate.evaluate, cfg)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "does not match" in err and message in err, err
     assert sorted(os.listdir(tmp_path)) == ["data"]

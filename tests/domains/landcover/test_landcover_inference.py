@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import rasterio
 
-from core.errors import DataError
-from domains.landcover.classes import DEFAULT_CLASSES
-from domains.landcover.dataset import build_datasets
-from domains.landcover.io import open_output
-from domains.landcover.reader import RasterSource
+from segsuite.core.errors import DataError
+from segsuite.domains.landcover.classes import DEFAULT_CLASSES
+from segsuite.domains.landcover.dataset import build_datasets
+from segsuite.domains.landcover.io import open_output
+from segsuite.domains.landcover.reader import RasterSource
 
 
 def test_source_reads_like_validation_samples(synthetic_root):

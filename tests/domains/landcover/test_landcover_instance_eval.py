@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from core.instances import Instancer
-from domains.landcover.classes import DEFAULT_CLASSES
-from domains.landcover.synthetic import synthetic_layout
+from segsuite.core.instances import Instancer
+from segsuite.domains.landcover.classes import DEFAULT_CLASSES
+from segsuite.domains.landcover.synthetic import synthetic_layout
 from tests.domains.landcover.conftest import evaluate_with, make_job, write_tif
 from tests.domains.landcover.test_landcover_polygons import ClassFromBand
 

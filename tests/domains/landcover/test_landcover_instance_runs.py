@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.checkpoint import read_checkpoint
+from segsuite.core.checkpoint import read_checkpoint
 from tests.helpers import run_script
 
 pytestmark = pytest.mark.slow

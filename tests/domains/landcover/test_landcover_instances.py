@@ -7,9 +7,9 @@ import rasterio
 import torch
 from scipy import ndimage
 
-from core.errors import DataError
-from domains.landcover.dataset import build_datasets
-from domains.landcover.synthetic import BUILDING, make_dataset, make_scene
+from segsuite.core.errors import DataError
+from segsuite.domains.landcover.dataset import build_datasets
+from segsuite.domains.landcover.synthetic import BUILDING, make_dataset, make_scene
 
 
 def _one_px_neighbours(instances: np.ndarray) -> set[tuple[int, int]]:

@@ -6,9 +6,9 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
-from core.errors import DataError
-from domains.landcover.classes import DEFAULT_CLASSES
-from domains.landcover.io import (
+from segsuite.core.errors import DataError
+from segsuite.domains.landcover.classes import DEFAULT_CLASSES
+from segsuite.domains.landcover.io import (
     _representable,
     alpha_band,
     band_stats,

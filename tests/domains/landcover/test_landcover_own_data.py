@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from core.checkpoint import describe
-from core.errors import ConfigError
-from core.train import train
+from segsuite.core.checkpoint import describe
+from segsuite.core.errors import ConfigError
+from segsuite.core.train import train
 from tests.helpers import compose_config
 
 CLASSES = ["water", "forest", "crop", "grass", "building", "road", "bare"]

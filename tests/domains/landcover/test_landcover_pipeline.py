@@ -7,13 +7,13 @@ import rasterio
 import torch
 from affine import Affine
 
-from core.inference import TilePredictor, sliding_window
-from domains.landcover.benchmark import run_child
-from domains.landcover.classes import DEFAULT_CLASSES, ClassMap
-from domains.landcover.io import open_output
-from domains.landcover.reader import RasterSource
-from domains.landcover.synthetic import make_large_raster
-from domains.landcover.writer import PROBA_SCALE
+from segsuite.core.inference import TilePredictor, sliding_window
+from segsuite.domains.landcover.benchmark import run_child
+from segsuite.domains.landcover.classes import DEFAULT_CLASSES, ClassMap
+from segsuite.domains.landcover.io import open_output
+from segsuite.domains.landcover.reader import RasterSource
+from segsuite.domains.landcover.synthetic import make_large_raster
+from segsuite.domains.landcover.writer import PROBA_SCALE
 from tests.domains.landcover.conftest import Linear1x1, make_job, predict_with
 
 PLAIN = dict(report=False, preview=False)

@@ -9,9 +9,9 @@ import shapely
 import torch
 from shapely.geometry import shape
 
-from core.errors import ConfigError
-from core.instances import Instancer
-from domains.landcover.classes import DEFAULT_CLASSES
+from segsuite.core.errors import ConfigError
+from segsuite.core.instances import Instancer
+from segsuite.domains.landcover.classes import DEFAULT_CLASSES
 from tests.domains.landcover.conftest import TRANSFORM, make_job, predict_with
 
 BUILDING, ROAD = 4, 5
@@ -101,7 +101,7 @@ def test_bad_vector_format_fails_before_any_output(tif, tmp_path):
 
 
 def test_an_existing_polygon_file_is_refused_before_any_output(tif, tmp_path):
-    from core.errors import DataError
+    from segsuite.core.errors import DataError
 
     (tmp_path / "pred_instances.gpkg").write_text("mine")
     with pytest.raises(DataError, match="pred_instances.gpkg"):

@@ -13,23 +13,23 @@ import rasterio
 import rasterio.shutil
 from PIL import Image
 
-import core.cli
-import core.predict
-from core.inference import InferenceOptions
-from core.io import STAGING_PREFIX
-from core.pipeline import run_predict
-from domains.landcover.reader import GeoTiffReader
-from domains.landcover.synthetic import make_scene
-from domains.landcover.writer import GeoTiffWriter
+import segsuite.core.cli
+import segsuite.core.predict
+from segsuite.core.inference import InferenceOptions
+from segsuite.core.io import STAGING_PREFIX
+from segsuite.core.pipeline import run_predict
+from segsuite.domains.landcover.reader import GeoTiffReader
+from segsuite.domains.landcover.synthetic import make_scene
+from segsuite.domains.landcover.writer import GeoTiffWriter
 from tests.helpers import compose_config, run_script
 
 
 def predict_inprocess(capsys, ckpt, input, output, *overrides) -> tuple[int, str]:
-    """``scripts/predict.py`` minus the subprocess: the composed config through ``core.cli.run``."""
+    """``scripts/predict.py`` minus the subprocess: the composed config through ``segsuite.core.cli.run``."""
     cfg = compose_config("predict", ["domain=landcover", f"checkpoint={ckpt}", f"input={input}", f"output={output}",
                                      *overrides])
     with pytest.raises(SystemExit) as exit_info:
-        core.cli.run(core.predict.predict, cfg)
+        segsuite.core.cli.run(segsuite.core.predict.predict, cfg)
     return exit_info.value.code, capsys.readouterr().err
 
 
@@ -58,7 +58,7 @@ def test_predict_script_on_a_folder_writes_rasters_reports_and_previews(tiny_che
 
 
 def test_predict_returns_what_it_wrote_and_honours_options(tiny_checkpoint, synthetic_root, tmp_path):
-    job = core.predict.load_job(compose_config("predict", [
+    job = segsuite.core.predict.load_job(compose_config("predict", [
         "domain=landcover", f"checkpoint={tiny_checkpoint}", "input=x", "output=y"]))
     scene = synthetic_root / "images" / "scene_000.tif"
     tiles = dict(tile=(48, 40), overlap=(8, 8))
@@ -130,7 +130,7 @@ def test_existing_output_needs_overwrite(synthetic_root, tiny_checkpoint, tmp_pa
     cfg = compose_config("predict", ["domain=landcover", f"checkpoint={tiny_checkpoint}", f"input={scene}",
                                      f"output={tmp_path / 'pred.tif'}", "overwrite=true",
                                      "domain.writer.preview=false"])
-    core.cli.run(core.predict.predict, cfg)
+    segsuite.core.cli.run(segsuite.core.predict.predict, cfg)
     assert (tmp_path / "pred_areas.csv").read_text().startswith("id,name,pixels")
 
 

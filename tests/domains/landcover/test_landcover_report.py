@@ -8,9 +8,9 @@ import pytest
 from affine import Affine
 from PIL import Image
 
-from core.errors import DataError
-from domains.landcover.classes import DEFAULT_CLASSES
-from domains.landcover.report import area_report, preview_png, write_area_report
+from segsuite.core.errors import DataError
+from segsuite.domains.landcover.classes import DEFAULT_CLASSES
+from segsuite.domains.landcover.report import area_report, preview_png, write_area_report
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from core.errors import ConfigError
-from domains.landcover.dataset import augment_d4
-from domains.landcover.sampling import (
+from segsuite.core.errors import ConfigError
+from segsuite.domains.landcover.dataset import augment_d4
+from segsuite.domains.landcover.sampling import (
     Rect,
     full_rect,
     grid_windows,

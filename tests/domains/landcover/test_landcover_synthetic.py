@@ -7,10 +7,10 @@ import pytest
 import rasterio
 from affine import Affine
 
-from domains.landcover.classes import DEFAULT_CLASSES
-from domains.landcover.dataset import find_scenes
-from domains.landcover.io import check_label_values, check_pair
-from domains.landcover.synthetic import make_dataset, make_large_raster, make_scene
+from segsuite.domains.landcover.classes import DEFAULT_CLASSES
+from segsuite.domains.landcover.dataset import find_scenes
+from segsuite.domains.landcover.io import check_label_values, check_pair
+from segsuite.domains.landcover.synthetic import make_dataset, make_large_raster, make_scene
 
 
 @pytest.mark.parametrize(("dtype", "nodata"), [("uint8", 0), ("uint16", 0), ("int16", -9999), ("float32", None)])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.evaluate import evaluate
+from segsuite.core.evaluate import evaluate
 from tests.domains.landcover.test_landcover_evaluate import label_counts
 from tests.helpers import compose_config, run_script
 

@@ -12,9 +12,9 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from core.task import SegmentationTask
-from domains.mri_dixon.dataset import build_datasets
-from domains.mri_dixon.phantom import make_dataset
+from segsuite.core.task import SegmentationTask
+from segsuite.domains.mri_dixon.dataset import build_datasets
+from segsuite.domains.mri_dixon.phantom import make_dataset
 from tests.helpers import run_script
 
 PHANTOM_SHAPE = (32, 32, 12)

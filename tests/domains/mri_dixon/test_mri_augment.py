@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.errors import ConfigError
-from domains.mri_dixon.augment import Augmentation
-from domains.mri_dixon.dataset import build_datasets
+from segsuite.core.errors import ConfigError
+from segsuite.domains.mri_dixon.augment import Augmentation
+from segsuite.domains.mri_dixon.dataset import build_datasets
 
 LABELS = set(range(7)) | {255}
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.models import create_model
-from domains.mri_dixon.dataset import build_datasets, list_cases, read_dataset_json
-from domains.mri_dixon.phantom import make_dataset
+from segsuite.core.models import create_model
+from segsuite.domains.mri_dixon.dataset import build_datasets, list_cases, read_dataset_json
+from segsuite.domains.mri_dixon.phantom import make_dataset
 
 ANATOMY = dict(shape=(48, 48, 16), spacing=(2.0, 2.0, 4.5))  # a 96 x 96 x 72 mm field of view
 
@@ -44,12 +44,12 @@ def _mean_dice(prediction: np.ndarray, label: np.ndarray, num_classes: int) -> f
 def _pipeline_dice(net: torch.nn.Module, meta: dict, root, name: str, out) -> float:
     """Predict case ``name`` of ``root`` through the core pipeline (reader -> engine -> restore -> writer) and score
     the written label volume against the case's label file on the scan's own stored grid."""
-    from core.contracts import DataMeta, Job, ModelInfo
-    from core.inference import InferenceOptions, TilePredictor
-    from core.pipeline import run_predict
-    from domains.mri_dixon.io import read_volume
-    from domains.mri_dixon.reader import DixonReader
-    from domains.mri_dixon.writer import DixonWriter
+    from segsuite.core.contracts import DataMeta, Job, ModelInfo
+    from segsuite.core.inference import InferenceOptions, TilePredictor
+    from segsuite.core.pipeline import run_predict
+    from segsuite.domains.mri_dixon.io import read_volume
+    from segsuite.domains.mri_dixon.reader import DixonReader
+    from segsuite.domains.mri_dixon.writer import DixonWriter
 
     model = ModelInfo(TilePredictor(net, "cpu"), DataMeta.from_dict(meta), 7, False)
     files = sorted((root / "imagesTr").glob(f"{name}_000?.nii.gz"))

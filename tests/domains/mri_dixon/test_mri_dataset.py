@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from core.errors import ConfigError, DataError
-from domains.mri_dixon.dataset import (
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.domains.mri_dixon.dataset import (
     DatasetSpec,
     build_datasets,
     extract_slice,
@@ -23,7 +23,7 @@ from domains.mri_dixon.dataset import (
     read_dataset_json,
     split_cases,
 )
-from domains.mri_dixon.io import read_volume, write_label
+from segsuite.domains.mri_dixon.io import read_volume, write_label
 
 
 def _build(root, **kwargs):

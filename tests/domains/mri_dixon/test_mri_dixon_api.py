@@ -1,5 +1,5 @@
-"""MRI Dixon through the Python API (core.api): a case's classes equal the CLI's label volume, arrays (C, D, H, W)
-are normalised per case as files are."""
+"""MRI Dixon through the Python API (segsuite.core.api): a case's classes equal the CLI's label volume, arrays (C, D, H,
+W) are normalised per case as files are."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.api import Segmenter
-from core.errors import DataError
-from core.predict import predict
-from domains.mri_dixon.dataset import build_datasets, inference_channels
+from segsuite.core.api import Segmenter
+from segsuite.core.errors import DataError
+from segsuite.core.predict import predict
+from segsuite.domains.mri_dixon.dataset import build_datasets, inference_channels
 from tests.helpers import compose_config, untrained_checkpoint
 
 

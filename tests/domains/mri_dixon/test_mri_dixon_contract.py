@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from domains.mri_dixon.phantom import make_case
+from segsuite.domains.mri_dixon.phantom import make_case
 from tests.contract import DomainContract
 
 pytestmark = pytest.mark.slow  # the shared training run takes ~15-30 s on 2 CPU cores

@@ -16,17 +16,17 @@ import numpy as np
 import pytest
 import torch
 
-from core.cli import run
-from core.evaluate import evaluate as evaluate_entry
-from core.instances import Instancer
-from core.instances.panoptic import split_label_divisor
-from core.predict import predict as predict_entry
-from core.task import SegmentationTask
-from domains.mri_dixon.dataset import build_datasets
-from domains.mri_dixon.fatfraction import mean_fat_fraction
-from domains.mri_dixon.io import read_nifti
-from domains.mri_dixon.phantom import CHANNELS, LABELS, TISSUES, dataset_json
-from domains.mri_dixon.writer import instance_rows
+from segsuite.core.cli import run
+from segsuite.core.evaluate import evaluate as evaluate_entry
+from segsuite.core.instances import Instancer
+from segsuite.core.instances.panoptic import split_label_divisor
+from segsuite.core.predict import predict as predict_entry
+from segsuite.core.task import SegmentationTask
+from segsuite.domains.mri_dixon.dataset import build_datasets
+from segsuite.domains.mri_dixon.fatfraction import mean_fat_fraction
+from segsuite.domains.mri_dixon.io import read_nifti
+from segsuite.domains.mri_dixon.phantom import CHANNELS, LABELS, TISSUES, dataset_json
+from segsuite.domains.mri_dixon.writer import instance_rows
 from tests.helpers import compose_config, run_script
 
 SHAPE = (20, 16, 10)
@@ -293,8 +293,8 @@ def test_evaluate_counts_a_missed_kidney(threshold_checkpoint, tmp_path, affine_
 
 
 def test_instance_outputs_are_named_beside_the_label_output(tmp_path, meta):
-    from core.contracts import DataMeta, Item, Job, Mode, ModelInfo
-    from domains.mri_dixon.writer import DixonWriter
+    from segsuite.core.contracts import DataMeta, Item, Job, Mode, ModelInfo
+    from segsuite.domains.mri_dixon.writer import DixonWriter
 
     model = ModelInfo(None, DataMeta.from_dict(meta), meta["num_classes"], False)
     item = Item("a", {})
@@ -322,7 +322,7 @@ def test_predict_script_writes_instances(conv_checkpoint, phantom_root, tmp_path
 
 
 def test_unknown_thing_class_exits_2_and_writes_nothing(conv_checkpoint, phantom_root, tmp_path, capsys):
-    """What scripts/predict.py runs (core.cli.run), in this process."""
+    """What scripts/predict.py runs (segsuite.core.cli.run), in this process."""
     images = phantom_root / "imagesTr" / "phantom_000_000?.nii.gz"
     out = tmp_path / "out"
     cfg = compose_config("predict", ["domain=mri_dixon", f"checkpoint={conv_checkpoint}", f"input={images}",

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from core.errors import DataError
-from domains.mri_dixon.io import (
+from segsuite.core.errors import DataError
+from segsuite.domains.mri_dixon.io import (
     Volume,
     check_same_grid,
     from_canonical,

@@ -14,10 +14,10 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from scipy.spatial.distance import cdist
 
-from core.errors import DataError
-from core.io import write_csv, write_json
-from domains.mri_dixon.io import Volume
-from domains.mri_dixon.metrics import (
+from segsuite.core.errors import DataError
+from segsuite.core.io import write_csv, write_json
+from segsuite.domains.mri_dixon.io import Volume
+from segsuite.domains.mri_dixon.metrics import (
     evaluate_case,
     format_summary,
     overlap_and_distance,
@@ -26,7 +26,7 @@ from domains.mri_dixon.metrics import (
     surface_distances,
     surface_points,
 )
-from domains.mri_dixon.phantom import LABELS, make_case
+from segsuite.domains.mri_dixon.phantom import LABELS, make_case
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*always_return_as_numpy.*:FutureWarning")
 

@@ -8,11 +8,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from core.errors import DataError
-from domains.mri_dixon.dataset import list_cases, read_dataset_json
-from domains.mri_dixon.fatfraction import fat_fraction, mean_fat_fraction, valid_signal
-from domains.mri_dixon.io import read_volume
-from domains.mri_dixon.phantom import CHANNELS, LABELS, TRUTH_FILE, make_case, make_dataset
+from segsuite.core.errors import DataError
+from segsuite.domains.mri_dixon.dataset import list_cases, read_dataset_json
+from segsuite.domains.mri_dixon.fatfraction import fat_fraction, mean_fat_fraction, valid_signal
+from segsuite.domains.mri_dixon.io import read_volume
+from segsuite.domains.mri_dixon.phantom import CHANNELS, LABELS, TRUTH_FILE, make_case, make_dataset
 
 
 def test_fat_fraction_recovered_per_organ_from_files(phantom_root):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from domains.mri_dixon.dataset import load_case, read_dataset_json
-from domains.mri_dixon.phantom import make_case, make_dataset
+from segsuite.domains.mri_dixon.dataset import load_case, read_dataset_json
+from segsuite.domains.mri_dixon.phantom import make_case, make_dataset
 
 
 def test_another_orientation_is_the_same_volume_in_ras(tmp_path):

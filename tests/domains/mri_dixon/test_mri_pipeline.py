@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.cli import run
-from core.evaluate import evaluate as evaluate_entry
-from domains.mri_dixon.fatfraction import fat_fraction
+from segsuite.core.cli import run
+from segsuite.core.evaluate import evaluate as evaluate_entry
+from segsuite.domains.mri_dixon.fatfraction import fat_fraction
 from tests.helpers import compose_config, run_script
 
 pytestmark = pytest.mark.slow  # the shared training run takes ~15-30 s on 2 CPU cores
@@ -115,7 +115,7 @@ def test_evaluate_writes_reports_and_beats_the_background_baseline(trained_run, 
         assert float(row["hd95_mm"]) >= 0 and float(row["assd_mm"]) >= 0
 
     # The same predict path: scripts/predict.py's code gives the same labels for this case.
-    from core.predict import predict as predict_entry
+    from segsuite.core.predict import predict as predict_entry
     cfg = compose_config("predict", ["domain=mri_dixon", f"checkpoint={trained_run['checkpoint']}", "device=cpu",
                                      f"input={trained_run['root'] / 'imagesTr' / (VAL_CASE + '_000?.nii.gz')}",
                                      f"output={tmp_path / 'p.nii.gz'}"])

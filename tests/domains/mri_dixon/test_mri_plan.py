@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from core.errors import ConfigError
-from core.models import topology
-from domains.mri_dixon.dataset import build_datasets
-from domains.mri_dixon.phantom import make_dataset
-from domains.mri_dixon.plan import BATCH_VOXELS, CaseFingerprint, Plan, make_plan, target_spacing
+from segsuite.core.errors import ConfigError
+from segsuite.core.models import topology
+from segsuite.domains.mri_dixon.dataset import build_datasets
+from segsuite.domains.mri_dixon.phantom import make_dataset
+from segsuite.domains.mri_dixon.plan import BATCH_VOXELS, CaseFingerprint, Plan, make_plan, target_spacing
 
 from .conftest import PHANTOM_SHAPE, PHANTOM_SPACING
 

@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import load_task
-from core.cli import run
-from core.contracts import DataMeta, Item, Job, ModelInfo
-from core.errors import ConfigError, DataError
-from core.inference import InferenceOptions, TilePredictor
-from core.pipeline import predict_item
-from core.predict import predict as predict_entry
-from domains.mri_dixon.dataset import Case, extract_slice
-from domains.mri_dixon.io import Volume, to_canonical
-from domains.mri_dixon.phantom import CHANNELS
-from domains.mri_dixon.reader import DixonReader, OpenedCase, SliceSource, check_tta_flips, slice_stack
-from domains.mri_dixon.writer import DixonWriter, cleanup_values, keep_largest_components
+from segsuite.core.checkpoint import load_task
+from segsuite.core.cli import run
+from segsuite.core.contracts import DataMeta, Item, Job, ModelInfo
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.inference import InferenceOptions, TilePredictor
+from segsuite.core.pipeline import predict_item
+from segsuite.core.predict import predict as predict_entry
+from segsuite.domains.mri_dixon.dataset import Case, extract_slice
+from segsuite.domains.mri_dixon.io import Volume, to_canonical
+from segsuite.domains.mri_dixon.phantom import CHANNELS
+from segsuite.domains.mri_dixon.reader import DixonReader, OpenedCase, SliceSource, check_tta_flips, slice_stack
+from segsuite.domains.mri_dixon.writer import DixonWriter, cleanup_values, keep_largest_components
 from tests.helpers import compose_config
 
 META = {
@@ -54,7 +54,8 @@ def _copy_case(phantom_root, case, folder, name=None):
 
 
 def _run_predict(checkpoint, input, output, capsys, *extra):
-    """``core.cli.run(core.predict.predict, cfg)``: what ``scripts/predict.py`` runs, in this process."""
+    """``segsuite.core.cli.run(segsuite.core.predict.predict, cfg)``: what ``scripts/predict.py`` runs, in this
+    process."""
     cfg = compose_config("predict", ["domain=mri_dixon", f"checkpoint={checkpoint}", f"input={input}",
                                      f"output={output}", "device=cpu", *extra])
     try:

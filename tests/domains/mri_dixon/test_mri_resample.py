@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from domains.mri_dixon.resample import (
+from segsuite.domains.mri_dixon.resample import (
     label_to_target,
     probabilities_back,
     resampled_affine,

@@ -1,5 +1,5 @@
-"""A tiny 3D training (model=unet3d, ``core.train.train`` on the composed config, in process: the entry point is
-a thin wrapper of it): the plan in the run dir and in the checkpoint, the network laid out from it, 3D patches and
+"""A tiny 3D training (model=unet3d, ``segsuite.core.train.train`` on the composed config, in process: the entry point
+is a thin wrapper of it): the plan in the run dir and in the checkpoint, the network laid out from it, 3D patches and
 tiled validation."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 
 import torch
 
-from core.checkpoint import describe, load_task
-from core.train import train
+from segsuite.core.checkpoint import describe, load_task
+from segsuite.core.train import train
 from tests.helpers import compose_config
 
 TINY_3D = [

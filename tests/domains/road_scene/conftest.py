@@ -11,17 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from core.contracts import DataMeta, Job, Mode, ModelInfo
-from core.inference import InferenceOptions, TilePredictor
-from core.instances import Instancer
-from core.pipeline import run_evaluate, run_predict
-from core.predict import FirstChannels
-from core.task import SegmentationTask
-from domains.road_scene.datasets import IMAGENET_MEAN, IMAGENET_STD
-from domains.road_scene.reader import ImageReader
-from domains.road_scene.scorers import RoadSceneEvaluation
-from domains.road_scene.synthetic import make_dataset
-from domains.road_scene.writer import SceneWriter
+from segsuite.core.contracts import DataMeta, Job, Mode, ModelInfo
+from segsuite.core.inference import InferenceOptions, TilePredictor
+from segsuite.core.instances import Instancer
+from segsuite.core.pipeline import run_evaluate, run_predict
+from segsuite.core.predict import FirstChannels
+from segsuite.core.task import SegmentationTask
+from segsuite.domains.road_scene.datasets import IMAGENET_MEAN, IMAGENET_STD
+from segsuite.domains.road_scene.reader import ImageReader
+from segsuite.domains.road_scene.scorers import RoadSceneEvaluation
+from segsuite.domains.road_scene.synthetic import make_dataset
+from segsuite.domains.road_scene.writer import SceneWriter
 from tests.helpers import run_script
 
 

@@ -10,9 +10,9 @@ pytest.importorskip("cityscapesscripts")
 from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_eval  # noqa: E402
 from cityscapesscripts.helpers.labels import id2label  # noqa: E402
 
-from domains.road_scene.datasets import build_datasets  # noqa: E402
-from domains.road_scene.io import output_name, write_cityscapes_label_ids, write_native  # noqa: E402
-from domains.road_scene.metrics import category_miou  # noqa: E402
+from segsuite.domains.road_scene.datasets import build_datasets  # noqa: E402
+from segsuite.domains.road_scene.io import output_name, write_cityscapes_label_ids, write_native  # noqa: E402
+from segsuite.domains.road_scene.metrics import category_miou  # noqa: E402
 
 
 def _corrupt(train_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:

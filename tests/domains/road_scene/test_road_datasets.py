@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from core.errors import ConfigError, DataError
-from domains.road_scene.datasets import IMAGENET_MEAN, IMAGENET_STD, TrainAugment, build_datasets
-from domains.road_scene.labels import CAMVID_COLORS, cityscapes_id_to_train_id
-from domains.road_scene.synthetic import make_dataset, render_scene
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.domains.road_scene.datasets import IMAGENET_MEAN, IMAGENET_STD, TrainAugment, build_datasets
+from segsuite.domains.road_scene.labels import CAMVID_COLORS, cityscapes_id_to_train_id
+from segsuite.domains.road_scene.synthetic import make_dataset, render_scene
 
 NO_JITTER = [0.0, 0.0, 0.0, 0.0]
 

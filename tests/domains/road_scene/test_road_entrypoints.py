@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from core.metrics import scores_from_confusion
-from domains.road_scene.datasets import build_datasets
-from domains.road_scene.synthetic import make_dataset
+from segsuite.core.metrics import scores_from_confusion
+from segsuite.domains.road_scene.datasets import build_datasets
+from segsuite.domains.road_scene.synthetic import make_dataset
 
 cs_eval = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
 from cityscapesscripts.helpers.labels import id2label  # noqa: E402

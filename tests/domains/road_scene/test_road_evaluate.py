@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import ConfigError
-from domains.road_scene.datasets import build_datasets
-from domains.road_scene.metrics import category_miou, kitti_road_counts, kitti_road_scores
+from segsuite.core.errors import ConfigError
+from segsuite.domains.road_scene.datasets import build_datasets
+from segsuite.domains.road_scene.metrics import category_miou, kitti_road_counts, kitti_road_scores
 
 
 def _confusion(pairs, num_classes: int = 19) -> np.ndarray:

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from core.errors import DataError
-from domains.road_scene.datasets import TrainAugment, build_datasets
-from domains.road_scene.labels import CITYSCAPES_CLASS_NAMES, cityscapes_id_to_train_id
-from domains.road_scene.synthetic import make_dataset
+from segsuite.core.errors import DataError
+from segsuite.domains.road_scene.datasets import TrainAugment, build_datasets
+from segsuite.domains.road_scene.labels import CITYSCAPES_CLASS_NAMES, cityscapes_id_to_train_id
+from segsuite.domains.road_scene.synthetic import make_dataset
 
 LUT = cityscapes_id_to_train_id()  # label id -> train id (255 = ignore)
 THINGS = {CITYSCAPES_CLASS_NAMES.index(n) for n in ("person", "rider", "car", "truck", "bus", "train", "motorcycle",

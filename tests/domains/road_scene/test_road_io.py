@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import DataError
-from domains.road_scene import io
-from domains.road_scene.metrics import kitti_road_counts, kitti_road_scores
+from segsuite.core.errors import DataError
+from segsuite.domains.road_scene import io
+from segsuite.domains.road_scene.metrics import kitti_road_counts, kitti_road_scores
 
 
 def test_kitti_probability_png_round_trips_as_the_devkit_reads_it(tmp_path):

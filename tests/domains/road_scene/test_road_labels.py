@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers import labels as cs
 
-from core.errors import ConfigError, DataError
-from domains.road_scene.labels import (
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.domains.road_scene.labels import (
     CAMVID_CLASSES,
     CITYSCAPES_CATEGORIES,
     CITYSCAPES_CLASS_NAMES,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from domains.road_scene.metrics import (
+from segsuite.domains.road_scene.metrics import (
     KITTI_THRESHOLDS,
     boundary_counts,
     boundary_f_from_counts,

@@ -12,15 +12,15 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from core.contracts import Mode
-from core.errors import ConfigError, DataError
-from core.instances import Instancer
-from core.instances.panoptic import ids_from_rgb, split_label_divisor
-from core.io import STAGING_PREFIX
-from core.predict import build_instancer
-from core.task import SegmentationTask
-from domains.road_scene.datasets import build_datasets
-from domains.road_scene.labels import cityscapes_id_to_train_id
+from segsuite.core.contracts import Mode
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.instances import Instancer
+from segsuite.core.instances.panoptic import ids_from_rgb, split_label_divisor
+from segsuite.core.io import STAGING_PREFIX
+from segsuite.core.predict import build_instancer
+from segsuite.core.task import SegmentationTask
+from segsuite.domains.road_scene.datasets import build_datasets
+from segsuite.domains.road_scene.labels import cityscapes_id_to_train_id
 from tests.domains.road_scene.conftest import Pipeline
 
 CAR = 13  # Cityscapes trainId of car (label id 26); road is trainId 0 (label id 7)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import ConfigError, DataError
-from core.io import STAGING_PREFIX
-from domains.road_scene.datasets import build_datasets
-from domains.road_scene.labels import cityscapes_train_id_to_id
-from domains.road_scene.writer import SceneWriter
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.io import STAGING_PREFIX
+from segsuite.domains.road_scene.datasets import build_datasets
+from segsuite.domains.road_scene.labels import cityscapes_train_id_to_id
+from segsuite.domains.road_scene.writer import SceneWriter
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Road scenes through the Python API (core.api): a photo's classes equal the CLI's label file, arrays get the
+"""Road scenes through the Python API (segsuite.core.api): a photo's classes equal the CLI's label file, arrays get the
 checkpoint's normalisation."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from core.api import Segmenter
-from core.errors import DataError
-from core.predict import predict
-from domains.road_scene.datasets import build_datasets
-from domains.road_scene.synthetic import render_scene
+from segsuite.core.api import Segmenter
+from segsuite.core.errors import DataError
+from segsuite.core.predict import predict
+from segsuite.domains.road_scene.datasets import build_datasets
+from segsuite.domains.road_scene.synthetic import render_scene
 from tests.helpers import compose_config, untrained_checkpoint
 
 

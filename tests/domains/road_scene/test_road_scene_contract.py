@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from domains.road_scene.synthetic import render_scene
+from segsuite.domains.road_scene.synthetic import render_scene
 from tests.contract import DomainContract
 
 pytestmark = pytest.mark.slow  # the shared short training run, and predict processes

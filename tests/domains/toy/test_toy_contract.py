@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from domains.toy.data import toy_sample
+from segsuite.domains.toy.data import toy_sample
 from tests.contract import DomainContract
 
 
