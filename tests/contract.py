@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from segsuite.core.cli import run
@@ -37,6 +38,7 @@ class DomainContract:
     """Subclass and fill in the class attributes and the three methods marked ``domain``."""
 
     domain: str = ""
+    export: bool = True  # run the export invariant (toy: tests/core/test_export.py covers it)
     overrides: tuple[str, ...] = ()  # extra predict/evaluate overrides (data root...)
     evaluate_overrides: tuple[str, ...] = ()
 
@@ -151,3 +153,34 @@ class DomainContract:
         text = (tmp_path / "eval" / "metrics.json").read_text()
         json.loads(text, parse_constant=lambda c: pytest.fail(f"metrics.json holds {c}"))
         assert not list(tmp_path.rglob(STAGING_PREFIX + "*"))
+
+    def test_exported_models_predict_what_the_checkpoint_predicts(self, checkpoint, tmp_path):
+        """ONNX and TorchScript exports of the domain's checkpoint: logits within 1e-4 and the same classes as the
+        network at two sizes, and ``predict runtime=onnx`` writes the classes ``predict`` writes on a domain input."""
+        if not self.export:
+            pytest.skip("covered by tests/core/test_export.py")
+        from tests.export_checks import assert_export_parity, export_file
+
+        (image,) = self.write_inputs(tmp_path / "in", 1)
+        for fmt in ("onnx", "torchscript"):
+            model = export_file(checkpoint, fmt, tmp_path / f"model.{fmt}")
+            assert_export_parity(checkpoint, model, fmt)
+        runs = {}
+        for runtime, extra in (("torch", ()), ("onnx", (f"model_file={tmp_path / 'model.onnx'}",))):
+            output = tmp_path / runtime / "pred"
+            assert self.predict(checkpoint, image, output, f"runtime={runtime}", *extra) == 0
+            runs[runtime] = self.classes(self.main_output(output, image))
+        np.testing.assert_array_equal(runs["onnx"], runs["torch"])
+
+    def classes(self, path: Path) -> np.ndarray:
+        """The class map in a main output file (domain: override for formats other than images and NIfTI)."""
+        if path.suffix == ".npy":
+            return np.load(path)
+        if path.name.endswith((".nii", ".nii.gz")):
+            import nibabel
+
+            return np.asarray(nibabel.load(path).dataobj)
+        import rasterio
+
+        with rasterio.open(path) as src:
+            return src.read()

@@ -13,6 +13,7 @@ from tests.contract import DomainContract
 
 class TestToyContract(DomainContract):
     domain = "toy"
+    export = False  # tests/core/test_export.py exports the toy checkpoint
 
     @pytest.fixture
     def checkpoint(self, toy_run) -> Path:
