@@ -92,7 +92,16 @@ def build_task(cfg: DictConfig, meta: dict[str, Any], targets: InstanceTargets |
     )
 
 
+def check_epochs(trainer: DictConfig) -> None:
+    """``trainer.max_epochs``: a whole number >= 1, or -1 (until stopped); null leaves it to ``max_steps``."""
+    epochs = trainer.get("max_epochs")
+    whole = isinstance(epochs, int) and not isinstance(epochs, bool)
+    if epochs is not None and (not whole or (epochs < 1 and epochs != -1)):
+        raise ConfigError(f"trainer.max_epochs={epochs!r}: expected a whole number >= 1 (or -1: until stopped)")
+
+
 def build_trainer(cfg: DictConfig) -> L.Trainer:
+    check_epochs(cfg.trainer)
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     if not loggers:

@@ -42,16 +42,20 @@ def test_missing_required_key_names_it_with_an_example(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: missing input; give it on the command line")
 
 
-def test_batch_size_zero_is_refused(capsys):
+@pytest.mark.parametrize("override,message", [
+    ("domain.datamodule.batch_size=0", "domain.datamodule.batch_size=0: expected a whole number >= 1"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0: expected a whole number >= 1 (or -1: until stopped)"),
+])
+def test_numbers_out_of_range_are_refused(capsys, override, message):
     from segsuite.core.cli import run
     from segsuite.core.train import train
     from tests.helpers import compose_config
 
-    cfg = compose_config("train", ["run_dir=unused", *FAST_TRAIN, "domain.datamodule.batch_size=0"])
+    cfg = compose_config("train", ["run_dir=unused", *FAST_TRAIN, override])
     with pytest.raises(SystemExit) as exit:
         run(train, cfg)
     err = capsys.readouterr().err.strip().splitlines()[-1]  # (Lightning may log its seed first)
-    assert exit.value.code == 2 and err == "error: domain.datamodule.batch_size=0: expected a whole number >= 1"
+    assert exit.value.code == 2 and err == f"error: {message}"
 
 
 def test_ctrl_c_exits_130_and_leaves_nothing(toy_run, tmp_path):
