@@ -71,7 +71,10 @@ def test_ctrl_c_exits_130_and_leaves_nothing(toy_run, tmp_path):
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "predict.py"),
                              f"checkpoint={toy_run / 'checkpoints' / 'last.ckpt'}", f"input={inputs}",
                              f"output={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'h'}"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job ignores SIGINT and a child inherits that: a user's Ctrl-C reaches
+                            # a foreground process, so give the child the default handling
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(STAGING_PREFIX + "*")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
