@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,24 +45,39 @@ def _grid(opened: Opened, options: InferenceOptions) -> tuple[tuple[int, int], t
     return (max(heights), max(widths)), (0, 0)
 
 
-def predict_item(opened: Opened, job: Job, bar: Any = False) -> Iterator[Prediction]:
-    """Run one opened item through the engine: row blocks as they finish (streaming items), or the whole item once,
-    brought back onto its grid by ``opened.restore``, with its instances cut when the job asks for them."""
+def predict_tasks(opened: Opened, job: Job, bar: Any = False) -> Iterator[Callable[[], Prediction]]:
+    """Run one opened item through the engine. Yields, as the engine finishes them, tasks that make the item's
+    :class:`Prediction` s -- row blocks (streaming items) or the whole item brought back onto its grid by
+    ``opened.restore``, with its instances cut when the job asks for them. The argmax, restore and instances are left
+    to the task so that they run on the sinks' thread while the engine computes the next batch."""
     model, options = job.model, job.options or InferenceOptions()
     k = model.num_classes
     tile, overlap = _grid(opened, options)
     blocks = sliding_window(model.predictor, opened.sources, model.channels, tile, overlap, options.batch_size,
-                            options.blend, progress=bar)
+                            options.blend, progress=bar, readers=options.readers)
     if opened.streaming:
         for index, row0, logits, covered in blocks:
-            classes, border = split_logits(logits, k)
-            yield Prediction(logits, classes, border, covered.cpu().numpy(), row0, index, num_classes=k)
+            yield partial(_block_prediction, logits, covered, row0, index, k)
         return
-    logits = _assemble(blocks, [s.shape[0] for s in opened.sources])
-    logits = opened.restore(logits)
+    yield partial(_item_prediction, opened, _assemble(blocks, [s.shape[0] for s in opened.sources]), job)
+
+
+def _block_prediction(logits: torch.Tensor, covered: torch.Tensor, row0: int, index: int, k: int) -> Prediction:
     classes, border = split_logits(logits, k)
+    return Prediction(logits, classes, border, covered.cpu().numpy(), row0, index, num_classes=k)
+
+
+def _item_prediction(opened: Opened, logits: torch.Tensor, job: Job) -> Prediction:
+    logits = opened.restore(logits)
+    classes, border = split_logits(logits, job.model.num_classes)
     instances = job.instancer(classes, border) if job.instancer is not None else None
-    yield Prediction(logits, classes, border, num_classes=k, instances=instances)
+    return Prediction(logits, classes, border, num_classes=job.model.num_classes, instances=instances)
+
+
+def predict_item(opened: Opened, job: Job, bar: Any = False) -> Iterator[Prediction]:
+    """:func:`predict_tasks`' predictions, made in the calling thread."""
+    for task in predict_tasks(opened, job, bar):
+        yield task()
 
 
 def _assemble(blocks: Iterator[tuple[int, int, torch.Tensor, torch.Tensor]], heights: Sequence[int]) -> torch.Tensor:
@@ -71,12 +89,52 @@ def _assemble(blocks: Iterator[tuple[int, int, torch.Tensor, torch.Tensor]], hei
     return whole[0] if len(whole) == 1 else torch.stack(whole, 1)
 
 
+class _SinkThread:
+    """The sinks of one item on their own thread: the engine hands over prediction tasks through a short queue and
+    launches its next batch while the last block is split (argmax), restored and written. An error there stops the
+    item at the next hand-over; the thread drains the queue so the engine never blocks on it."""
+
+    def __init__(self, sinks: Sequence[Sink], depth: int = 2) -> None:
+        self.sinks, self.error = sinks, None
+        self.tasks: queue.Queue = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._run, name="segsuite-write", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (task := self.tasks.get()) is not None:
+            if self.error is not None:
+                continue
+            try:
+                prediction = task()
+                for sink in self.sinks:
+                    sink.update(prediction)
+            except BaseException as err:  # re-raised in the engine's thread
+                self.error = err
+
+    def put(self, task: Callable[[], Prediction]) -> None:
+        self._raise()
+        self.tasks.put(task)
+
+    def join(self) -> None:
+        self.tasks.put(None)
+        self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 def _feed(item: Item, opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any) -> list[Any]:
-    """Every prediction of ``item`` into every sink; returns what the sinks' ``close`` returned."""
+    """Every prediction of ``item`` into every sink (on the sinks' thread); returns what the sinks' ``close``
+    returned."""
+    writer = _SinkThread(sinks)
     try:
-        for prediction in predict_item(opened, job, bar):
-            for sink in sinks:
-                sink.update(prediction)
+        try:
+            for task in predict_tasks(opened, job, bar):
+                writer.put(task)
+        finally:
+            writer.join()  # on an error too: the sinks' thread must be done before they are aborted
         return [sink.close() for sink in sinks]
     except BaseException:
         for sink in sinks:

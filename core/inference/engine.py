@@ -1,13 +1,22 @@
-"""Sliding-window inference that streams: tiles are read in a background thread, batched through the
-model, blended into a strip buffer as tall as one tile, and finished rows are handed out as soon as no
-later tile can touch them. Peak memory is bounded by tile size x image width, not by image area.
+"""Sliding-window inference that streams: tiles are read by a pool of reader threads (one file handle each) in
+the file's own dtype, queued in order, normalised on the model's device, batched through the model, blended into a
+strip buffer as tall as one tile, and finished rows are handed out as soon as no later tile can touch them. Each
+tile carries its valid mask: nodata pixels get no weight, so the blended block says where the input was valid
+without reading the file again.
+
+Memory, besides the model: the merger's ``(K + 1) x tile_h x W`` float32 strip, plus about
+``(queue + 1) x batch_size`` tiles of ``C x tile_h x tile_w`` in the file's dtype and one batch of logits
+``batch_size x K x tile_h x tile_w`` float32 -- bounded by the strip width, never by the image height.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -32,6 +41,20 @@ class Source(Protocol):
 
     def skip(self, window: Window) -> bool:
         """True for windows with nothing to predict (all nodata): they are not computed."""
+
+
+@runtime_checkable
+class RawSource(Source, Protocol):
+    """A source whose tiles travel in the file's dtype with their valid mask and are normalised on the device.
+
+    ``load`` runs in one of several reader threads at once (a file-backed source keeps one handle per thread);
+    ``normalizer`` is applied to whole batches on the model's device; tiles with equal normalizers share batches.
+    """
+
+    normalizer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+    def load(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """``(data (C, h, w) in the file's dtype, valid (h, w) bool)``; an all-False mask skips the window."""
 
 
 class ArraySource:
@@ -86,12 +109,14 @@ class InferenceOptions:
         overlap: pixels shared by neighbouring windows ``[h, w]``; each must be >= 0 and smaller than the tile.
         batch_size: windows per forward pass (>= 1).
         blend: how overlapping windows are weighted: gaussian, cosine or constant.
+        readers: threads reading tiles (each with its own file handle); None: :func:`default_readers`.
     """
 
     tile: tuple[int, int] | None = (512, 512)
     overlap: tuple[int, int] = (64, 64)
     batch_size: int = 8
     blend: str = "gaussian"
+    readers: int | None = None
 
     def __post_init__(self) -> None:
         tile = None if self.tile is None else _pair("tile", self.tile, minimum=1)
@@ -100,6 +125,9 @@ class InferenceOptions:
             raise ConfigError(f"overlap={list(overlap)} must be smaller than tile={list(tile)} along each axis")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size!r}: expected a whole number >= 1")
+        if self.readers is not None and (isinstance(self.readers, bool) or not isinstance(self.readers, int)
+                                         or self.readers < 1):
+            raise ConfigError(f"readers={self.readers!r}: expected a whole number >= 1 (reader threads) or null")
         if self.blend not in BLEND_MODES:
             raise ConfigError(f"blend={self.blend!r}: choose one of {', '.join(BLEND_MODES)}")
         object.__setattr__(self, "tile", tile)
@@ -184,40 +212,80 @@ class _Stopped(Exception):
     """The consumer stopped listening."""
 
 
-class _Batch:
-    """Tiles stacked for the model. On CUDA they are stacked into pinned memory and copied to the device on a
-    side stream by the reading thread, so the copy overlaps the previous batch's forward pass."""
+def default_readers() -> int:
+    """Reader threads when not configured: up to 4, never more than the CPU cores."""
+    return max(1, min(4, os.cpu_count() or 1))
 
-    def __init__(self, tiles: list[np.ndarray], device: torch.device, stream) -> None:
+
+def _load(source: Source, window: Window) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """One window in a reader thread: ``(data, valid)`` of a :class:`RawSource`; model-ready float32 and None for a
+    plain :class:`Source`; ``(None, None)`` for a window to skip."""
+    if hasattr(source, "load"):  # a RawSource (an attribute test: isinstance on a Protocol is slow per window)
+        data, valid = source.load(window)
+        return (data, valid) if valid.any() else (None, None)
+    if source.skip(window):
+        return None, None
+    return np.ascontiguousarray(source.read(window), dtype=np.float32), None
+
+
+class _Batch:
+    """Tiles stacked for the model, with their valid masks (None when the source has none) and the normalizer that
+    makes them model-ready on the device. On CUDA they are stacked into pinned memory and copied on a side stream by
+    the reading thread, so the copy overlaps the previous batch's forward pass."""
+
+    def __init__(self, tiles: list[np.ndarray], valid: list[np.ndarray] | None, normalizer: Any,
+                 device: torch.device, stream) -> None:
+        self.normalizer, self.event = normalizer, None
+        host = [self._stack(tiles, device)] + ([self._stack(valid, device)] if valid is not None else [])
         if device.type != "cuda":
-            self.tensor, self.event = torch.from_numpy(np.stack(tiles)), None
+            self.tensors = host
             return
-        host = torch.empty((len(tiles), *tiles[0].shape), dtype=torch.float32, pin_memory=True)
-        np.stack(tiles, out=host.numpy())
         with torch.cuda.stream(stream):
-            self.tensor = host.to(device, non_blocking=True)
+            self.tensors = [h.to(device, non_blocking=True) for h in host]
             self.event = torch.cuda.Event()
             self.event.record(stream)
         self._host = host  # alive until the copy is done
 
-    def ready(self) -> torch.Tensor:
-        """The batch, safe to use on the current stream."""
+    @staticmethod
+    def _stack(arrays: list[np.ndarray], device: torch.device) -> torch.Tensor:
+        if device.type != "cuda":
+            return torch.from_numpy(np.stack(arrays))
+        host = torch.empty((len(arrays), *arrays[0].shape), dtype=torch.from_numpy(arrays[0][:0]).dtype,
+                           pin_memory=True)
+        np.stack(arrays, out=host.numpy())
+        return host
+
+    def ready(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(model-ready float32 batch, valid masks (B, h, w) or None)``, safe to use on the current stream."""
         if self.event is not None:
-            current = torch.cuda.current_stream(self.tensor.device)
+            current = torch.cuda.current_stream(self.tensors[0].device)
             current.wait_event(self.event)
-            self.tensor.record_stream(current)
-        return self.tensor
+            for t in self.tensors:
+                t.record_stream(current)
+        x, valid = self.tensors[0], (self.tensors[1] if len(self.tensors) > 1 else None)
+        if self.normalizer is not None:
+            x = self.normalizer(x, valid)
+        return x.float(), valid
 
 
-def _produce(sources: Iterable[Source], tile, overlap, batch_size: int, device: torch.device,
+def _windows(sources: Sequence[Source], tile, overlap) -> Iterator[tuple[int, Source, Window | None]]:
+    """``(source index, source, window)`` in order; the window is None at each source's end."""
+    for index, source in enumerate(sources):
+        for window in grid_windows(*source.shape, tile, overlap):
+            yield index, source, window
+        yield index, source, None
+
+
+def _produce(sources: Sequence[Source], tile, overlap, batch_size: int, readers: int, device: torch.device,
              out: queue.Queue, stop: threading.Event) -> None:
-    """Background thread: read tiles and put batches ``(items, _Batch or None)`` on ``out``.
-
-    ``items`` lists ``(source_index, source, window, computed)`` in order; a window is None at a source's end.
-    """
+    """Background thread: read tiles with ``readers`` threads, in order, and put batches ``(items, _Batch or
+    None)`` on ``out``. ``items`` lists ``(source_index, source, window, computed)``; a window is None at a source's
+    end. Reads run ahead of the batch being filled by at most ``2 x readers + batch_size`` windows."""
+    pool = ThreadPoolExecutor(readers, thread_name_prefix="segsuite-read")
     try:
         stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-        items, tiles = [], []
+        items, tiles, masks = [], [], []
+        key: tuple | None = None  # what the tiles of the batch being filled share: shape, dtype, normalizer
 
         def put(value) -> None:
             while not stop.is_set():  # give up when the consumer has gone
@@ -228,28 +296,53 @@ def _produce(sources: Iterable[Source], tile, overlap, batch_size: int, device: 
             raise _Stopped
 
         def flush() -> None:
-            put((list(items), _Batch(tiles, device, stream) if tiles else None))
+            batch = _Batch(tiles, masks if key and key[2] is not None else None, key and key[2], device, stream) \
+                if tiles else None
+            put((list(items), batch))
             items.clear()
             tiles.clear()
+            masks.clear()
 
-        for index, source in enumerate(sources):
-            for window in grid_windows(*source.shape, tile, overlap):
-                if source.skip(window):
-                    items.append((index, source, window, False))
-                    continue
-                if tiles and tiles[0].shape[-2:] != (window.height, window.width):
-                    flush()
-                items.append((index, source, window, True))
-                tiles.append(np.ascontiguousarray(source.read(window), dtype=np.float32))
-                if len(tiles) == batch_size:
-                    flush()
-            items.append((index, source, None, False))
+        def take(entry, future) -> None:
+            nonlocal key
+            index, source, window = entry
+            if window is None:
+                items.append((index, source, None, False))
+                return
+            data, valid = future.result()
+            if data is None:
+                items.append((index, source, window, False))
+                return
+            normalizer = source.normalizer if valid is not None else None
+            tile_key = (data.shape, data.dtype, normalizer)
+            if tiles and tile_key != key:
+                flush()
+            key = tile_key
+            items.append((index, source, window, True))
+            tiles.append(data)
+            if valid is not None:
+                masks.append(valid)
+            if len(tiles) == batch_size:
+                flush()
+
+        pending: deque = deque()
+        for entry in _windows(sources, tile, overlap):
+            future = pool.submit(_load, entry[1], entry[2]) if entry[2] is not None else None
+            pending.append((entry, future))
+            while len(pending) > 2 * readers + batch_size:
+                take(*pending.popleft())
+            if stop.is_set():
+                raise _Stopped
+        while pending:
+            take(*pending.popleft())
         flush()
         put(_END)
     except _Stopped:
         pass
     except BaseException as err:  # re-raised in the consuming thread
         out.put(err)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def sliding_window(
@@ -262,19 +355,22 @@ def sliding_window(
     blend: str = "gaussian",
     progress: bool | str | tqdm = False,
     merger: Callable[..., Merger] = StripMerger,
+    readers: int | None = None,
 ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
     """Predict every source tile by tile and yield finished row blocks as they complete.
 
     A source that fits in one window skips the merger: its window's logits are the result (no blending, no copy).
-    ``merger(height, width, channels, buffer_rows, device)`` makes the merger of a larger source.
+    ``merger(height, width, channels, buffer_rows, device)`` makes the merger of a larger source. ``readers``: reader
+    threads (default :func:`default_readers`).
 
     Yields:
         ``(source_index, first_row, logits (K, n, W), covered (n, W))`` on the predictor's device; rows of
-        each source come in order and together cover it; ``covered`` is False where every tile was skipped.
+        each source come in order and together cover it; ``covered`` is False where every tile was skipped and,
+        for a :class:`RawSource`, where the input is not valid (logits there are 0).
     """
     options = InferenceOptions(tuple(tile), tuple(overlap), batch_size, blend)  # ConfigError for bad options
     tile, overlap = options.tile, options.overlap
-    sources = list(sources) if progress is not False else sources
+    sources = list(sources)
     total = sum(len(grid_windows(*s.shape, tile, overlap)) for s in sources) if progress is not False else None
     if isinstance(progress, tqdm):  # the caller's bar (one bar for a whole run): grow its total, leave it open
         bar, own_bar = progress, False
@@ -285,8 +381,9 @@ def sliding_window(
                             disable=not progress), True
     batches: queue.Queue = queue.Queue(maxsize=3)
     stop = threading.Event()
-    threading.Thread(target=_produce, args=(sources, tile, overlap, batch_size, predictor.device, batches, stop),
-                     daemon=True).start()
+    producer = threading.Thread(target=_produce, daemon=True, args=(
+        sources, tile, overlap, batch_size, readers or default_readers(), predictor.device, batches, stop))
+    producer.start()
     mergers: dict[int, Merger] = {}
     weights: dict[tuple[int, int], torch.Tensor] = {}
     device = predictor.device
@@ -295,7 +392,11 @@ def sliding_window(
             if isinstance(batch, BaseException):
                 raise batch
             items, tiles = batch
-            logits = iter(predictor(tiles.ready())) if tiles is not None else iter(())
+            logits, valid = iter(()), None
+            if tiles is not None:
+                x, valid = tiles.ready()
+                logits = iter(predictor(x))
+                valid = iter(valid) if valid is not None else None
             for index, source, window, computed in items:
                 if window is None:
                     if index in mergers:
@@ -304,9 +405,10 @@ def sliding_window(
                             yield (index, *done)
                     continue
                 bar.update(1)
+                ok = next(valid) if computed and valid is not None else None  # (h, w) bool
                 if tuple(window[2:]) == tuple(source.shape):  # one window covers the source: nothing to blend
-                    values = next(logits) if computed else torch.zeros(out_channels, *source.shape, device=device)
-                    yield index, 0, values, torch.full(tuple(source.shape), computed, device=device)
+                    yield (index, 0, *_whole(next(logits) if computed else None, ok, out_channels, source.shape,
+                                             device))
                     continue
                 if index not in mergers:
                     height, width = source.shape
@@ -318,11 +420,23 @@ def sliding_window(
                     shape = (window.height, window.width)
                     if shape not in weights:
                         weights[shape] = torch.from_numpy(blend_weights(*shape, blend)).to(device)
-                    mergers[index].aggregate(next(logits), window, weights[shape])
+                    weight = weights[shape] if ok is None else weights[shape] * ok
+                    mergers[index].aggregate(next(logits), window, weight)
     finally:
         stop.set()
         if own_bar:
             bar.close()
+
+
+def _whole(values: torch.Tensor | None, valid: torch.Tensor | None, channels: int, shape: Sequence[int],
+           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, covered) of a source covered by one window: its logits, 0 where the input is not valid."""
+    if values is None:
+        return torch.zeros(channels, *shape, device=device), torch.zeros(tuple(shape), dtype=torch.bool,
+                                                                         device=device)
+    if valid is None:
+        return values, torch.ones(tuple(shape), dtype=torch.bool, device=device)
+    return values.masked_fill(~valid, 0.0), valid
 
 
 def predict_array(predictor: TilePredictor, image: np.ndarray, out_channels: int, **kwargs) -> torch.Tensor:

@@ -175,6 +175,25 @@ def read_window(
     return image, valid
 
 
+def read_tile(src: rasterio.DatasetReader, window: Window, bands: Sequence[int], alpha_is_mask: bool | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``window`` of ``bands`` in the file's dtype ``(C, h, w)`` plus its valid mask ``(h, w)`` (see
+    :func:`read_window`; invalid pixels keep whatever the file holds). The engine's tiles: normalised on the device."""
+    h, w = int(window.height), int(window.width)
+    inner, dr, dc = _inside(window, src.height, src.width)
+    if inner is not None and (dr, dc, inner.height, inner.width) == (0, 0, h, w):  # the usual case: no padding
+        raw = read_raw(src, inner, list(bands))
+        return raw, valid_pixels(src, inner, list(bands), raw, alpha_is_mask)
+    image = np.zeros((len(bands), h, w), np.dtype(src.dtypes[bands[0] - 1]))
+    valid = np.zeros((h, w), bool)
+    if inner is not None:
+        raw = read_raw(src, inner, list(bands))
+        image[:, dr : dr + inner.height, dc : dc + inner.width] = raw
+        valid[dr : dr + inner.height, dc : dc + inner.width] = valid_pixels(src, inner, list(bands), raw,
+                                                                           alpha_is_mask)
+    return image, valid
+
+
 def read_label_window(src: rasterio.DatasetReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
     """Read band 1 of a label raster in ``window`` as int64 ``(h, w)`` plus a valid mask ``(h, w)``
     (False at the label's nodata/mask and outside the raster; labels there are 0)."""

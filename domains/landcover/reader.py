@@ -3,6 +3,7 @@ read tile by tile and normalised exactly as in training (:class:`RasterSource`, 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,48 +11,79 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import torch
 from rasterio.windows import Window
 
 from segsuite.core.contracts import Item, Job, Prediction
 from segsuite.core.errors import DataError
-from segsuite.domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets, normalize
+from segsuite.domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets
 from segsuite.domains.landcover.io import (
     check_bands,
     chunk_windows,
     open_raster,
     read_label_window,
-    read_raw,
-    read_window,
-    valid_pixels,
+    read_tile,
 )
 from segsuite.domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
 from segsuite.domains.landcover.sampling import Rect, full_rect, window_rect
 
 
+@dataclass(frozen=True)
+class BandNormalizer:
+    """The training normalisation of :func:`~segsuite.domains.landcover.dataset.normalize` for whole batches on the
+    model's device: ``(x - mean) / std`` per band (a band with std 0 only centred), 0 where the input is not valid.
+    The same float32 arithmetic as the numpy path, so the results are equal. Equal normalizers share batches."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def from_meta(cls, meta: Any) -> BandNormalizer:
+        norm = meta["normalization"]
+        return cls(tuple(float(m) for m in norm["mean"]), tuple(float(s) for s in norm["std"]))
+
+    def __call__(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, C, h, w)`` in the file's dtype, ``valid`` ``(B, h, w)`` -> float32 ``(B, C, h, w)``."""
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor([s if s > 0 else 1.0 for s in self.std], dtype=torch.float32, device=x.device)
+        return ((x.float() - mean) / std.view(1, -1, 1, 1)).masked_fill_(~valid[:, None], 0.0)
+
+
 class RasterSource:
     """A GeoTIFF (or a rectangle ``region`` of it) as a tiled-inference source, read with a checkpoint's ``meta``
-    (bands, normalisation); windows are relative to the region. Tiles are read through one handle (the engine's
-    reader thread), valid masks through another (the consuming thread): GDAL handles must not be shared by threads.
-    Opening checks the file (readable, not truncated, has a CRS, the bands): a DataError naming the file."""
+    (bands, normalisation); windows are relative to the region. Tiles travel in the file's dtype with their valid
+    mask and are normalised on the device (:class:`BandNormalizer`); every thread that reads gets its own handle
+    (GDAL handles must not be shared by threads). Opening checks the file (readable, not truncated, has a CRS, the
+    bands): a DataError naming the file."""
 
     def __init__(self, path: str | Path, meta: Any, region: Rect | None = None) -> None:
-        self.path, self.meta = Path(path), meta
-        self._tiles = open_raster(self.path)
-        self._masks = open_raster(self.path, check_data=False)
+        self.path, self.meta = path, meta
+        self._local, self._handles, self._lock = threading.local(), [], threading.Lock()
+        first = self._handle(check_data=True)
         expected = meta.get("image_band_count")  # the training images' band count, when they agreed on one
         try:
-            if expected is not None and self._tiles.count != expected:
-                raise DataError(f"{self.path} has {self._tiles.count} band(s) but the model was trained on "
+            if expected is not None and first.count != expected:
+                raise DataError(f"{self.path} has {first.count} band(s) but the model was trained on "
                                 f"{expected}-band images (reading bands {list(meta['bands'])}: "
                                 f"{', '.join(meta.get('band_names', []))})")
-            check_bands(self._tiles, meta["bands"])
+            check_bands(first, meta["bands"])
         except DataError:
             self.close()
             raise
-        self.region = region or full_rect(self._tiles.height, self._tiles.width)
+        self.bands = [int(b) for b in meta["bands"]]
+        self.region = region or full_rect(first.height, first.width)
         self.shape = (self.region.height, self.region.width)
-        self.profile = self._tiles.profile  # the outputs' template: CRS, transform, size
-        self._last: tuple[tuple[int, ...], np.ndarray, np.ndarray] | None = None
+        self.profile = first.profile  # the outputs' template: CRS, transform, size
+        self.normalizer = BandNormalizer.from_meta(meta)
+
+    def _handle(self, check_data: bool = False) -> rasterio.DatasetReader:
+        """This thread's handle on the file, opened on first use."""
+        src = getattr(self._local, "src", None)
+        if src is None:
+            src = self._local.src = open_raster(self.path, check_data=check_data)
+            with self._lock:
+                self._handles.append(src)
+        return src
 
     @property
     def alpha(self) -> bool | None:
@@ -62,41 +94,36 @@ class RasterSource:
         row, col, height, width = (int(v) for v in window)
         return Window(col + self.region.col0, row + self.region.row0, width, height)
 
-    def _load(self, window: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        key = tuple(int(v) for v in window)
-        if self._last is None or self._last[0] != key:  # skip() then read() of one window read it once
-            image, valid = read_window(self._tiles, self._window(key), self.meta["bands"], self.alpha)
-            norm = self.meta["normalization"]  # the training statistics
-            self._last = (key, normalize(image, valid, norm["mean"], norm["std"]), valid)
-        return self._last[1], self._last[2]
+    def load(self, window: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(data (C, h, w) in the file's dtype, valid (h, w))`` for ``(row, col, height, width)``."""
+        return read_tile(self._handle(), self._window(window), self.bands, self.alpha)
 
     def read(self, window: Sequence[int]) -> np.ndarray:
-        """Normalised float32 ``(C, h, w)`` for ``(row, col, height, width)``; 0 at nodata."""
-        return self._load(window)[0]
+        """Normalised float32 ``(C, h, w)``; 0 at nodata (what the model sees, computed as on the device)."""
+        data, valid = self.load(window)
+        return self.normalizer(torch.from_numpy(data)[None], torch.from_numpy(valid)[None])[0].numpy()
 
     def skip(self, window: Sequence[int]) -> bool:
         """True when the window holds only nodata."""
-        return not self._load(window)[1].any()
-
-    def valid_rows(self, row0: int, rows: int) -> np.ndarray:
-        """Valid (not nodata, finite) mask ``(rows, W)`` of full-width rows; safe in the consuming thread."""
-        bands, win = list(self.meta["bands"]), self._window((row0, 0, rows, self.shape[1]))
-        return valid_pixels(self._masks, win, bands, read_raw(self._masks, win, bands), self.alpha)
+        return not self.load(window)[1].any()
 
     def any_valid(self) -> bool:
         """Whether the region holds a valid pixel; reads block-aligned chunks up to the first valid one."""
-        reg = self.region
-        for chunk in map(window_rect, chunk_windows(self._masks)):
+        reg, src = self.region, self._handle()
+        for chunk in map(window_rect, chunk_windows(src)):
             r0, c0 = max(chunk.row0, reg.row0), max(chunk.col0, reg.col0)
             r1, c1 = min(chunk.row1, reg.row1), min(chunk.col1, reg.col1)
-            if r1 > r0 and c1 > c0 and read_window(self._masks, Window(c0, r0, c1 - c0, r1 - r0),
-                                                   self.meta["bands"], self.alpha)[1].any():
+            if r1 > r0 and c1 > c0 and read_tile(src, Window(c0, r0, c1 - c0, r1 - r0), self.bands,
+                                                 self.alpha)[1].any():
                 return True
         return False
 
     def close(self) -> None:
-        self._tiles.close()
-        self._masks.close()
+        with self._lock:
+            for src in self._handles:
+                src.close()
+            self._handles.clear()
+        self._local = threading.local()
 
     def __enter__(self) -> RasterSource:
         return self
@@ -108,7 +135,7 @@ class RasterSource:
 class ArraySource:
     """An in-memory image ``(C, H, W)`` read as :class:`RasterSource` reads a GeoTIFF: the checkpoint's bands (``C``
     the model's bands, or every band of the training images), NaN/inf and a masked array's mask as nodata, normalised
-    with the training statistics (0 at nodata)."""
+    with the training statistics on the device (0 at nodata)."""
 
     def __init__(self, array: np.ndarray, meta: Any) -> None:
         bands, total = list(meta["bands"]), meta.get("image_band_count")
@@ -122,21 +149,22 @@ class ArraySource:
         self.valid_mask = ~np.ma.getmaskarray(array).any(0) & np.isfinite(data).all(0)  # (H, W)
         if not self.valid_mask.any():
             raise DataError("the array holds only nodata (NaN, inf or masked); nothing to predict")
-        norm = meta["normalization"]
-        self.image = normalize(np.where(self.valid_mask, data, 0), self.valid_mask, norm["mean"], norm["std"])
+        self.image = np.where(self.valid_mask, data, 0)
+        self.normalizer = BandNormalizer.from_meta(meta)
         self.shape = self.valid_mask.shape
         self.region = full_rect(*self.shape)
 
-    def read(self, window: Sequence[int]) -> np.ndarray:
+    def load(self, window: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         row, col, height, width = window
-        return self.image[:, row : row + height, col : col + width]
+        return self.image[:, row : row + height, col : col + width], self.valid_mask[row : row + height,
+                                                                                     col : col + width]
+
+    def read(self, window: Sequence[int]) -> np.ndarray:
+        data, valid = self.load(window)
+        return self.normalizer(torch.from_numpy(data)[None], torch.from_numpy(valid)[None])[0].numpy()
 
     def skip(self, window: Sequence[int]) -> bool:
-        row, col, height, width = window
-        return not self.valid_mask[row : row + height, col : col + width].any()
-
-    def valid_rows(self, row0: int, rows: int) -> np.ndarray:
-        return self.valid_mask[row0 : row0 + rows]
+        return not self.load(window)[1].any()
 
     def close(self) -> None:
         pass
@@ -163,8 +191,7 @@ class OpenedScene:
 
     def valid(self, p: Prediction) -> np.ndarray:
         """``(n, W)``: the input is valid there and a window was computed."""
-        source, n = self.sources[p.source], p.classes.shape[0]
-        return self._cached("valid", p, lambda: source.valid_rows(p.row0, n) & p.covered)
+        return p.covered  # the engine carries each tile's valid mask: nodata pixels are not covered
 
     def truth(self, p: Prediction) -> tuple[np.ndarray, np.ndarray | None]:
         """Target classes ``(n, W)`` int64 (ignore index where unlabelled, ignored or the input is nodata; a

@@ -41,7 +41,7 @@ def test_streamed_prediction_keeps_geometry_and_input_nodata(tif, tmp_path, dtyp
         assert skipped == {(0, 0, 16, 16)}
         with open_output(tmp_path / "pred.tif", source.profile, colormap=DEFAULT_CLASSES.colormap()) as out:
             for row0 in range(0, 40, 8):  # the engine hands out finished row blocks in order
-                out.write_rows(row0, np.full((8, 56), 3), source.valid_rows(row0, 8))
+                out.write_rows(row0, np.full((8, 56), 3), source.load((row0, 0, 8, 56))[1])
     invalid = (image == 0).any(axis=0) | np.isnan(image).any(axis=0)
     with rasterio.open(path) as src, rasterio.open(tmp_path / "pred.tif") as dst:
         assert dst.crs == src.crs and dst.transform == src.transform and dst.shape == src.shape

@@ -43,9 +43,9 @@ def test_identity_model_reproduces_the_raster(tif, tmp_path, tile, overlap):
     path = tif("in.tif", image, crs="EPSG:2154", transform=ODD, block=None)
     with RasterSource(path, raw_meta(3)) as source:
         with open_output(tmp_path / "out.tif", source.profile, count=3, dtype="float32", nodata=-9999.0) as out:
-            for _, row0, logits, _ in sliding_window(TilePredictor(torch.nn.Identity(), "cpu"), [source], 3, tile,
-                                                     overlap, batch_size=5):
-                out.write_rows(row0, logits.numpy(), source.valid_rows(row0, logits.shape[1]))
+            for _, row0, logits, covered in sliding_window(TilePredictor(torch.nn.Identity(), "cpu"), [source], 3,
+                                                           tile, overlap, batch_size=5):
+                out.write_rows(row0, logits.numpy(), covered.numpy())  # the tiles' valid masks, carried
     with rasterio.open(tmp_path / "out.tif") as dst:
         got = dst.read()
     valid = np.isfinite(image).all(axis=0)
