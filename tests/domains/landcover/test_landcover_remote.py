@@ -24,7 +24,7 @@ from rasterio.windows import Window
 import segsuite.core.cli
 import segsuite.core.predict
 from segsuite.core.errors import DataError
-from segsuite.domains.landcover.io import gdal_path, location_name, open_raster, read_window
+from segsuite.domains.landcover.io import gdal_path, location_name, open_raster, read_window, remote_env
 from segsuite.domains.landcover.synthetic import make_scene
 from tests.helpers import compose_config
 
@@ -168,13 +168,27 @@ def test_s3_reaches_gdal_as_vsis3_and_fails_in_one_line_without_network(monkeypa
     for key, value in {"AWS_NO_SIGN_REQUEST": "YES", "AWS_S3_ENDPOINT": f"127.0.0.1:{port}", "AWS_HTTPS": "NO",
                        "AWS_VIRTUAL_HOSTING": "FALSE", "GDAL_HTTP_MAX_RETRY": "0",
                        "GDAL_HTTP_CONNECTTIMEOUT": "2"}.items():
-        monkeypatch.setenv(key, value)  # the user's environment wins over the COG defaults
+        monkeypatch.setenv(key, value)
     start = time.monotonic()
     with pytest.raises(DataError) as info:
         open_raster("s3://bucket/tiles/scene.tif")
     message = str(info.value)
     assert message.startswith("s3://bucket/tiles/scene.tif (GDAL path /vsis3/bucket/tiles/scene.tif): ")
     assert "\n" not in message and time.monotonic() - start < 5
+
+
+def test_gdal_options_hold_only_inside_our_reads_and_the_environment_wins(monkeypatch):
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
+    monkeypatch.delenv("GDAL_DISABLE_READDIR_ON_OPEN", raising=False)
+    with remote_env("https://h.org/scene.tif"):
+        assert rasterio.env.get_gdal_config("GDAL_DISABLE_READDIR_ON_OPEN") == "EMPTY_DIR"
+        assert rasterio.env.get_gdal_config("CPL_VSIL_CURL_ALLOWED_EXTENSIONS") == ".tif,.tiff"
+        assert rasterio.env.get_gdal_config("GDAL_HTTP_MAX_RETRY") == 0  # not our 3
+    assert rasterio.env.get_gdal_config("GDAL_DISABLE_READDIR_ON_OPEN") is None
+    with remote_env("/vsicurl/https://h.org/download?id=3"):  # a GDAL path as written: no extension filter
+        assert rasterio.env.get_gdal_config("CPL_VSIL_CURL_ALLOWED_EXTENSIONS") is None
+    with remote_env(Path("scene.tif")):  # a local file: nothing set
+        assert rasterio.env.get_gdal_config("GDAL_DISABLE_READDIR_ON_OPEN") is None
 
 
 def test_url_names_and_gdal_paths():
