@@ -51,6 +51,8 @@ def slice_geometry(affine: np.ndarray, shape: tuple[int, ...], axis: str) -> tup
     index, flipped = array_axis(affine, axis)
     plane = [a for a in range(3) if a != index]
     columns = np.asarray(affine, np.float64)[:3, :3]
+    # |c_i x c_j|: a voxel's face in the slice plane; the product of the two column norms when they are orthogonal
+    # (every scanner grid), and still exact on a sheared one
     face_mm2 = float(np.linalg.norm(np.cross(columns[:, plane[0]], columns[:, plane[1]])))
     centre = (np.asarray(shape, np.float64) - 1) / 2
     centre[index] = 0
@@ -86,5 +88,5 @@ def slice_measurements(case: str, labels: np.ndarray, affine: np.ndarray, values
 
 def measured_labels(labels: Mapping[str, int]) -> dict[str, int]:
     """The labels that are measured: all but ``background`` (value 0) and ``ignore``."""
-    return {name: int(value) for name, value in labels.items() if int(value) != 0 and name not in ("background",
-                                                                                                    "ignore")}
+    skipped = ("background", "ignore")
+    return {name: int(value) for name, value in labels.items() if int(value) != 0 and name not in skipped}
