@@ -173,3 +173,18 @@ def test_a_bad_axis_name_exits_2_with_one_line_and_writes_nothing(conv_checkpoin
     assert err.splitlines()[-1] == f"error: {key}='transverse': choose sagittal, coronal, axial or null (no " \
                                    "per-slice CSV)"
     assert "Traceback" not in err and not out.exists()
+
+
+def test_off_by_default_in_predict_and_switched_off_in_evaluate(conv_checkpoint, phantom_root, tmp_path, capsys):
+    images = f"input={phantom_root}/imagesTr/phantom_000_000?.nii.gz"
+    code, err = _run(predict_entry, "predict", [f"checkpoint={conv_checkpoint}", images,
+                                                f"output={tmp_path / 'p.nii.gz'}"], capsys)
+    assert code == 0, err
+    out = tmp_path / "eval"
+    code, err = _run(evaluate_entry, "evaluate", [f"checkpoint={conv_checkpoint}", f"output_dir={out}",
+                                                  f"domain.datamodule.datasets.root={phantom_root}",
+                                                  "domain.evaluation.split=test", "domain.evaluation.overlays=false",
+                                                  "domain.evaluation.per_slice=null"], capsys)
+    assert code == 0, err
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["p.nii.gz"]
+    assert (out / "per_case.csv").is_file() and not (out / "per_slice.csv").exists()
