@@ -6,13 +6,21 @@ Nodata comes from a declared nodata value, an internal (or ``.msk``) mask, or Na
 flags as *alpha* is a mask only when asked (``alpha_is_mask=True``) or, by default, when it is not one of the bands
 read: GDAL flags the 4th band of every 4-band uint8 GeoTIFF written with default options as alpha, so RGB + NIR
 imagery looks exactly like RGBA in the file's tags, and a NIR of 0 must not make a pixel nodata.
+
+Rasters may also be remote: ``https://`` / ``http://`` and ``s3://`` URLs (read through GDAL's ``/vsicurl/`` and
+``/vsis3/``) or any GDAL ``/vsi...`` path. GDAL then fetches only the byte ranges of the blocks read (the header and
+the tiles of each window of a Cloud-Optimized GeoTIFF), under the options of :func:`remote_env`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import rasterio
@@ -34,19 +42,113 @@ def _why(exc: BaseException) -> str:
     return f"{exc} ({cause})" if cause and str(cause) not in str(exc) else str(exc)
 
 
-def open_raster(path: PathLike, require_crs: bool = True, check_data: bool = True) -> rasterio.DatasetReader:
-    """Open a raster, checking it exists, opens, has a CRS and (``check_data``) that its last block reads,
-    which catches truncated files cheaply. Every failure is a DataError naming ``path``."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"raster not found: {path}")
+REMOTE_PREFIXES = {"http": "/vsicurl/", "https": "/vsicurl/", "s3": "/vsis3/"}  # URL scheme -> GDAL file system
+REMOTE_DEFAULTS = {  # GDAL's advice for COGs over HTTP; a variable of the same name in the environment wins
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no listing of the URL's "folder" to look for sidecar files
+    "GDAL_HTTP_MAX_RETRY": "3",  # on HTTP 429 / 5xx
+    "GDAL_HTTP_RETRY_DELAY": "1",  # seconds, doubled at each retry
+    "GDAL_HTTP_CONNECTTIMEOUT": "30",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",  # adjacent tiles of a window in one request
+}
+GEOTIFF_EXTENSIONS = ".tif,.tiff"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/+")  # 2+ letters: "C:/" is a Windows drive, not a scheme
+
+
+def is_remote(path: PathLike) -> bool:
+    """Whether ``path`` is a URL (``scheme://...``) or a GDAL ``/vsi...`` path rather than a local file."""
+    text = str(path)
+    return text.startswith("/vsi") or _SCHEME.match(text) is not None
+
+
+def as_location(path: PathLike) -> PathLike:
+    """A local path as a Path; a remote one as the string the user wrote. ``Path("https://h/x.tif")`` reads
+    ``https:/h/x.tif`` (pathlib collapses "//"), and remote inputs pass through code that holds inputs as Paths:
+    the scheme's "//" is put back here."""
+    if not is_remote(path):
+        return Path(path)
+    return re.sub(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]+):/+", r"\1://", str(path), count=1)
+
+
+def gdal_path(location: PathLike) -> str:
+    """The path GDAL opens: ``https://h/x.tif`` -> ``/vsicurl/https://h/x.tif``, ``s3://b/k.tif`` -> ``/vsis3/b/k.tif``;
+    ``/vsi...`` paths and local files as they are. A DataError for other URL schemes."""
+    text = str(as_location(location))
+    match = _SCHEME.match(text)
+    if match is None:
+        return text
+    scheme = match.group(1).lower()
+    if scheme not in REMOTE_PREFIXES:
+        raise DataError(f"{text}: URL scheme {scheme}:// is not supported; give an https:// / http:// or s3:// URL, "
+                        "a GDAL /vsi... path or a local file")
+    prefix = REMOTE_PREFIXES[scheme]
+    return prefix + (text if prefix == "/vsicurl/" else text[match.end():])
+
+
+def location_name(location: Any) -> str:
+    """The file name of a local path or of a URL's last path component (query string stripped): its outputs' name."""
+    if not is_remote(location):
+        return Path(location).name
+    text = str(as_location(location)).split("?", 1)[0]
+    return (urlsplit(text).path if _SCHEME.match(text) else text).rsplit("/", 1)[-1]
+
+
+def remote_env(location: PathLike) -> contextlib.AbstractContextManager:
+    """GDAL options for reading ``location``, scoped to the ``with`` block (``rasterio.Env``): COG-friendly defaults
+    unless the environment sets them, and for a URL naming a .tif/.tiff, ``CPL_VSIL_CURL_ALLOWED_EXTENSIONS`` (no
+    requests for sidecar files like ``.aux.xml`` or ``.msk``). Nothing for a local file. S3 credentials come from
+    GDAL's usual AWS variables (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``AWS_NO_SIGN_REQUEST`` ...)."""
+    if not is_remote(location):
+        return contextlib.nullcontext()
+    options = dict(REMOTE_DEFAULTS)
+    if _SCHEME.match(str(location)) and location_name(location).lower().endswith((".tif", ".tiff")):
+        options["CPL_VSIL_CURL_ALLOWED_EXTENSIONS"] = GEOTIFF_EXTENSIONS  # a /vsi path is taken as written
+    return rasterio.Env(**{k: v for k, v in options.items() if k not in os.environ})
+
+
+def _remote_failure(location: str, exc: BaseException) -> str:
+    """One line saying why the remote raster ``location`` did not open: not found, an HTTP error, not a GeoTIFF."""
+    why = " ".join(_why(exc).split())
+    via = gdal_path(location)
+    shown = location if via.startswith("/vsicurl/") or via == location else f"{location} (GDAL path {via})"
+    code = re.search(r"HTTP response code: (\d+)", why)
+    if code and code.group(1) == "404":
+        return f"{shown}: remote raster not found (HTTP 404)"
+    if "does not exist in the file system" in why:
+        return f"{shown}: remote raster not found: {why}"
+    if code:
+        hint = " (AWS credentials: AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_NO_SIGN_REQUEST ...)" if via != location else ""
+        return f"{shown}: HTTP error {code.group(1)} reading the remote raster{hint}: {why}"
+    if "not recognized as being in a supported file format" in why:
+        return f"{shown}: not a GeoTIFF (GDAL cannot read it as a raster): {why}"
+    return f"{shown}: cannot read the remote raster: {why}"
+
+
+def _open(path: PathLike) -> rasterio.DatasetReader:
+    """``rasterio.open`` of a local file or remote location; a DataError naming it when that fails."""
+    location = as_location(path)
+    if not is_remote(location):
+        if not Path(location).is_file():
+            raise DataError(f"raster not found: {location}")
+        try:
+            return rasterio.open(location)
+        except RasterioError as exc:
+            raise DataError(f"{location}: not a readable raster (GeoTIFF expected): {_why(exc)}") from exc
     try:
-        src = rasterio.open(path)
+        with remote_env(location):
+            return rasterio.open(gdal_path(location))
     except RasterioError as exc:
-        raise DataError(f"{path}: not a readable raster (GeoTIFF expected): {_why(exc)}") from exc
+        raise DataError(_remote_failure(str(location), exc)) from exc
+
+
+def open_raster(path: PathLike, require_crs: bool = True, check_data: bool = True) -> rasterio.DatasetReader:
+    """Open a raster (a local file, a URL or a GDAL ``/vsi`` path), checking it exists, opens, has a CRS and
+    (``check_data``) that its last block reads, which catches truncated files cheaply. Every failure is a DataError
+    naming ``path``."""
+    src = _open(path)
     try:
         if require_crs and src.crs is None:
-            raise DataError(f"{path}: raster has no CRS; a georeferenced GeoTIFF (e.g. EPSG:32631) is required")
+            raise DataError(f"{as_location(path)}: raster has no CRS; a georeferenced GeoTIFF (e.g. EPSG:32631) is "
+                            "required")
         if check_data:
             bh, bw = src.block_shapes[0]
             row0, col0 = (src.height - 1) // bh * bh, (src.width - 1) // bw * bw
@@ -61,9 +163,10 @@ def read_raw(src: rasterio.DatasetReader, window: Window, bands: list[int], mask
     """``src.read`` (or ``read_masks``) of ``bands`` in ``window``, in the file's dtype ``(C, h, w)``; errors become
     DataError naming the file and window."""
     try:
-        if masks:
-            return src.read_masks(bands, window=window)
-        return src.read(bands, window=window)
+        with remote_env(src.name):
+            if masks:
+                return src.read_masks(bands, window=window)
+            return src.read(bands, window=window)
     except RasterioError as exc:
         raise DataError(f"{src.name}: read failed at {window} (truncated or corrupt file?): {_why(exc)}") from exc
 

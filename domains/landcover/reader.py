@@ -18,8 +18,12 @@ from segsuite.core.contracts import Item, Job, Prediction
 from segsuite.core.errors import DataError
 from segsuite.domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets
 from segsuite.domains.landcover.io import (
+    as_location,
     check_bands,
     chunk_windows,
+    gdal_path,
+    is_remote,
+    location_name,
     open_raster,
     read_label_window,
     read_tile,
@@ -224,10 +228,18 @@ class OpenedScene:
 
 
 class GeoTiffReader:
-    """A GeoTIFF or a folder of them (outputs then go to a folder under the same names); evaluate's items are
+    """A GeoTIFF, a folder of them (outputs then go to a folder under the same names) or a remote GeoTIFF (an
+    https:// or s3:// URL, a GDAL /vsi path: see :mod:`segsuite.domains.landcover.io`); evaluate's items are
     :class:`~segsuite.domains.landcover.dataset.Region` s of labelled scenes."""
 
     def find(self, input: Any, job: Job) -> list[Item]:
+        if is_remote(input):  # a URL or GDAL /vsi path: one raster, named after its last path component
+            location = as_location(input)
+            gdal_path(location)  # a DataError for an unsupported URL scheme
+            if not location_name(location):
+                raise DataError(f"{location}: the URL names no file (remote folders cannot be listed; give one "
+                                "GeoTIFF's URL)")
+            return [Item(location_name(location), location)]
         src = Path(str(input))
         if src.is_dir():
             files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -22,7 +22,7 @@ from segsuite.core.errors import ConfigError
 from segsuite.core.instances import StripLabeller
 from segsuite.domains.landcover.classes import ClassMap
 from segsuite.domains.landcover.instances import InstanceStream, vector_driver
-from segsuite.domains.landcover.io import open_output
+from segsuite.domains.landcover.io import as_location, is_remote, location_name, open_output
 from segsuite.domains.landcover.reader import OpenedScene
 from segsuite.domains.landcover.report import area_report, preview_png, write_area_report
 
@@ -60,7 +60,10 @@ class GeoTiffWriter:
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
         if job.model.num_classes >= NODATA:
             raise ConfigError(f"{job.model.num_classes} classes do not fit a uint8 class raster with nodata {NODATA}")
-        main = output / (item.rel if item.rel.name else Path(item.source).name) if folder else output
+        if is_remote(output):
+            raise ConfigError(f"output {as_location(output)}: writing to a URL or GDAL /vsi path is not supported; "
+                              "give a local file or folder (and copy the results up afterwards)")
+        main = output / (item.rel if item.rel.name else location_name(item.source)) if folder else output
         self._destinations[item] = main
         paths = {"classes": main}
         if self.probabilities:

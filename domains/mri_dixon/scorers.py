@@ -4,9 +4,11 @@ the case's own grid. Reports: ``per_case.csv`` (per case and label: Dice, IoU, H
 relative volume error, mean FF inside the reference and predicted masks; :mod:`.metrics`), ``summary.csv`` (mean and
 sample SD per label, also printed), the core's pooled semantic reports (``metrics.json`` also holds the rows, the
 summary, ``mean_dice`` and the all-background ``baseline_mean_dice``), ``overlays/CASE.png``,
-``predictions/CASE.nii.gz``; with ``task=instance|panoptic`` 3D panoptic quality against the connected components of
-the reference's thing classes: ``panoptic.json``, ``panoptic_per_class.csv``, ``instances_per_case.csv`` and
-``predictions/CASE_instances.nii.gz``. Voxels labelled ``ignore`` in dataset.json count for no label.
+``predictions/CASE.nii.gz``, ``per_slice.csv`` (``per_slice=axial|coronal|sagittal``: per case, label and slice
+along that axis the predicted and true areas in cm² and mean FF inside each, :mod:`.slices`); with
+``task=instance|panoptic`` 3D panoptic quality against the connected components of the reference's thing classes:
+``panoptic.json``, ``panoptic_per_class.csv``, ``instances_per_case.csv`` and ``predictions/CASE_instances.nii.gz``.
+Voxels labelled ``ignore`` in dataset.json count for no label.
 """
 
 from __future__ import annotations
@@ -26,15 +28,19 @@ from segsuite.core.instances import Instancer, Instances, PanopticMetrics, true_
 from segsuite.core.io import write_csv
 
 from .dataset import DatasetSpec, check_label_values, inference_channels, read_dataset_json
+from .fatfraction import fat_fraction_map
 from .io import Volume, check_same_grid, read_volume, write_label, write_nifti
 from .metrics import evaluate_case, format_summary, save_overlay_png, summarize
 from .reader import OpenedCase
+from .slices import check_axis, measured_labels, slice_measurements
 from .writer import cleaned, cleanup_values, things
 
 log = logging.getLogger(__name__)
 
 PANOPTIC_REPORTS = ["panoptic.json", "panoptic_per_class.csv", "instances_per_case.csv"]
 COUNT_COLUMNS = ["case", "class", "predicted", "true", "tp", "fp", "fn", "pq"]
+SLICE_COLUMNS = ["case", "label", "slice_index", "position_mm", "pred_area_cm2", "true_area_cm2", "pred_mean_ff",
+                 "true_mean_ff"]
 
 
 @dataclass
@@ -46,11 +52,13 @@ class DixonEvaluation:
     overlays: bool = True
     overlay_slices: int = 4
     save_predictions: bool = True
+    per_slice: str | None = "axial"
     cases: list[str] = field(default_factory=list)
 
     def items(self, datasets: Mapping[str, Any], job: Job) -> tuple[str, list[Item]]:
         if self.split not in ("val", "test"):
             raise ConfigError(f"domain.evaluation.split={self.split!r}: choose val or test")
+        check_axis(self.per_slice, "domain.evaluation.per_slice")
         if self.split not in datasets:
             raise DataError(f"the data has no {self.split!r} split (split test needs imagesTs/ and labelsTs/ in the "
                             "data set root)")
@@ -80,7 +88,7 @@ class DixonEvaluation:
                             InstanceScores(job.instancer, job.model.meta.ignore_index) if job.instancer else None)]
 
     def report_files(self, job: Job) -> list[str]:
-        names = ["per_case.csv", "summary.csv", *SEMANTIC_REPORTS]
+        names = ["per_case.csv", "summary.csv", *SEMANTIC_REPORTS] + (["per_slice.csv"] if self.per_slice else [])
         names += PANOPTIC_REPORTS if job.mode is not Mode.SEMANTIC else []
         names += [f"overlays/{c}.png" for c in self.cases] if self.overlays else []
         suffixes = [""] + (["_instances"] if job.mode is not Mode.SEMANTIC else [])
@@ -143,6 +151,7 @@ class DixonScorer:
     semantic: SemanticScores
     panoptic: InstanceScores | None
     rows: list[dict] = field(default_factory=list)
+    slice_rows: list[dict] = field(default_factory=list)
     spec: DatasetSpec | None = None
 
     def sink(self, item: Item, opened: OpenedCase, out: Path, job: Job) -> CaseSink:
@@ -153,6 +162,8 @@ class DixonScorer:
         summary, split, cases = summarize(self.rows), self.options.split, self.options.cases
         write_csv(out / "per_case.csv", self.rows)
         write_csv(out / "summary.csv", summary)
+        if self.options.per_slice:
+            write_csv(out / "per_slice.csv", self.slice_rows, columns=SLICE_COLUMNS)
         mean_dice = float(np.nanmean([entry["dice_mean"] for entry in summary]))
         extra = {"split": split, "checkpoint": job.model.checkpoint, "cases": cases, "mean_dice": mean_dice,
                  "baseline_mean_dice": baseline_dice(self.rows), "labels": summary, "per_case": self.rows}
@@ -195,6 +206,8 @@ class CaseSink:
         volumes = self.opened.volumes
         scorer.rows += evaluate_case(case, reference, scored, scorer.spec.labels, volumes.get("water"),
                                      volumes.get("fat"))
+        if scorer.options.per_slice:
+            scorer.slice_rows += self.slices(scored, reference)
         scorer.semantic.add(classes, target)
         if scorer.panoptic is not None:
             scorer.panoptic.update(case, classes, instances, target)
@@ -211,6 +224,18 @@ class CaseSink:
         if spec.ignore_label is not None:
             target[values == spec.ignore_label] = self.job.model.meta.ignore_index
         return Volume(values, label.affine, label.path, label.header), target
+
+    def slices(self, predicted: Volume, reference: Volume) -> list[dict[str, Any]]:
+        """``per_slice.csv`` rows of this case: areas and mean FF of the predicted and the true labels per slice."""
+        volumes, axis = self.opened.volumes, self.scorer.options.per_slice
+        water_fat = "water" in volumes and "fat" in volumes
+        ff, valid = fat_fraction_map(volumes["water"].array, volumes["fat"].array) if water_fat else (None, None)
+        values = measured_labels(self.scorer.spec.labels)
+        pred, true = (slice_measurements(self.item.name, v.array, reference.affine, values, axis, ff, valid)
+                      for v in (predicted, reference))
+        return [{**{k: p[k] for k in ("case", "label", "slice_index", "position_mm")},
+                 "pred_area_cm2": p["area_cm2"], "true_area_cm2": t["area_cm2"], "pred_mean_ff": p["mean_ff"],
+                 "true_mean_ff": t["mean_ff"]} for p, t in zip(pred, true)]
 
     def save(self, classes: np.ndarray, instances: Instances | None, reference: Volume) -> None:
         """``predictions/CASE.nii.gz`` (and ``CASE_instances.nii.gz``) and ``overlays/CASE.png`` as asked."""

@@ -12,7 +12,9 @@ a NIfTI with the equivalent affine. Every other output shares that grid:
   water and fat were read, ``mean_fat_fraction`` over its voxels with enough signal (empty if none);
 * ``OUT_panoptic.nii.gz`` (``task=panoptic``): int32 label-divisor encoding: a thing instance is ``category * 1000 +
   k`` (k = 0, 1, ... per category in order of instance id), any other voxel its category (dataset.json values);
-* ``OUT_panoptic.json``: the categories and one entry per segment (every code but 0).
+* ``OUT_panoptic.json``: the categories and one entry per segment (every code but 0);
+* ``OUT_per_slice.csv`` (``per_slice=axial|coronal|sagittal``): per label and slice along that axis the area in cm²
+  and, when water and fat were read, the mean FF (:mod:`.slices`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from segsuite.core.io import write_csv, write_json
 from .fatfraction import fat_fraction, fat_fraction_map
 from .io import NIFTI_SUFFIXES, Volume, voxel_spacing, write_label, write_nifti
 from .reader import OpenedCase, volume_stem
+from .slices import COLUMNS as SLICE_COLUMNS
+from .slices import check_axis, measured_labels, slice_measurements
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +179,20 @@ def write_instance_outputs(paths: dict[str, Path], case: str, labels: np.ndarray
 
 @dataclass
 class DixonWriter:
-    """Label volumes (+ FF maps, instances, panoptic volumes). ``largest_component``: ``true`` or label names, e.g.
-    ``[liver, spleen]``: keep each label's largest 3D component; ``fat_fraction``: write ``OUT_fatfraction.nii.gz``."""
+    """Label volumes (+ FF maps, instances, panoptic volumes, per-slice CSVs). ``largest_component``: ``true`` or
+    label names, e.g. ``[liver, spleen]``: keep each label's largest 3D component; ``fat_fraction``: write
+    ``OUT_fatfraction.nii.gz``; ``per_slice``: ``axial``, ``coronal`` or ``sagittal``: write ``OUT_per_slice.csv``
+    along that axis (None: not)."""
 
     largest_component: bool | str | Sequence[str] = False
     fat_fraction: bool = False
+    per_slice: str | None = None
     clean: list[int] | None = field(default=None, init=False)  # the label values of largest_component
 
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
         if self.clean is None:  # checked once, before any work
             self.clean = cleanup_values(self.largest_component, job.model.meta, things(job))
+            check_axis(self.per_slice, "domain.writer.per_slice")
         is_file = output.name.lower().endswith(NIFTI_SUFFIXES) and not output.is_dir()
         if folder and is_file:
             raise DataError(f"the input holds several cases; give an output folder, not the file name {str(output)!r}")
@@ -194,6 +202,8 @@ class DixonWriter:
         paths = {"labels": main}
         if self.fat_fraction:
             paths["fat_fraction"] = beside(main, "_fatfraction")
+        if self.per_slice:
+            paths["per_slice"] = beside(main, "_per_slice", ".csv")
         if job.mode is not Mode.SEMANTIC:
             paths.update(instances=beside(main, "_instances"), csv=beside(main, "_instances", ".csv"))
         if job.mode is Mode.PANOPTIC:
@@ -204,7 +214,7 @@ class DixonWriter:
         return {}
 
     def sink(self, item: Item, opened: OpenedCase, paths: Mapping[str, Path], job: Job) -> DixonSink:
-        return DixonSink(item.name, opened, dict(paths), job, self.clean or [])
+        return DixonSink(item.name, opened, dict(paths), job, self.clean or [], self.per_slice)
 
     def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None:
         pass
@@ -219,6 +229,7 @@ class DixonSink:
     paths: dict[str, Path]
     job: Job
     clean: list[int]
+    per_slice: str | None = None
 
     def update(self, prediction: Prediction) -> None:
         classes, instances = cleaned(prediction, self.clean, self.job)
@@ -227,6 +238,11 @@ class DixonSink:
         water, fat = (volumes[n].array if n in volumes else None for n in ("water", "fat"))
         if "fat_fraction" in self.paths:
             write_nifti(self.paths["fat_fraction"], fat_fraction(water, fat), reference)
+        if self.per_slice:
+            ff, valid = fat_fraction_map(water, fat) if water is not None and fat is not None else (None, None)
+            values = measured_labels({n: i for i, n in enumerate(self.job.model.meta.class_names)})  # as written
+            rows = slice_measurements(self.case, classes, reference.affine, values, self.per_slice, ff, valid)
+            write_csv(self.paths["per_slice"], rows, True, columns=SLICE_COLUMNS)
         if instances is not None:
             write_instance_outputs(self.paths, self.case, classes, instances, self.job.instancer, reference,
                                    self.job.model.meta["labels"], water, fat)
