@@ -61,7 +61,7 @@ class RasterSource:
     bands): a DataError naming the file."""
 
     def __init__(self, path: str | Path, meta: Any, region: Rect | None = None) -> None:
-        self.path, self.meta = path, meta
+        self.path, self.meta = as_location(path), meta  # a URL stays the string given
         self._local, self._handles, self._lock = threading.local(), [], threading.Lock()
         first = self._handle(check_data=True)
         expected = meta.get("image_band_count")  # the training images' band count, when they agreed on one
