@@ -95,9 +95,11 @@ class TilePredictor:
         x = tiles.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.model(x).float()
+            if not self.tta_flips:
+                return out
             for dim in self.tta_flips:
                 out = out + self.model(x.flip(dim)).float().flip(dim)
-        return out / (1 + len(self.tta_flips))
+        return out.div_(1 + len(self.tta_flips))
 
 
 @dataclass(frozen=True)
@@ -194,15 +196,15 @@ class StripMerger:
         n = min(upto, self.height) - self.top
         if n <= 0:
             return None
-        spans = self._spans(self.top, n)
-        acc = torch.cat([self.acc[:, a:b] for a, b, _ in spans], 1)  # (K, n, W); at most two pieces
-        wsum = torch.cat([self.wsum[a:b] for a, b, _ in spans])
-        out = (self.top, acc / wsum.clamp_min(1e-12), wsum > 0)
-        for a, b, _ in spans:
+        logits = torch.empty(self.acc.shape[0], n, self.width, device=self.acc.device)  # (K, n, W)
+        covered = torch.empty(n, self.width, dtype=torch.bool, device=self.acc.device)
+        for a, b, off in self._spans(self.top, n):  # at most two pieces; divided straight into the output
+            torch.gt(self.wsum[a:b], 0, out=covered[off : off + b - a])
+            torch.div(self.acc[:, a:b], self.wsum[a:b].clamp_min_(1e-12), out=logits[:, off : off + b - a])
             self.acc[:, a:b].zero_()
             self.wsum[a:b].zero_()
         self.top += n
-        return out
+        return self.top - n, logits, covered
 
 
 _END = object()

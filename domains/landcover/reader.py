@@ -50,7 +50,8 @@ class BandNormalizer:
         """``x`` ``(B, C, h, w)`` in the file's dtype, ``valid`` ``(B, h, w)`` -> float32 ``(B, C, h, w)``."""
         mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor([s if s > 0 else 1.0 for s in self.std], dtype=torch.float32, device=x.device)
-        return ((x.float() - mean) / std.view(1, -1, 1, 1)).masked_fill_(~valid[:, None], 0.0)
+        out = x.float() if x.dtype != torch.float32 else x.clone()  # one new buffer, then in place
+        return out.sub_(mean).div_(std.view(1, -1, 1, 1)).masked_fill_(~valid[:, None], 0.0)
 
 
 class RasterSource:
