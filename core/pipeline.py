@@ -35,17 +35,17 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _grid(opened: Opened, options: InferenceOptions) -> tuple[tuple[int, int], tuple[int, int]]:
+def _grid(opened: Opened, options: InferenceOptions) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if options.tile is not None:
         return options.tile, options.overlap
-    heights, widths = zip(*(s.shape for s in opened.sources))  # whole items: one window per source
-    return (max(heights), max(widths)), (0, 0)
+    sizes = list(zip(*(s.shape for s in opened.sources)))  # whole items: one window per source (2D or 3D)
+    return tuple(max(n) for n in sizes), (0,) * len(sizes)
 
 
 def predict_item(opened: Opened, job: Job, bar: Any = False) -> Iterator[Prediction]:
     """Run one opened item through the engine: row blocks as they finish (streaming items), or the whole item once,
     brought back onto its grid by ``opened.restore``, with its instances cut when the job asks for them."""
-    model, options = job.model, job.options or InferenceOptions()
+    model, options = job.model, getattr(opened, "options", None) or job.options or InferenceOptions()
     k = model.num_classes
     tile, overlap = _grid(opened, options)
     blocks = sliding_window(model.predictor, opened.sources, model.channels, tile, overlap, options.batch_size,
