@@ -171,7 +171,7 @@ def run(quick: bool = False) -> dict:
     if quick:
         volume, patch, batch = (64, 64, 24), [32, 32, 16], 2
     else:
-        volume, patch, batch = ((256, 256, 128), [128, 128, 64], 2) if gpu else ((128, 128, 48), [64, 64, 32], 2)
+        volume, patch, batch = ((256, 256, 128), [128, 128, 64], 2) if gpu else ((96, 96, 48), [48, 48, 24], 2)
     speed_3d = throughput_3d(volume, patch, batch, repeats=3 if quick else 5)
     hd95 = hd95_timing(128 if quick else 256, (1.5, 1.5, 3.0), repeats=1 if quick else 3)
     return {"throughput": speed, "throughput_3d": speed_3d, "hd95": hd95}
