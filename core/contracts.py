@@ -144,7 +144,9 @@ class Opened(Protocol):
 
     ``streaming`` items (rasters larger than memory) reach the sinks as row blocks of each source as soon as they
     are final; other items are assembled whole: every source's logits ``(C, H, W)`` (stacked along dim 1 when there
-    are several sources, e.g. the slices of a volume) go through :meth:`restore` once.
+    are several sources, e.g. the slices of a volume) go through :meth:`restore` once. An item may carry its own
+    ``options`` (:class:`InferenceOptions`, e.g. a 3D model's patch-sized windows), which the pipeline uses instead of
+    the job's.
     """
 
     sources: Sequence[Source]

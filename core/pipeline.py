@@ -38,11 +38,11 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _grid(opened: Opened, options: InferenceOptions) -> tuple[tuple[int, int], tuple[int, int]]:
+def _grid(opened: Opened, options: InferenceOptions) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if options.tile is not None:
         return options.tile, options.overlap
-    heights, widths = zip(*(s.shape for s in opened.sources))  # whole items: one window per source
-    return (max(heights), max(widths)), (0, 0)
+    sizes = list(zip(*(s.shape for s in opened.sources)))  # whole items: one window per source (2D or 3D)
+    return tuple(max(n) for n in sizes), (0,) * len(sizes)
 
 
 def predict_tasks(opened: Opened, job: Job, bar: Any = False) -> Iterator[Callable[[], Prediction]]:
@@ -50,7 +50,7 @@ def predict_tasks(opened: Opened, job: Job, bar: Any = False) -> Iterator[Callab
     :class:`Prediction` s -- row blocks (streaming items) or the whole item brought back onto its grid by
     ``opened.restore``, with its instances cut when the job asks for them. The argmax, restore and instances are left
     to the task so that they run on the sinks' thread while the engine computes the next batch."""
-    model, options = job.model, job.options or InferenceOptions()
+    model, options = job.model, getattr(opened, "options", None) or job.options or InferenceOptions()
     k = model.num_classes
     tile, overlap = _grid(opened, options)
     blocks = sliding_window(model.predictor, opened.sources, model.channels, tile, overlap, options.batch_size,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 BLEND_MODES = ("gaussian", "cosine", "constant")
@@ -18,16 +20,30 @@ def _profile(n: int, mode: str, sigma_scale: float) -> np.ndarray:
 
 def blend_weights(height: int, width: int, mode: str = "gaussian", sigma_scale: float = 0.125,
                   floor: float = 1e-3) -> np.ndarray:
-    """Separable per-pixel weights for one tile.
-
-    Args:
-        mode: ``gaussian`` (sigma = ``sigma_scale`` x tile size, as MONAI), ``cosine`` (Hann) or ``constant``.
-        floor: smallest weight relative to the maximum, so pixels only an edge covers still count.
+    """Separable per-pixel weights for one 2D tile: :func:`blend_weights_nd` of ``(height, width)``.
 
     Returns:
         (height, width) float32, maximum 1.
     """
+    return blend_weights_nd((height, width), mode, sigma_scale, floor)
+
+
+def blend_weights_nd(size: Sequence[int], mode: str = "gaussian", sigma_scale: float = 0.125,
+                     floor: float = 1e-3) -> np.ndarray:
+    """Separable per-voxel weights for one tile of any dimension (the outer product of one profile per axis).
+
+    Args:
+        size: the tile's size per axis, e.g. (h, w) or (d, h, w).
+        mode: ``gaussian`` (sigma = ``sigma_scale`` x tile size per axis, as MONAI), ``cosine`` (Hann) or
+            ``constant``.
+        floor: smallest weight relative to the maximum, so voxels only an edge covers still count.
+
+    Returns:
+        float32 array of shape ``size``, maximum 1.
+    """
     if mode not in BLEND_MODES:
         raise ValueError(f"unknown blend mode {mode!r}; choose one of {BLEND_MODES}")
-    w = np.outer(_profile(height, mode, sigma_scale), _profile(width, mode, sigma_scale))
+    w = np.ones((), dtype=np.float64)
+    for n in size:
+        w = np.multiply.outer(w, _profile(int(n), mode, sigma_scale))
     return np.maximum(w / w.max(), floor).astype(np.float32)

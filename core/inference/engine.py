@@ -26,20 +26,22 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from segsuite.core.errors import ConfigError
-from segsuite.core.inference.blend import BLEND_MODES, blend_weights
-from segsuite.core.inference.windows import Window, grid_windows
+from segsuite.core.inference.blend import BLEND_MODES, blend_weights_nd
+from segsuite.core.inference.merger import VolumeMerger
+from segsuite.core.inference.windows import Box, Window, grid_for, window_size
 
 
 @runtime_checkable
 class Source(Protocol):
-    """What the engine reads from: an image of ``shape`` (H, W) read window by window."""
+    """What the engine reads from: an image of ``shape`` (H, W) read window by window, or a volume of ``shape``
+    (D, H, W) read box by box (:class:`~segsuite.core.inference.windows.Box`)."""
 
-    shape: tuple[int, int]
+    shape: tuple[int, ...]
 
-    def read(self, window: Window) -> np.ndarray:
-        """Model-ready input for one window, float32 (C, h, w)."""
+    def read(self, window: Window | Box) -> np.ndarray:
+        """Model-ready input for one window, float32 (C, h, w) (a box: (C, d, h, w))."""
 
-    def skip(self, window: Window) -> bool:
+    def skip(self, window: Window | Box) -> bool:
         """True for windows with nothing to predict (all nodata): they are not computed."""
 
 
@@ -58,13 +60,15 @@ class RawSource(Source, Protocol):
 
 
 class ArraySource:
-    """An in-memory image (C, H, W) as a :class:`Source`."""
+    """An in-memory image (C, H, W), or volume (C, D, H, W), as a :class:`Source`."""
 
     def __init__(self, image: np.ndarray) -> None:
         self.image = np.asarray(image, dtype=np.float32)
-        self.shape = self.image.shape[-2:]
+        self.shape = self.image.shape[1:]
 
-    def read(self, window: Window) -> np.ndarray:
+    def read(self, window: Window | Box) -> np.ndarray:
+        if isinstance(window, Box):
+            return self.image[(slice(None), *window.slices())]
         r, c, h, w = window
         return self.image[:, r : r + h, c : c + w]
 
@@ -78,8 +82,9 @@ class TilePredictor:
     Args:
         model: maps (B, C, h, w) to logits (B, K, h, w).
         device: where to run; default CUDA if available.
-        amp: autocast to bfloat16 (CUDA) for speed.
-        tta_flips: tensor dims to flip for TTA, e.g. ``[-1]`` (horizontal) or ``[-1, -2]``; outputs averaged.
+        amp: autocast to bfloat16 for speed (CUDA; on the CPU it works too, where bfloat16 kernels exist).
+        tta_flips: tensor dims to flip for TTA, e.g. ``[-1]`` (horizontal) or ``[-1, -2]``, each one pass; a tuple
+            flips those dims together (``(-1, -3)``); outputs averaged.
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device | None = None, amp: bool = False,
@@ -107,15 +112,17 @@ class InferenceOptions:
     """How the engine tiles an item, checked once for every domain (a ConfigError names the bad value).
 
     Args:
-        tile: window size ``[h, w]`` in model-input pixels, or None for whole items (one window each).
-        overlap: pixels shared by neighbouring windows ``[h, w]``; each must be >= 0 and smaller than the tile.
+        tile: window size ``[h, w]`` in model-input pixels (``[d, h, w]`` for 3D items), or None for whole items
+            (one window each).
+        overlap: pixels shared by neighbouring windows, one per axis of the tile; each must be >= 0 and smaller
+            than the tile.
         batch_size: windows per forward pass (>= 1).
         blend: how overlapping windows are weighted: gaussian, cosine or constant.
         readers: threads reading tiles (each with its own file handle); None: :func:`default_readers`.
     """
 
-    tile: tuple[int, int] | None = (512, 512)
-    overlap: tuple[int, int] = (64, 64)
+    tile: tuple[int, ...] | None = (512, 512)
+    overlap: tuple[int, ...] = (64, 64)
     batch_size: int = 8
     blend: str = "gaussian"
     readers: int | None = None
@@ -123,6 +130,8 @@ class InferenceOptions:
     def __post_init__(self) -> None:
         tile = None if self.tile is None else _pair("tile", self.tile, minimum=1)
         overlap = _pair("overlap", self.overlap, minimum=0)
+        if tile is not None and len(overlap) != len(tile):
+            raise ConfigError(f"overlap={list(overlap)} must have one value per axis of tile={list(tile)}")
         if tile is not None and not all(o < t for o, t in zip(overlap, tile)):
             raise ConfigError(f"overlap={list(overlap)} must be smaller than tile={list(tile)} along each axis")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -135,21 +144,24 @@ class InferenceOptions:
         object.__setattr__(self, "tile", tile)
         object.__setattr__(self, "overlap", overlap)
 
-    def grid(self, shape: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    def grid(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(tile, overlap) for an item of ``shape``: whole items get one window."""
         if self.tile is None:
-            return (int(shape[0]), int(shape[1])), (0, 0)
+            return tuple(int(n) for n in shape), (0,) * len(shape)
         return self.tile, self.overlap
 
 
-def _pair(name: str, value: Any, minimum: int) -> tuple[int, int]:
+def _pair(name: str, value: Any, minimum: int) -> tuple[int, ...]:
+    """``[h, w]`` for images, or ``[d, h, w]`` for volumes, checked (the 2D message names the 2D form)."""
     try:
         pair = tuple(value)
     except TypeError:
         pair = ()
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in pair):
-        raise ConfigError(f"{name}={value!r}: expected [h, w], two whole numbers >= {minimum}")
-    return int(pair[0]), int(pair[1])
+    if len(pair) not in (2, 3) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+                                          for v in pair):
+        raise ConfigError(f"{name}={value!r}: expected [h, w], two whole numbers >= {minimum} ([d, h, w] for "
+                          f"volumes)")
+    return tuple(int(v) for v in pair)
 
 
 class Merger(Protocol):
@@ -273,7 +285,7 @@ class _Batch:
 def _windows(sources: Sequence[Source], tile, overlap) -> Iterator[tuple[int, Source, Window | None]]:
     """``(source index, source, window)`` in order; the window is None at each source's end."""
     for index, source in enumerate(sources):
-        for window in grid_windows(*source.shape, tile, overlap):
+        for window in grid_for(source.shape, tile, overlap):
             yield index, source, window
         yield index, source, None
 
@@ -359,7 +371,9 @@ def sliding_window(
     merger: Callable[..., Merger] = StripMerger,
     readers: int | None = None,
 ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
-    """Predict every source tile by tile and yield finished row blocks as they complete.
+    """Predict every source tile by tile and yield finished row blocks as they complete. A volume (a source of
+    shape (D, H, W), ``tile`` [d, h, w]) is tiled by boxes and blended whole (:class:`.merger.VolumeMerger`): it comes
+    out once, as one block from row 0.
 
     A source that fits in one window skips the merger: its window's logits are the result (no blending, no copy).
     ``merger(height, width, channels, buffer_rows, device)`` makes the merger of a larger source. ``readers``: reader
@@ -373,7 +387,7 @@ def sliding_window(
     options = InferenceOptions(tuple(tile), tuple(overlap), batch_size, blend)  # ConfigError for bad options
     tile, overlap = options.tile, options.overlap
     sources = list(sources)
-    total = sum(len(grid_windows(*s.shape, tile, overlap)) for s in sources) if progress is not False else None
+    total = sum(len(grid_for(s.shape, tile, overlap)) for s in sources) if progress is not False else None
     if isinstance(progress, tqdm):  # the caller's bar (one bar for a whole run): grow its total, leave it open
         bar, own_bar = progress, False
         bar.total = (bar.total or 0) + total
@@ -408,10 +422,12 @@ def sliding_window(
                     continue
                 bar.update(1)
                 ok = next(valid) if computed and valid is not None else None  # (h, w) bool
-                if tuple(window[2:]) == tuple(source.shape):  # one window covers the source: nothing to blend
+                if window_size(window) == tuple(source.shape):  # one window covers the source: nothing to blend
                     yield (index, 0, *_whole(next(logits) if computed else None, ok, out_channels, source.shape,
                                              device))
                     continue
+                if index not in mergers and len(source.shape) == 3:  # volumes: accumulated whole
+                    mergers[index] = VolumeMerger(source.shape, out_channels, device)
                 if index not in mergers:
                     height, width = source.shape
                     mergers[index] = merger(height, width, out_channels, min(tile[0], height), device)
@@ -419,9 +435,9 @@ def sliding_window(
                 if done:
                     yield (index, *done)
                 if computed:
-                    shape = (window.height, window.width)
+                    shape = window_size(window)
                     if shape not in weights:
-                        weights[shape] = torch.from_numpy(blend_weights(*shape, blend)).to(device)
+                        weights[shape] = torch.from_numpy(blend_weights_nd(shape, blend)).to(device)
                     weight = weights[shape] if ok is None else weights[shape] * ok
                     mergers[index].aggregate(next(logits), window, weight)
     finally:

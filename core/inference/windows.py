@@ -1,8 +1,13 @@
-"""Tiling geometry: which windows cover an image. No I/O, no tensors."""
+"""Tiling geometry: which windows cover an image (2D :class:`Window`) or a volume (N-D :class:`Box`). No I/O, no
+tensors."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from typing import NamedTuple
+
+from segsuite.core.errors import ConfigError
 
 
 class Window(NamedTuple):
@@ -39,3 +44,56 @@ def grid_windows(height: int, width: int, tile: tuple[int, int], overlap: tuple[
         for r in _starts(height, th, th - oh)
         for c in _starts(width, tw, tw - ow)
     ]
+
+
+class Box(NamedTuple):
+    """An N-D block of voxels: its first voxel and its size per axis, e.g. ``(d, h, w)`` for a volume."""
+
+    start: tuple[int, ...]
+    size: tuple[int, ...]
+
+    @property
+    def row(self) -> int:
+        """The start along the first axis (what a merger's ``release`` is given, as for a :class:`Window`)."""
+        return self.start[0]
+
+    def slices(self) -> tuple[slice, ...]:
+        """Index of the box's voxels in an array of the item's shape (prefix ``slice(None)`` for channels)."""
+        return tuple(slice(s, s + n) for s, n in zip(self.start, self.size))
+
+
+def grid_boxes(shape: Sequence[int], tile: Sequence[int], overlap: Sequence[int]) -> list[Box]:
+    """Boxes of size ``tile`` (or the shape, where smaller) covering every voxel of ``shape``, in C order; along
+    each axis the last box is shifted inward to end at the edge, as :func:`grid_windows` does in 2D.
+
+    Args:
+        shape: the item's size per axis, e.g. (D, H, W).
+        tile, overlap: box size and voxels shared by neighbouring boxes per axis; overlap >= 0 and < tile.
+    """
+    if not len(shape) == len(tile) == len(overlap):
+        raise ValueError(f"shape {tuple(shape)}, tile {tuple(tile)} and overlap {tuple(overlap)} differ in length")
+    if not all(0 <= o < t for o, t in zip(overlap, tile)):
+        raise ValueError(f"overlap {tuple(overlap)} must be >= 0 and smaller than the tile {tuple(tile)}")
+    size = tuple(min(t, n) for t, n in zip(tile, shape))
+    axes = [_starts(n, t, t - o) for n, t, o in zip(shape, tile, overlap)]
+    return [Box(tuple(start), size) for start in itertools.product(*axes)]
+
+
+def grid_for(shape: Sequence[int], tile: Sequence[int], overlap: Sequence[int]) -> list[Window] | list[Box]:
+    """The windows of an item of ``shape``: :class:`Window` s for 2D images, :class:`Box` es for 3D volumes.
+
+    Raises:
+        ConfigError: when ``tile`` has not one value per axis of the item (a [d, h, w] tile on a 2D image...).
+    """
+    if len(tile) != len(shape):
+        wanted = "[h, w]" if len(shape) == 2 else "[d, h, w]"
+        raise ConfigError(f"tile={list(tile)} has {len(tile)} values but the item is {len(shape)}D "
+                          f"{tuple(shape)}: give {wanted}")
+    if len(shape) == 2:
+        return grid_windows(*shape, tuple(tile), tuple(overlap))
+    return grid_boxes(shape, tile, overlap)
+
+
+def window_size(window: Window | Box) -> tuple[int, ...]:
+    """The spatial size of a window: ``(h, w)`` or a box's ``size``."""
+    return window.size if isinstance(window, Box) else (window.height, window.width)

@@ -4,7 +4,12 @@
    restore onto the input grid and argmax: :func:`segsuite.core.pipeline.predict_item`) against the same network on the
    same slices in batches of the same size (:func:`segsuite.core.benchmark.bare_forward`; goal >= 0.9); end to end
    (``run_predict``: NIfTI read, normalisation, inference, NIfTI write) beside it.
-2. HD95 of two 256^3 masks: :func:`.metrics.overlap_and_distance` (Dice, IoU, HD95 and ASSD together) against MONAI's
+2. 3D: the predict path of a 3D U-Net (``model=unet3d``: a DynUNet laid out from the plan; 3D windows of the patch
+   with half a patch of overlap, Gaussian-blended into the whole volume, restore and argmax) against the same network
+   on the same windows in batches of the same size (goal >= 0.9); beside it the plan of the training cases
+   (fingerprint + plan) and the resampling of one case stored at another spacing (read, RAS+, normalise, resample:
+   the reader's ``open``; and its probabilities brought back).
+3. HD95 of two 256^3 masks: :func:`.metrics.overlap_and_distance` (Dice, IoU, HD95 and ASSD together) against MONAI's
    ``compute_hausdorff_distance(percentile=95)`` alone, on the CPU (goal: no slower). ``--quick``: smaller sizes.
 """
 
@@ -19,13 +24,15 @@ import torch
 from segsuite.core.benchmark import bare_forward, print_table, timeit
 from segsuite.core.contracts import DataMeta, Job, ModelInfo
 from segsuite.core.inference import InferenceOptions, TilePredictor, Window
-from segsuite.core.models import create_model
+from segsuite.core.inference.windows import grid_for
+from segsuite.core.models import create_dynunet, create_model
 from segsuite.core.pipeline import predict_item, run_predict
 
-from .dataset import build_datasets
+from .dataset import build_datasets, list_cases, plan_from_cases, read_case, read_dataset_json, resolve_channels
 from .metrics import overlap_and_distance
 from .phantom import make_dataset
 from .reader import DixonReader
+from .resample import probabilities_back
 from .writer import DixonWriter
 
 
@@ -58,6 +65,69 @@ def throughput(shape: tuple[int, int, int], batch_size: int, repeats: int) -> di
     speed = print_table(title, timings, names[0], goals={names[1]: 0.9}, unit="slices/s", work=len(slices))
     return {"slices": len(slices), "ratio": speed[names[1]], "end_to_end_ratio": speed[names[2]],
             **{f"{name} s": t.median for name, t in timings.items()}}
+
+
+def _volume_job(root: Path, patch: list[int], batch_size: int) -> tuple[Job, torch.nn.Module, dict]:
+    """A job of an untrained DynUNet (nnU-Net's 32 base filters) planned on ``root`` with 3D ``patch`` windows."""
+    meta = build_datasets(str(root), patch_size=patch, spatial_dims=3, val_cases=["phantom_001"])["train"].meta
+    torch.manual_seed(0)
+    net = create_dynunet(meta["in_channels"], meta["num_classes"], patch, meta["target_spacing"])
+    model = ModelInfo(TilePredictor(net), DataMeta.from_dict({**meta, "batch_size": batch_size}),
+                      meta["num_classes"], False)
+    return Job(model, options=InferenceOptions(None, (0, 0), batch_size), overwrite=True), net, meta
+
+
+def _plan_and_resampling(root: Path, other: str, job: Job, repeats: int) -> dict[str, float]:
+    """Seconds of the plan of ``root``'s training cases and of opening (resampling) the case ``other``."""
+    spec = read_dataset_json(root)
+    channels = resolve_channels(spec, None)
+    raws = [read_case(spec, name, channels) for name in list_cases(spec)]
+    reader = DixonReader()
+    (item,) = reader.find(other, job)
+    opened = reader.open(item, job)
+    logits = torch.zeros(job.model.num_classes, *opened.case.image.shape[1:], device=job.model.predictor.device)
+    timings = timeit({
+        f"plan of {len(raws)} cases (fingerprint + plan)":
+            lambda: plan_from_cases(spec, raws, channels, False, 2, 0, 3, 8.0, None),
+        "open one case (read, normalise, resample)": lambda: reader.open(item, job),
+        "probabilities back to its grid": lambda: probabilities_back(logits.softmax(0), opened.grid),
+    }, repeats=repeats)
+    print(f"  plan + resampling: one case of {tuple(opened.grid)} voxels resampled to "
+          f"{tuple(opened.case.image.shape[1:])}")
+    for name, t in timings.items():
+        print(f"    {name:<44} {t.median:9.3f} s")
+    return {f"{name} s": t.median for name, t in timings.items()}
+
+
+def throughput_3d(shape: tuple[int, int, int], patch: list[int], batch_size: int, repeats: int) -> dict[str, float]:
+    """Seconds of the 3D predict path and of the bare 3D forward on the same windows (one case), with the plan
+    and resampling times (module docstring, 2.)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_dataset(Path(tmp) / "phantom", n_cases=2, shape=shape, seed=0)
+        other = make_dataset(Path(tmp) / "other", n_cases=1, shape=shape, seed=1, voxel_spacing=(1.2, 1.2, 2.5))
+        job, net, meta = _volume_job(root, patch, batch_size)
+        predictor = job.model.predictor
+        reader, case = DixonReader(), str(root / "imagesTr" / "phantom_000_000?.nii.gz")
+        (item,) = reader.find(case, job)
+        opened = reader.open(item, job)
+        (source,), options = opened.sources, opened.options
+        boxes = grid_for(source.shape, options.tile, options.overlap)
+        windows = np.stack([source.read(box) for box in boxes])  # (N, C, d, h, w)
+        batches = [torch.from_numpy(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)]
+        contenders = {
+            "bare 3D model (same windows, in memory)": bare_forward(net, batches, predictor.device),
+            "3D predict path (windows -> label volume)": lambda: next(predict_item(opened, job)).classes,
+        }
+        timings = timeit(contenders, repeats=repeats)
+        title = (f"mri_dixon 3D inference on {predictor.device}: volume {tuple(source.shape)}, {len(boxes)} windows "
+                 f"of {list(options.tile)} (overlap {list(options.overlap)}), batch {batch_size}, DynUNet "
+                 f"{meta['target_spacing'] and [round(s, 2) for s in meta['target_spacing']]} mm")
+        names = list(contenders)
+        speed = print_table(title, timings, names[0], goals={names[1]: 0.9}, unit="windows/s", work=len(boxes))
+        other_case = str(other / "imagesTr" / "phantom_000_000?.nii.gz")
+        prep = _plan_and_resampling(root, other_case, job, repeats)
+    return {"windows": len(boxes), "ratio": speed[names[1]], **{f"{n} s": t.median for n, t in timings.items()},
+            **prep}
 
 
 def _masks(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,9 +164,14 @@ def hd95_timing(size: int, spacing: tuple[float, float, float], repeats: int) ->
 
 
 def run(quick: bool = False) -> dict:
-    """Both measurements; prints the tables and returns the numbers."""
+    """The three measurements; prints the tables and returns the numbers."""
     gpu = torch.cuda.is_available()
     shape = (64, 64, 24) if quick else ((256, 256, 128) if gpu else (256, 256, 32))
     speed = throughput(shape, batch_size=16, repeats=3 if quick else 5)
+    if quick:
+        volume, patch, batch = (64, 64, 24), [32, 32, 16], 2
+    else:
+        volume, patch, batch = ((256, 256, 128), [128, 128, 64], 2) if gpu else ((96, 96, 48), [48, 48, 24], 2)
+    speed_3d = throughput_3d(volume, patch, batch, repeats=3 if quick else 5)
     hd95 = hd95_timing(128 if quick else 256, (1.5, 1.5, 3.0), repeats=1 if quick else 3)
-    return {"throughput": speed, "hd95": hd95}
+    return {"throughput": speed, "throughput_3d": speed_3d, "hd95": hd95}

@@ -15,15 +15,19 @@ is asked for them (``water_fat``: an FF map is written):
   in nnU-Net, or of any files/DICOM folders given in the model's channel order;
 * a mapping ``input='{water: w.nii.gz, fat: dicom/fat}'``.
 
-A case is read, brought to RAS+ and normalised as in training (:func:`.dataset.prepare_inference_case`); each slice
-along the checkpoint's ``axis`` (with its 2.5D neighbours), zero-padded to a multiple of ``size_divisor``, is one
-engine source, so with ``tile=null`` every slice is one window and slices are batched together. ``restore`` crops the
-padding, stacks the slices back and returns the logits on the input's own array axes.
+A case is read, brought to RAS+, normalised as in training (:func:`.dataset.prepare_inference_case`) and resampled
+to the model's training spacing. For a 2D (2.5D) model each slice along the checkpoint's ``axis`` (with its 2.5D
+neighbours), zero-padded to a multiple of ``size_divisor``, is one engine source, so with ``tile=null`` every slice is
+one window and slices are batched together. For a 3D model (``spatial_dims`` 3, ``model=unet3d``) the whole volume
+``(X, Y, Z)`` is one source tiled by 3D windows: by default the training patch with half a patch of overlap (nnU-Net's
+step 0.5), blended with Gaussian weights. ``restore`` crops the padding, stacks the slices back (2D), brings the
+probabilities back to the input's grid and returns the logits on the input's own array axes.
 """
 
 from __future__ import annotations
 
 import glob
+import itertools
 import logging
 import math
 import re
@@ -37,7 +41,7 @@ import torch
 
 from segsuite.core.contracts import DataMeta, Item, Job
 from segsuite.core.errors import ConfigError, DataError
-from segsuite.core.inference import TilePredictor, Window
+from segsuite.core.inference import ArraySource, InferenceOptions, TilePredictor, Window
 
 from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes, resample_case
 from .fatfraction import fat_fraction_map
@@ -169,30 +173,65 @@ def collect_cases(input: Any, meta: DataMeta, names: list[str], series: Mapping[
     return _from_list([path], meta, names)
 
 
+def _lateral_labels(meta: DataMeta | dict) -> list[str]:
+    return [n for n in meta["labels"] if LATERAL_WORDS & set(re.split(r"[^a-z]+", n.lower()))]
+
+
 def check_tta_flips(predictor: TilePredictor, meta: DataMeta | dict) -> None:
-    """Drop the left-right flip from the predictor's TTA when label names are lateralised.
+    """Drop the left-right flip from the predictor's TTA when label names are lateralised; a 3D model mirrors as
+    nnU-Net does (:func:`volume_tta_flips`).
 
     Slices ``(C, H, W)`` of the RAS+ volume have H along R-L for ``axis`` 1 and 2 (tensor dim -2 flips left-right)
     and no left-right axis for ``axis`` 0. Flipping turns a left kidney into a right one: fine for one ``kidneys``
     label, wrong for ``kidney_left`` / ``kidney_right``, so that flip is removed (with a warning) for such labels.
     """
-    if meta["axis"] == 0 or not predictor.tta_flips:
+    if not predictor.tta_flips:
         return
-    lateral = [n for n in meta["labels"] if LATERAL_WORDS & set(re.split(r"[^a-z]+", n.lower()))]
+    if is_volumetric(meta):
+        predictor.tta_flips = volume_tta_flips(meta, warn=predictor.tta_flips != volume_tta_flips(meta))
+        return
+    if meta["axis"] == 0:
+        return
+    lateral = _lateral_labels(meta)
     kept = [d for d in predictor.tta_flips if (d if d < 0 else d - 4) != -2]
     if lateral and kept != list(predictor.tta_flips):
         log.warning("left-right flip TTA would swap the lateralised labels %s; using flips %s only", lateral, kept)
         predictor.tta_flips = kept
 
 
+def volume_tta_flips(meta: DataMeta | dict, warn: bool = False) -> list[tuple[int, ...]]:
+    """Mirror TTA of a 3D model: every combination of the volume's axes (7 extra passes, as nnU-Net), without the
+    left-right axis when labels are lateralised (see :func:`check_tta_flips`). Batches are ``(B, C, X, Y, Z)`` of the
+    RAS+ volume, so dim -3 runs left-right."""
+    axes = (-3, -2, -1)
+    lateral = _lateral_labels(meta)
+    if lateral:
+        axes = (-2, -1)
+    if lateral and warn:
+        log.warning("left-right mirroring would swap the lateralised labels %s; mirroring along A and S only", lateral)
+    return [flip for n in range(1, len(axes) + 1) for flip in itertools.combinations(axes, n)]
+
+
+def is_volumetric(meta: DataMeta | dict) -> bool:
+    """True for a 3D model (``model=unet3d``): it predicts whole volumes by 3D windows."""
+    return meta.get("spatial_dims") == 3
+
+
 def check_checkpoint(job: Job) -> DataMeta:
-    """The checkpoint's data meta, checked to come from Dixon data; the tile checked against its size divisor."""
+    """The checkpoint's data meta, checked to come from Dixon data; the tile checked against its size divisor
+    (2D) or to have three values (3D)."""
     meta = job.model.meta
     missing = [k for k in META_KEYS if k not in meta]
     if missing:
         raise ConfigError(f"the checkpoint's data metadata lacks {missing}: it was not trained on mri_dixon data")
     tile, divisor = job.options.tile if job.options else None, int(meta.get("size_divisor", 32))
-    if tile is not None and any(t % divisor for t in tile):
+    if is_volumetric(meta) and tile is not None and len(tile) != 3:
+        raise ConfigError(f"domain.inference.tile={list(tile)}: a 3D model takes [x, y, z] windows in voxels of "
+                          f"its training spacing, or null (its training patch {list(meta['patch_size'])})")
+    if not is_volumetric(meta) and tile is not None and len(tile) != 2:
+        raise ConfigError(f"domain.inference.tile={list(tile)}: a 2D model takes [h, w] windows inside slices, or "
+                          "null (whole slices)")
+    if not is_volumetric(meta) and tile is not None and any(t % divisor for t in tile):
         raise ConfigError(f"domain.inference.tile={list(tile)}: null (whole slices) or [h, w] in multiples of "
                           f"{divisor}")
     check_tta_flips(job.model.predictor, meta)
@@ -243,12 +282,18 @@ class OpenedCase:
     grid: tuple[int, int, int] | None = None  # the canonical shape of the case as read, if it was resampled
     num_classes: int = 0
     streaming: bool = False
+    options: InferenceOptions | None = None  # how the engine tiles this case, when not the job's (3D: the patch)
+    volumetric: bool = False  # one 3D source (X, Y, Z) instead of slices
 
     def restore(self, logits: torch.Tensor) -> torch.Tensor:
-        """``(C, N, H', W')`` slice logits -> ``(C, X, Y, Z)`` on the input's own grid and array axes: padding cropped,
-        slices stacked, probabilities brought back from the training spacing, orientation undone."""
-        plane = np.delete(self.case.image.shape[1:], self.axis)
-        canonical = logits[:, :, : plane[0], : plane[1]].movedim(1, self.axis + 1)  # (C, X', Y', Z') in RAS+
+        """``(C, N, H', W')`` slice logits (a 3D model: ``(C, X', Y', Z')``) -> ``(C, X, Y, Z)`` on the input's own
+        grid and array axes: padding cropped, slices stacked, probabilities brought back from the training spacing,
+        orientation undone."""
+        if self.volumetric:
+            canonical = logits  # (C, X', Y', Z') in RAS+ already
+        else:
+            plane = np.delete(self.case.image.shape[1:], self.axis)
+            canonical = logits[:, :, : plane[0], : plane[1]].movedim(1, self.axis + 1)  # (C, X', Y', Z') in RAS+
         canonical = self._back(canonical)
         ornt = from_canonical_ornt(self.case.reference.affine)  # applied as nibabel's apply_orientation does
         flipped = [axis + 1 for axis, flip in enumerate(ornt[:, 1]) if flip == -1]
@@ -348,6 +393,23 @@ def _opened_case(volumes: dict[str, Volume], name: str, job: Job) -> OpenedCase:
     if meta.get("resample") and meta.get("target_spacing"):  # the model saw its training spacing
         case = resample_case(case, list(meta["target_spacing"]))
     axis, tile = int(meta["axis"]), job.options.tile if job.options else None
+    if is_volumetric(meta):
+        options = volume_options(job.options, meta)
+        return OpenedCase([ArraySource(case.image)], volumes, case, axis, grid, job.model.num_classes,
+                          options=options, volumetric=True)
     stack = slice_stack(case.image, axis, int(meta.get("size_divisor", 32)), tile)
     sources = [SliceSource(stack, i, int(meta["context_slices"])) for i in range(len(stack))]
     return OpenedCase(sources, volumes, case, axis, grid, job.model.num_classes)
+
+
+def volume_options(options: InferenceOptions | None, meta: DataMeta | dict) -> InferenceOptions:
+    """How a 3D model tiles a volume: ``domain.inference`` where it gives 3D values, else the training patch with
+    half a patch of overlap (nnU-Net's step 0.5). The batch is capped at the plan's, which was budgeted for the GPU's
+    memory in training (inference needs less, so it never runs out where training did not)."""
+    options = options or InferenceOptions(None, (0, 0), 1)
+    patch = tuple(int(p) for p in meta["patch_size"])
+    tile = options.tile or patch
+    half = tuple(p // 2 for p in patch)
+    overlap = options.overlap if options.tile is not None or len(options.overlap) == 3 else half
+    batch = min(options.batch_size, int(meta.get("batch_size") or options.batch_size))
+    return InferenceOptions(tile, overlap, batch, options.blend)
