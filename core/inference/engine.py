@@ -50,10 +50,12 @@ class RawSource(Source, Protocol):
     """A source whose tiles travel in the file's dtype with their valid mask and are normalised on the device.
 
     ``load`` runs in one of several reader threads at once (a file-backed source keeps one handle per thread);
-    ``normalizer`` is applied to whole batches on the model's device; tiles with equal normalizers share batches.
+    ``normalizer(x, valid, out)`` makes a whole batch model-ready on the model's device: ``x`` ``(B, C, h, w)`` in the
+    file's dtype, ``valid`` ``(B, h, w)``, written into ``out`` (float32, x's shape, reused from batch to batch) and
+    returned. Tiles with equal normalizers share batches.
     """
 
-    normalizer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    normalizer: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
     def load(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """``(data (C, h, w) in the file's dtype, valid (h, w) bool)``; an all-False mask skips the window."""
@@ -172,17 +174,24 @@ class Merger(Protocol):
         """Add ``values`` (K, h, w) with ``weight`` (h, w) at ``window``."""
 
     def release(self, upto: int) -> tuple[int, torch.Tensor, torch.Tensor] | None:
-        """Rows [first held, ``upto``): (first row, blended (K, n, W), covered (n, W)), or None."""
+        """The next rows of [first held, ``upto``): (first row, blended (K, n, W), covered (n, W)), or None when there
+        are none; called until None (a merger may hand out a long run of rows in several blocks)."""
 
 
 class StripMerger:
     """Weighted accumulation for one image, holding ``buffer_rows`` rows in a preallocated ring buffer that is
     updated in place (no allocation per strip). Windows come in row-major order; :meth:`release` with a window's
     first row before aggregating it. Memory: (K + 1) x buffer_rows x width floats.
+
+    A released block holds at most :attr:`BLOCK_VALUES` floats: on the CPU, blocks over glibc's 32 MiB mmap threshold
+    would be fresh pages (a page fault per 4 KiB) at every allocation, costing more than the blending itself.
     """
+
+    BLOCK_VALUES = 4 << 20  # 16 MiB of float32
 
     def __init__(self, height: int, width: int, channels: int, buffer_rows: int, device: torch.device) -> None:
         self.height, self.width, self.rows = height, width, buffer_rows
+        self.block_rows = max(1, self.BLOCK_VALUES // (channels * width))
         self.top = 0  # first row still held
         self.acc = torch.zeros(channels, buffer_rows, width, device=device)  # (K, rows, W), row r at r % rows
         self.wsum = torch.zeros(buffer_rows, width, device=device)  # (rows, W)
@@ -205,7 +214,7 @@ class StripMerger:
     add = aggregate  # the earlier name
 
     def release(self, upto: int) -> tuple[int, torch.Tensor, torch.Tensor] | None:
-        n = min(upto, self.height) - self.top
+        n = min(upto, self.height, self.top + self.block_rows) - self.top
         if n <= 0:
             return None
         logits = torch.empty(self.acc.shape[0], n, self.width, device=self.acc.device)  # (K, n, W)
@@ -269,8 +278,10 @@ class _Batch:
         np.stack(arrays, out=host.numpy())
         return host
 
-    def ready(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(model-ready float32 batch, valid masks (B, h, w) or None)``, safe to use on the current stream."""
+    def ready(self, buffers: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(model-ready float32 batch, valid masks (B, h, w) or None)``, safe to use on the current stream. The
+        normalised batch goes into ``buffers`` (one float32 tensor per shape, reused: the next batch is normalised only
+        after this one's forward pass was issued, in the same stream)."""
         if self.event is not None:
             current = torch.cuda.current_stream(self.tensors[0].device)
             current.wait_event(self.event)
@@ -278,7 +289,10 @@ class _Batch:
                 t.record_stream(current)
         x, valid = self.tensors[0], (self.tensors[1] if len(self.tensors) > 1 else None)
         if self.normalizer is not None:
-            x = self.normalizer(x, valid)
+            key = (tuple(x.shape), x.device)
+            if key not in buffers:
+                buffers[key] = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+            x = self.normalizer(x, valid, buffers[key])
         return x.float(), valid
 
 
@@ -401,6 +415,7 @@ def sliding_window(
         sources, tile, overlap, batch_size, readers or default_readers(), predictor.device, batches, stop))
     producer.start()
     mergers: dict[int, Merger] = {}
+    buffers: dict = {}
     weights: dict[tuple[int, int], torch.Tensor] = {}
     device = predictor.device
     try:
@@ -410,14 +425,13 @@ def sliding_window(
             items, tiles = batch
             logits, valid = iter(()), None
             if tiles is not None:
-                x, valid = tiles.ready()
+                x, valid = tiles.ready(buffers)
                 logits = iter(predictor(x))
-                valid = iter(valid) if valid is not None else None
+                valid = iter(_partly_valid(valid)) if valid is not None else None
             for index, source, window, computed in items:
                 if window is None:
                     if index in mergers:
-                        done = mergers.pop(index).release(source.shape[0])
-                        if done:
+                        for done in _released(mergers.pop(index), source.shape[0]):
                             yield (index, *done)
                     continue
                 bar.update(1)
@@ -431,8 +445,7 @@ def sliding_window(
                 if index not in mergers:
                     height, width = source.shape
                     mergers[index] = merger(height, width, out_channels, min(tile[0], height), device)
-                done = mergers[index].release(window.row)
-                if done:
+                for done in _released(mergers[index], window.row):
                     yield (index, *done)
                 if computed:
                     shape = window_size(window)
@@ -444,6 +457,19 @@ def sliding_window(
         stop.set()
         if own_bar:
             bar.close()
+
+
+def _partly_valid(valid: torch.Tensor) -> list[torch.Tensor | None]:
+    """Each tile's valid mask, or None where the whole tile is valid (its weights need no masking). On a GPU every
+    mask is kept: asking which are full would wait for the device."""
+    if valid.device.type != "cpu":
+        return list(valid)
+    return [None if full else mask for mask, full in zip(valid, valid.flatten(1).all(1).tolist())]
+
+
+def _released(merger: Merger, upto: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    while (done := merger.release(upto)) is not None:
+        yield done
 
 
 def _whole(values: torch.Tensor | None, valid: torch.Tensor | None, channels: int, shape: Sequence[int],
