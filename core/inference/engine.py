@@ -217,15 +217,16 @@ class StripMerger:
         n = min(upto, self.height, self.top + self.block_rows) - self.top
         if n <= 0:
             return None
-        logits = torch.empty(self.acc.shape[0], n, self.width, device=self.acc.device)  # (K, n, W)
-        covered = torch.empty(n, self.width, dtype=torch.bool, device=self.acc.device)
-        for a, b, off in self._spans(self.top, n):  # at most two pieces; divided straight into the output
-            torch.gt(self.wsum[a:b], 0, out=covered[off : off + b - a])
-            torch.div(self.acc[:, a:b], self.wsum[a:b].clamp_min_(1e-12), out=logits[:, off : off + b - a])
+        parts = []
+        for a, b, _ in self._spans(self.top, n):  # at most two pieces (the block wraps round the ring)
+            covered = self.wsum[a:b] > 0
+            parts.append((self.acc[:, a:b] / self.wsum[a:b].clamp_min_(1e-12), covered))  # (K, m, W), (m, W)
             self.acc[:, a:b].zero_()
             self.wsum[a:b].zero_()
         self.top += n
-        return self.top - n, logits, covered
+        if len(parts) == 1:
+            return self.top - n, *parts[0]
+        return self.top - n, torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts])
 
 
 _END = object()

@@ -53,7 +53,10 @@ class BandNormalizer:
         std = torch.tensor([s if s > 0 else 1.0 for s in self.std], dtype=torch.float32, device=x.device)
         out = torch.empty(x.shape, dtype=torch.float32, device=x.device) if out is None else out
         out.copy_(x)  # a copy, then in place: torch's out-of-place uint16 -> float arithmetic is several times slower
-        return out.sub_(mean).div_(std.view(1, -1, 1, 1)).masked_fill_(~valid[:, None], 0.0)
+        out.sub_(mean).div_(std.view(1, -1, 1, 1))
+        if x.device.type != "cpu" or not valid.all():  # on a GPU, asking would wait for the device
+            out.masked_fill_(~valid[:, None], 0.0)
+        return out
 
 
 class RasterSource:
