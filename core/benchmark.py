@@ -7,6 +7,7 @@ reported with its spread (min-max), and ratios are speeds relative to the baseli
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -56,7 +57,7 @@ def bare_forward(net: torch.nn.Module, batches: Sequence[torch.Tensor],
                  device: torch.device | str) -> Callable[[], None]:
     """The baseline every predict path is compared with: the network alone on the same batches, already in memory
     (copied to the device and the argmax brought back, as any user of the model would)."""
-    net = net.to(device).eval()
+    net = copy.deepcopy(net).to(device, memory_format=torch.contiguous_format).eval()  # the network as users have it
 
     @torch.inference_mode()
     def run() -> None:
