@@ -68,7 +68,7 @@ def inference_options(node: Any) -> InferenceOptions:
     try:
         return InferenceOptions(**values)
     except TypeError as err:
-        raise ConfigError(f"domain.inference: {err}; it takes tile, overlap, batch_size and blend") from None
+        raise ConfigError(f"domain.inference: {err}; it takes tile, overlap, batch_size, blend and readers") from None
 
 
 def load_job(cfg: DictConfig, overwrite: bool | None = None) -> Job:

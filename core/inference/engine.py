@@ -4,9 +4,9 @@ strip buffer as tall as one tile, and finished rows are handed out as soon as no
 tile carries its valid mask: nodata pixels get no weight, so the blended block says where the input was valid
 without reading the file again.
 
-Memory, besides the model: the merger's ``(K + 1) x tile_h x W`` float32 strip, plus about
-``(queue + 1) x batch_size`` tiles of ``C x tile_h x tile_w`` in the file's dtype and one batch of logits
-``batch_size x K x tile_h x tile_w`` float32 -- bounded by the strip width, never by the image height.
+Memory, besides the model and GDAL's block cache, does not grow with the image height (README, "Prediction
+streams"): the merger's ``(K + 1) x tile_h x W`` float32 strip, up to 4 released blocks of at most 16 MiB, about
+``2 x readers + 5 x batch_size`` tiles in the file's dtype and one normalised float32 batch.
 """
 
 from __future__ import annotations
@@ -323,7 +323,7 @@ def _produce(sources: Sequence[Source], tile, overlap, batch_size: int, readers:
              out: queue.Queue, stop: threading.Event) -> None:
     """Background thread: read tiles with ``readers`` threads, in order, and put batches ``(items, _Batch or
     None)`` on ``out``. ``items`` lists ``(source_index, source, window, computed)``; a window is None at a source's
-    end. Reads run ahead of the batch being filled by at most ``2 x readers + batch_size`` windows."""
+    end. Reads run ahead of the batch being filled by at most ``2 x readers`` windows."""
     pool = ThreadPoolExecutor(readers, thread_name_prefix="segsuite-read")
     try:
         stream = torch.cuda.Stream(device) if device.type == "cuda" else None
@@ -372,7 +372,7 @@ def _produce(sources: Sequence[Source], tile, overlap, batch_size: int, readers:
         for entry in _windows(sources, tile, overlap):
             future = pool.submit(_load, entry[1], entry[2]) if entry[2] is not None else None
             pending.append((entry, future))
-            while len(pending) > 2 * readers + batch_size:
+            while len(pending) > 2 * readers:
                 take(*pending.popleft())
             if stop.is_set():
                 raise _Stopped
@@ -424,7 +424,7 @@ def sliding_window(
     else:
         bar, own_bar = tqdm(total=total, desc=progress if isinstance(progress, str) else "tiles", unit="tile",
                             disable=not progress), True
-    batches: queue.Queue = queue.Queue(maxsize=3)
+    batches: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
     producer = threading.Thread(target=_produce, daemon=True, args=(
         sources, tile, overlap, batch_size, readers or default_readers(), predictor.device, batches, stop))

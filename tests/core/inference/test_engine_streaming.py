@@ -1,0 +1,116 @@
+"""The engine's feeding path: raw tiles from several reader threads, normalised on the device, valid masks carried
+with the tiles, bounded released blocks and channels-last 2D networks."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from segsuite.core.inference import StripMerger, TilePredictor, sliding_window
+
+
+class Scale:
+    """A normalizer: ``x / 100`` and 0 at nodata, counted."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, x, valid, out):
+        self.calls += 1
+        return out.copy_(x).div_(100).masked_fill_(~valid[:, None], 0)
+
+
+class RawArray:
+    """A uint16 image read in its own dtype with a valid mask (0 is nodata), recording the reading threads."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image, self.shape = image, image.shape[1:]
+        self.normalizer, self.threads = Scale(), set()
+
+    def load(self, window):
+        self.threads.add(threading.get_ident())
+        r, c, h, w = window
+        data = self.image[:, r : r + h, c : c + w]
+        return data, (data != 0).all(0)
+
+    def read(self, window):  # the plain Source API, unused by the engine for a RawSource
+        raise AssertionError("a RawSource is read through load()")
+
+    def skip(self, window):
+        return not self.load(window)[1].any()
+
+
+def _image() -> np.ndarray:
+    image = np.random.default_rng(0).integers(1, 1000, (2, 90, 70)).astype(np.uint16)
+    image[:, :20, :20] = 0  # a whole first window of nodata: skipped
+    image[:, 50, 33] = 0  # one nodata pixel inside computed windows
+    return image
+
+
+class Recorder(torch.nn.Module):
+    """The identity, keeping every batch it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        return x
+
+
+def _run(source, readers, **kwargs):
+    model = Recorder()
+    blocks = list(sliding_window(TilePredictor(model, "cpu", channels_last=False), [source], 2, (20, 20), (6, 6),
+                                 batch_size=3, readers=readers, **kwargs))
+    seen = model.seen
+    logits = torch.cat([b for _, _, b, _ in blocks], 1)
+    covered = torch.cat([c for _, _, _, c in blocks])
+    return logits, covered, seen, blocks
+
+
+def test_raw_tiles_from_several_threads_are_normalised_on_the_device_with_their_nodata():
+    image = _image()
+    source = RawArray(image)
+    logits, covered, seen, _ = _run(source, readers=3)
+    valid = (image != 0).all(0)
+    np.testing.assert_array_equal(covered.numpy(), valid)  # the carried masks: no second read of the file
+    np.testing.assert_allclose(logits.numpy()[:, valid], image[:, valid] / 100, rtol=1e-6)
+    assert (logits.numpy()[:, ~valid] == 0).all()
+    assert all(x.dtype == torch.float32 for x in seen) and source.normalizer.calls == len(seen)
+    assert len(source.threads) > 1 and threading.get_ident() not in source.threads
+
+
+def test_one_reader_and_several_give_the_same_result():
+    one = _run(RawArray(_image()), readers=1)
+    several = _run(RawArray(_image()), readers=4)
+    assert torch.equal(one[0], several[0]) and torch.equal(one[1], several[1])
+
+
+def test_released_blocks_stay_small_on_wide_images(monkeypatch):
+    monkeypatch.setattr(StripMerger, "BLOCK_VALUES", 2 * 70 * 5)  # 5 rows of 2 channels x 70 px
+    logits, covered, _, blocks = _run(RawArray(_image()), readers=2)
+    assert max(b.shape[1] for _, _, b, _ in blocks) == 5 and logits.shape == (2, 90, 70)
+    rows = [r for _, r, _, _ in blocks]
+    assert rows == sorted(rows) and rows[0] == 0
+
+
+def test_two_d_networks_run_channels_last_with_the_same_logits():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
+    x = torch.randn(2, 3, 24, 24)
+    with torch.inference_mode():
+        expected = net(x)
+    fast = TilePredictor(net, "cpu")
+    torch.testing.assert_close(fast(x), expected, rtol=1e-5, atol=1e-5)
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("readers", [0, -1, 1.5, True])
+def test_bad_reader_counts_are_refused(readers):
+    from segsuite.core.errors import ConfigError
+    from segsuite.core.inference import InferenceOptions
+
+    with pytest.raises(ConfigError, match="readers="):
+        InferenceOptions(readers=readers)
