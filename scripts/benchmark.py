@@ -6,12 +6,11 @@ border weighting), landcover (tiled GeoTIFF inference vs bare
 model and vs MONAI), mri_dixon (whole-volume inference vs bare model; HD95 vs MONAI), road_scene (full-resolution
 frames/s vs bare model), throughput (issue #14's table: every figure against its goal, one table; --device cuda:
 its GPU figures in bf16). Default: all. --device goes to the suites that take one (landcover, road_scene,
-throughput).
+throughput) and runs only those.
 """
 
 import argparse
 import importlib
-import inspect
 import json
 
 SUITES = {
@@ -23,6 +22,7 @@ SUITES = {
     "road_scene": "segsuite.domains.road_scene.benchmark",
     "throughput": "segsuite.scripts.throughput",
 }
+DEVICE_SUITES = ("landcover", "road_scene", "throughput")
 
 
 def main() -> None:
@@ -35,12 +35,13 @@ def main() -> None:
     unknown = sorted(set(args.names) - set(SUITES))
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {list(SUITES)}")
-    suites = {name: importlib.import_module(SUITES[name]).run for name in args.names or list(SUITES)}
-    if args.device:
-        without = [name for name, run in suites.items() if "device" not in inspect.signature(run).parameters]
+    names = args.names or list(SUITES)
+    if args.device:  # only the suites whose run() takes a device
+        without = [name for name in names if name not in DEVICE_SUITES]
         if args.names and without:
-            parser.error(f"--device is not taken by {without}; it is by landcover, road_scene, throughput")
-        suites = {name: run for name, run in suites.items() if name not in without}
+            parser.error(f"--device is not taken by {without}; it is by {', '.join(DEVICE_SUITES)}")
+        names = [name for name in names if name in DEVICE_SUITES]
+    suites = {name: importlib.import_module(SUITES[name]).run for name in names}
     results = {}
     for name, run in suites.items():
         print(f"\n=== {name} ===", flush=True)
