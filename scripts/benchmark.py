@@ -20,7 +20,7 @@ SUITES = {
     "border": "segsuite.domains.landcover.border_benchmark",
     "mri_dixon": "segsuite.domains.mri_dixon.benchmark",
     "road_scene": "segsuite.domains.road_scene.benchmark",
-    "throughput": "segsuite.scripts.throughput",
+    "throughput": "segsuite.scripts._throughput",
 }
 DEVICE_SUITES = ("landcover", "road_scene", "throughput")
 

@@ -9,7 +9,7 @@
    one warm-up batch, i.e. what the image itself costs (goal: a fraction of MONAI's).
 
 :func:`speed`, :func:`read_speed` and :func:`run_child` are the pieces ``segsuite benchmark throughput``
-(:mod:`segsuite.scripts.throughput`) measures the issue's table with.
+(:mod:`segsuite.scripts._throughput`) measures the issue's table with.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from segsuite.core.benchmark import Timing
-from segsuite.scripts import benchmark, throughput
-from segsuite.scripts.throughput import Figure, format_table, speed_figure
+from segsuite.scripts import _throughput as throughput
+from segsuite.scripts import benchmark
+from segsuite.scripts._throughput import Figure, format_table, speed_figure
 
 
 def test_speed_figure_is_the_ratio_of_medians_with_the_rounds_as_spread():

@@ -1,4 +1,5 @@
-"""The throughput table of issue #14, each figure measured as the issue defines it: ``segsuite benchmark throughput``.
+"""The throughput table of issue #14, each figure measured as the issue defines it: ``segsuite benchmark throughput``
+(a private module: every public module of scripts/ is a ``segsuite`` command).
 
 Ratios come from one run with the contenders interleaved (:func:`segsuite.core.benchmark.timeit`): the ratio of the
 medians, and as spread the min-max of the ratios of the rounds (each round ran both contenders back to back). The
