@@ -54,15 +54,19 @@ def timeit(contenders: Mapping[str, Callable[[], object]], repeats: int = 3, war
 
 
 def bare_forward(net: torch.nn.Module, batches: Sequence[torch.Tensor],
-                 device: torch.device | str) -> Callable[[], None]:
+                 device: torch.device | str, amp: bool = False) -> Callable[[], None]:
     """The baseline every predict path is compared with: the network alone on the same batches, already in memory
-    (copied to the device and the argmax brought back, as any user of the model would)."""
-    net = copy.deepcopy(net).to(device, memory_format=torch.contiguous_format).eval()  # the network as users have it
+    (copied to the device and the argmax brought back, as any user of the model would); ``amp``: under bfloat16
+    autocast, as ``TilePredictor(amp=True)`` runs it."""
+    net = copy.deepcopy(net).to(device, memory_format=torch.contiguous_format).eval()  # as users have it
+    device_type = torch.device(device).type
 
     @torch.inference_mode()
     def run() -> None:
         for batch in batches:
-            net(batch.to(device, non_blocking=True)).argmax(1).cpu()
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+                logits = net(batch.to(device, non_blocking=True))
+            logits.argmax(1).cpu()
 
     return run
 
@@ -71,6 +75,12 @@ def ratios(timings: Mapping[str, Timing], baseline: str) -> dict[str, float]:
     """Speed of each contender relative to ``baseline`` (baseline time / contender time)."""
     base = timings[baseline].median
     return {name: base / t.median for name, t in timings.items()}
+
+
+def paired_ratios(timings: Mapping[str, Timing], name: str, baseline: str) -> tuple[float, ...]:
+    """Speed of ``name`` relative to ``baseline`` in each interleaved round (baseline time / its time), whose
+    min-max is the spread of the median ratio: a round's two contenders ran next to each other, on the same load."""
+    return tuple(b / t for b, t in zip(timings[baseline].seconds, timings[name].seconds))
 
 
 def print_table(title: str, timings: Mapping[str, Timing], baseline: str, goals: Mapping[str, float] | None = None,

@@ -7,12 +7,16 @@
 2. peak memory of the pipeline and of MONAI, each in a fresh process (``--child``): the RSS high-water mark, which
    sees torch's, numpy's and GDAL's allocations; "added" is that peak minus the peak after imports, model build and
    one warm-up batch, i.e. what the image itself costs (goal: a fraction of MONAI's).
+
+:func:`speed`, :func:`read_speed` and :func:`run_child` are the pieces ``segsuite benchmark throughput``
+(:mod:`segsuite.scripts._throughput`) measures the issue's table with.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import json
 import os
@@ -24,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 import torch
 from torch import nn
 
-from segsuite.core.benchmark import bare_forward, print_table, timeit
+from segsuite.core.benchmark import Timing, bare_forward, print_table, timeit
 from segsuite.core.contracts import DataMeta, Job, ModelInfo
 from segsuite.core.inference import InferenceOptions, TilePredictor, grid_windows
 from segsuite.core.pipeline import run_predict
@@ -42,24 +47,42 @@ SIZES = {True: (1024, 1024), False: (4096, 4096)}  # quick: (height, width); ful
 GDAL_CACHE_MB = 64  # GDAL's block cache is bounded (default 5% of RAM); fixed here so runs compare
 
 
+class BandCopy(nn.Module):
+    """A no-compute model: its first input band copied to ``classes`` channels, ``(B, C, h, w) -> (B, K, h, w)``
+    (one memory copy, as a real model's output costs; no arithmetic), so that a run times everything but the net."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.classes = classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1].repeat(1, self.classes, 1, 1)
+
+
 def make_model(kind: str, in_channels: int = BANDS, classes: int = len(DEFAULT_CLASSES), seed: int = 0) -> nn.Module:
-    """``unet``: Unet/resnet18 as trained by default (realistic, CPU-affordable); ``tiny``: one 3x3 conv."""
+    """``unet``: Unet/resnet18 as trained by default (realistic, CPU-affordable); ``tiny``: one 3x3 conv;
+    ``copy``: no compute at all (:class:`BandCopy`)."""
     torch.manual_seed(seed)
     if kind == "unet":
         from segsuite.core.models import create_model
 
-        return create_model("unet", "resnet18", in_channels=in_channels, classes=classes).eval()
+        return create_model("unet", "resnet18", in_channels=in_channels, classes=classes,
+                            encoder_weights=None).eval()
     if kind == "tiny":
         return nn.Conv2d(in_channels, classes, 3, padding=1).eval()
-    raise ValueError(f"unknown benchmark model {kind!r}; use unet or tiny")
+    if kind == "copy":
+        return BandCopy(classes).eval()
+    raise ValueError(f"unknown benchmark model {kind!r}; use unet, tiny or copy")
 
 
-def bench_job(model: str, tile: tuple[int, int], overlap: tuple[int, int], batch_size: int, device: str) -> Job:
-    """A job on the synthetic uint16 reflectance rasters (a checkpoint-like meta), overwriting its output."""
+def bench_job(model: str, tile: tuple[int, int], overlap: tuple[int, int], batch_size: int, device: str,
+              amp: bool = False) -> Job:
+    """A job on the synthetic uint16 reflectance rasters (a checkpoint-like meta), overwriting its output;
+    ``amp``: bfloat16 autocast (CUDA)."""
     meta = DataMeta.from_dict({"in_channels": BANDS, "num_classes": len(DEFAULT_CLASSES), **DEFAULT_CLASSES.to_meta(),
                                "bands": list(range(1, BANDS + 1)), "image_band_count": BANDS,
                                "normalization": {"mean": [1500.0] * BANDS, "std": [1000.0] * BANDS}})
-    info = ModelInfo(TilePredictor(make_model(model), device), meta, len(DEFAULT_CLASSES), False)
+    info = ModelInfo(TilePredictor(make_model(model), device, amp), meta, len(DEFAULT_CLASSES), False)
     return Job(info, options=InferenceOptions(tuple(tile), tuple(overlap), batch_size, "gaussian"), overwrite=True)
 
 
@@ -68,13 +91,18 @@ def pipeline(job: Job, raster: Path, output: Path) -> None:
     run_predict(GeoTiffReader(), GeoTiffWriter(report=False, preview=False), job, raster, output)
 
 
-def monai(job: Job, image: torch.Tensor) -> None:
+def plain_net(job: Job) -> nn.Module:
+    """The job's network as users have it (the predictor runs its own in channels-last layout): MONAI's."""
+    return copy.deepcopy(job.model.predictor.model).to(memory_format=torch.contiguous_format).eval()
+
+
+def monai(job: Job, image: torch.Tensor, net: nn.Module | None = None) -> None:
     """MONAI's sliding window on the normalised image ``(1, C, H, W)`` in memory: logits -> class ids."""
     from monai.inferers import sliding_window_inference
 
     options = job.options
     with torch.inference_mode():
-        logits = sliding_window_inference(image, options.tile, options.batch_size, job.model.predictor.model,
+        logits = sliding_window_inference(image, options.tile, options.batch_size, net or plain_net(job),
                                           overlap=[o / t for o, t in zip(options.overlap, options.tile)],
                                           mode="gaussian", sigma_scale=0.125)
         logits[0].argmax(0).to(torch.uint8).cpu()
@@ -87,6 +115,40 @@ def read_all(job: Job, raster: Path) -> tuple[torch.Tensor, list[torch.Tensor]]:
         image = torch.from_numpy(source.read((0, 0, *source.shape)))[None].to(job.model.predictor.device)
         tiles = [source.read(w) for w in grid_windows(*source.shape, tile, overlap)]
     return image, [torch.from_numpy(np.stack(tiles[i : i + batch_size])) for i in range(0, len(tiles), batch_size)]
+
+
+def speed(job: Job, raster: Path, output: Path, repeats: int = 3, warmup: int = 1) -> tuple[dict[str, Timing], int]:
+    """Interleaved seconds of the bare model on the pipeline's tiles in memory, the pipeline (file -> file) and
+    MONAI's sliding window on the normalised image in memory; and the number of windows. ``warmup=0``: one batch
+    through the model instead of an untimed round of every contender (for scenes where a round takes minutes)."""
+    image, batches = read_all(job, raster)
+    net = plain_net(job)
+    job.model.predictor(batches[0])
+    windows = sum(len(b) for b in batches)
+    with contextlib.redirect_stderr(io.StringIO()):  # no progress bars between the tables
+        contenders = {"bare model, same tiles in memory": bare_forward(job.model.predictor.model, batches,
+                                                                        job.model.predictor.device,
+                                                                        job.model.predictor.amp),
+                      "pipeline (file -> file)": lambda: pipeline(job, raster, output),
+                      "MONAI sliding window in memory": lambda: monai(job, image, net)}
+        return timeit(contenders, repeats=repeats, warmup=warmup), windows
+
+
+def bare_reads(raster: Path, job: Job) -> None:
+    """rasterio alone: every window of the job's grid read once, all of the model's bands in the file's dtype."""
+    bands = list(job.model.meta["bands"])
+    with rasterio.open(raster) as src:
+        for w in grid_windows(src.height, src.width, job.options.tile, job.options.overlap):
+            src.read(bands, window=rasterio.windows.Window(w.col, w.row, w.width, w.height))
+
+
+def read_speed(job: Job, raster: Path, output: Path, repeats: int = 3) -> dict[str, Timing]:
+    """Interleaved seconds of bare rasterio reads of the job's windows and of the whole pipeline (file -> file) with
+    ``job``'s model (meant for a no-compute one: ``make_model("copy")``), in one process, so one GDAL block cache."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        return timeit({"bare rasterio reads, same windows": lambda: bare_reads(raster, job),
+                       "pipeline (file -> file), no-compute model": lambda: pipeline(job, raster, output)},
+                      repeats=repeats)
 
 
 def _peak_mb() -> float:
@@ -135,21 +197,16 @@ def run(quick: bool = False, model: str = "unet", tile: tuple[int, int] = (256, 
         raster, output = Path(tmp) / "scene.tif", Path(tmp) / "pred.tif"
         make_large_raster(raster, height, width, bands=BANDS)
         job = bench_job(model, tile, overlap, batch_size, device)
-        image, batches = read_all(job, raster)
-        with contextlib.redirect_stderr(io.StringIO()):  # no progress bars between the tables
-            contenders = {"bare model, same tiles in memory": bare_forward(job.model.predictor.model, batches, device),
-                          "pipeline (file -> file)": lambda: pipeline(job, raster, output),
-                          "MONAI sliding window in memory": lambda: monai(job, image)}
-            timings = timeit(contenders, repeats=3)
+        timings, windows = speed(job, raster, output)
         ours = run_child("pipeline", raster=str(raster), output=str(Path(tmp) / "child.tif"), **common)
         theirs = run_child("monai", raster=str(raster), **common)
     mpx = height * width / 1e6
     title = (f"land-cover tiled inference: {height}x{width} px, {BANDS} bands uint16, {model}, tile {list(tile)}, "
-             f"overlap {list(overlap)}, batch {batch_size}, {len(batches)} batches, {device} "
+             f"overlap {list(overlap)}, batch {batch_size}, {windows} windows, {device} "
              f"({torch.get_num_threads()} CPU threads, load average {os.getloadavg()[0]:.1f})")
-    speed = print_table(title, timings, "bare model, same tiles in memory", {"pipeline (file -> file)": 0.9},
-                        unit="Mpx/s", work=mpx)
-    bare, ours_s, monai_s = (speed[name] for name in timings)
+    relative = print_table(title, timings, "bare model, same tiles in memory", {"pipeline (file -> file)": 0.9},
+                           unit="Mpx/s", work=mpx)
+    bare, ours_s, monai_s = (relative[name] for name in timings)
     added = (ours["peak_mb"] - ours["base_mb"], theirs["peak_mb"] - theirs["base_mb"])
     out = {"raster": [height, width], "model": model, "tile": list(tile), "overlap": list(overlap),
            "batch_size": batch_size, "device": device,
@@ -171,7 +228,7 @@ def _main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1024 x 1024 raster instead of 4096 x 4096")
-    parser.add_argument("--model", default="unet", choices=["unet", "tiny"])
+    parser.add_argument("--model", default="unet", choices=["unet", "tiny", "copy"])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="raster size")
     parser.add_argument("--tile", type=int, nargs=2, default=[256, 256])

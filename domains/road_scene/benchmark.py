@@ -5,11 +5,14 @@ network: Unet/resnet18 with 19 classes and random weights (speed does not depend
 ``decode only`` (the reader's decoding, no network), ``bare forward`` (the network on the same frames, already
 decoded in memory; the baseline), ``core engine, in memory`` (``sliding_window`` over those frames), ``predict
 path`` (reader -> engine -> full-frame classes, no files) and ``run_predict to files`` (the whole pipeline writing
-label, colour and overlay PNGs). Goal: ``predict path`` >= 0.9 x ``bare forward``.
+label, colour and overlay PNGs). Goal: ``predict path`` >= 0.9 x ``bare forward``. :func:`throughput` times the
+last against the bare forward alone, for ``segsuite benchmark throughput``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 import tempfile
 from itertools import count
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from segsuite.core.benchmark import bare_forward, print_table, timeit
+from segsuite.core.benchmark import Timing, bare_forward, print_table, timeit
 from segsuite.core.contracts import DataMeta, Job, ModelInfo
 from segsuite.core.inference import ArraySource, InferenceOptions, TilePredictor, sliding_window
 from segsuite.core.models import create_model
@@ -54,23 +57,50 @@ def _read_all(reader: ImageReader, job: Job, root: Path, predict: bool) -> None:
                 prediction.classes  # noqa: B018 (already on the host)
 
 
+def _setup(root: Path, size: tuple[int, int], n: int, distinct: int, batch_size: int, device: str | None,
+           amp: bool) -> tuple[torch.nn.Module, Job, list[torch.Tensor], np.ndarray]:
+    """Frames under ``root/frames``, the network, its job (whole frames, one window each), the decoded frames
+    ``(N, 3, H, W)`` and their batches."""
+    paths, meta = _frames(root, size, n, distinct)
+    net = create_model("Unet", encoder_name="resnet18", encoder_weights=None, in_channels=3, classes=19).eval()
+    predictor = TilePredictor(net, device=device, amp=amp)
+    model = ModelInfo(predictor, DataMeta.from_dict(meta), 19, False, "random weights", "road_scene")
+    job = Job(model, options=InferenceOptions(tile=size, overlap=(0, 0), batch_size=batch_size))
+    host = np.stack([load_frame(p, meta).input for p in paths])  # (N, 3, H, W)
+    return net, job, list(torch.from_numpy(host).split(batch_size)), host
+
+
+def throughput(size: tuple[int, int] = (1024, 2048), n: int = 4, distinct: int = 4, repeats: int = 3,
+               device: str | None = None, amp: bool = False, batch_size: int = 2,
+               workers: int | None = None) -> tuple[dict[str, Timing], str]:
+    """Interleaved seconds of the bare forward on ``n`` decoded frames of ``size`` (H, W) and of ``run_predict`` on
+    the same frames from disk with the default writer (label, colour and overlay PNGs); and the device used."""
+    tmp = Path(tempfile.mkdtemp(prefix="road_bench_"))
+    try:
+        net, job, batches, _ = _setup(tmp, size, n, distinct, batch_size, device, amp)
+        predictor, runs = job.model.predictor, count()
+        contenders = {
+            "bare forward": bare_forward(net, batches, predictor.device, amp),
+            "run_predict to files": lambda: run_predict(ImageReader(workers=workers), SceneWriter(), job,
+                                                        tmp / "frames", tmp / f"out{next(runs)}"),
+        }
+        with contextlib.redirect_stderr(io.StringIO()):  # no progress bars between the tables
+            return timeit(contenders, repeats=repeats), str(predictor.device)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run(quick: bool = False, device: str | None = None, amp: bool = False, batch_size: int = 2,
         workers: int | None = None) -> dict[str, Any]:
     """Time every contender (interleaved repeats) and print frames/s with the ratio to the bare forward."""
     size, n, distinct, repeats = ((256, 512), 4, 2, 2) if quick else ((1024, 2048), 48, 4, 3)
     tmp = Path(tempfile.mkdtemp(prefix="road_bench_"))
     try:
-        paths, meta = _frames(tmp, size, n, distinct)
-        net = create_model("Unet", encoder_name="resnet18", encoder_weights=None, in_channels=3, classes=19).eval()
-        predictor = TilePredictor(net, device=device, amp=amp)
-        model = ModelInfo(predictor, DataMeta.from_dict(meta), 19, False, "random weights", "road_scene")
-        job = Job(model, options=InferenceOptions(tile=size, overlap=(0, 0), batch_size=batch_size))
-        host = np.stack([load_frame(p, meta).input for p in paths])  # (N, 3, H, W)
-        batches = list(torch.from_numpy(host).split(batch_size))
-        runs = count()
+        net, job, batches, host = _setup(tmp, size, n, distinct, batch_size, device, amp)
+        predictor, runs = job.model.predictor, count()
         contenders = {
             "decode only (host)": lambda: _read_all(ImageReader(workers=workers), job, tmp / "frames", False),
-            "bare forward": bare_forward(net, batches, predictor.device),
+            "bare forward": bare_forward(net, batches, predictor.device, amp),
             "core engine, in memory": lambda: [logits.argmax(0).cpu() for _, _, logits, _ in sliding_window(
                 predictor, [ArraySource(f) for f in host], 19, size, (0, 0), batch_size)],
             "predict path": lambda: _read_all(ImageReader(workers=workers), job, tmp / "frames", True),

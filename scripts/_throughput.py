@@ -1,0 +1,252 @@
+"""The throughput table of issue #14, each figure measured as the issue defines it: ``segsuite benchmark throughput``
+(a private module: every public module of scripts/ is a ``segsuite`` command).
+
+Ratios come from one run with the contenders interleaved (:func:`segsuite.core.benchmark.timeit`): the ratio of the
+medians, and as spread the min-max of the ratios of the rounds (each round ran both contenders back to back). The
+product's default tiling (tile 512, overlap 64, batch 8, Gaussian blending) and Unet/resnet18 with random weights
+(``encoder_weights=None``) throughout. Figures:
+
+1. land cover ``run_predict`` (GeoTIFF file -> class raster file) vs the bare forward over the same windows of a
+   4096^2 scene, already in memory (81 windows);
+2. the same ``run_predict`` vs MONAI ``sliding_window_inference`` (image read and normalised into memory first, same
+   tile, overlap and Gaussian);
+3. memory added over the loaded model (RSS high-water mark in a fresh child process minus that after imports, model
+   and one warm-up batch: :func:`segsuite.domains.landcover.benchmark.run_child`) at 8192^2, ours / MONAI's;
+4. memory added, ours, at 8192^2 vs a raster 2048 rows high and as wide (height alone grows: the issue's "should not
+   grow with height"), and 4b. vs 2048^2 (width grows as well, so the strip buffers do);
+5. the whole pipeline with a no-compute model (:class:`~segsuite.domains.landcover.benchmark.BandCopy`: its first
+   band copied to the K class channels) vs bare rasterio reads of the same windows of the same file, in one process
+   (one GDAL block cache), in Mpx/s;
+6. MRI 256x256x64 predict path vs the bare forward over the same slices
+   (:func:`segsuite.domains.mri_dixon.benchmark.throughput`);
+7. road 1024x2048 frames, ``run_predict`` writing label, colour and overlay PNGs vs the bare forward on the decoded
+   frames (:func:`segsuite.domains.road_scene.benchmark.throughput`).
+
+``--device cuda``: figures 1, 6 and 7 on the GPU, bf16 autocast for land cover and road (goal >= 0.8); without a GPU
+it says so. ``--quick``: small sizes and one repeat, a smoke test whose numbers are not the issue's figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from segsuite.core.benchmark import Timing, paired_ratios, print_table
+
+TILE, OVERLAP, BATCH = (512, 512), (64, 64), 8  # the product's default (conf/domain/landcover.yaml inference)
+GPU_GOAL = 0.8
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What one run measures: square land-cover scenes (side in px), the MRI volume, road frames (H, W)."""
+
+    scene: int
+    memory_big: int
+    memory_small: int
+    mri: tuple[int, int, int]
+    road: tuple[int, int]
+    road_frames: int
+    repeats: int
+
+
+FULL = Sizes(4096, 8192, 2048, (256, 256, 64), (1024, 2048), 4, 3)
+QUICK = Sizes(1024, 1024, 512, (64, 64, 24), (256, 512), 2, 1)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row of the table: our value against its goal (a floor for speed ratios, a ceiling for memory)."""
+
+    name: str
+    value: float
+    goal: float
+    at_most: bool = False
+    spread: tuple[float, float] | None = None
+    note: str = ""
+
+    @property
+    def met(self) -> bool:
+        return self.value <= self.goal if self.at_most else self.value >= self.goal
+
+
+def speed_figure(name: str, timings: dict[str, Timing], contender: str, baseline: str, goal: float,
+                 note: str = "") -> Figure:
+    """``contender``'s speed relative to ``baseline``: ratio of the medians, spread over the rounds."""
+    rounds = paired_ratios(timings, contender, baseline)
+    return Figure(name, timings[baseline].median / timings[contender].median, goal, False,
+                  (min(rounds), max(rounds)), note)
+
+
+def format_row(figure: Figure, width: int) -> str:
+    """One line of the table: figure | ours | spread | goal | met? | note."""
+    spread = f"{figure.spread[0]:.3f}-{figure.spread[1]:.3f}" if figure.spread else "-"
+    goal = f"{'<=' if figure.at_most else '>='} {figure.goal:g}"
+    return (f"{figure.name:<{width}}  {figure.value:7.3f}  {spread:>13}  {goal:>7}  {'yes' if figure.met else 'NO':<4}"
+            f"  {figure.note}").rstrip()
+
+
+def format_table(figures: list[Figure]) -> str:
+    """The header and one line per figure."""
+    width = max([len(f.name) for f in figures] + [6])
+    header = f"{'figure':<{width}}  {'ours':>7}  {'spread':>13}  {'goal':>7}  met?  note"
+    return "\n".join([header] + [format_row(f, width) for f in figures])
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("inf")
+
+
+def torch_threads() -> int:
+    """Give torch every core unless OMP_NUM_THREADS says otherwise; the count it then uses."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    return torch.get_num_threads()
+
+
+def make_scene(sizes: Sizes, tmp: Path) -> Path:
+    """The land-cover scene of figures 1, 2 and 5 (uint16, deflate, 512 px blocks)."""
+    from segsuite.domains.landcover.benchmark import BANDS
+    from segsuite.domains.landcover.synthetic import make_large_raster
+
+    return make_large_raster(tmp / "scene.tif", sizes.scene, sizes.scene, bands=BANDS)
+
+
+def landcover_speed(sizes: Sizes, raster: Path, tmp: Path, device: str, amp: bool) -> tuple[dict[str, Timing], int]:
+    """Figures 1-2: the timings of :func:`segsuite.domains.landcover.benchmark.speed` (full runs: warmed up by one
+    batch, not a whole untimed round of minutes)."""
+    from segsuite.domains.landcover.benchmark import bench_job, speed
+
+    job = bench_job("unet", TILE, OVERLAP, BATCH, device, amp)
+    timings, windows = speed(job, raster, tmp / "pred.tif", sizes.repeats, warmup=int(sizes.scene < 2048))
+    print_table(f"land cover {sizes.scene}^2, {windows} windows, {device}{' bf16' if amp else ''}", timings,
+                "bare model, same tiles in memory", unit="Mpx/s", work=sizes.scene**2 / 1e6)
+    return timings, windows
+
+
+def landcover_figures(sizes: Sizes, raster: Path, tmp: Path) -> list[Figure]:
+    """Figures 1 and 2 on the CPU."""
+    timings, windows = landcover_speed(sizes, raster, tmp, "cpu", False)
+    name = f"{sizes.scene}^2 scene, {windows} windows"
+    return [speed_figure(f"1. land cover run_predict vs bare forward ({name})", timings, "pipeline (file -> file)",
+                         "bare model, same tiles in memory", 0.97),
+            speed_figure("2. land cover run_predict vs MONAI sliding window (in memory)", timings,
+                         "pipeline (file -> file)", "MONAI sliding window in memory", 1.1)]
+
+
+def memory_figures(sizes: Sizes, tmp: Path, threads: int) -> list[Figure]:
+    """Figures 3, 4 and 4b: memory added over the loaded model, each run in a fresh child process."""
+    from segsuite.domains.landcover.benchmark import BANDS, run_child
+    from segsuite.domains.landcover.synthetic import make_large_raster
+
+    common = dict(model="unet", tile=list(TILE), overlap=list(OVERLAP), batch_size=BATCH, device="cpu",
+                  threads=threads)
+
+    def added(height: int, width: int, kinds: tuple[str, ...] = ("pipeline",)) -> list[float]:
+        raster = make_large_raster(tmp / f"mem_{height}x{width}.tif", height, width, bands=BANDS)
+        peaks = [run_child(kind, raster=str(raster), output=str(tmp / f"mem_{kind}.tif"), **common) for kind in kinds]
+        raster.unlink()
+        return [p["peak_mb"] - p["base_mb"] for p in peaks]
+
+    big, small = sizes.memory_big, sizes.memory_small
+    ours, theirs = added(big, big, ("pipeline", "monai"))
+    (rows,), (square,) = added(small, big), added(small, small)
+    return [Figure(f"3. memory added at {big}^2, ours / MONAI's", _ratio(ours, theirs), 0.1, True,
+                   note=f"{ours:.0f} / {theirs:.0f} MiB, one child run each"),
+            Figure(f"4. memory added, ours, {big}^2 / {small}x{big} (height only)", _ratio(ours, rows), 1.2, True,
+                   note=f"{ours:.0f} / {rows:.0f} MiB"),
+            Figure(f"4b. memory added, ours, {big}^2 / {small}^2 (width grows too)", _ratio(ours, square), 1.2, True,
+                   note=f"{ours:.0f} / {square:.0f} MiB")]
+
+
+def no_compute_figure(sizes: Sizes, raster: Path, tmp: Path) -> Figure:
+    """Figure 5: the pipeline with :class:`BandCopy` vs bare rasterio reads of the same windows, in Mpx/s."""
+    from segsuite.domains.landcover.benchmark import bench_job, read_speed
+
+    timings = read_speed(bench_job("copy", TILE, OVERLAP, BATCH, "cpu"), raster, tmp / "copy.tif", sizes.repeats)
+    reads, ours = timings.values()
+    mpx = sizes.scene**2 / 1e6
+    print_table(f"land cover {sizes.scene}^2, no-compute model vs reads", timings,
+                "bare rasterio reads, same windows", unit="Mpx/s", work=mpx)
+    return speed_figure("5. pipeline, no-compute model, vs bare rasterio reads", timings, ours.name, reads.name,
+                        0.5, note=f"{mpx / ours.median:.1f} vs {mpx / reads.median:.1f} Mpx/s")
+
+
+def mri_figure(sizes: Sizes, goal: float = 0.95, label: str = "6.") -> Figure:
+    """Figure 6 from :func:`segsuite.domains.mri_dixon.benchmark.throughput` (medians only: no spread; it runs on
+    TilePredictor's default device, CUDA when present, in float32)."""
+    from segsuite.domains.mri_dixon.benchmark import throughput
+
+    with contextlib.redirect_stderr(io.StringIO()):  # its progress bars
+        result = throughput(sizes.mri, batch_size=16, repeats=sizes.repeats)
+    shape = "x".join(map(str, sizes.mri))
+    return Figure(f"{label} MRI {shape} predict path vs bare forward ({result['slices']} slices)", result["ratio"],
+                  goal, note=f"medians only; end to end (NIfTI read + write) {result['end_to_end_ratio']:.3f}")
+
+
+def road_figure(sizes: Sizes, device: str, amp: bool, goal: float = 0.95, label: str = "7.") -> Figure:
+    """Figure 7: ``run_predict`` with label, colour and overlay outputs vs the bare forward."""
+    from segsuite.domains.road_scene.benchmark import throughput
+
+    timings, used = throughput(sizes.road, n=sizes.road_frames, distinct=sizes.road_frames, repeats=sizes.repeats,
+                               device=device, amp=amp)
+    print_table(f"road {sizes.road_frames} frames {sizes.road[0]}x{sizes.road[1]}, {used}{' bf16' if amp else ''}",
+                timings, "bare forward", unit="frames/s", work=sizes.road_frames)
+    return speed_figure(f"{label} road {sizes.road[0]}x{sizes.road[1]} run_predict (label, colour, overlay) vs bare",
+                        timings, "run_predict to files", "bare forward", goal, note=f"{sizes.road_frames} frames")
+
+
+def _done(figures: list[Figure], *new: Figure) -> None:
+    """Keep and print each figure as soon as it is measured (a long run interrupted still shows what it got)."""
+    for figure in new:
+        figures.append(figure)
+        print(f"\n-> {format_row(figure, len(figure.name))}  (load average {os.getloadavg()[0]:.2f})", flush=True)
+
+
+def cpu_figures(sizes: Sizes, threads: int) -> list[Figure]:
+    """The issue's table on the CPU, the quicker figures first; returned in the issue's order."""
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="throughput_") as name:
+        tmp = Path(name)
+        raster = make_scene(sizes, tmp)
+        _done(figures, no_compute_figure(sizes, raster, tmp))
+        _done(figures, mri_figure(sizes))
+        _done(figures, road_figure(sizes, "cpu", False))
+        _done(figures, *landcover_figures(sizes, raster, tmp))
+        raster.unlink()
+        _done(figures, *memory_figures(sizes, tmp, threads))
+    return sorted(figures, key=lambda f: f.name)
+
+
+def gpu_figures(sizes: Sizes) -> list[Figure]:
+    """Land cover and road with bf16 autocast on the GPU, MRI in float32 (its ``throughput`` has no amp option)."""
+    with tempfile.TemporaryDirectory(prefix="throughput_") as name:
+        timings, windows = landcover_speed(sizes, make_scene(sizes, Path(name)), Path(name), "cuda", True)
+    return [speed_figure(f"G1. land cover run_predict vs bare forward, bf16 ({windows} windows)", timings,
+                         "pipeline (file -> file)", "bare model, same tiles in memory", GPU_GOAL),
+            mri_figure(sizes, GPU_GOAL, "G6. (float32)"),
+            road_figure(sizes, "cuda", True, GPU_GOAL, "G7. (bf16)")]
+
+
+def run(quick: bool = False, device: str = "cpu") -> dict[str, Any]:
+    """Measure the table (on ``device``: cpu, or cuda for the GPU figures), print it and return it."""
+    sizes = QUICK if quick else FULL
+    threads = torch_threads()
+    print(f"torch threads {threads} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+          f"{os.cpu_count()} CPUs), load average {os.getloadavg()[0]:.2f} at the start", flush=True)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print("no GPU here: the bf16 ratios were not measured")
+        return {"device": device, "figures": []}
+    figures = gpu_figures(sizes) if device.startswith("cuda") else cpu_figures(sizes, threads)
+    load = os.getloadavg()
+    title = "QUICK SMOKE TEST: small sizes, 1 repeat; NOT the issue's figures" if quick else "issue #14 figures"
+    print(f"\n{title} ({device}, {threads} torch threads, load average 1/5/15 min at the end "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f})\n{format_table(figures)}")
+    return {"device": device, "quick": quick, "threads": threads, "load_average": list(load),
+            "figures": [{**asdict(f), "met": f.met} for f in figures]}
