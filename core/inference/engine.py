@@ -293,10 +293,12 @@ class _Batch:
         np.stack(arrays, out=host.numpy())
         return host
 
-    def ready(self, buffers: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def ready(self, buffers: dict, layout: torch.memory_format = torch.contiguous_format
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(model-ready float32 batch, valid masks (B, h, w) or None)``, safe to use on the current stream. The
         normalised batch goes into ``buffers`` (one float32 tensor per shape, reused: the next batch is normalised only
-        after this one's forward pass was issued, in the same stream)."""
+        after this one's forward pass was issued, in the same stream), in ``layout`` for 2D batches: normalising
+        into the predictor's channels-last layout costs nothing more than the copy it makes anyway."""
         if self.event is not None:
             current = torch.cuda.current_stream(self.tensors[0].device)
             current.wait_event(self.event)
@@ -306,7 +308,8 @@ class _Batch:
         if self.normalizer is not None:
             key = (tuple(x.shape), x.device)
             if key not in buffers:
-                buffers[key] = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+                buffers[key] = torch.empty(x.shape, dtype=torch.float32, device=x.device,
+                                           memory_format=layout if x.dim() == 4 else torch.contiguous_format)
             x = self.normalizer(x, valid, buffers[key])
         return x.float(), valid
 
@@ -431,6 +434,7 @@ def sliding_window(
     producer.start()
     mergers: dict[int, Merger] = {}
     buffers: dict = {}
+    layout = torch.channels_last if getattr(predictor, "channels_last", False) else torch.contiguous_format
     weights: dict[tuple[int, int], torch.Tensor] = {}
     device = predictor.device
     try:
@@ -440,7 +444,7 @@ def sliding_window(
             items, tiles = batch
             logits, valid = iter(()), None
             if tiles is not None:
-                x, valid = tiles.ready(buffers)
+                x, valid = tiles.ready(buffers, layout)
                 logits = iter(predictor(x))
                 valid = iter(_partly_valid(valid)) if valid is not None else None
             for index, source, window, computed in items:

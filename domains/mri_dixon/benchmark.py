@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,15 +37,17 @@ from .resample import probabilities_back
 from .writer import DixonWriter
 
 
-def throughput(shape: tuple[int, int, int], batch_size: int, repeats: int) -> dict[str, float]:
-    """Seconds of the predict path, of the bare model on the same slices and of end-to-end predict (one case)."""
+def throughput(shape: tuple[int, int, int], batch_size: int, repeats: int, device: str | None = None,
+               amp: bool = False) -> dict[str, Any]:
+    """Seconds of the predict path, of the bare model on the same slices and of end-to-end predict (one case), on
+    ``device`` (default: CUDA when there is one), in bfloat16 with ``amp``; ``timings`` holds every contender's."""
     with tempfile.TemporaryDirectory() as tmp:
         root = make_dataset(Path(tmp) / "phantom", n_cases=2, shape=shape, seed=0)
         meta = build_datasets(str(root), patch_size=list(shape[:2]), val_cases=["phantom_001"])["train"].meta
         torch.manual_seed(0)
         net = create_model("Unet", encoder_name="resnet18", encoder_weights=None, in_channels=meta["in_channels"],
                            classes=meta["num_classes"])
-        predictor = TilePredictor(net)
+        predictor = TilePredictor(net, device=device, amp=amp)
         model = ModelInfo(predictor, DataMeta.from_dict(meta), meta["num_classes"], False)
         job = Job(model, options=InferenceOptions(tile=None, overlap=(0, 0), batch_size=batch_size), overwrite=True)
         reader, case = DixonReader(), str(root / "imagesTr" / "phantom_000_000?.nii.gz")
@@ -53,7 +56,7 @@ def throughput(shape: tuple[int, int, int], batch_size: int, repeats: int) -> di
         slices = np.stack([s.read(Window(0, 0, *s.shape)) for s in opened.sources])  # (N, C, H', W')
         batches = [torch.from_numpy(slices[i : i + batch_size]) for i in range(0, len(slices), batch_size)]
         contenders = {
-            "bare model (same slices, in memory)": bare_forward(net, batches, predictor.device),
+            "bare model (same slices, in memory)": bare_forward(net, batches, predictor.device, amp),
             "predict path (slices -> label volume)": lambda: next(predict_item(opened, job)).classes,
             "predict end to end (read, write NIfTI)":
                 lambda: run_predict(reader, DixonWriter(), job, case, Path(tmp) / "out.nii.gz"),
@@ -64,7 +67,7 @@ def throughput(shape: tuple[int, int, int], batch_size: int, repeats: int) -> di
     names = list(contenders)
     speed = print_table(title, timings, names[0], goals={names[1]: 0.9}, unit="slices/s", work=len(slices))
     return {"slices": len(slices), "ratio": speed[names[1]], "end_to_end_ratio": speed[names[2]],
-            **{f"{name} s": t.median for name, t in timings.items()}}
+            **{f"{name} s": t.median for name, t in timings.items()}, "timings": timings}
 
 
 def _volume_job(root: Path, patch: list[int], batch_size: int) -> tuple[Job, torch.nn.Module, dict]:
