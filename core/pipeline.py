@@ -94,7 +94,7 @@ class _SinkThread:
     launches its next batch while the last block is split (argmax), restored and written. An error there stops the
     item at the next hand-over; the thread drains the queue so the engine never blocks on it."""
 
-    def __init__(self, sinks: Sequence[Sink], depth: int = 2) -> None:
+    def __init__(self, sinks: Sequence[Sink], depth: int = 1) -> None:
         self.sinks, self.error = sinks, None
         self.tasks: queue.Queue = queue.Queue(maxsize=depth)
         self.thread = threading.Thread(target=self._run, name="segsuite-write", daemon=True)

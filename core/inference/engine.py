@@ -5,8 +5,8 @@ tile carries its valid mask: nodata pixels get no weight, so the blended block s
 without reading the file again.
 
 Memory, besides the model and GDAL's block cache, does not grow with the image height (README, "Prediction
-streams"): the merger's ``(K + 1) x tile_h x W`` float32 strip, up to 4 released blocks of at most 16 MiB, about
-``2 x readers + 5 x batch_size`` tiles in the file's dtype and one normalised float32 batch.
+streams"): the merger's ``(K + 1) x tile_h x W`` float32 strip, up to 3 released blocks of at most 8 MiB, about
+``2 x readers + 4 x batch_size`` tiles in the file's dtype and one normalised float32 batch.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ class StripMerger:
     would be fresh pages (a page fault per 4 KiB) at every allocation, costing more than the blending itself.
     """
 
-    BLOCK_VALUES = 4 << 20  # 16 MiB of float32
+    BLOCK_VALUES = 2 << 20  # 8 MiB of float32
 
     def __init__(self, height: int, width: int, channels: int, buffer_rows: int, device: torch.device) -> None:
         self.height, self.width, self.rows = height, width, buffer_rows
@@ -427,7 +427,7 @@ def sliding_window(
     else:
         bar, own_bar = tqdm(total=total, desc=progress if isinstance(progress, str) else "tiles", unit="tile",
                             disable=not progress), True
-    batches: queue.Queue = queue.Queue(maxsize=2)
+    batches: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
     producer = threading.Thread(target=_produce, daemon=True, args=(
         sources, tile, overlap, batch_size, readers or default_readers(), predictor.device, batches, stop))
