@@ -51,8 +51,8 @@ class RawSource(Source, Protocol):
 
     ``load`` runs in one of several reader threads at once (a file-backed source keeps one handle per thread);
     ``normalizer(x, valid, out)`` makes a whole batch model-ready on the model's device: ``x`` ``(B, C, h, w)`` in the
-    file's dtype, ``valid`` ``(B, h, w)``, written into ``out`` (float32, x's shape, reused from batch to batch) and
-    returned. Tiles with equal normalizers share batches.
+    file's dtype, ``valid`` ``(B, h, w)`` (None when every pixel is valid), written into ``out`` (float32, x's shape,
+    reused from batch to batch) and returned. Tiles with equal normalizers share batches.
     """
 
     normalizer: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -294,8 +294,9 @@ class _Batch:
         return host
 
     def ready(self, buffers: dict, layout: torch.memory_format = torch.contiguous_format
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(model-ready float32 batch, valid masks (B, h, w) or None)``, safe to use on the current stream. The
+              ) -> tuple[torch.Tensor, list[torch.Tensor | None] | None]:
+        """``(model-ready float32 batch, each tile's valid mask (None: all valid, :func:`_partly_valid`) or None for
+        sources without masks)``, safe to use on the current stream. The
         normalised batch goes into ``buffers`` (one float32 tensor per shape, reused: the next batch is normalised only
         after this one's forward pass was issued, in the same stream), in ``layout`` for 2D batches: normalising
         into the predictor's channels-last layout costs nothing more than the copy it makes anyway."""
@@ -305,13 +306,16 @@ class _Batch:
             for t in self.tensors:
                 t.record_stream(current)
         x, valid = self.tensors[0], (self.tensors[1] if len(self.tensors) > 1 else None)
+        masks = _partly_valid(valid) if valid is not None else None
+        if masks is not None and all(m is None for m in masks):
+            valid = None  # the normalizer need not fill nodata
         if self.normalizer is not None:
             key = (tuple(x.shape), x.device)
             if key not in buffers:
                 buffers[key] = torch.empty(x.shape, dtype=torch.float32, device=x.device,
                                            memory_format=layout if x.dim() == 4 else torch.contiguous_format)
             x = self.normalizer(x, valid, buffers[key])
-        return x.float(), valid
+        return x.float(), masks
 
 
 def _windows(sources: Sequence[Source], tile, overlap) -> Iterator[tuple[int, Source, Window | None]]:
@@ -444,9 +448,9 @@ def sliding_window(
             items, tiles = batch
             logits, valid = iter(()), None
             if tiles is not None:
-                x, valid = tiles.ready(buffers, layout)
+                x, masks = tiles.ready(buffers, layout)
                 logits = iter(predictor(x))
-                valid = iter(_partly_valid(valid)) if valid is not None else None
+                valid = iter(masks) if masks is not None else None
             for index, source, window, computed in items:
                 if window is None:
                     if index in mergers:

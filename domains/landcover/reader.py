@@ -46,17 +46,28 @@ class BandNormalizer:
         norm = meta["normalization"]
         return cls(tuple(float(m) for m in norm["mean"]), tuple(float(s) for s in norm["std"]))
 
-    def __call__(self, x: torch.Tensor, valid: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` ``(B, C, h, w)`` in the file's dtype, ``valid`` ``(B, h, w)`` -> float32 ``(B, C, h, w)`` (into
-        ``out`` when given)."""
+    def __call__(self, x: torch.Tensor, valid: torch.Tensor | None, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` ``(B, C, h, w)`` in the file's dtype, ``valid`` ``(B, h, w)`` (None: all valid) -> float32
+        ``(B, C, h, w)`` (into ``out`` when given)."""
         mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor([s if s > 0 else 1.0 for s in self.std], dtype=torch.float32, device=x.device)
         out = torch.empty(x.shape, dtype=torch.float32, device=x.device) if out is None else out
         out.copy_(x)  # a copy, then in place: torch's out-of-place uint16 -> float arithmetic is several times slower
         out.sub_(mean).div_(std.view(1, -1, 1, 1))
-        if x.device.type != "cpu" or not valid.all():  # on a GPU, asking would wait for the device
+        if valid is not None:
             out.masked_fill_(~valid[:, None], 0.0)
         return out
+
+
+def _read_normalised(source: Any, window: Sequence[int]) -> np.ndarray:
+    """A raw source's window as the model sees it: normalised float32 ``(C, h, w)``, 0 at nodata (as on the device)."""
+    data, valid = source.load(window)
+    return source.normalizer(torch.from_numpy(data)[None], torch.from_numpy(valid)[None])[0].numpy()
+
+
+def _all_nodata(source: Any, window: Sequence[int]) -> bool:
+    """True when the window holds only nodata."""
+    return not source.load(window)[1].any()
 
 
 class RasterSource:
@@ -108,14 +119,8 @@ class RasterSource:
         """``(data (C, h, w) in the file's dtype, valid (h, w))`` for ``(row, col, height, width)``."""
         return read_tile(self._handle(), self._window(window), self.bands, self.alpha)
 
-    def read(self, window: Sequence[int]) -> np.ndarray:
-        """Normalised float32 ``(C, h, w)``; 0 at nodata (what the model sees, computed as on the device)."""
-        data, valid = self.load(window)
-        return self.normalizer(torch.from_numpy(data)[None], torch.from_numpy(valid)[None])[0].numpy()
-
-    def skip(self, window: Sequence[int]) -> bool:
-        """True when the window holds only nodata."""
-        return not self.load(window)[1].any()
+    read = _read_normalised
+    skip = _all_nodata
 
     def any_valid(self) -> bool:
         """Whether the region holds a valid pixel; reads block-aligned chunks up to the first valid one."""
@@ -169,12 +174,8 @@ class ArraySource:
         return self.image[:, row : row + height, col : col + width], self.valid_mask[row : row + height,
                                                                                      col : col + width]
 
-    def read(self, window: Sequence[int]) -> np.ndarray:
-        data, valid = self.load(window)
-        return self.normalizer(torch.from_numpy(data)[None], torch.from_numpy(valid)[None])[0].numpy()
-
-    def skip(self, window: Sequence[int]) -> bool:
-        return not self.load(window)[1].any()
+    read = _read_normalised
+    skip = _all_nodata
 
     def close(self) -> None:
         pass

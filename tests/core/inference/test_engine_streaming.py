@@ -14,11 +14,13 @@ class Scale:
     """A normalizer: ``x / 100`` and 0 at nodata, counted."""
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.calls, self.masks = 0, []
 
     def __call__(self, x, valid, out):
         self.calls += 1
-        return out.copy_(x).div_(100).masked_fill_(~valid[:, None], 0)
+        self.masks.append(valid)
+        out.copy_(x).div_(100)
+        return out if valid is None else out.masked_fill_(~valid[:, None], 0)  # None: the batch is all valid
 
 
 class RawArray:
@@ -80,6 +82,12 @@ def test_raw_tiles_from_several_threads_are_normalised_on_the_device_with_their_
     assert (logits.numpy()[:, ~valid] == 0).all()
     assert all(x.dtype == torch.float32 for x in seen) and source.normalizer.calls == len(seen)
     assert len(source.threads) > 1 and threading.get_ident() not in source.threads
+
+
+def test_all_valid_batches_reach_the_normalizer_without_a_mask():
+    source = RawArray(np.random.default_rng(2).integers(1, 1000, (2, 40, 40)).astype(np.uint16))  # no nodata
+    _run(source, readers=2)
+    assert source.normalizer.masks and all(m is None for m in source.normalizer.masks)
 
 
 def test_one_reader_and_several_give_the_same_result():
