@@ -16,6 +16,7 @@ from rasterio.windows import Window
 
 from segsuite.core.contracts import Item, Job, Prediction
 from segsuite.core.errors import DataError
+from segsuite.core.io import input_files
 from segsuite.domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets
 from segsuite.domains.landcover.io import (
     as_location,
@@ -247,15 +248,8 @@ class GeoTiffReader:
                 raise DataError(f"{location}: the URL names no file (remote folders cannot be listed; give one "
                                 "GeoTIFF's URL)")
             return [Item(location_name(location), location)]
-        src = Path(str(input))
-        if src.is_dir():
-            files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                raise DataError(f"no GeoTIFFs (*.tif, *.tiff) in input folder {src}")
-            return [Item(f.name, f, Path(f.name)) for f in files]
-        if not src.exists():
-            raise DataError(f"input {src} does not exist (a GeoTIFF or a folder of them is expected)")
-        return [Item(src.name, src)]
+        files, folder = input_files(input, IMAGE_SUFFIXES, "GeoTIFFs (*.tif, *.tiff)")
+        return [Item(f.name, f, Path(f.name) if folder else Path()) for f in files]
 
     def check(self, item: Item, job: Job) -> None:
         """Opens, not truncated, has a CRS, the checkpoint's bands and (a whole raster) some valid pixel."""

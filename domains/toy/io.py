@@ -13,6 +13,7 @@ import torch
 from segsuite.core.contracts import Item, Job, Prediction
 from segsuite.core.errors import DataError
 from segsuite.core.inference import ArraySource
+from segsuite.core.io import input_files
 from segsuite.domains.toy.data import toy_sample
 
 
@@ -41,15 +42,8 @@ class NpyReader:
     """A ``.npy`` file, or a folder of them (outputs then go to a folder, under the same names)."""
 
     def find(self, input: Any, job: Job) -> list[Item]:
-        src = Path(str(input))
-        if src.is_dir():
-            files = sorted(src.glob("*.npy"))
-            if not files:
-                raise DataError(f"no .npy files in {src}")
-            return [Item(f.stem, f, Path(f.name)) for f in files]
-        if not src.is_file():
-            raise DataError(f"input {src} does not exist (a .npy array (C, H, W) or a folder of them is expected)")
-        return [Item(src.stem, src)]
+        files, folder = input_files(input, [".npy"], ".npy arrays (C, H, W)")
+        return [Item(f.stem, f, Path(f.name) if folder else Path()) for f in files]
 
     def check(self, item: Item, job: Job) -> None:
         image = item.source
