@@ -101,6 +101,7 @@ class _SinkThread:
         self.thread.start()
 
     def _run(self) -> None:
+        torch.set_num_threads(1)  # this thread only: the cores belong to the forward pass (engine.one_thread)
         while (task := self.tasks.get()) is not None:
             if self.error is not None:
                 continue

@@ -49,14 +49,22 @@ GDAL_CACHE_MB = 64  # GDAL's block cache is bounded (default 5% of RAM); fixed h
 
 class BandCopy(nn.Module):
     """A no-compute model: its first input band copied to ``classes`` channels, ``(B, C, h, w) -> (B, K, h, w)``
-    (one memory copy, as a real model's output costs; no arithmetic), so that a run times everything but the net."""
+    (one memory copy, as writing a real model's output costs; no arithmetic), so that a run times everything but the
+    net. The copy goes into one output buffer kept from batch to batch, as a GPU's caching allocator gives a model's
+    output: a fresh 50 MiB tensor per batch on a CPU faults its pages in one by one, which is the allocator's cost
+    (it made up a third of this "no-compute" model's run). The next batch overwrites it, so it suits tiled runs
+    only (the merger has copied each window's output by then)."""
 
     def __init__(self, classes: int) -> None:
         super().__init__()
         self.classes = classes
+        self.out: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, :1].repeat(1, self.classes, 1, 1)
+        shape = (x.shape[0], self.classes, *x.shape[2:])
+        if self.out is None or self.out.shape[0] < shape[0] or self.out.shape[1:] != shape[1:]:
+            self.out = torch.empty(shape, dtype=x.dtype, device=x.device)
+        return self.out[: shape[0]].copy_(x[:, :1].expand(shape))
 
 
 def make_model(kind: str, in_channels: int = BANDS, classes: int = len(DEFAULT_CLASSES), seed: int = 0) -> nn.Module:

@@ -122,3 +122,65 @@ def test_bad_reader_counts_are_refused(readers):
 
     with pytest.raises(ConfigError, match="readers="):
         InferenceOptions(readers=readers)
+
+
+def test_channels_last_batches_are_normalised_tile_by_tile_to_the_same_values():
+    image = _image()
+    plain = _run(RawArray(image), readers=1)
+    model = Recorder()
+    blocks = list(sliding_window(TilePredictor(model, "cpu", channels_last=True), [RawArray(image)], 2, (20, 20),
+                                 (6, 6), batch_size=3, readers=1))
+    assert all(x.is_contiguous(memory_format=torch.channels_last) for x in model.seen)
+    assert torch.equal(torch.cat([b for _, _, b, _ in blocks], 1), plain[0])
+
+
+def test_a_model_handing_back_its_input_keeps_each_whole_source_apart():
+    """Sources of one window each skip the merger; their logits are kept while later batches reuse the buffers."""
+    images = [np.full((2, 20, 20), 100 * (i + 1), np.uint16) for i in range(7)]
+    images[3][:, 5, 5] = 0  # one with nodata: its mask buffer is reused too
+    blocks = list(sliding_window(TilePredictor(Recorder(), "cpu"), [RawArray(im) for im in images], 2, (20, 20),
+                                 (6, 6), batch_size=2, readers=1))
+    for index, _, logits, covered in blocks:
+        valid = (images[index] != 0).all(0)
+        np.testing.assert_array_equal(covered.numpy(), valid)
+        assert (logits.numpy()[:, valid] == index + 1).all() and (logits.numpy()[:, ~valid] == 0).all()
+
+
+def test_batches_reuse_their_host_arrays(monkeypatch):
+    from segsuite.core.inference import engine
+
+    made = []
+    take = engine._HostBuffers.take
+
+    def counted(self, shape, dtype):
+        array = take(self, shape, dtype)
+        made.append(array.data_ptr())
+        return array
+
+    monkeypatch.setattr(engine._HostBuffers, "take", counted)
+    _run(RawArray(np.random.default_rng(3).integers(1, 1000, (2, 120, 120)).astype(np.uint16)), readers=1)
+    assert len(made) > 12 and len(set(made)) <= 6  # tiles and masks of at most three batches in flight
+
+
+def test_light_work_runs_on_one_torch_thread_in_its_own_thread_only():
+    from segsuite.core.inference.engine import default_readers, one_thread
+
+    before = torch.get_num_threads()
+    inside, entered, leave = [], threading.Event(), threading.Event()
+
+    def worker():
+        with one_thread():
+            inside.append(torch.get_num_threads())
+            entered.set()
+            leave.wait(5)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    entered.wait(5)
+    assert inside == [1] and torch.get_num_threads() == before  # the other thread's count is its own
+    leave.set()
+    thread.join()
+    with one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    assert default_readers("cpu") == 1 and default_readers("cuda") >= 1
