@@ -517,9 +517,7 @@ def sliding_window(
             for index, source, window, computed in items:
                 if window is None:
                     if index in mergers:
-                        with light:
-                            done = _released(mergers.pop(index), source.shape[0])
-                        yield from ((index, *d) for d in done)
+                        yield from _released(index, mergers.pop(index), source.shape[0], light)
                     continue
                 bar.update(1)
                 ok = next(valid) if computed and valid is not None else None  # (h, w) bool
@@ -532,9 +530,7 @@ def sliding_window(
                 if index not in mergers:
                     height, width = source.shape
                     mergers[index] = merger(height, width, out_channels, min(tile[0], height), device)
-                with light:
-                    done = _released(mergers[index], window.row)
-                yield from ((index, *d) for d in done)
+                yield from _released(index, mergers[index], window.row, light)
                 if computed:
                     shape = window_size(window)
                     if shape not in weights:
@@ -558,11 +554,16 @@ def _partly_valid(valid: torch.Tensor) -> list[torch.Tensor | None]:
     return [None if full else mask for mask, full in zip(valid, valid.flatten(1).all(1).tolist())]
 
 
-def _released(merger: Merger, upto: int) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
-    blocks = []
-    while (done := merger.release(upto)) is not None:
-        blocks.append(done)
-    return blocks
+def _released(index: int, merger: Merger, upto: int, light: contextlib.AbstractContextManager
+              ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+    """The merger's finished blocks up to row ``upto``, one at a time (the writer's queue holds them back: never
+    the whole run of rows at once), each made under ``light``."""
+    while True:
+        with light:
+            done = merger.release(upto)
+        if done is None:
+            return
+        yield (index, *done)
 
 
 class one_thread(contextlib.ContextDecorator):

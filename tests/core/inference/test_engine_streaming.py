@@ -184,3 +184,24 @@ def test_light_work_runs_on_one_torch_thread_in_its_own_thread_only():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
     assert default_readers("cpu") == 1 and default_readers("cuda") >= 1
+
+
+def test_finished_blocks_are_made_one_at_a_time_as_they_are_taken(monkeypatch):
+    """A long run of finished rows is not released at once: each block waits until the one before was taken."""
+    monkeypatch.setattr(StripMerger, "BLOCK_VALUES", 2 * 70 * 3)  # 3 rows per block
+    made = []
+
+    class Counting(StripMerger):
+        def release(self, upto):
+            done = super().release(upto)
+            if done is not None:
+                made.append(done[0])
+            return done
+
+    model = Recorder()
+    taken = []
+    for _, row, _, _ in sliding_window(TilePredictor(model, "cpu"), [RawArray(_image())], 2, (20, 20), (6, 6),
+                                       batch_size=3, readers=1, merger=Counting):
+        taken.append(row)
+        assert made == taken  # nothing made ahead of what was taken
+    assert len(taken) > 20 and taken == sorted(taken)
