@@ -186,6 +186,9 @@ def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathL
     if domain is not None and trained_on and domain.get("name") != trained_on:
         raise ConfigError(f"checkpoint {checkpoint} was trained for domain {trained_on!r}, not "
                           f"{domain.get('name')!r}; run with domain={trained_on} or without domain")
+    if (task.hparams.get("data_meta") or {}).get("spatial_dims") == 3:
+        raise ConfigError(f"checkpoint {checkpoint} holds a 3D network (volumes in, volumes out); exporting one is not "
+                          "supported yet: predict with the checkpoint itself")
     text = json.dumps(export_metadata(task, checkpoint, fmt, domain_defaults(trained_on, domain)), allow_nan=False)
     net, stride, min_size = unwrap(task.net)
     in_channels = int(task.hparams.model.get("in_channels") or task.hparams.data_meta["in_channels"])

@@ -1,8 +1,9 @@
-"""Land-cover inputs for predict and evaluate: a GeoTIFF, a folder of them, or a held-out region of a labelled scene,
-read tile by tile and normalised exactly as in training (:class:`RasterSource`, the engine's streaming source)."""
+"""Land-cover inputs for predict and evaluate: a GeoTIFF (local or a URL), a folder, a pattern or a list of them, or
+a held-out region of a labelled scene, read tile by tile and normalised exactly as in training (:class:`RasterSource`, the engine's streaming source)."""
 
 from __future__ import annotations
 
+import glob
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -241,6 +242,18 @@ class GeoTiffReader:
     :class:`~segsuite.domains.landcover.dataset.Region` s of labelled scenes."""
 
     def find(self, input: Any, job: Job) -> list[Item]:
+        """Items of a GeoTIFF, a folder, a URL, a glob pattern (``scenes/*.tif``) or a list of any of these
+        (``input=[a.tif,https://host/b.tif]``); several items write into an output folder, each under its file's
+        name."""
+        if isinstance(input, Sequence) and not isinstance(input, (str, bytes)):
+            if not input:
+                raise DataError("input is an empty list; give GeoTIFFs, folders or URLs")
+            return [item for entry in input for item in self.find(entry, job)]
+        if not is_remote(input) and glob.has_magic(str(input)) and not Path(str(input)).exists():
+            matches = sorted(glob.glob(str(input)))
+            if not matches:
+                raise DataError(f"input pattern {str(input)!r} matches no files")
+            return [item for path in matches for item in self.find(path, job)]
         if is_remote(input):  # a URL or GDAL /vsi path: one raster, named after its last path component
             location = as_location(input)
             gdal_path(location)  # a DataError for an unsupported URL scheme

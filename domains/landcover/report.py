@@ -22,7 +22,7 @@ from rasterio.errors import RasterioError
 from segsuite.core.errors import DataError
 from segsuite.core.io import write_csv, write_json
 from segsuite.domains.landcover.classes import DEFAULT_CLASSES, ClassMap
-from segsuite.domains.landcover.io import check_bands, count_values, open_raster
+from segsuite.domains.landcover.io import check_bands, count_values, open_raster, remote_env
 
 M2_PER_HECTARE = 10_000.0
 M2_PER_KM2 = 1_000_000.0
@@ -82,8 +82,9 @@ def _decimated(src: rasterio.DatasetReader, bands: list[int], max_size: int) -> 
     scale = max(1.0, max(src.height, src.width) / max_size)
     shape = (len(bands), max(1, math.ceil(src.height / scale)), max(1, math.ceil(src.width / scale)))
     try:
-        data = src.read(bands, out_shape=shape, resampling=Resampling.nearest).astype(np.float32)
-        valid = (src.read_masks(bands, out_shape=shape, resampling=Resampling.nearest) > 0).all(axis=0)
+        with remote_env(src.name):  # a URL's overviews are read with the same COG options as its tiles
+            data = src.read(bands, out_shape=shape, resampling=Resampling.nearest).astype(np.float32)
+            valid = (src.read_masks(bands, out_shape=shape, resampling=Resampling.nearest) > 0).all(axis=0)
     except RasterioError as exc:
         raise DataError(f"{src.name}: decimated read for the preview failed: {exc}") from exc
     return data, valid & np.isfinite(data).all(axis=0)

@@ -155,3 +155,38 @@ def test_scene_with_other_band_count_is_refused_even_with_one_good_band_subset(t
     img, _ = make_scene(tmp_path / "five.tif", tmp_path / "five_labels.tif", 40, 40, bands=5)
     code, err = predict_inprocess(capsys, tiny_checkpoint, img, tmp_path / "pred.tif")
     assert code == 2 and "has 5 band(s)" in err and not (tmp_path / "pred.tif").exists()
+
+
+def test_a_list_and_a_pattern_of_inputs_write_one_folder(synthetic_root, tiny_checkpoint, tmp_path):
+    images = synthetic_root / "images"
+    other = tmp_path / "more"
+    other.mkdir()
+    shutil.copy(images / "scene_001.tif", other / "extra.tif")
+    for input, output in [(f"[{images / 'scene_000.tif'},{other}]", tmp_path / "a"),
+                          (f"{images}/scene_00*.tif", tmp_path / "b")]:
+        segsuite.core.cli.run(segsuite.core.predict.predict, compose_config("predict", [
+            "domain=landcover", f"checkpoint={tiny_checkpoint}", f"input={input}", f"output={output}",
+            "domain.writer.preview=false", "domain.writer.report=false"]))
+    assert sorted(os.listdir(tmp_path / "a")) == ["extra.tif", "scene_000.tif"]
+    assert sorted(os.listdir(tmp_path / "b")) == ["scene_000.tif", "scene_001.tif"]
+    for name, again in [("scene_000.tif", "scene_000.tif"), ("extra.tif", "scene_001.tif")]:
+        with rasterio.open(tmp_path / "a" / name) as x, rasterio.open(tmp_path / "b" / again) as y:
+            np.testing.assert_array_equal(x.read(), y.read())
+            assert (x.crs, x.transform) == (y.crs, y.transform)
+
+
+@pytest.mark.parametrize("input, message", [("[]", "input is an empty list"),
+                                            ("nowhere/*.tif", "input pattern 'nowhere/*.tif' matches no files")])
+def test_an_empty_list_or_pattern_is_one_line(input, message, tiny_checkpoint, tmp_path, capsys):
+    code, err = predict_inprocess(capsys, tiny_checkpoint, input, tmp_path / "out")
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_inputs_of_one_name_are_refused_before_any_work(synthetic_root, tiny_checkpoint, tmp_path, capsys):
+    other = tmp_path / "copy"
+    other.mkdir()
+    shutil.copy(synthetic_root / "images" / "scene_000.tif", other / "scene_000.tif")
+    code, err = predict_inprocess(capsys, tiny_checkpoint, f"[{synthetic_root / 'images'},{other}]", tmp_path / "out")
+    assert code == 2 and "would both be written to" in err
+    assert not (tmp_path / "out").exists()

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from segsuite.core.checkpoint import describe, load_task
+from segsuite.core.errors import ConfigError
+from segsuite.core.export import export_model
 from segsuite.core.train import train
 from tests.helpers import compose_config
 
@@ -38,3 +41,6 @@ def test_unet3d_trains_one_epoch_and_keeps_the_plan(tmp_path):
         assert task(torch.zeros(1, 4, 30, 33, 11)).shape == (1, 7, 30, 33, 11)
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["val"]["val/mdice"] <= 1
+    with pytest.raises(ConfigError, match="3D network"):  # one line before any work, nothing written
+        export_model(run / "checkpoints" / "last.ckpt", "onnx", tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
