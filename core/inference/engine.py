@@ -13,6 +13,7 @@ normalised float32 batch.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import queue
 import threading
@@ -503,6 +504,7 @@ def sliding_window(
     weights: dict[tuple[int, int], torch.Tensor] = {}
     device = predictor.device
     light = one_thread() if device.type == "cpu" else contextlib.nullcontext()  # all but the forward pass
+    trim = heap_trimmer() if device.type == "cpu" else None
     try:
         while (batch := batches.get()) is not _END:
             if isinstance(batch, BaseException):
@@ -512,6 +514,8 @@ def sliding_window(
             if tiles is not None:
                 with light:
                     x, masks = tiles.ready(buffers, layout)
+                if trim is not None:
+                    trim()
                 logits = iter(predictor(x))
                 valid = iter(masks) if masks is not None else None
             for index, source, window, computed in items:
@@ -564,6 +568,36 @@ def _released(index: int, merger: Merger, upto: int, light: contextlib.AbstractC
         if done is None:
             return
         yield (index, *done)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def heap_trimmer(limit: int = 64 << 20) -> Callable[[], Any] | None:
+    """A function handing glibc's free heap memory back to the system (``malloc_trim``) once it exceeds ``limit``
+    bytes (``mallinfo2().fordblks``); None where the C library is not glibc 2.33 or later.
+
+    glibc keeps freed heap memory for reuse, and a network's activations of many sizes (under its 32 MiB mmap
+    threshold) freed between our row blocks leave it ever more fragmented: on the CPU the peak grew with the number
+    of batches, 379 MiB added at 8192^2 against 288 MiB at 2048 x 8192 for Unet-ResNet18, and 245 MiB for both with
+    every large allocation mmapped. Trimming before a forward pass once more than ``limit`` is free keeps it flat
+    (323 and 305 MiB); trimming before every batch cost the light pipeline 8 % (its blocks fault back in), and a 32
+    MiB limit trimmed on most batches of the no-compute model, whose blocks and tiles alone churn that much. PyTorch
+    has no CPU caching allocator to bound this; jemalloc or tcmalloc, preloaded, would do it too."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim, info = libc.malloc_trim, libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    info.restype = _MallInfo2
+
+    def trim_when_large() -> None:
+        if info().fordblks > limit:
+            trim(0)
+
+    return trim_when_large
 
 
 class one_thread(contextlib.ContextDecorator):

@@ -205,3 +205,15 @@ def test_finished_blocks_are_made_one_at_a_time_as_they_are_taken(monkeypatch):
         taken.append(row)
         assert made == taken  # nothing made ahead of what was taken
     assert len(taken) > 20 and taken == sorted(taken)
+
+
+def test_on_the_cpu_the_heap_is_offered_back_before_each_forward_pass(monkeypatch):
+    from segsuite.core.inference import engine
+
+    assert engine.heap_trimmer(limit=0) is None or engine.heap_trimmer(limit=0)() is None  # glibc: trims, no error
+    calls = []
+    monkeypatch.setattr(engine, "heap_trimmer", lambda: lambda: calls.append(1))
+    model = Recorder()
+    list(sliding_window(TilePredictor(model, "cpu"), [RawArray(_image())], 2, (20, 20), (6, 6), batch_size=3,
+                        readers=1))
+    assert len(calls) == len(model.seen) > 1
