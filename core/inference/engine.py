@@ -606,7 +606,8 @@ class one_thread(contextlib.ContextDecorator):
     On a CPU the pipeline's threads (reader, writer) share the cores with the network's intra-op pool: the light,
     memory-bound work around the forward pass (normalising, blending, the argmax) loses more waiting for a pool
     thread that another thread holds than it gains from a second core. Measured on 2 cores with a no-compute model:
-    0.53 of bare reads with the pool, 0.70 with this. Reusable; not re-entrant."""
+    0.53 of bare reads with the pool, 0.58-0.61 with this (0.70-0.74 with the forward pass on one thread too, which
+    would halve a real network's speed). Reusable; not re-entrant."""
 
     def __enter__(self) -> one_thread:
         self.before = torch.get_num_threads()

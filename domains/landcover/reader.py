@@ -1,5 +1,6 @@
 """Land-cover inputs for predict and evaluate: a GeoTIFF (local or a URL), a folder, a pattern or a list of them, or
-a held-out region of a labelled scene, read tile by tile and normalised exactly as in training (:class:`RasterSource`, the engine's streaming source)."""
+a held-out region of a labelled scene, read tile by tile and normalised exactly as in training
+(:class:`RasterSource`, the engine's streaming source)."""
 
 from __future__ import annotations
 
