@@ -13,6 +13,7 @@ The staging rule (every predict and evaluate run, and every single file the suit
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import math
 import os
@@ -178,6 +179,18 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
 # ----------------------------------------------------------------------------------------------------------------
 # JSON and CSV
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def pattern_matches(input: Any) -> list[Path] | None:
+    """The files a glob pattern ``input`` (``scenes/*.tif``) matches, sorted; None when ``input`` is no pattern (or
+    names an existing path literally). A DataError when the pattern matches nothing."""
+    text = str(input)
+    if not glob.has_magic(text) or Path(text).exists():
+        return None
+    matches = sorted(glob.glob(text))
+    if not matches:
+        raise DataError(f"input pattern {text!r} matches no files")
+    return [Path(m) for m in matches]
 
 
 def input_files(input: Any, suffixes: Sequence[str], kind: str) -> tuple[list[Path], bool]:

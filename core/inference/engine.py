@@ -255,7 +255,7 @@ class _Stopped(Exception):
     """The consumer stopped listening."""
 
 
-def default_readers(device: torch.device | str = "cuda") -> int:
+def default_readers(device: torch.device | str) -> int:
     """Reader threads when not configured: one when the model runs on the CPU, else up to 4 (at most the cores).
 
     Each thread decodes the file's blocks through its own handle and cache, and neighbouring windows share blocks,
@@ -330,12 +330,12 @@ class _Batch:
             self.event.record(stream)
         return self
 
-    def release(self, which: slice = slice(None)) -> None:
-        """Give host arrays back for later batches (all of them, or ``which``): once the copy to the device is done,
-        or on the CPU once nothing reads them (the tiles after normalising, the masks after blending)."""
+    def release(self, tiles_only: bool = False) -> None:
+        """Give the host arrays back for later batches, once the copy to the device is done or, on the CPU, once
+        nothing reads them: the tiles after normalising (``tiles_only``), the masks after blending."""
         if self.event is not None:
             self.event.synchronize()
-        for i in range(len(self.host))[which]:
+        for i in range(1 if tiles_only else len(self.host)):
             if self.host[i] is not None:
                 self.pool.give(self.host[i])
                 self.host[i] = None
@@ -365,7 +365,7 @@ class _Batch:
             out, one = _buffer(buffers, x.shape, x.device, layout), _buffer(buffers, (1, *x.shape[1:]), x.device)
             for i in range(len(x)):  # tile by tile through a small buffer in the file's layout
                 out[i : i + 1].copy_(self.normalizer(x[i : i + 1], None if valid is None else valid[i : i + 1], one))
-        self.release(slice(0, 1))  # the tiles, free for the batch after next while this one runs
+        self.release(tiles_only=True)  # free for the batch after next while this one runs
         return out, masks
 
 

@@ -4,7 +4,6 @@ a held-out region of a labelled scene, read tile by tile and normalised exactly 
 
 from __future__ import annotations
 
-import glob
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from rasterio.windows import Window
 
 from segsuite.core.contracts import Item, Job, Prediction
 from segsuite.core.errors import DataError
-from segsuite.core.io import input_files
+from segsuite.core.io import input_files, pattern_matches
 from segsuite.domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets
 from segsuite.domains.landcover.io import (
     as_location,
@@ -250,10 +249,7 @@ class GeoTiffReader:
             if not input:
                 raise DataError("input is an empty list; give GeoTIFFs, folders or URLs")
             return [item for entry in input for item in self.find(entry, job)]
-        if not is_remote(input) and glob.has_magic(str(input)) and not Path(str(input)).exists():
-            matches = sorted(glob.glob(str(input)))
-            if not matches:
-                raise DataError(f"input pattern {str(input)!r} matches no files")
+        if not is_remote(input) and (matches := pattern_matches(input)) is not None:
             return [item for path in matches for item in self.find(path, job)]
         if is_remote(input):  # a URL or GDAL /vsi path: one raster, named after its last path component
             location = as_location(input)

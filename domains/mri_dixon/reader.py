@@ -26,7 +26,6 @@ probabilities back to the input's grid and returns the logits on the input's own
 
 from __future__ import annotations
 
-import glob
 import itertools
 import logging
 import math
@@ -42,6 +41,7 @@ import torch
 from segsuite.core.contracts import DataMeta, Item, Job
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.inference import ArraySource, InferenceOptions, TilePredictor, Window
+from segsuite.core.io import pattern_matches
 
 from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes, resample_case
 from .fatfraction import fat_fraction_map
@@ -160,11 +160,8 @@ def collect_cases(input: Any, meta: DataMeta, names: list[str], series: Mapping[
         return _from_list([files[n] for n in names], meta, names)
     if isinstance(input, Sequence) and not isinstance(input, str):
         return _from_list([Path(str(p)) for p in input], meta, names)
-    if glob.has_magic(str(input)):
-        matches = sorted(glob.glob(str(input)))
-        if not matches:
-            raise DataError(f"input pattern {str(input)!r} matches no files")
-        return _from_list([Path(p) for p in matches], meta, names)
+    if (matches := pattern_matches(input)) is not None:
+        return _from_list(matches, meta, names)
     path = Path(str(input))
     if path.is_dir():
         return _from_folder(path, meta, names, series)

@@ -93,3 +93,15 @@ def test_input_files_a_file_or_a_folder_of_given_suffixes(tmp_path):
         input_files(tmp_path, [".npy"], ".npy arrays")
     with pytest.raises(DataError, match="missing.tif does not exist"):
         input_files(tmp_path / "missing.tif", [".tif"], "GeoTIFFs")
+
+
+def test_pattern_matches_sorted_files_and_refuses_an_empty_pattern(tmp_path):
+    from segsuite.core.io import pattern_matches
+
+    for name in ("b_1.nii.gz", "a_1.nii.gz", "a_2.txt", "odd[1].tif"):
+        (tmp_path / name).write_text("")
+    assert pattern_matches(tmp_path / "*_1.nii.gz") == [tmp_path / "a_1.nii.gz", tmp_path / "b_1.nii.gz"]
+    assert pattern_matches(tmp_path / "a_1.nii.gz") is None  # no pattern
+    assert pattern_matches(tmp_path / "odd[1].tif") is None  # an existing file, taken literally
+    with pytest.raises(DataError, match=r"input pattern '.*\*\.png' matches no files"):
+        pattern_matches(tmp_path / "*.png")
