@@ -151,7 +151,7 @@ class RunReport(L.Callback):
 
 def _ended_by(trainer: L.Trainer) -> str:
     for callback in trainer.callbacks:
-        if isinstance(callback, L.pytorch.callbacks.EarlyStopping) and callback.stopped_epoch > 0:
+        if isinstance(callback, L.pytorch.callbacks.EarlyStopping) and callback.wait_count >= callback.patience:
             return "early stopping"
     if trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps:
         return "step budget"

@@ -35,7 +35,7 @@ def test_a_plateau_is_not_improving():
 
 def test_early_stopping_is_never_still_improving():
     stopper = L.pytorch.callbacks.EarlyStopping(monitor="val/miou", mode="max")
-    stopper.stopped_epoch = 3
+    stopper.wait_count = stopper.patience  # (stopped_epoch stays 0 when validation runs every N steps in epoch 0)
     summary = _report([0.2, 0.3, 0.4, 0.5]).summarise(_trainer(40, 4, callbacks=[stopper]))
     assert summary["ended_by"] == "early stopping" and summary["still_improving"] is False
 
