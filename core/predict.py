@@ -128,7 +128,7 @@ def exported_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | 
     if not path:
         raise ConfigError(f"runtime={cfg.runtime} needs model_file=PATH, a model written by scripts/export.py "
                           f"format={cfg.runtime}")
-    predictor = load_exported(path, str(cfg.runtime), _tta_flips(cfg))
+    predictor = load_exported(path, str(cfg.runtime), _tta_flips(cfg), _trust(cfg.get("trust_model")))
     stored = predictor.metadata
     _check_domain(cfg, stored.get("domain"), path, "model")
     has_border = bool(stored["border_channel"])
@@ -139,6 +139,11 @@ def exported_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | 
     model = ModelInfo(predictor, meta, predictor.channels, border, str(path), stored.get("domain") or "",
                       _things(instancer))
     return model, instancer
+
+
+def _trust(value: Any) -> bool | str:
+    """``trust_model``: true, or a sha256 (Hydra may read an all-digit one as a number)."""
+    return value if isinstance(value, bool) else str(value or "")
 
 
 def predict(cfg: DictConfig) -> list[Path]:

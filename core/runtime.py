@@ -5,13 +5,20 @@ height and width stay symbolic) and one JSON document of metadata (see :func:`se
 The predictors here have :class:`~segsuite.core.inference.TilePredictor`'s interface, so the one pipeline runs them
 unchanged: they pad every batch to the network's stride exactly as ``PadToStride`` does, crop back, and average flips
 (TTA).
+
+ONNX files are data: onnxruntime runs a fixed graph of operators. A TorchScript file is a program: its code runs
+at ``torch.jit.load`` and can touch any file, so :class:`TorchScriptPredictor` reads its metadata from the archive
+without loading it and loads it only when the user says they trust it (``trust_model=true``, or the file's sha256
+as export printed it, checked first).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -99,37 +106,80 @@ class OnnxPredictor(ExportedPredictor):
 
 
 class TorchScriptPredictor(ExportedPredictor):
-    """A model exported with ``format=torchscript``, run by ``torch.jit`` (CPU)."""
+    """A model exported with ``format=torchscript``, run by ``torch.jit`` (CPU), loaded only if ``trust`` says so
+    (see :func:`check_trusted`): its metadata is read and checked first, without running anything."""
 
-    def __init__(self, path: str | os.PathLike, tta_flips: Sequence[int] = ()) -> None:
+    def __init__(self, path: str | os.PathLike, tta_flips: Sequence[int] = (), trust: bool | str = False) -> None:
         path = _existing(path)
-        extra = {EXTRA_FILE: ""}
+        metadata = _checked(_parse(torchscript_metadata(path), path), "torchscript", path)
+        check_trusted(path, trust)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export
-                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
+                module = torch.jit.load(str(path), map_location="cpu").eval()
         except Exception as err:  # torch raises many kinds for foreign or truncated files
             raise DataError(f"cannot read {path} as a TorchScript model (format=torchscript export expected): "
                             f"{_first_line(err)}") from None
-        super().__init__(module, _checked(_parse(extra[EXTRA_FILE], path), "torchscript", path), tta_flips)
+        super().__init__(module, metadata, tta_flips)
+
+
+def torchscript_metadata(path: Path) -> str:
+    """The text of the archive's ``segsuite.json`` (a TorchScript file is a zip), read without loading the program."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.split("/", 1)[-1] == f"extra/{EXTRA_FILE}"]
+            return archive.read(names[0]).decode("utf-8") if names else ""
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read {path} as a TorchScript model (format=torchscript export expected): "
+                        f"{_first_line(err)}") from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file, as export prints it and ``trust_model=`` accepts it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_trusted(path: Path, trust: bool | str) -> None:
+    """Refuse to load the TorchScript file ``path`` unless ``trust`` is True or the file's sha256."""
+    if trust is True:
+        return
+    if isinstance(trust, str) and trust.strip():
+        digest = file_sha256(path)
+        if trust.strip().lower() != digest:
+            raise DataError(f"{path} has sha256 {digest}, not the trust_model={trust} given: it is not the file that "
+                            "was exported; not loading it")
+        return
+    raise ConfigError(f"{path} is TorchScript, a program that runs when it is loaded (it can write any file); load it "
+                      "only if you trust its author: pass trust_model=true, or trust_model=SHA256 as export printed "
+                      "it; for files from others use an ONNX export (data, not code) with runtime=onnx")
 
 
 PREDICTORS: dict[str, type[ExportedPredictor]] = {"onnx": OnnxPredictor, "torchscript": TorchScriptPredictor}
 
 
-def load_exported(path: str | os.PathLike, runtime: str, tta_flips: Sequence[int] = ()) -> ExportedPredictor:
-    """The exported model ``path`` for ``runtime`` (onnx | torchscript), its metadata in ``.metadata``."""
+def load_exported(path: str | os.PathLike, runtime: str, tta_flips: Sequence[int] = (),
+                  trust: bool | str = False) -> ExportedPredictor:
+    """The exported model ``path`` for ``runtime`` (onnx | torchscript), its metadata in ``.metadata``; a TorchScript
+    file is loaded only when ``trust`` (True or its sha256) says so."""
     if runtime not in PREDICTORS:
         raise ConfigError(f"runtime={runtime!r} cannot run an exported model; choose one of {', '.join(RUNTIMES)}")
+    if runtime == "torchscript":
+        return TorchScriptPredictor(path, tta_flips, trust)
     return PREDICTORS[runtime](path, tta_flips)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of an exported file (ONNX or TorchScript, told apart by trying ONNX first)."""
+    """The metadata of an exported file (ONNX or TorchScript, told apart by trying ONNX first), loading nothing that
+    could run code."""
     try:
         return OnnxPredictor(path).metadata
     except DataError:
-        return TorchScriptPredictor(path).metadata
+        path = _existing(path)
+        return _parse(torchscript_metadata(path), path)
 
 
 def _existing(path: str | os.PathLike) -> Path:
