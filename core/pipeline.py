@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from segsuite.core.contracts import Evaluation, Item, Job, Opened, Prediction, Reader, Sink, Writer
-from segsuite.core.distributed import MANIFEST, Ranks, gather
+from segsuite.core.distributed import MANIFEST, Ranks, gather, item_done, join, leave
 from segsuite.core.errors import DataError
 from segsuite.core.inference import InferenceOptions, sliding_window
 from segsuite.core.instances import split_logits
@@ -202,9 +202,18 @@ def run_predict(reader: Reader, writer: Writer, job: Job, input: Any, output: st
     for item in items:
         reader.check(item, job)
     destinations = [p for plan in plans for p in plan.values()] + list(run_files.values())
+    try:
+        join(ranks)  # before any work: a rank that dies from now on is named by the others
+        return _stage_and_commit(reader, writer, job, items, plans, run_files, destinations, output, ranks)
+    finally:
+        leave()
+
+
+def _stage_and_commit(reader: Reader, writer: Writer, job: Job, items: Sequence[Item], plans: Sequence[dict],
+                      run_files: dict[str, Path], destinations: list[Path], output: Path, ranks: Ranks) -> list[Path]:
     with Staging(destinations, job.overwrite) as stage:
         results, error = _predict_shard(reader, writer, job, items, plans, stage, ranks)
-        reports = gather(ranks, (error and str(error), str(stage.root), results))
+        reports = gather(ranks, (error and str(error), str(stage.root), results), "predicted")
         _raise_first(error, reports)
         written: list[Path] = []
         if ranks.rank == 0:
@@ -215,7 +224,7 @@ def run_predict(reader: Reader, writer: Writer, job: Job, input: Any, output: st
                 _write_manifest(stage, roots, run_files["manifest"])
             written = stage.commit(roots)
             log.info("wrote %d file(s) for %d input(s) into %s", len(written), len(items), output)
-        gather(ranks, None)  # the other ranks keep their staging folders until rank 0 has moved them
+        gather(ranks, None, "committed")  # the other ranks keep their staging folders until rank 0 has moved them
     return written
 
 
@@ -232,6 +241,7 @@ def _predict_shard(reader: Reader, writer: Writer, job: Job, items: Sequence[Ite
                 try:
                     sink = writer.sink(item, opened, stage.paths(plans[index]), job)
                     results += [(index, r) for r in _feed(item, opened, [sink], job, bar)]
+                    item_done(ranks)
                 finally:
                     opened.close()
         except Exception as err:

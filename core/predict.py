@@ -151,4 +151,5 @@ def predict(cfg: DictConfig) -> list[Path]:
     job = load_job(cfg)
     reader = hydra.utils.instantiate(cfg.domain.reader)
     writer = hydra.utils.instantiate(cfg.domain.writer)
-    return run_predict(reader, writer, job, _plain(cfg.input), cfg.output)
+    ranks = Ranks.from_env(cfg.get("distributed_timeout"))
+    return run_predict(reader, writer, job, _plain(cfg.input), cfg.output, ranks)
