@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +17,10 @@ import torch
 
 from segsuite.core.cli import run
 from segsuite.core.export import export
-from segsuite.core.serve import find_checkpoints
+from segsuite.core.serve import WORK_PREFIX, find_checkpoints
 from segsuite.domains.toy.data import toy_sample
 from tests.export_checks import predict_with
-from tests.helpers import compose_config
+from tests.helpers import ROOT, compose_config
 
 
 class Payload:
@@ -98,3 +101,23 @@ def test_an_unknown_hyper_parameter_is_one_line_at_export(toy_run, tmp_path, cap
 
 def test_pickle_payload_fixture_really_is_one():
     assert pickle.loads(pickle.dumps(Payload())) == 0  # os.system("true"): what safe loading refuses to run
+
+
+def test_the_demo_page_on_a_busy_port_is_one_line_and_leaves_no_work_folder(toy_run, tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (temp / f"{WORK_PREFIX}{gone.pid}-stale").mkdir()  # a server that died without cleaning up
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "TMPDIR": str(temp), "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "serve.py"), "--models", str(toy_run),
+                               "--port", str(port), "--cache", str(tmp_path / "cache")], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}: the port"), \
+        proc.stderr[-3000:]
+    assert not list(temp.glob(WORK_PREFIX + "*"))
