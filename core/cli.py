@@ -3,14 +3,19 @@
 * before Hydra composes anything, :func:`check_overrides` refuses an unknown choice of a config group
   (``domain=landcovr``), naming the group, the value and the choices;
 * :func:`run` turns a :class:`~segsuite.core.errors.UserError`, a missing required value (``input=???``) and Ctrl-C
-  (exit 130) into one line; outputs are staged, so an interrupted run leaves nothing behind.
+  (exit 130) into one line; outputs are staged, so an interrupted run leaves nothing behind, and Hydra's run folder
+  (``outputs/<verb>/<time>/``: its log and ``.hydra/``) is removed when it holds nothing else (:func:`discard_run_dir`).
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sys
+import time
 from collections.abc import Callable, Sequence
 from importlib.resources import files
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -21,6 +26,7 @@ from segsuite.core.errors import UserError
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
+STARTED = time.time()  # files in the run folder older than this were not written by this command
 CONF = files("segsuite.conf")  # the conf/ the package ships (conf/ itself in a clone)
 EXAMPLES = {
     "checkpoint": "checkpoint=outputs/train/landcover/<run>/checkpoints/last.ckpt",
@@ -81,6 +87,36 @@ def guard(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
 
 
+def discard_run_dir() -> None:
+    """Remove Hydra's run folder of a refused command when all it holds is what Hydra wrote at the start (the
+    job's ``.log``, ``.hydra/``), and the folders above it that this leaves empty, up to the working folder."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        folder = Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # not run by @hydra.main (tests compose configs)
+        return
+    files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+    if not folder.is_dir() or any(p.stat().st_mtime < STARTED - 1 or not (p.suffix == ".log" or ".hydra" in p.parts)
+                                  for p in files):
+        return
+    for handler in logging.getLogger().handlers[:]:  # Hydra's file handler writes into the folder
+        if isinstance(handler, logging.FileHandler) and folder in Path(handler.baseFilename).parents:
+            handler.close()
+            logging.getLogger().removeHandler(handler)
+    shutil.rmtree(folder, ignore_errors=True)
+    cwd, parent = Path.cwd(), folder.parent
+    while cwd in parent.parents and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
+
+
+def _refuse(message: str, status: int = 2) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    discard_run_dir()
+    sys.exit(status)
+
+
 def run(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Call ``fn(cfg)``; a user error is printed as ``error: ...`` and exits with status 2, Ctrl-C with 130."""
     try:
@@ -89,16 +125,12 @@ def run(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
             raise MissingMandatoryValue(f"missing {missing[0]}")
         return fn(cfg)
     except KeyboardInterrupt:
-        print("error: interrupted; nothing was written", file=sys.stderr)
-        sys.exit(130)
+        _refuse("interrupted; nothing was written", 130)
     except MissingMandatoryValue as err:
         key = str(getattr(err, "full_key", "") or "") or str(err).split()[-1]
-        example = EXAMPLES.get(key, f"{key}=...")
-        print(f"error: missing {key}; give it on the command line, e.g. {example}", file=sys.stderr)
-        sys.exit(2)
+        _refuse(f"missing {key}; give it on the command line, e.g. {EXAMPLES.get(key, f'{key}=...')}")
     except Exception as err:
         user_error = find_user_error(err)
         if user_error is None:
             raise
-        print(f"error: {user_error}", file=sys.stderr)
-        sys.exit(2)
+        _refuse(str(user_error))

@@ -121,3 +121,16 @@ def test_the_demo_page_on_a_busy_port_is_one_line_and_leaves_no_work_folder(toy_
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}: the port"), \
         proc.stderr[-3000:]
     assert not list(temp.glob(WORK_PREFIX + "*"))
+
+
+@pytest.mark.parametrize("script, args", [
+    ("export", ["format=tflite", "output=m.onnx"]),
+    ("predict", ["input=missing.npy", "output=out.npy"]),
+])
+def test_a_refused_command_leaves_no_run_folder(toy_run, tmp_path, script, args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{script}.py"),
+                           f"checkpoint={toy_run / 'checkpoints' / 'last.ckpt'}", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-3000:]
+    assert not list(tmp_path.iterdir())  # no outputs/<verb>/<time>/ with its log
