@@ -3,19 +3,24 @@ advice to load them unsafely, and a refused command writes nothing."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
 import socket
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from segsuite.core.cli import run
+from segsuite.core.errors import DataError
 from segsuite.core.export import export
 from segsuite.core.serve import WORK_PREFIX, find_checkpoints
 from segsuite.domains.toy.data import toy_sample
@@ -134,3 +139,27 @@ def test_a_refused_command_leaves_no_run_folder(toy_run, tmp_path, script, args)
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-3000:]
     assert not list(tmp_path.iterdir())  # no outputs/<verb>/<time>/ with its log
+
+
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    """A small PNG whose header (IHDR) claims ``width`` x ``height`` pixels."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_decompression_bomb_names_the_limit_and_how_to_raise_it(tmp_path):
+    from segsuite.core.serve import error_line
+    from segsuite.domains.road_scene.io import image_size, read_pixels
+
+    bomb = _png_claiming(tmp_path / "bomb.png", 20000, 20000)
+    for read in (read_pixels, image_size):
+        with pytest.raises(DataError) as refused:
+            read(bomb)
+        message = str(refused.value)
+        assert str(bomb) in message and "400,000,000 pixels" in message and "SEGSUITE_MAX_IMAGE_PIXELS" in message
+        assert error_line(refused.value) == f"error: {message}" and "\n" not in message  # the page's status line
