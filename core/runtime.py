@@ -96,13 +96,19 @@ class OnnxPredictor(ExportedPredictor):
         except Exception as err:  # onnxruntime raises its own kinds for foreign or truncated files
             raise DataError(f"cannot read {path} as an ONNX model (format=onnx export expected): "
                             f"{_first_line(err)}") from None
-        metadata = _parse(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
-        name = session.get_inputs()[0].name
+        metadata = _checked(_parse(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path), "onnx", path)
+        graph_input = session.get_inputs()[0]
+        _check_channels(graph_input.shape, metadata, path)
+        name = graph_input.name
 
         def forward(x: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(session.run(None, {name: np.ascontiguousarray(x.numpy())})[0])
+            try:
+                return torch.from_numpy(session.run(None, {name: np.ascontiguousarray(x.numpy())})[0])
+            except Exception as err:  # onnxruntime's InvalidArgument, Fail...: the file does not fit its metadata
+                raise DataError(f"onnxruntime cannot run {path} on an input of shape {tuple(x.shape)}: "
+                                f"{_first_line(err)}") from None
 
-        super().__init__(forward, _checked(metadata, "onnx", path), tta_flips)
+        super().__init__(forward, metadata, tta_flips)
 
 
 class TorchScriptPredictor(ExportedPredictor):
@@ -208,7 +214,21 @@ def _checked(metadata: dict[str, Any], runtime: str, path: Path) -> dict[str, An
     missing = [k for k in ("data_meta", "num_classes", "class_names", "border_channel") if k not in metadata]
     if missing:
         raise DataError(f"the segsuite metadata in {path} lacks {', '.join(missing)}; export the checkpoint again")
+    for key, least in (("stride", 1), ("min_size", 0)):
+        value = metadata.get(key, least)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise DataError(f"the segsuite metadata in {path} has {key}={value!r}; expected a whole number >= {least} "
+                            "(the file was altered or not written by scripts/export.py)")
     return metadata
+
+
+def _check_channels(shape: Sequence[Any], metadata: dict[str, Any], path: Path) -> None:
+    """The network's input channels (when fixed in the graph) are those the metadata says the reader gives it."""
+    claimed = (metadata.get("data_meta") or {}).get("in_channels", metadata.get("in_channels"))
+    actual = shape[1] if len(shape) == 4 else None
+    if isinstance(actual, int) and claimed is not None and claimed != actual:
+        raise DataError(f"{path}: its network takes {actual} input channels but its metadata says {claimed}; the file "
+                        "was altered or not written by scripts/export.py")
 
 
 def _first_line(err: BaseException) -> str:

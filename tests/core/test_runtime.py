@@ -80,3 +80,40 @@ def test_a_trusted_file_is_loaded_which_is_why_trust_is_asked(crafted, tmp_path)
     assert predict_with("toy", image, tmp_path / "out.npy", "runtime=torchscript", f"model_file={model}",
                         f"trust_model={file_sha256(model)}") == 0
     assert target.exists()  # the crafted file really does write: the refusals above are what protect the user
+
+
+def _onnx_file(path: Path, metadata: dict) -> Path:
+    """A hand-built ONNX network (a 1x1 convolution, 3 channels in, 3 out) with the given segsuite metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["logits"])], "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, "height", "width"])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"segsuite": json.dumps(metadata)})
+    onnx.save_model(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data_meta": {**METADATA["data_meta"], "in_channels": 4}}, "takes 3 input channels but its metadata says 4"),
+    ({"stride": 0}, "has stride=0; expected a whole number >= 1"),
+])
+def test_an_onnx_file_whose_metadata_lies_is_one_line(tmp_path, capsys, change, message):
+    model = _onnx_file(tmp_path / "model.onnx", {**METADATA, "format": "onnx", **change})
+    image = tmp_path / "in.npy"
+    np.save(image, toy_sample(7, 40, 4, 3, 255)[0])
+    assert predict_with("toy", image, tmp_path / "out.npy", "runtime=onnx", f"model_file={model}") == 2
+    line = _one_line(capsys)
+    assert str(model) in line and message in line
+
+
+def test_the_hand_built_onnx_file_runs_when_its_metadata_is_true(tmp_path):
+    image = tmp_path / "in.npy"
+    np.save(image, toy_sample(7, 40, 3, 3, 255)[0])
+    model = _onnx_file(tmp_path / "model.onnx", {**METADATA, "format": "onnx"})
+    assert predict_with("toy", image, tmp_path / "out.npy", "runtime=onnx", f"model_file={model}") == 0
