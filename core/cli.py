@@ -75,8 +75,20 @@ def check_overrides(args: Sequence[str], conf: Traversable = CONF) -> str | None
             values = list(value.list)
         for v in values:
             if choices and isinstance(v, str) and v not in choices:
-                return f"unknown {override.key_or_group} {v!r}; choose one of {', '.join(choices)}"
+                hint = _file_hint(v) if override.key_or_group == "model" else ""
+                return f"unknown {override.key_or_group} {v!r}; choose one of {', '.join(choices)}{hint}"
     return None
+
+
+def _file_hint(value: str) -> str:
+    """For ``model=FILE``: where a model file goes instead (``model=`` is the network config group)."""
+    suffix = Path(value).suffix.lower()
+    if suffix == ".ckpt":
+        return f" (model= picks a network config; a checkpoint goes in checkpoint={value})"
+    runtime = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}.get(suffix)
+    if runtime:
+        return f" (model= picks a network config; an exported model goes in runtime={runtime} model_file={value})"
+    return ""
 
 
 def guard(argv: Sequence[str] | None = None) -> None:

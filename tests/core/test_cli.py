@@ -21,6 +21,9 @@ from tests.helpers import FAST_TRAIN, ROOT, run_script
     ("domain=landcovr", "unknown domain 'landcovr'; choose one of camvid, cityscapes"),
     ("model=unett", "unknown model 'unett'; choose one of deeplabv3plus"),
     ("loss=dicee", "unknown loss 'dicee'"),
+    ("model=out/model.onnx", "an exported model goes in runtime=onnx model_file=out/model.onnx)"),
+    ("model=model.pt", "an exported model goes in runtime=torchscript model_file=model.pt)"),
+    ("model=last.ckpt", "a checkpoint goes in checkpoint=last.ckpt)"),
 ])
 def test_unknown_group_choice_is_one_line(override, message):
     assert message in check_overrides([override])
