@@ -1,7 +1,8 @@
 """What every entry point shares: a user's mistake is one ``error: ...`` line and exit status 2, never a traceback.
 
 * before Hydra composes anything, :func:`check_overrides` refuses an unknown choice of a config group
-  (``domain=landcovr``), naming the group, the value and the choices;
+  (``domain=landcovr``), naming the group, the value and the choices, and :func:`check_keys` a key that is not in the
+  config (``domain.inferense.tile=...``, or an old name), naming the closest one;
 * :func:`run` turns a :class:`~segsuite.core.errors.UserError`, a missing required value (``input=???``) and Ctrl-C
   (exit 130) into one line; outputs are staged, so an interrupted run leaves nothing behind, and Hydra's run folder
   (``outputs/<verb>/<time>/``: its log and ``.hydra/``) is removed when it holds nothing else (:func:`discard_run_dir`).
@@ -9,7 +10,9 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
+import re
 import shutil
 import sys
 import time
@@ -91,9 +94,57 @@ def _file_hint(value: str) -> str:
     return ""
 
 
-def guard(argv: Sequence[str] | None = None) -> None:
-    """Exit 2 with one line if the command line picks an unknown config choice (call before ``@hydra.main``)."""
-    message = check_overrides(list(sys.argv[1:] if argv is None else argv))
+RENAMED = {"domain.predict": "domain.inference"}  # keys of earlier versions -> today's
+
+
+def check_keys(args: Sequence[str], config_name: str) -> str | None:
+    """The message for an override of a key the config ``config_name`` does not have (Hydra's "Key ... is not in
+    struct"), naming the closest key; None when every key exists. Composes the config once, as Hydra will."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in args if "=" in a and not a.startswith(("-", "hydra.", "+", "~"))]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # check_overrides reports grammar errors
+        return None
+    overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module("segsuite.conf", version_base="1.3"):
+            try:
+                compose(config_name, overrides=overrides)
+                return None
+            except Exception as err:
+                text = f"{err}\n{err.__cause__}"  # Hydra's message, then OmegaConf's with the full key
+                match = re.search(r"full_key: ([\w.\-]+)", text)
+                if "not in struct" not in text or not match:
+                    return None  # Hydra reports anything else
+                bad = match.group(1)
+                keep = [o for o in overrides if not o.split("=", 1)[0].startswith(bad)]
+                return _unknown_key(bad, compose(config_name, overrides=keep))
+    except Exception:  # a config that cannot be composed: Hydra reports it
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _unknown_key(bad: str, cfg: DictConfig) -> str:
+    parent, _, name = bad.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    siblings = [f"{parent}.{k}" if parent else str(k) for k in node] if isinstance(node, DictConfig) else []
+    close = [RENAMED[bad]] if bad in RENAMED else difflib.get_close_matches(bad, siblings, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key {bad!r}; did you mean {close[0]!r}?"
+    return f"unknown key {bad!r}; {parent or 'the config'} has {', '.join(k.rpartition('.')[2] for k in siblings)}"
+
+
+def guard(config_name: str | None = None, argv: Sequence[str] | None = None) -> None:
+    """Exit 2 with one line if the command line picks an unknown config choice or names a key the config
+    ``config_name`` does not have (call before ``@hydra.main``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    message = check_overrides(args) or (check_keys(args, config_name) if config_name else None)
     if message:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
