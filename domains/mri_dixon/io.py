@@ -301,3 +301,28 @@ def write_label(path: str | os.PathLike, label: np.ndarray, reference: Volume) -
     if low < 0 or high > np.iinfo(np.int16).max:
         raise DataError(f"cannot write {str(path)!r}: label values {low}..{high} outside 0..32767")
     return write_nifti(path, label.astype(np.uint8 if high <= np.iinfo(np.uint8).max else np.int16), reference)
+
+
+def check_channel_files(folder: Path, cases: list[str], channel_names: list[str], ending: str) -> None:
+    """Every case in ``folder`` has exactly the channel files ``CASE_0000<ending>`` .. ``CASE_<n-1><ending>`` that
+    dataset.json's ``channel_names`` lists, as nnU-Net checks: a DataError names the case, its extra or missing
+    channel indices and the channel list (else extra channels would be silently ignored)."""
+    if not folder.is_dir():
+        return
+    found: dict[str, set[int]] = {}
+    for path in folder.iterdir():
+        name = path.name
+        if name.endswith(ending) and len(name) > len(ending) + 5 and name[-len(ending) - 5] == "_":
+            index = name[-len(ending) - 4 : -len(ending)]
+            if index.isdigit():
+                found.setdefault(name[: -len(ending) - 5], set()).add(int(index))
+    expected = set(range(len(channel_names)))
+    listed = ", ".join(f"{i}: {n}" for i, n in enumerate(channel_names))
+    for case in cases:
+        indices = found.get(case, set())
+        extra, missing = sorted(indices - expected), sorted(expected - indices)
+        if extra or missing:
+            what = (f"extra channel files {[f'{case}_{i:04d}{ending}' for i in extra]}" if extra else
+                    f"no channel files {[f'{case}_{i:04d}{ending}' for i in missing]}")
+            raise DataError(f"case {case!r} in {folder} has {what}, but dataset.json lists {len(channel_names)} "
+                            f"channel(s) ({listed}); list every channel in channel_names or remove the extra files")
