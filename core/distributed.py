@@ -75,8 +75,14 @@ class _Group:
         os.environ.setdefault("MASTER_ADDR", os.environ.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"))
         os.environ.setdefault("MASTER_PORT", str(29500 + int(os.environ.get("SLURM_JOB_ID", 0)) % 1000))
         if not dist.is_initialized():
-            dist.init_process_group("gloo", rank=ranks.rank, world_size=ranks.world,
-                                    timeout=datetime.timedelta(seconds=ranks.timeout_s))
+            try:
+                dist.init_process_group("gloo", rank=ranks.rank, world_size=ranks.world,
+                                        timeout=datetime.timedelta(seconds=ranks.timeout_s))
+            except Exception as err:  # a rank that never started, or a wrong MASTER_ADDR/PORT
+                raise DataError(f"rank {ranks.rank} of {ranks.world}: the ranks did not all join at "
+                                f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} within distributed_timeout="
+                                f"{ranks.timeout_s:g} s ({str(err).strip().splitlines()[0][:200]}); nothing was "
+                                "written") from None
         prefix = f"segsuite/{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}/"
         self.store = dist.PrefixStore(prefix, dist.distributed_c10d._get_default_store())
         self.ranks, self.stopped = ranks, threading.Event()

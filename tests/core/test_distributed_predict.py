@@ -86,3 +86,12 @@ def test_when_a_rank_is_killed_the_other_names_it_and_stops_within_the_timeout(t
                                                                       if f.startswith(mine)]  # only the dead rank's
     run_script("predict", *args, f"hydra.run.dir={tmp_path / 'h2'}")  # the next run removes it
     assert not list(tmp_path.glob(STAGING_PREFIX + "*")) and len(list((tmp_path / "out").iterdir())) == 8
+
+
+def test_a_rank_whose_peers_never_start_stops_within_the_timeout(toy_run, tmp_path):
+    inputs = _inputs(tmp_path / "in", 2)
+    rank0 = _srun(0, _free_port(), f"checkpoint={toy_run / 'checkpoints' / 'last.ckpt'}", f"input={inputs}",
+                  f"output={tmp_path / 'out'}", "distributed_timeout=3", f"hydra.run.dir={tmp_path / 'h'}")
+    _, err = rank0.communicate(timeout=120)
+    assert rank0.returncode == 2 and "the ranks did not all join" in err.strip().splitlines()[-1], err[-3000:]
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(STAGING_PREFIX + "*"))
