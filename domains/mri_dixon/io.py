@@ -304,25 +304,21 @@ def write_label(path: str | os.PathLike, label: np.ndarray, reference: Volume) -
 
 
 def check_channel_files(folder: Path, cases: list[str], channel_names: list[str], ending: str) -> None:
-    """Every case in ``folder`` has exactly the channel files ``CASE_0000<ending>`` .. ``CASE_<n-1><ending>`` that
-    dataset.json's ``channel_names`` lists, as nnU-Net checks: a DataError names the case, its extra or missing
-    channel indices and the channel list (else extra channels would be silently ignored)."""
+    """No case in ``folder`` has channel files beyond ``CASE_<n-1><ending>``, the last that dataset.json's
+    ``channel_names`` lists (nnU-Net checks this too): a DataError names the case, the extra files and the channel
+    list, where they would otherwise be silently left out. (A missing channel file is named when the case is read.)"""
     if not folder.is_dir():
         return
     found: dict[str, set[int]] = {}
     for path in folder.iterdir():
-        name = path.name
-        if name.endswith(ending) and len(name) > len(ending) + 5 and name[-len(ending) - 5] == "_":
-            index = name[-len(ending) - 4 : -len(ending)]
-            if index.isdigit():
-                found.setdefault(name[: -len(ending) - 5], set()).add(int(index))
-    expected = set(range(len(channel_names)))
-    listed = ", ".join(f"{i}: {n}" for i, n in enumerate(channel_names))
+        name, cut = path.name, len(ending) + 5
+        if name.endswith(ending) and len(name) > cut and name[-cut] == "_" and name[-cut + 1 : -len(ending)].isdigit():
+            found.setdefault(name[:-cut], set()).add(int(name[-cut + 1 : -len(ending)]))
     for case in cases:
-        indices = found.get(case, set())
-        extra, missing = sorted(indices - expected), sorted(expected - indices)
-        if extra or missing:
-            what = (f"extra channel files {[f'{case}_{i:04d}{ending}' for i in extra]}" if extra else
-                    f"no channel files {[f'{case}_{i:04d}{ending}' for i in missing]}")
-            raise DataError(f"case {case!r} in {folder} has {what}, but dataset.json lists {len(channel_names)} "
-                            f"channel(s) ({listed}); list every channel in channel_names or remove the extra files")
+        extra = sorted(i for i in found.get(case, ()) if i >= len(channel_names))
+        if extra:
+            listed = ", ".join(f"{i}: {n}" for i, n in enumerate(channel_names))
+            raise DataError(f"case {case!r} in {folder} has extra channel files "
+                            f"{[f'{case}_{i:04d}{ending}' for i in extra]}, but dataset.json lists "
+                            f"{len(channel_names)} channel(s) ({listed}); list every channel in channel_names or "
+                            "remove the extra files")
