@@ -43,4 +43,5 @@ def test_a_non_nifti_output_name_is_refused(tmp_path, meta):
     with pytest.raises(DataError, match="must be a .nii/.nii.gz file name for one case, or a folder \\(end it"):
         _outputs(meta, tmp_path / "seg.png", False)
     assert _outputs(meta, tmp_path / "seg", True)["labels"] == tmp_path / "seg" / "phantom_000.nii.gz"
+    assert _outputs(meta, tmp_path / "seg", False)["labels"] == tmp_path / "seg" / "phantom_000.nii.gz"  # bare name
     assert _outputs(meta, tmp_path / "seg.nii.gz", False)["labels"] == tmp_path / "seg.nii.gz"
