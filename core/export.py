@@ -27,7 +27,7 @@ from segsuite.core.contracts import DataMeta
 from segsuite.core.errors import ConfigError
 from segsuite.core.io import atomic_path, check_writable, plain
 from segsuite.core.models.factory import PadToStride
-from segsuite.core.runtime import EXTRA_FILE, METADATA_KEY, RUNTIMES, load_exported
+from segsuite.core.runtime import EXTRA_FILE, METADATA_KEY, RUNTIMES, file_sha256, load_exported
 from segsuite.core.task import SegmentationTask
 
 FORMATS = RUNTIMES  # onnx, torchscript
@@ -160,7 +160,7 @@ def _self_check(net: nn.Module, path: Path, fmt: str, in_channels: int, stride: 
     x = torch.randn(1, in_channels, base + 2 * stride, base, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         expected = net(x)
-        got = load_exported(path, fmt).forward(x)
+        got = load_exported(path, fmt, trust=True).forward(x)  # the file just written
     if got.shape != expected.shape:
         raise ValueError(f"the file gives shape {tuple(got.shape)} for input {tuple(x.shape)}, not "
                          f"{tuple(expected.shape)} (sizes fixed at export)")
@@ -180,6 +180,9 @@ def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathL
     """
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r} is not one of {', '.join(FORMATS)}")
+    if Path(os.path.abspath(output)) == Path(os.path.abspath(checkpoint)):
+        raise ConfigError(f"output {output} is the checkpoint being exported; choose another output path "
+                          "(overwrite=true does not change this)")
     output = check_writable(output, overwrite)  # before any work
     task = load_task(checkpoint)
     trained_on = task.hparams.get("domain") or ""
@@ -207,7 +210,10 @@ def export(cfg: DictConfig) -> Path:
     """``scripts/export.py``: ``cfg.checkpoint`` -> ``cfg.output`` as ``cfg.format``."""
     domain = cfg.domain if cfg.get("domain") else None
     path = export_model(cfg.checkpoint, str(cfg.format), cfg.output, bool(cfg.overwrite), domain)
-    print(f"wrote {path} ({cfg.format})")
+    if cfg.format == "torchscript":  # a program: who loads it checks this hash (trust_model=SHA256)
+        print(f"wrote {path} (torchscript, sha256 {file_sha256(path)}; load it with trust_model=<that sha256>)")
+    else:
+        print(f"wrote {path} ({cfg.format})")
     return path
 
 

@@ -97,6 +97,17 @@ def remove_stale_staging(folder: Path) -> list[Path]:
     return removed
 
 
+def work_folder(prefix: str, parent: str | os.PathLike | None = None) -> Path:
+    """A new folder ``<prefix><pid>-<random>`` in ``parent`` (TMPDIR), after removing those of processes on this
+    machine that are gone (killed, or a start that failed before it could clean up)."""
+    parent = Path(parent or tempfile.gettempdir())
+    for folder in parent.glob(prefix + "*"):
+        pid = folder.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

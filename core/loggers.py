@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
 
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers import MLFlowLogger as _LightningMLFlowLogger
+
+from segsuite.core.errors import ConfigError
 
 
 class CSVLogger(_LightningCSVLogger):
@@ -53,6 +56,20 @@ class MLFlowLogger(_LightningMLFlowLogger):
     def __init__(self, experiment_name: str = "segsuite", tracking_uri: str = "mlruns", **kwargs) -> None:
         folder = _local_path(str(tracking_uri))
         if folder is not None:
-            tracking_uri = "file:" + os.path.normpath(os.path.abspath(folder))
+            folder = os.path.normpath(os.path.abspath(folder))
+            _check_writable(folder)
+            tracking_uri = "file:" + folder
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         super().__init__(experiment_name=experiment_name, tracking_uri=tracking_uri, **kwargs)
+
+
+def _check_writable(folder: str) -> None:
+    """Create the tracking folder and a file in it now, so that a read-only one is one line, not MLflow's traceback
+    at the first metric."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(f"logger=mlflow cannot write its tracking folder {folder} ({err.strerror or err}); give a "
+                          "writable one: logger.mlflow.tracking_uri=PATH") from None

@@ -24,11 +24,11 @@ import torch
 from tqdm.auto import tqdm
 
 from segsuite.core.contracts import Evaluation, Item, Job, Opened, Prediction, Reader, Sink, Writer
-from segsuite.core.distributed import MANIFEST, Ranks, gather
+from segsuite.core.distributed import MANIFEST, Ranks, gather, item_done, join, leave
 from segsuite.core.errors import DataError
 from segsuite.core.inference import InferenceOptions, sliding_window
 from segsuite.core.instances import split_logits
-from segsuite.core.io import Staging, write_json
+from segsuite.core.io import Staging, pattern_matches, write_json
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +145,36 @@ def _bar(kind: str, items: Sequence[Item], ranks: Ranks | None = None) -> tqdm:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def is_folder_output(output: Path, items: Sequence[Item]) -> bool:
-    """Outputs go into the folder ``output`` when it is one already, when there are several items, or when the input
-    was a folder (its items carry a path relative to it); else ``output`` is the one item's main file."""
-    return output.is_dir() or len(items) > 1 or any(str(item.rel) not in ("", ".") for item in items)
+def is_folder_output(output: str | os.PathLike, items: Sequence[Item], input: Any = None) -> bool:
+    """The output naming rule. ``output`` is a folder (each result under its input's name) when the user spelt it as
+    one -- a trailing slash or an existing folder -- or when the input names several inputs or could: several items,
+    a folder of inputs (its items carry a path relative to it), a list or a glob pattern with one input per entry or
+    match, even a single one. Otherwise ``output`` is the one input's main file. (A list or pattern whose files make
+    up one input, as an MRI case's channel files, is one input.)"""
+    text = os.fspath(output)
+    if text.endswith(("/", os.sep)) or Path(text).is_dir():
+        return True
+    if len(items) > 1 or any(str(item.rel) not in ("", ".") for item in items):
+        return True
+    entries = _entries(input)
+    return entries is not None and len(entries) == len(items)
 
 
-def plan_outputs(items: Sequence[Item], writer: Writer, output: Path, job: Job
+def _entries(input: Any) -> list[Any] | None:
+    """The entries of a list input or the matches of a glob pattern; None for anything else (a file, a URL...)."""
+    if isinstance(input, (list, tuple)):
+        return list(input)
+    if isinstance(input, (str, os.PathLike)) and "://" not in str(input):
+        return pattern_matches(input)
+    return None
+
+
+def plan_outputs(items: Sequence[Item], writer: Writer, output: Path, job: Job, folder: bool | None = None
                  ) -> tuple[list[dict[str, Path]], dict[str, Path]]:
     """Every item's files and the run's files; refuses two items writing one file and outputs that are inputs."""
-    folder = is_folder_output(output, items)
-    plans = [writer.outputs(item, output, folder, job) for item in items]
-    run_files = writer.run_outputs(output, folder, job)
+    folder = is_folder_output(output, items) if folder is None else folder
+    plans = [writer.outputs(item, Path(output), folder, job) for item in items]
+    run_files = writer.run_outputs(Path(output), folder, job)
     owner: dict[Path, Item] = {}
     for item, plan in zip(items, plans):
         inputs = _input_paths(item)
@@ -185,17 +203,27 @@ def run_predict(reader: Reader, writer: Writer, job: Job, input: Any, output: st
     written (on rank 0; other ranks return []).
     """
     ranks = ranks or Ranks.from_env()
-    output = Path(output)
     items = reader.find(input, job)
-    plans, run_files = plan_outputs(items, writer, output, job)
+    folder = is_folder_output(output, items, input)  # before Path() drops a trailing slash
+    output = Path(output)
+    plans, run_files = plan_outputs(items, writer, output, job, folder)
     if ranks.distributed:
-        run_files["manifest"] = (output if is_folder_output(output, items) else output.parent) / MANIFEST
+        run_files["manifest"] = (output if folder else output.parent) / MANIFEST
     for item in items:
         reader.check(item, job)
     destinations = [p for plan in plans for p in plan.values()] + list(run_files.values())
+    try:
+        join(ranks)  # before any work: a rank that dies from now on is named by the others
+        return _stage_and_commit(reader, writer, job, items, plans, run_files, destinations, output, ranks)
+    finally:
+        leave()
+
+
+def _stage_and_commit(reader: Reader, writer: Writer, job: Job, items: Sequence[Item], plans: Sequence[dict],
+                      run_files: dict[str, Path], destinations: list[Path], output: Path, ranks: Ranks) -> list[Path]:
     with Staging(destinations, job.overwrite) as stage:
         results, error = _predict_shard(reader, writer, job, items, plans, stage, ranks)
-        reports = gather(ranks, (error and str(error), str(stage.root), results))
+        reports = gather(ranks, (error and str(error), str(stage.root), results), "predicted")
         _raise_first(error, reports)
         written: list[Path] = []
         if ranks.rank == 0:
@@ -206,7 +234,7 @@ def run_predict(reader: Reader, writer: Writer, job: Job, input: Any, output: st
                 _write_manifest(stage, roots, run_files["manifest"])
             written = stage.commit(roots)
             log.info("wrote %d file(s) for %d input(s) into %s", len(written), len(items), output)
-        gather(ranks, None)  # the other ranks keep their staging folders until rank 0 has moved them
+        gather(ranks, None, "committed")  # the other ranks keep their staging folders until rank 0 has moved them
     return written
 
 
@@ -223,6 +251,7 @@ def _predict_shard(reader: Reader, writer: Writer, job: Job, items: Sequence[Ite
                 try:
                     sink = writer.sink(item, opened, stage.paths(plans[index]), job)
                     results += [(index, r) for r in _feed(item, opened, [sink], job, bar)]
+                    item_done(ranks)
                 finally:
                     opened.close()
         except Exception as err:

@@ -128,7 +128,7 @@ def exported_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | 
     if not path:
         raise ConfigError(f"runtime={cfg.runtime} needs model_file=PATH, a model written by scripts/export.py "
                           f"format={cfg.runtime}")
-    predictor = load_exported(path, str(cfg.runtime), _tta_flips(cfg))
+    predictor = load_exported(path, str(cfg.runtime), _tta_flips(cfg), _trust(cfg.get("trust_model")))
     stored = predictor.metadata
     _check_domain(cfg, stored.get("domain"), path, "model")
     has_border = bool(stored["border_channel"])
@@ -141,9 +141,15 @@ def exported_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | 
     return model, instancer
 
 
+def _trust(value: Any) -> bool | str:
+    """``trust_model``: true, or a sha256 (Hydra may read an all-digit one as a number)."""
+    return value if isinstance(value, bool) else str(value or "")
+
+
 def predict(cfg: DictConfig) -> list[Path]:
     """Predict ``cfg.input`` into ``cfg.output`` with the domain's reader and writer."""
     job = load_job(cfg)
     reader = hydra.utils.instantiate(cfg.domain.reader)
     writer = hydra.utils.instantiate(cfg.domain.writer)
-    return run_predict(reader, writer, job, _plain(cfg.input), cfg.output)
+    ranks = Ranks.from_env(cfg.get("distributed_timeout"))
+    return run_predict(reader, writer, job, _plain(cfg.input), cfg.output, ranks)

@@ -4,8 +4,8 @@ the coloured result with its legend and the domain's numbers, and download the o
 ``segsuite serve --models outputs/ --host 127.0.0.1 --port 7860``
 
 Built with Gradio, as the lecture's OneFormer demo: it has the pieces this page needs (file upload, images, a slice
-slider, tables, file downloads, a progress bar), runs our Python functions
-directly in one process, and its frontend ships inside the wheel and is served by the same local server. Streamlit
+slider, tables, file downloads, a progress bar), runs our Python functions directly in one process, and its frontend
+ships inside the wheel and is served by the same local server. Streamlit
 would rerun the whole script on every click; a hand-written FastAPI page would mean writing those widgets. Nothing
 leaves the machine: analytics, sharing and telemetry are off and the theme uses system fonts (no web fonts).
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -34,9 +35,12 @@ from segsuite.core.checkpoint import describe
 from segsuite.core.cli import find_user_error
 from segsuite.core.contracts import Mode
 from segsuite.core.errors import UserError
+from segsuite.core.io import work_folder
+from segsuite.core.preview import input_preview
 
 log = logging.getLogger(__name__)
 
+WORK_PREFIX = "segsuite-serve-"  # the page's work folders in TMPDIR: segsuite-serve-<pid>-<random>
 PREVIEW_PIXELS = 1536 * 1536  # larger rasters are shown every n-th row and column
 TASKS = [m.value for m in Mode]
 CSS = "#input-image img, #result-image img {width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated}"
@@ -95,59 +99,6 @@ class Models:
 # ----------------------------------------------------------------------------------------------------------------
 # What the page shows
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def stretch(image: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Channels-first ``(C, ...)`` floats -> uint8 ``(..., 3)``: the first three channels (or the first, grey), each
-    stretched between its 2nd and 98th percentiles."""
-    channels = image[:3] if image.shape[0] >= 3 else image[:1].repeat(3, 0)
-    out = []
-    for band in channels.astype(np.float32):
-        finite = band[np.isfinite(band)]
-        lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
-        out.append(np.clip((np.nan_to_num(band) - lo) / max(hi - lo, 1e-6), 0, 1))
-    return (np.stack(out, -1) * 255).round().astype(np.uint8)
-
-
-def input_preview(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
-    """The input as RGB uint8 on the result's grid ``shape`` ((H, W) or (D, H, W)), or None for unknown formats."""
-    name = path.name.lower()
-    try:
-        if name.endswith(".npy"):
-            image = np.load(path, mmap_mode="r", allow_pickle=False)
-            return _fit(stretch(np.asarray(image)), shape)
-        if name.endswith((".nii", ".nii.gz")):
-            import nibabel
-
-            volume = np.asarray(nibabel.load(path).dataobj, dtype=np.float32)
-            return _fit(stretch(volume[None] if volume.ndim == 3 else np.moveaxis(volume, -1, 0)), shape)
-        if name.endswith((".tif", ".tiff")):
-            return _raster_preview(path, shape)
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return _fit(np.asarray(image.convert("RGB")), shape)
-    except Exception as err:  # a preview is a nicety: the prediction itself reports bad files
-        log.info("no preview of %s: %s", path, err)
-        return None
-
-
-def _raster_preview(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    import rasterio
-
-    with rasterio.open(path) as src:
-        bands = list(range(1, min(src.count, 3) + 1))
-        data = src.read(bands, out_shape=(len(bands), *shape[-2:]), masked=True)
-    return stretch(data.astype(np.float32).filled(np.nan))
-
-
-def _fit(rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
-    """``rgb`` (*spatial, 3) sampled onto ``shape`` (every n-th pixel of a preview), or None when they differ."""
-    if rgb.shape[:-1] == tuple(shape):
-        return rgb
-    steps = [max(1, round(a / b)) for a, b in zip(rgb.shape[:-1], shape)]
-    sampled = rgb[tuple(slice(None, None, s) for s in steps)]
-    return sampled if sampled.shape[:-1] == tuple(shape) else None
 
 
 def legend_html(result: Result) -> str:
@@ -271,7 +222,7 @@ def build_app(models_dir: Path, cache: Path, workdir: Path | None = None):
     if not models.paths:
         raise UserError(f"no readable checkpoints (*.ckpt) under --models {models_dir}; train one with "
                         "scripts/train.py or give the folder that holds yours")
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="segsuite-serve-"))
+    workdir = workdir or work_folder(WORK_PREFIX)
     workdir.mkdir(parents=True, exist_ok=True)
     with gr.Blocks(title="segsuite demo", analytics_enabled=False) as app:
         gr.Markdown("# segsuite: segment an image, a scene or a volume\nChoose a model and a task, upload an input "
@@ -364,9 +315,8 @@ def table(rows: list[dict[str, Any]]):
 
 
 def instances_update(gr, result: Result):
-    if result.instances is None:
-        return gr.update(visible=False, value=None)
-    return gr.update(visible=True, value=table(result.instance_table))
+    shown = result.instances is not None
+    return gr.update(visible=shown, value=table(result.instance_table) if shown else None)
 
 
 def _failed(gr, message: str) -> tuple:
@@ -377,21 +327,28 @@ def _failed(gr, message: str) -> tuple:
 def launch(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
     """Serve ``app`` locally: no sharing link, no server-side rendering, system fonts only."""
     gr = _gradio()
-
     theme = gr.themes.Default(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"])
     app.queue(default_concurrency_limit=1)
-    return app.launch(server_name=host, server_port=port, share=False, ssr_mode=False, pwa=False, mcp_server=False,
-                      enable_monitoring=False, prevent_thread_lock=not block, theme=theme, css=CSS, quiet=True,
-                      footer_links=[])
+    try:
+        return app.launch(server_name=host, server_port=port, share=False, ssr_mode=False, pwa=False,
+                          mcp_server=False, enable_monitoring=False, prevent_thread_lock=not block, theme=theme,
+                          css=CSS, quiet=True, footer_links=[])
+    except OSError:  # Gradio's "Cannot find empty port in range", or an address that cannot be bound
+        raise UserError(f"cannot listen on {host}:{port}: the port is in use or the address is not this machine's; "
+                        "choose another with --port or --host") from None
 
 
 def serve(models_dir: str | os.PathLike = "outputs", host: str = "127.0.0.1", port: int = 7860,
           cache: str | os.PathLike | None = None) -> None:
-    """Build the page over ``models_dir`` and serve it until interrupted."""
+    """Build the page over ``models_dir`` and serve it until interrupted; its work folder goes with it."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise UserError(f"--models {models_dir} is not a folder; give the folder holding your checkpoints (*.ckpt)")
     cache = Path(cache) if cache else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "segsuite"
-    app = build_app(models_dir, cache / "examples")
-    print(f"segsuite demo on http://{host}:{port} (models from {models_dir})", flush=True)
-    launch(app, host, port)
+    workdir = work_folder(WORK_PREFIX)  # also removes those of servers that are gone
+    try:
+        app = build_app(models_dir, cache / "examples", workdir)
+        print(f"segsuite demo on http://{host}:{port} (models from {models_dir})", flush=True)
+        launch(app, host, port)
+    finally:  # Ctrl-C and failed starts too
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -13,5 +13,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    guard()
+    guard("evaluate")
     main()

@@ -55,6 +55,7 @@ from .fatfraction import DEFAULT_RELATIVE_THRESHOLD, fat_fraction
 from .io import (
     Volume,
     canonical_affine,
+    check_channel_files,
     check_same_grid,
     from_canonical,
     read_volume,
@@ -186,6 +187,7 @@ def list_cases(spec: DatasetSpec, images_dir: str = "imagesTr", labels_dir: str 
     )
     if not cases:
         raise DataError(f"{str(folder)!r} holds no '*{suffix}' files")
+    check_channel_files(spec.root / images_dir, cases, spec.channel_names, ending)  # as nnU-Net does
     return cases
 
 

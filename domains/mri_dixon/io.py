@@ -301,3 +301,24 @@ def write_label(path: str | os.PathLike, label: np.ndarray, reference: Volume) -
     if low < 0 or high > np.iinfo(np.int16).max:
         raise DataError(f"cannot write {str(path)!r}: label values {low}..{high} outside 0..32767")
     return write_nifti(path, label.astype(np.uint8 if high <= np.iinfo(np.uint8).max else np.int16), reference)
+
+
+def check_channel_files(folder: Path, cases: list[str], channel_names: list[str], ending: str) -> None:
+    """No case in ``folder`` has channel files beyond ``CASE_<n-1><ending>``, the last that dataset.json's
+    ``channel_names`` lists (nnU-Net checks this too): a DataError names the case, the extra files and the channel
+    list, where they would otherwise be silently left out. (A missing channel file is named when the case is read.)"""
+    if not folder.is_dir():
+        return
+    found: dict[str, set[int]] = {}
+    for path in folder.iterdir():
+        name, cut = path.name, len(ending) + 5
+        if name.endswith(ending) and len(name) > cut and name[-cut] == "_" and name[-cut + 1 : -len(ending)].isdigit():
+            found.setdefault(name[:-cut], set()).add(int(name[-cut + 1 : -len(ending)]))
+    for case in cases:
+        extra = sorted(i for i in found.get(case, ()) if i >= len(channel_names))
+        if extra:
+            listed = ", ".join(f"{i}: {n}" for i, n in enumerate(channel_names))
+            raise DataError(f"case {case!r} in {folder} has extra channel files "
+                            f"{[f'{case}_{i:04d}{ending}' for i in extra]}, but dataset.json lists "
+                            f"{len(channel_names)} channel(s) ({listed}); list every channel in channel_names or "
+                            "remove the extra files")

@@ -196,9 +196,11 @@ class DixonWriter:
         is_file = output.name.lower().endswith(NIFTI_SUFFIXES) and not output.is_dir()
         if folder and is_file:
             raise DataError(f"the input holds several cases; give an output folder, not the file name {str(output)!r}")
-        if not is_file and output.exists() and not output.is_dir():
-            raise DataError(f"output {str(output)!r} must be a .nii/.nii.gz file name or a folder")
-        main = output if is_file else output / f"{item.name}.nii.gz"
+        if not folder and not is_file and (output.suffix or output.exists()):  # seg.png, not a folder of that name
+            raise DataError(f"output {str(output)!r} must be a .nii/.nii.gz file name for one case, or a folder (end "
+                            "it with '/')")
+        folder = folder or not is_file  # a bare name (preds) is a folder, as it always was
+        main = output / f"{item.name}.nii.gz" if folder else output
         paths = {"labels": main}
         if self.fat_fraction:
             paths["fat_fraction"] = beside(main, "_fatfraction")

@@ -3,10 +3,17 @@
 Image conversion on read: grey-scale (8 or 16 bit) is replicated to 3 channels, RGBA and LA drop alpha, palette
 images are expanded to RGB; values are scaled to [0, 1] by the bit depth. Writers refuse an existing file unless
 ``overwrite`` (predict writes into the core's staging folder, which commits all files or none).
+
+Pillow refuses images whose header claims more than twice ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb); that
+limit can be raised with the environment variable ``SEGSUITE_MAX_IMAGE_PIXELS`` (the error says so).
 """
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +27,34 @@ from .labels import cityscapes_train_id_to_id
 
 _GREY_MODES = {"L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0}
 _LABEL_MODES = {"L", "P", "I;16", "I;16B", "I;16L", "I"}
+MAX_PIXELS_ENV = "SEGSUITE_MAX_IMAGE_PIXELS"
+if os.environ.get(MAX_PIXELS_ENV, "").isdigit():
+    Image.MAX_IMAGE_PIXELS = int(os.environ[MAX_PIXELS_ENV]) // 2  # Pillow refuses twice this, warns above it
+
+
+@contextmanager
+def _image(path: str | Path) -> Iterator[Image.Image]:
+    """``Image.open(path)``; a decompression bomb (a header claiming more pixels than Pillow's limit) is a
+    DataError that names the limit and how to raise it."""
+    try:
+        with Image.open(path) as img:
+            yield img
+    except Image.DecompressionBombError as err:
+        claimed = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
+        limit = 2 * int(Image.MAX_IMAGE_PIXELS or 0)
+        raise DataError(f"image {path} claims {size}, over the limit of {limit:,} that guards against decompression "
+                        f"bombs; if it is genuine, raise the limit: {MAX_PIXELS_ENV}=<pixels> in the environment"
+                        ) from None
 
 
 def _open(path: Path) -> Image.Image:
     """Open and fully decode an image, raising DataError naming the file when that fails."""
     try:
-        with Image.open(path) as img:
+        with _image(path) as img:
             img.load()
             return img
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
+    except (OSError, ValueError) as err:
         raise DataError(f"cannot read image {path}: {err}") from err
 
 
@@ -36,7 +62,7 @@ def _decode_rgb8_png(path: Path) -> np.ndarray | None:
     """An 8-bit RGB PNG decoded by libpng through torchvision (several times faster than Pillow's decoder, and it
     releases the GIL), ``(H, W, 3)`` uint8 (a view of a (3, H, W) tensor); None for any other kind of file."""
     try:
-        with Image.open(path) as img:
+        with _image(path) as img:
             if img.format != "PNG" or img.mode != "RGB":
                 return None
     except (OSError, ValueError):
@@ -102,7 +128,7 @@ def read_index_label(path: str | Path) -> np.ndarray:
 def image_size(path: str | Path) -> tuple[int, int]:
     """``(H, W)`` of an image from its header."""
     try:
-        with Image.open(path) as img:
+        with _image(path) as img:
             return img.height, img.width
     except OSError as err:
         raise DataError(f"cannot read image {path}: {err}") from err

@@ -13,7 +13,7 @@ import torch
 from segsuite.core.contracts import Item, Job, Prediction
 from segsuite.core.errors import DataError
 from segsuite.core.inference import ArraySource
-from segsuite.core.io import input_files
+from segsuite.core.io import input_files, pattern_matches
 from segsuite.domains.toy.data import toy_sample
 
 
@@ -39,9 +39,14 @@ class OpenedArray:
 
 
 class NpyReader:
-    """A ``.npy`` file, or a folder of them (outputs then go to a folder, under the same names)."""
+    """A ``.npy`` file, a folder of them, a glob pattern or a list of these (outputs then go to a folder, under the
+    same names)."""
 
     def find(self, input: Any, job: Job) -> list[Item]:
+        if isinstance(input, (list, tuple)):
+            return [item for entry in input for item in self.find(entry, job)]
+        if (matches := pattern_matches(input)) is not None:
+            return [item for path in matches for item in self.find(path, job)]
         files, folder = input_files(input, [".npy"], ".npy arrays (C, H, W)")
         return [Item(f.stem, f, Path(f.name) if folder else Path()) for f in files]
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from segsuite.core.cli import check_overrides
+from segsuite.core.cli import check_keys, check_overrides
 from segsuite.core.io import STAGING_PREFIX
 from segsuite.core.models.registry import NETWORK_FACTORIES
 from tests.helpers import FAST_TRAIN, ROOT, run_script
@@ -21,6 +21,9 @@ from tests.helpers import FAST_TRAIN, ROOT, run_script
     ("domain=landcovr", "unknown domain 'landcovr'; choose one of camvid, cityscapes"),
     ("model=unett", "unknown model 'unett'; choose one of deeplabv3plus"),
     ("loss=dicee", "unknown loss 'dicee'"),
+    ("model=out/model.onnx", "an exported model goes in runtime=onnx model_file=out/model.onnx)"),
+    ("model=model.pt", "an exported model goes in runtime=torchscript model_file=model.pt)"),
+    ("model=last.ckpt", "a checkpoint goes in checkpoint=last.ckpt)"),
 ])
 def test_unknown_group_choice_is_one_line(override, message):
     assert message in check_overrides([override])
@@ -29,6 +32,27 @@ def test_unknown_group_choice_is_one_line(override, message):
 def test_the_entry_point_refuses_an_unknown_choice_before_hydra():
     proc = run_script("train", "domain=landcovr", check=False)
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {check_overrides(['domain=landcovr'])}"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["domain.inferense.tile=[64,64]"], "unknown key 'domain.inferense'; did you mean 'domain.inference'?"),
+    (["domain.predict.tile=[64,64]"], "unknown key 'domain.predict'; did you mean 'domain.inference'?"),  # old name
+    (["domain=landcover", "domain.inference.tiel=[64,64]"], "did you mean 'domain.inference.tile'?"),
+    (["overwrit=true"], "unknown key 'overwrit'; did you mean 'overwrite'?"),
+])
+def test_a_misspelt_key_names_the_closest_one(args, message):
+    assert check_keys(args, "predict") == message or message in check_keys(args, "predict")
+
+
+def test_valid_keys_pass_the_key_check():
+    assert check_keys(["domain.inference.tile=[64,64]", "hydra.run.dir=/x", "input=a", "+extra=1"], "predict") is None
+
+
+def test_the_entry_point_refuses_a_misspelt_key_in_one_line(tmp_path):
+    proc = run_script("predict", "domain.inferense.tile=[64,64]", "input=a.npy", "output=b.npy",
+                      f"hydra.run.dir={tmp_path / 'h'}", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "error: unknown key 'domain.inferense'; did you mean 'domain.inference'?"
 
 
 def test_known_choices_and_plain_values_pass():

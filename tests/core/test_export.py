@@ -21,7 +21,7 @@ from segsuite.core.export import export
 from segsuite.core.instances import InstanceTargets
 from segsuite.core.io import STAGING_PREFIX
 from segsuite.core.predict import load_job
-from segsuite.core.runtime import read_metadata
+from segsuite.core.runtime import file_sha256, read_metadata
 from segsuite.core.task import SegmentationTask
 from segsuite.domains.toy.data import toy_sample
 from tests.export_checks import assert_export_parity, assert_runtime_matches_torch, export_file, predict_with
@@ -198,6 +198,11 @@ def test_an_existing_output_is_kept_without_overwrite(checkpoint, tmp_path, caps
     output.write_text("keep me")
     assert _export_status(checkpoint, output, "format=torchscript") == 2
     assert "already exists; pass overwrite=true" in _one_line(capsys) and output.read_text() == "keep me"
+
+
+def test_a_torchscript_export_prints_the_sha256_that_predict_trusts(checkpoint, tmp_path, capsys):
+    assert _export_status(checkpoint, tmp_path / "model.pt", "format=torchscript") == 0
+    assert f"sha256 {file_sha256(tmp_path / 'model.pt')}" in capsys.readouterr().out
 
 
 def test_an_exporter_failure_names_the_architecture_and_format(checkpoint, tmp_path, capsys, monkeypatch):

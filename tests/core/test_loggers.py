@@ -20,3 +20,26 @@ def test_mlflow_logger_writes_a_local_store(compose_cfg, tmp_path):
     assert 0 <= run.data.metrics["val/miou"] <= 1 and "test/miou" in run.data.metrics
     assert [m.step for m in client.get_metric_history(run.info.run_id, "lr-AdamW")] == [0]
     assert run.data.params["domain"] == "toy"
+
+
+def test_an_unwritable_tracking_folder_is_one_line(compose_cfg, tmp_path, capsys):
+    import os
+
+    import pytest
+
+    from segsuite.core.cli import run
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    folders = [blocker / "mlruns", "/proc/segsuite_mlruns"]  # under a file; on a filesystem nobody writes, root too
+    if os.geteuid() != 0:
+        (tmp_path / "ro").mkdir(mode=0o555)
+        folders.append(tmp_path / "ro" / "mlruns")
+    for folder in folders:
+        cfg = compose_cfg("train", [f"run_dir={tmp_path / 'run'}", *FAST_TRAIN, "logger=mlflow",
+                                    f"logger.mlflow.tracking_uri={folder}"])
+        with pytest.raises(SystemExit) as exit:
+            run(train, cfg)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit.value.code == 2 and len(err) == 1, err
+        assert err[0].startswith(f"error: logger=mlflow cannot write its tracking folder {folder}")

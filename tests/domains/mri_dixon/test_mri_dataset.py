@@ -256,6 +256,8 @@ def test_config_errors(small_dataset):
     content = json.loads((small_dataset / "dataset.json").read_text())
     content["channel_names"] = {"0": "T1"}
     (small_dataset / "dataset.json").write_text(json.dumps(content))
+    for extra in small_dataset.glob("images*/*_000[1-9].nii.gz"):  # one channel listed: one channel file per case
+        extra.unlink()
     with pytest.raises(ConfigError, match="add_fat_fraction needs channels named 'water' and 'fat'.*T1"):
         _build(small_dataset, add_fat_fraction=True)
     assert _build(small_dataset)["train"].meta["channels"] == ["T1"]  # single contrast
