@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.models.pretrained import trained_weights_follow
 from segsuite.core.models.registry import check_network_config
 from segsuite.core.task import SegmentationTask
 
@@ -29,10 +30,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_task(path: str | os.PathLike) -> SegmentationTask:
-    """Rebuild the trained task from a checkpoint alone, in eval mode on the CPU."""
+    """Rebuild the trained task from a checkpoint alone, in eval mode on the CPU. The network is built bare (an
+    encoder weights file named in its config is not read, nothing is downloaded): the trained weights replace it."""
     ckpt = read_checkpoint(path)
     hparams = ckpt["hyper_parameters"]
-    task = SegmentationTask(**hparams)
+    with trained_weights_follow():
+        task = SegmentationTask(**hparams)
     try:
         task.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:
