@@ -38,13 +38,6 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _grid(opened: Opened, options: InferenceOptions) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    if options.tile is not None:
-        return options.tile, options.overlap
-    sizes = list(zip(*(s.shape for s in opened.sources)))  # whole items: one window per source (2D or 3D)
-    return tuple(max(n) for n in sizes), (0,) * len(sizes)
-
-
 def predict_tasks(opened: Opened, job: Job, bar: Any = False) -> Iterator[Callable[[], Prediction]]:
     """Run one opened item through the engine. Yields, as the engine finishes them, tasks that make the item's
     :class:`Prediction` s -- row blocks (streaming items) or the whole item brought back onto its grid by
@@ -52,9 +45,7 @@ def predict_tasks(opened: Opened, job: Job, bar: Any = False) -> Iterator[Callab
     to the task so that they run on the sinks' thread while the engine computes the next batch."""
     model, options = job.model, getattr(opened, "options", None) or job.options or InferenceOptions()
     k = model.num_classes
-    tile, overlap = _grid(opened, options)
-    blocks = sliding_window(model.predictor, opened.sources, model.channels, tile, overlap, options.batch_size,
-                            options.blend, progress=bar, readers=options.readers)
+    blocks = sliding_window(model.predictor, opened.sources, model.channels, progress=bar, options=options)
     if opened.streaming:
         for index, row0, logits, covered in blocks:
             yield partial(_block_prediction, logits, covered, row0, index, k)

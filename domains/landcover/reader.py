@@ -4,6 +4,7 @@ a held-out region of a labelled scene, read tile by tile and normalised exactly 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,17 +73,30 @@ def _all_nodata(source: Any, window: Sequence[int]) -> bool:
     return not source.load(window)[1].any()
 
 
+@dataclass(frozen=True)
+class Probed:
+    """What opening a raster found (:attr:`RasterSource.probed`): enough to check a checkpoint's bands against it and
+    to open it again without reading it (the names of a dataset's attributes)."""
+
+    name: str
+    count: int
+    height: int
+    width: int
+    profile: Any
+
+
 class RasterSource:
     """A GeoTIFF (or a rectangle ``region`` of it) as a tiled-inference source, read with a checkpoint's ``meta``
     (bands, normalisation); windows are relative to the region. Tiles travel in the file's dtype with their valid
     mask and are normalised on the device (:class:`BandNormalizer`); every thread that reads gets its own handle
     (GDAL handles must not be shared by threads). Opening checks the file (readable, not truncated, has a CRS, the
-    bands): a DataError naming the file."""
+    bands): a DataError naming the file. ``probed``: what an earlier opening of the unchanged file found; the file
+    is then not opened here (only by the threads that read it) and only the bands are checked."""
 
-    def __init__(self, path: str | Path, meta: Any, region: Rect | None = None) -> None:
+    def __init__(self, path: str | Path, meta: Any, region: Rect | None = None, probed: Probed | None = None) -> None:
         self.path, self.meta = as_location(path), meta  # a URL stays the string given
         self._local, self._handles, self._lock = threading.local(), [], threading.Lock()
-        first = self._handle(check_data=True)
+        first = probed or self._handle(check_data=True)
         expected = meta.get("image_band_count")  # the training images' band count, when they agreed on one
         try:
             if expected is not None and first.count != expected:
@@ -97,6 +111,7 @@ class RasterSource:
         self.region = region or full_rect(first.height, first.width)
         self.shape = (self.region.height, self.region.width)
         self.profile = first.profile  # the outputs' template: CRS, transform, size
+        self.probed = Probed(str(first.name), first.count, first.height, first.width, self.profile)
         self.normalizer = BandNormalizer.from_meta(meta)
 
     def _handle(self, check_data: bool = False) -> rasterio.DatasetReader:
@@ -236,10 +251,28 @@ class OpenedScene:
                 src.close()
 
 
+def _version(location: str | Path) -> tuple[str, int, int] | None:
+    """A local file's path, modification time and size (taken before it is read: a later change shows); None for a
+    remote one (it may change unseen) or a missing one."""
+    if is_remote(location):
+        return None
+    try:
+        stat = os.stat(location)
+    except OSError:
+        return None
+    return str(location), stat.st_mtime_ns, stat.st_size
+
+
 class GeoTiffReader:
     """A GeoTIFF, a folder of them (outputs then go to a folder under the same names) or a remote GeoTIFF (an
     https:// or s3:// URL, a GDAL /vsi path: see :mod:`segsuite.domains.landcover.io`); evaluate's items are
-    :class:`~segsuite.domains.landcover.dataset.Region` s of labelled scenes."""
+    :class:`~segsuite.domains.landcover.dataset.Region` s of labelled scenes.
+
+    :meth:`open` reuses what :meth:`check` found in a local file that has not changed since (by path, modification
+    time and size): the file is opened once to be checked and then only by the threads that read it."""
+
+    def __init__(self) -> None:
+        self._probed: dict[tuple[str, int, int], Probed] = {}  # check's findings, taken by open
 
     def find(self, input: Any, job: Job) -> list[Item]:
         """Items of a GeoTIFF, a folder, a URL, a glob pattern (``scenes/*.tif``) or a list of any of these
@@ -264,9 +297,13 @@ class GeoTiffReader:
     def check(self, item: Item, job: Job) -> None:
         """Opens, not truncated, has a CRS, the checkpoint's bands and (a whole raster) some valid pixel."""
         region = item.source if isinstance(item.source, Region) else None
-        with RasterSource(region.scene.image if region else item.source, job.model.meta) as source:
+        path = as_location(region.scene.image if region else item.source)
+        version = _version(path)
+        with RasterSource(path, job.model.meta) as source:
             if region is None and not source.any_valid():
                 raise DataError(f"{item.source}: every pixel is nodata; nothing to predict")
+        if version is not None:
+            self._probed[version] = source.probed
 
     def from_array(self, array: np.ndarray, job: Job) -> OpenedScene:
         """An in-memory image ``(C, H, W)`` (``segsuite.core.api``) prepared as a GeoTIFF is: the checkpoint's bands and
@@ -285,13 +322,17 @@ class GeoTiffReader:
 
     def open(self, item: Item, job: Job) -> OpenedScene:
         meta = job.model.meta
+        path = as_location(item.source.scene.image if isinstance(item.source, Region) else item.source)
+        version = _version(path)
+        probed = self._probed.pop(version, None) if version is not None else None  # None: the file changed
         if not isinstance(item.source, Region):
-            return OpenedScene([RasterSource(item.source, meta)])
+            return OpenedScene([RasterSource(path, meta, probed=probed)])
         scene = item.source.scene
         opened = OpenedScene([], num_classes=meta.num_classes, ignore_index=meta.ignore_index)
         try:
             for rect in item.source.rects:
-                opened.sources.append(RasterSource(scene.image, meta, rect))
+                opened.sources.append(RasterSource(path, meta, rect, probed))
+                probed = opened.sources[-1].probed  # the scene's other rectangles: no second opening
             opened.labels = open_raster(scene.label, check_data=False)
             if scene.instances is not None:
                 opened.instances = open_raster(scene.instances, check_data=False)

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from segsuite.core.inference import TilePredictor, Window, predict_array, sliding_window
-from segsuite.core.inference.engine import ArraySource
+from segsuite.core.inference import ArraySource, TilePredictor, Window, predict_array, sliding_window
 
 
 class Constant(torch.nn.Module):

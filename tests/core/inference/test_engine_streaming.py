@@ -63,10 +63,9 @@ class Recorder(torch.nn.Module):
 
 
 def _run(source, readers, **kwargs):
-    model = Recorder()
-    blocks = list(sliding_window(TilePredictor(model, "cpu", channels_last=False), [source], 2, (20, 20), (6, 6),
-                                 batch_size=3, readers=readers, **kwargs))
-    seen = model.seen
+    predictor = TilePredictor(Recorder(), "cpu", channels_last=False)
+    blocks = list(sliding_window(predictor, [source], 2, (20, 20), (6, 6), batch_size=3, readers=readers, **kwargs))
+    seen = predictor.model.seen  # the network it ran: a copy of its own in eval mode
     logits = torch.cat([b for _, _, b, _ in blocks], 1)
     covered = torch.cat([c for _, _, _, c in blocks])
     return logits, covered, seen, blocks
@@ -112,7 +111,7 @@ def test_two_d_networks_run_channels_last_with_the_same_logits():
         expected = net(x)
     fast = TilePredictor(net, "cpu")
     torch.testing.assert_close(fast(x), expected, rtol=1e-5, atol=1e-5)
-    assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.model[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("readers", [0, -1, 1.5, True])
@@ -127,10 +126,9 @@ def test_bad_reader_counts_are_refused(readers):
 def test_channels_last_batches_are_normalised_tile_by_tile_to_the_same_values():
     image = _image()
     plain = _run(RawArray(image), readers=1)
-    model = Recorder()
-    blocks = list(sliding_window(TilePredictor(model, "cpu", channels_last=True), [RawArray(image)], 2, (20, 20),
-                                 (6, 6), batch_size=3, readers=1))
-    assert all(x.is_contiguous(memory_format=torch.channels_last) for x in model.seen)
+    predictor = TilePredictor(Recorder(), "cpu", channels_last=True)
+    blocks = list(sliding_window(predictor, [RawArray(image)], 2, (20, 20), (6, 6), batch_size=3, readers=1))
+    assert all(x.is_contiguous(memory_format=torch.channels_last) for x in predictor.model.seen)
     assert torch.equal(torch.cat([b for _, _, b, _ in blocks], 1), plain[0])
 
 
@@ -147,23 +145,24 @@ def test_a_model_handing_back_its_input_keeps_each_whole_source_apart():
 
 
 def test_batches_reuse_their_host_arrays(monkeypatch):
-    from segsuite.core.inference import engine
+    from segsuite.core.inference.batch import HostBuffers
 
     made = []
-    take = engine._HostBuffers.take
+    take = HostBuffers.take
 
     def counted(self, shape, dtype):
         array = take(self, shape, dtype)
         made.append(array.data_ptr())
         return array
 
-    monkeypatch.setattr(engine._HostBuffers, "take", counted)
+    monkeypatch.setattr(HostBuffers, "take", counted)
     _run(RawArray(np.random.default_rng(3).integers(1, 1000, (2, 120, 120)).astype(np.uint16)), readers=1)
     assert len(made) > 12 and len(set(made)) <= 6  # tiles and masks of at most three batches in flight
 
 
 def test_light_work_runs_on_one_torch_thread_in_its_own_thread_only():
-    from segsuite.core.inference.engine import default_readers, one_thread
+    from segsuite.core.inference.memory import one_thread
+    from segsuite.core.inference.options import default_readers
 
     before = torch.get_num_threads()
     inside, entered, leave = [], threading.Event(), threading.Event()
@@ -198,10 +197,12 @@ def test_finished_blocks_are_made_one_at_a_time_as_they_are_taken(monkeypatch):
                 made.append(done[0])
             return done
 
-    model = Recorder()
+    def strips(shape, channels, buffer_rows, device):
+        return Counting(*shape, channels, buffer_rows, device)
+
     taken = []
-    for _, row, _, _ in sliding_window(TilePredictor(model, "cpu"), [RawArray(_image())], 2, (20, 20), (6, 6),
-                                       batch_size=3, readers=1, merger=Counting):
+    for _, row, _, _ in sliding_window(TilePredictor(Recorder(), "cpu"), [RawArray(_image())], 2, (20, 20), (6, 6),
+                                       batch_size=3, readers=1, merger=strips):
         taken.append(row)
         assert made == taken  # nothing made ahead of what was taken
     assert len(taken) > 20 and taken == sorted(taken)
@@ -213,7 +214,6 @@ def test_on_the_cpu_the_heap_is_offered_back_before_each_forward_pass(monkeypatc
     assert engine.heap_trimmer(limit=0) is None or engine.heap_trimmer(limit=0)() is None  # glibc: trims, no error
     calls = []
     monkeypatch.setattr(engine, "heap_trimmer", lambda: lambda: calls.append(1))
-    model = Recorder()
-    list(sliding_window(TilePredictor(model, "cpu"), [RawArray(_image())], 2, (20, 20), (6, 6), batch_size=3,
-                        readers=1))
-    assert len(calls) == len(model.seen) > 1
+    predictor = TilePredictor(Recorder(), "cpu")
+    list(sliding_window(predictor, [RawArray(_image())], 2, (20, 20), (6, 6), batch_size=3, readers=1))
+    assert len(calls) == len(predictor.model.seen) > 1

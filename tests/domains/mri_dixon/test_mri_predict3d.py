@@ -53,8 +53,8 @@ def _job(meta: dict, net: torch.nn.Module, tile=None, overlap=(0, 0), batch_size
 
 
 def test_volume_is_tiled_by_the_patch_and_equals_the_model(meta3d, phantom_root):
-    net = Recording(meta3d["in_channels"], meta3d["num_classes"])
-    job = _job(meta3d, net)
+    job = _job(meta3d, Recording(meta3d["in_channels"], meta3d["num_classes"]))
+    net = job.model.predictor.model  # the network the predictor runs: its own copy, in eval mode
     files = {n: phantom_root / "imagesTr" / f"phantom_000_{i:04d}.nii.gz" for i, n in enumerate(CHANNELS)}
     opened = DixonReader().open(Item("phantom_000", files), job)
     assert len(opened.sources) == 1 and opened.sources[0].shape == opened.case.image.shape[1:] == (32, 32, 12)

@@ -1,0 +1,59 @@
+"""The land-cover reader opens an input once to check it: ``open`` reuses what ``check`` found while the file is
+unchanged (path, modification time, size), and the tiles come from the reading threads' own handles."""
+
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from segsuite.core.contracts import Item
+from segsuite.core.errors import DataError
+from segsuite.domains.landcover import reader as reader_module
+from segsuite.domains.landcover.reader import GeoTiffReader, RasterSource
+
+META = {"bands": [1, 2], "normalization": {"mean": [50.0, 50.0], "std": [10.0, 10.0]}}
+
+
+@pytest.fixture
+def opens(monkeypatch):
+    """``check_data`` of every raster the reader opens."""
+    calls, real = [], reader_module.open_raster
+
+    def counted(path, *args, check_data=True, **kwargs):
+        calls.append(check_data)
+        return real(path, *args, check_data=check_data, **kwargs)
+
+    monkeypatch.setattr(reader_module, "open_raster", counted)
+    return calls
+
+
+def test_open_reuses_what_check_found_until_the_file_changes(tif, opens):
+    image = np.random.default_rng(0).integers(1, 100, (2, 40, 56)).astype(np.uint16)
+    path = tif("scene.tif", image, nodata=0)
+    job, item, reader = SimpleNamespace(model=SimpleNamespace(meta=META)), Item("scene.tif", path), GeoTiffReader()
+    reader.check(item, job)
+    assert opens == [True]
+    opened = reader.open(item, job)
+    source = opened.sources[0]
+    assert opens == [True] and source.shape == (40, 56) and source.profile["width"] == 56  # not opened again
+    data, valid = source.load((8, 16, 16, 16))  # the reading thread's own handle
+    assert opens == [True, False] and bool(valid.all())
+    np.testing.assert_array_equal(data, image[:, 8:24, 16:32])
+    opened.close()
+
+    reader.check(item, job)
+    tif("scene.tif", image[:, :32], nodata=0)  # changed since it was checked
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with reader.open(item, job).sources[0] as source:
+        assert opens[-1] is True and source.shape == (32, 56)  # checked again
+
+
+def test_what_was_found_is_still_checked_against_the_checkpoints_bands(tif):
+    path = tif("scene.tif", np.ones((2, 8, 8), np.uint16))
+    with RasterSource(path, META) as source:
+        probed = source.probed
+    assert (probed.count, probed.height, probed.width) == (2, 8, 8)
+    with pytest.raises(DataError, match=r"bands \[7\] not available"):
+        RasterSource(path, {**META, "bands": [1, 7]}, probed=probed)
