@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.models.pretrained import trained_weights_follow
 from segsuite.core.models.registry import check_network_config
 from segsuite.core.task import SegmentationTask
 
@@ -51,11 +52,13 @@ def load_error(path: Path, err: BaseException) -> str:
 
 
 def load_task(path: str | os.PathLike) -> SegmentationTask:
-    """Rebuild the trained task from a checkpoint alone, in eval mode on the CPU."""
+    """Rebuild the trained task from a checkpoint alone, in eval mode on the CPU. The network is built bare (an
+    encoder weights file named in its config is not read, nothing is downloaded): the trained weights replace it."""
     ckpt = read_checkpoint(path)
     hparams = ckpt["hyper_parameters"]
     try:
-        task = SegmentationTask(**hparams)
+        with trained_weights_follow():
+            task = SegmentationTask(**hparams)
     except TypeError as err:  # a hyper-parameter this version does not know
         raise ConfigError(f"checkpoint {path} has settings this version of segsuite does not know "
                           f"({str(err).splitlines()[0]}); it was written by another version") from None

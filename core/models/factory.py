@@ -12,6 +12,7 @@ from torch import nn
 
 from segsuite.core.errors import ConfigError
 from segsuite.core.models.fcn import FCN
+from segsuite.core.models.pretrained import is_weights_file, load_encoder_weights, skip_pretrained
 
 _SMP = dict(smp.MODEL_ARCHITECTURES_MAPPING)  # {"unet": smp.Unet, ...}
 _FCN = {"fcn32s": "32s", "fcn16s": "16s", "fcn8s": "8s", "fcn": "8s"}
@@ -76,8 +77,11 @@ def create_model(
         arch: an smp architecture (``unet``, ``unetplusplus``, ``fpn``, ``deeplabv3plus``, ...) or
             ``fcn32s`` / ``fcn16s`` / ``fcn8s`` (``fcn`` is FCN-8s). Case-insensitive.
         encoder_name: an smp encoder (``resnet18``, ``efficientnet-b0``, ...) or ``tu-<timm name>``.
-        encoder_weights: ``None`` (default: nothing is downloaded) or a weights name such as ``imagenet``.
-        in_channels: input channels (any number; pretrained first convs are adapted by smp).
+        encoder_weights: ``None`` (default: nothing is downloaded), a weights name such as ``imagenet`` (a hub
+            download), or the path of a timm/torchvision backbone's state dict on disk
+            (:mod:`segsuite.core.models.pretrained`). Ignored while the network is rebuilt to receive a
+            checkpoint's trained weights (:func:`~segsuite.core.models.pretrained.trained_weights_follow`).
+        in_channels: input channels (any number; pretrained first convs are adapted as smp does).
         classes: output channels (one logit map per class).
         **kwargs: passed to the architecture's constructor.
 
@@ -86,6 +90,9 @@ def create_model(
     """
     _check_names(arch, encoder_name)
     key = arch.lower()
+    weights_file = encoder_weights if is_weights_file(encoder_weights) else None
+    if weights_file is not None or skip_pretrained():
+        encoder_weights = None  # built bare: the file is loaded below, or trained weights follow
     if key in _FCN:
         net: nn.Module = FCN(encoder_name, encoder_weights, in_channels, classes, variant=_FCN[key], **kwargs)
     else:
@@ -94,6 +101,8 @@ def create_model(
                                    in_channels=in_channels, classes=classes, **kwargs)
         except (TypeError, ValueError, KeyError) as err:
             raise ConfigError(f"cannot build {arch!r} with encoder {encoder_name!r}: {err}") from err
+    if weights_file is not None and not skip_pretrained():
+        load_encoder_weights(net.encoder, weights_file)
     return PadToStride(net, _stride(net), _MIN_SIZE.get(key, 0))
 
 

@@ -13,9 +13,10 @@ import numpy as np
 
 from segsuite.core.contracts import Item, Job, Mode, Prediction
 from segsuite.core.errors import ConfigError
-from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
+from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores, check_baseline
 from segsuite.core.instances import PanopticMetrics, StripLabeller, StripPanoptic, truth_cutter, write_panoptic_reports
 from segsuite.core.io import write_csv
+from segsuite.domains.landcover.baseline import RF_REPORTS, ForestScorer, fit_forest
 from segsuite.domains.landcover.dataset import Region
 from segsuite.domains.landcover.reader import OpenedScene
 
@@ -25,10 +26,14 @@ COUNT_COLUMNS = ["scene", "row0", "col0", "row1", "col1", "class", "predicted", 
 
 @dataclass
 class LandCoverEvaluation:
-    """The held-out regions of ``split`` (auto: test if the data has test scenes, else val)."""
+    """The held-out regions of ``split`` (auto: test if the data has test scenes, else val); with ``baseline="rf"``
+    also a per-pixel Random Forest fitted on the training regions, scored on the same pixels
+    (:mod:`segsuite.domains.landcover.baseline`)."""
 
     split: str = "auto"
+    baseline: str | None = None
     _chosen: str = ""
+    _train: list[Region] = field(default_factory=list)
 
     def items(self, datasets: Mapping[str, Any], job: Job) -> tuple[str, list[Item]]:
         split = ("test" if "test" in datasets else "val") if self.split == "auto" else self.split
@@ -39,14 +44,20 @@ class LandCoverEvaluation:
         if names != expected:
             raise ConfigError(f"the data's classes {names} are not the checkpoint's {expected}")
         self._chosen = split
+        self._train = list(datasets["train"].regions) if "train" in datasets else []
         return split, [Item(r.scene.stem, r, target=r.scene) for r in datasets[split].regions]
 
     def scorers(self, job: Job) -> list[Any]:
-        semantic = [SemanticScorer(SemanticScores(job), self._chosen)]
-        return semantic if job.mode is Mode.SEMANTIC else [*semantic, InstanceScorer(job, self._chosen)]
+        semantic = SemanticScorer(SemanticScores(job), self._chosen)
+        scorers = [semantic] if job.mode is Mode.SEMANTIC else [semantic, InstanceScorer(job, self._chosen)]
+        if check_baseline(self.baseline) == "rf":
+            forest = fit_forest(self._train, job.model.meta)
+            scorers.append(ForestScorer(forest, SemanticScores(job), semantic.scores, self._chosen))
+        return scorers
 
     def report_files(self, job: Job) -> list[str]:
-        return SEMANTIC_REPORTS + (INSTANCE_REPORTS if job.mode is not Mode.SEMANTIC else [])
+        return (SEMANTIC_REPORTS + (INSTANCE_REPORTS if job.mode is not Mode.SEMANTIC else [])
+                + (RF_REPORTS if self.baseline else []))
 
 
 @dataclass
