@@ -391,6 +391,14 @@ def _produce(sources: Sequence[Source], tile, overlap, batch_size: int, readers:
     """Background thread: read tiles with ``readers`` threads, in order, and put batches ``(items, _Batch or
     None)`` on ``out``. ``items`` lists ``(source_index, source, window, computed)``; a window is None at a source's
     end. Reads run ahead of the batch being filled by at most ``2 x readers`` windows."""
+    def put(value) -> None:
+        while not stop.is_set():  # give up when the consumer has gone
+            try:
+                return out.put(value, timeout=0.1)
+            except queue.Full:
+                continue
+        raise _Stopped
+
     pool = ThreadPoolExecutor(readers, thread_name_prefix="segsuite-read", initializer=torch.set_num_threads,
                               initargs=(1,))  # in those threads only (one_thread)
     try:
@@ -399,14 +407,6 @@ def _produce(sources: Sequence[Source], tile, overlap, batch_size: int, readers:
         items: list = []
         batch: _Batch | None = None
         key: tuple | None = None  # what the tiles of the batch being filled share: shape, dtype, normalizer
-
-        def put(value) -> None:
-            while not stop.is_set():  # give up when the consumer has gone
-                try:
-                    return out.put(value, timeout=0.1)
-                except queue.Full:
-                    continue
-            raise _Stopped
 
         def flush() -> None:
             nonlocal batch
@@ -450,8 +450,9 @@ def _produce(sources: Sequence[Source], tile, overlap, batch_size: int, readers:
         put(_END)
     except _Stopped:
         pass
-    except BaseException as err:  # re-raised in the consuming thread
-        out.put(err)
+    except BaseException as err:  # re-raised in the consuming thread (unless it has gone: never block on it)
+        with contextlib.suppress(_Stopped):
+            put(err)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -545,7 +546,11 @@ def sliding_window(
             if tiles is not None:
                 tiles.release()
     finally:
+        # Wait for the producer (it stops at its next tile or hand-over): a daemon thread still inside a torch op
+        # when the interpreter exits (Ctrl-C, an error) is ended by pthread_exit through C++ frames, and the
+        # process aborts with "terminate called without an active exception" (SIGABRT) instead of exiting.
         stop.set()
+        producer.join()
         if own_bar:
             bar.close()
 
