@@ -57,9 +57,10 @@ def untrained_checkpoint(path: Path, meta: dict, domain: str, seed: int = 0) -> 
 
 
 def run_inline(script: str, *overrides: str) -> int:
-    """``scripts/<script>.py`` (predict, evaluate) minus the subprocess and its 5-7 s of imports: the composed config
-    through ``segsuite.core.cli.run``, the same one-line ``error: ...`` path; returns the exit status (read the error
-    line with ``capsys``). Overrides naming ``hydra.*`` are dropped: no Hydra run directory is made here."""
+    """``scripts/<script>.py`` (predict, evaluate, train) minus the subprocess and its 5-7 s of imports: the composed
+    config through ``segsuite.core.cli.run``, the same one-line ``error: ...`` path; returns the exit status (read the
+    error line with ``capsys``). Overrides naming ``hydra.*`` are dropped: no Hydra run directory is made here (train
+    needs ``run_dir=...``)."""
     import importlib
 
     from segsuite.core.cli import run
