@@ -3,6 +3,11 @@
 A domain's test module subclasses :class:`DomainContract` in a few lines (as smp's ``BaseModelTester``): it names the
 domain, provides a checkpoint trained on its synthetic data, writes inputs, and says how to read an output's
 geometry. The invariants checked here hold for every domain; a domain's own tests cover only what is its own.
+
+:class:`DomainContract` holds the invariants that depend on a domain's I/O (geometry, a corrupt input, the evaluate
+report, export) and runs for every domain. :class:`CoreInvariants` holds those that are pure core, the same code
+for every domain (options are checked by ``InferenceOptions`` and ``Mode``, existing outputs and staging by
+``core.io.Staging``): they run once, with the toy domain (tests/domains/toy/test_toy_contract.py).
 """
 
 from __future__ import annotations
@@ -64,10 +69,6 @@ class DomainContract:
         """The file of ``output`` that holds the class map of ``input`` (``output`` is the argument given)."""
         return output
 
-    def slow_input(self, folder: Path) -> Path:
-        """An input that takes a second or more to predict on 2 CPU cores (for the kill test)."""
-        return self.write_inputs(folder, 6)[0].parent
-
     # --- helpers --------------------------------------------------------------------------------------------------
 
     def predict(self, checkpoint: Path, input: Path, output: Path, *extra: str) -> int:
@@ -79,12 +80,6 @@ class DomainContract:
         except SystemExit as exit:
             return int(exit.code)
         return 0
-
-    def cli(self, verb: str, *overrides: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-        return subprocess.run([sys.executable, str(ROOT / "scripts" / f"{verb}.py"), f"domain={self.domain}",
-                               *self.overrides, *overrides], cwd=ROOT, capture_output=True, text=True, env=env,
-                              timeout=300)
 
     # --- the invariants -------------------------------------------------------------------------------------------
 
@@ -103,45 +98,6 @@ class DomainContract:
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("error: ") and inputs[1].name in err[-1], err
         assert not output.exists() or not any(p.is_file() for p in output.rglob("*"))
-        assert not list(tmp_path.rglob(STAGING_PREFIX + "*"))
-
-    @pytest.mark.parametrize("options", list(BAD_OPTIONS))
-    def test_bad_options_exit_2_with_one_line(self, checkpoint, tmp_path, capsys, options):
-        (image,) = self.write_inputs(tmp_path / "in", 1)
-        assert self.predict(checkpoint, image, tmp_path / "out", *options.split()) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("error: ") and BAD_OPTIONS[options] in err[0], err
-        assert not (tmp_path / "out").exists()
-
-    def test_existing_outputs_are_kept_without_overwrite(self, checkpoint, tmp_path):
-        (image,) = self.write_inputs(tmp_path / "in", 1)
-        output = tmp_path / "out" / "pred"
-        assert self.predict(checkpoint, image, output) == 0
-        main = self.main_output(output, image)
-        before = main.read_bytes()
-        assert self.predict(checkpoint, image, output) == 2
-        assert main.read_bytes() == before
-        assert self.predict(checkpoint, image, output, "overwrite=true") == 0
-
-    def test_sigkill_mid_predict_leaves_nothing_and_the_next_run_succeeds(self, checkpoint, tmp_path):
-        source = self.slow_input(tmp_path / "in")
-        output = tmp_path / "out"
-        args = [f"checkpoint={checkpoint}", f"input={source}", f"output={output}", f"hydra.run.dir={tmp_path / 'h'}"]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-        proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "predict.py"), f"domain={self.domain}",
-                                 *self.overrides, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(STAGING_PREFIX + "*")) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert proc.poll() is None, "predict finished before it could be killed: make slow_input slower"
-        time.sleep(0.2)  # let it write some staged files
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert list(tmp_path.glob(STAGING_PREFIX + "*")), "the killed run left no staging (was it staging?)"
-        assert not output.exists() or not any(p.is_file() for p in output.rglob("*"))
-        assert self.cli("predict", *args).returncode == 0
-        assert any(p.is_file() for p in output.rglob("*"))
         assert not list(tmp_path.rglob(STAGING_PREFIX + "*"))
 
     def test_evaluate_writes_strict_json_reports(self, checkpoint, tmp_path):
@@ -184,3 +140,51 @@ class DomainContract:
 
         with rasterio.open(path) as src:
             return src.read()
+
+
+class CoreInvariants:
+    """The contract's pure-core invariants; mix into one :class:`DomainContract` subclass (the toy domain's)."""
+
+    def slow_input(self, folder: Path) -> Path:
+        """An input that takes a few seconds to predict on one CPU thread (for the kill test; no more: it is predicted
+        once more after the kill)."""
+        return self.write_inputs(folder, 6)[0].parent
+
+    @pytest.mark.parametrize("options", list(BAD_OPTIONS))
+    def test_bad_options_exit_2_with_one_line(self, checkpoint, tmp_path, capsys, options):
+        (image,) = self.write_inputs(tmp_path / "in", 1)
+        assert self.predict(checkpoint, image, tmp_path / "out", *options.split()) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and BAD_OPTIONS[options] in err[0], err
+        assert not (tmp_path / "out").exists()
+
+    def test_existing_outputs_are_kept_without_overwrite(self, checkpoint, tmp_path):
+        (image,) = self.write_inputs(tmp_path / "in", 1)
+        output = tmp_path / "out" / "pred"
+        assert self.predict(checkpoint, image, output) == 0
+        main = self.main_output(output, image)
+        before = main.read_bytes()
+        assert self.predict(checkpoint, image, output) == 2
+        assert main.read_bytes() == before
+        assert self.predict(checkpoint, image, output, "overwrite=true") == 0
+
+    def test_sigkill_mid_predict_leaves_nothing_and_the_next_run_succeeds(self, checkpoint, tmp_path):
+        source = self.slow_input(tmp_path / "in")
+        output = tmp_path / "out"
+        args = [f"checkpoint={checkpoint}", f"input={source}", f"output={output}", f"hydra.run.dir={tmp_path / 'h'}"]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+        proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "predict.py"), f"domain={self.domain}",
+                                 *self.overrides, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(STAGING_PREFIX + "*")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert proc.poll() is None, "predict finished before it could be killed: make slow_input slower"
+        time.sleep(0.2)  # let it write some staged files
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert list(tmp_path.glob(STAGING_PREFIX + "*")), "the killed run left no staging (was it staging?)"
+        assert not output.exists() or not any(p.is_file() for p in output.rglob("*"))
+        assert self.predict(checkpoint, source, output) == 0  # in this process: the same run, without 5-7 s of imports
+        assert any(p.is_file() for p in output.rglob("*"))
+        assert not list(tmp_path.rglob(STAGING_PREFIX + "*"))

@@ -54,3 +54,21 @@ def untrained_checkpoint(path: Path, meta: dict, domain: str, seed: int = 0) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"hyper_parameters": dict(task.hparams), "state_dict": task.state_dict()}, path)
     return path
+
+
+def run_inline(script: str, *overrides: str) -> int:
+    """``scripts/<script>.py`` (predict, evaluate, train) minus the subprocess and its 5-7 s of imports: the composed
+    config through ``segsuite.core.cli.run``, the same one-line ``error: ...`` path; returns the exit status (read the
+    error line with ``capsys``). Overrides naming ``hydra.*`` are dropped: no Hydra run directory is made here (train
+    needs ``run_dir=...``)."""
+    import importlib
+
+    from segsuite.core.cli import run
+
+    fn = getattr(importlib.import_module(f"segsuite.core.{script}"), script)
+    cfg = compose_config(script, [o for o in overrides if not o.startswith("hydra.")])
+    try:
+        run(fn, cfg)
+    except SystemExit as exit:
+        return int(exit.code)
+    return 0

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import venv
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -189,13 +190,17 @@ def test_train_predict_evaluate_from_an_empty_folder(installed, tmp_path):
     assert load_task(old)(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
     check_resume(str(old), describe(last)["model"])  # same network: no error
 
+    # predict and evaluate side by side, one CPU thread each (most of each is its imports, on one core)
     np.save(tmp_path / "image.npy", toy_sample(0, 40, 3, 3, 255)[0])
-    proc = run([segsuite, "predict", "domain=toy", f"checkpoint={old}", f"input={tmp_path / 'image.npy'}",
-                f"output={tmp_path / 'pred.npy'}", f"hydra.run.dir={tmp_path / 'predict'}"], work, env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    one_thread = {**env, "OMP_NUM_THREADS": "1"}
+    with ThreadPoolExecutor(2) as pool:
+        predict = pool.submit(run, [segsuite, "predict", "domain=toy", f"checkpoint={old}",
+                                    f"input={tmp_path / 'image.npy'}", f"output={tmp_path / 'pred.npy'}",
+                                    f"hydra.run.dir={tmp_path / 'predict'}"], work, one_thread)
+        evaluate = pool.submit(run, [segsuite, "evaluate", "domain=toy", f"checkpoint={last}",
+                                     f"output_dir={tmp_path / 'eval'}", f"hydra.run.dir={tmp_path / 'evaluate'}",
+                                     *data], work, one_thread)
+    for proc in (predict.result(), evaluate.result()):
+        assert proc.returncode == 0, proc.stderr[-3000:]
     assert np.load(tmp_path / "pred.npy").shape == (40, 40)
-
-    proc = run([segsuite, "evaluate", "domain=toy", f"checkpoint={last}", f"output_dir={tmp_path / 'eval'}",
-                f"hydra.run.dir={tmp_path / 'evaluate'}", *data], work, env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "eval" / "metrics.json").is_file()

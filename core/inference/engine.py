@@ -127,7 +127,11 @@ def sliding_window(
             if tiles is not None:
                 tiles.release()
     finally:
+        # Wait for the producer (it stops at its next tile or hand-over): a daemon thread still inside a torch op
+        # when the interpreter exits (Ctrl-C, an error) is ended by pthread_exit through C++ frames, and the
+        # process aborts with "terminate called without an active exception" (SIGABRT) instead of exiting.
         stop.set()
+        producer.join()
         if own_bar:
             bar.close()
 

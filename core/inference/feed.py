@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections import deque
@@ -48,6 +49,14 @@ def produce(sources: Sequence[Source], tile, overlap, batch_size: int, readers: 
     """Background thread: read tiles with ``readers`` threads, in order, and put batches ``(items, Batch or
     None)`` on ``out``. ``items`` lists ``(source_index, source, window, computed)``; a window is None at a source's
     end. Reads run ahead of the batch being filled by at most ``2 x readers`` windows."""
+    def put(value) -> None:
+        while not stop.is_set():  # give up when the consumer has gone
+            try:
+                return out.put(value, timeout=0.1)
+            except queue.Full:
+                continue
+        raise _Stopped
+
     pool = ThreadPoolExecutor(readers, thread_name_prefix="segsuite-read", initializer=torch.set_num_threads,
                               initargs=(1,))  # in those threads only (one_thread)
     try:
@@ -56,14 +65,6 @@ def produce(sources: Sequence[Source], tile, overlap, batch_size: int, readers: 
         items: list = []
         batch: Batch | None = None
         key: tuple | None = None  # what the tiles of the batch being filled share: shape, dtype, normalizer
-
-        def put(value) -> None:
-            while not stop.is_set():  # give up when the consumer has gone
-                try:
-                    return out.put(value, timeout=0.1)
-                except queue.Full:
-                    continue
-            raise _Stopped
 
         def flush() -> None:
             nonlocal batch
@@ -107,7 +108,8 @@ def produce(sources: Sequence[Source], tile, overlap, batch_size: int, readers: 
         put(END)
     except _Stopped:
         pass
-    except BaseException as err:  # re-raised in the consuming thread
-        out.put(err)
+    except BaseException as err:  # re-raised in the consuming thread (unless it has gone: never block on it)
+        with contextlib.suppress(_Stopped):
+            put(err)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -105,7 +105,8 @@ def test_ctrl_c_exits_130_and_leaves_nothing(toy_run, tmp_path):
     assert proc.poll() is None, "predict finished before it could be interrupted: give it more inputs"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "error: interrupted; nothing was written"
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "error: interrupted; nothing was written", \
+        (proc.returncode, err[-2000:])  # -6 (SIGABRT) once: a daemon thread inside torch at exit (engine._produce)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(STAGING_PREFIX + "*"))
 
 

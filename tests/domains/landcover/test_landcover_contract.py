@@ -42,7 +42,3 @@ class TestLandCoverContract(DomainContract):
 
     def main_output(self, output: Path, input: Path) -> Path:
         return output / input.name if output.is_dir() else output
-
-    def slow_input(self, folder: Path) -> Path:
-        self.write_inputs(folder, 6, size=192)
-        return folder

@@ -49,10 +49,6 @@ class TestMriDixonContract(DomainContract):
     def main_output(self, output: Path, input: Path) -> Path:
         return output / f"{input.name[: -len('_0000.nii.gz')]}.nii.gz"  # an output without .nii.gz is a folder
 
-    def slow_input(self, folder: Path) -> Path:
-        self.write_inputs(folder, 8, shape=(96, 96, 32))
-        return folder
-
 
 def test_output_geometry_is_the_inputs_exactly(water_run, tmp_path):
     """The label volume of a single case written as OUT.nii.gz: uint8, the input's shape, affine (bit for bit) and

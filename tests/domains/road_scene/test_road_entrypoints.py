@@ -12,6 +12,7 @@ from PIL import Image
 from segsuite.core.metrics import scores_from_confusion
 from segsuite.domains.road_scene.datasets import build_datasets
 from segsuite.domains.road_scene.synthetic import make_dataset
+from tests.helpers import run_inline
 
 cs_eval = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
 from cityscapesscripts.helpers.labels import id2label  # noqa: E402
@@ -90,7 +91,10 @@ def _broken_set(root: Path, how: str) -> Path:
     return label
 
 
-def test_bad_inputs_exit_2_naming_the_file_and_leave_nothing(road_run, run_entry, tmp_path):
+def test_bad_inputs_exit_2_naming_the_file_and_leave_nothing(road_run, run_entry, tmp_path, capsys):
+    """Three broken evaluation sets and an unreadable frame: exit 2, one line naming the file, nothing written. The
+    first runs through ``scripts/evaluate.py`` (the real CLI: status, stderr, no traceback), the others in this process
+    through the same ``segsuite.core.cli.run`` (a subprocess costs 5-7 s of imports)."""
     ckpt = road_run["ckpt"]
     runs, expected = [], []
     for how, message in (("size", "is 32x64 (HxW) but its label"), ("unknown id", "label ids [200]"),
@@ -109,9 +113,13 @@ def test_bad_inputs_exit_2_naming_the_file_and_leave_nothing(road_run, run_entry
                  f"output={tmp_path / 'pred'}", f"hydra.run.dir={tmp_path / 'hp'}"))
     expected.append(("cannot read image", "broken.png", tmp_path / "pred"))
 
-    for proc, (message, name, out) in zip(run_entry(*runs), expected):
-        assert proc.returncode == 2, proc.stderr[-2000:]
-        error = proc.stderr.strip().splitlines()[-1]
+    (proc,) = run_entry(runs[0])
+    results = [(proc.returncode, proc.stderr)]
+    assert "Traceback" not in proc.stderr
+    for script, *overrides in runs[1:]:
+        results.append((run_inline(script, *overrides), capsys.readouterr().err))
+    for (code, stderr), (message, name, out) in zip(results, expected):
+        assert code == 2, stderr[-2000:]
+        error = stderr.strip().splitlines()[-1]
         assert error.startswith("error:") and message in error and name in error, error
-        assert "Traceback" not in proc.stderr
         assert not out.exists() or not any(p.is_file() for p in out.rglob("*")), sorted(out.rglob("*"))

@@ -22,6 +22,7 @@ from segsuite.core.task import SegmentationTask
 from segsuite.domains.road_scene.datasets import build_datasets
 from segsuite.domains.road_scene.labels import cityscapes_id_to_train_id
 from tests.domains.road_scene.conftest import Pipeline
+from tests.helpers import run_inline
 
 CAR = 13  # Cityscapes trainId of car (label id 26); road is trainId 0 (label id 7)
 STEM = "city_000001_000002_leftImg8bit"
@@ -368,19 +369,22 @@ def test_entry_points_write_panoptic_files_and_pq_agrees_with_cityscapesscripts(
 
 
 @pytest.mark.slow
-def test_bad_task_or_thing_class_exits_2_and_writes_nothing(road_run, run_entry, tmp_path):
+def test_bad_task_or_thing_class_exits_2_and_writes_nothing(road_run, run_entry, tmp_path, capsys):
+    """A bad task through ``scripts/predict.py`` (the real CLI), an unknown thing class through ``evaluate`` in this
+    process (the same ``segsuite.core.cli.run``; a subprocess costs 5-7 s of imports): exit 2, one line, nothing."""
     data, ckpt = road_run["data"], road_run["ckpt"]
-    bogus, unicorn = run_entry(
+    (bogus,) = run_entry(
         ("predict", "domain=road_scene", f"checkpoint={ckpt}", "task=bogus", f"input={data / 'leftImg8bit' / 'val'}",
          f"output={tmp_path / 'pred'}", f"hydra.run.dir={tmp_path / 'h1'}"),
-        ("evaluate", "domain=road_scene", f"checkpoint={ckpt}", "task=panoptic", "instancer.things=[unicorn]",
-         f"domain.datamodule.datasets.root={data}", f"output_dir={tmp_path / 'eval'}",
-         f"hydra.run.dir={tmp_path / 'h2'}"),
     )
-    for proc, words in ((bogus, ["task='bogus'", "semantic, instance, panoptic"]),
-                        (unicorn, ["unicorn", "road, sidewalk, building", "bicycle"])):
-        assert proc.returncode == 2, proc.stderr[-2000:]
-        error = proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in bogus.stderr
+    unicorn = run_inline("evaluate", "domain=road_scene", f"checkpoint={ckpt}", "task=panoptic",
+                         "instancer.things=[unicorn]", f"domain.datamodule.datasets.root={data}",
+                         f"output_dir={tmp_path / 'eval'}")
+    for (code, stderr), words in (((bogus.returncode, bogus.stderr), ["task='bogus'", "semantic, instance, panoptic"]),
+                                  ((unicorn, capsys.readouterr().err), ["unicorn", "road, sidewalk, building",
+                                                                        "bicycle"])):
+        assert code == 2, stderr[-2000:]
+        error = stderr.strip().splitlines()[-1]
         assert error.startswith("error:") and all(w in error for w in words), error
-        assert "Traceback" not in proc.stderr
     assert not (tmp_path / "pred").exists() and not (tmp_path / "eval").exists()

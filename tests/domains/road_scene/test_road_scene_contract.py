@@ -34,6 +34,3 @@ class TestRoadSceneContract(DomainContract):
 
     def main_output(self, output: Path, input: Path) -> Path:
         return output / "labels" / input.name  # always a folder; Cityscapes-format label ids
-
-    def slow_input(self, folder: Path) -> Path:
-        return self.write_inputs(folder, 8, size=(384, 768))[0].parent

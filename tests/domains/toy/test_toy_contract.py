@@ -1,4 +1,5 @@
-"""The toy domain through the domain contract (tests/contract.py)."""
+"""The toy domain through the domain contract (tests/contract.py), and the contract's pure-core invariants (bad
+options, existing outputs, a killed run's staging), which run with this domain only."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import numpy as np
 import pytest
 
 from segsuite.domains.toy.data import toy_sample
-from tests.contract import DomainContract
+from tests.contract import CoreInvariants, DomainContract
 
 
-class TestToyContract(DomainContract):
+class TestToyContract(CoreInvariants, DomainContract):
     domain = "toy"
     export = False  # tests/core/test_export.py exports the toy checkpoint
 
@@ -34,5 +35,5 @@ class TestToyContract(DomainContract):
         return output
 
     def slow_input(self, folder: Path) -> Path:
-        self.write_inputs(folder, 12, size=700)
+        self.write_inputs(folder, 2, size=700)  # 18 U-Net tiles of 256 x 256: seconds on one thread
         return folder
