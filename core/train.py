@@ -80,6 +80,22 @@ def model_config(cfg: DictConfig, targets: InstanceTargets | None, meta: dict | 
     return model
 
 
+def plan_class_weights(node: Any, meta: dict[str, Any]) -> Any:
+    """A loss config (plain) with every ``class_weights: plan`` replaced by the plan's class weights."""
+    if isinstance(node, dict):
+        return {k: plan_class_weights(v, meta) if k != "class_weights" or v != "plan" else _weights(meta)
+                for k, v in node.items()}
+    return [plan_class_weights(v, meta) for v in node] if isinstance(node, list) else node
+
+
+def _weights(meta: dict[str, Any]) -> list[float]:
+    weights = (meta.get("plan") or {}).get("class_weights")
+    if not weights:
+        raise ConfigError("loss class_weights=plan, but this data has no plan with class weights; give a list, one "
+                          "weight per class, or null")
+    return list(weights)
+
+
 def build_task(cfg: DictConfig, meta: dict[str, Any], targets: InstanceTargets | None = None) -> SegmentationTask:
     scheduler = cfg.get("scheduler")
     return SegmentationTask(
@@ -89,7 +105,7 @@ def build_task(cfg: DictConfig, meta: dict[str, Any], targets: InstanceTargets |
         class_names=meta["class_names"],
         data_meta=meta,
         domain=cfg.domain.name,
-        loss=hydra.utils.instantiate(cfg.loss),
+        loss=hydra.utils.instantiate(plan_class_weights(_plain(cfg.loss), meta)),
         optimizer=hydra.utils.instantiate(cfg.optimizer),
         scheduler=hydra.utils.instantiate(scheduler) if scheduler else None,
         instances=targets.describe() if targets is not None else None,

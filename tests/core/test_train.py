@@ -165,3 +165,13 @@ def test_the_plan_sets_the_run_length_unless_the_user_does(compose_cfg):
         assert (cfg.trainer.max_steps, cfg.trainer.max_epochs) == expected and cfg.trainer.val_check_interval is None
     cfg = compose_cfg("train", ["run_dir=unused"])
     assert apply_budget(cfg, {})["source"] == "default" and cfg.trainer.max_epochs == 10  # data without a plan
+
+
+def test_loss_class_weights_can_come_from_the_plan():
+    from segsuite.core.errors import ConfigError
+    from segsuite.core.train import plan_class_weights
+
+    loss = {"_target_": "x", "losses": {"ce": {"class_weights": "plan"}, "dice": {}}}
+    assert plan_class_weights(loss, {"plan": {"class_weights": [0.5, 2.0]}})["losses"]["ce"]["class_weights"] == [0.5, 2.0]
+    with pytest.raises(ConfigError, match="class_weights=plan, but this data has no plan"):
+        plan_class_weights({"class_weights": "plan"}, {})
