@@ -172,6 +172,7 @@ def test_loss_class_weights_can_come_from_the_plan():
     from segsuite.core.train import plan_class_weights
 
     loss = {"_target_": "x", "losses": {"ce": {"class_weights": "plan"}, "dice": {}}}
-    assert plan_class_weights(loss, {"plan": {"class_weights": [0.5, 2.0]}})["losses"]["ce"]["class_weights"] == [0.5, 2.0]
+    filled = plan_class_weights(loss, {"plan": {"class_weights": [0.5, 2.0]}})
+    assert filled["losses"]["ce"]["class_weights"] == [0.5, 2.0] and filled["losses"]["dice"] == {}
     with pytest.raises(ConfigError, match="class_weights=plan, but this data has no plan"):
         plan_class_weights({"class_weights": "plan"}, {})
