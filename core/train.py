@@ -171,13 +171,18 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
                                    default_root_dir=cfg.run_dir)
 
 
+def _saved(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's top-level entries, memory-mapped (cheap); empty if there is none."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True) if Path(path).is_file() else {}
+
+
 def best_of_run(trainer: L.Trainer) -> dict[str, Any]:
     """The kept ``best`` checkpoint: its monitored score, and the epoch and optimiser step it was saved at."""
     callback = trainer.checkpoint_callback
     path = callback.best_model_path if callback else ""
     if not path:
         return {}
-    saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    saved = _saved(path)
     score = callback.best_model_score
     return {"monitor": callback.monitor, "score": None if score is None else float(score),
             "epoch": int(saved.get("epoch", -1)), "step": int(saved.get("global_step", -1)), "checkpoint": path}
@@ -207,6 +212,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         write_json(Path(cfg.run_dir) / "plan.json", meta["plan"])
     log.info("run length: %s", ", ".join(f"{k} {v}" for k, v in budget.items()))
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
+    if _saved(last).get("global_step") != trainer.global_step:  # written after each validation; a run can end
+        trainer.save_checkpoint(last)                             # between two
     val = _scalars(trainer.callback_metrics, "val/")
     stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
     stopped_early = bool(stopper and stopper.wait_count >= stopper.patience)  # before test restores its state
@@ -223,7 +231,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "budget": budget,
         "stopped_early": stopped_early,
         "best_checkpoint": best.get("checkpoint", ""),
-        "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+        "last_checkpoint": str(last),
     }
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
