@@ -422,10 +422,10 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
                    test_stems: Sequence[str] | None = None, holdout_fraction: float | None = 0.0,
                    holdout_mode: str = "strip", holdout_block: int | None = None,
                    samples_per_epoch: int | None = None, batch_size: int | None = None,
-                   rare_class_weighting: bool = False, augment: bool = True, ignore_index: int = 255, seed: int = 0,
-                   stats_max_pixels: int = 4_000_000, check_labels: bool = True, synthetic_if_missing: bool = False,
-                   synthetic_scenes: int = 2, synthetic_size: int = 512, memory_gb: float = 8.0
-                   ) -> dict[str, Dataset]:
+                   rare_class_weighting: bool | None = False, augment: bool = True, ignore_index: int = 255,
+                   seed: int = 0, stats_max_pixels: int = 4_000_000, check_labels: bool = True,
+                   synthetic_if_missing: bool = False, synthetic_scenes: int = 2, synthetic_size: int = 512,
+                   memory_gb: float = 8.0) -> dict[str, Dataset]:
     """Build ``{"train", "val"[, "test"]}`` land-cover datasets from ``root``.
 
     Layout: ``root/images/<stem>.tif`` (multi-band), ``root/labels/<stem>.tif`` (1 band of class ids), optional
@@ -436,7 +436,8 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
 
     The training scenes are planned first (:mod:`segsuite.core.plan`, logged, kept in the training set's
     ``meta["plan"]``); options left None take the plan's value: ``holdout_fraction`` and ``holdout_block`` (from the
-    scene sizes), ``patch_size`` (from the training regions left), ``batch_size`` (budgeted for ``memory_gb``).
+    scene sizes), ``patch_size`` (from the training regions left), ``batch_size`` (budgeted for ``memory_gb``),
+    ``rare_class_weighting`` (when the rarest class holds under 5 % of the labelled pixels).
     ``bands`` are 1-based (default all); ``alpha_is_mask`` says whether a band GDAL flags as alpha marks nodata
     (None: only when it is not read, see ``io.alpha_is_nodata``). ``samples_per_epoch`` random training windows make
     an epoch (None: about one pass over the training area, at least a batch). Band statistics come from the
@@ -484,6 +485,7 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
     if samples_per_epoch is None:
         samples_per_epoch = epoch_samples(splits["train"], patch, plan["batch_size"])
     train = LandCoverTrainDataset(splits["train"], samples_per_epoch=samples_per_epoch, augment=augment,
-                                  rare_class_weighting=rare_class_weighting, seed=seed, **common)
+                                  rare_class_weighting=plan["rare_class_sampling"] if rare_class_weighting is None
+                                  else rare_class_weighting, seed=seed, **common)
     held = {split: LandCoverGridDataset(splits[split], **common) for split in ("val", "test") if splits[split]}
     return {"train": train, **held}
