@@ -47,8 +47,10 @@ def test_landcover_plan_on_tiny_scenes_of_two_sizes(tmp_path):
     plans = {}
     for size in (64, 160):
         make_dataset(tmp_path / str(size), n_scenes=1, size=size, seed=0)
-        ds = build_datasets(str(tmp_path / str(size)), patch_size=None, holdout_fraction=None, holdout_mode="blocks")
+        ds = build_datasets(str(tmp_path / str(size)), patch_size=None, holdout_fraction=None, holdout_mode="blocks",
+                            rare_class_weighting=None)
         plans[size] = meta = ds["train"].meta
+        assert (ds["train"]._cell_p is not None) == meta["plan"]["rare_class_sampling"]  # the plan's advice
         assert meta["batch_size"] == meta["plan"]["batch_size"] and meta["patch_size"] == meta["plan"]["patch_size"]
         assert sum(meta["plan"]["fingerprint"]["class_pixels"]) > 0 and meta["plan"]["fingerprint"]["resolution"]
     small, large = plans[64]["plan"], plans[160]["plan"]
