@@ -1,14 +1,22 @@
-"""Learning-rate schedules that follow the run's length when a run is resumed with another ``trainer.max_epochs``.
+"""Learning-rate schedules over optimiser steps, and that follow the run's length when a run is resumed with another
+``trainer.max_steps`` or ``trainer.max_epochs``.
+
+:func:`build_scheduler` gives a schedule whose length was left None (``T_max: null``) the run's number of optimiser
+steps, so the schedule ends where the run ends whether its length came from the plan's budget, ``max_steps`` or
+``max_epochs``.
 
 Lightning restores a scheduler's whole state from the checkpoint, its length (``T_max``, ``total_iters``) included, so
-a cosine schedule resumed with more epochs would stay at the old end: learning rate 0. :func:`refit` gives the
+a cosine schedule resumed with more steps would stay at the old end: learning rate 0. :func:`refit` gives the
 restored scheduler the settings of the schedule built for this run and sets the learning rate that schedule has at
-the current epoch (as if the run had been planned that long from the start).
+the current step (as if the run had been planned that long from the start).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from torch.optim.lr_scheduler import LRScheduler
@@ -20,6 +28,21 @@ log = logging.getLogger(__name__)
 # Where a scheduler is in its schedule, as opposed to the schedule's settings.
 RUN_STATE = {"last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step", "base_lrs",
              "verbose", "optimizer"}
+
+
+LENGTH_KEYS = ("T_max", "total_iters", "total_steps")  # cosine, poly / linear, one-cycle
+
+
+def build_scheduler(factory: Callable[..., LRScheduler], optimizer: Any, total_steps: float) -> LRScheduler:
+    """``factory(optimizer)``, a run length it leaves None (a ``functools.partial``'s ``T_max``, ``total_iters`` or
+    ``total_steps``, e.g. ``T_max: null`` in conf/scheduler/) set to ``total_steps``, the run's optimiser steps."""
+    open_keys = [k for k, v in getattr(factory, "keywords", {}).items() if k in LENGTH_KEYS and v is None]
+    if not open_keys:
+        return factory(optimizer)
+    if not math.isfinite(total_steps) or total_steps < 1:
+        raise ConfigError(f"the learning-rate schedule runs over the run's steps, but the run has no end "
+                          f"({total_steps}); set trainer.max_steps or trainer.max_epochs, or scheduler.{open_keys[0]}")
+    return partial(factory, **dict.fromkeys(open_keys, int(total_steps)))(optimizer)
 
 
 def settings(scheduler: LRScheduler) -> dict[str, Any]:
@@ -46,6 +69,6 @@ def refit(scheduler: LRScheduler, planned: dict[str, Any]) -> dict[str, tuple[An
     for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
         group["lr"] = rate
     scheduler._last_lr = list(rates)
-    log.info("resumed with another schedule (%s): learning rate at epoch %d is now %s", diff, scheduler.last_epoch,
+    log.info("resumed with another schedule (%s): learning rate at step %d is now %s", diff, scheduler.last_epoch,
              ", ".join(f"{r:.3g}" for r in rates))
     return changed

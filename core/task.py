@@ -13,7 +13,7 @@ from torch import nn
 from segsuite.core.errors import ConfigError
 from segsuite.core.metrics import SegmentationMetrics
 from segsuite.core.models.registry import build_network
-from segsuite.core.schedules import refit, settings
+from segsuite.core.schedules import build_scheduler, refit, settings
 
 STAGES = ("train", "val", "test")
 
@@ -33,7 +33,8 @@ class SegmentationTask(L.LightningModule):
         data_meta: what the data module reports about its data (channels, normalisation, patch size...).
         loss: the training loss (not stored; absent when loaded only for inference).
         optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
-        scheduler: ``optimizer -> LRScheduler`` or None.
+        scheduler: ``optimizer -> LRScheduler`` or None; it steps after every optimiser step, and a length left
+            None (``T_max``, ``total_iters``, ``total_steps``) is the run's number of optimiser steps.
         domain: the domain's name, so predict/evaluate can check they were given a matching checkpoint.
         instances: border weighting settings (``segsuite.core.instances.InstanceTargets.describe()``) or None. With
             ``border_channel`` the network has one more output than classes: the border logit, trained with binary
@@ -145,6 +146,8 @@ class SegmentationTask(L.LightningModule):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer)
+        scheduler = build_scheduler(self.scheduler_factory, optimizer, self.trainer.estimated_stepping_batches)
         self.planned_schedule = settings(scheduler)  # before a resume overwrites them (see on_train_start)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):  # steps on a metric: per validation
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

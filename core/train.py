@@ -8,6 +8,8 @@ from typing import Any
 
 import hydra.utils
 import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from segsuite.core.checkpoint import read_checkpoint
@@ -15,9 +17,13 @@ from segsuite.core.data import SegDataModule
 from segsuite.core.errors import ConfigError
 from segsuite.core.instances import InstanceTargets
 from segsuite.core.io import write_json
+from segsuite.core.plan import PATIENCE
+from segsuite.core.run_report import RunReport
 from segsuite.core.task import SegmentationTask
 
 log = logging.getLogger(__name__)
+
+DEFAULT_EPOCHS = 10  # the run length of data without a plan (e.g. domain=toy) when none is given
 
 
 def _plain(node: Any) -> Any:
@@ -75,6 +81,22 @@ def model_config(cfg: DictConfig, targets: InstanceTargets | None, meta: dict | 
     return model
 
 
+def plan_class_weights(node: Any, meta: dict[str, Any]) -> Any:
+    """A loss config (plain) with every ``class_weights: plan`` replaced by the plan's class weights."""
+    if isinstance(node, dict):
+        return {k: plan_class_weights(v, meta) if k != "class_weights" or v != "plan" else _weights(meta)
+                for k, v in node.items()}
+    return [plan_class_weights(v, meta) for v in node] if isinstance(node, list) else node
+
+
+def _weights(meta: dict[str, Any]) -> list[float]:
+    weights = (meta.get("plan") or {}).get("class_weights")
+    if not weights:
+        raise ConfigError("loss class_weights=plan, but this data has no plan with class weights; give a list, one "
+                          "weight per class, or null")
+    return list(weights)
+
+
 def build_task(cfg: DictConfig, meta: dict[str, Any], targets: InstanceTargets | None = None) -> SegmentationTask:
     scheduler = cfg.get("scheduler")
     return SegmentationTask(
@@ -84,7 +106,7 @@ def build_task(cfg: DictConfig, meta: dict[str, Any], targets: InstanceTargets |
         class_names=meta["class_names"],
         data_meta=meta,
         domain=cfg.domain.name,
-        loss=hydra.utils.instantiate(cfg.loss),
+        loss=hydra.utils.instantiate(plan_class_weights(_plain(cfg.loss), meta)),
         optimizer=hydra.utils.instantiate(cfg.optimizer),
         scheduler=hydra.utils.instantiate(scheduler) if scheduler else None,
         instances=targets.describe() if targets is not None else None,
@@ -93,11 +115,51 @@ def build_task(cfg: DictConfig, meta: dict[str, Any], targets: InstanceTargets |
 
 
 def check_epochs(trainer: DictConfig) -> None:
-    """``trainer.max_epochs``: a whole number >= 1, or -1 (until stopped); null leaves it to ``max_steps``."""
+    """``trainer.max_epochs``: a whole number >= 1, or -1 (until stopped); null leaves it to ``max_steps`` (or the
+    plan's budget). ``trainer.max_steps``: a whole number >= 1, or -1 / null."""
     epochs = trainer.get("max_epochs")
     whole = isinstance(epochs, int) and not isinstance(epochs, bool)
     if epochs is not None and (not whole or (epochs < 1 and epochs != -1)):
         raise ConfigError(f"trainer.max_epochs={epochs!r}: expected a whole number >= 1 (or -1: until stopped)")
+    steps = trainer.get("max_steps")
+    whole = isinstance(steps, int) and not isinstance(steps, bool)
+    if steps is not None and (not whole or (steps < 1 and steps != -1)):
+        raise ConfigError(f"trainer.max_steps={steps!r}: expected a whole number >= 1 (or -1 / null: from the plan)")
+
+
+def apply_budget(cfg: DictConfig, meta: dict[str, Any]) -> dict[str, Any]:
+    """Fill the run length the user left open from the data's plan (``meta["plan"]["budget"]``,
+    :func:`segsuite.core.plan.budget`) and return what was used.
+
+    An explicit ``trainer.max_epochs`` or ``trainer.max_steps`` wins (validation then follows
+    ``val_check_interval`` / ``check_val_every_n_epoch`` as given). Otherwise the run is ``max_steps`` optimiser
+    steps of the plan with validation every ``val_check_interval`` steps across epoch boundaries (unless
+    ``trainer.val_check_interval`` is set); data without a plan trains :data:`DEFAULT_EPOCHS` epochs. Early stopping
+    left at ``patience: null`` takes the plan's patience (validation rounds).
+    """
+    check_epochs(cfg.trainer)
+    trainer = cfg.trainer
+    epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps")
+    planned = (meta.get("plan") or {}).get("budget")
+    with open_dict(trainer):
+        if epochs is not None or steps not in (None, -1):
+            used = {"source": "trainer", "max_epochs": epochs, "max_steps": steps}
+            trainer.max_epochs = -1 if epochs is None else epochs
+            trainer.max_steps = -1 if steps is None else steps
+        elif planned is None:
+            used = {"source": "default", "max_epochs": DEFAULT_EPOCHS}
+            trainer.max_epochs, trainer.max_steps = DEFAULT_EPOCHS, -1
+        else:
+            used = {"source": "plan", **planned}
+            trainer.max_epochs, trainer.max_steps = -1, int(planned["max_steps"])
+            if trainer.get("val_check_interval") is None:
+                trainer.val_check_interval = int(planned["val_check_interval"])
+                trainer.check_val_every_n_epoch = None  # count steps across epochs
+    stopper = (cfg.get("callbacks") or {}).get("early_stopping")
+    if stopper is not None and stopper.get("patience") is None:
+        with open_dict(stopper):
+            stopper.patience = int((planned or {}).get("patience", PATIENCE))
+    return used
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
@@ -110,8 +172,30 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
                                    default_root_dir=cfg.run_dir)
 
 
+def _saved(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's top-level entries, memory-mapped (cheap); empty if there is none."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True) if Path(path).is_file() else {}
+
+
+def best_of_run(trainer: L.Trainer) -> dict[str, Any]:
+    """The kept ``best`` checkpoint: its monitored score, and the epoch and optimiser step it was saved at."""
+    callback = trainer.checkpoint_callback
+    path = callback.best_model_path if callback else ""
+    if not path:
+        return {}
+    saved = _saved(path)
+    score = callback.best_model_score
+    return {"monitor": callback.monitor, "score": None if score is None else float(score),
+            "epoch": int(saved.get("epoch", -1)), "step": int(saved.get("global_step", -1)), "checkpoint": path}
+
+
 def _scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def _report(trainer: L.Trainer) -> dict[str, Any]:
+    """The run report's summary (conf/callbacks: ``report``), or {} when the run has none."""
+    return next((c.summary for c in trainer.callbacks if isinstance(c, RunReport)), {})
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -127,22 +211,34 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_model_fits_data(cfg.model, meta)
     if cfg.get("ckpt_path"):
         check_resume(cfg.ckpt_path, model_config(cfg, targets, meta))
+    budget = apply_budget(cfg, meta)
     task = build_task(cfg, meta, targets)
     trainer = build_trainer(cfg)
-    if "plan" in meta and trainer.is_global_zero:  # a domain's data-derived plan (e.g. MRI), also in the checkpoint
+    if "plan" in meta and trainer.is_global_zero:  # the data-derived plan, also in the checkpoint (meta)
         write_json(Path(cfg.run_dir) / "plan.json", meta["plan"])
+    log.info("run length: %s", ", ".join(f"{k} {v}" for k, v in budget.items()))
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
+    if _saved(last).get("global_step") != trainer.global_step:  # written after each validation; a run can end
+        trainer.save_checkpoint(last)                             # between two
     val = _scalars(trainer.callback_metrics, "val/")
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+    stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+    stopped_early = bool(stopper and stopper.wait_count >= stopper.patience)  # before test restores its state
+    best = best_of_run(trainer)
+    trainer.test(task, datamodule=datamodule, ckpt_path=best.get("checkpoint") or None, weights_only=True)
     test = _scalars(trainer.callback_metrics, "test/")
     run_dir = Path(cfg.run_dir)
     metrics = {
         "val": val,
         "test": test,
+        "best": best,
         "epochs": trainer.current_epoch,
-        "best_checkpoint": best,
-        "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+        "steps": trainer.global_step,
+        "budget": budget,
+        "stopped_early": stopped_early,
+        "still_improving": _report(trainer).get("still_improving"),  # the run report's verdict (RunReport)
+        "best_checkpoint": best.get("checkpoint", ""),
+        "last_checkpoint": str(last),
     }
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)

@@ -72,3 +72,27 @@ def run_inline(script: str, *overrides: str) -> int:
     except SystemExit as exit:
         return int(exit.code)
     return 0
+
+
+class _Constant:
+    """``n`` noise images (3, 16, 16) whose masks are all class 0: the target never changes."""
+
+    meta = {"in_channels": 3, "num_classes": 2, "class_names": ["bg", "fg"], "ignore_index": 255}
+
+    def __init__(self, n: int, seed: int) -> None:
+        import torch
+
+        self.images = torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        import torch
+
+        return {"image": self.images[i], "mask": torch.zeros(16, 16, dtype=torch.int64)}
+
+
+def constant_datasets() -> dict:
+    """Splits with a constant target (``domain.datamodule.datasets._target_`` of the early-stopping test)."""
+    return {"train": _Constant(8, 0), "val": _Constant(4, 1)}

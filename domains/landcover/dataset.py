@@ -11,6 +11,7 @@ pixel-aligned with "mask" through every augmentation, and 0 wherever the mask is
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -25,12 +26,13 @@ import torch
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
+from segsuite.core import plan as planning
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.domains.landcover.classes import ClassMap, find_class_map
 from segsuite.domains.landcover.io import (
     band_stats,
-    check_label_values,
     check_pair,
+    count_values,
     open_raster,
     read_label_window,
     read_window,
@@ -48,6 +50,8 @@ from segsuite.domains.landcover.sampling import (
     window_rect,
 )
 from segsuite.domains.landcover.synthetic import make_dataset
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".tif", ".tiff")
 
@@ -177,7 +181,7 @@ class _LandCoverDataset(Dataset):
     def __init__(self, regions: Sequence[Region], patch_size: tuple[int, int], bands: Sequence[int],
                  mean: Sequence[float], std: Sequence[float], class_map: ClassMap, ignore_index: int = 255,
                  band_names: Sequence[str] | None = None, image_band_count: int | None = None,
-                 alpha_is_mask: bool | None = None) -> None:
+                 alpha_is_mask: bool | None = None, plan: dict[str, Any] | None = None) -> None:
         if not regions:
             raise ConfigError("a dataset needs at least one scene region")
         self.regions = list(regions)
@@ -188,6 +192,7 @@ class _LandCoverDataset(Dataset):
         self.band_names = list(band_names) if band_names else [f"band_{b}" for b in self.bands]
         self.image_band_count = image_band_count
         self.alpha_is_mask = alpha_is_mask
+        self.plan = plan  # segsuite.core.plan's, reported in the meta with its batch size
         self._rasters = RasterCache()
 
     @property
@@ -199,7 +204,8 @@ class _LandCoverDataset(Dataset):
                 "image_band_count": self.image_band_count,  # bands of the training images (None if they differ)
                 "alpha_is_mask": self.alpha_is_mask,  # the nodata rule prediction reads with (io.read_window)
                 "normalization": {"mean": list(self.mean), "std": list(self.std), "nodata_value": 0.0},
-                "has_instances": self.has_instances}
+                "has_instances": self.has_instances,
+                **({} if self.plan is None else {"plan": self.plan, "batch_size": int(self.plan["batch_size"])})}
 
     @property
     def has_instances(self) -> bool:
@@ -314,21 +320,33 @@ class _SceneInfo:
     width: int
     count: int
     descriptions: tuple[str | None, ...]
+    resolution: float | None = None
+    class_pixels: tuple[tuple[int, int], ...] = ()  # (value, labelled pixels) of the label raster
 
 
 def _inspect(scene: Scene, class_map: ClassMap, ignore_index: int, check_labels: bool) -> _SceneInfo:
     """Check one image/label pair (geometry, readability, label values) and the instance raster's geometry, and
-    return the image's layout."""
+    return the image's layout, pixel size and (``check_labels``: the label raster is read once) pixels per value."""
     check_pair(scene.image, scene.label)
     if scene.instances is not None:
         try:
             check_pair(scene.image, scene.instances)
         except DataError as exc:
             raise DataError(f"instance raster {scene.instances} (1 integer band of ids, 0 = none): {exc}") from exc
+    counts: dict[int, int] = {}
     if check_labels:
-        check_label_values(scene.label, class_map, ignore_index)
+        with open_raster(scene.label, check_data=False) as src:
+            counts, _ = count_values(src)
+        bad = sorted(set(counts) - set(class_map.ids) - {ignore_index})
+        if bad:
+            shown = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
+            raise DataError(f"{scene.label}: label values {shown} are not in the class map ({class_map.source}: ids "
+                            f"0..{len(class_map) - 1}); other accepted values: nodata and the ignore index "
+                            f"{ignore_index}")
     with open_raster(scene.image, check_data=False) as src:
-        return _SceneInfo(src.height, src.width, src.count, tuple(src.descriptions))
+        resolution = float(abs(src.res[0])) if src.crs is not None else None
+        return _SceneInfo(src.height, src.width, src.count, tuple(src.descriptions), resolution,
+                          tuple(sorted(counts.items())))
 
 
 def _band_setup(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], bands: Sequence[int] | None
@@ -383,25 +401,48 @@ def epoch_samples(regions: Sequence[Region], patch: tuple[int, int], batch_size:
     return max(pixels // (patch[0] * patch[1]), int(batch_size), 1)
 
 
-def build_datasets(root: str, patch_size: int | Sequence[int] = 256, bands: Sequence[int] | None = None,
+def _fingerprint(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], train_regions: Sequence[Region],
+                 class_map: ClassMap, stats: dict[str, Any]) -> planning.Fingerprint:
+    """The training scenes as the core planner sees them (class pixels over whole training scenes)."""
+    pixels = np.zeros(len(class_map), np.int64)
+    for scene in scenes:
+        for value, n in infos[scene.stem].class_pixels:
+            if 0 <= value < len(class_map):
+                pixels[value] += n
+    resolutions = [infos[s.stem].resolution for s in scenes if infos[s.stem].resolution]
+    return planning.Fingerprint(
+        sizes=[[infos[s.stem].height, infos[s.stem].width] for s in scenes], class_names=list(class_map.names),
+        class_pixels=pixels.tolist(), channel_mean=list(stats["mean"]), channel_std=list(stats["std"]),
+        resolution=float(np.median(resolutions)) if resolutions else None,
+        train_pixels=int(sum(rect.area for region in train_regions for rect in region.rects)))
+
+
+def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, bands: Sequence[int] | None = None,
                    alpha_is_mask: bool | None = None, val_stems: Sequence[str] | None = None,
-                   test_stems: Sequence[str] | None = None, holdout_fraction: float = 0.0, holdout_mode: str = "strip",
-                   holdout_block: int | None = None, samples_per_epoch: int | None = None, batch_size: int = 1,
-                   rare_class_weighting: bool = False, augment: bool = True, ignore_index: int = 255, seed: int = 0,
-                   stats_max_pixels: int = 4_000_000, check_labels: bool = True, synthetic_if_missing: bool = False,
-                   synthetic_scenes: int = 2, synthetic_size: int = 512) -> dict[str, Dataset]:
+                   test_stems: Sequence[str] | None = None, holdout_fraction: float | None = 0.0,
+                   holdout_mode: str = "strip", holdout_block: int | None = None,
+                   samples_per_epoch: int | None = None, batch_size: int | None = None,
+                   rare_class_weighting: bool | None = False, augment: bool = True, ignore_index: int = 255,
+                   seed: int = 0, stats_max_pixels: int = 4_000_000, check_labels: bool = True,
+                   synthetic_if_missing: bool = False, synthetic_scenes: int = 2, synthetic_size: int = 512,
+                   memory_gb: float = 8.0) -> dict[str, Dataset]:
     """Build ``{"train", "val"[, "test"]}`` land-cover datasets from ``root``.
 
     Layout: ``root/images/<stem>.tif`` (multi-band), ``root/labels/<stem>.tif`` (1 band of class ids), optional
     ``root/classes.json`` or ``classes.csv``, optional ``root/instances/<stem>.tif`` (1 integer band of instance
     ids, 0 = none, same geometry; then for every scene, and items carry "instances"). ``val_stems``/``test_stems``
     move whole scenes to those splits; ``holdout_fraction`` > 0 also holds out a ``holdout_mode`` ("strip" or
-    "blocks" of ``holdout_block`` px, default 4 patches) part of every training scene for validation.
+    "blocks" of ``holdout_block`` px) part of every training scene for validation.
+
+    The training scenes are planned first (:mod:`segsuite.core.plan`, logged, kept in the training set's
+    ``meta["plan"]``); options left None take the plan's value: ``holdout_fraction`` and ``holdout_block`` (from the
+    scene sizes), ``patch_size`` (from the training regions left), ``batch_size`` (budgeted for ``memory_gb``),
+    ``rare_class_weighting`` (when the rarest class holds under 5 % of the labelled pixels).
     ``bands`` are 1-based (default all); ``alpha_is_mask`` says whether a band GDAL flags as alpha marks nodata
     (None: only when it is not read, see ``io.alpha_is_nodata``). ``samples_per_epoch`` random training windows make
-    an epoch (None: about one pass over the training area, at least ``batch_size``). Band statistics come from the
+    an epoch (None: about one pass over the training area, at least a batch). Band statistics come from the
     training part only (``stats_max_pixels`` bounds the pixels read). ``check_labels`` scans every label raster once
-    for values outside the class map.
+    for values outside the class map (and counts the class pixels the plan reports).
     A missing ``root`` is filled with ``synthetic_scenes`` synthetic scenes of ``synthetic_size`` px only if
     ``synthetic_if_missing``.
     """
@@ -410,11 +451,8 @@ def build_datasets(root: str, patch_size: int | Sequence[int] = 256, bands: Sequ
         if not synthetic_if_missing:
             raise DataError(f"data root not found: {root_path} (set synthetic_if_missing=true to generate a demo)")
         make_dataset(root_path, n_scenes=synthetic_scenes, size=synthetic_size, seed=seed)
-    patch = _patch(patch_size)
+    given_patch = None if patch_size is None else _patch(patch_size)
     alpha_is_mask = _check_alpha_option(alpha_is_mask)
-    block = int(holdout_block) if holdout_block else 4 * max(patch)
-    if block < max(patch):
-        raise ConfigError(f"holdout_block ({block}) must be at least the patch size {list(patch)}")
     scenes = find_scenes(root_path)
     class_map = find_class_map(root_path)
     stems = [s.stem for s in scenes]
@@ -423,17 +461,31 @@ def build_datasets(root: str, patch_size: int | Sequence[int] = 256, bands: Sequ
         found = pool.map(lambda s: _inspect(s, class_map, ignore_index, check_labels), scenes)
         infos = dict(zip(stems, found, strict=True))
     band_list, band_names = _band_setup(scenes, infos, bands)
-    splits = _split(scenes, infos, val, test, float(holdout_fraction), holdout_mode, block, seed)
+    training = [s for s in scenes if s.stem not in val and s.stem not in test]
+    hold = planning.holdout([[infos[s.stem].height, infos[s.stem].width] for s in training] or [[1, 1]])
+    fraction = hold["fraction"] if holdout_fraction is None else float(holdout_fraction)
+    block = int(holdout_block) if holdout_block else max(hold["block"], *(given_patch or (0,)))
+    if given_patch is not None and block < max(given_patch):
+        raise ConfigError(f"holdout_block ({block}) must be at least the patch size {list(given_patch)}")
+    splits = _split(scenes, infos, val, test, fraction, holdout_mode, block, seed)
+    patch = given_patch or tuple(planning.patch_2d(
+        [[r.height, r.width] for region in splits["train"] for r in region.rects],
+        [[infos[s.stem].height, infos[s.stem].width] for s in training]))
     stat_cells = [(region.scene.image, cell.window()) for region in splits["train"] for rect in region.rects
                   for cell in cells(rect, (512, 512))]
     stats = band_stats(stat_cells, band_list, max_pixels=stats_max_pixels, seed=seed, alpha_is_mask=alpha_is_mask)
+    holdout = {"mode": holdout_mode, "block": block, "fraction": fraction} if fraction > 0 else None
+    plan = planning.make_plan(_fingerprint(training, infos, splits["train"], class_map, stats), patch, memory_gb,
+                              batch=batch_size, holdout=holdout)
+    log.info("%s", planning.summary(plan))
     counts = {info.count for info in infos.values()}
     common = dict(patch_size=patch, bands=band_list, mean=stats["mean"], std=stats["std"], class_map=class_map,
                   ignore_index=ignore_index, band_names=band_names,
-                  image_band_count=counts.pop() if len(counts) == 1 else None, alpha_is_mask=alpha_is_mask)
+                  image_band_count=counts.pop() if len(counts) == 1 else None, alpha_is_mask=alpha_is_mask, plan=plan)
     if samples_per_epoch is None:
-        samples_per_epoch = epoch_samples(splits["train"], patch, batch_size)
+        samples_per_epoch = epoch_samples(splits["train"], patch, plan["batch_size"])
     train = LandCoverTrainDataset(splits["train"], samples_per_epoch=samples_per_epoch, augment=augment,
-                                  rare_class_weighting=rare_class_weighting, seed=seed, **common)
+                                  rare_class_weighting=plan["rare_class_sampling"] if rare_class_weighting is None
+                                  else rare_class_weighting, seed=seed, **common)
     held = {split: LandCoverGridDataset(splits[split], **common) for split in ("val", "test") if splits[split]}
     return {"train": train, **held}

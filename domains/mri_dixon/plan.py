@@ -15,9 +15,12 @@ and voxel counts per label. Cases are not cropped to their non-zero region first
   rounded up to a multiple of the network's divisor (3D: ``2 ** pools`` per axis from
   :func:`segsuite.core.models.topology`; 2D: 32, the stride of the 2D networks); while the patch holds more than half
   the batch budget, shrink the axis that is largest relative to the median shape by one divisor step;
-* batch size: the batch budget over the patch's voxels, at most what covers 5 % of all training voxels, at least
-  2. Budgets are nnU-Net's 8 GB reference configurations, scaled by ``memory_gb``: 2 x 128^3 voxels (3D) and
-  12 x 512^2 pixels (2D) per batch;
+* batch size (:func:`segsuite.core.plan.batch_size`): the batch budget over the patch's voxels, at most what covers
+  5 % of all training voxels, at least 2. Budgets are nnU-Net's 8 GB reference configurations, scaled by
+  ``memory_gb``: 2 x 128^3 voxels (3D) and 12 x 512^2 pixels (2D) per batch;
+* run length, validation interval and early-stopping patience: the core's step budget
+  (:func:`segsuite.core.plan.budget`) for the chosen patch and batch over all training voxels; class frequencies
+  and weights from the label voxel counts (:func:`segsuite.core.plan.class_weights`);
 * normalisation per channel: ``ct`` for channels named CT (clip to the foreground 0.5/99.5 percentiles of the
   whole training set, z-score with its foreground mean and std), otherwise the per-case scheme (each case's own
   percentiles and z-score);
@@ -34,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segsuite.core import plan as planning
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.io import write_json
 from segsuite.core.models import topology
@@ -43,7 +47,7 @@ from .resample import target_shape
 FOREGROUND_SAMPLES = 10_000
 ANISOTROPY_RATIO = 3.0
 MIN_BATCH = 2
-MAX_DATASET_FRACTION = 0.05
+MAX_DATASET_FRACTION = planning.MAX_DATA_FRACTION  # the core's rule (segsuite.core.plan)
 BATCH_VOXELS = {3: 2 * 128**3, 2: 12 * 512**2}  # per batch at the 8 GB reference
 REFERENCE_GB = 8.0
 DIVISOR_2D = 32
@@ -116,6 +120,8 @@ class Plan:
     normalization: dict[str, dict] = field(default_factory=dict)
     label_voxels: dict[str, int] = field(default_factory=dict)
     memory_gb: float = REFERENCE_GB
+    class_weights: list[float] = field(default_factory=list)
+    budget: dict = field(default_factory=dict)  # the chosen spatial_dims' run length (segsuite.core.plan.budget)
 
     @property
     def patch_size(self) -> list[int]:
@@ -161,6 +167,8 @@ class Plan:
             f"3D: patch {_x(self.patch_size_3d)}, batch {self.batch_size_3d}, strides {self.strides_3d[1:]}\n"
             f"  training {self.spatial_dims}D, in_channels {self.in_channels} ({', '.join(self.input_channels)}), "
             f"{self.num_classes} classes ({classes})\n  normalisation: {schemes}"
+            + (f"\n  budget {self.budget['max_steps']} steps, validation every {self.budget['val_check_interval']}"
+               if self.budget else "")
         )
 
 
@@ -211,11 +219,9 @@ def _layout_2d(patch):
     return [-(-p // DIVISOR_2D) * DIVISOR_2D for p in patch], [DIVISOR_2D] * len(patch)
 
 
-def _batch_size(patch: list[int], budget: float, dataset_voxels: float) -> int:
-    """Batch budget over patch voxels, capped to 5 % of the data set, at least :data:`MIN_BATCH`."""
-    voxels = math.prod(patch)
-    cap = round(dataset_voxels * MAX_DATASET_FRACTION / voxels)
-    return max(min(int(budget // voxels), cap), MIN_BATCH)
+def _batch_size(patch: list[int], dims: int, memory_gb: float, dataset_voxels: float) -> int:
+    """The core's batch rule with nnU-Net's ``dims``-D budget, at least :data:`MIN_BATCH`."""
+    return planning.batch_size(patch, dataset_voxels, memory_gb, MIN_BATCH, BATCH_VOXELS[dims])
 
 
 def normalization_schemes(fingerprints: list[CaseFingerprint], names: list[str]) -> dict[str, dict]:
@@ -262,6 +268,9 @@ def make_plan(
     net = topology(target, patch_3d)
     label_voxels = np.sum([fp.label_voxels for fp in fingerprints], axis=0)
     in_channels = len(input_channels) * (1 if spatial_dims == 3 else 2 * context_slices + 1)
+    batch_2d = _batch_size(patch_2d, 2, memory_gb, dataset_voxels)
+    batch_3d = _batch_size(patch_3d, 3, memory_gb, dataset_voxels)
+    chosen = (patch_3d, batch_3d) if spatial_dims == 3 else (patch_2d, batch_2d)
     return Plan(
         n_cases=len(fingerprints),
         channels=list(channels),
@@ -279,12 +288,14 @@ def make_plan(
         anisotropic_axis=anisotropic,
         median_shape=[int(round(m)) for m in median_shape],
         patch_size_2d=[int(p) for p in patch_2d],
-        batch_size_2d=_batch_size(patch_2d, BATCH_VOXELS[2] * scale, dataset_voxels),
+        batch_size_2d=batch_2d,
         patch_size_3d=[int(p) for p in patch_3d],
-        batch_size_3d=_batch_size(patch_3d, BATCH_VOXELS[3] * scale, dataset_voxels),
+        batch_size_3d=batch_3d,
         kernels_3d=net.kernels,
         strides_3d=net.strides,
         normalization=normalization_schemes(fingerprints, list(channels)),
         label_voxels={name: int(v) for name, v in zip(class_names, label_voxels)},
         memory_gb=float(memory_gb),
+        class_weights=planning.class_weights(label_voxels.tolist()),
+        budget=planning.budget(dataset_voxels, *chosen),
     )

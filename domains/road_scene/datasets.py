@@ -9,6 +9,7 @@ horizontal flip, colour jitter; torch's RNG); val/test samples are full-resoluti
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -22,11 +23,14 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from segsuite.core import plan as planning
 from segsuite.core.errors import ConfigError, DataError
 
 from . import labels as lb
 from .io import image_size, read_color_label, read_index_label, read_rgb
 from .synthetic import make_dataset
+
+log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -338,12 +342,35 @@ def _make_synthetic(root: Path, n_train: int, n_val: int, size: list[int], seed:
         raise
 
 
+PLAN_LABELS = 64  # label files read (seeded sample) for the plan's class frequencies
+
+
+def plan_training(pairs: list[Pair], decode: Callable[[Path], np.ndarray], class_names: list[str],
+                  crop: list[int] | None, train_scale: float, memory_gb: float, batch_size: int | None,
+                  seed: int = 0) -> dict:
+    """The core plan (:mod:`segsuite.core.plan`) of the training frames: sizes from every image header (at
+    ``train_scale``), class frequencies from up to :data:`PLAN_LABELS` labels; the patch is ``crop`` or the whole
+    (scaled) frame, the batch ``batch_size`` or the memory budget's."""
+    sizes = [[max(1, round(n * train_scale)) for n in image_size(image)] for image, _ in pairs]
+    pixels = np.zeros(len(class_names), np.int64)
+    rng = np.random.default_rng(seed)
+    for i in sorted(rng.choice(len(pairs), min(PLAN_LABELS, len(pairs)), replace=False)):
+        mask = decode(pairs[int(i)][1])
+        pixels += np.bincount(mask[mask < len(class_names)].ravel(), minlength=len(class_names))[:len(class_names)]
+    fingerprint = planning.Fingerprint(sizes=sizes, class_names=list(class_names), class_pixels=pixels.tolist(),
+                                       channel_mean=list(IMAGENET_MEAN), channel_std=list(IMAGENET_STD))
+    patch = crop or [int(np.median([h for h, _ in sizes])), int(np.median([w for _, w in sizes]))]
+    return planning.make_plan(fingerprint, patch, memory_gb, batch=batch_size, labels_sampled=min(PLAN_LABELS,
+                                                                                                  len(pairs)))
+
+
 def build_datasets(root: str, layout: str = "cityscapes", crop_size: list[int] | None = None,
                    train_scale: float = 1.0, scale_range: list[float] = (0.5, 2.0), ignore_index: int = 255,
                    synthetic_if_missing: bool = False, seed: int = 0, hflip_prob: float = 0.5,
                    color_jitter: list[float] = (0.2, 0.2, 0.2, 0.0), classes: list[str] | None = None,
                    class_map: str | None = None, val_fraction: float = 0.2, synthetic_size: list[int] = (128, 256),
-                   synthetic_n_train: int = 24, synthetic_n_val: int = 6) -> dict[str, RoadSceneDataset]:
+                   synthetic_n_train: int = 24, synthetic_n_val: int = 6, memory_gb: float = 8.0,
+                   batch_size: int | None = None) -> dict[str, RoadSceneDataset]:
     """Build ``{"train", "val"[, "test"]}`` datasets for ``layout``:
 
     - ``cityscapes``: ``leftImg8bit/`` + ``gtFine/*_labelIds.png``, ids -> 19 trainIds (test if present);
@@ -356,7 +383,9 @@ def build_datasets(root: str, layout: str = "cityscapes", crop_size: list[int] |
       subfolders or flat (split by ``val_fraction``), and ``class_map`` (default ``root/classes.json|csv``).
 
     Training is at ``train_scale`` times the original resolution (times a random factor from ``scale_range``)
-    and cropped to ``crop_size`` [h, w]; val/test stay at full resolution. If ``root`` does not exist and
+    and cropped to ``crop_size`` [h, w]; val/test stay at full resolution. The training frames are planned first
+    (:func:`plan_training`, logged, kept in ``meta["plan"]``): batch size (``batch_size``, else budgeted for
+    ``memory_gb``), class frequencies and the step budget. If ``root`` does not exist and
     ``synthetic_if_missing`` is true (cityscapes layout only), a synthetic set is generated there first.
     """
     root_path = Path(root)
@@ -396,6 +425,10 @@ def build_datasets(root: str, layout: str = "cityscapes", crop_size: list[int] |
         "has_instances": spec.instances is not None,
         **spec.meta,
     }
+    meta["plan"] = plan_training(spec.splits["train"], spec.decode, list(meta["class_names"]), crop, train_scale,
+                                 memory_gb, batch_size, seed)
+    meta["batch_size"] = int(meta["plan"]["batch_size"])
+    log.info("%s", planning.summary(meta["plan"]))
     augment = TrainAugment(crop, scale_range, train_scale, hflip_prob, color_jitter, ignore_index)
     return {split: RoadSceneDataset(pairs, spec.decode, meta, augment if split == "train" else None,
                                     None if spec.instances is None else spec.instances[split])

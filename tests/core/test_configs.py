@@ -9,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from segsuite.core.predict import inference_options
+from segsuite.core.schedules import build_scheduler
 
 CONF = Path(__file__).parents[2] / "conf"
 
@@ -45,8 +46,8 @@ def test_loss_configs(compose_cfg, tmp_path, name):
 def test_optimizer_and_scheduler_configs(compose_cfg, tmp_path, opt, sched):
     cfg = _train_cfg(compose_cfg, tmp_path, f"optimizer={opt}", f"scheduler={sched}")
     optimizer = hydra.utils.instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(2))])
-    if cfg.scheduler:
-        hydra.utils.instantiate(cfg.scheduler)(optimizer).step()
+    if cfg.scheduler:  # a length left null is the run's number of optimiser steps
+        build_scheduler(hydra.utils.instantiate(cfg.scheduler), optimizer, total_steps=10).step()
 
 
 @pytest.mark.parametrize("name", options("trainer"))

@@ -129,3 +129,50 @@ def test_checkpoint_keeps_the_thing_classes(compose_cfg, tmp_path):
     del old["hyper_parameters"]["things"]
     torch.save(old, tmp_path / "old.ckpt")
     assert tuple(load_task(tmp_path / "old.ckpt").hparams.things) == ()
+
+
+def test_early_stopping_ends_a_run_on_a_constant_target(compose_cfg, tmp_path):
+    # the target is all class 0: once the network predicts it, val/miou stays 1.0 and 2 rounds without a better one
+    # end the run long before its 400 steps; metrics.json names the best score and where it came from
+    cfg = compose_cfg("train", [f"run_dir={tmp_path}", *FAST_TRAIN[1:2], "logger=none", "optimizer.lr=1e-2",
+                                "domain.datamodule.datasets._target_=tests.helpers.constant_datasets",
+                                "~domain.datamodule.datasets.n_train", "~domain.datamodule.datasets.n_val",
+                                "~domain.datamodule.datasets.n_test", "~domain.datamodule.datasets.size",
+                                "~domain.datamodule.datasets.in_channels", "~domain.datamodule.datasets.num_classes",
+                                "~domain.datamodule.datasets.ignore_index", "domain.datamodule.batch_size=4",
+                                "trainer.max_steps=400", "trainer.val_check_interval=2",
+                                "trainer.check_val_every_n_epoch=null", "callbacks.early_stopping.patience=2",
+                                "trainer.enable_progress_bar=false"])
+    metrics = train(cfg)
+    assert metrics["stopped_early"] and metrics["steps"] < 400
+    best = metrics["best"]
+    assert best["score"] == 1.0 and best["monitor"] == "val/miou" and best["step"] == metrics["steps"] - 4
+    assert metrics["best_checkpoint"].endswith(f"step{best['step']:06d}.ckpt")
+    assert json.loads((tmp_path / "metrics.json").read_text())["best"]["step"] == best["step"]
+
+
+def test_the_plan_sets_the_run_length_unless_the_user_does(compose_cfg):
+    from segsuite.core.train import apply_budget
+
+    plan = {"budget": {"max_steps": 300, "val_check_interval": 30, "patience": 4}}
+    cfg = compose_cfg("train", ["run_dir=unused"])
+    assert apply_budget(cfg, {"plan": plan})["source"] == "plan"
+    assert (cfg.trainer.max_steps, cfg.trainer.max_epochs, cfg.trainer.val_check_interval) == (300, -1, 30)
+    assert cfg.trainer.check_val_every_n_epoch is None and cfg.callbacks.early_stopping.patience == 4
+    for override, expected in (("trainer.max_epochs=3", (-1, 3)), ("trainer.max_steps=50", (50, -1))):
+        cfg = compose_cfg("train", ["run_dir=unused", override])
+        assert apply_budget(cfg, {"plan": plan})["source"] == "trainer"
+        assert (cfg.trainer.max_steps, cfg.trainer.max_epochs) == expected and cfg.trainer.val_check_interval is None
+    cfg = compose_cfg("train", ["run_dir=unused"])
+    assert apply_budget(cfg, {})["source"] == "default" and cfg.trainer.max_epochs == 10  # data without a plan
+
+
+def test_loss_class_weights_can_come_from_the_plan():
+    from segsuite.core.errors import ConfigError
+    from segsuite.core.train import plan_class_weights
+
+    loss = {"_target_": "x", "losses": {"ce": {"class_weights": "plan"}, "dice": {}}}
+    filled = plan_class_weights(loss, {"plan": {"class_weights": [0.5, 2.0]}})
+    assert filled["losses"]["ce"]["class_weights"] == [0.5, 2.0] and filled["losses"]["dice"] == {}
+    with pytest.raises(ConfigError, match="class_weights=plan, but this data has no plan"):
+        plan_class_weights({"class_weights": "plan"}, {})

@@ -40,8 +40,10 @@ def test_channels_and_classes_come_from_the_data(five_band_root, tmp_path):
     info = describe(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert info["model"]["in_channels"] == 5 and info["model"]["classes"] == 7 and info["num_classes"] == 7
     assert info["class_names"] == CLASSES and info["data_meta"]["band_names"] == [f"band_{b}" for b in range(1, 6)]
-    # an epoch is one pass over the training area: 3 of 4 blocks of 128 px held for training, 64 px patches
-    assert info["data_meta"]["in_channels"] == 5 and info["global_step"] == (3 * 128 * 128 // 64**2) // 8
+    # the plan: 4 x 4 blocks of 64 px, 3 held out, 64 px patches, batch 8; an epoch is one pass over the training area
+    plan = info["data_meta"]["plan"]
+    assert plan["holdout"] == {"mode": "blocks", "block": 64, "fraction": 0.2} and plan["patch_size"] == [64, 64]
+    assert info["data_meta"]["in_channels"] == 5 and info["global_step"] == (13 * 64 * 64 // 64**2) // 8
 
 
 def test_an_explicit_band_count_that_contradicts_the_data_is_refused(five_band_root, tmp_path):

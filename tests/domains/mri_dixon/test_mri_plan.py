@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from segsuite.core import plan as planning
 from segsuite.core.errors import ConfigError
 from segsuite.core.models import topology
 from segsuite.domains.mri_dixon.dataset import build_datasets
@@ -68,6 +69,15 @@ def test_patch_and_batch_fit_the_memory_budget():
     assert small.batch_size_2d == round(10 * 40**3 * 0.05 / 64**2)  # at most 5 % of the data set per batch
     bigger = _plan([(1.0, 1.0, 1.0)] * 10, [(300, 280, 260)] * 10, memory_gb=32)
     assert math.prod(bigger.patch_size_3d) > math.prod(plan.patch_size_3d)
+
+
+def test_the_run_length_is_the_core_budget_of_the_chosen_patch_and_batch():
+    small, large = (_plan([(1.0, 1.0, 1.0)] * n, [(160, 160, 160)] * n) for n in (4, 40))
+    for plan in (small, large):
+        assert plan.budget == planning.budget(160**3 * len(plan.shapes), plan.patch_size_2d, plan.batch_size_2d)
+        assert len(plan.class_weights) == plan.num_classes
+    assert small.budget["max_steps"] < large.budget["max_steps"]
+    assert Plan.from_dict(json.loads(json.dumps(small.to_dict()))) == small
 
 
 def test_builder_resamples_to_the_target_and_user_values_win(phantom_root):

@@ -51,6 +51,10 @@ def test_cityscapes_meta_is_json_and_complete(cityscapes_root):
     assert meta["normalization"]["mean"] == IMAGENET_MEAN and meta["normalization"]["std"] == IMAGENET_STD
     assert meta["native_ids"][0] == 7 and meta["native_ids"][18] == 33 and meta["native_void_id"] == 0
     assert len(meta["class_colors"]) == 19 and len(meta["categories"]["class_to_category"]) == 19
+    plan = meta["plan"]  # segsuite.core.plan: the crop, the memory budget's batch, class frequencies, a step budget
+    assert plan["patch_size"] == [32, 32] and meta["batch_size"] == plan["batch_size"] >= 8
+    assert len(plan["class_frequencies"]) == 19 and plan["budget"]["max_steps"] >= 250
+    assert build_datasets(str(cityscapes_root), crop_size=[32, 32], batch_size=3)["train"].meta["batch_size"] == 3
 
 
 def test_dataloader_collates_training_batches(cityscapes_root):
