@@ -43,7 +43,7 @@ from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.inference import ArraySource, InferenceOptions, TilePredictor, Window
 from segsuite.core.io import pattern_matches
 
-from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes, resample_case
+from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes
 from .fatfraction import fat_fraction_map
 from .io import (
     NIFTI_SUFFIXES,
@@ -54,9 +54,10 @@ from .io import (
     list_dicom_series,
     pick_series,
     read_grid,
+    voxel_spacing,
     write_nifti,
 )
-from .resample import probabilities_back
+from .resample import needs_resampling, probabilities_back, resampled_affine, to_target
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +389,7 @@ def _opened_case(volumes: dict[str, Volume], name: str, job: Job) -> OpenedCase:
     case = prepare_inference_case(volumes, meta, name)
     grid = tuple(int(n) for n in case.image.shape[1:])
     if meta.get("resample") and meta.get("target_spacing"):  # the model saw its training spacing
-        case = resample_case(case, list(meta["target_spacing"]))
+        case = _resample(case, list(meta["target_spacing"]), job.model.predictor.device)
     axis, tile = int(meta["axis"]), job.options.tile if job.options else None
     if is_volumetric(meta):
         options = volume_options(job.options, meta)
@@ -397,6 +398,17 @@ def _opened_case(volumes: dict[str, Volume], name: str, job: Job) -> OpenedCase:
     stack = slice_stack(case.image, axis, int(meta.get("size_divisor", 32)), tile)
     sources = [SliceSource(stack, i, int(meta["context_slices"])) for i in range(len(stack))]
     return OpenedCase(sources, volumes, case, axis, grid, job.model.num_classes)
+
+
+def _resample(case: Case, target: list[float], device: torch.device) -> Case:
+    """:func:`.dataset.resample_case` for an unlabelled case, the image resampled on the predictor's ``device``
+    (:func:`.resample.to_target`: scipy's cubic spline as separable matrix products)."""
+    spacing = voxel_spacing(case.affine)
+    if not needs_resampling(spacing, target):
+        return case
+    image, _ = to_target(case.image, spacing, target, device=device)
+    affine = resampled_affine(case.affine, case.image.shape[1:], image.shape[1:])
+    return Case(case.name, image, None, affine, case.reference, case.normalization)
 
 
 def volume_options(options: InferenceOptions | None, meta: DataMeta | dict) -> InferenceOptions:
