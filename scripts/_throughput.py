@@ -2,9 +2,12 @@
 (a private module: every public module of scripts/ is a ``segsuite`` command).
 
 Ratios come from one run with the contenders interleaved (:func:`segsuite.core.benchmark.timeit`): the ratio of the
-medians, and as spread the min-max of the ratios of the rounds (each round ran both contenders back to back). The
-product's default tiling (tile 512, overlap 64, batch 8, Gaussian blending) and Unet/resnet18 with random weights
-(``encoder_weights=None``) throughout. Figures:
+medians, and as spread the min-max of the ratios of the rounds (each round ran both contenders back to back). Speed
+figures divide by the bare forward at its best, the limit (issue #25): the network in the layout and precision the
+engine runs it in (channels-last for 2D networks, bf16 with ``--device cuda``); the column ``contig`` gives the same
+figure against the bare forward in the contiguous layout, as users have the network. The product's default tiling
+(tile 512, overlap 64, batch 8, Gaussian blending) and Unet/resnet18 with random weights (``encoder_weights=None``)
+throughout. Figures:
 
 1. land cover ``run_predict`` (GeoTIFF file -> class raster file) vs the bare forward over the same windows of a
    4096^2 scene, already in memory (81 windows);
@@ -17,8 +20,10 @@ product's default tiling (tile 512, overlap 64, batch 8, Gaussian blending) and 
 5. the whole pipeline with a no-compute model (:class:`~segsuite.domains.landcover.benchmark.BandCopy`: its first
    band copied to the K class channels) vs bare rasterio reads of the same windows of the same file, in one process
    (one GDAL block cache), in Mpx/s;
-6. MRI 256x256x64 predict path vs the bare forward over the same slices
-   (:func:`segsuite.domains.mri_dixon.benchmark.throughput`);
+6. MRI 256x256x64 stored at 1 x 1 x 3 mm, 4 channels, for a model planned at the phantom's 1.5 x 1.5 x 3 mm:
+   ``run_predict`` NIfTI to NIfTI (read, normalise, resample, 64 slices of 171 x 171 padded to 192, probabilities
+   back, argmax, write) vs the bare forward over the same resampled slices
+   (:func:`segsuite.domains.mri_dixon.benchmark.throughput`; the predict path in memory in the note);
 7. road 1024x2048 frames, ``run_predict`` writing label, colour and overlay PNGs vs the bare forward on the decoded
    frames (:func:`segsuite.domains.road_scene.benchmark.throughput`).
 
@@ -250,7 +255,7 @@ def run(quick: bool = False, device: str = "cpu") -> dict[str, Any]:
         return {"device": device, "figures": []}
     figures = gpu_figures(sizes) if device.startswith("cuda") else cpu_figures(sizes, threads)
     load = os.getloadavg()
-    title = "QUICK SMOKE TEST: small sizes, 1 repeat; NOT the issue's figures" if quick else "issue #14 figures"
+    title = "QUICK SMOKE TEST: small sizes, 1 repeat; NOT the issue's figures" if quick else "issue #14/#25 figures"
     print(f"\n{title} ({device}, {threads} torch threads, load average 1/5/15 min at the end "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f})\n{format_table(figures)}")
     return {"device": device, "quick": quick, "threads": threads, "load_average": list(load),

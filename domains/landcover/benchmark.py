@@ -128,8 +128,8 @@ def read_all(job: Job, raster: Path) -> tuple[torch.Tensor, list[torch.Tensor]]:
 
 def speed(job: Job, raster: Path, output: Path, repeats: int = 3, warmup: int = 1) -> tuple[dict[str, Timing], int]:
     """Interleaved seconds of the bare model on the pipeline's tiles in memory (in the engine's layout, the limit, and
-    contiguous), the pipeline (file -> file) and
-    MONAI's sliding window on the normalised image in memory; and the number of windows. ``warmup=0``: one batch
+    contiguous), the pipeline (file -> file) and MONAI's sliding window on the normalised image in memory; and the
+    number of windows. ``warmup=0``: one batch
     through the model instead of an untimed round of every contender (for scenes where a round takes minutes)."""
     image, batches = read_all(job, raster)
     net = plain_net(job)
