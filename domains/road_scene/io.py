@@ -203,6 +203,12 @@ def write_kitti_road(road_prob: np.ndarray, path: str | Path, binary: bool = Fal
 
 def class_index(labels: np.ndarray, classes: int, ignore_index: int = 255) -> np.ndarray:
     """Class indices ``(H, W)`` with ignored and out-of-range pixels set to ``classes`` (a palette's extra last row)."""
+    labels = np.asarray(labels)
+    if labels.dtype == np.uint8 and labels.ndim == 2:  # the engine's class maps: one look-up per pixel
+        table = np.minimum(np.arange(256, dtype=np.int32), classes)
+        if 0 <= ignore_index < 256:
+            table[ignore_index] = classes
+        return table[labels]
     labels = _check_labels(labels)
     return np.where((labels >= 0) & (labels < classes) & (labels != ignore_index), labels, classes)
 

@@ -59,3 +59,14 @@ def test_written_overlay_with_legend_decodes_to_the_blend_above_a_cached_legend(
     legend = io.legend_strip(labels, colors, names, 64)
     assert legend is io.legend_strip(labels[::-1], colors, names, 64)  # same classes: drawn once
     np.testing.assert_array_equal(written[16:], legend)
+
+
+@pytest.mark.parametrize("ignore_index", [255, 3, -1])
+def test_class_index_of_uint8_maps_equals_that_of_int64_maps(ignore_index):
+    labels = np.random.default_rng(3).integers(0, 256, (17, 23)).astype(np.uint8)
+    fast = io.class_index(labels, 19, ignore_index)
+    np.testing.assert_array_equal(fast, io.class_index(labels.astype(np.int64), 19, ignore_index))
+    colors = np.random.default_rng(4).integers(0, 256, (19, 3)).tolist()
+    image = np.random.default_rng(5).integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(io.overlay(image, labels, colors, 0.4, ignore_index),
+                                  _float_blend(image, labels.astype(np.int64), colors, 0.4, ignore_index))
