@@ -201,7 +201,7 @@ def mri_figure(sizes: Sizes, device: str = "cpu", amp: bool = False, goal: float
 
 def road_figure(sizes: Sizes, device: str, amp: bool, goal: float = 0.95, label: str = "7.") -> Figure:
     """Figure 7: ``run_predict`` with label, colour and overlay outputs vs the bare forward."""
-    from segsuite.domains.road_scene.benchmark import throughput
+    from segsuite.domains.road_scene.benchmark import LABEL_ONLY, throughput
 
     timings, used = throughput(sizes.road, n=sizes.road_frames, distinct=sizes.road_frames, repeats=sizes.repeats,
                                device=device, amp=amp)
@@ -209,7 +209,8 @@ def road_figure(sizes: Sizes, device: str, amp: bool, goal: float = 0.95, label:
                 timings, BARE_BEST, unit="frames/s", work=sizes.road_frames)
     return speed_figure(f"{label} road {sizes.road[0]}x{sizes.road[1]} run_predict (label, colour, overlay) vs bare",
                         timings, "run_predict to files", BARE_BEST, goal, second=BARE_CONTIGUOUS,
-                        note=f"{sizes.road_frames} frames")
+                        note=f"{sizes.road_frames} frames; label only "
+                             f"{timings[BARE_BEST].median / timings[LABEL_ONLY].median:.3f}")
 
 
 def _done(figures: list[Figure], *new: Figure) -> None:

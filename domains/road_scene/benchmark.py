@@ -71,12 +71,15 @@ def _setup(root: Path, size: tuple[int, int], n: int, distinct: int, batch_size:
     return net, job, list(torch.from_numpy(host).split(batch_size)), host
 
 
+LABEL_ONLY = "run_predict, label PNGs only"
+
+
 def throughput(size: tuple[int, int] = (1024, 2048), n: int = 4, distinct: int = 4, repeats: int = 3,
                device: str | None = None, amp: bool = False, batch_size: int = 2,
                workers: int | None = None) -> tuple[dict[str, Timing], str]:
     """Interleaved seconds of the bare forwards (best, contiguous) on ``n`` decoded frames of ``size`` (H, W) and of
-    ``run_predict`` on the same frames from disk with the default writer (label, colour and overlay PNGs); and the
-    device used."""
+    ``run_predict`` on the same frames from disk with the default writer (label, colour and overlay PNGs) and with
+    label PNGs only (what the colour and overlay cost); and the device used."""
     tmp = Path(tempfile.mkdtemp(prefix="road_bench_"))
     try:
         net, job, batches, _ = _setup(tmp, size, n, distinct, batch_size, device, amp)
@@ -85,6 +88,8 @@ def throughput(size: tuple[int, int] = (1024, 2048), n: int = 4, distinct: int =
             **bare_forwards(net, batches, predictor.device, amp),
             "run_predict to files": lambda: run_predict(ImageReader(workers=workers), SceneWriter(), job,
                                                         tmp / "frames", tmp / f"out{next(runs)}"),
+            LABEL_ONLY: lambda: run_predict(ImageReader(workers=workers), SceneWriter(["label"]), job,
+                                            tmp / "frames", tmp / f"out{next(runs)}"),
         }
         with contextlib.redirect_stderr(io.StringIO()):  # no progress bars between the tables
             return timeit(contenders, repeats=repeats), str(predictor.device)
