@@ -53,22 +53,45 @@ def timeit(contenders: Mapping[str, Callable[[], object]], repeats: int = 3, war
     return {name: Timing(name, tuple(t)) for name, t in times.items()}
 
 
+BEST, CONTIGUOUS = "best", "contiguous"  # the bare forward's layouts: the engine's (the limit), as users have it
+
+
 def bare_forward(net: torch.nn.Module, batches: Sequence[torch.Tensor],
-                 device: torch.device | str, amp: bool = False) -> Callable[[], None]:
+                 device: torch.device | str, amp: bool = False, layout: str = BEST) -> Callable[[], None]:
     """The baseline every predict path is compared with: the network alone on the same batches, already in memory
     (copied to the device and the argmax brought back, as any user of the model would); ``amp``: under bfloat16
-    autocast, as ``TilePredictor(amp=True)`` runs it."""
-    net = copy.deepcopy(net).to(device, memory_format=torch.contiguous_format).eval()  # as users have it
+    autocast, as ``TilePredictor(amp=True)`` runs it.
+
+    ``layout``: ``"best"`` runs it as the engine does (2D batches and the network in channels-last memory layout,
+    :class:`~segsuite.core.inference.TilePredictor`'s default; 3D as they are), the limit a predict path can reach;
+    ``"contiguous"`` runs it as users have it (the default contiguous layout)."""
+    if layout not in (BEST, CONTIGUOUS):
+        raise ValueError(f"bare_forward(layout={layout!r}): use {BEST!r} (the engine's) or {CONTIGUOUS!r}")
+    last = layout == BEST and all(b.dim() == 4 for b in batches)
+    net = copy.deepcopy(net).to(device, memory_format=torch.channels_last if last else torch.contiguous_format).eval()
     device_type = torch.device(device).type
 
     @torch.inference_mode()
     def run() -> None:
         for batch in batches:
+            x = batch.to(device, non_blocking=True)
+            x = x.contiguous(memory_format=torch.channels_last) if last else x
             with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
-                logits = net(batch.to(device, non_blocking=True))
+                logits = net(x)
             logits.argmax(1).cpu()
 
     return run
+
+
+def bare_forwards(net: torch.nn.Module, batches: Sequence[torch.Tensor], device: torch.device | str,
+                  amp: bool = False) -> dict[str, Callable[[], None]]:
+    """Both baselines as contenders, the best first: :data:`BARE_BEST` and :data:`BARE_CONTIGUOUS`."""
+    return {BARE_BEST: bare_forward(net, batches, device, amp, BEST),
+            BARE_CONTIGUOUS: bare_forward(net, batches, device, amp, CONTIGUOUS)}
+
+
+BARE_BEST = "bare forward, engine's layout (best)"
+BARE_CONTIGUOUS = "bare forward, contiguous (as users have it)"
 
 
 def ratios(timings: Mapping[str, Timing], baseline: str) -> dict[str, float]:

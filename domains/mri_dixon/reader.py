@@ -31,6 +31,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.inference import ArraySource, InferenceOptions, TilePredictor, Window
 from segsuite.core.io import pattern_matches
 
-from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes, resample_case
+from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes
 from .fatfraction import fat_fraction_map
 from .io import (
     NIFTI_SUFFIXES,
@@ -54,9 +55,11 @@ from .io import (
     list_dicom_series,
     pick_series,
     read_grid,
+    read_volume,
+    voxel_spacing,
     write_nifti,
 )
-from .resample import probabilities_back
+from .resample import needs_resampling, probabilities_back, resampled_affine, to_target
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +270,18 @@ def slice_stack(image: np.ndarray, axis: int, divisor: int, tile: Sequence[int] 
     return padded.numpy()
 
 
+def channels_innermost(logits: torch.Tensor) -> torch.Tensor:
+    """``(C, X, Y, Z)`` (any strides) as a ``(C, X, Y, Z)`` view of an ``(X, Y, Z, C)`` tensor: the argmax over the
+    channels that follows (``logits.max(0)``) then reduces over adjacent values, 4-7 times faster on the CPU than over
+    the outermost axis of a contiguous or permuted volume (0.2 s instead of 0.8-1.4 s for 7 x 256 x 256 x 64)."""
+    if logits.dim() < 2 or logits.stride(0) == 1:
+        return logits
+    out = torch.empty((*logits.shape[1:], logits.shape[0]), dtype=logits.dtype, device=logits.device)
+    out = out.movedim(-1, 0)
+    out.copy_(logits)
+    return out
+
+
 @dataclass
 class OpenedCase:
     """A case ready for the engine: its slices as sources, the volumes as read (original grid) and the prepared case
@@ -295,7 +310,7 @@ class OpenedCase:
         ornt = from_canonical_ornt(self.case.reference.affine)  # applied as nibabel's apply_orientation does
         flipped = [axis + 1 for axis, flip in enumerate(ornt[:, 1]) if flip == -1]
         oriented = canonical.flip(flipped) if flipped else canonical
-        return oriented.permute(0, *(int(a) + 1 for a in np.argsort(ornt[:, 0])))
+        return channels_innermost(oriented.permute(0, *(int(a) + 1 for a in np.argsort(ornt[:, 0]))))
 
     def _back(self, logits: torch.Tensor) -> torch.Tensor:
         """From the resampled grid to the case's own: class probabilities interpolated linearly (as nnU-Net does; the
@@ -305,7 +320,8 @@ class OpenedCase:
             return logits
         k = self.num_classes
         back = probabilities_back(torch.cat([logits[:k].softmax(0), logits[k:]]), self.grid)
-        return torch.cat([back[:k].clamp_min(1e-12).log(), back[k:]])
+        back[:k].clamp_min_(1e-12).log_()  # in place: the probabilities are not needed again
+        return back
 
     def close(self) -> None:
         pass
@@ -354,7 +370,7 @@ class DixonReader:
 
     def open(self, item: Item, job: Job) -> OpenedCase:
         """Every channel of ``item`` read (evaluate adds water and fat for the mean FF) and the model's prepared."""
-        volumes = read_case_volumes(dict(item.source), item.name, dict(self.series or {}))
+        volumes = _read_volumes(dict(item.source), item.name, dict(self.series or {}))
         return _opened_case(volumes, item.name, job)
 
     def from_array(self, array: np.ndarray, job: Job) -> OpenedCase:
@@ -382,13 +398,26 @@ class DixonReader:
         return [case]
 
 
+def _read_volumes(files: dict[str, Path], case: str, series: dict[str, str]) -> dict[str, Volume]:
+    """:func:`.dataset.read_case_volumes` with the channels read side by side, one thread each (gzip inflates
+    without the GIL: four 256 x 256 x 64 channels read in about half the time on 2 cores)."""
+    if len(files) < 2:
+        return read_case_volumes(files, case, series)
+    with ThreadPoolExecutor(len(files), thread_name_prefix="dixon-read") as pool:
+        futures = {name: pool.submit(read_volume, path, case=case, series=series.get(name))
+                   for name, path in files.items()}
+        volumes = {name: future.result() for name, future in futures.items()}
+    check_same_grid(volumes, case)
+    return volumes
+
+
 def _opened_case(volumes: dict[str, Volume], name: str, job: Job) -> OpenedCase:
     """A case's volumes normalised as in training and cut into slice sources along the checkpoint's axis."""
     meta = job.model.meta
     case = prepare_inference_case(volumes, meta, name)
     grid = tuple(int(n) for n in case.image.shape[1:])
     if meta.get("resample") and meta.get("target_spacing"):  # the model saw its training spacing
-        case = resample_case(case, list(meta["target_spacing"]))
+        case = _resample(case, list(meta["target_spacing"]), job.model.predictor.device)
     axis, tile = int(meta["axis"]), job.options.tile if job.options else None
     if is_volumetric(meta):
         options = volume_options(job.options, meta)
@@ -397,6 +426,17 @@ def _opened_case(volumes: dict[str, Volume], name: str, job: Job) -> OpenedCase:
     stack = slice_stack(case.image, axis, int(meta.get("size_divisor", 32)), tile)
     sources = [SliceSource(stack, i, int(meta["context_slices"])) for i in range(len(stack))]
     return OpenedCase(sources, volumes, case, axis, grid, job.model.num_classes)
+
+
+def _resample(case: Case, target: list[float], device: torch.device) -> Case:
+    """:func:`.dataset.resample_case` for an unlabelled case, the image resampled on the predictor's ``device``
+    (:func:`.resample.to_target`: scipy's cubic spline as separable matrix products)."""
+    spacing = voxel_spacing(case.affine)
+    if not needs_resampling(spacing, target):
+        return case
+    image, _ = to_target(case.image, spacing, target, device=device)
+    affine = resampled_affine(case.affine, case.image.shape[1:], image.shape[1:])
+    return Case(case.name, image, None, affine, case.reference, case.normalization)
 
 
 def volume_options(options: InferenceOptions | None, meta: DataMeta | dict) -> InferenceOptions:

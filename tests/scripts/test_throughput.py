@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from segsuite.core.benchmark import Timing
+from segsuite.core.benchmark import BARE_BEST, BARE_CONTIGUOUS, BEST, CONTIGUOUS, Timing, bare_forward, bare_forwards
 from segsuite.scripts import _throughput as throughput
 from segsuite.scripts import benchmark
 from segsuite.scripts._throughput import Figure, format_table, speed_figure
@@ -28,9 +28,33 @@ def test_table_has_one_row_per_figure_with_spread_goal_and_verdict():
     table = format_table([Figure("1. land cover", 0.931, 0.97, spread=(0.92, 0.94)),
                           Figure("3. memory", 0.05, 0.1, at_most=True, note="50 / 1000 MiB")])
     header, first, second = table.splitlines()
-    assert header.split() == ["figure", "ours", "spread", "goal", "met?", "note"]
-    assert first.split() == ["1.", "land", "cover", "0.931", "0.920-0.940", ">=", "0.97", "NO"]
-    assert second.split() == ["3.", "memory", "0.050", "-", "<=", "0.1", "yes", "50", "/", "1000", "MiB"]
+    assert header.split() == ["figure", "ours", "spread", "goal", "met?", "contig", "note"]
+    assert first.split() == ["1.", "land", "cover", "0.931", "0.920-0.940", ">=", "0.97", "NO", "-"]
+    assert second.split() == ["3.", "memory", "0.050", "-", "<=", "0.1", "yes", "-", "50", "/", "1000", "MiB"]
+
+
+def test_a_speed_figure_divides_by_the_best_bare_forward_and_shows_the_contiguous_one_beside_it():
+    timings = {BARE_BEST: Timing(BARE_BEST, (1.0, 1.0)), BARE_CONTIGUOUS: Timing(BARE_CONTIGUOUS, (1.5, 1.5)),
+               "ours": Timing("ours", (1.25, 1.25))}
+    figure = speed_figure("road", timings, "ours", goal=0.95, second=BARE_CONTIGUOUS)
+    assert (figure.value, figure.contiguous) == pytest.approx((0.8, 1.2))
+    assert format_table([figure]).splitlines()[1].split()[1:7] == ["0.800", "0.800-0.800", ">=", "0.95", "NO", "1.200"]
+
+
+def test_the_best_bare_forward_runs_2d_batches_channels_last_and_gives_the_contiguous_argmax():
+    net = torch.nn.Conv2d(3, 4, 3, padding=1).eval()
+    seen = []
+    net.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)
+                                                              and not args[0].is_contiguous()))
+    batches = [torch.rand(2, 3, 8, 8)]
+    for layout in (BEST, CONTIGUOUS):
+        bare_forward(net, batches, "cpu", layout=layout)()
+    assert seen == [True, False]  # each baseline runs a copy (the hook with it) in its layout
+    assert net.weight.is_contiguous()  # the caller's network is left as it was
+    forwards = bare_forwards(net, batches, "cpu")
+    assert list(forwards) == [BARE_BEST, BARE_CONTIGUOUS]
+    with pytest.raises(ValueError, match="'best'"):
+        bare_forward(net, batches, "cpu", layout="nhwc")
 
 
 def test_cuda_without_a_gpu_says_so_and_measures_nothing(monkeypatch, capsys):
