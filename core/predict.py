@@ -61,10 +61,22 @@ def build_instancer(cfg: DictConfig, mode: Mode, hparams: Any, has_border: bool)
     return instancer
 
 
-def inference_options(node: Any) -> InferenceOptions:
-    """``domain.inference`` (tile, overlap, batch_size, blend) as checked options."""
+def inference_options(node: Any, meta: Any = None) -> InferenceOptions:
+    """``domain.inference`` (tile, overlap, batch_size, blend) as checked options. ``tile: patch`` is nnU-Net's
+    sliding window: the training patch the model's data ``meta`` records (``patch_size``), with ``overlap: null`` a
+    quarter of it. A model trained on small windows predicts better through windows of that size than through larger
+    ones (the Landsat scene of ``segsuite benchmark recipe``, 64 px patches: held-out mIoU 0.310 with 64 px windows,
+    0.285 with 512 px)."""
     values = dict(_plain(node) or {})
     values.pop("_target_", None)
+    if values.get("tile") == "patch":
+        patch = (meta or {}).get("patch_size")
+        if not patch:
+            raise ConfigError("domain.inference.tile=patch takes the training patch from the model, which records "
+                              "none; give the window size, e.g. domain.inference.tile=[512,512]")
+        values["tile"] = [int(p) for p in patch]
+        if values.get("overlap") is None:
+            values["overlap"] = [int(p) // 4 for p in patch]
     try:
         return InferenceOptions(**values)
     except TypeError as err:
@@ -75,11 +87,14 @@ def load_job(cfg: DictConfig, overwrite: bool | None = None) -> Job:
     """The model of ``cfg.runtime`` (``cfg.checkpoint`` for torch, else the exported ``cfg.model_file``), checked to
     belong to ``cfg.domain``, as a :class:`Job` for ``cfg.task``."""
     mode = Mode.parse(cfg.get("task", "semantic"))
-    options = inference_options(cfg.domain.get("inference"))
+    node = cfg.domain.get("inference")
+    later = (_plain(node) or {}).get("tile") == "patch"  # needs the model's training patch
+    options = None if later else inference_options(node)
     runtime = str(cfg.get("runtime") or "torch")
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime={runtime!r} is not one of {', '.join(RUNTIMES)}")
     model, instancer = (checkpoint_model if runtime == "torch" else exported_model)(cfg, mode)
+    options = options or inference_options(node, model.meta)
     return Job(model, mode, instancer, options, bool(cfg.overwrite if overwrite is None else overwrite))
 
 
