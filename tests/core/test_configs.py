@@ -71,7 +71,7 @@ def test_domain_configs(compose_cfg, tmp_path, name):
     cfg = _train_cfg(compose_cfg, tmp_path, f"domain={name}")
     datamodule = hydra.utils.instantiate(cfg.domain.datamodule)
     assert isinstance(datamodule, L.LightningDataModule)
-    assert inference_options(cfg.domain.inference).batch_size >= 1
+    assert inference_options(cfg.domain.inference, {"patch_size": [64, 64]}).batch_size >= 1  # a model's patch
     for node, method in (("reader", "open"), ("writer", "sink"), ("evaluation", "scorers")):
         assert callable(getattr(hydra.utils.instantiate(cfg.domain[node]), method))
     for key in ("name", "in_channels", "num_classes", "ignore_index"):
