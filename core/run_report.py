@@ -149,10 +149,16 @@ class RunReport(L.Callback):
         self.val = list(state.get("val", []))
 
 
+def stopped_early(trainer: L.Trainer) -> bool:
+    """Whether early stopping ended the run (its wait count; ``stopped_epoch`` stays 0 when validation runs every N
+    steps within the first epoch). Read it before ``trainer.test``, which restores the callbacks' state."""
+    return any(isinstance(c, L.pytorch.callbacks.EarlyStopping) and c.wait_count >= c.patience
+               for c in trainer.callbacks)
+
+
 def _ended_by(trainer: L.Trainer) -> str:
-    for callback in trainer.callbacks:
-        if isinstance(callback, L.pytorch.callbacks.EarlyStopping) and callback.wait_count >= callback.patience:
-            return "early stopping"
+    if stopped_early(trainer):
+        return "early stopping"
     if trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps:
         return "step budget"
     if trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs:

@@ -9,7 +9,6 @@ from typing import Any
 import hydra.utils
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from segsuite.core.checkpoint import read_checkpoint
@@ -18,7 +17,7 @@ from segsuite.core.errors import ConfigError
 from segsuite.core.instances import InstanceTargets
 from segsuite.core.io import write_json
 from segsuite.core.plan import PATIENCE
-from segsuite.core.run_report import RunReport
+from segsuite.core.run_report import RunReport, stopped_early
 from segsuite.core.task import SegmentationTask
 
 log = logging.getLogger(__name__)
@@ -163,7 +162,7 @@ def apply_budget(cfg: DictConfig, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
-    check_epochs(cfg.trainer)
+    """The Lightning trainer of ``cfg`` (its run length already checked and filled by :func:`apply_budget`)."""
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     if not loggers:
@@ -222,8 +221,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if _saved(last).get("global_step") != trainer.global_step:  # written after each validation; a run can end
         trainer.save_checkpoint(last)                             # between two
     val = _scalars(trainer.callback_metrics, "val/")
-    stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
-    stopped_early = bool(stopper and stopper.wait_count >= stopper.patience)  # before test restores its state
+    early = stopped_early(trainer)  # before test restores the callbacks' state
     best = best_of_run(trainer)
     trainer.test(task, datamodule=datamodule, ckpt_path=best.get("checkpoint") or None, weights_only=True)
     test = _scalars(trainer.callback_metrics, "test/")
@@ -235,7 +233,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "budget": budget,
-        "stopped_early": stopped_early,
+        "stopped_early": early,
         "still_improving": _report(trainer).get("still_improving"),  # the run report's verdict (RunReport)
         "best_checkpoint": best.get("checkpoint", ""),
         "last_checkpoint": str(last),
