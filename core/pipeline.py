@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from segsuite.core.contracts import Evaluation, Item, Job, Opened, Prediction, Reader, Sink, Writer
 from segsuite.core.distributed import MANIFEST, Ranks, gather, item_done, join, leave
 from segsuite.core.errors import DataError
-from segsuite.core.inference import InferenceOptions, sliding_window
+from segsuite.core.inference import InferenceOptions, sliding_blocks, sliding_window
 from segsuite.core.instances import split_logits
 from segsuite.core.io import Staging, pattern_matches, write_json
 
@@ -45,6 +45,10 @@ def predict_tasks(opened: Opened, job: Job, bar: Any = False) -> Iterator[Callab
     to the task so that they run on the sinks' thread while the engine computes the next batch."""
     model, options = job.model, getattr(opened, "options", None) or job.options or InferenceOptions()
     k = model.num_classes
+    if opened.streaming and getattr(opened, "bands", False):  # its sinks take rectangles: column bands allowed
+        for b in sliding_blocks(model.predictor, opened.sources, model.channels, options, progress=bar):
+            yield partial(_block_prediction, b.logits, b.covered, b.row0, b.source, k, b.col0)
+        return
     blocks = sliding_window(model.predictor, opened.sources, model.channels, progress=bar, options=options)
     if opened.streaming:
         for index, row0, logits, covered in blocks:
@@ -53,9 +57,10 @@ def predict_tasks(opened: Opened, job: Job, bar: Any = False) -> Iterator[Callab
     yield partial(_item_prediction, opened, _assemble(blocks, [s.shape[0] for s in opened.sources]), job)
 
 
-def _block_prediction(logits: torch.Tensor, covered: torch.Tensor, row0: int, index: int, k: int) -> Prediction:
+def _block_prediction(logits: torch.Tensor, covered: torch.Tensor, row0: int, index: int, k: int,
+                      col0: int = 0) -> Prediction:
     classes, border = split_logits(logits, k)
-    return Prediction(logits, classes, border, covered.cpu().numpy(), row0, index, num_classes=k)
+    return Prediction(logits, classes, border, covered.cpu().numpy(), row0, index, num_classes=k, col0=col0)
 
 
 def _item_prediction(opened: Opened, logits: torch.Tensor, job: Job) -> Prediction:

@@ -29,14 +29,8 @@ from torch.utils.data import Dataset
 from segsuite.core import plan as planning
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.domains.landcover.classes import ClassMap, find_class_map
-from segsuite.domains.landcover.io import (
-    band_stats,
-    check_pair,
-    count_values,
-    open_raster,
-    read_label_window,
-    read_window,
-)
+from segsuite.domains.landcover.io import open_raster, read_label_window, read_window
+from segsuite.domains.landcover.rasterstats import band_stats, check_pair, count_values
 from segsuite.domains.landcover.sampling import (
     Rect,
     cells,

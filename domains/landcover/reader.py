@@ -209,26 +209,27 @@ class OpenedScene:
     num_classes: int = 0
     ignore_index: int = 255
     streaming: bool = True
-    _cache: dict[str, tuple[tuple[int, int], Any]] = field(default_factory=dict)
+    bands: bool = True  # the sinks take rectangles: a wide raster goes through in column bands
+    _cache: dict[str, tuple[tuple[int, int, int], Any]] = field(default_factory=dict)
 
     def _cached(self, what: str, p: Prediction, read: Any) -> Any:
-        key = (p.source, p.row0)
+        key = (p.source, p.row0, p.col0)
         if what not in self._cache or self._cache[what][0] != key:
             self._cache[what] = (key, read())
         return self._cache[what][1]
 
     def valid(self, p: Prediction) -> np.ndarray:
-        """``(n, W)``: the input is valid there and a window was computed."""
+        """``(n, w)``: the input is valid there and a window was computed."""
         return p.covered  # the engine carries each tile's valid mask: nodata pixels are not covered
 
     def truth(self, p: Prediction) -> tuple[np.ndarray, np.ndarray | None]:
-        """Target classes ``(n, W)`` int64 (ignore index where unlabelled, ignored or the input is nodata; a
+        """Target classes ``(n, w)`` int64 (ignore index where unlabelled, ignored or the input is nodata; a
         DataError for values outside 0..K-1) and the instance raster's ids (None without one)."""
         return self._cached("truth", p, lambda: self._read_truth(p))
 
     def _read_truth(self, p: Prediction) -> tuple[np.ndarray, np.ndarray | None]:
-        rect, n = self.sources[p.source].region, p.classes.shape[0]
-        window = Window(rect.col0, rect.row0 + p.row0, rect.width, n)
+        rect, (n, w) = self.sources[p.source].region, p.classes.shape
+        window = Window(rect.col0 + p.col0, rect.row0 + p.row0, w, n)
         labels, labelled = read_label_window(self.labels, window)
         keep = labelled & self.valid(p) & (labels != self.ignore_index)
         ids = None if self.instances is None else read_label_window(self.instances, window)[0]
@@ -308,7 +309,7 @@ class GeoTiffReader:
     def from_array(self, array: np.ndarray, job: Job) -> OpenedScene:
         """An in-memory image ``(C, H, W)`` (``segsuite.core.api``) prepared as a GeoTIFF is: the checkpoint's bands and
         normalisation; NaN, inf and masked pixels are nodata (class 255 in the result)."""
-        return OpenedScene([ArraySource(array, job.model.meta)])
+        return OpenedScene([ArraySource(array, job.model.meta)], bands=False)  # whole in memory: rows
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
         """A small synthetic scene with the checkpoint's band count, written into ``folder`` once (demo page)."""
