@@ -14,7 +14,7 @@ from segsuite.core.inference.sources import ArraySource, Source
 from segsuite.core.inference.windows import Band, Box, Window, grid_bands, grid_boxes, grid_for, grid_windows
 
 __all__ = [
-    "ArraySource", "Band", "Block", "Box", "InferenceOptions", "Merger", "Source", "StripMerger", "TilePredictor", "VolumeMerger",
-    "Window", "blend_weights", "blend_weights_nd", "grid_bands", "grid_boxes", "grid_for", "grid_windows", "make_merger",
-    "predict_array", "sliding_blocks", "sliding_window",
+    "ArraySource", "Band", "Block", "Box", "InferenceOptions", "Merger", "Source", "StripMerger", "TilePredictor",
+    "VolumeMerger", "Window", "blend_weights", "blend_weights_nd", "grid_bands", "grid_boxes", "grid_for",
+    "grid_windows", "make_merger", "predict_array", "sliding_blocks", "sliding_window",
 ]

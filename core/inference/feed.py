@@ -9,8 +9,8 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
-from typing import Any
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch

@@ -1,9 +1,9 @@
 """Instances over a raster too large for memory: row strips arrive top to bottom (as ``sliding_window`` yields
 them), or the rectangles of column bands, left to right and each band top to bottom (``sliding_blocks``); each is
 labelled on its own with provisional ids, and a union-find joins the pieces of an object that crosses from one strip
-into the next, or from one band into the next (the last column of a band is kept, one value per row). ``finish`` resolves every provisional id to a final instance, drops small
-ones and returns per-instance statistics; a writer then remaps what it wrote (e.g. a second pass over a raster)
-and merges vector pieces by final id.
+into the next, or from one band into the next (the last column of a band is kept, one value per row). ``finish``
+resolves every provisional id to a final instance, drops small ones and returns per-instance statistics; a writer
+then remaps what it wrote (e.g. a second pass over a raster) and merges vector pieces by final id.
 
 With a border map the strip is cut by the same marker watershed as whole images (``extract.split_touching``), with
 the last ``halo`` rows of the previous strip on top as fixed seeds, so border pixels at a seam join the object

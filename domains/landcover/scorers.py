@@ -121,8 +121,9 @@ class InstanceScorer:
 
 
 class RectInstances:
-    """Scores the instances of a region's rectangles block by block (rows, or column bands): predicted ids from a ``StripLabeller``, true
-    ones from the instance raster or a second labeller cutting the label raster's components."""
+    """Scores the instances of a region's rectangles block by block (rows, or column bands): predicted ids from a
+    ``StripLabeller``, true ones from the instance raster or a second labeller cutting the label raster's
+    components."""
 
     def __init__(self, scorer: InstanceScorer, item: Item, opened: OpenedScene) -> None:
         self.scorer, self.item, self.opened = scorer, item, opened

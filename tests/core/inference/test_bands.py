@@ -11,7 +11,8 @@ from segsuite.core.inference.options import BAND_STEP, STRIP_BUDGET
 
 def _net() -> torch.nn.Module:
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3, padding=1))
+    conv = torch.nn.Conv2d
+    return torch.nn.Sequential(conv(3, 8, 3, padding=1), torch.nn.ReLU(), conv(8, 4, 3, padding=1))
 
 
 def _stitch(blocks, shape, channels) -> tuple[np.ndarray, np.ndarray]:
