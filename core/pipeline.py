@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
@@ -165,11 +166,15 @@ def is_folder_output(output: str | os.PathLike, items: Sequence[Item], input: An
     return entries is not None and len(entries) == len(items)
 
 
+_KIND = re.compile(r"^[A-Za-z][A-Za-z0-9_-]+:")  # 2+ letters: "C:/" is a Windows drive
+
+
 def _entries(input: Any) -> list[Any] | None:
-    """The entries of a list input or the matches of a glob pattern; None for anything else (a file, a URL...)."""
+    """The entries of a list input or the matches of a glob pattern; None for anything else (a file, a URL, a
+    domain's ``kind:...`` input such as ``mosaic:scenes/*.tif``, one input however many files it names...)."""
     if isinstance(input, (list, tuple)):
         return list(input)
-    if isinstance(input, (str, os.PathLike)) and "://" not in str(input):
+    if isinstance(input, (str, os.PathLike)) and "://" not in str(input) and not _KIND.match(str(input)):
         return pattern_matches(input)
     return None
 

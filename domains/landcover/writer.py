@@ -65,6 +65,8 @@ class GeoTiffWriter:
             raise ConfigError(f"output {as_location(output)}: writing to a URL or GDAL /vsi path is not supported; "
                               "give a local file or folder (and copy the results up afterwards)")
         main = output / (item.rel if item.rel.name else location_name(item.source)) if folder else output
+        if folder and main.suffix.lower() not in (".tif", ".tiff"):  # a VRT input writes a GeoTIFF
+            main = main.with_suffix(".tif")
         self._destinations[item] = main
         paths = {"classes": main}
         if self.probabilities:
