@@ -79,7 +79,7 @@ class InferenceOptions:
         return max(BAND_STEP, (STRIP_BUDGET // per_col - margin) // BAND_STEP * BAND_STEP)
 
 
-STRIP_BUDGET = 48 << 20  # bytes: band=auto keeps the merger's strip ((K + 1) x tile_h x width float32) under this
+STRIP_BUDGET = 64 << 20  # bytes: band=auto keeps the merger's strip ((K + 1) x tile_h x width float32) under this
 BAND_STEP = 512  # auto bands are a multiple of the output rasters' 512 px blocks: writes fill whole blocks
 
 
