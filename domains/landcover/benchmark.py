@@ -25,6 +25,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +86,15 @@ def make_model(kind: str, in_channels: int = BANDS, classes: int = len(DEFAULT_C
 
 
 def bench_job(model: str, tile: tuple[int, int], overlap: tuple[int, int], batch_size: int, device: str,
-              amp: bool = False) -> Job:
+              amp: bool = False, band: int | str | None = "auto") -> Job:
     """A job on the synthetic uint16 reflectance rasters (a checkpoint-like meta), overwriting its output;
-    ``amp``: bfloat16 autocast (CUDA)."""
+    ``amp``: bfloat16 autocast (CUDA); ``band``: column bands as the product's default (auto)."""
     meta = DataMeta.from_dict({"in_channels": BANDS, "num_classes": len(DEFAULT_CLASSES), **DEFAULT_CLASSES.to_meta(),
                                "bands": list(range(1, BANDS + 1)), "image_band_count": BANDS,
                                "normalization": {"mean": [1500.0] * BANDS, "std": [1000.0] * BANDS}})
     info = ModelInfo(TilePredictor(make_model(model), device, amp), meta, len(DEFAULT_CLASSES), False)
-    return Job(info, options=InferenceOptions(tuple(tile), tuple(overlap), batch_size, "gaussian"), overwrite=True)
+    return Job(info, options=InferenceOptions(tuple(tile), tuple(overlap), batch_size, "gaussian", band=band),
+               overwrite=True)
 
 
 def pipeline(job: Job, raster: Path, output: Path) -> None:
@@ -175,12 +177,12 @@ def child(kind: str, raster: str, output: str = "", model: str = "unet", tile=(2
         torch.set_num_threads(threads)
     job = bench_job(model, tile, overlap, batch_size, device)
     job.model.predictor(torch.zeros(batch_size, BANDS, *tile))  # warm-up batch
-    base = _peak_mb()
+    base, start = _peak_mb(), time.perf_counter()
     if kind == "pipeline":
         pipeline(job, Path(raster), Path(output))
     else:
         monai(job, read_all(job, Path(raster))[0])
-    return {"peak_mb": _peak_mb(), "base_mb": base}
+    return {"peak_mb": _peak_mb(), "base_mb": base, "seconds": time.perf_counter() - start}
 
 
 def run_child(kind: str, timeout: float = 600, gdal_cache_mb: int = GDAL_CACHE_MB, **kwargs: Any) -> dict[str, Any]:
