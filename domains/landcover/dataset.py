@@ -34,7 +34,7 @@ from segsuite.domains.landcover.synthetic import make_dataset
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".tif", ".tiff")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".vrt")  # a VRT: a mosaic of scenes, read window by window as a GeoTIFF
 
 
 def find_scenes(root: str | Path) -> list[Scene]:
@@ -47,7 +47,7 @@ def find_scenes(root: str | Path) -> list[Scene]:
             raise DataError(f"missing folder {folder}: expected ROOT/images/*.tif and ROOT/labels/*.tif")
     images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not images:
-        raise DataError(f"no GeoTIFF images (*.tif, *.tiff) in {images_dir}")
+        raise DataError(f"no GeoTIFF images (*.tif, *.tiff, or *.vrt mosaics) in {images_dir}")
     missing = [p.name for p in images if not (labels_dir / p.name).is_file()]
     if missing:
         raise DataError(f"{labels_dir}: no label raster for image(s) {', '.join(missing[:10])} (same file name needed)")

@@ -306,7 +306,7 @@ class GeoTiffReader:
                 raise DataError(f"{location}: the URL names no file (remote folders cannot be listed; give one "
                                 "GeoTIFF's URL)")
             return [Item(location_name(location), location)]
-        files, folder = input_files(input, IMAGE_SUFFIXES, "GeoTIFFs (*.tif, *.tiff)")
+        files, folder = input_files(input, IMAGE_SUFFIXES, "GeoTIFFs (*.tif, *.tiff) or VRTs (*.vrt)")
         return [Item(f.name, f, Path(f.name) if folder else Path()) for f in files]
 
     def _many_as_one(self, input: str) -> list[Item]:
