@@ -35,17 +35,17 @@ are patches ``(C, X, Y, Z)`` / ``(X, Y, Z)`` (:mod:`.patches`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import Dataset
 
-from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.errors import ConfigError
+from segsuite.core.files import generated_root
 
 from .augment import Augmentation
 from .cases import (
@@ -180,36 +180,12 @@ def make_meta(
     }
 
 
-def ensure_root(
-    root: str | os.PathLike,
-    synthetic_if_missing: bool = False,
-    synthetic_cases: int = 8,
-    synthetic_shape: list[int] = (64, 64, 24),
-    seed: int = 0,
-) -> Path:
-    """``root`` as a Path; a missing root is generated as a phantom data set if ``synthetic_if_missing``.
-
-    The phantom is written into a temporary sibling folder that is renamed to ``root`` when complete, so an
-    interrupted run never leaves half a data set behind.
-    """
-    root_path = Path(root)
-    if root_path.exists():
-        return root_path
-    if not synthetic_if_missing:
-        raise DataError(
-            f"data set root {str(root_path)!r} does not exist (set synthetic_if_missing to generate a phantom)"
-        )
-    root_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root_path.name}.", dir=root_path.parent))
-    try:
-        make_dataset(staging, n_cases=synthetic_cases, shape=tuple(synthetic_shape), seed=seed)
-        os.replace(staging, root_path)
-    except OSError:
-        if not root_path.exists():  # a concurrent run may have created it first: then use that one
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return root_path
+def ensure_root(root: str | os.PathLike, synthetic_if_missing: bool = False, synthetic_cases: int = 8,
+                synthetic_shape: list[int] = (64, 64, 24), seed: int = 0) -> Path:
+    """``root`` as a Path; a missing root is generated (atomically) as a phantom if ``synthetic_if_missing``."""
+    generate = functools.partial(make_dataset, n_cases=synthetic_cases, shape=tuple(synthetic_shape), seed=seed)
+    return generated_root(root, generate if synthetic_if_missing else None,
+                          "set synthetic_if_missing to generate a phantom")
 
 
 def plan_from_cases(
