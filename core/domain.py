@@ -85,8 +85,8 @@ class BaseSink(ABC):
     @abstractmethod
     def close(self) -> Any: ...
 
-    def abort(self) -> None:
-        pass
+    def abort(self) -> None:  # noqa: B027 (a default, not a missing member)
+        """After an error; the core removes the staged files anyway."""
 
 
 class BaseWriter(ABC):
@@ -101,8 +101,8 @@ class BaseWriter(ABC):
     def run_outputs(self, output: Path, folder: bool, job: Job) -> dict[str, Path]:
         return {}
 
-    def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None:
-        pass
+    def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None:  # noqa: B027
+        """After every item: write the run's own files (none by default)."""
 
 
 @dataclass
