@@ -171,11 +171,12 @@ def _peak_mb() -> float:
 
 
 def child(kind: str, raster: str, output: str = "", model: str = "unet", tile=(256, 256), overlap=(64, 64),
-          batch_size: int = 8, device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
-    """Peak memory of one ``pipeline`` or ``monai`` run in this (fresh) process."""
+          batch_size: int = 8, device: str = "cpu", threads: int | None = None,
+          band: int | str | None = "auto") -> dict[str, Any]:
+    """Peak memory and seconds of one ``pipeline`` or ``monai`` run in this (fresh) process."""
     if threads:
         torch.set_num_threads(threads)
-    job = bench_job(model, tile, overlap, batch_size, device)
+    job = bench_job(model, tile, overlap, batch_size, device, band=band)
     job.model.predictor(torch.zeros(batch_size, BANDS, *tile))  # warm-up batch
     base, start = _peak_mb(), time.perf_counter()
     if kind == "pipeline":
