@@ -1,11 +1,14 @@
 """Sliding-window inference that streams: tiles are read by a pool of reader threads (one file handle each) in
 the file's own dtype, queued in order (:mod:`.feed`), normalised on the model's device (:mod:`.batch`), batched
 through the model (:mod:`.predictor`), blended into a strip buffer as tall as one tile (:mod:`.merger`), and
-finished rows are handed out as soon as no later tile can touch them. Each tile carries its valid mask: nodata
-pixels get no weight, so the blended block says where the input was valid without reading the file again.
+finished rows are handed out as soon as no later tile can touch them. A wide image goes through in column bands
+(``options.band``, :func:`.windows.grid_bands`), each band's windows through its own strip, so blocks are rectangles.
+Each tile carries its valid mask: nodata pixels get no weight, so the blended block says where the input was valid
+without reading the file again.
 
-Memory, besides the model and GDAL's block cache, does not grow with the image height (README, "Prediction
-streams"): the merger's ``(K + 1) x tile_h x W`` float32 strip, up to 3 released blocks of at most 4 MiB, about
+Memory, besides the model and GDAL's block cache, grows with neither the image height nor, with bands, its width
+(README, "Prediction streams"): the merger's ``(K + 1) x tile_h x B`` float32 strip (B the width, or the band's
+merger width), up to 3 released blocks of at most 4 MiB, about
 ``2 x readers + 2 x batch_size`` tiles in the file's dtype (batches are filled in reused host arrays) and one
 normalised float32 batch.
 """
