@@ -96,3 +96,25 @@ def test_evaluation_in_bands_scores_what_rows_score(tmp_path, mode):
         assert results[0]["panoptic"] == results[1]["panoptic"]
         assert (tmp_path / "outNone" / "instance_counts.csv").read_text() == (
             tmp_path / "out20" / "instance_counts.csv").read_text()
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_the_api_collector_puts_band_blocks_back_together(tif, stride):
+    from segsuite.core.api import Collector
+    from segsuite.core.contracts import Item
+    from segsuite.core.pipeline import predict_item
+    from segsuite.domains.landcover.reader import GeoTiffReader
+
+    classes, _ = scene()
+    path = tif("in.tif", classes[None], crs="EPSG:32631")
+    results = []
+    for band in (None, 16):
+        job = make_job(meta_for(1), ClassFromBand(False), tile=(16, 16), overlap=(4, 4), batch_size=4, band=band)
+        opened = GeoTiffReader().open(Item("in.tif", path), job)
+        collector = Collector(job, probabilities=True, stride=stride, opened=opened)
+        cols = {p.col0 for p in predict_item(opened, job) if collector.update(p) is None}
+        assert len(cols) == (1 if band is None else 4)
+        results.append(collector.close())
+    assert np.array_equal(results[0].classes, results[1].classes)
+    assert np.array_equal(results[1].classes, classes[::stride, ::stride].astype(np.uint8))
+    assert np.allclose(results[0].probabilities, results[1].probabilities, atol=1e-6)
