@@ -58,7 +58,7 @@ class _Part(NamedTuple):
 
     index: int
     col0: int  # first output column
-    width: int  # output columns (None-like for volumes: the whole width)
+    width: int  # output columns (a volume: its last axis, uncropped)
     left: int  # the merger's first column in the source
     shape: tuple[int, ...]  # the merger's shape
     windows: list
