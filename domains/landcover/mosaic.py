@@ -4,7 +4,9 @@
 The GDAL Python bindings (``osgeo.gdal.BuildVRT``) are not a dependency (rasterio ships GDAL without them), so the
 VRT XML is written here: one ``ComplexSource`` per input and band, placed by its transform on the union grid. Inputs
 must share a CRS, pixel size, band count and data type, and lie on one pixel grid; anything else is a DataError
-naming the file and what it differs in (``reproject`` is not supported yet: predict such items one by one).
+naming the file and what it differs in. With ``reproject``, inputs in another CRS are first warped onto the first
+input's CRS and pixel grid (a ``WarpedVRT`` saved as a VRT file: bilinear, nodata where they have none of their own
+is 0).
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
+
+import rasterio.shutil
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
 
 from segsuite.core.errors import DataError
 from segsuite.domains.landcover.io import as_location, gdal_path, is_remote, open_raster
@@ -50,8 +58,8 @@ def _check_alike(infos: Sequence[_Info], separate: bool) -> None:
     first = infos[0]
     for info in infos[1:]:
         if info.crs != first.crs:
-            raise DataError(f"{info.location}: CRS differs from {first.location}'s; a mosaic needs one CRS (predict "
-                            "the scenes one by one, or reproject them first)")
+            raise DataError(f"{info.location}: CRS differs from {first.location}'s; a mosaic needs one CRS (set "
+                            "domain.reader.reproject=true to warp it onto the first, or predict the scenes one by one)")
         if not all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(info.transform[:5:4], first.transform[:5:4])):
             raise DataError(f"{info.location}: pixel size {info.transform[0]} x {info.transform[4]} differs from "
                             f"{first.location}'s {first.transform[0]} x {first.transform[4]}")
@@ -113,12 +121,30 @@ def _gdal_type(dtype: str) -> str:
             "int32": "Int32", "float32": "Float32", "float64": "Float64"}[dtype]
 
 
-def write_vrt(locations: Sequence[str], path: Path, separate: bool = False) -> Path:
-    """Probe ``locations`` (local files or URLs: a DataError names one that does not open) and write their VRT."""
+def write_vrt(locations: Sequence[str], path: Path, separate: bool = False, reproject: bool = False) -> Path:
+    """Probe ``locations`` (local files or URLs: a DataError names one that does not open) and write their VRT;
+    ``reproject``: those in another CRS than the first are warped onto its grid first (VRTs beside ``path``)."""
     if not locations:
         raise DataError(f"no rasters to mosaic into {path.name}")
-    xml = vrt_xml([_probe(str(as_location(x))) for x in locations], separate)
-    path.write_text(xml)
+    infos = [_probe(str(as_location(x))) for x in locations]
+    if reproject:
+        infos = [i if i.crs == infos[0].crs else _probe(str(_warp(i, infos[0], path.with_name(f"{path.stem}_{n}.vrt"))))
+                 for n, i in enumerate(infos)]
+    path.write_text(vrt_xml(infos, separate))
+    return path
+
+
+def _warp(info: _Info, onto: _Info, path: Path) -> Path:
+    """``info``'s raster warped onto ``onto``'s CRS and pixel grid, saved as a VRT at ``path``."""
+    px, py, x0, y0 = onto.transform[0], onto.transform[4], onto.transform[2], onto.transform[5]
+    with open_raster(info.location, check_data=False) as src:
+        left, bottom, right, top = transform_bounds(src.crs, onto.crs, *src.bounds)
+        col0, col1 = math.floor((left - x0) / px), math.ceil((right - x0) / px)
+        row0, row1 = math.floor((top - y0) / py), math.ceil((bottom - y0) / py)
+        grid = Affine(px, 0.0, x0 + col0 * px, 0.0, py, y0 + row0 * py)
+        with WarpedVRT(src, crs=onto.crs, transform=grid, width=col1 - col0, height=row1 - row0,
+                       resampling=Resampling.bilinear, nodata=src.nodata if src.nodata is not None else 0) as vrt:
+            rasterio.shutil.copy(vrt, path, driver="VRT")
     return path
 
 

@@ -276,14 +276,16 @@ class GeoTiffReader:
 
     Many rasters as one input (:mod:`.mosaic`, :mod:`.stac`): a GDAL VRT file; ``mosaic:PATTERN`` (a glob of scenes
     on one grid, built into a VRT); ``stac:ITEMS.json`` (a path or URL) whose items' ``stac_assets`` are read, one
-    output per item (``stac_mode: items``) or all items as one mosaic (``stac_mode: mosaic``).
+    output per item (``stac_mode: items``) or all items as one mosaic (``stac_mode: mosaic``). ``reproject``: a
+    mosaic's inputs in another CRS are warped onto the first one's grid instead of refused.
     """
 
-    def __init__(self, stac_assets: Sequence[str] | str = ("image",), stac_mode: str = "items") -> None:
+    def __init__(self, stac_assets: Sequence[str] | str = ("image",), stac_mode: str = "items",
+                 reproject: bool = False) -> None:
         if stac_mode not in ("items", "mosaic"):
             raise ConfigError(f"stac_mode={stac_mode!r}: choose items (one output per item) or mosaic (one output)")
         self.stac_assets = [stac_assets] if isinstance(stac_assets, str) else list(stac_assets)
-        self.stac_mode = stac_mode
+        self.stac_mode, self.reproject = stac_mode, bool(reproject)
         self._probed: dict[tuple[str, int, int], Probed] = {}  # check's findings, taken by open
         self._vrts: Path | None = None  # the VRTs built for mosaic: and stac: inputs
 
@@ -313,14 +315,15 @@ class GeoTiffReader:
         """Items of ``mosaic:PATTERN`` (one VRT) or ``stac:JSON`` (a raster or VRT per item, or one mosaic VRT)."""
         folder = self._vrts = self._vrts or vrt_folder()
         if input.startswith(MOSAIC_PREFIX):
-            vrt = write_vrt(mosaic_files(input[len(MOSAIC_PREFIX):]), folder / "mosaic.vrt")
+            vrt = write_vrt(mosaic_files(input[len(MOSAIC_PREFIX):]), folder / "mosaic.vrt", reproject=self.reproject)
             return [Item("mosaic", vrt)]
         rasters = []
         for name, hrefs in stac_rasters(input[len(STAC_PREFIX):], self.stac_assets):
             one = hrefs[0] if len(hrefs) == 1 else write_vrt(hrefs, folder / f"{name}.vrt", separate=True)
             rasters.append((name, as_location(one)))
         if self.stac_mode == "mosaic":
-            return [Item("mosaic", write_vrt([str(r) for _, r in rasters], folder / "mosaic.vrt"))]
+            mosaic = write_vrt([str(r) for _, r in rasters], folder / "mosaic.vrt", reproject=self.reproject)
+            return [Item("mosaic", mosaic)]
         if len(rasters) == 1:  # one item: OUTPUT may be its file
             return [Item(rasters[0][0], rasters[0][1])]
         return [Item(name, raster, Path(f"{name}.tif")) for name, raster in rasters]

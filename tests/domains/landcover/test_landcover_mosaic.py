@@ -139,3 +139,33 @@ def test_bad_mosaics_and_catalogues_are_one_line_exit_2(case, bad_catalogues, ti
     code, err = predict_inprocess(capsys, tiny_checkpoint, f"'{input}'", tmp_path / "out" / "pred.tif")
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_reproject_warps_a_scene_in_another_crs_onto_the_first_grid(tmp_path):
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    image = _scene()
+    image[0, 20:, 28:] = 4  # the quarter to warp: one class, which bilinear resampling keeps inside it
+    tiles = _tiles(tmp_path / "scenes", image, cog=False)
+    with rasterio.open(tiles[3]) as src:  # the last quarter moves to the next UTM zone
+        transform, width, height = calculate_default_transform(src.crs, "EPSG:32632", src.width, src.height,
+                                                               *src.bounds)
+        data = np.zeros((4, height, width), np.uint16)
+        reproject(src.read(), data, src_transform=src.transform, src_crs=src.crs, dst_transform=transform,
+                  dst_crs="EPSG:32632", resampling=Resampling.nearest)
+    write_tif(tiles[3], data, crs="EPSG:32632", transform=transform, block=None)
+    job, out = _job(), tmp_path / "out" / "pred.tif"
+    from segsuite.core.errors import DataError
+    from segsuite.core.pipeline import run_predict
+    from segsuite.domains.landcover.reader import GeoTiffReader
+    from segsuite.domains.landcover.writer import GeoTiffWriter
+
+    writer = GeoTiffWriter(report=False, preview=False)
+    with pytest.raises(DataError, match="tile_3.tif: CRS differs.*reproject=true"):
+        run_predict(GeoTiffReader(), writer, job, f"mosaic:{tmp_path}/scenes/*.tif", out)
+    run_predict(GeoTiffReader(reproject=True), writer, job, f"mosaic:{tmp_path}/scenes/*.tif", out)
+    with rasterio.open(out) as dst:
+        assert dst.crs.to_epsg() == 32631 and dst.transform == TRANSFORM and dst.height >= H and dst.width >= W
+        classes = dst.read(1)
+    assert np.array_equal(classes[:16, :W], image[0, :16])  # the quarters in the first CRS, as they were
+    assert (classes[23:37, 31:53] == 4).all()  # inside the warped quarter, away from its edges
