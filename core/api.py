@@ -242,8 +242,8 @@ class _TeeWriter:
     def outputs(self, item, output, folder, job):
         return self.writer.outputs(item, output, folder, job)
 
-    def run_outputs(self, output, folder, job):
-        return self.writer.run_outputs(output, folder, job)
+    def run_outputs(self, items, output, folder, job):
+        return self.writer.run_outputs(items, output, folder, job)
 
     def sink(self, item, opened, paths, job):
         self.collector.opened = opened

@@ -98,7 +98,7 @@ class BaseWriter(ABC):
     @abstractmethod
     def sink(self, item: Item, opened: Any, paths: Mapping[str, Path], job: Job) -> Any: ...
 
-    def run_outputs(self, output: Path, folder: bool, job: Job) -> dict[str, Path]:
+    def run_outputs(self, items: Sequence[Item], output: Path, folder: bool, job: Job) -> dict[str, Path]:
         return {}
 
     def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None:  # noqa: B027

@@ -174,7 +174,7 @@ def plan_outputs(items: Sequence[Item], writer: Writer, output: Path, job: Job, 
     """Every item's files and the run's files; refuses two items writing one file and outputs that are inputs."""
     folder = is_folder_output(output, items) if folder is None else folder
     plans = [writer.outputs(item, Path(output), folder, job) for item in items]
-    run_files = writer.run_outputs(Path(output), folder, job)
+    run_files = writer.run_outputs(items, Path(output), folder, job)
     owner: dict[Path, Item] = {}
     for item, plan in zip(items, plans):
         inputs = _input_paths(item)
