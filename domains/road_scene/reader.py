@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from segsuite.core.contracts import Item, Job
+from segsuite.core.domain import BaseOpened, BaseReader
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.inference import ArraySource
 
@@ -80,11 +81,10 @@ def prepare_frame(pixels: np.ndarray, meta: Any) -> Frame:
 
 
 @dataclass
-class OpenedFrame:
+class OpenedFrame(BaseOpened):
     """One frame predicted whole (tiled when larger than the tile); logits upsampled to the full frame."""
 
     frame: Frame
-    streaming: bool = False
 
     @property
     def sources(self) -> list[ArraySource]:
@@ -96,12 +96,9 @@ class OpenedFrame:
             return logits
         return F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)[0]
 
-    def close(self) -> None:
-        pass
-
 
 @dataclass
-class ImageReader:
+class ImageReader(BaseReader):
     """An image file or a folder searched recursively (hidden files and anything under ``exclude``, predict's
     output folder, skipped); items keep their path relative to the input, so outputs keep its subfolders.
     ``workers`` decoding threads (default: the CPU count up to 16) decode ``ahead`` frames (default: ``workers``)
