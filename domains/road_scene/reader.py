@@ -99,12 +99,11 @@ class OpenedFrame(BaseOpened):
 
 @dataclass
 class ImageReader(BaseReader):
-    """An image file or a folder searched recursively (hidden files and anything under ``exclude``, predict's
-    output folder, skipped); items keep their path relative to the input, so outputs keep its subfolders.
+    """An image file or a folder searched recursively (hidden files skipped; the core drops anything inside the
+    output folder); items keep their path relative to the input, so outputs keep its subfolders.
     ``workers`` decoding threads (default: the CPU count up to 16) decode ``ahead`` frames (default: ``workers``)
     beyond the one the network reads, in the order the items were checked."""
 
-    exclude: str | None = None
     workers: int | None = None
     ahead: int | None = None
     _order: list[Item] = field(default_factory=list, repr=False)  # items as checked: the order they are opened
@@ -117,13 +116,12 @@ class ImageReader(BaseReader):
             return [Item(source.name, source, Path(source.name))]
         if not source.is_dir():
             raise DataError(f"input {source} does not exist (expected an image or a folder of images)")
-        skip = Path(self.exclude).resolve() if self.exclude else None
         items = []
         for path in sorted(source.rglob("*")):
             rel = path.relative_to(source)
             if path.suffix.lower() not in IMAGE_SUFFIXES or any(p.startswith(".") for p in rel.parts):
                 continue
-            if (skip is None or not path.resolve().is_relative_to(skip)) and path.is_file():
+            if path.is_file():
                 items.append(Item(rel.as_posix(), path, rel))
         if not items:
             raise DataError(f"no images in {source} (searched recursively for {', '.join(IMAGE_SUFFIXES)})")
