@@ -26,11 +26,12 @@ probabilities back to the input's grid and returns the logits on the input's own
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,14 @@ import numpy as np
 import torch
 
 from segsuite.core.contracts import DataMeta, Item, Job
+from segsuite.core.domain import BaseOpened, BaseReader
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.inference import ArraySource, InferenceOptions, Window
 from segsuite.core.preview import fit, stretch
 
 from .cases import Case, inference_channels, prepare_inference_case, read_case_volumes
 from .fatfraction import fat_fraction_map
-from .inputs import check_checkpoint, collect_cases, is_volumetric
+from .inputs import check_checkpoint, check_tta_flips, collect_cases, is_volumetric
 from .io import (
     Volume,
     check_same_grid,
@@ -106,7 +108,7 @@ def channels_innermost(logits: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class OpenedCase:
+class OpenedCase(BaseOpened):
     """A case ready for the engine: its slices as sources, the volumes as read (original grid) and the prepared case
     (``case.reference``: the grid every output is written on)."""
 
@@ -146,8 +148,6 @@ class OpenedCase:
         back[:k].clamp_min_(1e-12).log_()  # in place: the probabilities are not needed again
         return back
 
-    def close(self) -> None:
-        pass
 
     def cell_size(self) -> tuple[float, str]:
         """One voxel's volume in mL (``segsuite.core.api``)."""
@@ -162,12 +162,20 @@ class OpenedCase:
 
 
 @dataclass
-class DixonReader:
+class DixonReader(BaseReader):
     """Cases of Dixon volumes (module docstring). ``series``: channel -> DICOM SeriesInstanceUID or
     SeriesDescription; ``water_fat``: also read water and fat (for an FF map or the instances' mean FF)."""
 
     series: Mapping[str, str] | None = None
     water_fat: bool = False
+
+    def prepare(self, job: Job) -> Job:
+        """The job with the flips a Dixon model may use for TTA (:func:`.inputs.check_tta_flips`), on a copy of the
+        predictor: the caller's is left as it is."""
+        predictor = copy.copy(job.model.predictor)
+        predictor.tta_flips = list(predictor.tta_flips)
+        check_tta_flips(predictor, check_checkpoint(job))
+        return replace(job, model=replace(job.model, predictor=predictor))
 
     def find(self, input: Any, job: Job) -> list[Item]:
         meta = check_checkpoint(job)

@@ -10,7 +10,6 @@ the label map): ``panoptic.json``, ``panoptic_per_class.csv`` and the summary in
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.domain import BaseEvaluation, ScoreSink
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
 from segsuite.core.instances import true_instances, write_panoptic_reports
@@ -38,7 +38,7 @@ PANOPTIC_SUMMARY = {"pq": "pq", "sq": "sq", "rq": "rq", "pq_things": "pq_things"
 
 
 @dataclass
-class RoadSceneEvaluation:
+class RoadSceneEvaluation(BaseEvaluation):
     """The ``split`` of the dataset builder's output; ``boundary_tolerance``: boundary F-score tolerance in px."""
 
     split: str = "val"
@@ -46,13 +46,10 @@ class RoadSceneEvaluation:
     data: RoadSceneDataset | None = field(default=None, repr=False)
     _last: tuple[int, np.ndarray] | None = field(default=None, repr=False)
 
-    def items(self, datasets: Mapping[str, Any], job: Job) -> tuple[str, list[Item]]:
-        if self.split not in datasets:
-            raise DataError(f"the data has no {self.split!r} split; it has {sorted(datasets)}")
-        data = datasets[self.split]
+    def labelled(self, data: RoadSceneDataset, job: Job) -> list[Item]:
         meta = job.model.meta
-        for key in ("class_names", "label_format", "ignore_index"):
-            ours = list(meta[key]) if key == "class_names" else meta[key]
+        for key in ("label_format", "ignore_index"):
+            ours = meta[key]
             if ours != data.meta[key]:
                 raise ConfigError(f"checkpoint {job.model.checkpoint} was trained with {key}={ours} but the "
                                   f"evaluation data has {key}={data.meta[key]}; evaluate on data of the same dataset "
@@ -64,7 +61,7 @@ class RoadSceneEvaluation:
             if (ih, iw) != (lh, lw):
                 raise DataError(f"image {image} is {ih}x{iw} (HxW) but its label {label} is {lh}x{lw}")
         self.data = data
-        return self.split, [Item(image.name, image, target=i) for i, (image, _) in enumerate(data.files)]
+        return [Item(image.name, image, target=i) for i, (image, _) in enumerate(data.files)]
 
     def scorers(self, job: Job) -> list[Any]:
         semantic = RoadSceneScorer(self, SemanticScores(job))
@@ -98,8 +95,8 @@ class RoadSceneScorer:
     boundary: np.ndarray | None = None
     kitti: dict[str, Any] | None = None
 
-    def sink(self, item: Item, opened: Any, out: Path, job: Job) -> _Sink:
-        return _Sink(lambda p: self.add(item, p, job))
+    def sink(self, item: Item, opened: Any, out: Path, job: Job) -> ScoreSink:
+        return ScoreSink(lambda p: self.add(item, p, job))
 
     def add(self, item: Item, p: Prediction, job: Job) -> None:
         meta, evaluation = job.model.meta, self.evaluation
@@ -158,8 +155,8 @@ class PanopticScorer:
         self.metrics = PanopticMetrics(meta.num_classes, self.job.instancer.thing_ids, list(meta.class_names),
                                        meta.ignore_index)
 
-    def sink(self, item: Item, opened: Any, out: Path, job: Job) -> _Sink:
-        return _Sink(lambda p: self.add(item.target, p))
+    def sink(self, item: Item, opened: Any, out: Path, job: Job) -> ScoreSink:
+        return ScoreSink(lambda p: self.add(item.target, p))
 
     def add(self, index: int, p: Prediction) -> None:
         gt = self.evaluation.truth(index)
@@ -175,19 +172,3 @@ class PanopticScorer:
         log.info("PQ %.4f (SQ %.4f, RQ %.4f; things %.4f, stuff %.4f), thing instance F1 %.4f",
                  *(self.summary[k] for k in ("pq", "sq", "rq", "pq_things", "pq_stuff", "thing_f1")))
         return self.summary
-
-
-@dataclass
-class _Sink:
-    """Scores a whole item with ``add(prediction)``."""
-
-    add: Any
-
-    def update(self, prediction: Prediction) -> None:
-        self.add(prediction)
-
-    def close(self) -> None:
-        return None
-
-    def abort(self) -> None:
-        pass
