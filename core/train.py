@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from segsuite.core.checkpoint import read_checkpoint
 from segsuite.core.data import SegDataModule
 from segsuite.core.errors import ConfigError
+from segsuite.core.folds import FoldRequest, requested
 from segsuite.core.instances import InstanceTargets
 from segsuite.core.io import write_json
 from segsuite.core.plan import PATIENCE
@@ -197,15 +199,52 @@ def _report(trainer: L.Trainer) -> dict[str, Any]:
     return next((c.summary for c in trainer.callbacks if isinstance(c, RunReport)), {})
 
 
+def fold_request(cfg: DictConfig) -> FoldRequest | None:
+    """``fold=K folds=N`` (or ``splits=PATH``): the fold this run trains, or None (the domain's own split)."""
+    fold, path = cfg.get("fold"), cfg.get("splits")
+    if fold is None:
+        if path:
+            raise ConfigError(f"splits={path} needs fold=K (which of its folds to train) or fold=all")
+        return None
+    return FoldRequest(fold, cfg.get("folds", 5), int(cfg.seed), str(path) if path else None)
+
+
+def build_data(cfg: DictConfig, targets: InstanceTargets | None) -> tuple[SegDataModule, dict[str, Any]]:
+    """The domain's datamodule, set up for the requested fold; with a fold, its splits go to ``RUN/splits.json``."""
+    request = fold_request(cfg)
+    with requested(request):
+        datamodule: SegDataModule = hydra.utils.instantiate(cfg.domain.datamodule, targets=targets)
+        meta = datamodule.meta  # sets the data up (the domain splits it here)
+    if request is not None:
+        if not request.splits:
+            raise ConfigError(f"fold={request.fold}: domain {cfg.domain.name} does not split into folds with these "
+                              "settings (explicit validation/test lists?); drop fold= or the explicit lists")
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+            write_json(Path(cfg.run_dir) / "splits.json", request.splits)
+        meta = {**meta, "fold": {"fold": request.fold, "folds": request.folds}}
+    return datamodule, meta
+
+
+def objective(metrics: dict[str, Any]) -> float:
+    """The number a hyper-parameter search optimises: the best validation score of the run (``best.score``,
+    the checkpoint callback's monitor), else the last ``val/miou``."""
+    score = (metrics.get("best") or {}).get("score")
+    return float(score if score is not None else metrics.get("val", {}).get("val/miou", float("nan")))
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the configured model on the configured domain, then test the best checkpoint.
 
-    Returns the metrics also written to ``{run_dir}/metrics.json``.
+    Returns the metrics also written to ``{run_dir}/metrics.json``. ``fold=all`` trains every fold
+    (:func:`segsuite.core.cv.cross_validate`) and returns its summary.
     """
+    if str(cfg.get("fold")) == "all":
+        from segsuite.core.cv import cross_validate
+
+        return cross_validate(cfg)
     L.seed_everything(cfg.seed, workers=True)
     targets = build_instance_targets(cfg)
-    datamodule: SegDataModule = hydra.utils.instantiate(cfg.domain.datamodule, targets=targets)
-    meta = datamodule.meta
+    datamodule, meta = build_data(cfg, targets)
     fill_from_data(cfg, meta)
     check_model_fits_data(cfg.model, meta)
     if cfg.get("ckpt_path"):
@@ -238,6 +277,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": best.get("checkpoint", ""),
         "last_checkpoint": str(last),
     }
+    if "fold" in meta:
+        metrics["fold"] = meta["fold"]
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
         log.info("metrics written to %s", run_dir / "metrics.json")

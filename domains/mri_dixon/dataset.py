@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from segsuite.core import folds
 from segsuite.core.errors import ConfigError, DataError
 
 from .augment import Augmentation
@@ -515,7 +516,11 @@ class EvalSliceDataset(_SliceDataset):
 def split_cases(
     cases: list[str], val_fraction: float, val_cases: list[str] | None, seed: int
 ) -> tuple[list[str], list[str]]:
-    """Split case names (never slices): explicit ``val_cases``, or a seeded random ``val_fraction``."""
+    """Split case names (never slices): the requested k-fold (``fold=K``, :mod:`segsuite.core.folds`), explicit
+    ``val_cases``, or a seeded random ``val_fraction``."""
+    chosen = folds.assign(cases) if val_cases is None else None
+    if chosen is not None:
+        return chosen
     if val_cases is not None:
         unknown = sorted(set(val_cases) - set(cases))
         if unknown:
