@@ -242,6 +242,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from segsuite.core.cv import cross_validate
 
         return cross_validate(cfg)
+    fold_request(cfg)  # a bad fold option is refused before any work
     L.seed_everything(cfg.seed, workers=True)
     targets = build_instance_targets(cfg)
     datamodule, meta = build_data(cfg, targets)
