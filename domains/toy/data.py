@@ -47,8 +47,8 @@ class ToyDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(f"toy sample {index} out of range (length {self.length})")
-        image, mask = toy_sample(self.seed * 100_003 + self.indices[index], self.size, self.in_channels, self.num_classes,
-                                 self.ignore_index)
+        image, mask = toy_sample(self.seed * 100_003 + self.indices[index], self.size, self.in_channels,
+                                 self.num_classes, self.ignore_index)
         return {"image": torch.from_numpy(image), "mask": torch.from_numpy(mask)}
 
     @property
