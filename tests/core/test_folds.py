@@ -78,7 +78,8 @@ def test_toy_cv_summary_is_the_mean_of_the_folds(tmp_path):
     cv_dir = tmp_path / "cv"
     cfg = compose_config("cv", [f"run_dir={cv_dir}", "folds=2", *TINY, *SMALL_NET,
                                 "domain.datamodule.datasets.n_train=6", "domain.datamodule.datasets.n_val=3",
-                                "domain.datamodule.datasets.n_test=2", "domain.datamodule.datasets.size=32", "domain.datamodule.batch_size=3"])
+                                "domain.datamodule.datasets.n_test=2", "domain.datamodule.datasets.size=32",
+                                "domain.datamodule.batch_size=3"])
     cross_validate(cfg)
     summary = _check_summary(cv_dir, 2)
     assert {"val/iou_class1", "test/iou_background"} <= set(summary["mean"])  # per class
