@@ -113,15 +113,21 @@ def _things(instancer: Instancer | None) -> tuple[str, ...]:
 
 
 def checkpoint_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | None]:
-    """``runtime=torch``: the checkpoint ``cfg.checkpoint`` through Lightning's task, on ``cfg.device``."""
+    """``runtime=torch``: the checkpoint ``cfg.checkpoint`` through Lightning's task, on ``cfg.device``; several
+    checkpoints (a list, or a ``segsuite cv`` folder) predict as one ensemble (:mod:`segsuite.core.ensemble`)."""
     from segsuite.core.checkpoint import load_task  # imports Lightning: only on this path
 
     if not cfg.get("checkpoint"):
         raise ConfigError("missing checkpoint; give it on the command line, e.g. checkpoint=outputs/train/<domain>/"
                           "<run>/checkpoints/last.ckpt (or runtime=onnx model_file=model.onnx)")
-    task = load_task(cfg.checkpoint)
+    from segsuite.core.ensemble import checkpoint_paths, ensemble_model
+
+    paths = checkpoint_paths(_plain(cfg.checkpoint))
+    if len(paths) > 1:  # checkpoint=[a.ckpt,b.ckpt] or a CV folder: their mean class probabilities
+        return ensemble_model(cfg, mode, paths)
+    task = load_task(paths[0])
     hp = task.hparams
-    _check_domain(cfg, hp.get("domain"), cfg.checkpoint, "checkpoint")
+    _check_domain(cfg, hp.get("domain"), paths[0], "checkpoint")
     instancer = build_instancer(cfg, mode, hp, task.border_channel)
     border = instancer is not None and instancer.uses_border(task.border_channel)
     channels = hp.num_classes + int(border)
@@ -131,7 +137,7 @@ def checkpoint_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer 
     meta = DataMeta.from_dict({"class_names": hp.class_names, "num_classes": hp.num_classes,
                                "ignore_index": hp.ignore_index, **dict(hp.get("data_meta") or {})})
     domain = hp.get("domain") or ""
-    return ModelInfo(predictor, meta, channels, border, str(cfg.checkpoint), domain, _things(instancer)), instancer
+    return ModelInfo(predictor, meta, channels, border, str(paths[0]), domain, _things(instancer)), instancer
 
 
 def exported_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | None]:
