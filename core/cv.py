@@ -65,6 +65,13 @@ def cross_validate(cfg: DictConfig) -> dict[str, Any]:
     return summarise(cfg.run_dir, folds)
 
 
+def objective(metrics: dict[str, Any]) -> float:
+    """The number a hyper-parameter search optimises: the best validation score of the run (``best.score``,
+    the checkpoint callback's monitor), else the last ``val/miou``."""
+    score = (metrics.get("best") or {}).get("score")
+    return float(score if score is not None else metrics.get("val", {}).get("val/miou", float("nan")))
+
+
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for part in ("val", "test"):

@@ -225,11 +225,17 @@ def build_data(cfg: DictConfig, targets: InstanceTargets | None) -> tuple[SegDat
     return datamodule, meta
 
 
-def objective(metrics: dict[str, Any]) -> float:
-    """The number a hyper-parameter search optimises: the best validation score of the run (``best.score``,
-    the checkpoint callback's monitor), else the last ``val/miou``."""
-    score = (metrics.get("best") or {}).get("score")
-    return float(score if score is not None else metrics.get("val", {}).get("val/miou", float("nan")))
+class KeepConfusion(L.Callback):
+    """Keeps the test confusion matrix (rows: reference, columns: prediction) for ``metrics.json`` before the task
+    resets its metrics (callbacks' epoch-end hooks run before the module's)."""
+
+    def __init__(self) -> None:
+        self.confmat: list[list[int]] | None = None
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = getattr(pl_module, "metrics", {})
+        if "test_metrics" in metrics:
+            self.confmat = metrics["test_metrics"].compute()["confmat"].long().tolist()
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -263,6 +269,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     val = _scalars(trainer.callback_metrics, "val/")
     early = stopped_early(trainer)  # before test restores the callbacks' state
     best = best_of_run(trainer)
+    confusion = KeepConfusion()
+    trainer.callbacks.append(confusion)
     trainer.test(task, datamodule=datamodule, ckpt_path=best.get("checkpoint") or None, weights_only=True)
     test = _scalars(trainer.callback_metrics, "test/")
     run_dir = Path(cfg.run_dir)
@@ -280,6 +288,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     if "fold" in meta:
         metrics["fold"] = meta["fold"]
+    if confusion.confmat is not None:
+        metrics["test_confusion"] = {"class_names": list(meta["class_names"]), "matrix": confusion.confmat}
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
         log.info("metrics written to %s", run_dir / "metrics.json")

@@ -4,12 +4,15 @@ import hydra
 from omegaconf import DictConfig
 
 from segsuite.core.cli import guard, run
+from segsuite.core.cv import objective
 from segsuite.core.train import train
 
 
 @hydra.main(version_base="1.3", config_path="pkg://segsuite.conf", config_name="train")
-def main(cfg: DictConfig) -> None:
-    run(train, cfg)
+def main(cfg: DictConfig) -> float | None:
+    """Returns the run's best validation score: what a search (``-m hparams_search=...``) optimises."""
+    metrics = run(train, cfg)
+    return objective(metrics) if isinstance(metrics, dict) and "best" in metrics else None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+"""write an HTML report (figures, tables) of a run, CV or sweep folder (FOLDER [output=DIR] [overwrite=true])"""
+
+from __future__ import annotations
+
+import sys
+
+from segsuite.core.errors import UserError
+
+USAGE = "usage: segsuite report FOLDER [output=DIR] [overwrite=true]  (a run, segsuite cv or sweep folder)"
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    folder, options = argv[0], dict(a.partition("=")[::2] for a in argv[1:])
+    unknown = sorted(set(options) - {"output", "overwrite"})
+    if unknown or options.get("overwrite", "false").lower() not in ("true", "false"):
+        print(f"error: report takes output=DIR and overwrite=true|false, not {unknown or options['overwrite']}",
+              file=sys.stderr)
+        return 2
+    from segsuite.core.report_page import write_report
+
+    try:
+        page = write_report(folder, options.get("output"), options.get("overwrite", "false").lower() == "true")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"report written to {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,102 @@
+"""``segsuite report`` (core/report_page.py): one self-contained page per run, CV or sweep folder, every figure
+inline and loaded in headless Chromium with the network off; tables in Markdown and LaTeX."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+import yaml
+
+from segsuite.core.cv import summarise
+from segsuite.core.errors import ConfigError
+from segsuite.core.report_page import write_report
+
+try:
+    from selenium import webdriver
+except ImportError:
+    webdriver = None
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+DRIVER = shutil.which("chromedriver")
+CLASSES = ["background", "road", "water"]
+
+
+def _metrics(k: int) -> dict:
+    scores = {f"{p}/iou_{c}": 0.2 + 0.1 * i + 0.05 * k for p in ("val", "test") for i, c in enumerate(CLASSES)}
+    scores.update({f"{p}/dice_{c}": 0.3 + 0.1 * i for p in ("val", "test") for i, c in enumerate(CLASSES)})
+    scores.update({f"{p}/miou": 0.3 + 0.05 * k for p in ("val", "test")})
+    return {"val": {k: v for k, v in scores.items() if k.startswith("val")},
+            "test": {k: v for k, v in scores.items() if k.startswith("test")},
+            "best": {"score": 0.3 + 0.05 * k},
+            "test_confusion": {"class_names": CLASSES, "matrix": [[5 + k, 1, 0], [2, 7, 1], [0, 1, 9]]}}
+
+
+@pytest.fixture
+def cv_dir(tmp_path):
+    folder = tmp_path / "cv"
+    for k in range(3):
+        (folder / f"fold_{k}").mkdir(parents=True)
+        (folder / f"fold_{k}" / "metrics.json").write_text(json.dumps(_metrics(k)))
+    summarise(folder, 3)
+    return folder
+
+
+def _open_offline(page):
+    if webdriver is None or not (CHROMIUM and DRIVER):
+        pytest.skip("headless Chromium, chromedriver and selenium are needed (`make browser`)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--proxy-server=127.0.0.1:9",
+                "--proxy-bypass-list=<-loopback>"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER))
+    try:
+        driver.get(page.as_uri())
+        return driver.execute_script(
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt])")
+    finally:
+        driver.quit()
+
+
+def test_cv_report_opens_offline_with_every_figure(cv_dir):
+    page = write_report(cv_dir)
+    text = page.read_text()
+    assert not re.search(r"(src|href)=\"(https?:)?//", text)  # nothing fetched from anywhere
+    images = _open_offline(page)
+    assert len(images) == 3 and all(done and width > 0 for done, width, _ in images), images
+    assert {alt.split(" (")[0].split(",")[0] for _, _, alt in images} >= {"Validation mIoU per fold",
+                                                                          "IoU per class", "Confusion matrix"}
+    md = (page.parent / "table.md").read_text()
+    assert "| road | 0.350 ± 0.050 |" in md  # test IoU of road over folds 0.3, 0.35, 0.4
+    assert "$0.350 \\pm 0.050$" in (page.parent / "table.tex").read_text()
+    assert {p.name for p in page.parent.glob("*.png")} == {"fold_miou.png", "class_iou.png", "confusion.png"}
+
+
+def test_an_existing_report_is_kept_without_overwrite(cv_dir):
+    page = write_report(cv_dir)
+    before = page.read_bytes()
+    with pytest.raises(ConfigError, match="exists; give overwrite=true"):
+        write_report(cv_dir)
+    assert page.read_bytes() == before
+    assert write_report(cv_dir, overwrite=True) == page
+
+
+def test_a_sweep_report_lists_the_trials(tmp_path):
+    for n, lr in enumerate(["0.001", "0.01"]):
+        job = tmp_path / "sweep" / str(n)
+        (job / ".hydra").mkdir(parents=True)
+        (job / "metrics.json").write_text(json.dumps(_metrics(n)))
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"optimizer.lr={lr}"]))
+    page = write_report(tmp_path / "sweep")
+    md = (page.parent / "table.md").read_text()
+    assert "| 1 | COMPLETE | 0.01 |" in md and "trial 0 (complete) | 0.300" in md
+    assert (page.parent / "trials.png").stat().st_size > 0
+
+
+def test_a_folder_without_results_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="holds no metrics.json"):
+        write_report(tmp_path)
+    assert not (tmp_path / "report").exists()
