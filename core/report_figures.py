@@ -94,12 +94,12 @@ def _fmt(mean: float, sd: float | None) -> tuple[str, str]:
     return f"{mean:.3f} ± {sd:.3f}", f"${mean:.3f} \\pm {sd:.3f}$"
 
 
-def tables(rows: Sequence[tuple[str, Sequence[tuple[float, float | None]]]], columns: Sequence[str]
-           ) -> tuple[str, str]:
+def tables(rows: Sequence[tuple[str, Sequence[tuple[float, float | None]]]], columns: Sequence[str],
+           first: str = "class") -> tuple[str, str]:
     """A Markdown and a LaTeX (booktabs) table: one row per name, one cell per column, ``mean ± sd``."""
-    md = ["| class | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    md = [f"| {first} | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     tex = ["\\begin{tabular}{l" + "r" * len(columns) + "}", "\\toprule",
-           "class & " + " & ".join(c.replace("_", "\\_") for c in columns) + " \\\\", "\\midrule"]
+           f"{first} & " + " & ".join(c.replace("_", "\\_") for c in columns) + " \\\\", "\\midrule"]
     for name, cells in rows:
         pairs = [_fmt(m, s) for m, s in cells]
         md.append(f"| {name} | " + " | ".join(p[0] for p in pairs) + " |")

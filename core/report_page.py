@@ -34,7 +34,8 @@ def kind_of(folder: Path) -> str:
         return "cv"
     if (folder / "metrics.json").is_file():
         return "run"
-    if list(folder.glob("*.db")) or any(p.parent.name.isdigit() for p in folder.glob("*/metrics.json")):
+    if list(folder.glob("*.db")) or any(p.parent.name.split("_")[-1].isdigit()
+                                                 for p in folder.glob("*/metrics.json")):
         return "sweep"
     raise ConfigError(f"{folder} holds no metrics.json, cv_summary.json, numbered sweep jobs or study (*.db); give "
                       "a run folder of segsuite train, a segsuite cv folder or a sweep folder of segsuite train -m")
@@ -116,7 +117,7 @@ def _sweep_sections(folder: Path, out: Path) -> tuple[list[tuple[str, Path]], li
     trials, objective = sweep_trials(folder)
     figures = [("Search: objective per trial", figs.plot_trials(trials, objective, out / "trials.png"))]
     params = sorted({p for t in trials for p in t["params"]})
-    table = [(f"trial {t['number']} ({t['state'].lower()})",
+    table = [(f"{t['number']} ({t['state'].lower()})",
               [(t["value"] if t["value"] is not None else math.nan, None)]) for t in trials]
     md_params = [f"| {t['number']} | {t['state']} | " + " | ".join(str(t["params"].get(p, "")) for p in params)
                  + " |" for t in trials]
@@ -157,7 +158,7 @@ def write_report(folder: str | Path, output: str | Path | None = None, overwrite
     try:
         sections = {"run": _run_sections, "cv": _cv_sections, "sweep": _sweep_sections}[kind]
         figures, (table, columns, *extra) = sections(folder, stage)
-        markdown, latex = figs.tables(table, columns)
+        markdown, latex = figs.tables(table, columns, "trial" if kind == "sweep" else "class")
         (stage / "table.md").write_text(markdown + (extra[0] if extra else ""), encoding="utf-8")
         (stage / "table.tex").write_text(latex, encoding="utf-8")
         title = {"run": "Training run", "cv": "Cross-validation", "sweep": "Hyper-parameter search"}[kind]

@@ -32,13 +32,20 @@ def study_trials(path: Path) -> list[dict[str, Any]]:
             for t in study.trials]
 
 
+def _job_order(path: Path) -> tuple[str, int]:
+    """Job folders ``N`` (a grid sweep) or ``TIME_N`` (conf/hparams_search) in launch order."""
+    head, _, number = path.parent.name.rpartition("_")
+    return head, int(number) if number.isdigit() else -1
+
+
 def job_trials(folder: Path) -> list[dict[str, Any]]:
     """One trial per numbered job folder holding ``metrics.json``."""
     from segsuite.core.cv import objective
 
     out = []
-    for metrics in folder.glob("*/metrics.json"):
-        if not metrics.parent.name.isdigit():
+    for metrics in sorted(folder.glob("*/metrics.json"), key=_job_order):
+        number = metrics.parent.name.split("_")[-1]  # N, or TIME_N (conf/hparams_search)
+        if not number.isdigit():
             continue
         overrides = metrics.parent / ".hydra" / "overrides.yaml"
         params = {}
@@ -48,6 +55,6 @@ def job_trials(folder: Path) -> list[dict[str, Any]]:
             for line in yaml.safe_load(overrides.read_text(encoding="utf-8")) or []:
                 key, _, value = str(line).partition("=")
                 params[key] = value
-        out.append({"number": int(metrics.parent.name), "state": "COMPLETE",
+        out.append({"number": len(out), "job": metrics.parent.name, "state": "COMPLETE",
                     "value": objective(json.loads(metrics.read_text(encoding="utf-8"))), "params": params})
     return out

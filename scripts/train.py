@@ -5,7 +5,11 @@ from omegaconf import DictConfig
 
 from segsuite.core.cli import guard, run
 from segsuite.core.cv import objective
+from segsuite.core.search import register_resolvers
 from segsuite.core.train import train
+
+
+register_resolvers()  # ${trials_left:...} of the search configs (conf/hparams_search)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://segsuite.conf", config_name="train")

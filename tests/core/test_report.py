@@ -92,7 +92,7 @@ def test_a_sweep_report_lists_the_trials(tmp_path):
         (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"optimizer.lr={lr}"]))
     page = write_report(tmp_path / "sweep")
     md = (page.parent / "table.md").read_text()
-    assert "| 1 | COMPLETE | 0.01 |" in md and "trial 0 (complete) | 0.300" in md
+    assert "| 1 | COMPLETE | 0.01 |" in md and "| 0 (complete) | 0.300 |" in md
     assert (page.parent / "trials.png").stat().st_size > 0
 
 
