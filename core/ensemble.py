@@ -142,6 +142,7 @@ def ensemble_model(cfg: Any, mode: Any, paths: Sequence[Path]) -> tuple[Any, Non
     """``runtime=torch`` with several checkpoints: one :class:`~segsuite.core.contracts.ModelInfo` whose predictor
     runs :class:`MeanProbabilities` over them (semantic classes only)."""
     from segsuite.core.checkpoint import load_task
+    from segsuite.core.compiled import for_inference
     from segsuite.core.contracts import DataMeta, Mode, ModelInfo
     from segsuite.core.distributed import Ranks, device_for
     from segsuite.core.inference import TilePredictor
@@ -158,7 +159,8 @@ def ensemble_model(cfg: Any, mode: Any, paths: Sequence[Path]) -> tuple[Any, Non
     nets = [adapt_input(t.net, metas[0], meta, p) for t, meta, p in zip(tasks, metas, paths, strict=True)]
     k = int(hps[0].num_classes)
     device = device_for(Ranks.from_env(), cfg.get("device"))
-    predictor = TilePredictor(MeanProbabilities(nets, k), device=device, amp=cfg.get("amp", False),
+    net = for_inference(MeanProbabilities(nets, k), cfg.get("compile"), device)
+    predictor = TilePredictor(net, device=device, amp=cfg.get("amp", False),
                               tta_flips=_tta_flips(cfg))
     first = hps[0]
     meta = DataMeta.from_dict({"class_names": first.class_names, "num_classes": k,

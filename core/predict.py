@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from segsuite.core.compiled import for_inference
 from segsuite.core.contracts import DataMeta, Job, Mode, ModelInfo
 from segsuite.core.distributed import Ranks, device_for
 from segsuite.core.errors import ConfigError
@@ -133,6 +134,7 @@ def checkpoint_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer 
     channels = hp.num_classes + int(border)
     net = task.net if channels == task.out_channels else FirstChannels(task.net, channels)
     device = device_for(Ranks.from_env(), cfg.get("device"))
+    net = for_inference(net, cfg.get("compile"), device)
     predictor = TilePredictor(net, device=device, amp=cfg.get("amp", False), tta_flips=_tta_flips(cfg))
     meta = DataMeta.from_dict({"class_names": hp.class_names, "num_classes": hp.num_classes,
                                "ignore_index": hp.ignore_index, **dict(hp.get("data_meta") or {})})

@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from segsuite.core.checkpoint import read_checkpoint
+from segsuite.core.compiled import compile_network
 from segsuite.core.data import SegDataModule
 from segsuite.core.errors import ConfigError
 from segsuite.core.folds import FoldRequest, requested
@@ -258,6 +259,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         check_resume(cfg.ckpt_path, model_config(cfg, targets, meta))
     budget = apply_budget(cfg, meta)
     task = build_task(cfg, meta, targets)
+    compile_network(task.net, cfg.get("compile"), "training")  # in place: checkpoints keep their keys
     trainer = build_trainer(cfg)
     if "plan" in meta and trainer.is_global_zero:  # the data-derived plan, also in the checkpoint (meta)
         write_json(Path(cfg.run_dir) / "plan.json", meta["plan"])

@@ -8,7 +8,6 @@ from segsuite.core.cv import objective
 from segsuite.core.search import register_resolvers
 from segsuite.core.train import train
 
-
 register_resolvers()  # ${trials_left:...} of the search configs (conf/hparams_search)
 
 
