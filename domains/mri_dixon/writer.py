@@ -35,8 +35,9 @@ from segsuite.core.instances import Instancer, Instances, label_divisor_ids, mea
 from segsuite.core.io import write_csv, write_json
 
 from .fatfraction import fat_fraction, fat_fraction_map
+from .inputs import volume_stem
 from .io import NIFTI_SUFFIXES, Volume, voxel_spacing, write_label, write_nifti
-from .reader import OpenedCase, volume_stem
+from .reader import OpenedCase
 from .slices import COLUMNS as SLICE_COLUMNS
 from .slices import check_axis, measured_labels, slice_measurements
 
