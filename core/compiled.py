@@ -7,7 +7,8 @@ and the network runs eagerly; a backend failing later on an odd graph falls back
 ``suppress_errors``). ``compile`` takes ``true`` (Inductor), a backend name (``eager``, ``aot_eager``,
 ``cudagraphs``...) or ``false``.
 
-:func:`run` is ``segsuite benchmark compile``: the forward throughput of a U-Net, compiled against eager.
+``segsuite benchmark compile`` (scripts/benchmarks/compile.py) measures the forward throughput of a U-Net compiled
+against eager.
 """
 
 from __future__ import annotations
@@ -81,35 +82,3 @@ def for_inference(net: nn.Module, value: Any, device: torch.device) -> nn.Module
     net = net.to(device).eval().to(memory_format=torch.channels_last)
     compile_network(net, value, "prediction")
     return net
-
-
-def run(quick: bool = False, device: str | None = None) -> dict[str, float]:
-    """``segsuite benchmark compile``: U-Net (resnet18) forward passes, torch.compile (Inductor) against eager."""
-    from segsuite.core.benchmark import print_table, timeit
-    from segsuite.core.models import create_model
-
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    size, batch = (128, 4) if quick else (256, 8)
-    torch.manual_seed(0)
-    eager = create_model(arch="Unet", encoder_name="resnet18", encoder_weights=None, in_channels=3, classes=6)
-    eager = eager.to(device).eval().to(memory_format=torch.channels_last)
-    compiled = create_model(arch="Unet", encoder_name="resnet18", encoder_weights=None, in_channels=3, classes=6)
-    compiled.load_state_dict(eager.state_dict())
-    compiled = compiled.to(device).eval().to(memory_format=torch.channels_last)
-    if not compile_network(compiled, True, "the benchmark's U-Net"):
-        print("compile: torch.compile is not available here; nothing to compare")
-        return {}
-    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        import time
-
-        start = time.perf_counter()
-        compiled(x)  # the compilation, timed once
-        first = time.perf_counter() - start
-        same = torch.allclose(compiled(x), eager(x), atol=1e-3, rtol=1e-3)
-        timings = timeit({"eager": lambda: eager(x), "torch.compile (inductor)": lambda: compiled(x)},
-                         repeats=3 if quick else 5)
-    speed = print_table(f"U-Net resnet18 forward, batch {batch} x {size}^2 on {device} (compilation took "
-                        f"{first:.1f} s once; outputs equal: {same})", timings, "eager", unit="img/s",
-                        work=batch)
-    return {"compile_vs_eager": speed["torch.compile (inductor)"], "compile_seconds": first}

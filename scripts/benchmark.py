@@ -24,7 +24,7 @@ SUITES = {
     "road_scene": "segsuite.scripts.benchmarks.road_scene",
     "throughput": "segsuite.scripts._throughput",
     "recipe": "segsuite.domains.landcover.recipe_benchmark",
-    "compile": "segsuite.core.compiled",
+    "compile": "segsuite.scripts.benchmarks.compile",
 }
 DEVICE_SUITES = ("landcover", "road_scene", "throughput", "compile")
 BY_NAME_ONLY = ("recipe", "compile")  # recipe trains on real data for minutes; compile compiles for a minute first
