@@ -85,13 +85,13 @@ def test_toy_cv_summary_is_the_mean_of_the_folds(tmp_path):
     assert {"val/iou_class1", "test/iou_background"} <= set(summary["mean"])  # per class
 
 
-def test_mri_phantom_5_fold_cv_from_one_command(tmp_path):
+def test_mri_phantom_5_fold_cv(tmp_path):
+    """``segsuite cv domain=mri_dixon ...`` in process (the command is a thin wrapper of cross_validate)."""
     cv_dir = tmp_path / "cv"
-    run_script("cv", f"hydra.run.dir={cv_dir}", "domain=mri_dixon", *TINY,
-               f"domain.datamodule.datasets.root={tmp_path / 'phantom'}",
-               "domain.datamodule.datasets.synthetic_cases=5",
-               "domain.datamodule.datasets.synthetic_shape=[32,32,4]", "domain.datamodule.batch_size=2",
-               *SMALL_NET)
+    cross_validate(compose_config("cv", [
+        f"run_dir={cv_dir}", "domain=mri_dixon", *TINY, *SMALL_NET, "domain.datamodule.batch_size=2",
+        f"domain.datamodule.datasets.root={tmp_path / 'phantom'}", "domain.datamodule.datasets.synthetic_cases=5",
+        "domain.datamodule.datasets.synthetic_shape=[32,32,4]"]))
     _check_summary(cv_dir, 5)
     vals = [json.loads((cv_dir / f"fold_{k}" / "splits.json").read_text())[k]["val"] for k in range(5)]
     assert all(len(val) == 1 for val in vals) and len({val[0] for val in vals}) == 5  # each case validated once
