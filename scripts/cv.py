@@ -1,4 +1,4 @@
-"""Entry point: `segsuite cv [train overrides] folds=5`: train every fold, then cv_summary.json/csv (conf/cv.yaml)."""
+"""train every fold of a k-fold split, then cv_summary.json/csv: segsuite cv domain=... folds=5 (conf/cv.yaml)"""
 
 import hydra
 from omegaconf import DictConfig

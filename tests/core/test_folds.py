@@ -114,3 +114,25 @@ def test_a_fold_beyond_the_data_is_one_line(tmp_path, capsys):
     assert run_inline("train", f"run_dir={tmp_path / 'run'}", "fold=7", "folds=5") == 2
     assert capsys.readouterr().err.strip() == "error: fold=7: expected a whole number from 0 to 4 (folds=5), or all"
     assert not (tmp_path / "run" / "splits.json").exists()
+
+
+def test_road_folds_keep_cities_whole_and_the_test_split():
+    from pathlib import Path
+
+    from segsuite.domains.road_scene.datasets import _fold, _Layout
+
+    def pairs(split, city, n):
+        return [(Path(f"/d/leftImg8bit/{split}/{city}/{city}_{i:06d}_leftImg8bit.png"), Path(f"/d/gt/{city}_{i}.png"))
+                for i in range(n)]
+
+    splits = {"train": pairs("train", "aachen", 3) + pairs("train", "bonn", 2), "val": pairs("val", "lindau", 2),
+              "test": pairs("test", "berlin", 1)}
+    layout = _Layout({k: list(v) for k, v in splits.items()}, decode=None, meta={},
+                     instances={k: [p for _, p in v] for k, v in splits.items()})
+    with folds.requested(folds.FoldRequest(0, 3)) as request:
+        _fold(layout, "cityscapes")
+    cities = {split: {img.parent.name for img, _ in layout.splits[split]} for split in ("train", "val")}
+    assert len(cities["val"]) == 1 and not cities["val"] & cities["train"] and len(request.splits) == 3
+    assert layout.splits["test"] == splits["test"] and len(layout.splits["train"]) + len(layout.splits["val"]) == 7
+    assert [p for _, p in layout.splits["val"]] == layout.instances["val"]  # instance files follow their images
+    assert request.splits[0]["val"][0].startswith(f"{next(iter(cities['val']))}/")

@@ -100,3 +100,18 @@ def test_a_folder_without_results_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="holds no metrics.json"):
         write_report(tmp_path)
     assert not (tmp_path / "report").exists()
+
+
+def test_a_run_report_and_the_command_line(tmp_path, capsys):
+    from segsuite.core.plots import plot_confusion
+    from segsuite.scripts.report import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps(_metrics(0)))
+    plot_confusion([[1, 0], [0, 1]], ["a", "b"], run / "training_curve.png")  # any PNG stands for the curve
+    assert main([str(run)]) == 0
+    page = run / "report" / "report.html"
+    assert page.read_text().count("data:image/png;base64,") == 3  # curve, class IoU, confusion matrix
+    assert main([str(run)]) == 2 and "exists; give overwrite=true" in capsys.readouterr().err
+    assert main([str(run), "overwrite=yes"]) == 2 and main([str(run), "overwrite=true"]) == 0
