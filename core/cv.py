@@ -13,6 +13,7 @@ import csv
 import json
 import logging
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,8 @@ def summarise(cv_dir: str | Path, folds: int | None = None) -> dict[str, Any]:
 
         raise DataError(f"{cv_dir} is not a finished cross-validation: missing {missing[0] if missing else 'fold_*'}")
     per_fold = [_scalars(json.loads(p.read_text(encoding="utf-8"))) for p in paths]
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) != 0:  # DDP: the first process writes
+        return {"folds": len(paths)}
     names = sorted({k for f in per_fold for k in f})
     stats = {n: mean_sd([f.get(n, math.nan) for f in per_fold]) for n in names}
     summary = {"folds": len(paths), "metrics": names,

@@ -1,4 +1,4 @@
-"""train every fold of a k-fold split, then cv_summary.json/csv: segsuite cv domain=... folds=5 (conf/cv.yaml)"""
+"""train every fold of a k-fold split, then summarise them (cv_summary.json, cv_summary.csv)"""
 
 import hydra
 from omegaconf import DictConfig
