@@ -18,6 +18,18 @@ def main(cfg: DictConfig) -> float | None:
     return objective(metrics) if isinstance(metrics, dict) and "best" in metrics else None
 
 
+def _search_needs_optuna() -> None:
+    """``hparams_search=...`` without Hydra's Optuna sweeper installed: one line, exit 2."""
+    import importlib.util
+    import sys
+
+    if any(a.startswith("hparams_search=") for a in sys.argv[1:]) and \
+            importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+        print("error: hparams_search needs Hydra's Optuna sweeper; pip install -e '.[search]'", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
+    _search_needs_optuna()
     guard("train")
     main()
