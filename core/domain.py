@@ -59,6 +59,11 @@ class BaseReader(ABC):
     @abstractmethod
     def open(self, item: Item, job: Job) -> Any: ...
 
+    def prepare(self, job: Job) -> Job:
+        """The job this reader's items are predicted with, decided once per run (e.g. the TTA flips a model may use);
+        returns a new job rather than changing the caller's."""
+        return job
+
     def from_array(self, array: np.ndarray, job: Job) -> Any:
         """An in-memory input for the Python API; refused unless the domain says how it reads one."""
         raise ConfigError(f"domain {job.model.domain or type(self).__name__!r} predicts files, not in-memory arrays; "
@@ -98,7 +103,7 @@ class BaseWriter(ABC):
     @abstractmethod
     def sink(self, item: Item, opened: Any, paths: Mapping[str, Path], job: Job) -> Any: ...
 
-    def run_outputs(self, output: Path, folder: bool, job: Job) -> dict[str, Path]:
+    def run_outputs(self, items: Sequence[Item], output: Path, folder: bool, job: Job) -> dict[str, Path]:
         return {}
 
     def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None:  # noqa: B027
@@ -168,3 +173,9 @@ class BaseEvaluation(ABC):
         from segsuite.core.evaluate import SEMANTIC_REPORTS
 
         return list(SEMANTIC_REPORTS)
+
+
+def prepared(reader: Any, job: Job) -> Job:
+    """``reader.prepare(job)`` for readers that have the hook (every :class:`BaseReader`), else ``job``."""
+    prepare = getattr(reader, "prepare", None)
+    return prepare(job) if prepare is not None else job

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from segsuite.core.contracts import Evaluation, Item, Job, Opened, Prediction, Reader, Sink, Writer
 from segsuite.core.distributed import MANIFEST, Ranks, gather, item_done, join, leave
+from segsuite.core.domain import prepared
 from segsuite.core.errors import DataError
 from segsuite.core.inference import InferenceOptions, sliding_window
 from segsuite.core.instances import split_logits
@@ -174,7 +175,7 @@ def plan_outputs(items: Sequence[Item], writer: Writer, output: Path, job: Job, 
     """Every item's files and the run's files; refuses two items writing one file and outputs that are inputs."""
     folder = is_folder_output(output, items) if folder is None else folder
     plans = [writer.outputs(item, Path(output), folder, job) for item in items]
-    run_files = writer.run_outputs(Path(output), folder, job)
+    run_files = writer.run_outputs(items, Path(output), folder, job)
     owner: dict[Path, Item] = {}
     for item, plan in zip(items, plans):
         inputs = _input_paths(item)
@@ -203,6 +204,7 @@ def run_predict(reader: Reader, writer: Writer, job: Job, input: Any, output: st
     written (on rank 0; other ranks return []).
     """
     ranks = ranks or Ranks.from_env()
+    job = prepared(reader, job)
     items = reader.find(input, job)
     folder = is_folder_output(output, items, input)  # before Path() drops a trailing slash
     output = Path(output)
@@ -286,6 +288,7 @@ def run_evaluate(evaluation: Evaluation, reader: Reader, job: Job, datasets: Map
     """Score ``job``'s model on the labelled items that ``evaluation`` takes from ``datasets``; the reports go into
     ``output_dir`` (all or none). Returns the summary the scorers reported."""
     out = Path(output_dir)
+    job = prepared(reader, job)
     split, items = evaluation.items(datasets, job)
     if not items:
         raise DataError(f"the {split!r} split has no labelled items to evaluate")

@@ -195,5 +195,4 @@ def check_checkpoint(job: Job) -> DataMeta:
     if not is_volumetric(meta) and tile is not None and any(t % divisor for t in tile):
         raise ConfigError(f"domain.inference.tile={list(tile)}: null (whole slices) or [h, w] in multiples of "
                           f"{divisor}")
-    check_tta_flips(job.model.predictor, meta)
     return meta

@@ -26,11 +26,12 @@ probabilities back to the input's grid and returns the logits on the input's own
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from segsuite.core.preview import fit, stretch
 
 from .cases import Case, inference_channels, prepare_inference_case, read_case_volumes
 from .fatfraction import fat_fraction_map
-from .inputs import check_checkpoint, collect_cases, is_volumetric
+from .inputs import check_checkpoint, check_tta_flips, collect_cases, is_volumetric
 from .io import (
     Volume,
     check_same_grid,
@@ -168,6 +169,14 @@ class DixonReader:
 
     series: Mapping[str, str] | None = None
     water_fat: bool = False
+
+    def prepare(self, job: Job) -> Job:
+        """The job with the flips a Dixon model may use for TTA (:func:`.inputs.check_tta_flips`), on a copy of the
+        predictor: the caller's is left as it is."""
+        predictor = copy.copy(job.model.predictor)
+        predictor.tta_flips = list(predictor.tta_flips)
+        check_tta_flips(predictor, check_checkpoint(job))
+        return replace(job, model=replace(job.model, predictor=predictor))
 
     def find(self, input: Any, job: Job) -> list[Item]:
         meta = check_checkpoint(job)

@@ -213,7 +213,7 @@ class DixonWriter:
             paths.update(panoptic=beside(main, "_panoptic"), segments=beside(main, "_panoptic", ".json"))
         return paths
 
-    def run_outputs(self, output: Path, folder: bool, job: Job) -> dict[str, Path]:
+    def run_outputs(self, items: Sequence[Item], output: Path, folder: bool, job: Job) -> dict[str, Path]:
         return {}
 
     def sink(self, item: Item, opened: OpenedCase, paths: Mapping[str, Path], job: Job) -> DixonSink:

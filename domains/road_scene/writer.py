@@ -100,7 +100,6 @@ class SceneWriter:
         if not 0 <= alpha <= 1:
             raise ConfigError(f"domain.writer.alpha={alpha}: expected a value in [0, 1]")
         self.alpha, self.legend = alpha, legend
-        self._image_ids: dict[str, Path] = {}
         self.pool = ThreadPoolExecutor(4, thread_name_prefix="road-write")
 
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
@@ -113,15 +112,11 @@ class SceneWriter:
             paths[kind] = output / sub / rel.parent / f"{rel.stem}{suffix}"
         if job.mode is Mode.INSTANCE and not job.overwrite:
             _refuse_masks(paths["instance_txt"].parent / MASKS, rel)
-        if job.mode is Mode.PANOPTIC:
-            other = self._image_ids.setdefault(image_id(rel), rel)
-            if other != rel:
-                raise DataError(f"inputs {other} and {rel} would both be image_id {image_id(rel)!r} in "
-                                f"{PANOPTIC_JSON}; predict them into separate outputs")
         return paths
 
-    def run_outputs(self, output: Path, folder: bool, job: Job) -> dict[str, Path]:
-        self._image_ids = {}
+    def run_outputs(self, items: Sequence[Item], output: Path, folder: bool, job: Job) -> dict[str, Path]:
+        if job.mode is Mode.PANOPTIC:
+            _refuse_shared_image_ids(items)
         if job.mode is Mode.INSTANCE:
             meta, ids = job.model.meta, category_ids(job.model.meta)
             bad = {meta.class_names[t]: ids[t] for t in job.instancer.thing_ids if not 0 < ids[t] <= 65}
@@ -226,3 +221,13 @@ class FrameSink:
 
     def abort(self) -> None:
         pass
+
+
+def _refuse_shared_image_ids(items: Sequence[Item]) -> None:
+    """Two inputs whose files would share one ``image_id`` in the panoptic JSON: a DataError naming both."""
+    seen: dict[str, Path] = {}
+    for item in items:
+        other = seen.setdefault(image_id(item.rel), item.rel)
+        if other != item.rel:
+            raise DataError(f"inputs {other} and {item.rel} would both be image_id {image_id(item.rel)!r} in "
+                            f"{PANOPTIC_JSON}; predict them into separate outputs")

@@ -148,6 +148,15 @@ def test_tta_drops_left_right_flip_for_lateralised_labels(labels, axis, expected
     assert predictor.tta_flips == expected
 
 
+def test_the_reader_decides_tta_flips_once_on_a_copy_of_the_callers_predictor():
+    predictor = TilePredictor(torch.nn.Identity(), device="cpu", tta_flips=[-1, -2])
+    job = _job({**META, "labels": {"background": 0, "kidney_left": 1, "kidney_right": 2}}, predictor)
+    prepared = DixonReader().prepare(job)
+    assert prepared.model.predictor.tta_flips == [-1] and prepared.model.predictor.model is predictor.model
+    assert predictor.tta_flips == [-1, -2] and job.model.predictor is predictor  # the caller's job is unchanged
+    assert DixonReader().prepare(prepared).model.predictor.tta_flips == [-1]  # the same decision again
+
+
 def _touch(*paths):
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
