@@ -220,7 +220,7 @@ def build_data(cfg: DictConfig, targets: InstanceTargets | None) -> tuple[SegDat
         if not request.splits:
             raise ConfigError(f"fold={request.fold}: domain {cfg.domain.name} does not split into folds with these "
                               "settings (explicit validation/test lists?); drop fold= or the explicit lists")
-        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0:  # the first process (DDP)
             write_json(Path(cfg.run_dir) / "splits.json", request.splits)
         meta = {**meta, "fold": {"fold": request.fold, "folds": request.folds}}
     return datamodule, meta
