@@ -8,8 +8,10 @@ and a table in Markdown and LaTeX, for a training run, a cross-validation (``seg
 * a **sweep** (numbered job folders and/or an Optuna study in ``*.db``): the objective per trial and a table of the
   trials with their parameters.
 
-Everything goes to ``FOLDER/report/`` (``output=DIR`` elsewhere): ``report.html``, the PNGs, ``table.md``,
-``table.tex``; written into a staging folder first, so an existing report is replaced only with ``overwrite=true``.
+``examples=[a.tif,...]`` adds each input predicted by the folder's model (a CV folder's folds as one ensemble),
+drawn over the input with a legend. Everything goes to ``FOLDER/report/`` (``output=DIR`` elsewhere):
+``report.html``, the PNGs, ``table.md``, ``table.tex``; written into a staging folder first, so an existing report
+is replaced only with ``overwrite=true``.
 """
 
 from __future__ import annotations
@@ -144,8 +146,10 @@ def _page(title: str, figures: list[tuple[str, Path]], markdown: str, latex: str
     return "".join([*parts, "</body></html>\n"])
 
 
-def write_report(folder: str | Path, output: str | Path | None = None, overwrite: bool = False) -> Path:
-    """Write the report of ``folder`` (module docstring); returns the HTML page's path."""
+def write_report(folder: str | Path, output: str | Path | None = None, overwrite: bool = False,
+                 examples: list[str] | None = None) -> Path:
+    """Write the report of ``folder`` (module docstring); returns the HTML page's path. ``examples``: inputs the
+    folder's model predicts, drawn over the input with a legend (:mod:`segsuite.core.report_examples`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"report: {folder} is not a folder; give a run, segsuite cv or sweep folder")
@@ -158,6 +162,10 @@ def write_report(folder: str | Path, output: str | Path | None = None, overwrite
     try:
         sections = {"run": _run_sections, "cv": _cv_sections, "sweep": _sweep_sections}[kind]
         figures, (table, columns, *extra) = sections(folder, stage)
+        if examples:
+            from segsuite.core.report_examples import plot_examples
+
+            figures += plot_examples(folder, kind, examples, stage)
         markdown, latex = figs.tables(table, columns, "trial" if kind == "sweep" else "class")
         (stage / "table.md").write_text(markdown + (extra[0] if extra else ""), encoding="utf-8")
         (stage / "table.tex").write_text(latex, encoding="utf-8")

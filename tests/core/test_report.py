@@ -115,3 +115,23 @@ def test_a_run_report_and_the_command_line(tmp_path, capsys):
     assert page.read_text().count("data:image/png;base64,") == 3  # curve, class IoU, confusion matrix
     assert main([str(run)]) == 2 and "exists; give overwrite=true" in capsys.readouterr().err
     assert main([str(run), "overwrite=yes"]) == 2 and main([str(run), "overwrite=true"]) == 0
+
+
+def test_examples_are_drawn_over_the_input_with_a_legend(tmp_path):
+    import numpy as np
+
+    from tests.helpers import untrained_checkpoint
+
+    meta = {"in_channels": 3, "num_classes": 3, "class_names": CLASSES, "ignore_index": 255, "patch_size": [32, 32]}
+    run = tmp_path / "run"
+    ckpt = untrained_checkpoint(run / "checkpoints" / "best.ckpt", meta, "toy")
+    (run / "metrics.json").write_text(json.dumps({**_metrics(0), "best_checkpoint": str(ckpt)}))
+    example = tmp_path / "example.npy"
+    np.save(example, np.random.default_rng(0).normal(size=(3, 40, 40)).astype(np.float32))
+    page = write_report(run, examples=[str(example)])
+    assert "Example 0: example.npy, prediction over the input" in page.read_text()
+    assert (page.parent / "example_0.png").stat().st_size > 0
+    with pytest.raises(ConfigError, match="examples= needs a run or segsuite cv folder"):
+        from segsuite.core.report_examples import model_of
+
+        model_of(tmp_path, "sweep")
