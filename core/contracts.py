@@ -115,13 +115,15 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Job:
-    """One predict or evaluate run: the model, what to predict, and how."""
+    """One predict or evaluate run: the model, what to predict, and how; ``progress``: draw the progress bar (off for
+    library callers who time or embed a run)."""
 
     model: ModelInfo
     mode: Mode = Mode.SEMANTIC
     instancer: Instancer | None = None
     options: InferenceOptions | None = None
     overwrite: bool = False
+    progress: bool = True
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 A domain subclasses these and writes only what is its own. Required members (the README's "Adding a domain"):
 
 * :class:`BaseReader`: ``find``, ``check``, ``open`` (3);
-* :class:`BaseOpened`: ``sources`` (1; ``restore``, ``close``, ``streaming``, ``options`` have defaults);
+* :class:`BaseOpened`: ``sources`` (1; ``restore``, ``close``, ``streaming``, ``options`` have defaults;
+  :class:`OpenedArrays` is one for arrays in memory);
 * :class:`BaseWriter`: ``outputs``, ``sink`` (2; ``run_outputs``, ``finish`` default to none);
 * :class:`BaseSink`: ``update``, ``close`` (2; ``abort`` does nothing);
 * :class:`BaseEvaluation`: ``labelled`` (1: the split's items with their targets; ``scorers`` default to the semantic
@@ -17,7 +18,7 @@ cell size and value maps) have defaults here too and are documented on the proto
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,9 +33,9 @@ if TYPE_CHECKING:
     from segsuite.core.inference import InferenceOptions, Source
 
 
-@dataclass
 class BaseOpened:
-    """An opened item predicted whole (not streamed), its logits already on the item's grid."""
+    """An opened item predicted whole (not streamed), its logits already on the item's grid; a subclass gives its
+    ``sources``."""
 
     sources: Sequence[Source]
     streaming: bool = False
@@ -45,6 +46,13 @@ class BaseOpened:
 
     def close(self) -> None:
         pass
+
+
+@dataclass
+class OpenedArrays(BaseOpened):
+    """In-memory sources predicted whole, their logits kept as they are."""
+
+    sources: Sequence[Source]
 
 
 class BaseReader(ABC):
@@ -108,6 +116,19 @@ class BaseWriter(ABC):
 
     def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None:  # noqa: B027
         """After every item: write the run's own files (none by default)."""
+
+
+@dataclass
+class ScoreSink(BaseSink):
+    """Scores a whole item with ``add(prediction)`` (e.g. a scorer's method with the item bound)."""
+
+    add: Callable[[Prediction], None]
+
+    def update(self, prediction: Prediction) -> None:
+        self.add(prediction)
+
+    def close(self) -> None:
+        return None
 
 
 @dataclass

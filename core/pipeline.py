@@ -135,10 +135,11 @@ def _feed(item: Item, opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any)
         raise
 
 
-def _bar(kind: str, items: Sequence[Item], ranks: Ranks | None = None) -> tqdm:
-    """The run's one progress bar (tiles; its total grows as items open); only rank 0 shows it."""
+def _bar(kind: str, items: Sequence[Item], job: Job, ranks: Ranks | None = None) -> tqdm:
+    """The run's one progress bar (tiles; its total grows as items open); only rank 0 shows it, none when the job
+    says so."""
     return tqdm(total=0, desc=f"{kind} {len(items)} item(s)", unit="tile", dynamic_ncols=True,
-                disable=bool(ranks and ranks.rank))
+                disable=bool(ranks and ranks.rank) or not job.progress)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -190,6 +191,16 @@ def plan_outputs(items: Sequence[Item], writer: Writer, output: Path, job: Job, 
     return plans, run_files
 
 
+def _not_inside(items: list[Item], output: Path) -> list[Item]:
+    """The items not read from inside the output folder (a folder input holding an earlier run's outputs: those are
+    never read back as inputs); a DataError when that leaves none."""
+    folder = Path(os.path.abspath(output))
+    kept = [item for item in items if not any(p.is_relative_to(folder) for p in _input_paths(item))]
+    if items and not kept:
+        raise DataError(f"every input lies inside the output folder {output}; choose another output folder")
+    return kept
+
+
 def _input_paths(item: Item) -> set[Path]:
     values = item.source.values() if isinstance(item.source, Mapping) else [item.source]
     return {Path(os.path.abspath(v)) for v in values if isinstance(v, (str, os.PathLike))}
@@ -208,6 +219,8 @@ def run_predict(reader: Reader, writer: Writer, job: Job, input: Any, output: st
     items = reader.find(input, job)
     folder = is_folder_output(output, items, input)  # before Path() drops a trailing slash
     output = Path(output)
+    if folder:
+        items = _not_inside(items, output)
     plans, run_files = plan_outputs(items, writer, output, job, folder)
     if ranks.distributed:
         run_files["manifest"] = (output if folder else output.parent) / MANIFEST
@@ -245,7 +258,7 @@ def _predict_shard(reader: Reader, writer: Writer, job: Job, items: Sequence[Ite
     """This rank's items into ``stage``: ``([(item index, sink result)], None)``; a distributed run catches the error
     (returned second) so that every rank still reports and none commits."""
     results: list[tuple[int, Any]] = []
-    with _bar("predict", items, ranks) as bar:
+    with _bar("predict", items, job, ranks) as bar:
         try:
             for index, item in ranks.shard(items):
                 bar.set_description(f"predict {item.name}")
@@ -297,7 +310,7 @@ def run_evaluate(evaluation: Evaluation, reader: Reader, job: Job, datasets: Map
     scorers = evaluation.scorers(job)
     summary: dict[str, Any] = {"split": split, "checkpoint": job.model.checkpoint, "task": job.mode.value}
     with Staging([out / name for name in evaluation.report_files(job)], job.overwrite) as stage, \
-            _bar("evaluate", items) as bar:
+            _bar("evaluate", items, job) as bar:
         staged_out = stage.path(out / "metrics.json").parent
         for item in items:
             bar.set_description(f"evaluate {item.name}")

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from segsuite.core.contracts import DataMeta, Item, Job
+from segsuite.core.domain import BaseOpened, BaseReader
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.inference import ArraySource, InferenceOptions, Window
 from segsuite.core.preview import fit, stretch
@@ -107,7 +108,7 @@ def channels_innermost(logits: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class OpenedCase:
+class OpenedCase(BaseOpened):
     """A case ready for the engine: its slices as sources, the volumes as read (original grid) and the prepared case
     (``case.reference``: the grid every output is written on)."""
 
@@ -147,8 +148,6 @@ class OpenedCase:
         back[:k].clamp_min_(1e-12).log_()  # in place: the probabilities are not needed again
         return back
 
-    def close(self) -> None:
-        pass
 
     def cell_size(self) -> tuple[float, str]:
         """One voxel's volume in mL (``segsuite.core.api``)."""
@@ -163,7 +162,7 @@ class OpenedCase:
 
 
 @dataclass
-class DixonReader:
+class DixonReader(BaseReader):
     """Cases of Dixon volumes (module docstring). ``series``: channel -> DICOM SeriesInstanceUID or
     SeriesDescription; ``water_fat``: also read water and fat (for an FF map or the instances' mean FF)."""
 

@@ -30,6 +30,7 @@ from nibabel.affines import apply_affine
 from scipy import ndimage
 
 from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.domain import BaseSink, BaseWriter
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.instances import Instancer, Instances, label_divisor_ids, measure_instances
 from segsuite.core.io import write_csv, write_json
@@ -179,7 +180,7 @@ def write_instance_outputs(paths: dict[str, Path], case: str, labels: np.ndarray
 
 
 @dataclass
-class DixonWriter:
+class DixonWriter(BaseWriter):
     """Label volumes (+ FF maps, instances, panoptic volumes, per-slice CSVs). ``largest_component``: ``true`` or
     label names, e.g. ``[liver, spleen]``: keep each label's largest 3D component; ``fat_fraction``: write
     ``OUT_fatfraction.nii.gz``; ``per_slice``: ``axial``, ``coronal`` or ``sagittal``: write ``OUT_per_slice.csv``
@@ -213,18 +214,12 @@ class DixonWriter:
             paths.update(panoptic=beside(main, "_panoptic"), segments=beside(main, "_panoptic", ".json"))
         return paths
 
-    def run_outputs(self, items: Sequence[Item], output: Path, folder: bool, job: Job) -> dict[str, Path]:
-        return {}
-
     def sink(self, item: Item, opened: OpenedCase, paths: Mapping[str, Path], job: Job) -> DixonSink:
         return DixonSink(item.name, opened, dict(paths), job, self.clean or [], self.per_slice)
 
-    def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None:
-        pass
-
 
 @dataclass
-class DixonSink:
+class DixonSink(BaseSink):
     """Writes one case's files on its input grid."""
 
     case: str
@@ -253,5 +248,3 @@ class DixonSink:
     def close(self) -> None:
         return None
 
-    def abort(self) -> None:
-        pass

@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.domain import BaseSink, BaseWriter
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.instances import Instances, measure_instances
 from segsuite.core.instances.panoptic import label_divisor_ids, panoptic_segments, rgb_from_ids
@@ -87,7 +88,7 @@ def categories(meta: Any, thing_ids: Sequence[int]) -> list[dict[str, Any]]:
     return out
 
 
-class SceneWriter:
+class SceneWriter(BaseWriter):
     """Writes each frame's ``outputs`` (``label``, ``color``, ``overlay``; ``alpha``: overlay opacity of the colours;
     ``legend``: a strip naming the frame's classes below the overlay) and the instance or panoptic files of the task
     (module docstring)."""
@@ -145,7 +146,7 @@ def _refuse_masks(folder: Path, rel: Path) -> None:
 
 
 @dataclass
-class FrameSink:
+class FrameSink(BaseSink):
     """Writes one frame's files from its whole prediction (class map ``(H, W)``, probabilities, instances)."""
 
     writer: SceneWriter
@@ -219,8 +220,6 @@ class FrameSink:
     def close(self) -> Any:
         return self.result
 
-    def abort(self) -> None:
-        pass
 
 
 def _refuse_shared_image_ids(items: Sequence[Item]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from segsuite.core.contracts import Item, Job, Prediction
-from segsuite.core.domain import BaseOpened, BaseReader, BaseSink, BaseWriter
+from segsuite.core.domain import BaseReader, BaseSink, BaseWriter, OpenedArrays
 from segsuite.core.errors import DataError
 from segsuite.core.inference import ArraySource
 from segsuite.core.io import input_files, pattern_matches
@@ -45,15 +45,15 @@ class NpyReader(BaseReader):
                 raise DataError(f"cannot read {item.source} as a .npy array: {err}") from None
         _check_shape(item.name, image, job)
 
-    def open(self, item: Item, job: Job) -> BaseOpened:
+    def open(self, item: Item, job: Job) -> OpenedArrays:
         image = item.source if isinstance(item.source, np.ndarray) else _load(item.source)
-        return BaseOpened([ArraySource(image)])
+        return OpenedArrays([ArraySource(image)])
 
-    def from_array(self, array: np.ndarray, job: Job) -> BaseOpened:
+    def from_array(self, array: np.ndarray, job: Job) -> OpenedArrays:
         """An in-memory image ``(C, H, W)`` (``segsuite.core.api.Segmenter.predict``); the toy data need no
         preparation."""
         _check_shape("the array", array, job)
-        return BaseOpened([ArraySource(array)])
+        return OpenedArrays([ArraySource(array)])
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
         """Two small inputs from the built-in generator, written into ``folder`` once (the demo page's examples)."""
@@ -79,7 +79,7 @@ class NpyWriter(BaseWriter):
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
         return {"classes": output / f"{item.rel.stem or item.name}.npy" if folder else output}
 
-    def sink(self, item: Item, opened: BaseOpened, paths: Mapping[str, Path], job: Job) -> NpySink:
+    def sink(self, item: Item, opened: OpenedArrays, paths: Mapping[str, Path], job: Job) -> NpySink:
         return NpySink(paths["classes"])
 
 
