@@ -13,6 +13,7 @@ against eager.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import shutil
@@ -75,10 +76,11 @@ def compile_network(net: nn.Module, value: Any, what: str = "the network") -> bo
 
 
 def for_inference(net: nn.Module, value: Any, device: torch.device) -> nn.Module:
-    """``net`` ready for :class:`~segsuite.core.inference.TilePredictor` and compiled when asked: on ``device``, in
-    eval mode and channels-last (so the predictor runs it as given, never a copy of the compiled module)."""
+    """``net`` ready for :class:`~segsuite.core.inference.TilePredictor` and compiled when asked: a copy (the caller's
+    network, e.g. a cached checkpoint's, is never changed) on ``device``, in eval mode and channels-last (so the
+    predictor runs it as given, never a copy of the compiled module)."""
     if backend_of(value) is None:
         return net
-    net = net.to(device).eval().to(memory_format=torch.channels_last)
+    net = copy.deepcopy(net).to(device).eval().to(memory_format=torch.channels_last)
     compile_network(net, value, "prediction")
     return net

@@ -141,16 +141,15 @@ def adapt_input(net: nn.Module, reference: dict[str, Any], own: dict[str, Any], 
 def ensemble_model(cfg: Any, mode: Any, paths: Sequence[Path]) -> tuple[Any, None]:
     """``runtime=torch`` with several checkpoints: one :class:`~segsuite.core.contracts.ModelInfo` whose predictor
     runs :class:`MeanProbabilities` over them (semantic classes only)."""
-    from segsuite.core.checkpoint import load_task
     from segsuite.core.compiled import for_inference
     from segsuite.core.contracts import DataMeta, Mode, ModelInfo
     from segsuite.core.distributed import Ranks, device_for
     from segsuite.core.inference import TilePredictor
-    from segsuite.core.predict import _check_domain, _tta_flips
+    from segsuite.core.predict import _check_domain, _task, _tta_flips
 
     if mode is not Mode.SEMANTIC:
         raise ConfigError(f"task={mode.value}: an ensemble predicts semantic classes only; use task=semantic")
-    tasks = [load_task(p) for p in paths]
+    tasks = [_task(p) for p in paths]  # read once per file version (core/predict.py), never modified here
     hps = [t.hparams for t in tasks]
     for hp, path in zip(hps, paths, strict=True):
         _check_domain(cfg, hp.get("domain"), path, "checkpoint")

@@ -5,6 +5,8 @@ instancer, inference options) and the domain's reader and writer from ``cfg.doma
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +118,6 @@ def _things(instancer: Instancer | None) -> tuple[str, ...]:
 def checkpoint_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | None]:
     """``runtime=torch``: the checkpoint ``cfg.checkpoint`` through Lightning's task, on ``cfg.device``; several
     checkpoints (a list, or a ``segsuite cv`` folder) predict as one ensemble (:mod:`segsuite.core.ensemble`)."""
-    from segsuite.core.checkpoint import load_task  # imports Lightning: only on this path
-
     if not cfg.get("checkpoint"):
         raise ConfigError("missing checkpoint; give it on the command line, e.g. checkpoint=outputs/train/<domain>/"
                           "<run>/checkpoints/last.ckpt (or runtime=onnx model_file=model.onnx)")
@@ -126,7 +126,7 @@ def checkpoint_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer 
     paths = checkpoint_paths(_plain(cfg.checkpoint))
     if len(paths) > 1:  # checkpoint=[a.ckpt,b.ckpt] or a CV folder: their mean class probabilities
         return ensemble_model(cfg, mode, paths)
-    task = load_task(paths[0])
+    task = _task(paths[0])
     hp = task.hparams
     _check_domain(cfg, hp.get("domain"), paths[0], "checkpoint")
     instancer = build_instancer(cfg, mode, hp, task.border_channel)
@@ -140,6 +140,21 @@ def checkpoint_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer 
                                "ignore_index": hp.ignore_index, **dict(hp.get("data_meta") or {})})
     domain = hp.get("domain") or ""
     return ModelInfo(predictor, meta, channels, border, str(paths[0]), domain, _things(instancer)), instancer
+
+
+def _task(path: str | os.PathLike) -> Any:
+    """The checkpoint's task, read once per file version: a script calling ``predict(cfg)`` again and again (or the
+    demo page) does not rebuild the network each time. Nothing modifies it: the predictor copies the network before
+    changing its layout."""
+    stat = Path(path).stat() if Path(path).is_file() else None
+    return _load_task(str(path), os.path.abspath(path), stat and stat.st_mtime_ns, stat and stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_task(path: str, absolute: str, mtime_ns: int | None, size: int | None) -> Any:
+    from segsuite.core.checkpoint import load_task  # imports Lightning: only on this path
+
+    return load_task(path)
 
 
 def exported_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | None]:
