@@ -43,6 +43,9 @@ def test_predict_with_compile_gives_the_eager_classes(tmp_path):
     results = [Segmenter(compose_predict(["domain=toy", f"checkpoint={ckpt}", "device=cpu", f"compile={c}"]))
                .predict(x, probabilities=True) for c in ("false", "eager")]
     np.testing.assert_allclose(results[1].probabilities, results[0].probabilities, atol=1e-5)
+    from segsuite.core.predict import _task
+
+    assert _task(ckpt).net._compiled_call_impl is None  # the cached checkpoint's network was not compiled in place
 
 
 @pytest.mark.parametrize("value", [3, [1]])
