@@ -172,8 +172,7 @@ class Collector:
         proba = None
         if self.want_probabilities:
             proba = prediction.probabilities.float().cpu().numpy()[..., rows, :][..., cols]
-        block = (prediction.row0, prediction.col0, classes, border, proba)  # a rectangle: rows, or a column band's
-        self.blocks.setdefault(prediction.source, []).append(block)
+        self.blocks.setdefault(prediction.source, []).append((prediction.row0, prediction.col0, classes, border, proba))
         self.instances = prediction.instances if self.stride == 1 else None
         self.rows_done += prediction.classes.shape[-2]
         if self.progress is not None and self.rows:

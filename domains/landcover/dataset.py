@@ -30,7 +30,7 @@ from segsuite.domains.landcover.samples import (  # noqa: F401 (re-exported: the
     class_targets,
     normalize,
 )
-from segsuite.domains.landcover.sampling import cells, full_rect, holdout_split
+from segsuite.domains.landcover.sampling import Rect, cells, full_rect, holdout_split
 from segsuite.domains.landcover.synthetic import make_dataset
 
 log = logging.getLogger(__name__)
