@@ -14,10 +14,10 @@ throughout. Figures:
 2. the same ``run_predict`` vs MONAI ``sliding_window_inference`` (image read and normalised into memory first, same
    tile, overlap and Gaussian);
 3. memory added over the loaded model (RSS high-water mark in a fresh child process minus that after imports, model
-   and one warm-up batch: :func:`segsuite.domains.landcover.benchmark.run_child`) at 8192^2, ours / MONAI's;
+   and one warm-up batch: :func:`segsuite.scripts.benchmarks.landcover.run_child`) at 8192^2, ours / MONAI's;
 4. memory added, ours, at 8192^2 vs a raster 2048 rows high and as wide (height alone grows: the issue's "should not
    grow with height"), and 4b. vs 2048^2 (width grows as well: column bands, ``band: auto``, keep the strip bounded);
-5. the whole pipeline with a no-compute model (:class:`~segsuite.domains.landcover.benchmark.BandCopy`: its first
+5. the whole pipeline with a no-compute model (:class:`~segsuite.scripts.benchmarks.landcover.BandCopy`: its first
    band copied to the K class channels) vs bare rasterio reads of the same windows of the same file, in one process
    (one GDAL block cache), in Mpx/s;
 6. MRI 256x256x64 stored at 1 x 1 x 3 mm, 4 channels, for a model planned at the phantom's 1.5 x 1.5 x 3 mm:
@@ -127,16 +127,16 @@ def torch_threads() -> int:
 
 def make_scene(sizes: Sizes, tmp: Path) -> Path:
     """The land-cover scene of figures 1, 2 and 5 (uint16, deflate, 512 px blocks)."""
-    from segsuite.domains.landcover.benchmark import BANDS
     from segsuite.domains.landcover.synthetic import make_large_raster
+    from segsuite.scripts.benchmarks.landcover import BANDS
 
     return make_large_raster(tmp / "scene.tif", sizes.scene, sizes.scene, bands=BANDS)
 
 
 def landcover_speed(sizes: Sizes, raster: Path, tmp: Path, device: str, amp: bool) -> tuple[dict[str, Timing], int]:
-    """Figures 1-2: the timings of :func:`segsuite.domains.landcover.benchmark.speed` (full runs: warmed up by one
+    """Figures 1-2: the timings of :func:`segsuite.scripts.benchmarks.landcover.speed` (full runs: warmed up by one
     batch, not a whole untimed round of minutes)."""
-    from segsuite.domains.landcover.benchmark import bench_job, speed
+    from segsuite.scripts.benchmarks.landcover import bench_job, speed
 
     job = bench_job("unet", TILE, OVERLAP, BATCH, device, amp)
     timings, windows = speed(job, raster, tmp / "pred.tif", sizes.repeats, warmup=int(sizes.scene < 2048))
@@ -157,8 +157,8 @@ def landcover_figures(sizes: Sizes, raster: Path, tmp: Path) -> list[Figure]:
 
 def memory_figures(sizes: Sizes, tmp: Path, threads: int) -> list[Figure]:
     """Figures 3, 4 and 4b: memory added over the loaded model, each run in a fresh child process."""
-    from segsuite.domains.landcover.benchmark import BANDS, run_child
     from segsuite.domains.landcover.synthetic import make_large_raster
+    from segsuite.scripts.benchmarks.landcover import BANDS, run_child
 
     common = dict(model="unet", tile=list(TILE), overlap=list(OVERLAP), batch_size=BATCH, device="cpu",
                   threads=threads)
@@ -182,7 +182,7 @@ def memory_figures(sizes: Sizes, tmp: Path, threads: int) -> list[Figure]:
 
 def no_compute_figure(sizes: Sizes, raster: Path, tmp: Path) -> Figure:
     """Figure 5: the pipeline with :class:`BandCopy` vs bare rasterio reads of the same windows, in Mpx/s."""
-    from segsuite.domains.landcover.benchmark import bench_job, read_speed
+    from segsuite.scripts.benchmarks.landcover import bench_job, read_speed
 
     timings = read_speed(bench_job("copy", TILE, OVERLAP, BATCH, "cpu"), raster, tmp / "copy.tif", sizes.repeats)
     reads, ours = timings.values()
@@ -195,9 +195,9 @@ def no_compute_figure(sizes: Sizes, raster: Path, tmp: Path) -> Figure:
 
 def bands_figures(sizes: Sizes, tmp: Path, threads: int) -> list[Figure]:
     """Figures 8-10 (issue 21): memory added and speed per pixel on VRT mosaics, no-compute model, band auto
-    (:func:`segsuite.domains.landcover.bands_benchmark.mosaic_runs`); training windows from a large GeoTIFF vs the
-    same windows in memory (:func:`~segsuite.domains.landcover.bands_benchmark.training_speed`)."""
-    from segsuite.domains.landcover.bands_benchmark import mosaic_runs, training_speed
+    (:func:`segsuite.scripts.benchmarks.landcover_bands.mosaic_runs`); training windows from a large GeoTIFF vs the
+    same windows in memory (:func:`~segsuite.scripts.benchmarks.landcover_bands.training_speed`)."""
+    from segsuite.scripts.benchmarks.landcover_bands import mosaic_runs, training_speed
 
     n, side = sizes.mosaic_grid, sizes.mosaic_grid * sizes.mosaic_tile
     runs = mosaic_runs(tmp, sizes.mosaic_tile, (2, n), TILE, OVERLAP, BATCH, threads)

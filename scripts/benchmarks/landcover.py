@@ -190,7 +190,7 @@ def run_child(kind: str, timeout: float = 600, gdal_cache_mb: int = GDAL_CACHE_M
     """``child(kind, **kwargs)`` in a fresh Python process (GDAL block cache fixed to ``gdal_cache_mb``)."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "GDAL_CACHEMAX": str(gdal_cache_mb), "PYTHONPATH": path}
-    proc = subprocess.run([sys.executable, "-m", "segsuite.domains.landcover.benchmark", json.dumps({"kind": kind,
+    proc = subprocess.run([sys.executable, "-m", "segsuite.scripts.benchmarks.landcover", json.dumps({"kind": kind,
                                                                                                      **kwargs})],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:

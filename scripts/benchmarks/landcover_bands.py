@@ -23,10 +23,10 @@ import rasterio.errors
 
 from segsuite.core.benchmark import Timing, timeit
 from segsuite.domains.landcover import samples
-from segsuite.domains.landcover.benchmark import BANDS, run_child
 from segsuite.domains.landcover.mosaic import _probe, vrt_xml
 from segsuite.domains.landcover.sampling import random_window
 from segsuite.domains.landcover.synthetic import make_large_raster
+from segsuite.scripts.benchmarks.landcover import BANDS, run_child
 
 
 def repeated_vrt(tile: Path, n: int, out: Path) -> Path:
