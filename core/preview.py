@@ -32,8 +32,6 @@ def input_preview(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
         if name.endswith(".npy"):
             image = np.load(path, mmap_mode="r", allow_pickle=False)
             return fit(stretch(np.asarray(image)), shape)
-        if name.endswith((".tif", ".tiff")):
-            return _raster_preview(path, shape)
         from PIL import Image
 
         with Image.open(path) as image:
@@ -41,15 +39,6 @@ def input_preview(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     except Exception as err:  # a preview is a nicety: the prediction itself reports bad files
         log.info("no preview of %s: %s", path, err)
         return None
-
-
-def _raster_preview(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    import rasterio
-
-    with rasterio.open(path) as src:
-        bands = list(range(1, min(src.count, 3) + 1))
-        data = src.read(bands, out_shape=(len(bands), *shape[-2:]), masked=True)
-    return stretch(data.astype(np.float32).filled(np.nan))
 
 
 def fit(rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:

@@ -4,6 +4,7 @@ a held-out region of a labelled scene, read tile by tile and normalised exactly 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -17,8 +18,10 @@ import torch
 from rasterio.windows import Window
 
 from segsuite.core.contracts import Item, Job, Prediction
+from segsuite.core.domain import BaseReader
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.io import input_files, pattern_matches
+from segsuite.core.preview import stretch
 from segsuite.domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets
 from segsuite.domains.landcover.io import (
     as_location,
@@ -35,6 +38,8 @@ from segsuite.domains.landcover.mosaic import MOSAIC_PREFIX, mosaic_files, vrt_f
 from segsuite.domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
 from segsuite.domains.landcover.sampling import Rect, full_rect, window_rect
 from segsuite.domains.landcover.stac import STAC_PREFIX, stac_rasters
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -266,7 +271,7 @@ def _version(location: str | Path) -> tuple[str, int, int] | None:
     return str(location), stat.st_mtime_ns, stat.st_size
 
 
-class GeoTiffReader:
+class GeoTiffReader(BaseReader):
     """A GeoTIFF, a folder of them (outputs then go to a folder under the same names) or a remote GeoTIFF (an
     https:// or s3:// URL, a GDAL /vsi path: see :mod:`segsuite.domains.landcover.io`); evaluate's items are
     :class:`~segsuite.domains.landcover.dataset.Region` s of labelled scenes.
@@ -343,6 +348,17 @@ class GeoTiffReader:
         """An in-memory image ``(C, H, W)`` (``segsuite.core.api``) prepared as a GeoTIFF is: the checkpoint's bands and
         normalisation; NaN, inf and masked pixels are nodata (class 255 in the result)."""
         return OpenedScene([ArraySource(array, job.model.meta)], bands=False)  # whole in memory: rows
+
+    def preview(self, path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The demo page's picture of a scene: its first three bands, read at the result's size, stretched to RGB."""
+        try:
+            with rasterio.open(path) as src:
+                bands = list(range(1, min(src.count, 3) + 1))
+                data = src.read(bands, out_shape=(len(bands), *shape[-2:]), masked=True)
+        except (rasterio.errors.RasterioError, OSError) as err:  # a nicety: the prediction reports bad files
+            log.info("no preview of %s: %s", path, err)
+            return None
+        return stretch(data.astype(np.float32).filled(np.nan))
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
         """A small synthetic scene with the checkpoint's band count, written into ``folder`` once (demo page)."""

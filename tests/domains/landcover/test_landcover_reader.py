@@ -57,3 +57,12 @@ def test_what_was_found_is_still_checked_against_the_checkpoints_bands(tif):
     assert (probed.count, probed.height, probed.width) == (2, 8, 8)
     with pytest.raises(DataError, match=r"bands \[7\] not available"):
         RasterSource(path, {**META, "bands": [1, 7]}, probed=probed)
+
+
+def test_the_reader_previews_a_scene_for_the_demo_page_and_not_a_broken_file(tif, tmp_path):
+    image = np.stack([np.full((40, 60), v, np.uint16) for v in (10, 20, 30, 40)])
+    image[:, :, 30:] *= 3
+    rgb = GeoTiffReader().preview(tif("scene.tif", image), (20, 30))  # at the result's (strided) size
+    assert rgb.shape == (20, 30, 3) and rgb.dtype == np.uint8 and (rgb[:, 20:] > rgb[:, :10]).all()
+    (tmp_path / "broken.tif").write_bytes(b"not a raster")
+    assert GeoTiffReader().preview(tmp_path / "broken.tif", (20, 30)) is None

@@ -1,0 +1,30 @@
+"""The core knows no domain: it imports no domain library, and a domain's required surface is small."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import segsuite.core
+from segsuite.core import domain
+
+DOMAIN_LIBRARIES = {"rasterio", "nibabel", "SimpleITK", "pydicom", "tifffile", "fiona", "shapely"}
+
+
+def test_the_core_imports_no_domain_library():
+    found = []
+    for path in Path(segsuite.core.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in DOMAIN_LIBRARIES]
+    assert found == []
+
+
+def test_a_domain_writes_at_most_ten_members():
+    required = [f"{cls.__name__}.{name}" for cls in (domain.BaseReader, domain.BaseWriter, domain.BaseSink,
+                                                     domain.BaseEvaluation)
+                for name in sorted(cls.__abstractmethods__)]
+    assert len(required) + 1 <= 10, required  # + BaseOpened.sources
+    assert "sources" in inspect.get_annotations(domain.BaseOpened)
