@@ -116,8 +116,7 @@ def preview_png(image_path: str | Path, pred_path: str | Path, png_path: str | P
     with open_raster(pred_path, require_crs=False, check_data=False) as src:
         pred, pred_valid = _decimated(src, [1], max_size)
     lut = np.zeros((256, 3), np.float32)
-    for c in class_map.classes:
-        lut[c.id] = np.array(c.color) / 255.0
+    lut[: len(class_map)] = np.asarray(class_map.colors, np.float32) / 255.0
     ids = np.clip(pred[0], 0, 255).astype(np.uint8)
     colour = np.where(pred_valid[..., None], lut[ids], 1.0)  # (h, w, 3), nodata white
     fig = Figure(figsize=(12, 6), dpi=100)
@@ -126,7 +125,8 @@ def preview_png(image_path: str | Path, pred_path: str | Path, png_path: str | P
         ax.imshow(img, interpolation="nearest")
         ax.set_title(title)
         ax.set_axis_off()
-    handles = [Patch(color=np.array(c.color) / 255.0, label=f"{c.id}: {c.name}") for c in class_map.classes]
+    handles = [Patch(color=np.array(color) / 255.0, label=f"{i}: {name}")
+               for i, (name, color) in enumerate(zip(class_map.names, class_map.colors))]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False)
     fig.savefig(png_path, format="png", bbox_inches="tight")
     return Path(png_path)

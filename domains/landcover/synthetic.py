@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from segsuite.core.errors import ConfigError
 from segsuite.core.io import Staging
-from segsuite.domains.landcover.classes import DEFAULT_CLASSES, write_class_map_json
+from segsuite.domains.landcover.classes import DEFAULT_CLASSES
 
 BUILDING, ROAD = 4, 5
 LABEL_NODATA = 255
@@ -187,7 +187,7 @@ def make_dataset(root: str | Path, n_scenes: int = 2, size: int = 512, seed: int
     root = Path(root)
     for folder in ("images", "labels", "instances"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    write_class_map_json(DEFAULT_CLASSES, root / "classes.json", overwrite=overwrite)
+    DEFAULT_CLASSES.write_json(root / "classes.json", overwrite=overwrite)
     pixel = float(scene_kwargs.pop("pixel_size", 10.0))
     x0, y0 = scene_kwargs.pop("origin", (500_000.0, 5_000_000.0))
     return [make_scene(root / "images" / f"scene_{i:03d}.tif", root / "labels" / f"scene_{i:03d}.tif", size, size,

@@ -114,7 +114,7 @@ def test_outputs_keep_the_input_geometry_exactly(tif, tmp_path, cog):
 
 
 def test_class_map_round_trips_through_meta():
-    assert ClassMap.from_meta(DEFAULT_CLASSES.to_meta()).classes == DEFAULT_CLASSES.classes
+    assert ClassMap.from_meta(DEFAULT_CLASSES.to_meta()).colors == DEFAULT_CLASSES.colors
 
 
 def test_peak_memory_does_not_grow_with_image_height(tmp_path):

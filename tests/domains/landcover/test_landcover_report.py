@@ -85,7 +85,7 @@ def test_preview_png_shows_image_and_class_colours(pred, tif, tmp_path):
     out = preview_png(tif("img.tif", image, nodata=0), path, tmp_path / "preview.png", max_size=32)
     png = np.asarray(Image.open(out).convert("RGB")).reshape(-1, 3)
     colours = {tuple(c) for c in np.unique(png, axis=0)}
-    assert DEFAULT_CLASSES.classes[4].color in colours and DEFAULT_CLASSES.classes[0].color in colours
+    assert DEFAULT_CLASSES.colors[4] in colours and DEFAULT_CLASSES.colors[0] in colours
     assert not list(tmp_path.glob(".preview.png*"))  # no temp file left
     grey = preview_png(tif("grey.tif", image[:1], nodata=0), path, tmp_path / "grey.png")  # 1 band: grey image
     assert Image.open(grey).size[0] > 0

@@ -35,7 +35,7 @@ def test_scene_geometry_dtype_and_nodata_border(tmp_path, dtype, nodata):
         assert src.descriptions[:4] == ("red", "green", "blue", "nir")
         valid = (src.read_masks() > 0).all(axis=0) & np.isfinite(src.read()).all(axis=0)
         labels = lab.read(1)
-        assert lab.nodata == 255 and lab.colormap(1)[5] == (*DEFAULT_CLASSES.classes[5].color, 255)
+        assert lab.nodata == 255 and lab.colormap(1)[5] == (*DEFAULT_CLASSES.colors[5], 255)
     border = np.ones((80, 100), bool)
     border[4:-4, 4:-4] = False
     np.testing.assert_array_equal(valid, ~border)

@@ -42,7 +42,7 @@ def test_geometry_nodata_colour_table_tiling(source, tmp_path):
         assert dst.profile["tiled"] and dst.block_shapes == [(256, 256)]
         assert dst.profile["compress"] == "deflate" and dst.dtypes == ("uint8",) and dst.nodata == 255
         colormap = dst.colormap(1)
-        assert all(colormap[c.id] == (*c.color, 255) for c in DEFAULT_CLASSES.classes)
+        assert all(colormap[i] == (*c, 255) for i, c in enumerate(DEFAULT_CLASSES.colors))
         got = dst.read(1)
         np.testing.assert_array_equal(got[4:], labels[4:])
         assert (got[:4] == 255).all() and (dst.read_masks(1)[:4] == 0).all()
@@ -91,7 +91,7 @@ def test_cog_output_is_valid_cog_with_same_geometry(tif, tmp_path):
         assert dst.overviews(1) == [2, 4]  # built by the COG driver down to one 128 px tile
         assert dst.block_shapes == [(128, 128)] and dst.profile["compress"] == "deflate"
         assert dst.crs == src.crs and dst.transform == src.transform and dst.shape == src.shape
-        assert dst.colormap(1)[5] == (*DEFAULT_CLASSES.classes[5].color, 255)
+        assert dst.colormap(1)[5] == (*DEFAULT_CLASSES.colors[5], 255)
         np.testing.assert_array_equal(dst.read(1), labels)
     assert sorted(os.listdir(tmp_path)) == ["in.tif", "pred_cog.tif"]
 
