@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from torch.utils.data import Dataset
 from segsuite.core import folds
 from segsuite.core import plan as planning
 from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.files import generated_root
 from segsuite.domains.landcover.classes import ClassMap, find_class_map
 from segsuite.domains.landcover.io import open_raster
 from segsuite.domains.landcover.rasterstats import band_stats, check_pair, count_values
@@ -241,11 +243,9 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
     A missing ``root`` is filled with ``synthetic_scenes`` synthetic scenes of ``synthetic_size`` px only if
     ``synthetic_if_missing``.
     """
-    root_path = Path(root)
-    if not root_path.exists():
-        if not synthetic_if_missing:
-            raise DataError(f"data root not found: {root_path} (set synthetic_if_missing=true to generate a demo)")
-        make_dataset(root_path, n_scenes=synthetic_scenes, size=synthetic_size, seed=seed)
+    generate = functools.partial(make_dataset, n_scenes=synthetic_scenes, size=synthetic_size, seed=seed)
+    root_path = generated_root(root, generate if synthetic_if_missing else None,
+                               "set synthetic_if_missing=true to generate a demo")
     given_patch = None if patch_size is None else _patch(patch_size)
     alpha_is_mask = _check_alpha_option(alpha_is_mask)
     scenes = find_scenes(root_path)

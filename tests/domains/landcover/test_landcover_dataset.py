@@ -145,7 +145,7 @@ def test_many_small_tiles_smaller_than_the_patch(tif, tmp_path):
 
 
 def test_builder_errors(tif, tmp_path, synthetic_root):
-    with pytest.raises(DataError, match="data root not found: .*nowhere"):
+    with pytest.raises(DataError, match="data root .*nowhere does not exist"):
         build_datasets(str(tmp_path / "nowhere"), patch_size=16)
     with pytest.raises(ConfigError, match=r"unknown scene stem\(s\) \['scene_009'\]"):
         build_datasets(str(synthetic_root), val_stems=["scene_009"])
