@@ -1,0 +1,275 @@
+"""Microscopy data: TIFF reading (2D, 3D stacks, channels; pixel size from the tags), per-image percentile
+normalisation, image/mask pairing (Cell Tracking Challenge layout or ``images/`` + ``masks/``), synthetic nuclei and
+the training datasets (random patch windows of the 2D slices, instance labels for the core's border targets).
+
+Array layout: images ``(C, Z, H, W)`` (``Z = 1`` for 2D), labels ``(Z, H, W)`` (0 = background, ids > 0 nuclei).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import torch
+from scipy import ndimage
+from torch.utils.data import Dataset
+
+from segsuite.core import plan as planning
+from segsuite.core.errors import DataError
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES = ["background", "nucleus"]
+CLASS_COLORS = [[0, 0, 0], [255, 0, 255]]
+SUFFIXES = (".tif", ".tiff")
+PERCENTILES = (1.0, 99.8)  # CSBDeep / StarDist's normalisation
+MAX_PATCH = 128  # nuclei are 5-40 px across: a 128 px window holds dozens of them, with context
+
+
+def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
+    """A TIFF as ``(C, Z, H, W)`` (its dtype) and the pixel size in µm (None when the tags do not say)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            data, axes = series.asarray(), series.axes
+            pixel = _pixel_size(tif)
+    except Exception as err:  # tifffile raises many kinds for a damaged file
+        raise DataError(f"cannot read {path} as a TIFF: {err}") from None
+    return to_czyx(data, axes, path), pixel
+
+
+def to_czyx(data: np.ndarray, axes: str, name: Any = "the array") -> np.ndarray:
+    """``data`` with tifffile ``axes`` (e.g. ``YX``, ``ZYX``, ``CYX``, ``YXS``) as ``(C, Z, H, W)``; a leading axis
+    other than C (``Q``, ``I``, ``T``...) is taken as Z."""
+    axes = axes.replace("S", "C")
+    for i in reversed(range(len(axes))):  # drop singleton axes we do not use
+        if axes[i] not in "CZYX" and data.shape[i] == 1:
+            data, axes = data.squeeze(i), axes[:i] + axes[i + 1:]
+    other = [a for a in axes if a not in "CZYX"]
+    if len(other) > 1 or (other and "Z" in axes) or axes[-2:] != "YX" or len(set(axes)) != len(axes):
+        raise DataError(f"{name} has axes {axes!r} {tuple(data.shape)}; expected (Y, X), (Z, Y, X) or with channels")
+    axes = axes.replace(other[0], "Z") if other else axes
+    for a in "CZ":
+        if a not in axes:
+            data, axes = data[None], a + axes
+    return np.transpose(data, [axes.index(a) for a in "CZYX"])
+
+
+def _pixel_size(tif: tifffile.TiffFile) -> float | None:
+    """µm per pixel from ``XResolution``: in ImageJ's unit when it is microns, or in centimetres."""
+    page = tif.pages[0]
+    tag = page.tags.get("XResolution")
+    if tag is None or not tag.value[0] or not tag.value[1]:
+        return None
+    per_unit = tag.value[0] / tag.value[1]
+    unit = str((tif.imagej_metadata or {}).get("unit", "")).lower()
+    if unit in ("micron", "um", "µm", "\\u00b5m"):
+        return 1.0 / per_unit
+    res_unit = page.tags.get("ResolutionUnit")
+    return 1e4 / per_unit if res_unit is not None and int(res_unit.value) == 3 else None
+
+
+def normalize(image: np.ndarray) -> np.ndarray:
+    """Per channel, ``(x - p1) / (p99.8 - p1)`` over the whole image ``(C, ...)``, float32."""
+    flat = image.reshape(image.shape[0], -1).astype(np.float32)
+    lo, hi = np.percentile(flat, PERCENTILES, axis=1)
+    scale = np.maximum(hi - lo, 1e-6)
+    return ((image - lo.reshape(-1, *[1] * (image.ndim - 1))) / scale.reshape(-1, *[1] * (image.ndim - 1))
+            ).astype(np.float32)
+
+
+def tiffs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+
+
+def find_pairs(root: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """``(image, mask)`` pairs under ``root``: ``images/`` + ``masks/`` by file stem, or the CTC layout
+    (``01/t000.tif`` with ``01_GT/SEG/man_seg000.tif``, else the silver truth ``01_ST/SEG/man_seg000.tif``; frames
+    with neither are unlabelled; 3D slice annotations ``man_seg_000_zzz.tif`` are not used)."""
+    root = Path(root)
+    pairs = []
+    if (root / "images").is_dir():
+        masks = {p.stem: p for p in tiffs(root / "masks")} if (root / "masks").is_dir() else {}
+        pairs = [(p, masks[p.stem]) for p in tiffs(root / "images") if p.stem in masks]
+    else:
+        for seq in sorted(d for d in root.iterdir() if d.is_dir() and d.name.isdigit()):
+            for image in tiffs(seq):
+                frame = re.fullmatch(r"t(\d+)", image.stem)
+                masks = [root / f"{seq.name}_{k}" / "SEG" / f"man_seg{frame[1]}.tif" for k in ("GT", "ST")] if frame \
+                    else []
+                pairs += [(image, m) for m in masks if m.is_file()][:1]
+    if not pairs:
+        raise DataError(f"no labelled images under {root}: expected ROOT/images/*.tif with ROOT/masks/<same stem>.tif, "
+                        "or the Cell Tracking Challenge layout ROOT/01/t000.tif with ROOT/01_GT/SEG/man_seg000.tif "
+                        "(or 01_ST/SEG)")
+    return pairs
+
+
+def read_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Normalised image ``(C, Z, H, W)``, labels ``(Z, H, W)`` int64, pixel size (µm or None)."""
+    image, pixel = read_tiff(image_path)
+    labels = read_tiff(mask_path)[0]
+    if labels.shape[0] != 1 or labels.shape[1:] != image.shape[1:]:
+        raise DataError(f"mask {mask_path} has shape {labels.shape[1:]} (channels {labels.shape[0]}); its image "
+                        f"{image_path} has {image.shape[1:]}: they must match")
+    return normalize(image), labels[0].astype(np.int64), pixel
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Synthetic nuclei
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def synthetic_image(seed: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """A uint16 image ``(H, W)`` of touching elliptic nuclei of different sizes and brightness, darker at their
+    contacts, under uneven illumination with shot and read noise, and its uint16 labels ``(H, W)``."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(size * size // 900, size * size // 500))
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    cy, cx = rng.uniform(0, size, (2, n, 1, 1)).astype(np.float32)
+    ry, rx = rng.uniform(4, 12, (2, n, 1, 1)).astype(np.float32)
+    angle = rng.uniform(0, np.pi, (n, 1, 1)).astype(np.float32)
+    dy, dx = yy - cy, xx - cx
+    d = ((dy * np.cos(angle) + dx * np.sin(angle)) / ry) ** 2 + ((dx * np.cos(angle) - dy * np.sin(angle)) / rx) ** 2
+    nearest = d.argmin(0)
+    dmin = d.min(0)
+    labels = np.where(dmin < 1, nearest + 1, 0)
+    brightness = rng.uniform(0.4, 1.4, n + 1)
+    signal = np.where(labels > 0, brightness[labels] * (1.0 - 0.5 * np.clip(dmin, 0, 1) ** 2), 0.0)
+    signal = ndimage.gaussian_filter(signal, 1.0)
+    ramp = 0.6 + 0.8 * (np.cos(rng.uniform(0, np.pi)) * yy + np.sin(rng.uniform(0, np.pi)) * xx) / (2 * size)
+    photons = rng.poisson(np.clip(ramp * (0.15 + signal), 0, None) * 300) + rng.normal(100, 8, (size, size))
+    ids = np.unique(labels[labels > 0])
+    lut = np.zeros(n + 1, np.uint16)
+    lut[ids] = np.arange(1, len(ids) + 1)
+    return np.clip(photons, 0, 65535).astype(np.uint16), lut[labels]
+
+
+def write_tiff(path: Path, data: np.ndarray, pixel_um: float | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {} if pixel_um is None else {"imagej": True, "resolution": (1 / pixel_um, 1 / pixel_um),
+                                         "metadata": {"unit": "um"}}
+    tifffile.imwrite(path, data, **extra)
+
+
+def make_dataset(root: str | os.PathLike, n_images: int = 8, size: int = 128, seed: int = 0,
+                 pixel_um: float = 0.5) -> Path:
+    """Synthetic frames in the CTC layout at ``root`` (``01/tNNN.tif``; gold truth ``01_GT/SEG`` for every other
+    frame, silver truth ``01_ST/SEG`` for the rest), written into a temporary sibling renamed into place at the end."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        for t in range(n_images):
+            image, labels = synthetic_image(seed * 1000 + t, size)
+            write_tiff(tmp / "01" / f"t{t:03d}.tif", image, pixel_um)
+            write_tiff(tmp / f"01_{'GT' if t % 2 == 0 else 'ST'}" / "SEG" / f"man_seg{t:03d}.tif", labels)
+        os.replace(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Datasets
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class NucleiWindows(Dataset):
+    """Patch windows of 2D slices: ``length`` random ones (flips, 90-degree turns) for training, else the grid of
+    windows covering every slice (validation). Samples: ``image`` float32 ``(C, p, p)``, ``mask`` int64 ``(p, p)``
+    (0 background, 1 nucleus, ``ignore_index`` on padding), ``instances`` int64 ``(p, p)``."""
+
+    def __init__(self, slices: list[tuple[np.ndarray, np.ndarray]], patch: int, meta: dict[str, Any],
+                 length: int | None = None, augment: bool = True, ignore_index: int = 255, seed: int = 0) -> None:
+        self.patch, self.meta, self.length, self.augment = patch, meta, length, augment
+        self.slices = [_pad(image, labels, patch, ignore_index) for image, labels in slices]
+        self.grid = [(i, r, c) for i, (_, _, lab) in enumerate(self.slices) for r in _starts(lab.shape[0], patch)
+                     for c in _starts(lab.shape[1], patch)]
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.length if self.length is not None else len(self.grid)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        p = self.patch
+        if self.length is None:
+            i, r, c = self.grid[index]
+        else:
+            i = int(self.rng.integers(len(self.slices)))
+            h, w = self.slices[i][1].shape
+            r, c = int(self.rng.integers(h - p + 1)), int(self.rng.integers(w - p + 1))
+        arrays = [a[..., r:r + p, c:c + p] for a in self.slices[i]]
+        if self.length is not None and self.augment:
+            k, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))
+            arrays = [np.rot90(a[..., ::-1] if flip else a, k, axes=(-2, -1)) for a in arrays]
+        image, mask, labels = (np.ascontiguousarray(a) for a in arrays)
+        return {"image": torch.from_numpy(image), "mask": torch.from_numpy(mask),
+                "instances": torch.from_numpy(labels)}
+
+
+def _starts(n: int, p: int) -> list[int]:
+    return sorted({*range(0, n - p + 1, p), n - p})
+
+
+def _pad(image: np.ndarray, labels: np.ndarray, p: int, ignore_index: int) -> tuple[np.ndarray, ...]:
+    """Slices smaller than the patch padded (image mirrored, mask ignored); returns image, mask, instances."""
+    mask = (labels > 0).astype(np.int64)
+    pad = [(0, max(p - n, 0)) for n in labels.shape]
+    if any(b for _, b in pad):
+        image = np.pad(image, [(0, 0), *pad], mode="symmetric")
+        mask = np.pad(mask, pad, constant_values=ignore_index)
+        labels = np.pad(labels, pad)
+    return image, mask, labels
+
+
+def build_datasets(root: str = "data/microscopy_synthetic", synthetic_if_missing: bool = True,
+                   synthetic_images: int = 8, synthetic_size: int = 128, patch_size: int | None = None,
+                   memory_gb: float = 8.0, batch_size: int | None = None, val_fraction: float = 0.2,
+                   samples_per_epoch: int | None = None, augment: bool = True, ignore_index: int = 255,
+                   seed: int = 0) -> dict[str, NucleiWindows]:
+    """Train/val windows of the labelled images under ``root`` (the last ``val_fraction`` of them validate, from 5
+    images on; fewer validate on the training images). Options left None take the plan's value."""
+    root_path = Path(root)
+    if not root_path.exists():
+        if not synthetic_if_missing:
+            raise DataError(f"data root not found: {root_path} (set synthetic_if_missing=true to generate a demo)")
+        make_dataset(root_path, synthetic_images, synthetic_size, seed)
+    pairs = find_pairs(root_path)
+    n_val = int(round(len(pairs) * val_fraction)) if len(pairs) >= 5 else 0
+    train_pairs, val_pairs = pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val:]
+    if not val_pairs:
+        log.warning("only %d labelled image(s): validating on the training images", len(pairs))
+    read = {p: read_pair(*p) for p in pairs}
+    channels = {read[p][0].shape[0] for p in pairs}
+    if len(channels) > 1:
+        raise DataError(f"the images under {root_path} have different channel counts {sorted(channels)}")
+    train = [(img[:, z], lab[z]) for p in train_pairs for img, lab, _ in [read[p]] for z in range(lab.shape[0])]
+    val = [(img[:, z], lab[z]) for p in val_pairs or train_pairs for img, lab, _ in [read[p]]
+           for z in range(lab.shape[0])]
+    sizes = [list(lab.shape) for _, lab in train]
+    patch = int(patch_size or min(planning.patch_2d(sizes)[0], MAX_PATCH))
+    fg = int(sum((lab > 0).sum() for _, lab in train))
+    stack = np.concatenate([img.reshape(img.shape[0], -1) for img, _ in train], 1)
+    pixels = [read[p][2] for p in train_pairs if read[p][2]]
+    fp = planning.Fingerprint(sizes, CLASS_NAMES, [sum(h * w for h, w in sizes) - fg, fg],
+                              stack.mean(1).tolist(), stack.std(1).tolist(), float(np.median(pixels)) if pixels else None)
+    plan = planning.make_plan(fp, [patch, patch], memory_gb, batch_size)
+    log.info("%s", planning.summary(plan))
+    meta = {"domain": "microscopy", "in_channels": int(channels.pop()), "num_classes": 2, "class_names": CLASS_NAMES,
+            "class_colors": CLASS_COLORS, "ignore_index": ignore_index, "patch_size": [patch, patch],
+            "has_instances": True, "normalization": "percentile 1-99.8 per image", "plan": plan,
+            "batch_size": int(plan["batch_size"]), "pixel_size_um": fp.resolution}
+    length = samples_per_epoch or max(int(fp.train_pixels) // patch**2, int(plan["batch_size"]))
+    out = {"train": NucleiWindows(train, patch, meta, length, augment, ignore_index, seed),
+           "val": NucleiWindows(val, patch, meta, None, False, ignore_index)}
+    for split, chosen in (("train", train_pairs), ("val", val_pairs or train_pairs)):
+        out[split].files = chosen  # type: ignore[attr-defined]  # evaluate reads these files
+    return out
