@@ -23,9 +23,10 @@ SUITES = {
     "road_scene": "segsuite.domains.road_scene.benchmark",
     "throughput": "segsuite.scripts._throughput",
     "recipe": "segsuite.domains.landcover.recipe_benchmark",
+    "microscopy": "segsuite.domains.microscopy.benchmark",  # real nuclei (StarDist's image) vs Otsu + watershed
 }
 DEVICE_SUITES = ("landcover", "road_scene", "throughput")
-BY_NAME_ONLY = ("recipe",)  # trains a model on real data for minutes, and needs that data
+BY_NAME_ONLY = ("recipe", "microscopy")  # trains a model on real data for minutes, and needs that data
 
 
 def main() -> None:

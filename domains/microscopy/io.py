@@ -150,7 +150,7 @@ class MaskWriter:
     min_size: int = 16
 
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
-        if folder:
+        if folder or not output.suffix:  # a bare name is a folder
             base = output / result_name(item.rel if str(item.rel) not in ("", ".") else Path(item.name + ".tif"))
         elif output.suffix.lower() not in SUFFIXES:
             raise DataError(f"output {output} must be a .tif file (the instance mask) or a folder (end it with /)")
