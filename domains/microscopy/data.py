@@ -53,7 +53,7 @@ def to_czyx(data: np.ndarray, axes: str, name: Any = "the array") -> np.ndarray:
         if axes[i] not in "CZYX" and data.shape[i] == 1:
             data, axes = data.squeeze(i), axes[:i] + axes[i + 1:]
     other = [a for a in axes if a not in "CZYX"]
-    if len(other) > 1 or (other and "Z" in axes) or axes[-2:] != "YX" or len(set(axes)) != len(axes):
+    if len(other) > 1 or (other and "Z" in axes) or axes.replace("C", "")[-2:] != "YX" or len(set(axes)) != len(axes):
         raise DataError(f"{name} has axes {axes!r} {tuple(data.shape)}; expected (Y, X), (Z, Y, X) or with channels")
     axes = axes.replace(other[0], "Z") if other else axes
     for a in "CZ":
