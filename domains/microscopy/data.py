@@ -1,9 +1,5 @@
-"""Microscopy data: TIFF reading (2D, 3D stacks, channels; pixel size from the tags), per-image percentile
-normalisation, image/mask pairing (Cell Tracking Challenge layout or ``images/`` + ``masks/``), synthetic nuclei and
-the training datasets (random patch windows of the 2D slices, instance labels for the core's border targets).
-
-Array layout: images ``(C, Z, H, W)`` (``Z = 1`` for 2D), labels ``(Z, H, W)`` (0 = background, ids > 0 nuclei).
-"""
+"""Microscopy data: TIFFs (2D, 3D stacks, channels, pixel size), percentile normalisation, image/mask pairing,
+synthetic nuclei, training windows. Images ``(C, Z, H, W)`` (``Z = 1`` for 2D), labels ``(Z, H, W)`` (0 = none)."""
 
 from __future__ import annotations
 
@@ -78,14 +74,11 @@ def _pixel_size(tif: tifffile.TiffFile) -> float | None:
 
 def normalize(image: np.ndarray) -> np.ndarray:
     """Per channel, ``(x - p1) / (p99.8 - p1)`` over the whole image ``(C, ...)``, float32."""
-    flat = image.reshape(image.shape[0], -1).astype(np.float32)
-    lo, hi = np.percentile(flat, PERCENTILES, axis=1)
-    scale = np.maximum(hi - lo, 1e-6)
-    return ((image - lo.reshape(-1, *[1] * (image.ndim - 1))) / scale.reshape(-1, *[1] * (image.ndim - 1))
-            ).astype(np.float32)
+    lo, hi = np.percentile(image.astype(np.float32), PERCENTILES, axis=tuple(range(1, image.ndim)), keepdims=True)
+    return ((image - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
 
 
-def tiffs(folder: Path) -> list[Path]:
+def tiffs(folder: Path) -> list[Path]:  # noqa: D103
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
@@ -122,11 +115,6 @@ def read_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray
     return normalize(image), labels[0].astype(np.int64), pixel
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Synthetic nuclei
-# ----------------------------------------------------------------------------------------------------------------
-
-
 def synthetic_image(seed: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """A uint16 image ``(H, W)`` of touching elliptic nuclei of different sizes and brightness, darker at their
     contacts, under uneven illumination with shot and read noise, and its uint16 labels ``(H, W)``."""
@@ -138,9 +126,8 @@ def synthetic_image(seed: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]
     angle = rng.uniform(0, np.pi, (n, 1, 1)).astype(np.float32)
     dy, dx = yy - cy, xx - cx
     d = ((dy * np.cos(angle) + dx * np.sin(angle)) / ry) ** 2 + ((dx * np.cos(angle) - dy * np.sin(angle)) / rx) ** 2
-    nearest = d.argmin(0)
     dmin = d.min(0)
-    labels = np.where(dmin < 1, nearest + 1, 0)
+    labels = np.where(dmin < 1, d.argmin(0) + 1, 0)
     brightness = rng.uniform(0.4, 1.4, n + 1)
     signal = np.where(labels > 0, brightness[labels] * (1.0 - 0.5 * np.clip(dmin, 0, 1) ** 2), 0.0)
     signal = ndimage.gaussian_filter(signal, 1.0)
@@ -175,11 +162,6 @@ def make_dataset(root: str | os.PathLike, n_images: int = 8, size: int = 128, se
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Datasets
-# ----------------------------------------------------------------------------------------------------------------
 
 
 class NucleiWindows(Dataset):
