@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import hydra.utils
-import matplotlib
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
@@ -51,6 +50,7 @@ from segsuite.core.cli import CONF
 from segsuite.core.contracts import Item, Job, Mode, Opened, Prediction, Reader, Writer
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.instances import Instances, measure_instances
+from segsuite.core.overlay import default_colors, instance_edges
 from segsuite.core.pipeline import predict_item, run_predict
 from segsuite.core.predict import load_job
 
@@ -66,11 +66,6 @@ class ArrayReader(Protocol):
 # Result
 # ----------------------------------------------------------------------------------------------------------------
 
-
-def default_colors(n: int) -> np.ndarray:
-    """``n`` distinct RGB colours ``(n, 3)`` uint8 (matplotlib's tab20, repeated), for checkpoints without colours."""
-    table = np.asarray(matplotlib.colormaps["tab20"].colors)[[0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 1, 3, 5, 7, 9]]
-    return (np.resize(table, (n, 3)) * 255).round().astype(np.uint8)
 
 
 @dataclass
@@ -143,18 +138,6 @@ def label_means(labels: np.ndarray, values: np.ndarray, n: int) -> list[float | 
     counts = np.bincount(labels[keep], minlength=n)[:n]
     return [float(t / c) if c else None for t, c in zip(sums, counts)]
 
-
-def instance_edges(ids: np.ndarray) -> np.ndarray:
-    """True on instance pixels whose right or lower neighbour (last two axes) belongs to another id."""
-    edge = np.zeros(ids.shape, bool)
-    for axis in (-1, -2):
-        differs = np.diff(ids, axis=axis) != 0
-        before = [slice(None)] * ids.ndim
-        after = [slice(None)] * ids.ndim
-        before[axis], after[axis] = slice(None, -1), slice(1, None)
-        edge[tuple(before)] |= differs & (ids[tuple(before)] > 0)
-        edge[tuple(after)] |= differs & (ids[tuple(after)] > 0)
-    return edge
 
 
 class Collector:

@@ -30,7 +30,8 @@ from segsuite.core.inference.windows import grid_for
 from segsuite.core.models import create_dynunet, create_model
 from segsuite.core.pipeline import predict_item, run_predict
 
-from .dataset import build_datasets, list_cases, plan_from_cases, read_case, read_dataset_json, resolve_channels
+from .cases import list_cases, read_case, read_dataset_json, resolve_channels
+from .dataset import build_datasets, plan_from_cases
 from .metrics import overlap_and_distance
 from .phantom import make_dataset
 from .reader import DixonReader

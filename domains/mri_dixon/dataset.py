@@ -32,48 +32,44 @@ are patches ``(C, X, Y, Z)`` / ``(X, Y, Z)`` (:mod:`.patches`).
   and down-sampling networks fit; padded pixels carry ``ignore_index`` so they never count.
 """
 
+
 from __future__ import annotations
 
-import json
+import functools
 import logging
-import math
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.errors import ConfigError
+from segsuite.core.files import generated_root
 
 from .augment import Augmentation
-from .fatfraction import DEFAULT_RELATIVE_THRESHOLD, fat_fraction
-from .io import (
-    Volume,
-    canonical_affine,
-    check_channel_files,
-    check_same_grid,
-    from_canonical,
-    read_volume,
-    to_canonical,
-    voxel_spacing,
+from .cases import (
+    DEFAULT_PERCENTILES,
+    FF_CHANNEL,
+    DatasetSpec,
+    RawCase,
+    _water_fat_indices,
+    finish_case,
+    list_cases,
+    load_case,
+    read_case,
+    read_dataset_json,
+    resolve_channels,
 )
-from .patches import CaseDataset, EvalPatchDataset, TrainPatchDataset, foreground, to_sample, window_starts
+from .fatfraction import DEFAULT_RELATIVE_THRESHOLD
+from .patches import EvalPatchDataset, EvalSliceDataset, TrainPatchDataset, TrainSliceDataset
 from .phantom import make_dataset
-from .plan import CT as CT_SCHEME
 from .plan import PER_CASE, Plan, case_fingerprint, make_plan
-from .resample import label_to_target, needs_resampling, resampled_affine, to_target
 
 log = logging.getLogger(__name__)
 
 NORMALIZATION_SCHEME = PER_CASE  # each channel of each case clipped to its own percentiles, then z-scored
 ITERATIONS_PER_EPOCH = 250  # 3D training: nnU-Net's batches per epoch when samples_per_epoch is null
-DEFAULT_PERCENTILES = (0.5, 99.5)
-FF_CHANNEL = "fat_fraction"
 # Colours (RGB) for common Dixon labels; other labels get a colour from a fixed cycle.
 LABEL_COLORS = {
     "background": (0, 0, 0),
@@ -87,429 +83,6 @@ LABEL_COLORS = {
     "visceral_fat": (255, 140, 60),
 }
 COLOR_CYCLE = ((31, 119, 180), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194))
-
-
-@dataclass
-class DatasetSpec:
-    """What ``dataset.json`` says: channel names by index, class labels, the ``ignore`` label if any."""
-
-    root: Path
-    channel_names: list[str]
-    labels: dict[str, int]
-    ignore_label: int | None
-    file_ending: str
-    num_training: int | None
-
-    @property
-    def class_names(self) -> list[str]:
-        return sorted(self.labels, key=self.labels.get)
-
-
-@dataclass
-class Case:
-    """One case on its canonical (closest RAS+) grid, cached in memory.
-
-    ``image`` ``(C, X, Y, Z)`` float32 normalised (plus the FF channel), ``label`` ``(X, Y, Z)`` int16 with
-    the ``ignore`` label already mapped to ``ignore_index`` (``None`` without a label), ``affine`` the
-    canonical affine of ``image``'s grid (the resampled grid after :func:`resample_case`), ``reference`` the
-    first channel as read (original grid and header) for writing predictions, ``normalization`` the per-channel
-    clipping/z-score numbers of this case.
-    """
-
-    name: str
-    image: np.ndarray
-    label: np.ndarray | None
-    affine: np.ndarray
-    reference: Volume
-    normalization: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def to_original(self, label: np.ndarray) -> np.ndarray:
-        """A canonical ``(X, Y, Z)`` prediction back on the original axes of the input files."""
-        return from_canonical(label, self.reference)
-
-
-def read_dataset_json(root: str | os.PathLike) -> DatasetSpec:
-    """Parse and check ``root/dataset.json`` (nnU-Net v2 keys; MSD ``modality`` accepted for channels)."""
-    path = Path(root) / "dataset.json"
-    if not path.is_file():
-        raise DataError(f"{str(path)!r} not found; a data set root holds dataset.json, imagesTr/ and labelsTr/")
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise DataError(f"{str(path)!r}: cannot parse JSON ({err})") from err
-    channels = content.get("channel_names", content.get("modality"))
-    if not isinstance(channels, dict) or not channels:
-        raise DataError(f'{str(path)!r}: \'channel_names\' must map channel indices to names, e.g. {{"0": "water"}}')
-    try:
-        order = sorted(channels, key=int)
-    except ValueError as err:
-        raise DataError(f"{str(path)!r}: channel_names keys must be integers as strings, got {list(channels)}") from err
-    if [int(k) for k in order] != list(range(len(order))):
-        raise DataError(f"{str(path)!r}: channel_names keys must be 0..{len(order) - 1}, got {order}")
-    labels, ignore = _parse_labels(content.get("labels"), path)
-    return DatasetSpec(
-        root=Path(root),
-        channel_names=[str(channels[k]) for k in order],
-        labels=labels,
-        ignore_label=ignore,
-        file_ending=str(content.get("file_ending", ".nii.gz")),
-        num_training=content.get("numTraining"),
-    )
-
-
-def _parse_labels(labels: object, path: Path) -> tuple[dict[str, int], int | None]:
-    """Class labels ``{name: value}`` (values 0..N-1, background 0) and the ``ignore`` value if present."""
-    if isinstance(labels, dict) and labels and all(str(k).isdigit() for k in labels):
-        labels = {str(v): int(k) for k, v in labels.items()}  # MSD style {"0": "background"}
-    if not isinstance(labels, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in labels.values()):
-        raise DataError(
-            f'{str(path)!r}: \'labels\' must map names to integer values, e.g. {{"background": 0, "liver": 1}}; '
-            f"region-based (list) labels are not supported, got {labels!r}"
-        )
-    labels = dict(labels)
-    ignore = labels.pop("ignore", None)
-    if sorted(labels.values()) != list(range(len(labels))) or labels.get("background", 0) != 0:
-        raise DataError(f"{str(path)!r}: label values must be 0..N-1 with background 0, got {labels}")
-    return labels, ignore
-
-
-def list_cases(spec: DatasetSpec, images_dir: str = "imagesTr", labels_dir: str | None = "labelsTr") -> list[str]:
-    """Case identifiers: label files in ``labels_dir``, or first-channel images if ``labels_dir`` is None."""
-    ending = spec.file_ending
-    if labels_dir is not None:
-        folder, suffix = spec.root / labels_dir, ending
-    else:
-        folder, suffix = spec.root / images_dir, f"_0000{ending}"
-    if not folder.is_dir():
-        raise DataError(f"{str(folder)!r} not found; expected the nnU-Net raw layout ({images_dir}/, labels)")
-    cases = sorted(
-        p.name[: -len(suffix)] for p in folder.iterdir() if p.name.endswith(suffix) and not p.name.startswith(".")
-    )
-    if not cases:
-        raise DataError(f"{str(folder)!r} holds no '*{suffix}' files")
-    check_channel_files(spec.root / images_dir, cases, spec.channel_names, ending)  # as nnU-Net does
-    return cases
-
-
-def resolve_channels(spec: DatasetSpec, channels: list[str | int] | None) -> list[int]:
-    """Channel indices for names or indices in ``channels`` (None: all channels of dataset.json)."""
-    if channels is None:
-        return list(range(len(spec.channel_names)))
-    names = [n.lower() for n in spec.channel_names]
-    indices = []
-    for channel in channels:
-        if isinstance(channel, int) and 0 <= channel < len(names):
-            indices.append(channel)
-        elif str(channel).lower() in names:
-            indices.append(names.index(str(channel).lower()))
-        else:
-            raise ConfigError(f"unknown channel {channel!r}; dataset.json has {dict(enumerate(spec.channel_names))}")
-    if not indices or len(set(indices)) != len(indices):
-        raise ConfigError(f"channels must be a non-empty list without repeats, got {channels}")
-    return indices
-
-
-def _water_fat_indices(spec: DatasetSpec) -> tuple[int, int]:
-    names = [n.lower() for n in spec.channel_names]
-    if "water" not in names or "fat" not in names:
-        raise ConfigError(
-            f"add_fat_fraction needs channels named 'water' and 'fat' in dataset.json, got {spec.channel_names}"
-        )
-    return names.index("water"), names.index("fat")
-
-
-def normalize_channel(
-    array: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
-) -> tuple[np.ndarray, dict[str, float]]:
-    """Clip to the array's own percentiles, then z-score; returns float32 array and the numbers used."""
-    low, high = (float(v) for v in np.percentile(array, percentiles))
-    clipped = np.clip(array, low, high)
-    mean, std = float(clipped.mean()), float(clipped.std())
-    normalised = ((clipped - mean) / max(std, 1e-8)).astype(np.float32)
-    return normalised, {"low": low, "high": high, "mean": mean, "std": std}
-
-
-def normalize_ct(array: np.ndarray, stats: dict, name: str = "CT") -> tuple[np.ndarray, dict[str, float]]:
-    """nnU-Net's CT scheme: clip to the training foreground's 0.5/99.5 percentiles, z-score with its mean and std
-    (``stats``: a channel of the plan's ``normalization``)."""
-    if stats.get("mean") is None:
-        raise DataError(f"channel {name!r} is normalised as CT but the training labels hold no foreground to "
-                        f"take its intensity statistics from")
-    low, high, mean, std = (float(stats[k]) for k in ("percentile_00_5", "percentile_99_5", "mean", "std"))
-    normalised = ((np.clip(array, low, high) - mean) / max(std, 1e-8)).astype(np.float32)
-    return normalised, {"low": low, "high": high, "mean": mean, "std": std}
-
-
-def build_image(
-    raw: dict[int, np.ndarray],
-    channels: list[int],
-    names: list[str],
-    percentiles: tuple[float, float],
-    water_fat: tuple[int, int] | None,
-    schemes: dict[str, dict] | None = None,
-) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
-    """Stack normalised ``channels`` of ``raw`` (index -> ``(X, Y, Z)``) plus FF if ``water_fat``: ``(C, X, Y, Z)``.
-
-    ``schemes`` (the plan's ``normalization``, by channel name) marks channels normalised with the ``ct`` scheme;
-    every other channel is normalised per case (:func:`normalize_channel`)."""
-    stacked, params = [], {}
-    for index in channels:
-        name = names[index]
-        scheme = (schemes or {}).get(name) or {}
-        if scheme.get("scheme") == CT_SCHEME:
-            normalised, params[name] = normalize_ct(raw[index], scheme, name)
-        else:
-            normalised, params[name] = normalize_channel(raw[index], percentiles)
-        stacked.append(normalised)
-    if water_fat is not None:
-        stacked.append(fat_fraction(raw[water_fat[0]], raw[water_fat[1]]))
-    return np.stack(stacked), params
-
-
-def check_label_values(label: Volume, spec: DatasetSpec, case: str) -> np.ndarray:
-    """Label array as int16 after checking every value is declared in dataset.json."""
-    array = label.array
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.array_equal(array, np.round(array)):
-            raise DataError(f"case {case!r}: label file {label.path!r} holds non-integer values")
-    allowed = set(spec.labels.values()) | ({spec.ignore_label} if spec.ignore_label is not None else set())
-    unknown = sorted(set(np.unique(array).astype(int).tolist()) - allowed)
-    if unknown:
-        raise DataError(
-            f"case {case!r}: label file {label.path!r} holds values {unknown} not in dataset.json labels "
-            f"{spec.labels}" + (f" (+ ignore {spec.ignore_label})" if spec.ignore_label is not None else "")
-        )
-    return array.astype(np.int16)
-
-
-@dataclass
-class RawCase:
-    """One case as read, on its canonical grid, before normalisation: ``raw`` maps channel indices to float32
-    ``(X, Y, Z)`` intensities, ``label`` as in :class:`Case`."""
-
-    name: str
-    raw: dict[int, np.ndarray]
-    label: np.ndarray | None
-    affine: np.ndarray
-    reference: Volume
-
-    @property
-    def spacing(self) -> np.ndarray:
-        """Voxel size (mm) along the canonical axes, ``(3,)``."""
-        return voxel_spacing(self.affine)
-
-
-def read_case(
-    spec: DatasetSpec,
-    case: str,
-    channels: list[int],
-    images_dir: str = "imagesTr",
-    labels_dir: str | None = "labelsTr",
-    ignore_index: int = 255,
-) -> RawCase:
-    """Read, check and canonicalise the ``channels`` (indices) and the label (optional) of one case."""
-    needed = sorted(set(channels))
-    files = {i: spec.root / images_dir / f"{case}_{i:04d}{spec.file_ending}" for i in needed}
-    if labels_dir is not None:
-        files["label"] = spec.root / labels_dir / f"{case}{spec.file_ending}"
-    for key, path in files.items():
-        if not path.is_file():
-            raise DataError(f"case {case!r}: {_grid_name(spec, key)} file {str(path)!r} is missing")
-    volumes = {key: read_volume(path, case=case) for key, path in files.items()}
-    check_same_grid({_grid_name(spec, k): v for k, v in volumes.items()}, case)
-    label = None
-    if labels_dir is not None:
-        values = check_label_values(volumes.pop("label"), spec, case)
-        if spec.ignore_label is not None:
-            values[values == spec.ignore_label] = ignore_index
-        label = to_canonical(Volume(values, volumes[needed[0]].affine)).array
-    canonical = {k: to_canonical(v) for k, v in volumes.items()}
-    raw = {k: v.array.astype(np.float32, copy=False) for k, v in canonical.items()}
-    return RawCase(case, raw, label, canonical[needed[0]].affine, volumes[needed[0]])
-
-
-def finish_case(
-    raw: RawCase,
-    spec: DatasetSpec,
-    channels: list[int],
-    add_fat_fraction: bool = False,
-    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-    schemes: dict[str, dict] | None = None,
-    target_spacing: list[float] | None = None,
-) -> Case:
-    """Normalise a read case (``schemes``: the plan's per-channel normalisation) and resample it to
-    ``target_spacing`` (None: keep its grid)."""
-    water_fat = _water_fat_indices(spec) if add_fat_fraction else None
-    image, params = build_image(raw.raw, channels, spec.channel_names, percentiles, water_fat, schemes)
-    return resample_case(Case(raw.name, image, raw.label, raw.affine, raw.reference, params), target_spacing)
-
-
-def resample_case(case: Case, target_spacing: list[float] | None) -> Case:
-    """The case's image (cubic) and label (nearest) at ``target_spacing``, its affine that of the new grid
-    (:mod:`.resample`); unchanged when already there. ``reference`` still describes the original files."""
-    spacing = voxel_spacing(case.affine)
-    if not needs_resampling(spacing, target_spacing):
-        return case
-    image, _ = to_target(case.image, spacing, target_spacing)
-    label = None if case.label is None else label_to_target(case.label, spacing, target_spacing)
-    affine = resampled_affine(case.affine, case.image.shape[1:], image.shape[1:])
-    return Case(case.name, image, label, affine, case.reference, case.normalization)
-
-
-def load_case(
-    spec: DatasetSpec,
-    case: str,
-    channels: list[int],
-    images_dir: str = "imagesTr",
-    labels_dir: str | None = "labelsTr",
-    add_fat_fraction: bool = False,
-    ignore_index: int = 255,
-    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-    schemes: dict[str, dict] | None = None,
-    target_spacing: list[float] | None = None,
-) -> Case:
-    """Read, check, canonicalise and normalise one case (label optional), resampled to ``target_spacing``."""
-    water_fat = _water_fat_indices(spec) if add_fat_fraction else ()
-    raw = read_case(spec, case, sorted(set(channels) | set(water_fat)), images_dir, labels_dir, ignore_index)
-    return finish_case(raw, spec, channels, add_fat_fraction, percentiles, schemes, target_spacing)
-
-
-def _grid_name(spec: DatasetSpec, key: int | str) -> str:
-    return "label" if key == "label" else f"channel {key} ({spec.channel_names[key]})"
-
-
-def inference_channels(meta: dict, with_water_fat: bool = False) -> list[str]:
-    """Channel names a prediction reads: the model's ``channels``, plus ``water`` and ``fat`` when the model
-    takes the FF channel or ``with_water_fat`` (e.g. to write an FF map)."""
-    extra = ["water", "fat"] if meta["add_fat_fraction"] or with_water_fat else []
-    return list(dict.fromkeys(list(meta["channels"]) + extra))
-
-
-def read_case_volumes(
-    files: dict[str, str | os.PathLike], case: str, series: dict[str, str] | None = None
-) -> dict[str, Volume]:
-    """Read every ``{name: path}`` (file or DICOM directory; ``series`` picks a DICOM series per name) and
-    check that they share one grid. Errors name the case and the file."""
-    volumes = {name: read_volume(path, case=case, series=(series or {}).get(name)) for name, path in files.items()}
-    check_same_grid(volumes, case)
-    return volumes
-
-
-def prepare_inference_case(volumes: dict[str, Volume], meta: dict, case: str = "input") -> Case:
-    """Normalise unlabelled volumes exactly as in training (from ``meta``, a dataset's ``meta``).
-
-    ``volumes`` maps at least the names of :func:`inference_channels` to volumes on one grid; the
-    reference for writing predictions is the first model channel as read.
-    """
-    names = inference_channels(meta)
-    missing = [n for n in names if n not in volumes]
-    if missing:
-        raise DataError(f"case {case!r}: no file given for channels {missing}; got {sorted(volumes)}")
-    raw = {i: to_canonical(volumes[n]).array.astype(np.float32, copy=False) for i, n in enumerate(names)}
-    water_fat = (names.index("water"), names.index("fat")) if meta["add_fat_fraction"] else None
-    percentiles = tuple(meta["normalization"]["percentiles"])
-    schemes = meta["normalization"].get("channels")
-    image, params = build_image(raw, list(range(len(meta["channels"]))), names, percentiles, water_fat, schemes)
-    reference = volumes[names[0]]
-    return Case(case, image, None, canonical_affine(reference.affine, reference.shape), reference, params)
-
-
-def extract_slice(image: np.ndarray, axis: int, index: int, context: int) -> np.ndarray:
-    """``(C, X, Y, Z)`` -> ``(C * (2 * context + 1), H, W)`` around slice ``index`` of ``axis`` (0..2)."""
-    depth = image.shape[axis + 1]
-    neighbours = np.clip(np.arange(index - context, index + context + 1), 0, depth - 1)
-    stack = np.moveaxis(np.take(image, neighbours, axis=axis + 1), axis + 1, 1)  # (C, 2k+1, H, W)
-    return stack.reshape(-1, *stack.shape[2:])
-
-
-def _pad(image: np.ndarray, mask: np.ndarray, shape: tuple[int, int], ignore_index: int, centre: bool) -> tuple:
-    """Pad ``(C, H, W)`` / ``(H, W)`` up to at least ``shape`` (image 0, mask ``ignore_index``)."""
-    extra = [max(0, s - n) for s, n in zip(shape, mask.shape)]
-    before = [e // 2 if centre else 0 for e in extra]
-    widths = [(b, e - b) for b, e in zip(before, extra)]
-    image = np.pad(image, [(0, 0), *widths])
-    mask = np.pad(mask, widths, constant_values=ignore_index)
-    return image, mask
-
-
-class _SliceDataset(CaseDataset):
-    """Slices ``(case, index)`` of cached canonical cases along ``axis``."""
-
-    def __init__(self, cases: list[Case], meta: dict, axis: int, context_slices: int, ignore_index: int,
-                 augment=None, margin=None):
-        super().__init__(cases, meta, ignore_index, augment, margin)
-        self.axis = axis
-        self.context = context_slices
-        self.slices = [(c, s) for c, case in enumerate(cases) for s in range(case.image.shape[axis + 1])]
-
-    def _slice(self, case_index: int, slice_index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image ``(C', H, W)`` and mask ``(H, W)`` of one slice."""
-        case = self.cases[case_index]
-        image = extract_slice(case.image, self.axis, slice_index, self.context)
-        return image, np.take(case.label, slice_index, axis=self.axis)
-
-
-class TrainSliceDataset(_SliceDataset):
-    """Random ``patch_size`` crops of slices, with foreground over-sampling (see module docstring); ``augment``
-    (with its ``margin``) transforms each crop."""
-
-    def __init__(
-        self,
-        cases: list[Case],
-        meta: dict,
-        axis: int,
-        context_slices: int,
-        ignore_index: int,
-        patch_size: tuple[int, int],
-        foreground_fraction: float,
-        samples_per_epoch: int | None = None,
-        augment=None,
-        margin=None,
-    ):
-        super().__init__(cases, meta, axis, context_slices, ignore_index, augment, margin)
-        self.patch_size = tuple(patch_size)
-        self.foreground_fraction = foreground_fraction
-        self.length = samples_per_epoch or len(self.slices)
-        self.foreground_slices = [(c, s) for c, s in self.slices if self._has_foreground(cases[c].label, s)]
-
-    def _has_foreground(self, label: np.ndarray, index: int) -> bool:
-        return bool(foreground(np.take(label, index, axis=self.axis), self.ignore_index).any())
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < self.length:
-            raise IndexError(f"index {index} out of range for {self.length} samples")
-        focus = bool(self.foreground_slices) and torch.rand(()).item() < self.foreground_fraction
-        if focus:
-            case_index, slice_index = self.foreground_slices[int(torch.randint(len(self.foreground_slices), ()))]
-        else:
-            case_index, slice_index = self.slices[index % len(self.slices)]
-        image, mask = self._slice(case_index, slice_index)
-        pixel = None
-        if focus:
-            pixels = np.argwhere(foreground(mask, self.ignore_index))
-            pixel = pixels[int(torch.randint(len(pixels), ()))]
-        return self._patch(image, mask, window_starts(mask.shape, self.patch_size, pixel), self.patch_size)
-
-
-class EvalSliceDataset(_SliceDataset):
-    """Every slice whole, padded bottom/right to one shape (see module docstring)."""
-
-    def __init__(
-        self, cases: list[Case], meta: dict, axis: int, context_slices: int, ignore_index: int, size_divisor: int = 32
-    ):
-        super().__init__(cases, meta, axis, context_slices, ignore_index)
-        plane = [max(np.delete(case.image.shape[1:], axis)[i] for case in cases) for i in range(2)]
-        self.pad_shape = tuple(int(math.ceil(n / size_divisor) * size_divisor) for n in plane)
-
-    def __len__(self) -> int:
-        return len(self.slices)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image, mask = self._slice(*self.slices[index])
-        return to_sample(*_pad(image, mask, self.pad_shape, self.ignore_index, centre=False))
 
 
 def split_cases(
@@ -607,36 +180,12 @@ def make_meta(
     }
 
 
-def ensure_root(
-    root: str | os.PathLike,
-    synthetic_if_missing: bool = False,
-    synthetic_cases: int = 8,
-    synthetic_shape: list[int] = (64, 64, 24),
-    seed: int = 0,
-) -> Path:
-    """``root`` as a Path; a missing root is generated as a phantom data set if ``synthetic_if_missing``.
-
-    The phantom is written into a temporary sibling folder that is renamed to ``root`` when complete, so an
-    interrupted run never leaves half a data set behind.
-    """
-    root_path = Path(root)
-    if root_path.exists():
-        return root_path
-    if not synthetic_if_missing:
-        raise DataError(
-            f"data set root {str(root_path)!r} does not exist (set synthetic_if_missing to generate a phantom)"
-        )
-    root_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root_path.name}.", dir=root_path.parent))
-    try:
-        make_dataset(staging, n_cases=synthetic_cases, shape=tuple(synthetic_shape), seed=seed)
-        os.replace(staging, root_path)
-    except OSError:
-        if not root_path.exists():  # a concurrent run may have created it first: then use that one
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return root_path
+def ensure_root(root: str | os.PathLike, synthetic_if_missing: bool = False, synthetic_cases: int = 8,
+                synthetic_shape: list[int] = (64, 64, 24), seed: int = 0) -> Path:
+    """``root`` as a Path; a missing root is generated (atomically) as a phantom if ``synthetic_if_missing``."""
+    generate = functools.partial(make_dataset, n_cases=synthetic_cases, shape=tuple(synthetic_shape), seed=seed)
+    return generated_root(root, generate if synthetic_if_missing else None,
+                          "set synthetic_if_missing to generate a phantom")
 
 
 def plan_from_cases(

@@ -16,6 +16,7 @@ Randomness comes from torch's global generator (seeded by DataLoader per worker)
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 if TYPE_CHECKING:
-    from .dataset import Case
+    from .cases import Case
 
 LOCATIONS_PER_CLASS = 10_000
 
@@ -165,3 +166,102 @@ class EvalPatchDataset(CaseDataset):
         case_index, starts = self.tiles[index]
         case = self.cases[case_index]
         return to_sample(*crop_window(case.image, case.label, starts, self.patch_size, self.ignore_index))
+
+
+def extract_slice(image: np.ndarray, axis: int, index: int, context: int) -> np.ndarray:
+    """``(C, X, Y, Z)`` -> ``(C * (2 * context + 1), H, W)`` around slice ``index`` of ``axis`` (0..2)."""
+    depth = image.shape[axis + 1]
+    neighbours = np.clip(np.arange(index - context, index + context + 1), 0, depth - 1)
+    stack = np.moveaxis(np.take(image, neighbours, axis=axis + 1), axis + 1, 1)  # (C, 2k+1, H, W)
+    return stack.reshape(-1, *stack.shape[2:])
+
+
+def _pad(image: np.ndarray, mask: np.ndarray, shape: tuple[int, int], ignore_index: int, centre: bool) -> tuple:
+    """Pad ``(C, H, W)`` / ``(H, W)`` up to at least ``shape`` (image 0, mask ``ignore_index``)."""
+    extra = [max(0, s - n) for s, n in zip(shape, mask.shape)]
+    before = [e // 2 if centre else 0 for e in extra]
+    widths = [(b, e - b) for b, e in zip(before, extra)]
+    image = np.pad(image, [(0, 0), *widths])
+    mask = np.pad(mask, widths, constant_values=ignore_index)
+    return image, mask
+
+
+class _SliceDataset(CaseDataset):
+    """Slices ``(case, index)`` of cached canonical cases along ``axis``."""
+
+    def __init__(self, cases: list[Case], meta: dict, axis: int, context_slices: int, ignore_index: int,
+                 augment=None, margin=None):
+        super().__init__(cases, meta, ignore_index, augment, margin)
+        self.axis = axis
+        self.context = context_slices
+        self.slices = [(c, s) for c, case in enumerate(cases) for s in range(case.image.shape[axis + 1])]
+
+    def _slice(self, case_index: int, slice_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image ``(C', H, W)`` and mask ``(H, W)`` of one slice."""
+        case = self.cases[case_index]
+        image = extract_slice(case.image, self.axis, slice_index, self.context)
+        return image, np.take(case.label, slice_index, axis=self.axis)
+
+
+class TrainSliceDataset(_SliceDataset):
+    """Random ``patch_size`` crops of slices, with foreground over-sampling (see module docstring); ``augment``
+    (with its ``margin``) transforms each crop."""
+
+    def __init__(
+        self,
+        cases: list[Case],
+        meta: dict,
+        axis: int,
+        context_slices: int,
+        ignore_index: int,
+        patch_size: tuple[int, int],
+        foreground_fraction: float,
+        samples_per_epoch: int | None = None,
+        augment=None,
+        margin=None,
+    ):
+        super().__init__(cases, meta, axis, context_slices, ignore_index, augment, margin)
+        self.patch_size = tuple(patch_size)
+        self.foreground_fraction = foreground_fraction
+        self.length = samples_per_epoch or len(self.slices)
+        self.foreground_slices = [(c, s) for c, s in self.slices if self._has_foreground(cases[c].label, s)]
+
+    def _has_foreground(self, label: np.ndarray, index: int) -> bool:
+        return bool(foreground(np.take(label, index, axis=self.axis), self.ignore_index).any())
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} samples")
+        focus = bool(self.foreground_slices) and torch.rand(()).item() < self.foreground_fraction
+        if focus:
+            case_index, slice_index = self.foreground_slices[int(torch.randint(len(self.foreground_slices), ()))]
+        else:
+            case_index, slice_index = self.slices[index % len(self.slices)]
+        image, mask = self._slice(case_index, slice_index)
+        pixel = None
+        if focus:
+            pixels = np.argwhere(foreground(mask, self.ignore_index))
+            pixel = pixels[int(torch.randint(len(pixels), ()))]
+        return self._patch(image, mask, window_starts(mask.shape, self.patch_size, pixel), self.patch_size)
+
+
+class EvalSliceDataset(_SliceDataset):
+    """Every slice whole, padded bottom/right to one shape (see module docstring)."""
+
+    def __init__(
+        self, cases: list[Case], meta: dict, axis: int, context_slices: int, ignore_index: int, size_divisor: int = 32
+    ):
+        super().__init__(cases, meta, axis, context_slices, ignore_index)
+        plane = [max(np.delete(case.image.shape[1:], axis)[i] for case in cases) for i in range(2)]
+        self.pad_shape = tuple(int(math.ceil(n / size_divisor) * size_divisor) for n in plane)
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image, mask = self._slice(*self.slices[index])
+        return to_sample(*_pad(image, mask, self.pad_shape, self.ignore_index, centre=False))
+

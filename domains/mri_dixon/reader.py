@@ -44,7 +44,7 @@ from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.inference import ArraySource, InferenceOptions, TilePredictor, Window
 from segsuite.core.io import pattern_matches
 
-from .dataset import Case, inference_channels, prepare_inference_case, read_case_volumes
+from .cases import Case, inference_channels, prepare_inference_case, read_case_volumes
 from .fatfraction import fat_fraction_map
 from .io import (
     NIFTI_SUFFIXES,
@@ -399,7 +399,7 @@ class DixonReader:
 
 
 def _read_volumes(files: dict[str, Path], case: str, series: dict[str, str]) -> dict[str, Volume]:
-    """:func:`.dataset.read_case_volumes` with the channels read side by side, one thread each (gzip inflates
+    """:func:`.cases.read_case_volumes` with the channels read side by side, one thread each (gzip inflates
     without the GIL: four 256 x 256 x 64 channels read in about half the time on 2 cores)."""
     if len(files) < 2:
         return read_case_volumes(files, case, series)

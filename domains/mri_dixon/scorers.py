@@ -27,7 +27,7 @@ from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
 from segsuite.core.instances import Instancer, Instances, PanopticMetrics, true_instances, write_panoptic_reports
 from segsuite.core.io import write_csv
 
-from .dataset import DatasetSpec, check_label_values, inference_channels, read_dataset_json
+from .cases import DatasetSpec, check_label_values, inference_channels, read_dataset_json
 from .fatfraction import fat_fraction_map
 from .io import Volume, check_same_grid, read_volume, write_label, write_nifti
 from .metrics import evaluate_case, format_summary, save_overlay_png, summarize

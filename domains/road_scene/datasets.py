@@ -9,10 +9,8 @@ horizontal flip, colour jitter; torch's RNG); val/test samples are full-resoluti
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from torchvision.transforms import v2
 
 from segsuite.core import plan as planning
 from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.files import Pair, files_in, first_existing, generated_root, nonempty, pair_by_stem, require_dir
 
 from . import labels as lb
 from .io import image_size, read_color_label, read_index_label, read_rgb
@@ -37,7 +36,6 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 LAYOUTS = ("cityscapes", "camvid", "kitti", "folder")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 INSTANCE_OFFSET = 1000  # Cityscapes instanceIds: label_id * 1000 + k for things, plain label ids below
-Pair = tuple[Path, Path]  # (image file, label file)
 
 
 @dataclass(frozen=True)
@@ -149,41 +147,13 @@ class RoadSceneDataset(Dataset):
         return sample
 
 
-def _images_in(directory: Path, pattern: str = "*") -> list[Path]:
-    """Sorted image files in ``directory`` matching ``pattern``."""
-    return sorted(p for p in directory.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def _require_dir(path: Path, what: str) -> Path:
-    """``path`` if it is a directory, else DataError naming it."""
-    if not path.is_dir():
-        raise DataError(f"{what} directory {path} does not exist")
-    return path
-
-
-def _pair(image: Path, candidates: list[Path]) -> Pair:
-    """The image with the first existing label candidate; DataError naming the image and candidates otherwise."""
-    for label in candidates:
-        if label.is_file():
-            return image, label
-    raise DataError(f"no label for image {image}: expected {' or '.join(str(c) for c in candidates)}")
-
-
-def _nonempty(pairs: list[Pair], where: Path) -> list[Pair]:
-    """``pairs`` unless empty (DataError naming where images were looked for)."""
-    if not pairs:
-        raise DataError(f"no images found in {where} (accepted suffixes: {', '.join(IMAGE_SUFFIXES)})")
-    return pairs
-
-
 def cityscapes_files(root: Path, split: str) -> list[Pair]:
     """``leftImg8bit/{split}/CITY/*_leftImg8bit.png`` with ``gtFine/{split}/CITY/*_gtFine_labelIds.png``."""
-    image_dir = _require_dir(root / "leftImg8bit" / split, "Cityscapes image")
-    pairs = [
-        _pair(img, [root / "gtFine" / split / img.parent.name / img.name.replace("_leftImg8bit", "_gtFine_labelIds")])
-        for img in _images_in(image_dir, "*/*_leftImg8bit.png")
-    ]
-    return _nonempty(pairs, image_dir)
+    image_dir = require_dir(root / "leftImg8bit" / split, "Cityscapes image")
+    gt = root / "gtFine" / split
+    pairs = [first_existing(img, [gt / img.parent.name / img.name.replace("_leftImg8bit", "_gtFine_labelIds")])
+             for img in files_in(image_dir, IMAGE_SUFFIXES, "*/*_leftImg8bit.png")]
+    return nonempty(pairs, image_dir, IMAGE_SUFFIXES)
 
 
 def cityscapes_instance_files(splits: dict[str, list[Pair]]) -> dict[str, list[Path]] | None:
@@ -205,32 +175,30 @@ def cityscapes_instance_files(splits: dict[str, list[Pair]]) -> dict[str, list[P
 def camvid_files(root: Path, split: str) -> tuple[list[Pair], bool]:
     """CamVid ``{split}/`` images with index labels in ``{split}annot/`` (SegNet layout, same name) or colour
     labels in ``{split}_labels/`` (same name or ``*_L.png``). Returns the pairs and whether labels are colour."""
-    image_dir = _require_dir(root / split, "CamVid image")
+    image_dir = require_dir(root / split, "CamVid image")
     index_dir, color_dir = root / f"{split}annot", root / f"{split}_labels"
     if not index_dir.is_dir() and not color_dir.is_dir():
         raise DataError(f"no CamVid label directory for split '{split}': expected {index_dir} or {color_dir}")
     label_dir = index_dir if index_dir.is_dir() else color_dir
-    pairs = [_pair(img, [label_dir / f"{img.stem}.png", label_dir / f"{img.stem}_L.png"])
-             for img in _images_in(image_dir)]
-    return _nonempty(pairs, image_dir), label_dir == color_dir
+    pairs = [first_existing(img, [label_dir / f"{img.stem}.png", label_dir / f"{img.stem}_L.png"])
+             for img in files_in(image_dir, IMAGE_SUFFIXES)]
+    return nonempty(pairs, image_dir, IMAGE_SUFFIXES), label_dir == color_dir
 
 
 def kitti_files(root: Path) -> list[Pair]:
     """KITTI road ``training/image_2/{cat}_{num}.png`` with ``training/gt_image_2/{cat}_road_{num}.png``."""
-    image_dir = _require_dir(root / "training" / "image_2", "KITTI image")
+    image_dir = require_dir(root / "training" / "image_2", "KITTI image")
     gt_dir = root / "training" / "gt_image_2"
     pairs = []
-    for img in _images_in(image_dir, "*.png"):
+    for img in files_in(image_dir, IMAGE_SUFFIXES, "*.png"):
         category, _, number = img.stem.rpartition("_")
-        pairs.append(_pair(img, [gt_dir / f"{category}_road_{number}.png"]))
-    return _nonempty(pairs, image_dir)
+        pairs.append(first_existing(img, [gt_dir / f"{category}_road_{number}.png"]))
+    return nonempty(pairs, image_dir, IMAGE_SUFFIXES)
 
 
 def folder_files(image_dir: Path, mask_dir: Path) -> list[Pair]:
     """Generic layout: every image in ``image_dir`` with the PNG of the same stem in ``mask_dir``."""
-    _require_dir(image_dir, "image")
-    _require_dir(mask_dir, "mask")
-    return _nonempty([_pair(img, [mask_dir / f"{img.stem}.png"]) for img in _images_in(image_dir)], image_dir)
+    return pair_by_stem(image_dir, mask_dir, IMAGE_SUFFIXES)
 
 
 def split_files(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
@@ -330,18 +298,6 @@ def _check_config(layout: str, crop_size, train_scale, scale_range, ignore_index
             raise ConfigError(message)
 
 
-def _make_synthetic(root: Path, n_train: int, n_val: int, size: list[int], seed: int) -> None:
-    """Generate the synthetic Cityscapes-layout set next to ``root`` and move it into place in one rename."""
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
-        make_dataset(tmp, n_train, n_val, tuple(size), seed)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 PLAN_LABELS = 64  # label files read (seeded sample) for the plan's class frequencies
 
 
@@ -392,14 +348,12 @@ def build_datasets(root: str, layout: str = "cityscapes", crop_size: list[int] |
     scale_range, color_jitter = [float(v) for v in scale_range], [float(v) for v in color_jitter]
     crop = None if crop_size is None else [int(v) for v in crop_size]
     _check_config(layout, crop_size, train_scale, scale_range, ignore_index, hflip_prob, color_jitter, val_fraction)
-    if not root_path.exists():
-        if not synthetic_if_missing:
-            raise DataError(f"dataset root {root_path} does not exist (set synthetic_if_missing=true to generate "
-                            "a synthetic Cityscapes-layout set there)")
-        if layout != "cityscapes":
-            raise ConfigError(f"synthetic_if_missing generates Cityscapes layout; layout={layout!r} "
-                              "is not 'cityscapes'")
-        _make_synthetic(root_path, synthetic_n_train, synthetic_n_val, list(synthetic_size), seed)
+    if not root_path.exists() and synthetic_if_missing and layout != "cityscapes":
+        raise ConfigError(f"synthetic_if_missing generates Cityscapes layout; layout={layout!r} is not 'cityscapes'")
+    generate = functools.partial(make_dataset, n_train=synthetic_n_train, n_val=synthetic_n_val,
+                                 size=tuple(synthetic_size), seed=seed) if synthetic_if_missing else None
+    generated_root(root_path, generate, "set synthetic_if_missing=true to generate a synthetic Cityscapes-layout "
+                   "set there")
 
     if layout == "cityscapes":
         spec = _cityscapes(root_path, ignore_index)

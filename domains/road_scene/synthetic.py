@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .io import save_png
+from segsuite.core.png import save_png
+
 from .labels import CITYSCAPES_LABELS
 
 _ID = {lb.name: lb.id for lb in CITYSCAPES_LABELS}

@@ -34,8 +34,10 @@ from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.instances import Instances, measure_instances
 from segsuite.core.instances.panoptic import label_divisor_ids, panoptic_segments, rgb_from_ids
 from segsuite.core.io import write_csv, write_json
+from segsuite.core.overlay import write_overlay_with_legend
+from segsuite.core.png import save_png
 
-from .io import output_name, save_png, write_color_label, write_native, write_overlay, write_overlay_with_legend
+from .io import output_name, write_color_label, write_native, write_overlay
 from .reader import OpenedFrame
 
 SEMANTIC_FOLDERS = {"label": "labels", "color": "color", "overlay": "overlay"}

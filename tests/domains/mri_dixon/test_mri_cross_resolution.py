@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from segsuite.core.models import create_dynunet, create_model
-from segsuite.domains.mri_dixon.dataset import build_datasets, list_cases, read_dataset_json
+from segsuite.domains.mri_dixon.cases import list_cases, read_dataset_json
+from segsuite.domains.mri_dixon.dataset import build_datasets
 from segsuite.domains.mri_dixon.phantom import make_dataset
 
 ANATOMY = dict(shape=(48, 48, 16), spacing=(2.0, 2.0, 4.5))  # a 96 x 96 x 72 mm field of view

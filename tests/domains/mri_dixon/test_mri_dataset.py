@@ -12,18 +12,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from segsuite.core.errors import ConfigError, DataError
-from segsuite.domains.mri_dixon.dataset import (
+from segsuite.domains.mri_dixon.cases import (
     DatasetSpec,
-    build_datasets,
-    extract_slice,
     list_cases,
     load_case,
     prepare_inference_case,
     read_case_volumes,
     read_dataset_json,
-    split_cases,
 )
+from segsuite.domains.mri_dixon.dataset import build_datasets, split_cases
 from segsuite.domains.mri_dixon.io import read_volume, write_label
+from segsuite.domains.mri_dixon.patches import extract_slice
 
 
 def _build(root, **kwargs):

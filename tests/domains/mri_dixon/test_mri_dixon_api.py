@@ -13,7 +13,8 @@ import torch
 from segsuite.core.api import Segmenter
 from segsuite.core.errors import DataError
 from segsuite.core.predict import predict
-from segsuite.domains.mri_dixon.dataset import build_datasets, inference_channels
+from segsuite.domains.mri_dixon.cases import inference_channels
+from segsuite.domains.mri_dixon.dataset import build_datasets
 from tests.helpers import compose_config, untrained_checkpoint
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from segsuite.core.contracts import DataMeta, Item, Job, Mode, ModelInfo
 from segsuite.core.errors import DataError
-from segsuite.domains.mri_dixon.dataset import build_datasets, list_cases, read_dataset_json
+from segsuite.domains.mri_dixon.cases import list_cases, read_dataset_json
+from segsuite.domains.mri_dixon.dataset import build_datasets
 from segsuite.domains.mri_dixon.writer import DixonWriter
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from segsuite.core.errors import DataError
-from segsuite.domains.mri_dixon.dataset import list_cases, read_dataset_json
+from segsuite.domains.mri_dixon.cases import list_cases, read_dataset_json
 from segsuite.domains.mri_dixon.fatfraction import fat_fraction, mean_fat_fraction, valid_signal
 from segsuite.domains.mri_dixon.io import read_volume
 from segsuite.domains.mri_dixon.phantom import CHANNELS, LABELS, TRUTH_FILE, make_case, make_dataset

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from segsuite.domains.mri_dixon.dataset import load_case, read_dataset_json
+from segsuite.domains.mri_dixon.cases import load_case, read_dataset_json
 from segsuite.domains.mri_dixon.phantom import make_case, make_dataset
 
 

@@ -22,8 +22,9 @@ from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.inference import InferenceOptions, TilePredictor
 from segsuite.core.pipeline import predict_item
 from segsuite.core.predict import predict as predict_entry
-from segsuite.domains.mri_dixon.dataset import Case, extract_slice
+from segsuite.domains.mri_dixon.cases import Case
 from segsuite.domains.mri_dixon.io import Volume, to_canonical
+from segsuite.domains.mri_dixon.patches import extract_slice
 from segsuite.domains.mri_dixon.phantom import CHANNELS
 from segsuite.domains.mri_dixon.reader import DixonReader, OpenedCase, SliceSource, check_tta_flips, slice_stack
 from segsuite.domains.mri_dixon.writer import DixonWriter, cleanup_values, keep_largest_components

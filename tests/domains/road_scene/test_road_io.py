@@ -5,6 +5,8 @@ import pytest
 from PIL import Image
 
 from segsuite.core.errors import DataError
+from segsuite.core.overlay import write_overlay_with_legend
+from segsuite.core.png import save_png
 from segsuite.domains.road_scene import io
 from segsuite.domains.road_scene.metrics import kitti_road_counts, kitti_road_scores
 
@@ -69,7 +71,7 @@ def test_refuses_to_overwrite_and_leaves_no_temp_files(tmp_path):
     io.write_color_label(np.zeros((3, 3), int), [[9, 9, 9]], path, overwrite=True)
     assert np.asarray(Image.open(path)).shape == (3, 3, 3)
     with pytest.raises(ValueError):
-        io.save_png(np.zeros((2, 2), np.float32), tmp_path / "bad.png")
+        save_png(np.zeros((2, 2), np.float32), tmp_path / "bad.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
 
 
@@ -97,12 +99,12 @@ def test_overlay_with_legend_adds_a_strip_naming_the_classes_in_the_frame(tmp_pa
     colors, names = [[10, 20, 30], [0, 255, 0], [200, 100, 0]], ["road", "grass", "car"]
     image = np.full((64, 300, 3), 100, np.uint8)
     plain = np.asarray(Image.open(io.write_overlay(image, labels, colors, tmp_path / "o.png")))
-    framed = np.asarray(Image.open(io.write_overlay_with_legend(image, labels, colors, names, tmp_path / "l.png")))
+    framed = np.asarray(Image.open(write_overlay_with_legend(image, labels, colors, names, tmp_path / "l.png")))
     assert framed.shape[0] > 64 and framed.shape[1:] == (300, 3)
     np.testing.assert_array_equal(framed[:64], plain)  # the overlay itself is unchanged; the legend is below
     strip = framed[64:].reshape(-1, 3)
     swatches = {c for c in map(tuple, strip.tolist()) if c in {(10, 20, 30), (0, 255, 0), (200, 100, 0)}}
     assert swatches == {(10, 20, 30), (200, 100, 0)}  # the classes present, not grass
-    tiny = np.asarray(Image.open(io.write_overlay_with_legend(image[:5, :7], labels[:5, :7], colors, names,
+    tiny = np.asarray(Image.open(write_overlay_with_legend(image[:5, :7], labels[:5, :7], colors, names,
                                                               tmp_path / "t.png")))
     assert tiny.shape[1] > 7 and (tiny[:5, 7:] == 255).all()  # a legend wider than the frame pads it with white

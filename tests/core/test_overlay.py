@@ -1,4 +1,4 @@
-"""The road writer's PNGs: the fast encoder and the table-driven overlay give exactly the pixels of Pillow's encoder
+"""The core's PNGs and overlays (every domain's pictures): the fast encoder and the table-driven overlay give exactly the pixels of Pillow's encoder
 and of the float32 blend per pixel."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segsuite.domains.road_scene import io
+from segsuite.core import overlay as ov
+from segsuite.core.png import encode_png
 
 
 def _decoded(data: bytes) -> np.ndarray:
@@ -21,7 +22,7 @@ def _decoded(data: bytes) -> np.ndarray:
                                          ((1, 1), np.uint8), ((1, 1, 3), np.uint8), ((64, 1), np.uint8)])
 def test_encoded_png_decodes_to_the_same_pixels_as_pillows(shape, dtype):
     array = np.random.default_rng(0).integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
-    ours = _decoded(io.encode_png(array))
+    ours = _decoded(encode_png(array))
     buffer = _io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
     np.testing.assert_array_equal(ours, _decoded(buffer.getvalue()))
@@ -45,28 +46,28 @@ def test_overlay_by_table_equals_the_float_blend(alpha):
     image = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
     labels = rng.integers(-2, 22, (24, 40))
     labels[0, :5] = 255  # ignored: the image itself
-    np.testing.assert_array_equal(io.overlay(image, labels, colors, alpha), _float_blend(image, labels, colors, alpha))
+    np.testing.assert_array_equal(ov.overlay(image, labels, colors, alpha), _float_blend(image, labels, colors, alpha))
 
 
 def test_written_overlay_with_legend_decodes_to_the_blend_above_a_cached_legend(tmp_path):
     rng = np.random.default_rng(2)
     colors, names = rng.integers(0, 256, (4, 3)).tolist(), ["road", "car", "sky", "tree"]
     image, labels = rng.integers(0, 256, (16, 64, 3), dtype=np.uint8), rng.integers(0, 3, (16, 64))
-    path = io.write_overlay_with_legend(image, labels, colors, names, tmp_path / "o.png")
+    path = ov.write_overlay_with_legend(image, labels, colors, names, tmp_path / "o.png")
     with Image.open(path) as img:
         written = np.asarray(img)
     np.testing.assert_array_equal(written[:16], _float_blend(image, labels, colors, 0.5))
-    legend = io.legend_strip(labels, colors, names, 64)
-    assert legend is io.legend_strip(labels[::-1], colors, names, 64)  # same classes: drawn once
+    legend = ov.legend_strip(labels, colors, names, 64)
+    assert legend is ov.legend_strip(labels[::-1], colors, names, 64)  # same classes: drawn once
     np.testing.assert_array_equal(written[16:], legend)
 
 
 @pytest.mark.parametrize("ignore_index", [255, 3, -1])
 def test_class_index_of_uint8_maps_equals_that_of_int64_maps(ignore_index):
     labels = np.random.default_rng(3).integers(0, 256, (17, 23)).astype(np.uint8)
-    fast = io.class_index(labels, 19, ignore_index)
-    np.testing.assert_array_equal(fast, io.class_index(labels.astype(np.int64), 19, ignore_index))
+    fast = ov.class_index(labels, 19, ignore_index)
+    np.testing.assert_array_equal(fast, ov.class_index(labels.astype(np.int64), 19, ignore_index))
     colors = np.random.default_rng(4).integers(0, 256, (19, 3)).tolist()
     image = np.random.default_rng(5).integers(0, 256, (17, 23, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(io.overlay(image, labels, colors, 0.4, ignore_index),
+    np.testing.assert_array_equal(ov.overlay(image, labels, colors, 0.4, ignore_index),
                                   _float_blend(image, labels.astype(np.int64), colors, 0.4, ignore_index))

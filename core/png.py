@@ -1,0 +1,64 @@
+"""PNG encoding written for speed (label maps, colour images and overlays are written once per frame, beside the
+forward pass): numpy's Sub filter and zlib's run-length strategy. Pillow decodes what this writes."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from segsuite.core.errors import DataError
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type (grey, RGB)
+PNG_LEVEL = 1  # zlib level (with the run-length strategy the level barely matters: the matches are all runs)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """``(H, W)`` uint8/uint16 grey or ``(H, W, 3)`` uint8 RGB as PNG bytes, lossless (any decoder reads the same
+    pixels back).
+
+    Every row gets PNG's Sub filter (each byte minus the same byte of the pixel on its left, in numpy) and the rows
+    are deflated with zlib's run-length strategy: a flat label map becomes runs of zeros, a photo's small horizontal
+    differences a skewed byte histogram, so runs plus Huffman codes compress both about as well as Pillow's adaptive
+    filters with zlib level 1 (an overlay photo: ~10% smaller) at a third to a quarter of its time. ``zlib`` releases
+    the GIL, so writer threads encode side by side."""
+    array = np.asarray(array)
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    h, w = array.shape[:2]
+    if array.dtype == np.uint16:
+        array = array.astype(">u2")  # PNG stores 16-bit samples big-endian
+    bpp = channels * array.dtype.itemsize  # bytes per pixel: the Sub filter's distance
+    rows = np.ascontiguousarray(array).view(np.uint8).reshape(h, w * bpp)
+    filtered = np.empty((h, w * bpp + 1), np.uint8)
+    filtered[:, 0] = 1  # filter type Sub
+    filtered[:, 1 : 1 + bpp] = rows[:, :bpp]
+    np.subtract(rows[:, bpp:], rows[:, :-bpp], out=filtered[:, 1 + bpp :])  # modulo 256, as PNG defines it
+    deflate = zlib.compressobj(PNG_LEVEL, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    data = deflate.compress(filtered.data) + deflate.flush()
+    header = struct.pack(">IIBBBBB", w, h, 8 * array.dtype.itemsize, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+
+
+def save_png(array: np.ndarray, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``array`` (``(H, W)`` uint8/uint16 or ``(H, W, 3)`` uint8) as PNG (:func:`encode_png`)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise DataError(f"output {path} already exists (pass overwrite=True to replace it)")
+    if array.dtype not in (np.uint8, np.uint16) or array.ndim not in (2, 3) or \
+            (array.ndim == 3 and (array.shape[2] != 3 or array.dtype != np.uint8)):
+        raise ValueError(f"cannot write {array.dtype} array of shape {array.shape} as PNG to {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.write_bytes(encode_png(array))
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+

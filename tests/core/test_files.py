@@ -1,0 +1,51 @@
+"""The core's file plumbing: pairing by stem (any suffix set) and atomic generation of a missing data root."""
+
+from __future__ import annotations
+
+import pytest
+
+from segsuite.core.errors import DataError
+from segsuite.core.files import files_in, generated_root, pair_by_stem, stem
+
+
+def test_images_pair_with_masks_by_stem_across_suffixes(tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    for name in ("b.TIF", "a.png", "c.nii.gz", "notes.txt"):
+        (images / name).write_bytes(b"x")
+    for name in ("a.png", "b.tif", "c.nii.gz"):
+        (masks / name).write_bytes(b"x")
+    pairs = pair_by_stem(images, masks, (".png", ".tif", ".nii.gz"), (".png", ".tif", ".nii.gz"))
+    assert [(i.name, m.name) for i, m in pairs] == [("a.png", "a.png"), ("b.TIF", "b.tif"),
+                                                    ("c.nii.gz", "c.nii.gz")]
+    assert stem(images / "c.nii.gz") == "c" and [p.name for p in files_in(images, [".txt"])] == ["notes.txt"]
+    (masks / "b.tif").unlink()
+    with pytest.raises(DataError, match=r"no label for image .*b\.TIF: expected .*b\.png or .*b\.tif"):
+        pair_by_stem(images, masks, (".png", ".tif"), (".png", ".tif"))
+    with pytest.raises(DataError, match=r"no images found in .*images \(accepted suffixes: \.jpg\)"):
+        pair_by_stem(images, masks, (".jpg",))
+    with pytest.raises(DataError, match="mask folder .*nowhere does not exist"):
+        pair_by_stem(images, tmp_path / "nowhere", (".png",))
+
+
+def test_a_missing_root_is_generated_whole_or_not_at_all(tmp_path):
+    root = tmp_path / "data"
+    with pytest.raises(DataError, match=f"data root {root} does not exist \\(set synthetic_if_missing=true\\)"):
+        generated_root(root, None, "set synthetic_if_missing=true")
+
+    def broken(folder):
+        (folder / "half.txt").write_text("half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        generated_root(root, broken, "")
+    assert list(tmp_path.iterdir()) == []  # no root, no staging folder left behind
+
+    def racing(folder):  # another process finishes first: its root is kept and used
+        (folder / "mine.txt").write_text("mine")
+        root.mkdir()
+        (root / "theirs.txt").write_text("theirs")
+
+    assert generated_root(root, racing, "") == root
+    assert [p.name for p in root.iterdir()] == ["theirs.txt"] and [p.name for p in tmp_path.iterdir()] == ["data"]
+    assert generated_root(root, broken, "") == root  # an existing root is used as it is
