@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ from torch.utils.data import Dataset
 
 from segsuite.core import plan as planning
 from segsuite.core.errors import DataError
+from segsuite.core.files import files_in, generated_root, pair_by_stem
 
 log = logging.getLogger(__name__)
 
@@ -78,26 +76,18 @@ def normalize(image: np.ndarray) -> np.ndarray:
     return ((image - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
 
 
-def tiffs(folder: Path) -> list[Path]:  # noqa: D103
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
-
-
 def find_pairs(root: str | os.PathLike) -> list[tuple[Path, Path]]:
     """``(image, mask)`` pairs under ``root``: ``images/`` + ``masks/`` by file stem, or the CTC layout
     (``01/t000.tif`` with ``01_GT/SEG/man_seg000.tif``, else the silver truth ``01_ST/SEG/man_seg000.tif``; frames
     with neither are unlabelled; 3D slice annotations ``man_seg_000_zzz.tif`` are not used)."""
     root = Path(root)
-    pairs = []
     if (root / "images").is_dir():
-        masks = {p.stem: p for p in tiffs(root / "masks")} if (root / "masks").is_dir() else {}
-        pairs = [(p, masks[p.stem]) for p in tiffs(root / "images") if p.stem in masks]
-    else:
-        for seq in sorted(d for d in root.iterdir() if d.is_dir() and d.name.isdigit()):
-            for image in tiffs(seq):
-                frame = re.fullmatch(r"t(\d+)", image.stem)
-                masks = [root / f"{seq.name}_{k}" / "SEG" / f"man_seg{frame[1]}.tif" for k in ("GT", "ST")] if frame \
-                    else []
-                pairs += [(image, m) for m in masks if m.is_file()][:1]
+        return pair_by_stem(root / "images", root / "masks", SUFFIXES, SUFFIXES)
+    pairs = []
+    for seq in sorted(d for d in root.iterdir() if d.is_dir() and d.name.isdigit()):
+        for image in files_in(seq, SUFFIXES, "t*"):
+            masks = [root / f"{seq.name}_{k}" / "SEG" / f"man_seg{image.stem[1:]}.tif" for k in ("GT", "ST")]
+            pairs += [(image, m) for m in masks if m.is_file()][:1]
     if not pairs:
         raise DataError(f"no labelled images under {root}: expected ROOT/images/*.tif with ROOT/masks/<same stem>.tif, "
                         "or the Cell Tracking Challenge layout ROOT/01/t000.tif with ROOT/01_GT/SEG/man_seg000.tif "
@@ -148,20 +138,16 @@ def write_tiff(path: Path, data: np.ndarray, pixel_um: float | None = None) -> N
 
 def make_dataset(root: str | os.PathLike, n_images: int = 8, size: int = 128, seed: int = 0,
                  pixel_um: float = 0.5) -> Path:
-    """Synthetic frames in the CTC layout at ``root`` (``01/tNNN.tif``; gold truth ``01_GT/SEG`` for every other
-    frame, silver truth ``01_ST/SEG`` for the rest), written into a temporary sibling renamed into place at the end."""
-    root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    """Synthetic frames in the CTC layout at a missing ``root`` (``01/tNNN.tif``; gold truth ``01_GT/SEG`` for every
+    other frame, silver truth ``01_ST/SEG`` for the rest), generated atomically (:func:`generated_root`)."""
+
+    def generate(folder: Path) -> None:
         for t in range(n_images):
             image, labels = synthetic_image(seed * 1000 + t, size)
-            write_tiff(tmp / "01" / f"t{t:03d}.tif", image, pixel_um)
-            write_tiff(tmp / f"01_{'GT' if t % 2 == 0 else 'ST'}" / "SEG" / f"man_seg{t:03d}.tif", labels)
-        os.replace(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+            write_tiff(folder / "01" / f"t{t:03d}.tif", image, pixel_um)
+            write_tiff(folder / f"01_{'GT' if t % 2 == 0 else 'ST'}" / "SEG" / f"man_seg{t:03d}.tif", labels)
+
+    return generated_root(root, generate, "")
 
 
 class NucleiWindows(Dataset):
@@ -220,10 +206,9 @@ def build_datasets(root: str = "data/microscopy_synthetic", synthetic_if_missing
     """Train/val windows of the labelled images under ``root`` (the last ``val_fraction`` of them validate, from 5
     images on; fewer validate on the training images). Options left None take the plan's value."""
     root_path = Path(root)
-    if not root_path.exists():
-        if not synthetic_if_missing:
-            raise DataError(f"data root not found: {root_path} (set synthetic_if_missing=true to generate a demo)")
+    if synthetic_if_missing:
         make_dataset(root_path, synthetic_images, synthetic_size, seed)
+    generated_root(root_path, None, "set synthetic_if_missing=true to generate a demo")
     pairs = find_pairs(root_path)
     n_val = int(round(len(pairs) * val_fraction)) if len(pairs) >= 5 else 0
     train_pairs, val_pairs = pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val:]

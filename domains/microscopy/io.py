@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import tifffile
 import torch
-from PIL import Image
 
-from segsuite.core.api import default_colors, instance_edges
 from segsuite.core.contracts import Item, Job, Prediction
 from segsuite.core.errors import DataError
 from segsuite.core.inference import ArraySource
 from segsuite.core.instances import Instancer, Instances, measure_instances
 from segsuite.core.io import pattern_matches, write_csv
+from segsuite.core.overlay import instance_colors, instance_edges
+from segsuite.core.png import save_png
 from segsuite.core.preview import stretch
 from segsuite.domains.microscopy.data import SUFFIXES, normalize, read_tiff, synthetic_image, to_czyx, write_tiff
 
@@ -48,15 +48,12 @@ class OpenedStack:
     def close(self) -> None:
         pass
 
-    def grid(self, a: np.ndarray) -> np.ndarray:
-        """``(..., Z, H, W)`` as the prediction's grid (``Z`` dropped for 2D)."""
-        return a[..., 0, :, :] if self.raw.shape[1] == 1 else a
-
     def cell_size(self) -> tuple[float, str] | None:
         return (self.pixel_um**2, "µm²") if self.pixel_um and self.raw.shape[1] == 1 else None
 
     def values(self) -> dict[str, np.ndarray]:
-        return {f"intensity_c{c}": self.grid(self.raw[c]).astype(np.float32) for c in range(self.raw.shape[0])}
+        grid = self.raw[:, 0] if self.raw.shape[1] == 1 else self.raw  # the prediction's grid
+        return {f"intensity_c{c}": band.astype(np.float32) for c, band in enumerate(grid)}
 
 
 class TiffReader:
@@ -192,9 +189,10 @@ class MaskSink:
             raise DataError(f"{instances.n} objects do not fit a uint16 mask ({self.paths['mask']})")
         tifffile.imwrite(self.paths["mask"], instances.ids.astype(np.uint16))
         if "overlay" in self.paths:
-            Image.fromarray(overlay(self.opened.raw, instances.ids)).save(self.paths["overlay"])
+            save_png(overlay(self.opened.raw, instances.ids), self.paths["overlay"])
         if "objects" in self.paths:
-            _write_rows(self.paths["objects"], object_rows(instances, self.opened, self.writer.pixel_size_um))
+            rows = object_rows(instances, self.opened, self.writer.pixel_size_um)
+            write_csv(self.paths["objects"], rows, columns=list(rows[0]) if rows else ["id", "area_px"])
         return self.paths["mask"]
 
     def abort(self) -> None:
@@ -206,12 +204,10 @@ def overlay(raw: np.ndarray, ids: np.ndarray, alpha: float = 0.45) -> np.ndarray
     colour, object outlines white."""
     z = raw.shape[1] // 2
     ids = ids[z] if ids.ndim == 3 else ids
-    rgb = stretch(raw[:, z].astype(np.float32)).astype(np.float32)
-    palette = default_colors(15).astype(np.float32)
-    inside = ids > 0
-    rgb[inside] = (1 - alpha) * rgb[inside] + alpha * palette[(ids[inside] - 1) % 15]
+    rgb, colours, inside = stretch(raw[:, z].astype(np.float32)), instance_colors(ids), ids > 0
+    rgb[inside] = np.rint((1 - alpha) * rgb[inside] + alpha * colours[inside])
     rgb[instance_edges(ids)] = 255
-    return rgb.round().astype(np.uint8)
+    return rgb
 
 
 def object_rows(instances: Instances, opened: OpenedStack, pixel_um: float | None = None) -> list[dict[str, Any]]:
@@ -224,7 +220,3 @@ def object_rows(instances: Instances, opened: OpenedStack, pixel_um: float | Non
     names = {"pixels": "area_px", "area": "area_um2", "centroid_row": "centroid_y", "centroid_col": "centroid_x",
              "centroid_i": "centroid_z", "centroid_j": "centroid_y", "centroid_k": "centroid_x"}
     return [{names.get(k, k): v for k, v in row.items() if k != "class"} for row in rows]
-
-
-def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    write_csv(path, rows, columns=list(rows[0]) if rows else ["id", "area_px", "centroid_y", "centroid_x"])

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from segsuite.core.errors import DataError
 from segsuite.core.instances import Instances
 from segsuite.domains.microscopy.data import find_pairs, make_dataset, normalize, read_tiff, synthetic_image, write_tiff
 from segsuite.domains.microscopy.io import OpenedStack, object_rows, result_name
@@ -57,9 +58,12 @@ def test_ctc_pairing_prefers_gold_then_silver_and_skips_unlabelled(tmp_path):
 
 
 def test_plain_folders_pair_by_stem(tmp_path):
-    for name in ("images/a.tif", "images/b.tif", "masks/a.tif"):
+    for name in ("images/a.tif", "images/b.tiff", "masks/a.tif", "masks/b.tif"):
         write_tiff(tmp_path / name, np.zeros((8, 8), np.uint16))
-    assert [(i.name, m.parent.name) for i, m in find_pairs(tmp_path)] == [("a.tif", "masks")]
+    assert [(i.name, m.name) for i, m in find_pairs(tmp_path)] == [("a.tif", "a.tif"), ("b.tiff", "b.tif")]
+    (tmp_path / "masks/b.tif").unlink()
+    with pytest.raises(DataError, match="no label for image .*b.tiff"):
+        find_pairs(tmp_path)
 
 
 def test_the_synthetic_root_appears_whole(tmp_path):
