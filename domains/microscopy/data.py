@@ -21,7 +21,6 @@ from segsuite.core.files import files_in, generated_root, pair_by_stem
 log = logging.getLogger(__name__)
 
 CLASS_NAMES = ["background", "nucleus"]
-CLASS_COLORS = [[0, 0, 0], [255, 0, 255]]
 SUFFIXES = (".tif", ".tiff")
 PERCENTILES = (1.0, 99.8)  # CSBDeep / StarDist's normalisation
 MAX_PATCH = 128  # nuclei are 5-40 px across: a 128 px window holds dozens of them, with context
@@ -31,9 +30,7 @@ def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
     """A TIFF as ``(C, Z, H, W)`` (its dtype) and the pixel size in µm (None when the tags do not say)."""
     try:
         with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            data, axes = series.asarray(), series.axes
-            pixel = _pixel_size(tif)
+            data, axes, pixel = tif.series[0].asarray(), tif.series[0].axes, _pixel_size(tif)
     except Exception as err:  # tifffile raises many kinds for a damaged file
         raise DataError(f"cannot read {path} as a TIFF: {err}") from None
     return to_czyx(data, axes, path), pixel
@@ -50,24 +47,19 @@ def to_czyx(data: np.ndarray, axes: str, name: Any = "the array") -> np.ndarray:
     if len(other) > 1 or (other and "Z" in axes) or axes.replace("C", "")[-2:] != "YX" or len(set(axes)) != len(axes):
         raise DataError(f"{name} has axes {axes!r} {tuple(data.shape)}; expected (Y, X), (Z, Y, X) or with channels")
     axes = axes.replace(other[0], "Z") if other else axes
-    for a in "CZ":
-        if a not in axes:
-            data, axes = data[None], a + axes
+    missing = "".join(a for a in "CZ" if a not in axes)
+    data, axes = data.reshape((1,) * len(missing) + data.shape), missing + axes
     return np.transpose(data, [axes.index(a) for a in "CZYX"])
 
 
 def _pixel_size(tif: tifffile.TiffFile) -> float | None:
     """µm per pixel from ``XResolution``: in ImageJ's unit when it is microns, or in centimetres."""
-    page = tif.pages[0]
-    tag = page.tags.get("XResolution")
-    if tag is None or not tag.value[0] or not tag.value[1]:
+    tags = tif.pages[0].tags
+    if (tag := tags.get("XResolution")) is None or not tag.value[0] or not tag.value[1]:
         return None
-    per_unit = tag.value[0] / tag.value[1]
-    unit = str((tif.imagej_metadata or {}).get("unit", "")).lower()
-    if unit in ("micron", "um", "µm", "\\u00b5m"):
-        return 1.0 / per_unit
-    res_unit = page.tags.get("ResolutionUnit")
-    return 1e4 / per_unit if res_unit is not None and int(res_unit.value) == 3 else None
+    if str((tif.imagej_metadata or {}).get("unit", "")).lower() in ("micron", "um", "µm", "\\u00b5m"):
+        return tag.value[1] / tag.value[0]
+    return 1e4 * tag.value[1] / tag.value[0] if int(getattr(tags.get("ResolutionUnit"), "value", 0)) == 3 else None
 
 
 def normalize(image: np.ndarray) -> np.ndarray:
@@ -89,9 +81,8 @@ def find_pairs(root: str | os.PathLike) -> list[tuple[Path, Path]]:
             masks = [root / f"{seq.name}_{k}" / "SEG" / f"man_seg{image.stem[1:]}.tif" for k in ("GT", "ST")]
             pairs += [(image, m) for m in masks if m.is_file()][:1]
     if not pairs:
-        raise DataError(f"no labelled images under {root}: expected ROOT/images/*.tif with ROOT/masks/<same stem>.tif, "
-                        "or the Cell Tracking Challenge layout ROOT/01/t000.tif with ROOT/01_GT/SEG/man_seg000.tif "
-                        "(or 01_ST/SEG)")
+        raise DataError(f"no labelled images under {root}: expected ROOT/images + ROOT/masks (same stems), or the "
+                        "Cell Tracking Challenge layout ROOT/01/t000.tif + ROOT/01_GT/SEG/man_seg000.tif (or 01_ST)")
     return pairs
 
 
@@ -106,34 +97,27 @@ def read_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray
 
 
 def synthetic_image(seed: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """A uint16 image ``(H, W)`` of touching elliptic nuclei of different sizes and brightness, darker at their
-    contacts, under uneven illumination with shot and read noise, and its uint16 labels ``(H, W)``."""
+    """uint16 image and labels ``(H, W)``: touching elliptic nuclei of different sizes and brightness, darker at their
+    contacts, under uneven illumination, with shot and read noise."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(size * size // 900, size * size // 500))
     yy, xx = np.mgrid[:size, :size].astype(np.float32)
     cy, cx = rng.uniform(0, size, (2, n, 1, 1)).astype(np.float32)
     ry, rx = rng.uniform(4, 12, (2, n, 1, 1)).astype(np.float32)
-    angle = rng.uniform(0, np.pi, (n, 1, 1)).astype(np.float32)
-    dy, dx = yy - cy, xx - cx
-    d = ((dy * np.cos(angle) + dx * np.sin(angle)) / ry) ** 2 + ((dx * np.cos(angle) - dy * np.sin(angle)) / rx) ** 2
-    dmin = d.min(0)
-    labels = np.where(dmin < 1, d.argmin(0) + 1, 0)
-    brightness = rng.uniform(0.4, 1.4, n + 1)
-    signal = np.where(labels > 0, brightness[labels] * (1.0 - 0.5 * np.clip(dmin, 0, 1) ** 2), 0.0)
-    signal = ndimage.gaussian_filter(signal, 1.0)
+    cos, sin = np.cos(angle := rng.uniform(0, np.pi, (n, 1, 1))), np.sin(angle)
+    d = (((yy - cy) * cos + (xx - cx) * sin) / ry) ** 2 + (((xx - cx) * cos - (yy - cy) * sin) / rx) ** 2
+    dmin, labels = d.min(0), np.where(d.min(0) < 1, d.argmin(0) + 1, 0)
+    signal = np.where(labels > 0, rng.uniform(0.4, 1.4, n + 1)[labels] * (1 - 0.5 * np.clip(dmin, 0, 1) ** 2), 0)
     ramp = 0.6 + 0.8 * (np.cos(rng.uniform(0, np.pi)) * yy + np.sin(rng.uniform(0, np.pi)) * xx) / (2 * size)
-    photons = rng.poisson(np.clip(ramp * (0.15 + signal), 0, None) * 300) + rng.normal(100, 8, (size, size))
-    ids = np.unique(labels[labels > 0])
-    lut = np.zeros(n + 1, np.uint16)
-    lut[ids] = np.arange(1, len(ids) + 1)
-    return np.clip(photons, 0, 65535).astype(np.uint16), lut[labels]
+    photons = rng.poisson(ramp * (0.15 + ndimage.gaussian_filter(signal, 1.0)).clip(0) * 300) + rng.normal(100, 8)
+    ids = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)  # hidden nuclei dropped: ids 1..m
+    return np.clip(photons, 0, 65535).astype(np.uint16), ids.astype(np.uint16)
 
 
 def write_tiff(path: Path, data: np.ndarray, pixel_um: float | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    extra = {} if pixel_um is None else {"imagej": True, "resolution": (1 / pixel_um, 1 / pixel_um),
-                                         "metadata": {"unit": "um"}}
-    tifffile.imwrite(path, data, **extra)
+    tifffile.imwrite(path, data, **({} if pixel_um is None else {"imagej": True, "metadata": {"unit": "um"},
+                                                                 "resolution": (1 / pixel_um, 1 / pixel_um)}))
 
 
 def make_dataset(root: str | os.PathLike, n_images: int = 8, size: int = 128, seed: int = 0,
@@ -151,51 +135,32 @@ def make_dataset(root: str | os.PathLike, n_images: int = 8, size: int = 128, se
 
 
 class NucleiWindows(Dataset):
-    """Patch windows of 2D slices: ``length`` random ones (flips, 90-degree turns) for training, else the grid of
-    windows covering every slice (validation). Samples: ``image`` float32 ``(C, p, p)``, ``mask`` int64 ``(p, p)``
-    (0 background, 1 nucleus, ``ignore_index`` on padding), ``instances`` int64 ``(p, p)``."""
+    """``length`` random patch windows of 2D slices (``augment``: flipped and turned; ``fixed``: the same ones on every
+    pass, for validation). Samples: ``image`` float32 ``(C, p, p)``, ``mask`` int64 ``(p, p)`` (1 nucleus,
+    ``ignore_index`` on padding), ``instances`` int64 ``(p, p)``; ``files``: its ``(image, mask)`` files."""
 
-    def __init__(self, slices: list[tuple[np.ndarray, np.ndarray]], patch: int, meta: dict[str, Any],
-                 length: int | None = None, augment: bool = True, ignore_index: int = 255, seed: int = 0) -> None:
-        self.patch, self.meta, self.length, self.augment = patch, meta, length, augment
-        self.slices = [_pad(image, labels, patch, ignore_index) for image, labels in slices]
-        self.grid = [(i, r, c) for i, (_, _, lab) in enumerate(self.slices) for r in _starts(lab.shape[0], patch)
-                     for c in _starts(lab.shape[1], patch)]
-        self.rng = np.random.default_rng(seed)
+    def __init__(self, slices: list[tuple[np.ndarray, np.ndarray]], patch: int, meta: dict[str, Any], length: int,
+                 augment: bool = True, ignore_index: int = 255, seed: int = 0, files: list = (),
+                 fixed: bool = False) -> None:
+        self.patch, self.meta, self.length, self.augment, self.files = patch, meta, length, augment, list(files)
+        pads = [[(0, max(patch - n, 0)) for n in labels.shape] for _, labels in slices]  # small slices: padded
+        self.slices = [(np.pad(image, [(0, 0), *pad], mode="symmetric"), np.pad(
+            (labels > 0).astype(np.int64), pad, constant_values=ignore_index), np.pad(labels, pad))
+            for (image, labels), pad in zip(slices, pads)]
+        self.rng, self.seed, self.fixed = np.random.default_rng(seed), seed, fixed
 
     def __len__(self) -> int:
-        return self.length if self.length is not None else len(self.grid)
+        return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        p = self.patch
-        if self.length is None:
-            i, r, c = self.grid[index]
-        else:
-            i = int(self.rng.integers(len(self.slices)))
-            h, w = self.slices[i][1].shape
-            r, c = int(self.rng.integers(h - p + 1)), int(self.rng.integers(w - p + 1))
+        rng, p = np.random.default_rng((self.seed, index)) if self.fixed else self.rng, self.patch
+        i = int(rng.integers(len(self.slices)))
+        r, c = (int(rng.integers(n - p + 1)) for n in self.slices[i][1].shape)
         arrays = [a[..., r:r + p, c:c + p] for a in self.slices[i]]
-        if self.length is not None and self.augment:
-            k, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))
+        if self.augment:
+            k, flip = int(rng.integers(4)), bool(rng.integers(2))
             arrays = [np.rot90(a[..., ::-1] if flip else a, k, axes=(-2, -1)) for a in arrays]
-        image, mask, labels = (np.ascontiguousarray(a) for a in arrays)
-        return {"image": torch.from_numpy(image), "mask": torch.from_numpy(mask),
-                "instances": torch.from_numpy(labels)}
-
-
-def _starts(n: int, p: int) -> list[int]:
-    return sorted({*range(0, n - p + 1, p), n - p})
-
-
-def _pad(image: np.ndarray, labels: np.ndarray, p: int, ignore_index: int) -> tuple[np.ndarray, ...]:
-    """Slices smaller than the patch padded (image mirrored, mask ignored); returns image, mask, instances."""
-    mask = (labels > 0).astype(np.int64)
-    pad = [(0, max(p - n, 0)) for n in labels.shape]
-    if any(b for _, b in pad):
-        image = np.pad(image, [(0, 0), *pad], mode="symmetric")
-        mask = np.pad(mask, pad, constant_values=ignore_index)
-        labels = np.pad(labels, pad)
-    return image, mask, labels
+        return {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in zip(("image", "mask", "instances"), arrays)}
 
 
 def build_datasets(root: str = "data/microscopy_synthetic", synthetic_if_missing: bool = True,
@@ -205,38 +170,33 @@ def build_datasets(root: str = "data/microscopy_synthetic", synthetic_if_missing
                    seed: int = 0) -> dict[str, NucleiWindows]:
     """Train/val windows of the labelled images under ``root`` (the last ``val_fraction`` of them validate, from 5
     images on; fewer validate on the training images). Options left None take the plan's value."""
-    root_path = Path(root)
-    if synthetic_if_missing:
-        make_dataset(root_path, synthetic_images, synthetic_size, seed)
-    generated_root(root_path, None, "set synthetic_if_missing=true to generate a demo")
+    root_path = make_dataset(root, synthetic_images, synthetic_size, seed) if synthetic_if_missing else \
+        generated_root(root, None, "set synthetic_if_missing=true to generate a demo")
     pairs = find_pairs(root_path)
     n_val = int(round(len(pairs) * val_fraction)) if len(pairs) >= 5 else 0
-    train_pairs, val_pairs = pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val:]
-    if not val_pairs:
+    train_pairs, val_pairs = pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val:] or pairs
+    if not n_val:
         log.warning("only %d labelled image(s): validating on the training images", len(pairs))
     read = {p: read_pair(*p) for p in pairs}
-    channels = {read[p][0].shape[0] for p in pairs}
-    if len(channels) > 1:
+    if len(channels := {read[p][0].shape[0] for p in pairs}) > 1:
         raise DataError(f"the images under {root_path} have different channel counts {sorted(channels)}")
-    train = [(img[:, z], lab[z]) for p in train_pairs for img, lab, _ in [read[p]] for z in range(lab.shape[0])]
-    val = [(img[:, z], lab[z]) for p in val_pairs or train_pairs for img, lab, _ in [read[p]]
-           for z in range(lab.shape[0])]
+    train, val = ([(read[p][0][:, z], read[p][1][z]) for p in chosen for z in range(len(read[p][1]))]
+                  for chosen in (train_pairs, val_pairs))
     sizes = [list(lab.shape) for _, lab in train]
     patch = int(patch_size or min(planning.patch_2d(sizes)[0], MAX_PATCH))
     fg = int(sum((lab > 0).sum() for _, lab in train))
     stack = np.concatenate([img.reshape(img.shape[0], -1) for img, _ in train], 1)
     pixels = [read[p][2] for p in train_pairs if read[p][2]]
-    fp = planning.Fingerprint(sizes, CLASS_NAMES, [sum(h * w for h, w in sizes) - fg, fg],
-                              stack.mean(1).tolist(), stack.std(1).tolist(), float(np.median(pixels)) if pixels else None)
+    fp = planning.Fingerprint(sizes, CLASS_NAMES, [sum(h * w for h, w in sizes) - fg, fg], stack.mean(1).tolist(),
+                              stack.std(1).tolist(), float(np.median(pixels)) if pixels else None)
     plan = planning.make_plan(fp, [patch, patch], memory_gb, batch_size)
     log.info("%s", planning.summary(plan))
     meta = {"domain": "microscopy", "in_channels": int(channels.pop()), "num_classes": 2, "class_names": CLASS_NAMES,
-            "class_colors": CLASS_COLORS, "ignore_index": ignore_index, "patch_size": [patch, patch],
+            "class_colors": [[0, 0, 0], [255, 0, 255]], "ignore_index": ignore_index, "patch_size": [patch, patch],
             "has_instances": True, "normalization": "percentile 1-99.8 per image", "plan": plan,
             "batch_size": int(plan["batch_size"]), "pixel_size_um": fp.resolution}
-    length = samples_per_epoch or max(int(fp.train_pixels) // patch**2, int(plan["batch_size"]))
-    out = {"train": NucleiWindows(train, patch, meta, length, augment, ignore_index, seed),
-           "val": NucleiWindows(val, patch, meta, None, False, ignore_index)}
-    for split, chosen in (("train", train_pairs), ("val", val_pairs or train_pairs)):
-        out[split].files = chosen  # type: ignore[attr-defined]  # evaluate reads these files
-    return out
+    windows = max(int(fp.train_pixels) // patch**2, int(plan["batch_size"]))  # an epoch: about one pass
+    val_windows = max(sum(lab.size for _, lab in val) // patch**2, 1)
+    return {"train": NucleiWindows(train, patch, meta, samples_per_epoch or windows, augment, ignore_index, seed,
+                                   train_pairs),
+            "val": NucleiWindows(val, patch, meta, 2 * val_windows, False, ignore_index, seed, val_pairs, True)}

@@ -1,6 +1,5 @@
-"""Microscopy I/O: TIFFs in (2D, or 3D stacks predicted slice by slice, then cut into 3D objects), instance masks out as
-the Cell Tracking Challenge names its results (``01/t000.tif`` -> ``OUT/01_RES/mask000.tif``, uint16), with an
-overlay PNG and a per-object CSV beside each mask."""
+"""TIFFs in (3D stacks predicted slice by slice, cut into 3D objects); uint16 instance masks out, named as the CTC
+results (``01/t000.tif`` -> ``OUT/01_RES/mask000.tif``), with an overlay PNG and a per-object CSV beside each."""
 
 from __future__ import annotations
 
@@ -32,8 +31,7 @@ SKIP = re.compile(r"\d+_(GT|ST|RES)|masks|labels")  # folders of truth or result
 
 @dataclass
 class OpenedStack:
-    """An image ``(C, Z, H, W)``: one source per z slice (normalised); logits come back ``(K, H, W)`` or
-    ``(K, Z, H, W)``."""
+    """An image ``(C, Z, H, W)``: one source per z slice (normalised); logits come back ``(K, [Z,] H, W)``."""
 
     raw: np.ndarray
     pixel_um: float | None = None
@@ -45,8 +43,7 @@ class OpenedStack:
     def restore(self, logits: torch.Tensor) -> torch.Tensor:
         return logits
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None: ...
 
     def cell_size(self) -> tuple[float, str] | None:
         return (self.pixel_um**2, "µm²") if self.pixel_um and self.raw.shape[1] == 1 else None
@@ -57,8 +54,7 @@ class OpenedStack:
 
 
 class TiffReader:
-    """A TIFF, a folder of them (searched recursively, skipping ``NN_GT``, ``NN_ST``, ``NN_RES``, ``masks`` and
-    ``labels``), a glob pattern or a list of these."""
+    """A TIFF, a folder (recursively, but not ``NN_GT|ST|RES``, ``masks``, ``labels``), a glob pattern or a list."""
 
     def find(self, input: Any, job: Job) -> list[Item]:
         if isinstance(input, (list, tuple)):
@@ -76,14 +72,13 @@ class TiffReader:
             raise DataError(f"input {src} is not a TIFF file (*.tif, *.tiff) or a folder of them")
         return [Item(src.stem, src)]
 
-    def check(self, item: Item, job: Job) -> None:
+    def check(self, item: Item, job: Job) -> None:  # the header only
         try:
             with tifffile.TiffFile(item.source) as tif:
                 shape, axes = tif.series[0].shape, tif.series[0].axes
         except Exception as err:
             raise DataError(f"cannot read {item.source} as a TIFF: {err}") from None
-        dummy = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape, [0] * len(shape))
-        _check_channels(str(item.source), to_czyx(dummy, axes, item.source), job)
+        _check_channels(str(item.source), to_czyx(np.broadcast_to(np.uint8(0), shape), axes, item.source), job)
 
     def open(self, item: Item, job: Job) -> OpenedStack:
         raw, pixel = read_tiff(item.source)
@@ -92,54 +87,43 @@ class TiffReader:
 
     def from_array(self, array: np.ndarray, job: Job) -> OpenedStack:
         """Raw intensities ``(H, W)``, ``(C, H, W)`` or ``(C, Z, H, W)`` (any dtype), normalised per image."""
-        array = np.asarray(array)
-        if array.ndim not in (2, 3, 4):
+        if (array := np.asarray(array)).ndim not in (2, 3, 4):
             raise DataError(f"the array has shape {array.shape}; expected (H, W), (C, H, W) or (C, Z, H, W)")
-        raw = array.reshape((1,) * (4 - array.ndim) + array.shape) if array.ndim < 4 else array
-        raw = raw.transpose(1, 0, 2, 3) if array.ndim == 3 else raw  # (1, C, H, W) -> (C, 1, H, W)
+        raw = array[None, None] if array.ndim == 2 else array[:, None] if array.ndim == 3 else array
         _check_channels("the array", raw, job)
         return OpenedStack(raw)
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
         """Two synthetic frames, written into ``folder`` once (the demo page's examples)."""
-        paths = []
         for seed in (101, 102):
-            path = folder / f"nuclei_{seed}.tif"
-            if not path.exists():
-                image = synthetic_image(seed, 192)[0]
-                write_tiff(path, np.repeat(image[None], job.model.meta.in_channels, 0).squeeze(), 0.5)
-            paths.append(path)
-        return paths
+            if not (folder / f"nuclei_{seed}.tif").exists():
+                image = np.repeat(synthetic_image(seed, 192)[0][None], job.model.meta.in_channels, 0)
+                write_tiff(folder / f"nuclei_{seed}.tif", image if len(image) > 1 else image[0], 0.5)
+        return [folder / f"nuclei_{seed}.tif" for seed in (101, 102)]
 
 
 def _check_channels(name: str, raw: np.ndarray, job: Job) -> None:
-    channels = job.model.meta.in_channels
-    if raw.shape[0] != channels:
-        raise DataError(f"{name} has {raw.shape[0]} channel(s) (shape C, Z, H, W = {tuple(raw.shape)}); the model "
-                        f"reads {channels}")
+    if raw.shape[0] != (channels := job.model.meta.in_channels):
+        raise DataError(f"{name} has {raw.shape[0]} channel(s) (C, Z, H, W = {tuple(raw.shape)}); the model reads "
+                        f"{channels}")
 
 
 def cut_instances(prediction: Prediction, job: Job, min_size: int) -> Instances:
-    """The prediction's nuclei: the job's (``task=instance``, split at the border channel), else connected
-    components of the nucleus class (``task=semantic``: touching nuclei stay merged)."""
-    if prediction.instances is not None:
-        return prediction.instances
-    return Instancer(["nucleus"], job.model.meta.class_names, min_size, border="off")(prediction.classes)
+    """The job's nuclei (``task=instance``: split at the border), else connected components (touching ones merged)."""
+    return prediction.instances if prediction.instances is not None else \
+        Instancer(["nucleus"], job.model.meta.class_names, min_size, border="off")(prediction.classes)
 
 
 def result_name(rel: Path) -> Path:
     """CTC result name: ``01/t000.tif`` -> ``01_RES/mask000.tif``; other names keep their stem (``.tif``)."""
-    frame = re.fullmatch(r"t(\d+)", rel.stem)
-    parent = rel.parent
-    if frame and parent.name.isdigit():
-        parent = parent.with_name(parent.name + "_RES")
+    frame, parent = re.fullmatch(r"t(\d+)", rel.stem), rel.parent
+    parent = parent.with_name(parent.name + "_RES") if frame and parent.name.isdigit() else parent
     return parent / (f"mask{frame[1]}.tif" if frame else rel.stem + ".tif")
 
 
 @dataclass
 class MaskWriter:
-    """Instance masks (uint16 TIFF, 0 background); ``overlay`` and ``objects`` add ``<mask>_overlay.png`` and
-    ``<mask>_objects.csv``; ``pixel_size_um`` overrides the files' resolution tags."""
+    """Masks (uint16, 0 = none), ``<mask>_overlay.png``, ``<mask>_objects.csv``; ``pixel_size_um`` beats the tags."""
 
     overlay: bool = True
     objects: bool = True
@@ -147,29 +131,23 @@ class MaskWriter:
     min_size: int = 16
 
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
-        if folder or not output.suffix:  # a bare name is a folder
-            base = output / result_name(item.rel if str(item.rel) not in ("", ".") else Path(item.name + ".tif"))
-        elif output.suffix.lower() not in SUFFIXES:
+        if not folder and output.suffix and output.suffix.lower() not in SUFFIXES:
             raise DataError(f"output {output} must be a .tif file (the instance mask) or a folder (end it with /)")
-        else:
-            base = output
-        paths = {"mask": base}
-        if self.overlay:
-            paths["overlay"] = base.with_name(base.stem + "_overlay.png")
-        if self.objects:
-            paths["objects"] = base.with_name(base.stem + "_objects.csv")
-        return paths
+        rel = item.rel if str(item.rel) not in ("", ".") else Path(item.name + ".tif")
+        base = output / result_name(rel) if folder or not output.suffix else output  # a bare name is a folder
+        paths = {"mask": base, "overlay": base.with_name(base.stem + "_overlay.png"),
+                 "objects": base.with_name(base.stem + "_objects.csv")}
+        return {kind: path for kind, path in paths.items() if kind == "mask" or getattr(self, kind)}
 
     def run_outputs(self, output: Path, folder: bool, job: Job) -> dict[str, Path]:
+        if job.instancer is None:  # no border channel (the core drops it for task=semantic)
+            log.warning("task=semantic: touching nuclei are not split; use task=instance")
         return {}
 
     def sink(self, item: Item, opened: OpenedStack, paths: Mapping[str, Path], job: Job) -> MaskSink:
-        if job.instancer is None:
-            log.warning("task=semantic: touching nuclei are not split; use task=instance")
         return MaskSink(self, opened, paths, job)
 
-    def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None:
-        pass
+    def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None: ...
 
 
 @dataclass
@@ -195,13 +173,11 @@ class MaskSink:
             write_csv(self.paths["objects"], rows, columns=list(rows[0]) if rows else ["id", "area_px"])
         return self.paths["mask"]
 
-    def abort(self) -> None:
-        pass
+    def abort(self) -> None: ...
 
 
 def overlay(raw: np.ndarray, ids: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """RGB uint8 ``(H, W, 3)``: the image (its middle z slice) stretched to grey or RGB, each object blended in a
-    colour, object outlines white."""
+    """RGB uint8 ``(H, W, 3)``: the image (middle z slice) stretched, objects blended in colours, outlines white."""
     z = raw.shape[1] // 2
     ids = ids[z] if ids.ndim == 3 else ids
     rgb, colours, inside = stretch(raw[:, z].astype(np.float32)), instance_colors(ids), ids > 0
@@ -211,8 +187,7 @@ def overlay(raw: np.ndarray, ids: np.ndarray, alpha: float = 0.45) -> np.ndarray
 
 
 def object_rows(instances: Instances, opened: OpenedStack, pixel_um: float | None = None) -> list[dict[str, Any]]:
-    """Per object: id, area (px, and µm² when the pixel size is known; voxels in 3D), centroid (z,) y, x, bounding
-    box and mean raw intensity per channel."""
+    """Per object: id, area (px; µm² with a pixel size; voxels in 3D), centroid, box, mean intensity per channel."""
     pixel = pixel_um or opened.pixel_um
     two_d = instances.ids.ndim == 2
     rows = measure_instances(instances, ["background", "nucleus"], (pixel, pixel) if pixel and two_d else None,

@@ -1,17 +1,12 @@
-"""The Cell Tracking Challenge measures of a segmentation (as py-ctcmetrics computes them) and the domain's evaluation.
-
-A computed object *matches* a reference object when it covers more than half of it (Matula et al. 2015).
-
-* SEG: per reference object, the Jaccard index with its match (0 without one); the mean over reference objects.
-* DET: ``1 - min(AOGM_D, AOGM_D0) / AOGM_D0`` with ``AOGM_D = 5 NS + 10 FN + 1 FP`` (splits: a computed object
-  matching k > 1 references needs k - 1 splits; FN: unmatched references; FP: computed objects matching none) and
-  ``AOGM_D0 = 10 x`` the reference objects (building the detection from scratch).
-"""
+"""The Cell Tracking Challenge's SEG and DET (equal to py-ctcmetrics'), and the domain's evaluation. A computed object
+matches a reference object when it covers more than half of it. SEG: the mean over reference objects of the Jaccard
+index with their match (0 without one). DET: ``1 - min(AOGM_D, AOGM_D0) / AOGM_D0``, ``AOGM_D = 5 NS + 10 FN + FP``
+(NS: k - 1 splits for a computed object matching k references), ``AOGM_D0 = 10 x`` the reference objects."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +30,7 @@ def ctc_counts(reference: np.ndarray, computed: np.ndarray) -> dict[str, float]:
     comp_ids, comp_area = np.unique(comp[comp > 0], return_counts=True)
     both = (ref > 0) & (comp > 0)
     pairs, inter = np.unique(np.stack([ref[both], comp[both]]), axis=1, return_counts=True)
-    r = np.searchsorted(ref_ids, pairs[0])
-    c = np.searchsorted(comp_ids, pairs[1])
+    r, c = np.searchsorted(ref_ids, pairs[0]), np.searchsorted(comp_ids, pairs[1])
     match = inter > 0.5 * ref_area[r]  # at most one per reference
     iou = inter[match] / (ref_area[r[match]] + comp_area[c[match]] - inter[match])
     per_comp = np.bincount(c[match], minlength=len(comp_ids))
@@ -50,39 +44,30 @@ def seg_measure(counts: Mapping[str, float]) -> float:
 
 
 def det_measure(counts: Mapping[str, float]) -> float:
-    aogm = 5 * counts["ns"] + 10 * counts["fn"] + 1 * counts["fp"]
-    aogm0 = 10 * counts["references"]
+    aogm, aogm0 = 5 * counts["ns"] + 10 * counts["fn"] + 1 * counts["fp"], 10 * counts["references"]
     return float(1 - min(aogm, aogm0) / aogm0) if aogm0 else float("nan")
 
 
 @dataclass
 class MicroscopyEvaluation:
-    """The labelled images of ``split`` (their files), scored by :class:`CtcScorer`."""
+    """The labelled images of ``split`` (their files) and their scorer: semantic scores, SEG, DET, F1 at IoU 0.5 and
+    PQ of the nuclei (``min_size``: objects cut without the border channel, ``task=semantic``, smaller are dropped)."""
 
     split: str = "val"
+    min_size: int = 16
 
     def items(self, datasets: Mapping[str, Any], job: Job) -> tuple[str, list[Item]]:
         if self.split not in datasets:
             raise DataError(f"the data has no {self.split!r} split; it has {sorted(datasets)}")
-        files = datasets[self.split].files
-        return self.split, [Item(f"{image.parent.name}/{image.stem}", image, target=mask) for image, mask in files]
+        return self.split, [Item(f"{i.parent.name}/{i.stem}", i, target=m) for i, m in datasets[self.split].files]
 
-    def scorers(self, job: Job) -> list[CtcScorer]:
-        return [CtcScorer(SemanticScores(job), self.split)]
+    def scorers(self, job: Job) -> list[MicroscopyEvaluation]:
+        self.semantic, self.rows = SemanticScores(job), []
+        self.panoptic = PanopticMetrics(2, [1], ["background", "nucleus"])
+        return [self]
 
     def report_files(self, job: Job) -> list[str]:
         return [*SEMANTIC_REPORTS, "ctc.json", "ctc_per_image.csv"]
-
-
-@dataclass
-class CtcScorer:
-    """Semantic scores, SEG, DET, F1 at IoU 0.5 and PQ of the nuclei over a split."""
-
-    semantic: SemanticScores
-    split: str
-    min_size: int = 16
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    panoptic: PanopticMetrics = field(default_factory=lambda: PanopticMetrics(2, [1], ["background", "nucleus"]))
 
     def sink(self, item: Item, opened: Any, out: Path, job: Job) -> CtcSink:
         return CtcSink(self, item, job)
@@ -101,25 +86,22 @@ class CtcScorer:
         nuclei = self.panoptic.compute()
         scores = {"seg": seg_measure(total), "det": det_measure(total), "f1_50": nuclei["f1"],
                   "precision_50": nuclei["precision"], "recall_50": nuclei["recall"],
-                  "pq": nuclei["per_class"][1]["pq"], "counts": total}
-        write_json(out / "ctc.json", {"split": self.split, **scores})
+                  "pq": nuclei["per_class"][1]["pq"]}
+        write_json(out / "ctc.json", {"split": self.split, **scores, "counts": total})
         write_csv(out / "ctc_per_image.csv", self.rows, columns=["image", "seg", "det", *COUNTS])
-        summary = self.semantic.report(out, {"split": self.split, "checkpoint": job.model.checkpoint})
-        return {**summary, **{k: v for k, v in scores.items() if k != "counts"}}
+        return {**self.semantic.report(out, {"split": self.split, "checkpoint": job.model.checkpoint}), **scores}
 
 
 @dataclass
 class CtcSink:
-    scorer: CtcScorer
+    scorer: MicroscopyEvaluation
     item: Item
     job: Job
 
     def update(self, prediction: Prediction) -> None:
-        labels = read_tiff(self.item.target)[0][0]
-        self.scorer.add(self.item.name, prediction, self.job, labels[0] if labels.shape[0] == 1 else labels)
+        labels = read_tiff(self.item.target)[0][0]  # (Z, H, W)
+        self.scorer.add(self.item.name, prediction, self.job, labels[0] if len(labels) == 1 else labels)
 
-    def close(self) -> None:
-        return None
+    def close(self) -> None: ...
 
-    def abort(self) -> None:
-        pass
+    def abort(self) -> None: ...
