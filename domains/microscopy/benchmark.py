@@ -4,7 +4,6 @@ watershed; SEG, DET, F1 at IoU 0.5, times, load. ``--quick``: 10 steps, a smoke 
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import io
 import os
@@ -33,7 +32,7 @@ from segsuite.domains.microscopy.metrics import ctc_counts, det_measure, seg_mea
 
 def stardist_pair() -> list[np.ndarray]:
     """StarDist's ``img2d.tif`` and ``mask2d.tif``; exit 2 with one line without them."""
-    for wheel in filter(os.path.isfile, [os.environ.get("SEGSUITE_STARDIST_WHEEL", ""), *glob.glob("/tmp/sd/*.whl")]):
+    for wheel in filter(os.path.isfile, [os.getenv("SEGSUITE_STARDIST_WHEEL", ""), *Path("/tmp/sd").glob("*.whl")]):
         with zipfile.ZipFile(wheel) as zf:
             return [tifffile.imread(io.BytesIO(zf.read(f"stardist/data/images/{n}.tif"))) for n in ("img2d", "mask2d")]
     spec = importlib.util.find_spec("stardist")

@@ -37,8 +37,7 @@ def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
 
 
 def to_czyx(data: np.ndarray, axes: str, name: Any = "the array") -> np.ndarray:
-    """``data`` with tifffile ``axes`` (e.g. ``YX``, ``ZYX``, ``CYX``, ``YXS``) as ``(C, Z, H, W)``; a leading axis
-    other than C (``Q``, ``I``, ``T``...) is taken as Z."""
+    """``data`` with tifffile ``axes`` (``YX``, ``ZCYX``, ``YXS``...) as ``(C, Z, H, W)``; ``Q``, ``I``... are Z."""
     axes = axes.replace("S", "C")
     for i in reversed(range(len(axes))):  # drop singleton axes we do not use
         if axes[i] not in "CZYX" and data.shape[i] == 1:
@@ -168,13 +167,15 @@ def build_datasets(root: str = "data/microscopy_synthetic", synthetic_if_missing
                    memory_gb: float = 8.0, batch_size: int | None = None, val_fraction: float = 0.2,
                    samples_per_epoch: int | None = None, augment: bool = True, ignore_index: int = 255,
                    seed: int = 0) -> dict[str, NucleiWindows]:
-    """Train/val windows of the labelled images under ``root`` (the last ``val_fraction`` of them validate, from 5
-    images on; fewer validate on the training images). Options left None take the plan's value."""
+    """Train/val windows of the images under ``root``: the last ``val_fraction`` of the gold-truth ones validate (from
+    5 labelled images on; else the training images do). Options left None take the plan's value."""
     root_path = make_dataset(root, synthetic_images, synthetic_size, seed) if synthetic_if_missing else \
         generated_root(root, None, "set synthetic_if_missing=true to generate a demo")
     pairs = find_pairs(root_path)
-    n_val = int(round(len(pairs) * val_fraction)) if len(pairs) >= 5 else 0
-    train_pairs, val_pairs = pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val:] or pairs
+    gold = [p for p in pairs if not p[1].parent.parent.name.endswith("_ST")]  # silver truth trains, never validates
+    n_val = int(round(len(gold) * val_fraction)) if len(pairs) >= 5 else 0
+    val_pairs = gold[len(gold) - n_val:] or pairs
+    train_pairs = [p for p in pairs if p not in val_pairs or not n_val]
     if not n_val:
         log.warning("only %d labelled image(s): validating on the training images", len(pairs))
     read = {p: read_pair(*p) for p in pairs}
