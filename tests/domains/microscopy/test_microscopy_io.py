@@ -12,7 +12,15 @@ import tifffile
 
 from segsuite.core.errors import DataError
 from segsuite.core.instances import Instances
-from segsuite.domains.microscopy.data import find_pairs, make_dataset, normalize, read_tiff, synthetic_image, write_tiff
+from segsuite.domains.microscopy.data import (
+    build_datasets,
+    find_pairs,
+    make_dataset,
+    normalize,
+    read_tiff,
+    synthetic_image,
+    write_tiff,
+)
 from segsuite.domains.microscopy.io import OpenedStack, object_rows, result_name
 from tests.helpers import run_inline
 
@@ -129,3 +137,13 @@ def test_bad_inputs_exit_2_with_one_line(checkpoint, tmp_path, capsys, make, out
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_gold_truth_validates_and_silver_truth_only_trains(ctc_root):
+    splits = build_datasets(str(ctc_root), patch_size=32)
+    assert [(i.name, m.parent.parent.name) for i, m in splits["val"].files] == [("t004.tif", "01_GT")]
+    assert [i.name for i, _ in splits["train"].files] == ["t000.tif", "t001.tif", "t002.tif", "t003.tif", "t005.tif"]
+    sample = splits["train"][0]
+    assert sample["image"].shape == (1, 32, 32) and set(sample["mask"].unique().tolist()) <= {0, 1}
+    assert ((sample["instances"] > 0) == (sample["mask"] == 1)).all()
+    assert splits["train"].meta["plan"]["patch_size"] == [32, 32] and splits["train"].meta["pixel_size_um"] == 0.5
