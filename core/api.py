@@ -48,6 +48,7 @@ from omegaconf import DictConfig
 from segsuite.core.checkpoint import describe
 from segsuite.core.cli import CONF
 from segsuite.core.contracts import Item, Job, Mode, Opened, Prediction, Reader, Writer
+from segsuite.core.domain import prepared
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.instances import Instances, measure_instances
 from segsuite.core.overlay import default_colors, instance_edges
@@ -242,8 +243,8 @@ class _TeeWriter:
     def outputs(self, item, output, folder, job):
         return self.writer.outputs(item, output, folder, job)
 
-    def run_outputs(self, output, folder, job):
-        return self.writer.run_outputs(output, folder, job)
+    def run_outputs(self, items, output, folder, job):
+        return self.writer.run_outputs(items, output, folder, job)
 
     def sink(self, item, opened, paths, job):
         self.collector.opened = opened
@@ -325,7 +326,7 @@ class Segmenter:
         if mode not in self._jobs:
             cfg = self.cfg.copy()
             cfg.task = mode.value
-            self._jobs[mode] = load_job(cfg)
+            self._jobs[mode] = prepared(self.reader, load_job(cfg))
         return replace(self._jobs[mode], overwrite=overwrite)
 
     def predict(self, x: Any, mode: str | Mode = "semantic", probabilities: bool = False) -> Result:

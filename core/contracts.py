@@ -115,13 +115,15 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Job:
-    """One predict or evaluate run: the model, what to predict, and how."""
+    """One predict or evaluate run: the model, what to predict, and how; ``progress``: draw the progress bar (off for
+    library callers who time or embed a run)."""
 
     model: ModelInfo
     mode: Mode = Mode.SEMANTIC
     instancer: Instancer | None = None
     options: InferenceOptions | None = None
     overwrite: bool = False
+    progress: bool = True
 
 
 @dataclass(frozen=True)
@@ -218,8 +220,9 @@ class Writer(Protocol):
         """Every file ``item`` produces, by kind: under the folder ``output`` when ``folder``, else ``output`` is the
         item's main output file and the others sit beside it."""
 
-    def run_outputs(self, output: Path, folder: bool, job: Job) -> dict[str, Path]:
-        """Files the whole run produces once (e.g. one panoptic JSON), by kind; usually none."""
+    def run_outputs(self, items: Sequence[Item], output: Path, folder: bool, job: Job) -> dict[str, Path]:
+        """Files the whole run produces once (e.g. one panoptic JSON), by kind; usually none. ``items``: every item of
+        the run (for checks across items, before any work)."""
 
     def sink(self, item: Item, opened: Opened, paths: Mapping[str, Path], job: Job) -> Sink:
         """A sink writing ``item``'s files to ``paths`` (staged locations of :meth:`outputs`)."""

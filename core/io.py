@@ -114,6 +114,15 @@ def _umask() -> int:
     return mask
 
 
+class StagedPaths(dict):
+    """Where a sink writes each kind of output (the staged paths), and ``final``: where each lands on commit (for
+    what a file says about its own name, e.g. a report naming the raster it describes)."""
+
+    def __init__(self, staged: Mapping[str, Path], final: Mapping[str, Path]) -> None:
+        super().__init__(staged)
+        self.final = dict(final)
+
+
 class Staging:
     """Stages files for ``destinations`` and renames them all into place on :meth:`commit` (see module docstring).
 
@@ -140,8 +149,9 @@ class Staging:
         staged.parent.mkdir(parents=True, exist_ok=True)
         return staged
 
-    def paths(self, destinations: Mapping[str, Path]) -> dict[str, Path]:
-        return {kind: self.path(p) for kind, p in destinations.items()}
+    def paths(self, destinations: Mapping[str, Path]) -> StagedPaths:
+        """The staged path of every kind of output, with their final ``destinations``."""
+        return StagedPaths({kind: self.path(p) for kind, p in destinations.items()}, destinations)
 
     def staged(self, root: Path | None = None) -> list[tuple[Path, Path]]:
         """(staged file, destination) of every file under ``root`` (default: this staging folder; another process's

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from segsuite.core.contracts import Evaluation, Item, Job, Opened, Prediction, Reader, Sink, Writer
 from segsuite.core.distributed import MANIFEST, Ranks, gather, item_done, join, leave
+from segsuite.core.domain import prepared
 from segsuite.core.errors import DataError
 from segsuite.core.inference import InferenceOptions, sliding_window
 from segsuite.core.instances import split_logits
@@ -134,10 +135,11 @@ def _feed(item: Item, opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any)
         raise
 
 
-def _bar(kind: str, items: Sequence[Item], ranks: Ranks | None = None) -> tqdm:
-    """The run's one progress bar (tiles; its total grows as items open); only rank 0 shows it."""
+def _bar(kind: str, items: Sequence[Item], job: Job, ranks: Ranks | None = None) -> tqdm:
+    """The run's one progress bar (tiles; its total grows as items open); only rank 0 shows it, none when the job
+    says so."""
     return tqdm(total=0, desc=f"{kind} {len(items)} item(s)", unit="tile", dynamic_ncols=True,
-                disable=bool(ranks and ranks.rank))
+                disable=bool(ranks and ranks.rank) or not job.progress)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -174,7 +176,7 @@ def plan_outputs(items: Sequence[Item], writer: Writer, output: Path, job: Job, 
     """Every item's files and the run's files; refuses two items writing one file and outputs that are inputs."""
     folder = is_folder_output(output, items) if folder is None else folder
     plans = [writer.outputs(item, Path(output), folder, job) for item in items]
-    run_files = writer.run_outputs(Path(output), folder, job)
+    run_files = writer.run_outputs(items, Path(output), folder, job)
     owner: dict[Path, Item] = {}
     for item, plan in zip(items, plans):
         inputs = _input_paths(item)
@@ -187,6 +189,16 @@ def plan_outputs(items: Sequence[Item], writer: Writer, output: Path, job: Job, 
                                 "rename one")
             owner[resolved] = item
     return plans, run_files
+
+
+def _not_inside(items: list[Item], output: Path) -> list[Item]:
+    """The items not read from inside the output folder (a folder input holding an earlier run's outputs: those are
+    never read back as inputs); a DataError when that leaves none."""
+    folder = Path(os.path.abspath(output))
+    kept = [item for item in items if not any(p.is_relative_to(folder) for p in _input_paths(item))]
+    if items and not kept:
+        raise DataError(f"every input lies inside the output folder {output}; choose another output folder")
+    return kept
 
 
 def _input_paths(item: Item) -> set[Path]:
@@ -203,9 +215,12 @@ def run_predict(reader: Reader, writer: Writer, job: Job, input: Any, output: st
     written (on rank 0; other ranks return []).
     """
     ranks = ranks or Ranks.from_env()
+    job = prepared(reader, job)
     items = reader.find(input, job)
     folder = is_folder_output(output, items, input)  # before Path() drops a trailing slash
     output = Path(output)
+    if folder:
+        items = _not_inside(items, output)
     plans, run_files = plan_outputs(items, writer, output, job, folder)
     if ranks.distributed:
         run_files["manifest"] = (output if folder else output.parent) / MANIFEST
@@ -243,7 +258,7 @@ def _predict_shard(reader: Reader, writer: Writer, job: Job, items: Sequence[Ite
     """This rank's items into ``stage``: ``([(item index, sink result)], None)``; a distributed run catches the error
     (returned second) so that every rank still reports and none commits."""
     results: list[tuple[int, Any]] = []
-    with _bar("predict", items, ranks) as bar:
+    with _bar("predict", items, job, ranks) as bar:
         try:
             for index, item in ranks.shard(items):
                 bar.set_description(f"predict {item.name}")
@@ -286,6 +301,7 @@ def run_evaluate(evaluation: Evaluation, reader: Reader, job: Job, datasets: Map
     """Score ``job``'s model on the labelled items that ``evaluation`` takes from ``datasets``; the reports go into
     ``output_dir`` (all or none). Returns the summary the scorers reported."""
     out = Path(output_dir)
+    job = prepared(reader, job)
     split, items = evaluation.items(datasets, job)
     if not items:
         raise DataError(f"the {split!r} split has no labelled items to evaluate")
@@ -294,7 +310,7 @@ def run_evaluate(evaluation: Evaluation, reader: Reader, job: Job, datasets: Map
     scorers = evaluation.scorers(job)
     summary: dict[str, Any] = {"split": split, "checkpoint": job.model.checkpoint, "task": job.mode.value}
     with Staging([out / name for name in evaluation.report_files(job)], job.overwrite) as stage, \
-            _bar("evaluate", items) as bar:
+            _bar("evaluate", items, job) as bar:
         staged_out = stage.path(out / "metrics.json").parent
         for item in items:
             bar.set_description(f"evaluate {item.name}")

@@ -31,18 +31,13 @@ def input_preview(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     try:
         if name.endswith(".npy"):
             image = np.load(path, mmap_mode="r", allow_pickle=False)
-            return _fit(stretch(np.asarray(image)), shape)
-        if name.endswith((".nii", ".nii.gz")):
-            import nibabel
-
-            volume = np.asarray(nibabel.load(path).dataobj, dtype=np.float32)
-            return _fit(stretch(volume[None] if volume.ndim == 3 else np.moveaxis(volume, -1, 0)), shape)
+            return fit(stretch(np.asarray(image)), shape)
         if name.endswith((".tif", ".tiff")):
             return _raster_preview(path, shape)
         from PIL import Image
 
         with Image.open(path) as image:
-            return _fit(np.asarray(image.convert("RGB")), shape)
+            return fit(np.asarray(image.convert("RGB")), shape)
     except Exception as err:  # a preview is a nicety: the prediction itself reports bad files
         log.info("no preview of %s: %s", path, err)
         return None
@@ -57,7 +52,7 @@ def _raster_preview(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return stretch(data.astype(np.float32).filled(np.nan))
 
 
-def _fit(rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+def fit(rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
     """``rgb`` (*spatial, 3) sampled onto ``shape`` (every n-th pixel of a preview), or None when they differ."""
     if rgb.shape[:-1] == tuple(shape):
         return rgb

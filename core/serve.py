@@ -84,12 +84,10 @@ class Models:
             return self.loaded[path]
 
     def examples(self, label: str | None) -> list[Path]:
-        """The built-in examples of the model's domain (none when its reader has no ``examples``)."""
+        """The built-in examples of the model's domain (its reader's ``examples``)."""
         try:
             seg = self.get(label)
         except UserError:
-            return []
-        if not hasattr(seg.reader, "examples"):
             return []
         folder = self.cache / seg.domain
         folder.mkdir(parents=True, exist_ok=True)
@@ -165,7 +163,8 @@ def run_prediction(models: Models, label: str, task: str, input: Path | list[Pat
 
     rows_done(0.0)
     result, files = seg.predict_file_with_preview(input, out, task, max_pixels=PREVIEW_PIXELS, progress=rows_done)
-    shown_input = input_preview(first_file(input), result.classes.shape)
+    preview = getattr(seg.reader, "preview", input_preview)  # the domain previews its own inputs
+    shown_input = preview(first_file(input), result.classes.shape)
     shown = Shown(result.colorize(), shown_input)
     if result.classes.ndim == 3:
         axis = int(seg.meta.get("axis", 0))

@@ -23,9 +23,9 @@ throughout. Figures:
 6. MRI 256x256x64 stored at 1 x 1 x 3 mm, 4 channels, for a model planned at the phantom's 1.5 x 1.5 x 3 mm:
    ``run_predict`` NIfTI to NIfTI (read, normalise, resample, 64 slices of 171 x 171 padded to 192, probabilities
    back, argmax, write) vs the bare forward over the same resampled slices
-   (:func:`segsuite.domains.mri_dixon.benchmark.throughput`; the predict path in memory in the note);
+   (:func:`segsuite.scripts.benchmarks.mri_dixon.throughput`; the predict path in memory in the note);
 7. road 1024x2048 frames, ``run_predict`` writing label, colour and overlay PNGs vs the bare forward on the decoded
-   frames (:func:`segsuite.domains.road_scene.benchmark.throughput`).
+   frames (:func:`segsuite.scripts.benchmarks.road_scene.throughput`).
 
 ``--device cuda``: figures 1, 6 and 7 on the GPU, bf16 autocast for land cover and road (goal >= 0.8); without a GPU
 it says so. ``--quick``: small sizes and one repeat, a smoke test whose numbers are not the issue's figures.
@@ -188,8 +188,8 @@ def no_compute_figure(sizes: Sizes, raster: Path, tmp: Path) -> Figure:
 
 
 def mri_figure(sizes: Sizes, device: str = "cpu", amp: bool = False, goal: float = 0.9, label: str = "6.") -> Figure:
-    """Figure 6 from :func:`segsuite.domains.mri_dixon.benchmark.throughput`: NIfTI to NIfTI with resampling."""
-    from segsuite.domains.mri_dixon.benchmark import END_TO_END, throughput
+    """Figure 6 from :func:`segsuite.scripts.benchmarks.mri_dixon.throughput`: NIfTI to NIfTI with resampling."""
+    from segsuite.scripts.benchmarks.mri_dixon import END_TO_END, throughput
 
     with contextlib.redirect_stderr(io.StringIO()):  # its progress bars
         result = throughput(sizes.mri, batch_size=16, repeats=sizes.repeats, device=device, amp=amp)
@@ -201,7 +201,7 @@ def mri_figure(sizes: Sizes, device: str = "cpu", amp: bool = False, goal: float
 
 def road_figure(sizes: Sizes, device: str, amp: bool, goal: float = 0.95, label: str = "7.") -> Figure:
     """Figure 7: ``run_predict`` with label, colour and overlay outputs vs the bare forward."""
-    from segsuite.domains.road_scene.benchmark import LABEL_ONLY, throughput
+    from segsuite.scripts.benchmarks.road_scene import LABEL_ONLY, throughput
 
     timings, used = throughput(sizes.road, n=sizes.road_frames, distinct=sizes.road_frames, repeats=sizes.repeats,
                                device=device, amp=amp)

@@ -15,12 +15,12 @@ import importlib
 import json
 
 SUITES = {
-    "core": "segsuite.domains.toy.benchmark",
+    "core": "segsuite.scripts.benchmarks.core",
     "instances": "segsuite.core.instances.benchmark",
     "landcover": "segsuite.domains.landcover.benchmark",
     "border": "segsuite.domains.landcover.border_benchmark",
-    "mri_dixon": "segsuite.domains.mri_dixon.benchmark",
-    "road_scene": "segsuite.domains.road_scene.benchmark",
+    "mri_dixon": "segsuite.scripts.benchmarks.mri_dixon",
+    "road_scene": "segsuite.scripts.benchmarks.road_scene",
     "throughput": "segsuite.scripts._throughput",
     "recipe": "segsuite.domains.landcover.recipe_benchmark",
     "microscopy": "segsuite.domains.microscopy.benchmark",  # real nuclei (StarDist's image) vs Otsu + watershed

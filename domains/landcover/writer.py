@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.domain import BaseWriter
 from segsuite.core.errors import ConfigError
 from segsuite.core.instances import StripLabeller
 from segsuite.domains.landcover.classes import ClassMap
@@ -46,7 +47,7 @@ def rgb_bands(meta: Any) -> list[int] | None:
 
 
 @dataclass
-class GeoTiffWriter:
+class GeoTiffWriter(BaseWriter):
     """Writes ``OUT.tif`` and the files beside it (see the module docstring); ``cog``: Cloud-Optimized GeoTIFFs,
     ``vector_format``: gpkg or geojson polygons (task=instance|panoptic)."""
 
@@ -55,7 +56,6 @@ class GeoTiffWriter:
     report: bool = True
     preview: bool = True
     vector_format: str = "gpkg"
-    _destinations: dict[Item, Path] = field(default_factory=dict)
 
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
         if job.model.num_classes >= NODATA:
@@ -64,7 +64,6 @@ class GeoTiffWriter:
             raise ConfigError(f"output {as_location(output)}: writing to a URL or GDAL /vsi path is not supported; "
                               "give a local file or folder (and copy the results up afterwards)")
         main = output / (item.rel if item.rel.name else location_name(item.source)) if folder else output
-        self._destinations[item] = main
         paths = {"classes": main}
         if self.probabilities:
             paths["proba"] = beside(main, "_proba.tif")
@@ -81,14 +80,8 @@ class GeoTiffWriter:
             paths["panoptic"] = beside(main, "_panoptic.tif")
         return paths
 
-    def run_outputs(self, output: Path, folder: bool, job: Job) -> dict[str, Path]:
-        return {}
-
     def sink(self, item: Item, opened: OpenedScene, paths: Mapping[str, Path], job: Job) -> RasterSink:
-        return RasterSink(item, opened, dict(paths), job, self.cog, self._destinations.get(item, paths["classes"]))
-
-    def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None:
-        pass
+        return RasterSink(item, opened, dict(paths), job, self.cog, paths.final["classes"])
 
 
 def _blocksize(shape: Sequence[int], largest: int = 512) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.domain import BaseSink
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
 from segsuite.core.instances import Instancer, Instances, PanopticMetrics, true_instances, write_panoptic_reports
@@ -188,7 +189,7 @@ def _panoptic_line(summary: dict[str, Any]) -> str:
 
 
 @dataclass
-class CaseSink:
+class CaseSink(BaseSink):
     """Scores one case against its label file."""
 
     scorer: DixonScorer
@@ -255,5 +256,3 @@ class CaseSink:
     def close(self) -> None:
         return None
 
-    def abort(self) -> None:
-        pass

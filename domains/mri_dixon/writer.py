@@ -30,13 +30,15 @@ from nibabel.affines import apply_affine
 from scipy import ndimage
 
 from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.domain import BaseSink, BaseWriter
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.instances import Instancer, Instances, label_divisor_ids, measure_instances
 from segsuite.core.io import write_csv, write_json
 
 from .fatfraction import fat_fraction, fat_fraction_map
+from .inputs import volume_stem
 from .io import NIFTI_SUFFIXES, Volume, voxel_spacing, write_label, write_nifti
-from .reader import OpenedCase, volume_stem
+from .reader import OpenedCase
 from .slices import COLUMNS as SLICE_COLUMNS
 from .slices import check_axis, measured_labels, slice_measurements
 
@@ -178,7 +180,7 @@ def write_instance_outputs(paths: dict[str, Path], case: str, labels: np.ndarray
 
 
 @dataclass
-class DixonWriter:
+class DixonWriter(BaseWriter):
     """Label volumes (+ FF maps, instances, panoptic volumes, per-slice CSVs). ``largest_component``: ``true`` or
     label names, e.g. ``[liver, spleen]``: keep each label's largest 3D component; ``fat_fraction``: write
     ``OUT_fatfraction.nii.gz``; ``per_slice``: ``axial``, ``coronal`` or ``sagittal``: write ``OUT_per_slice.csv``
@@ -212,18 +214,12 @@ class DixonWriter:
             paths.update(panoptic=beside(main, "_panoptic"), segments=beside(main, "_panoptic", ".json"))
         return paths
 
-    def run_outputs(self, output: Path, folder: bool, job: Job) -> dict[str, Path]:
-        return {}
-
     def sink(self, item: Item, opened: OpenedCase, paths: Mapping[str, Path], job: Job) -> DixonSink:
         return DixonSink(item.name, opened, dict(paths), job, self.clean or [], self.per_slice)
 
-    def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None:
-        pass
-
 
 @dataclass
-class DixonSink:
+class DixonSink(BaseSink):
     """Writes one case's files on its input grid."""
 
     case: str
@@ -252,5 +248,3 @@ class DixonSink:
     def close(self) -> None:
         return None
 
-    def abort(self) -> None:
-        pass

@@ -22,6 +22,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from segsuite.core import plan as planning
+from segsuite.core.classmap import load_class_map
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.files import Pair, files_in, first_existing, generated_root, nonempty, pair_by_stem, require_dir
 
@@ -260,7 +261,7 @@ def _kitti(root: Path, ignore_index: int, val_fraction: float, seed: int) -> _La
 def _folder(root: Path, ignore_index: int, class_map: str | None, val_fraction: float, seed: int) -> _Layout:
     cmap_path = Path(class_map) if class_map else next(
         (root / n for n in ("classes.json", "classes.csv") if (root / n).is_file()), root / "classes.json")
-    cmap = lb.load_class_map(cmap_path)
+    cmap = load_class_map(cmap_path)
     if ignore_index in cmap.ids:
         raise ConfigError(f"ignore_index={ignore_index} is also a class id in {cmap_path}; choose another")
     if (root / "images" / "train").is_dir():

@@ -6,9 +6,6 @@ Decoders return ``(H, W)`` int64 class indices with ignored pixels set to ``igno
 
 from __future__ import annotations
 
-import csv
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -192,70 +189,3 @@ def apply_lut(label: np.ndarray, lut: np.ndarray, path: str | Path, accepted: st
     shown = bad[:20].tolist()
     raise DataError(f"label image {path}: label ids {shown}{' ...' if bad.size > 20 else ''} are not in the mapping; "
                     f"accepted: {accepted}")
-
-
-@dataclass(frozen=True)
-class ClassMap:
-    """Classes of a generic dataset: the value in the mask PNG (``ids``), names and RGB colours, in training order."""
-
-    ids: list[int]
-    names: list[str]
-    colors: list[list[int]]
-
-    def index_lut(self, ignore_index: int = 255) -> np.ndarray:
-        """Lookup table ``(65536,)`` int64: mask value -> training index, ``ignore_index`` kept, others -1."""
-        lut = np.full(65536, -1, dtype=np.int64)
-        if 0 <= ignore_index < len(lut):
-            lut[ignore_index] = ignore_index
-        lut[self.ids] = np.arange(len(self.ids))
-        return lut
-
-
-def _parse_class_rows(rows: list[list], path: Path) -> ClassMap:
-    """Validate ``[id, name, r, g, b]`` rows into a ClassMap; raise DataError naming the file and the problem."""
-    short = [r for r in rows if len(r) != 5]
-    if short:
-        raise DataError(f"class map {path}: each class needs id, name, r, g, b; got {short[0]}")
-    try:
-        ids = [int(r[0]) for r in rows]
-        names = [str(r[1]).strip() for r in rows]
-        colors = [[int(v) for v in r[2:5]] for r in rows]
-    except (ValueError, TypeError) as err:
-        raise DataError(f"class map {path}: ids and colours must be integers ({err})") from err
-    problems = []
-    if not rows:
-        problems.append("no classes")
-    if len(set(ids)) != len(ids) or any(not 0 <= i < 65536 for i in ids):
-        problems.append(f"ids {ids} must be distinct integers in 0..65535")
-    if len(set(names)) != len(names) or not all(names):
-        problems.append(f"names {names} must be distinct and non-empty")
-    if any(not 0 <= v <= 255 for c in colors for v in c):
-        problems.append(f"colours {colors} must be values in 0..255")
-    if problems:
-        raise DataError(f"class map {path}: " + "; ".join(problems))
-    return ClassMap(ids, names, colors)
-
-
-def load_class_map(path: str | Path) -> ClassMap:
-    """Load a class map from JSON (``[{"id", "name", "color": [r, g, b]}, ...]``, optionally under ``"classes"``)
-    or CSV (rows ``id,name,r,g,b``; a header row is allowed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"class map {path} does not exist (expected a .json or .csv file)")
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        try:
-            data = json.loads(path.read_text())
-            entries = data["classes"] if isinstance(data, dict) else data
-            rows = [[e["id"], e["name"], *e["color"]] for e in entries]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise DataError(f"class map {path}: expected a JSON list of "
-                            f"{{'id', 'name', 'color': [r, g, b]}} ({err})") from err
-    elif suffix == ".csv":
-        with path.open(newline="") as f:
-            rows = [r for r in csv.reader(f) if r and any(v.strip() for v in r)]
-        if rows and not rows[0][0].strip().lstrip("-").isdigit():
-            rows = rows[1:]  # header
-    else:
-        raise DataError(f"class map {path}: unsupported extension '{suffix}' (accepted: .json, .csv)")
-    return _parse_class_rows(rows, path)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from segsuite.core.contracts import Item, Job
+from segsuite.core.domain import BaseOpened, BaseReader
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.inference import ArraySource
 
@@ -80,11 +81,10 @@ def prepare_frame(pixels: np.ndarray, meta: Any) -> Frame:
 
 
 @dataclass
-class OpenedFrame:
+class OpenedFrame(BaseOpened):
     """One frame predicted whole (tiled when larger than the tile); logits upsampled to the full frame."""
 
     frame: Frame
-    streaming: bool = False
 
     @property
     def sources(self) -> list[ArraySource]:
@@ -96,18 +96,14 @@ class OpenedFrame:
             return logits
         return F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)[0]
 
-    def close(self) -> None:
-        pass
-
 
 @dataclass
-class ImageReader:
-    """An image file or a folder searched recursively (hidden files and anything under ``exclude``, predict's
-    output folder, skipped); items keep their path relative to the input, so outputs keep its subfolders.
+class ImageReader(BaseReader):
+    """An image file or a folder searched recursively (hidden files skipped; the core drops anything inside the
+    output folder); items keep their path relative to the input, so outputs keep its subfolders.
     ``workers`` decoding threads (default: the CPU count up to 16) decode ``ahead`` frames (default: ``workers``)
     beyond the one the network reads, in the order the items were checked."""
 
-    exclude: str | None = None
     workers: int | None = None
     ahead: int | None = None
     _order: list[Item] = field(default_factory=list, repr=False)  # items as checked: the order they are opened
@@ -120,13 +116,12 @@ class ImageReader:
             return [Item(source.name, source, Path(source.name))]
         if not source.is_dir():
             raise DataError(f"input {source} does not exist (expected an image or a folder of images)")
-        skip = Path(self.exclude).resolve() if self.exclude else None
         items = []
         for path in sorted(source.rglob("*")):
             rel = path.relative_to(source)
             if path.suffix.lower() not in IMAGE_SUFFIXES or any(p.startswith(".") for p in rel.parts):
                 continue
-            if (skip is None or not path.resolve().is_relative_to(skip)) and path.is_file():
+            if path.is_file():
                 items.append(Item(rel.as_posix(), path, rel))
         if not items:
             raise DataError(f"no images in {source} (searched recursively for {', '.join(IMAGE_SUFFIXES)})")

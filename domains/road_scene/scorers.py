@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.domain import ScoreSink
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
 from segsuite.core.instances import true_instances, write_panoptic_reports
@@ -98,8 +99,8 @@ class RoadSceneScorer:
     boundary: np.ndarray | None = None
     kitti: dict[str, Any] | None = None
 
-    def sink(self, item: Item, opened: Any, out: Path, job: Job) -> _Sink:
-        return _Sink(lambda p: self.add(item, p, job))
+    def sink(self, item: Item, opened: Any, out: Path, job: Job) -> ScoreSink:
+        return ScoreSink(lambda p: self.add(item, p, job))
 
     def add(self, item: Item, p: Prediction, job: Job) -> None:
         meta, evaluation = job.model.meta, self.evaluation
@@ -158,8 +159,8 @@ class PanopticScorer:
         self.metrics = PanopticMetrics(meta.num_classes, self.job.instancer.thing_ids, list(meta.class_names),
                                        meta.ignore_index)
 
-    def sink(self, item: Item, opened: Any, out: Path, job: Job) -> _Sink:
-        return _Sink(lambda p: self.add(item.target, p))
+    def sink(self, item: Item, opened: Any, out: Path, job: Job) -> ScoreSink:
+        return ScoreSink(lambda p: self.add(item.target, p))
 
     def add(self, index: int, p: Prediction) -> None:
         gt = self.evaluation.truth(index)
@@ -175,19 +176,3 @@ class PanopticScorer:
         log.info("PQ %.4f (SQ %.4f, RQ %.4f; things %.4f, stuff %.4f), thing instance F1 %.4f",
                  *(self.summary[k] for k in ("pq", "sq", "rq", "pq_things", "pq_stuff", "thing_f1")))
         return self.summary
-
-
-@dataclass
-class _Sink:
-    """Scores a whole item with ``add(prediction)``."""
-
-    add: Any
-
-    def update(self, prediction: Prediction) -> None:
-        self.add(prediction)
-
-    def close(self) -> None:
-        return None
-
-    def abort(self) -> None:
-        pass

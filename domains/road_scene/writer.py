@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.domain import BaseSink, BaseWriter
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.instances import Instances, measure_instances
 from segsuite.core.instances.panoptic import label_divisor_ids, panoptic_segments, rgb_from_ids
@@ -87,7 +88,7 @@ def categories(meta: Any, thing_ids: Sequence[int]) -> list[dict[str, Any]]:
     return out
 
 
-class SceneWriter:
+class SceneWriter(BaseWriter):
     """Writes each frame's ``outputs`` (``label``, ``color``, ``overlay``; ``alpha``: overlay opacity of the colours;
     ``legend``: a strip naming the frame's classes below the overlay) and the instance or panoptic files of the task
     (module docstring)."""
@@ -100,7 +101,6 @@ class SceneWriter:
         if not 0 <= alpha <= 1:
             raise ConfigError(f"domain.writer.alpha={alpha}: expected a value in [0, 1]")
         self.alpha, self.legend = alpha, legend
-        self._image_ids: dict[str, Path] = {}
         self.pool = ThreadPoolExecutor(4, thread_name_prefix="road-write")
 
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
@@ -113,15 +113,11 @@ class SceneWriter:
             paths[kind] = output / sub / rel.parent / f"{rel.stem}{suffix}"
         if job.mode is Mode.INSTANCE and not job.overwrite:
             _refuse_masks(paths["instance_txt"].parent / MASKS, rel)
-        if job.mode is Mode.PANOPTIC:
-            other = self._image_ids.setdefault(image_id(rel), rel)
-            if other != rel:
-                raise DataError(f"inputs {other} and {rel} would both be image_id {image_id(rel)!r} in "
-                                f"{PANOPTIC_JSON}; predict them into separate outputs")
         return paths
 
-    def run_outputs(self, output: Path, folder: bool, job: Job) -> dict[str, Path]:
-        self._image_ids = {}
+    def run_outputs(self, items: Sequence[Item], output: Path, folder: bool, job: Job) -> dict[str, Path]:
+        if job.mode is Mode.PANOPTIC:
+            _refuse_shared_image_ids(items)
         if job.mode is Mode.INSTANCE:
             meta, ids = job.model.meta, category_ids(job.model.meta)
             bad = {meta.class_names[t]: ids[t] for t in job.instancer.thing_ids if not 0 < ids[t] <= 65}
@@ -150,7 +146,7 @@ def _refuse_masks(folder: Path, rel: Path) -> None:
 
 
 @dataclass
-class FrameSink:
+class FrameSink(BaseSink):
     """Writes one frame's files from its whole prediction (class map ``(H, W)``, probabilities, instances)."""
 
     writer: SceneWriter
@@ -224,5 +220,13 @@ class FrameSink:
     def close(self) -> Any:
         return self.result
 
-    def abort(self) -> None:
-        pass
+
+
+def _refuse_shared_image_ids(items: Sequence[Item]) -> None:
+    """Two inputs whose files would share one ``image_id`` in the panoptic JSON: a DataError naming both."""
+    seen: dict[str, Path] = {}
+    for item in items:
+        other = seen.setdefault(image_id(item.rel), item.rel)
+        if other != item.rel:
+            raise DataError(f"inputs {other} and {item.rel} would both be image_id {image_id(item.rel)!r} in "
+                            f"{PANOPTIC_JSON}; predict them into separate outputs")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from segsuite.core.contracts import Item, Job, Prediction
+from segsuite.core.domain import BaseReader, BaseSink, BaseWriter, OpenedArrays
 from segsuite.core.errors import DataError
 from segsuite.core.inference import ArraySource
 from segsuite.core.io import input_files, pattern_matches
@@ -24,21 +24,7 @@ def _load(path: Path) -> np.ndarray:
         raise DataError(f"cannot read {path} as a .npy array: {err}") from None
 
 
-@dataclass
-class OpenedArray:
-    """One in-memory array, predicted whole or tiled, its logits kept as they are."""
-
-    sources: list[ArraySource]
-    streaming: bool = False
-
-    def restore(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits
-
-    def close(self) -> None:
-        pass
-
-
-class NpyReader:
+class NpyReader(BaseReader):
     """A ``.npy`` file, a folder of them, a glob pattern or a list of these (outputs then go to a folder, under the
     same names)."""
 
@@ -59,15 +45,15 @@ class NpyReader:
                 raise DataError(f"cannot read {item.source} as a .npy array: {err}") from None
         _check_shape(item.name, image, job)
 
-    def open(self, item: Item, job: Job) -> OpenedArray:
+    def open(self, item: Item, job: Job) -> OpenedArrays:
         image = item.source if isinstance(item.source, np.ndarray) else _load(item.source)
-        return OpenedArray([ArraySource(image)])
+        return OpenedArrays([ArraySource(image)])
 
-    def from_array(self, array: np.ndarray, job: Job) -> OpenedArray:
+    def from_array(self, array: np.ndarray, job: Job) -> OpenedArrays:
         """An in-memory image ``(C, H, W)`` (``segsuite.core.api.Segmenter.predict``); the toy data need no
         preparation."""
         _check_shape("the array", array, job)
-        return OpenedArray([ArraySource(array)])
+        return OpenedArrays([ArraySource(array)])
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
         """Two small inputs from the built-in generator, written into ``folder`` once (the demo page's examples)."""
@@ -87,25 +73,18 @@ def _check_shape(name: str, image: np.ndarray, job: Job) -> None:
         raise DataError(f"{name} has shape {tuple(image.shape)}; expected (C, H, W) with C={channels}")
 
 
-@dataclass
-class NpyWriter:
+class NpyWriter(BaseWriter):
     """Class ids ``(H, W)`` uint8 as ``.npy``."""
 
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
         return {"classes": output / f"{item.rel.stem or item.name}.npy" if folder else output}
 
-    def run_outputs(self, output: Path, folder: bool, job: Job) -> dict[str, Path]:
-        return {}
-
-    def sink(self, item: Item, opened: OpenedArray, paths: Mapping[str, Path], job: Job) -> NpySink:
+    def sink(self, item: Item, opened: OpenedArrays, paths: Mapping[str, Path], job: Job) -> NpySink:
         return NpySink(paths["classes"])
-
-    def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None:
-        pass
 
 
 @dataclass
-class NpySink:
+class NpySink(BaseSink):
     path: Path
     classes: list[np.ndarray] = field(default_factory=list)
 
@@ -116,6 +95,3 @@ class NpySink:
         with open(self.path, "wb") as fh:
             np.save(fh, self.classes[0].astype(np.uint8))
         return self.path
-
-    def abort(self) -> None:
-        pass

@@ -1,5 +1,5 @@
-"""The core's PNGs and overlays (every domain's pictures): the fast encoder and the table-driven overlay give exactly the pixels of Pillow's encoder
-and of the float32 blend per pixel."""
+"""The core's PNGs and overlays (every domain's pictures): the fast encoder and the table-driven overlay give
+exactly the pixels of Pillow's encoder and of the float32 blend per pixel."""
 
 from __future__ import annotations
 

@@ -2,12 +2,14 @@
 sink is aborted."""
 
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
 
 from segsuite.core import pipeline
 from segsuite.core.contracts import DataMeta, Job, ModelInfo
+from segsuite.core.errors import DataError
 from segsuite.core.inference import ArraySource, InferenceOptions, TilePredictor
 
 
@@ -59,3 +61,25 @@ def test_an_error_in_a_sink_stops_the_item_and_aborts_every_sink():
         pipeline._feed(None, Opened(400), sinks, _job(), False)
     assert [s.state for s in sinks] == ["aborted", "aborted"]
     assert sinks[1].rows < 400  # the engine stopped early
+
+
+def _toy_job(channels: int = 3) -> Job:
+    meta = DataMeta(in_channels=channels, num_classes=2, class_names=("a", "b"))
+    net = torch.nn.Conv2d(channels, 2, 1)
+    return Job(ModelInfo(TilePredictor(net, "cpu"), meta, 2, False), options=InferenceOptions(None, (0, 0), 2))
+
+
+def test_inputs_inside_the_output_folder_are_never_read_back_and_library_runs_draw_no_bar(tmp_path, capsys):
+    import numpy as np
+
+    from segsuite.domains.toy.io import NpyReader, NpyWriter
+
+    folder = tmp_path / "in"
+    (folder / "out").mkdir(parents=True)
+    np.save(folder / "a.npy", np.zeros((3, 8, 8), np.float32))
+    np.save(folder / "out" / "old.npy", np.zeros((3, 8, 8), np.float32))  # an earlier run's output
+    job = replace(_toy_job(), progress=False)
+    written = pipeline.run_predict(NpyReader(), NpyWriter(), job, folder, folder / "out")
+    assert [p.name for p in written] == ["a.npy"] and "item(s)" not in capsys.readouterr().err
+    with pytest.raises(DataError, match="every input lies inside the output folder"):
+        pipeline.run_predict(NpyReader(), NpyWriter(), job, folder / "out", folder / "out")

@@ -23,10 +23,11 @@ from segsuite.core.inference import InferenceOptions, TilePredictor
 from segsuite.core.pipeline import predict_item
 from segsuite.core.predict import predict as predict_entry
 from segsuite.domains.mri_dixon.cases import Case
+from segsuite.domains.mri_dixon.inputs import check_tta_flips
 from segsuite.domains.mri_dixon.io import Volume, to_canonical
 from segsuite.domains.mri_dixon.patches import extract_slice
 from segsuite.domains.mri_dixon.phantom import CHANNELS
-from segsuite.domains.mri_dixon.reader import DixonReader, OpenedCase, SliceSource, check_tta_flips, slice_stack
+from segsuite.domains.mri_dixon.reader import DixonReader, OpenedCase, SliceSource, slice_stack
 from segsuite.domains.mri_dixon.writer import DixonWriter, cleanup_values, keep_largest_components
 from tests.helpers import compose_config
 
@@ -145,6 +146,15 @@ def test_tta_drops_left_right_flip_for_lateralised_labels(labels, axis, expected
     predictor = TilePredictor(torch.nn.Identity(), device="cpu", tta_flips=[-1, -2])
     check_tta_flips(predictor, {**META, "labels": labels, "axis": axis})
     assert predictor.tta_flips == expected
+
+
+def test_the_reader_decides_tta_flips_once_on_a_copy_of_the_callers_predictor():
+    predictor = TilePredictor(torch.nn.Identity(), device="cpu", tta_flips=[-1, -2])
+    job = _job({**META, "labels": {"background": 0, "kidney_left": 1, "kidney_right": 2}}, predictor)
+    prepared = DixonReader().prepare(job)
+    assert prepared.model.predictor.tta_flips == [-1] and prepared.model.predictor.model is predictor.model
+    assert predictor.tta_flips == [-1, -2] and job.model.predictor is predictor  # the caller's job is unchanged
+    assert DixonReader().prepare(prepared).model.predictor.tta_flips == [-1]  # the same decision again
 
 
 def _touch(*paths):

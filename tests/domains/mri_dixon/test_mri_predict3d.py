@@ -19,9 +19,10 @@ from segsuite.core.inference import InferenceOptions, TilePredictor
 from segsuite.core.pipeline import predict_item
 from segsuite.core.task import SegmentationTask
 from segsuite.domains.mri_dixon.dataset import build_datasets
+from segsuite.domains.mri_dixon.inputs import check_tta_flips
 from segsuite.domains.mri_dixon.io import read_volume
 from segsuite.domains.mri_dixon.phantom import CHANNELS
-from segsuite.domains.mri_dixon.reader import DixonReader, check_tta_flips, volume_options
+from segsuite.domains.mri_dixon.reader import DixonReader, volume_options
 from tests.domains.mri_dixon.test_mri_predict import _run_predict
 
 PATCH = [16, 16, 8]

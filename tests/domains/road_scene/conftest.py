@@ -126,7 +126,7 @@ class Pipeline:
     @staticmethod
     def predict(task: SegmentationTask, input: Path, output: Path, outputs=("label", "color", "overlay"),
                 **job) -> list[Path]:
-        return run_predict(ImageReader(exclude=str(output)), SceneWriter(outputs), Pipeline.job(task, **job), input,
+        return run_predict(ImageReader(), SceneWriter(outputs), Pipeline.job(task, **job), input,
                            output)
 
     @staticmethod

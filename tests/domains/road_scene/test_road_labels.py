@@ -1,6 +1,5 @@
 """Label tables and decoders against the official tables and hand-made inputs."""
 
-import json
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ from segsuite.domains.road_scene.labels import (
     cityscapes_id_to_train_id,
     cityscapes_train_id_to_id,
     decode_kitti_road,
-    load_class_map,
 )
 
 
@@ -93,35 +91,3 @@ def test_camvid_default_and_custom_class_lists():
     assert table[(128, 0, 192)] == 255  # LaneMkgsDriv: a valid CamVid-32 colour outside the 11 classes
     with pytest.raises(ConfigError, match="Lorry"):
         camvid_classes(["Road", "Lorry"])
-
-
-def test_class_map_json_and_csv_agree(tmp_path):
-    entries = [{"id": 0, "name": "road", "color": [128, 64, 128]}, {"id": 7, "name": "car", "color": [0, 0, 142]}]
-    (tmp_path / "c.json").write_text(json.dumps({"classes": entries}))
-    (tmp_path / "c.csv").write_text("id,name,r,g,b\n0,road,128,64,128\n7,car,0,0,142\n")
-    a, b = load_class_map(tmp_path / "c.json"), load_class_map(tmp_path / "c.csv")
-    assert a == b
-    assert a.ids == [0, 7] and a.names == ["road", "car"] and a.colors == [[128, 64, 128], [0, 0, 142]]
-    lut = a.index_lut(ignore_index=255)
-    assert lut[0] == 0 and lut[7] == 1 and lut[255] == 255 and lut[3] == -1
-
-
-@pytest.mark.parametrize("text, fragment", [
-    ("0,road,1,2,3\n0,car,1,2,3\n", "distinct"),
-    ("0,road,1,2,300\n", "0..255"),
-    ("0,road,1,2\n", "id, name, r, g, b"),
-])
-def test_class_map_errors_name_the_file(tmp_path, text, fragment):
-    path = tmp_path / "bad.csv"
-    path.write_text(text)
-    with pytest.raises(DataError, match=fragment) as err:
-        load_class_map(path)
-    assert "bad.csv" in str(err.value)
-
-
-def test_class_map_missing_or_wrong_extension(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
-        load_class_map(tmp_path / "nope.json")
-    (tmp_path / "c.txt").write_text("0,a,1,2,3")
-    with pytest.raises(DataError, match=r"\.json, \.csv"):
-        load_class_map(tmp_path / "c.txt")

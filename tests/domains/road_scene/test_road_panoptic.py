@@ -388,3 +388,18 @@ def test_bad_task_or_thing_class_exits_2_and_writes_nothing(road_run, run_entry,
         error = stderr.strip().splitlines()[-1]
         assert error.startswith("error:") and all(w in error for w in words), error
     assert not (tmp_path / "pred").exists() and not (tmp_path / "eval").exists()
+
+
+def test_shared_image_ids_are_refused_before_work_and_a_reused_writer_keeps_no_state(tmp_path):
+    from segsuite.core.contracts import Item
+    from segsuite.domains.road_scene.writer import SceneWriter
+
+    writer = SceneWriter()
+    job = type("J", (), {"mode": Mode.PANOPTIC})()
+    a = Item("a", tmp_path / "x" / "frame.png", Path("x/frame.png"))
+    b = Item("b", tmp_path / "x" / "frame.jpg", Path("x/frame.jpg"))
+    with pytest.raises(DataError, match="inputs x/frame.png and x/frame.jpg would both be image_id 'x/frame'"):
+        writer.run_outputs([a, b], tmp_path / "out", True, job)
+    for _ in range(2):  # the failed run above leaves nothing behind to report a false duplicate
+        assert writer.run_outputs([a], tmp_path / "out", True, job) == {"panoptic_json": tmp_path / "out" /
+                                                                           "panoptic.json"}

@@ -29,14 +29,13 @@ from segsuite.core.inference import InferenceOptions, TilePredictor, Window
 from segsuite.core.inference.windows import grid_for
 from segsuite.core.models import create_dynunet, create_model
 from segsuite.core.pipeline import predict_item, run_predict
-
-from .cases import list_cases, read_case, read_dataset_json, resolve_channels
-from .dataset import build_datasets, plan_from_cases
-from .metrics import overlap_and_distance
-from .phantom import make_dataset
-from .reader import DixonReader
-from .resample import probabilities_back
-from .writer import DixonWriter
+from segsuite.domains.mri_dixon.cases import list_cases, read_case, read_dataset_json, resolve_channels
+from segsuite.domains.mri_dixon.dataset import build_datasets, plan_from_cases
+from segsuite.domains.mri_dixon.metrics import overlap_and_distance
+from segsuite.domains.mri_dixon.phantom import make_dataset
+from segsuite.domains.mri_dixon.reader import DixonReader
+from segsuite.domains.mri_dixon.resample import probabilities_back
+from segsuite.domains.mri_dixon.writer import DixonWriter
 
 INPUT_SPACING = (1.0, 1.0, 3.0)  # the throughput case's voxels (mm): a finer in-plane grid than the phantom's
 

@@ -28,11 +28,10 @@ from segsuite.core.contracts import DataMeta, Job, ModelInfo
 from segsuite.core.inference import ArraySource, InferenceOptions, TilePredictor, sliding_window
 from segsuite.core.models import create_model
 from segsuite.core.pipeline import predict_item, run_predict
-
-from .datasets import build_datasets
-from .reader import ImageReader, load_frame
-from .synthetic import make_dataset
-from .writer import SceneWriter
+from segsuite.domains.road_scene.datasets import build_datasets
+from segsuite.domains.road_scene.reader import ImageReader, load_frame
+from segsuite.domains.road_scene.synthetic import make_dataset
+from segsuite.domains.road_scene.writer import SceneWriter
 
 
 def _frames(root: Path, size: tuple[int, int], n: int, distinct: int) -> tuple[list[Path], dict[str, Any]]:
