@@ -23,7 +23,7 @@ SUITES = {
     "road_scene": "segsuite.scripts.benchmarks.road_scene",
     "throughput": "segsuite.scripts._throughput",
     "recipe": "segsuite.domains.landcover.recipe_benchmark",
-    "microscopy": "segsuite.domains.microscopy.benchmark",  # real nuclei (StarDist's image) vs Otsu + watershed
+    "microscopy": "segsuite.scripts.benchmarks.microscopy",  # real nuclei (StarDist's image) vs Otsu + watershed
 }
 DEVICE_SUITES = ("landcover", "road_scene", "throughput")
 BY_NAME_ONLY = ("recipe", "microscopy")  # trains a model on real data for minutes, and needs that data

@@ -12,16 +12,16 @@ from typing import Any
 
 import numpy as np
 import tifffile
-import torch
 
 from segsuite.core.contracts import Item, Job, Prediction
+from segsuite.core.domain import BaseOpened, BaseReader, BaseSink, BaseWriter
 from segsuite.core.errors import DataError
 from segsuite.core.inference import ArraySource
 from segsuite.core.instances import Instancer, Instances, measure_instances
 from segsuite.core.io import pattern_matches, write_csv
 from segsuite.core.overlay import instance_colors, instance_edges
 from segsuite.core.png import save_png
-from segsuite.core.preview import stretch
+from segsuite.core.preview import fit, stretch
 from segsuite.domains.microscopy.data import SUFFIXES, normalize, read_tiff, synthetic_image, to_czyx, write_tiff
 
 log = logging.getLogger(__name__)
@@ -30,20 +30,14 @@ SKIP = re.compile(r"\d+_(GT|ST|RES)|masks|labels")  # folders of truth or result
 
 
 @dataclass
-class OpenedStack:
-    """An image ``(C, Z, H, W)``: one source per z slice (normalised); logits come back ``(K, [Z,] H, W)``."""
+class OpenedStack(BaseOpened):
+    """An image ``raw`` ``(C, Z, H, W)``: one source per z slice (normalised); logits come back ``(K, [Z,] H, W)``."""
 
     raw: np.ndarray
     pixel_um: float | None = None
-    streaming: bool = False
 
     def __post_init__(self) -> None:
         self.sources = [ArraySource(z) for z in normalize(self.raw).transpose(1, 0, 2, 3)]
-
-    def restore(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits
-
-    def close(self) -> None: ...
 
     def cell_size(self) -> tuple[float, str] | None:
         return (self.pixel_um**2, "µm²") if self.pixel_um and self.raw.shape[1] == 1 else None
@@ -53,7 +47,7 @@ class OpenedStack:
         return {f"intensity_c{c}": band.astype(np.float32) for c, band in enumerate(grid)}
 
 
-class TiffReader:
+class TiffReader(BaseReader):
     """A TIFF, a folder (recursively, but not ``NN_GT|ST|RES``, ``masks``, ``labels``), a glob pattern or a list."""
 
     def find(self, input: Any, job: Job) -> list[Item]:
@@ -101,6 +95,14 @@ class TiffReader:
                 write_tiff(folder / f"nuclei_{seed}.tif", image if len(image) > 1 else image[0], 0.5)
         return [folder / f"nuclei_{seed}.tif" for seed in (101, 102)]
 
+    def preview(self, path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The image (every z slice for a stack) stretched to RGB on the result's grid (the demo page)."""
+        try:
+            raw = read_tiff(path)[0].astype(np.float32)
+        except DataError:
+            return None  # the prediction reports the file
+        return fit(stretch(raw[:, 0] if len(shape) == 2 else raw), shape)
+
 
 def _check_channels(name: str, raw: np.ndarray, job: Job) -> None:
     if raw.shape[0] != (channels := job.model.meta.in_channels):
@@ -122,7 +124,7 @@ def result_name(rel: Path) -> Path:
 
 
 @dataclass
-class MaskWriter:
+class MaskWriter(BaseWriter):
     """Masks (uint16, 0 = none), ``<mask>_overlay.png``, ``<mask>_objects.csv``; ``pixel_size_um`` beats the tags."""
 
     overlay: bool = True
@@ -139,7 +141,7 @@ class MaskWriter:
                  "objects": base.with_name(base.stem + "_objects.csv")}
         return {kind: path for kind, path in paths.items() if kind == "mask" or getattr(self, kind)}
 
-    def run_outputs(self, output: Path, folder: bool, job: Job) -> dict[str, Path]:
+    def run_outputs(self, items: Sequence[Item], output: Path, folder: bool, job: Job) -> dict[str, Path]:
         if job.instancer is None:  # no border channel (the core drops it for task=semantic)
             log.warning("task=semantic: touching nuclei are not split; use task=instance")
         return {}
@@ -147,11 +149,9 @@ class MaskWriter:
     def sink(self, item: Item, opened: OpenedStack, paths: Mapping[str, Path], job: Job) -> MaskSink:
         return MaskSink(self, opened, paths, job)
 
-    def finish(self, results: Sequence[Any], paths: Mapping[str, Path], job: Job) -> None: ...
-
 
 @dataclass
-class MaskSink:
+class MaskSink(BaseSink):
     writer: MaskWriter
     opened: OpenedStack
     paths: Mapping[str, Path]
@@ -172,8 +172,6 @@ class MaskSink:
             rows = object_rows(instances, self.opened, self.writer.pixel_size_um)
             write_csv(self.paths["objects"], rows, columns=list(rows[0]) if rows else ["id", "area_px"])
         return self.paths["mask"]
-
-    def abort(self) -> None: ...
 
 
 def overlay(raw: np.ndarray, ids: np.ndarray, alpha: float = 0.45) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from segsuite.core.contracts import Item, Job, Prediction
+from segsuite.core.domain import BaseEvaluation, BaseSink
 from segsuite.core.errors import DataError
 from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
 from segsuite.core.instances import PanopticMetrics
@@ -49,17 +50,15 @@ def det_measure(counts: Mapping[str, float]) -> float:
 
 
 @dataclass
-class MicroscopyEvaluation:
+class MicroscopyEvaluation(BaseEvaluation):
     """The labelled images of ``split`` (their files) and their scorer: semantic scores, SEG, DET, F1 at IoU 0.5 and
     PQ of the nuclei (``min_size``: objects cut without the border channel, ``task=semantic``, smaller are dropped)."""
 
     split: str = "val"
     min_size: int = 16
 
-    def items(self, datasets: Mapping[str, Any], job: Job) -> tuple[str, list[Item]]:
-        if self.split not in datasets:
-            raise DataError(f"the data has no {self.split!r} split; it has {sorted(datasets)}")
-        return self.split, [Item(f"{i.parent.name}/{i.stem}", i, target=m) for i, m in datasets[self.split].files]
+    def labelled(self, data: Any, job: Job) -> list[Item]:
+        return [Item(f"{image.parent.name}/{image.stem}", image, target=mask) for image, mask in data.files]
 
     def scorers(self, job: Job) -> list[MicroscopyEvaluation]:
         self.semantic, self.rows = SemanticScores(job), []
@@ -93,7 +92,7 @@ class MicroscopyEvaluation:
 
 
 @dataclass
-class CtcSink:
+class CtcSink(BaseSink):
     scorer: MicroscopyEvaluation
     item: Item
     job: Job
@@ -103,5 +102,3 @@ class CtcSink:
         self.scorer.add(self.item.name, prediction, self.job, labels[0] if len(labels) == 1 else labels)
 
     def close(self) -> None: ...
-
-    def abort(self) -> None: ...

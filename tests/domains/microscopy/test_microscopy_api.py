@@ -33,3 +33,12 @@ def test_a_file_and_its_array_give_the_cli_mask(segmenter, checkpoint, tmp_path)
 def test_arrays_of_another_channel_count_are_refused(segmenter):
     with pytest.raises(DataError, match="has 2 channel"):
         segmenter.predict(np.zeros((2, 32, 32), np.uint16))
+
+
+def test_the_demo_page_previews_images_and_stacks(segmenter, tmp_path):
+    (image,) = segmenter.reader.examples(tmp_path, segmenter.job())[:1]
+    assert segmenter.reader.preview(image, (192, 192)).shape == (192, 192, 3)
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 16, 20), np.uint16), imagej=True, metadata={"axes": "ZYX"})
+    assert segmenter.reader.preview(tmp_path / "stack.tif", (3, 16, 20)).shape == (3, 16, 20, 3)
+    (tmp_path / "bad.tif").write_bytes(b"not a tiff")
+    assert segmenter.reader.preview(tmp_path / "bad.tif", (16, 16)) is None

@@ -79,3 +79,11 @@ def test_seg_and_det_equal_py_ctcmetrics(tmp_path):
     assert total["ns"] > 0 and total["fp"] > 0 and total["fn"] > 0  # the perturbations exercise every term
     assert seg_measure({k: sum(c[k] for c in seg_counts) for k in total}) == pytest.approx(official["SEG"], abs=1e-6)
     assert det_measure(total) == pytest.approx(official["DET"], abs=1e-6)
+
+
+def test_the_classical_baseline_splits_touching_nuclei():
+    from segsuite.scripts.benchmarks.microscopy import otsu_watershed, scores
+
+    image, labels = synthetic_image(5, 128)
+    result = scores(labels.astype(np.int64), otsu_watershed(image).astype(np.int64))
+    assert result["seg"] > 0.4 and result["det"] > 0.5 and result["objects"] > 10
