@@ -5,6 +5,8 @@ instancer, inference options) and the domain's reader and writer from ``cfg.doma
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from segsuite.core.compiled import for_inference
 from segsuite.core.contracts import DataMeta, Job, Mode, ModelInfo
 from segsuite.core.distributed import Ranks, device_for
 from segsuite.core.errors import ConfigError
@@ -113,25 +116,45 @@ def _things(instancer: Instancer | None) -> tuple[str, ...]:
 
 
 def checkpoint_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | None]:
-    """``runtime=torch``: the checkpoint ``cfg.checkpoint`` through Lightning's task, on ``cfg.device``."""
-    from segsuite.core.checkpoint import load_task  # imports Lightning: only on this path
-
+    """``runtime=torch``: the checkpoint ``cfg.checkpoint`` through Lightning's task, on ``cfg.device``; several
+    checkpoints (a list, or a ``segsuite cv`` folder) predict as one ensemble (:mod:`segsuite.core.ensemble`)."""
     if not cfg.get("checkpoint"):
         raise ConfigError("missing checkpoint; give it on the command line, e.g. checkpoint=outputs/train/<domain>/"
                           "<run>/checkpoints/last.ckpt (or runtime=onnx model_file=model.onnx)")
-    task = load_task(cfg.checkpoint)
+    from segsuite.core.ensemble import checkpoint_paths, ensemble_model
+
+    paths = checkpoint_paths(_plain(cfg.checkpoint))
+    if len(paths) > 1:  # checkpoint=[a.ckpt,b.ckpt] or a CV folder: their mean class probabilities
+        return ensemble_model(cfg, mode, paths)
+    task = _task(paths[0])
     hp = task.hparams
-    _check_domain(cfg, hp.get("domain"), cfg.checkpoint, "checkpoint")
+    _check_domain(cfg, hp.get("domain"), paths[0], "checkpoint")
     instancer = build_instancer(cfg, mode, hp, task.border_channel)
     border = instancer is not None and instancer.uses_border(task.border_channel)
     channels = hp.num_classes + int(border)
     net = task.net if channels == task.out_channels else FirstChannels(task.net, channels)
     device = device_for(Ranks.from_env(), cfg.get("device"))
+    net = for_inference(net, cfg.get("compile"), device)
     predictor = TilePredictor(net, device=device, amp=cfg.get("amp", False), tta_flips=_tta_flips(cfg))
     meta = DataMeta.from_dict({"class_names": hp.class_names, "num_classes": hp.num_classes,
                                "ignore_index": hp.ignore_index, **dict(hp.get("data_meta") or {})})
     domain = hp.get("domain") or ""
-    return ModelInfo(predictor, meta, channels, border, str(cfg.checkpoint), domain, _things(instancer)), instancer
+    return ModelInfo(predictor, meta, channels, border, str(paths[0]), domain, _things(instancer)), instancer
+
+
+def _task(path: str | os.PathLike) -> Any:
+    """The checkpoint's task, read once per file version: a script calling ``predict(cfg)`` again and again (or the
+    demo page) does not rebuild the network each time. Nothing modifies it: the predictor copies the network before
+    changing its layout."""
+    stat = Path(path).stat() if Path(path).is_file() else None
+    return _load_task(str(path), os.path.abspath(path), stat and stat.st_mtime_ns, stat and stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_task(path: str, absolute: str, mtime_ns: int | None, size: int | None) -> Any:
+    from segsuite.core.checkpoint import load_task  # imports Lightning: only on this path
+
+    return load_task(path)
 
 
 def exported_model(cfg: DictConfig, mode: Mode) -> tuple[ModelInfo, Instancer | None]:

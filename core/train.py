@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from segsuite.core.checkpoint import read_checkpoint
+from segsuite.core.compiled import compile_network
 from segsuite.core.data import SegDataModule
 from segsuite.core.errors import ConfigError
+from segsuite.core.folds import FoldRequest, requested
 from segsuite.core.instances import InstanceTargets
 from segsuite.core.io import write_json
 from segsuite.core.plan import PATIENCE
@@ -197,21 +200,66 @@ def _report(trainer: L.Trainer) -> dict[str, Any]:
     return next((c.summary for c in trainer.callbacks if isinstance(c, RunReport)), {})
 
 
+def fold_request(cfg: DictConfig) -> FoldRequest | None:
+    """``fold=K folds=N`` (or ``splits=PATH``): the fold this run trains, or None (the domain's own split)."""
+    fold, path = cfg.get("fold"), cfg.get("splits")
+    if fold is None:
+        if path:
+            raise ConfigError(f"splits={path} needs fold=K (which of its folds to train) or fold=all")
+        return None
+    return FoldRequest(fold, cfg.get("folds", 5), int(cfg.seed), str(path) if path else None)
+
+
+def build_data(cfg: DictConfig, targets: InstanceTargets | None) -> tuple[SegDataModule, dict[str, Any]]:
+    """The domain's datamodule, set up for the requested fold; with a fold, its splits go to ``RUN/splits.json``."""
+    request = fold_request(cfg)
+    with requested(request):
+        datamodule: SegDataModule = hydra.utils.instantiate(cfg.domain.datamodule, targets=targets)
+        meta = datamodule.meta  # sets the data up (the domain splits it here)
+    if request is not None:
+        if not request.splits:
+            raise ConfigError(f"fold={request.fold}: domain {cfg.domain.name} does not split into folds with these "
+                              "settings (explicit validation/test lists?); drop fold= or the explicit lists")
+        if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0:  # the first process (DDP)
+            write_json(Path(cfg.run_dir) / "splits.json", request.splits)
+        meta = {**meta, "fold": {"fold": request.fold, "folds": request.folds}}
+    return datamodule, meta
+
+
+class KeepConfusion(L.Callback):
+    """Keeps the test confusion matrix (rows: reference, columns: prediction) for ``metrics.json`` before the task
+    resets its metrics (callbacks' epoch-end hooks run before the module's)."""
+
+    def __init__(self) -> None:
+        self.confmat: list[list[int]] | None = None
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = getattr(pl_module, "metrics", {})
+        if "test_metrics" in metrics:
+            self.confmat = metrics["test_metrics"].compute()["confmat"].long().tolist()
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the configured model on the configured domain, then test the best checkpoint.
 
-    Returns the metrics also written to ``{run_dir}/metrics.json``.
+    Returns the metrics also written to ``{run_dir}/metrics.json``. ``fold=all`` trains every fold
+    (:func:`segsuite.core.cv.cross_validate`) and returns its summary.
     """
+    if str(cfg.get("fold")) == "all":
+        from segsuite.core.cv import cross_validate
+
+        return cross_validate(cfg)
+    fold_request(cfg)  # a bad fold option is refused before any work
     L.seed_everything(cfg.seed, workers=True)
     targets = build_instance_targets(cfg)
-    datamodule: SegDataModule = hydra.utils.instantiate(cfg.domain.datamodule, targets=targets)
-    meta = datamodule.meta
+    datamodule, meta = build_data(cfg, targets)
     fill_from_data(cfg, meta)
     check_model_fits_data(cfg.model, meta)
     if cfg.get("ckpt_path"):
         check_resume(cfg.ckpt_path, model_config(cfg, targets, meta))
     budget = apply_budget(cfg, meta)
     task = build_task(cfg, meta, targets)
+    compile_network(task.net, cfg.get("compile"), "training")  # in place: checkpoints keep their keys
     trainer = build_trainer(cfg)
     if "plan" in meta and trainer.is_global_zero:  # the data-derived plan, also in the checkpoint (meta)
         write_json(Path(cfg.run_dir) / "plan.json", meta["plan"])
@@ -223,6 +271,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     val = _scalars(trainer.callback_metrics, "val/")
     early = stopped_early(trainer)  # before test restores the callbacks' state
     best = best_of_run(trainer)
+    confusion = KeepConfusion()
+    trainer.callbacks.append(confusion)
     trainer.test(task, datamodule=datamodule, ckpt_path=best.get("checkpoint") or None, weights_only=True)
     test = _scalars(trainer.callback_metrics, "test/")
     run_dir = Path(cfg.run_dir)
@@ -238,6 +288,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": best.get("checkpoint", ""),
         "last_checkpoint": str(last),
     }
+    if "fold" in meta:
+        metrics["fold"] = meta["fold"]
+    if confusion.confmat is not None:
+        metrics["test_confusion"] = {"class_names": list(meta["class_names"]), "matrix": confusion.confmat}
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
         log.info("metrics written to %s", run_dir / "metrics.json")

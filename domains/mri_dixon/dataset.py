@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from segsuite.core import folds
 from segsuite.core.errors import ConfigError
 from segsuite.core.files import generated_root
 
@@ -88,7 +89,11 @@ COLOR_CYCLE = ((31, 119, 180), (44, 160, 44), (214, 39, 40), (148, 103, 189), (1
 def split_cases(
     cases: list[str], val_fraction: float, val_cases: list[str] | None, seed: int
 ) -> tuple[list[str], list[str]]:
-    """Split case names (never slices): explicit ``val_cases``, or a seeded random ``val_fraction``."""
+    """Split case names (never slices): the requested k-fold (``fold=K``, :mod:`segsuite.core.folds`), explicit
+    ``val_cases``, or a seeded random ``val_fraction``."""
+    chosen = folds.assign(cases) if val_cases is None else None
+    if chosen is not None:
+        return chosen
     if val_cases is not None:
         unknown = sorted(set(val_cases) - set(cases))
         if unknown:

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from segsuite.core import folds
 from segsuite.core import plan as planning
 from segsuite.core.classmap import load_class_map
 from segsuite.core.errors import ConfigError, DataError
@@ -212,6 +213,24 @@ def split_files(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list
     return [pairs[i] for i in sorted(order[n_val:])], [pairs[i] for i in sorted(order[:n_val])]
 
 
+def _fold(spec: _Layout, layout: str) -> None:
+    """The requested k-fold (``fold=K``, :mod:`segsuite.core.folds`) over the train and val images pooled: whole
+    cities (Cityscapes) or sequences (CamVid) per fold, single images otherwise; the test split stays."""
+    pooled = spec.splits["train"] + spec.splits["val"]
+    names = [str(img.relative_to(img.parents[1])) if layout == "cityscapes" else img.stem for img, _ in pooled]
+    groups = [img.parent.name if layout == "cityscapes" else img.stem.split("_")[0] if layout == "camvid" else n
+              for (img, _), n in zip(pooled, names, strict=True)]
+    chosen = folds.assign(names, groups)
+    if chosen is None:
+        return
+    by_name = dict(zip(names, range(len(pooled)), strict=True))
+    picked = {split: [by_name[n] for n in chosen[i]] for i, split in enumerate(("train", "val"))}
+    if spec.instances is not None:
+        paths = spec.instances["train"] + spec.instances["val"]
+        spec.instances.update({split: [paths[i] for i in idx] for split, idx in picked.items()})
+    spec.splits.update({split: [pooled[i] for i in idx] for split, idx in picked.items()})
+
+
 @dataclass
 class _Layout:
     """What a layout contributes: split file lists, the label decoder and label metadata."""
@@ -364,6 +383,7 @@ def build_datasets(root: str, layout: str = "cityscapes", crop_size: list[int] |
         spec = _kitti(root_path, ignore_index, val_fraction, seed)
     else:
         spec = _folder(root_path, ignore_index, class_map, val_fraction, seed)
+    _fold(spec, layout)
 
     if ignore_index < len(spec.meta["class_names"]):
         raise ConfigError(f"ignore_index={ignore_index} collides with a class index (classes are 0.."

@@ -10,7 +10,6 @@ the label map): ``panoptic.json``, ``panoptic_per_class.csv`` and the summary in
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from segsuite.core.contracts import Item, Job, Mode, Prediction
-from segsuite.core.domain import ScoreSink
+from segsuite.core.domain import BaseEvaluation, ScoreSink
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
 from segsuite.core.instances import true_instances, write_panoptic_reports
@@ -39,7 +38,7 @@ PANOPTIC_SUMMARY = {"pq": "pq", "sq": "sq", "rq": "rq", "pq_things": "pq_things"
 
 
 @dataclass
-class RoadSceneEvaluation:
+class RoadSceneEvaluation(BaseEvaluation):
     """The ``split`` of the dataset builder's output; ``boundary_tolerance``: boundary F-score tolerance in px."""
 
     split: str = "val"
@@ -47,13 +46,10 @@ class RoadSceneEvaluation:
     data: RoadSceneDataset | None = field(default=None, repr=False)
     _last: tuple[int, np.ndarray] | None = field(default=None, repr=False)
 
-    def items(self, datasets: Mapping[str, Any], job: Job) -> tuple[str, list[Item]]:
-        if self.split not in datasets:
-            raise DataError(f"the data has no {self.split!r} split; it has {sorted(datasets)}")
-        data = datasets[self.split]
+    def labelled(self, data: RoadSceneDataset, job: Job) -> list[Item]:
         meta = job.model.meta
-        for key in ("class_names", "label_format", "ignore_index"):
-            ours = list(meta[key]) if key == "class_names" else meta[key]
+        for key in ("label_format", "ignore_index"):
+            ours = meta[key]
             if ours != data.meta[key]:
                 raise ConfigError(f"checkpoint {job.model.checkpoint} was trained with {key}={ours} but the "
                                   f"evaluation data has {key}={data.meta[key]}; evaluate on data of the same dataset "
@@ -65,7 +61,7 @@ class RoadSceneEvaluation:
             if (ih, iw) != (lh, lw):
                 raise DataError(f"image {image} is {ih}x{iw} (HxW) but its label {label} is {lh}x{lw}")
         self.data = data
-        return self.split, [Item(image.name, image, target=i) for i, (image, _) in enumerate(data.files)]
+        return [Item(image.name, image, target=i) for i, (image, _) in enumerate(data.files)]
 
     def scorers(self, job: Job) -> list[Any]:
         semantic = RoadSceneScorer(self, SemanticScores(job))

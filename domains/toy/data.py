@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from segsuite.core import folds
+
 
 def toy_sample(seed: int, size: int, in_channels: int, num_classes: int, ignore_index: int
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -31,11 +33,12 @@ def toy_sample(seed: int, size: int, in_channels: int, num_classes: int, ignore_
 
 
 class ToyDataset(Dataset):
-    """``length`` deterministic toy samples; sample i depends only on (seed, i)."""
+    """``length`` deterministic toy samples; sample i depends only on (seed, i) (``indices``: those samples only)."""
 
     def __init__(self, length: int = 32, size: int = 64, in_channels: int = 3, num_classes: int = 3,
-                 ignore_index: int = 255, seed: int = 0) -> None:
-        self.length, self.size, self.seed = length, size, seed
+                 ignore_index: int = 255, seed: int = 0, indices: list[int] | None = None) -> None:
+        self.indices = list(range(length)) if indices is None else list(indices)
+        self.length, self.size, self.seed = len(self.indices), size, seed
         self.in_channels, self.num_classes, self.ignore_index = in_channels, num_classes, ignore_index
 
     def __len__(self) -> int:
@@ -44,8 +47,8 @@ class ToyDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(f"toy sample {index} out of range (length {self.length})")
-        image, mask = toy_sample(self.seed * 100_003 + index, self.size, self.in_channels, self.num_classes,
-                                 self.ignore_index)
+        image, mask = toy_sample(self.seed * 100_003 + self.indices[index], self.size, self.in_channels,
+                                 self.num_classes, self.ignore_index)
         return {"image": torch.from_numpy(image), "mask": torch.from_numpy(mask)}
 
     @property
@@ -59,8 +62,15 @@ class ToyDataset(Dataset):
 
 def build_datasets(n_train: int = 32, n_val: int = 8, n_test: int = 8, size: int = 64, in_channels: int = 3,
                    num_classes: int = 3, ignore_index: int = 255, seed: int = 0) -> dict[str, ToyDataset]:
-    """Train/val/test toy splits with disjoint seeds."""
+    """Train/val/test toy splits with disjoint seeds; with a fold requested (``fold=K``, :mod:`segsuite.core.folds`)
+    train and val are that fold of the ``n_train + n_val`` samples ``sample_0000``, ...; test stays."""
     common = dict(size=size, in_channels=in_channels, num_classes=num_classes, ignore_index=ignore_index)
+    chosen = folds.assign([f"sample_{i:04d}" for i in range(n_train + n_val)])
+    if chosen is not None:
+        train, val = ([int(n.removeprefix("sample_")) for n in names] for names in chosen)
+        return {"train": ToyDataset(seed=seed, indices=train, **common),
+                "val": ToyDataset(seed=seed, indices=val, **common),
+                "test": ToyDataset(n_test, seed=seed + 2, **common)}
     return {
         "train": ToyDataset(n_train, seed=seed, **common),
         "val": ToyDataset(n_val, seed=seed + 1, **common),

@@ -230,3 +230,19 @@ def test_bad_runtime_settings_exit_2_with_one_line(models, image, tmp_path, caps
     assert predict_with("toy", image, tmp_path / "out.npy", *overrides) == 2
     assert message in _one_line(capsys)
     assert not (tmp_path / "out.npy").exists() and not list(tmp_path.glob(STAGING_PREFIX + "*"))
+
+
+def test_a_checkpoint_is_read_once_per_file_version(checkpoint, image, tmp_path, monkeypatch):
+    import segsuite.core.checkpoint as ckpt_module
+
+    calls = []
+    real = ckpt_module.load_task
+    monkeypatch.setattr(ckpt_module, "load_task", lambda path: calls.append(path) or real(path))
+    copy = tmp_path / "copy.ckpt"
+    copy.write_bytes(Path(checkpoint).read_bytes())
+    cfg = compose_config("predict", [f"checkpoint={copy}", f"input={image}", "output=x"])
+    first, second = load_job(cfg), load_job(cfg)
+    assert len(calls) == 1 and first.model.predictor is not second.model.predictor
+    os.utime(copy, ns=(0, 10**9))  # a new version of the file (another mtime) is read again
+    load_job(cfg)
+    assert len(calls) == 2

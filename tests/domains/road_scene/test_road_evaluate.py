@@ -67,6 +67,6 @@ def test_kitti_scores_equal_the_devkit_numbers_on_predicted_files(kitti_root, tm
 def test_checkpoint_for_other_classes_is_refused(cityscapes_root, kitti_root, tmp_path, pointwise, pipeline):
     kitti_meta = build_datasets(str(kitti_root), layout="kitti")["train"].meta
     task = pointwise.task(kitti_meta, np.zeros((2, 3)), np.zeros(2))
-    with pytest.raises(ConfigError, match="model.ckpt was trained with class_names"):
+    with pytest.raises(ConfigError, match="model.ckpt was trained with classes"):
         pipeline.evaluate(task, build_datasets(str(cityscapes_root)), tmp_path / "ev")
     assert not (tmp_path / "ev").exists()
