@@ -14,6 +14,7 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from segsuite.core import folds
 from segsuite.core import plan as planning
 from segsuite.core.errors import DataError
 from segsuite.core.files import files_in, generated_root, pair_by_stem
@@ -176,7 +177,10 @@ def build_datasets(root: str = "data/microscopy_synthetic", synthetic_if_missing
     n_val = int(round(len(gold) * val_fraction)) if len(pairs) >= 5 else 0
     val_pairs = gold[len(gold) - n_val:] or pairs
     train_pairs = [p for p in pairs if p not in val_pairs or not n_val]
-    if not n_val:
+    names = [image.relative_to(root_path).as_posix() for image, _ in pairs]
+    if (chosen := folds.assign(names)) is not None:  # fold=K folds=N: that fold's images, frame by frame
+        train_pairs, val_pairs = ([pairs[names.index(n)] for n in part] for part in chosen)
+    elif not n_val:
         log.warning("only %d labelled image(s): validating on the training images", len(pairs))
     read = {p: read_pair(*p) for p in pairs}
     if len(channels := {read[p][0].shape[0] for p in pairs}) > 1:

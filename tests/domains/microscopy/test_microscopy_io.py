@@ -147,3 +147,12 @@ def test_gold_truth_validates_and_silver_truth_only_trains(ctc_root):
     assert sample["image"].shape == (1, 32, 32) and set(sample["mask"].unique().tolist()) <= {0, 1}
     assert ((sample["instances"] > 0) == (sample["mask"] == 1)).all()
     assert splits["train"].meta["plan"]["patch_size"] == [32, 32] and splits["train"].meta["pixel_size_um"] == 0.5
+
+
+def test_a_requested_fold_splits_the_images(ctc_root):
+    from segsuite.core.folds import FoldRequest, requested
+
+    with requested(request := FoldRequest(1, 3, 0)):
+        splits = build_datasets(str(ctc_root), patch_size=32)
+    val = [i.relative_to(ctc_root).as_posix() for i, _ in splits["val"].files]
+    assert val == request.splits[1]["val"] and len(val) == 2 and len(splits["train"].files) == 4
