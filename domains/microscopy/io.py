@@ -63,7 +63,8 @@ class TiffReader(BaseReader):
                 raise DataError(f"no TIFF images (*.tif, *.tiff) in input folder {src}")
             return [Item(str(p.relative_to(src)), p, p.relative_to(src)) for p in files]
         if not src.is_file() or src.suffix.lower() not in SUFFIXES:
-            raise DataError(f"input {src} is not a TIFF file (*.tif, *.tiff) or a folder of them")
+            raise DataError(f"input {src} " + ("is not a TIFF file (*.tif, *.tiff) or a folder of them" if src.exists()
+                                               else "does not exist"))
         return [Item(src.stem, src)]
 
     def check(self, item: Item, job: Job) -> None:  # the header only
