@@ -163,16 +163,16 @@ class Collector:
     def update(self, prediction: Prediction) -> None:
         if not self.blocks:
             self._describe()
-        rows = self._rows(prediction)
-        classes = prediction.classes[..., rows, :: self.stride].copy()
+        rows, cols = self._rows(prediction), self._cols(prediction)
+        classes = prediction.classes[..., rows, :][..., cols].copy()
         valid = self._valid(prediction)
         if valid is not None:
-            classes[~valid[..., rows, :: self.stride]] = self.job.model.meta.ignore_index
-        border = None if prediction.border is None else prediction.border[..., rows, :: self.stride]
+            classes[~valid[..., rows, :][..., cols]] = self.job.model.meta.ignore_index
+        border = None if prediction.border is None else prediction.border[..., rows, :][..., cols]
         proba = None
         if self.want_probabilities:
-            proba = prediction.probabilities.float().cpu().numpy()[..., rows, :: self.stride]
-        self.blocks.setdefault(prediction.source, []).append((prediction.row0, classes, border, proba))
+            proba = prediction.probabilities.float().cpu().numpy()[..., rows, :][..., cols]
+        self.blocks.setdefault(prediction.source, []).append((prediction.row0, prediction.col0, classes, border, proba))
         self.instances = prediction.instances if self.stride == 1 else None
         self.rows_done += prediction.classes.shape[-2]
         if self.progress is not None and self.rows:
@@ -189,8 +189,14 @@ class Collector:
         height = prediction.classes.shape[-2]
         return np.flatnonzero((prediction.row0 + np.arange(height)) % self.stride == 0)
 
+    def _cols(self, prediction: Prediction) -> slice | np.ndarray:
+        if self.stride == 1:
+            return slice(None)
+        width = prediction.classes.shape[-1]
+        return np.flatnonzero((prediction.col0 + np.arange(width)) % self.stride == 0)
+
     def close(self) -> Result:
-        sources = [self._join(sorted(self.blocks[i], key=lambda b: b[0])) for i in sorted(self.blocks)]
+        sources = [self._join(sorted(self.blocks[i], key=lambda b: (b[1], b[0]))) for i in sorted(self.blocks)]
         classes, border, proba = sources[0] if len(sources) == 1 else [_stack(s) for s in zip(*sources)]
         instances = self.instances
         if instances is None and self.job.instancer is not None and self.stride == 1:
@@ -199,9 +205,13 @@ class Collector:
 
     @staticmethod
     def _join(blocks: list) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        _, classes, border, proba = zip(*blocks)
-        return (np.concatenate(classes, -2), None if border[0] is None else np.concatenate(border, -2),
-                None if proba[0] is None else np.concatenate(proba, -2))
+        """Blocks sorted by (column, row): each column band's rows stacked, the bands side by side."""
+        bands: dict[int, list] = {}
+        for _, col0, *parts in blocks:
+            bands.setdefault(col0, []).append(parts)
+        joined = [[None if p[0] is None else np.concatenate(p, -2) for p in zip(*band)] for band in bands.values()]
+        return tuple(None if p[0] is None else np.concatenate(p, -1) if len(p) > 1 else p[0]  # type: ignore[return-value]
+                     for p in zip(*joined))
 
     def _result(self, classes: np.ndarray, proba: np.ndarray | None, instances: Instances | None) -> Result:
         meta = self.job.model.meta

@@ -148,7 +148,8 @@ class Opened(Protocol):
     are final; other items are assembled whole: every source's logits ``(C, H, W)`` (stacked along dim 1 when there
     are several sources, e.g. the slices of a volume) go through :meth:`restore` once. An item may carry its own
     ``options`` (:class:`InferenceOptions`, e.g. a 3D model's patch-sized windows), which the pipeline uses instead of
-    the job's.
+    the job's. A streaming item whose sinks take rectangles sets ``bands = True`` (optional; absent means False): a
+    raster wider than the options' ``band`` then reaches them in column bands (:class:`Prediction`).
     """
 
     sources: Sequence[Source]
@@ -163,12 +164,14 @@ class Opened(Protocol):
 
 @dataclass
 class Prediction:
-    """What sinks receive: a block of rows of one source (streaming items) or a whole item.
+    """What sinks receive: a rectangle of one source (streaming items) or a whole item.
 
     ``logits`` ``(C, *spatial)`` float32 on the predictor's device (class logits, then the border logit);
     ``classes`` ``(*spatial)`` uint8 (int64 beyond 256 classes); ``border`` the border probability or None;
-    ``covered`` False where no window was computed (skipped nodata), None when all was; ``row0`` / ``source`` place
-    a block; ``instances`` is set for whole items when the job cuts instances.
+    ``covered`` False where no window was computed (skipped nodata), None when all was; ``row0``, ``col0`` (its
+    width: the arrays') and ``source`` place a block: full-width rows unless the opened item asks for column bands
+    (``Opened.bands``), then each band's blocks top to bottom, bands left to right; ``instances`` is set for whole
+    items when the job cuts instances.
     """
 
     logits: torch.Tensor
@@ -177,6 +180,7 @@ class Prediction:
     covered: np.ndarray | None = None
     row0: int = 0
     source: int = 0
+    col0: int = 0
     instances: Instances | None = None
     num_classes: int = 0
     _probabilities: torch.Tensor | None = None

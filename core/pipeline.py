@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
@@ -27,7 +28,7 @@ from segsuite.core.contracts import Evaluation, Item, Job, Opened, Prediction, R
 from segsuite.core.distributed import MANIFEST, Ranks, gather, item_done, join, leave
 from segsuite.core.domain import prepared
 from segsuite.core.errors import DataError
-from segsuite.core.inference import InferenceOptions, sliding_window
+from segsuite.core.inference import InferenceOptions, sliding_blocks, sliding_window
 from segsuite.core.instances import split_logits
 from segsuite.core.io import Staging, pattern_matches, write_json
 
@@ -46,6 +47,10 @@ def predict_tasks(opened: Opened, job: Job, bar: Any = False) -> Iterator[Callab
     to the task so that they run on the sinks' thread while the engine computes the next batch."""
     model, options = job.model, getattr(opened, "options", None) or job.options or InferenceOptions()
     k = model.num_classes
+    if opened.streaming and getattr(opened, "bands", False):  # its sinks take rectangles: column bands allowed
+        for b in sliding_blocks(model.predictor, opened.sources, model.channels, options, progress=bar):
+            yield partial(_block_prediction, b.logits, b.covered, b.row0, b.source, k, b.col0)
+        return
     blocks = sliding_window(model.predictor, opened.sources, model.channels, progress=bar, options=options)
     if opened.streaming:
         for index, row0, logits, covered in blocks:
@@ -54,9 +59,10 @@ def predict_tasks(opened: Opened, job: Job, bar: Any = False) -> Iterator[Callab
     yield partial(_item_prediction, opened, _assemble(blocks, [s.shape[0] for s in opened.sources]), job)
 
 
-def _block_prediction(logits: torch.Tensor, covered: torch.Tensor, row0: int, index: int, k: int) -> Prediction:
+def _block_prediction(logits: torch.Tensor, covered: torch.Tensor, row0: int, index: int, k: int,
+                      col0: int = 0) -> Prediction:
     classes, border = split_logits(logits, k)
-    return Prediction(logits, classes, border, covered.cpu().numpy(), row0, index, num_classes=k)
+    return Prediction(logits, classes, border, covered.cpu().numpy(), row0, index, num_classes=k, col0=col0)
 
 
 def _item_prediction(opened: Opened, logits: torch.Tensor, job: Job) -> Prediction:
@@ -162,11 +168,15 @@ def is_folder_output(output: str | os.PathLike, items: Sequence[Item], input: An
     return entries is not None and len(entries) == len(items)
 
 
+_KIND = re.compile(r"^[A-Za-z][A-Za-z0-9_-]+:")  # 2+ letters: "C:/" is a Windows drive
+
+
 def _entries(input: Any) -> list[Any] | None:
-    """The entries of a list input or the matches of a glob pattern; None for anything else (a file, a URL...)."""
+    """The entries of a list input or the matches of a glob pattern; None for anything else (a file, a URL, a
+    domain's ``kind:...`` input such as ``mosaic:scenes/*.tif``, one input however many files it names...)."""
     if isinstance(input, (list, tuple)):
         return list(input)
-    if isinstance(input, (str, os.PathLike)) and "://" not in str(input):
+    if isinstance(input, (str, os.PathLike)) and "://" not in str(input) and not _KIND.match(str(input)):
         return pattern_matches(input)
     return None
 

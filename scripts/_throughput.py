@@ -14,10 +14,10 @@ throughout. Figures:
 2. the same ``run_predict`` vs MONAI ``sliding_window_inference`` (image read and normalised into memory first, same
    tile, overlap and Gaussian);
 3. memory added over the loaded model (RSS high-water mark in a fresh child process minus that after imports, model
-   and one warm-up batch: :func:`segsuite.domains.landcover.benchmark.run_child`) at 8192^2, ours / MONAI's;
+   and one warm-up batch: :func:`segsuite.scripts.benchmarks.landcover.run_child`) at 8192^2, ours / MONAI's;
 4. memory added, ours, at 8192^2 vs a raster 2048 rows high and as wide (height alone grows: the issue's "should not
-   grow with height"), and 4b. vs 2048^2 (width grows as well, so the strip buffers do);
-5. the whole pipeline with a no-compute model (:class:`~segsuite.domains.landcover.benchmark.BandCopy`: its first
+   grow with height"), and 4b. vs 2048^2 (width grows as well: column bands, ``band: auto``, keep the strip bounded);
+5. the whole pipeline with a no-compute model (:class:`~segsuite.scripts.benchmarks.landcover.BandCopy`: its first
    band copied to the K class channels) vs bare rasterio reads of the same windows of the same file, in one process
    (one GDAL block cache), in Mpx/s;
 6. MRI 256x256x64 stored at 1 x 1 x 3 mm, 4 channels, for a model planned at the phantom's 1.5 x 1.5 x 3 mm:
@@ -25,7 +25,10 @@ throughout. Figures:
    back, argmax, write) vs the bare forward over the same resampled slices
    (:func:`segsuite.scripts.benchmarks.mri_dixon.throughput`; the predict path in memory in the note);
 7. road 1024x2048 frames, ``run_predict`` writing label, colour and overlay PNGs vs the bare forward on the decoded
-   frames (:func:`segsuite.scripts.benchmarks.road_scene.throughput`).
+   frames (:func:`segsuite.scripts.benchmarks.road_scene.throughput`);
+8-10. issue 21: memory added on a 65,536^2 VRT mosaic (256 tiles of 4096^2) with the no-compute model (8), and
+   against the 8192^2 mosaic (8b); speed per pixel between the two (9); training windows per second from a
+   20,000^2 GeoTIFF vs the same windows in memory (10).
 
 ``--device cuda``: figures 1, 6 and 7 on the GPU, bf16 autocast for land cover and road (goal >= 0.8); without a GPU
 it says so. ``--quick``: small sizes and one repeat, a smoke test whose numbers are not the issue's figures.
@@ -60,10 +63,13 @@ class Sizes:
     road: tuple[int, int]
     road_frames: int
     repeats: int
+    mosaic_tile: int = 4096  # figures 8-9: VRT mosaics of one scene this size, 2 x 2 and mosaic_grid^2 tiles
+    mosaic_grid: int = 16
+    train_size: int = 20_000  # figure 10: the training scene's side
 
 
 FULL = Sizes(4096, 8192, 2048, (256, 256, 64), (1024, 2048), 4, 3)
-QUICK = Sizes(1024, 1024, 512, (64, 64, 24), (256, 512), 2, 1)
+QUICK = Sizes(1024, 1024, 512, (64, 64, 24), (256, 512), 2, 1, 512, 4, 2048)
 
 
 @dataclass(frozen=True)
@@ -121,16 +127,16 @@ def torch_threads() -> int:
 
 def make_scene(sizes: Sizes, tmp: Path) -> Path:
     """The land-cover scene of figures 1, 2 and 5 (uint16, deflate, 512 px blocks)."""
-    from segsuite.domains.landcover.benchmark import BANDS
     from segsuite.domains.landcover.synthetic import make_large_raster
+    from segsuite.scripts.benchmarks.landcover import BANDS
 
     return make_large_raster(tmp / "scene.tif", sizes.scene, sizes.scene, bands=BANDS)
 
 
 def landcover_speed(sizes: Sizes, raster: Path, tmp: Path, device: str, amp: bool) -> tuple[dict[str, Timing], int]:
-    """Figures 1-2: the timings of :func:`segsuite.domains.landcover.benchmark.speed` (full runs: warmed up by one
+    """Figures 1-2: the timings of :func:`segsuite.scripts.benchmarks.landcover.speed` (full runs: warmed up by one
     batch, not a whole untimed round of minutes)."""
-    from segsuite.domains.landcover.benchmark import bench_job, speed
+    from segsuite.scripts.benchmarks.landcover import bench_job, speed
 
     job = bench_job("unet", TILE, OVERLAP, BATCH, device, amp)
     timings, windows = speed(job, raster, tmp / "pred.tif", sizes.repeats, warmup=int(sizes.scene < 2048))
@@ -151,8 +157,8 @@ def landcover_figures(sizes: Sizes, raster: Path, tmp: Path) -> list[Figure]:
 
 def memory_figures(sizes: Sizes, tmp: Path, threads: int) -> list[Figure]:
     """Figures 3, 4 and 4b: memory added over the loaded model, each run in a fresh child process."""
-    from segsuite.domains.landcover.benchmark import BANDS, run_child
     from segsuite.domains.landcover.synthetic import make_large_raster
+    from segsuite.scripts.benchmarks.landcover import BANDS, run_child
 
     common = dict(model="unet", tile=list(TILE), overlap=list(OVERLAP), batch_size=BATCH, device="cpu",
                   threads=threads)
@@ -176,7 +182,7 @@ def memory_figures(sizes: Sizes, tmp: Path, threads: int) -> list[Figure]:
 
 def no_compute_figure(sizes: Sizes, raster: Path, tmp: Path) -> Figure:
     """Figure 5: the pipeline with :class:`BandCopy` vs bare rasterio reads of the same windows, in Mpx/s."""
-    from segsuite.domains.landcover.benchmark import bench_job, read_speed
+    from segsuite.scripts.benchmarks.landcover import bench_job, read_speed
 
     timings = read_speed(bench_job("copy", TILE, OVERLAP, BATCH, "cpu"), raster, tmp / "copy.tif", sizes.repeats)
     reads, ours = timings.values()
@@ -185,6 +191,30 @@ def no_compute_figure(sizes: Sizes, raster: Path, tmp: Path) -> Figure:
                 "bare rasterio reads, same windows", unit="Mpx/s", work=mpx)
     return speed_figure("5. pipeline, no-compute model, vs bare rasterio reads", timings, ours.name, reads.name,
                         0.5, note=f"{mpx / ours.median:.1f} vs {mpx / reads.median:.1f} Mpx/s")
+
+
+def bands_figures(sizes: Sizes, tmp: Path, threads: int) -> list[Figure]:
+    """Figures 8-10 (issue 21): memory added and speed per pixel on VRT mosaics, no-compute model, band auto
+    (:func:`segsuite.scripts.benchmarks.landcover_bands.mosaic_runs`); training windows from a large GeoTIFF vs the
+    same windows in memory (:func:`~segsuite.scripts.benchmarks.landcover_bands.training_speed`)."""
+    from segsuite.scripts.benchmarks.landcover_bands import mosaic_runs, training_speed
+
+    n, side = sizes.mosaic_grid, sizes.mosaic_grid * sizes.mosaic_tile
+    runs = mosaic_runs(tmp, sizes.mosaic_tile, (2, n), TILE, OVERLAP, BATCH, threads)
+    small, big = runs[2], runs[n]
+    added = {k: r["peak_mb"] - r["base_mb"] for k, r in runs.items()}
+    speed = {k: r["mpx"] / r["seconds"] for k, r in runs.items()}
+    timings = training_speed(tmp, sizes.train_size, repeats=max(sizes.repeats, 2))
+    file, memory = timings
+    return [Figure(f"8. memory added, {side}^2 VRT ({n * n} tiles of {sizes.mosaic_tile}^2), no-compute model, MiB",
+                   added[n], 512, True, note=f"peak {big['peak_mb']:.0f} MiB over {big['base_mb']:.0f}"),
+            Figure(f"8b. memory added, {side}^2 / {2 * sizes.mosaic_tile}^2 VRT", _ratio(added[n], added[2]), 1.2,
+                   True, note=f"{added[n]:.0f} / {added[2]:.0f} MiB"),
+            Figure(f"9. speed per pixel, {side}^2 / {2 * sizes.mosaic_tile}^2 VRT, no-compute model",
+                   _ratio(speed[n], speed[2]), 0.95, note=f"{speed[n]:.1f} vs {speed[2]:.1f} Mpx/s, one run each "
+                   f"({big['seconds']:.0f} s, {small['seconds']:.1f} s)"),
+            speed_figure(f"10. training windows/s from a {sizes.train_size}^2 GeoTIFF vs in memory", timings, file,
+                         memory, 0.9, note="200 windows of 256 px, D4 augmentation")]
 
 
 def mri_figure(sizes: Sizes, device: str = "cpu", amp: bool = False, goal: float = 0.9, label: str = "6.") -> Figure:
@@ -232,6 +262,7 @@ def cpu_figures(sizes: Sizes, threads: int) -> list[Figure]:
         _done(figures, *landcover_figures(sizes, raster, tmp))
         raster.unlink()
         _done(figures, *memory_figures(sizes, tmp, threads))
+        _done(figures, *bands_figures(sizes, tmp, threads))
     return sorted(figures, key=lambda f: f.name)
 
 

@@ -18,12 +18,12 @@ import json
 SUITES = {
     "core": "segsuite.scripts.benchmarks.core",
     "instances": "segsuite.core.instances.benchmark",
-    "landcover": "segsuite.domains.landcover.benchmark",
-    "border": "segsuite.domains.landcover.border_benchmark",
+    "landcover": "segsuite.scripts.benchmarks.landcover",
+    "border": "segsuite.scripts.benchmarks.border",
     "mri_dixon": "segsuite.scripts.benchmarks.mri_dixon",
     "road_scene": "segsuite.scripts.benchmarks.road_scene",
     "throughput": "segsuite.scripts._throughput",
-    "recipe": "segsuite.domains.landcover.recipe_benchmark",
+    "recipe": "segsuite.scripts.benchmarks.recipe",
     "compile": "segsuite.scripts.benchmarks.compile",
     "microscopy": "segsuite.scripts.benchmarks.microscopy",  # real nuclei (StarDist's image) vs Otsu + watershed
 }

@@ -6,15 +6,15 @@ and the producer), :mod:`.batch` (reused host/device buffers), :mod:`.predictor`
 :mod:`.engine` (:func:`sliding_window`, which ties them together)."""
 
 from segsuite.core.inference.blend import blend_weights, blend_weights_nd
-from segsuite.core.inference.engine import predict_array, sliding_window
+from segsuite.core.inference.engine import Block, predict_array, sliding_blocks, sliding_window
 from segsuite.core.inference.merger import Merger, StripMerger, VolumeMerger, make_merger
 from segsuite.core.inference.options import InferenceOptions
 from segsuite.core.inference.predictor import TilePredictor
 from segsuite.core.inference.sources import ArraySource, Source
-from segsuite.core.inference.windows import Box, Window, grid_boxes, grid_for, grid_windows
+from segsuite.core.inference.windows import Band, Box, Window, grid_bands, grid_boxes, grid_for, grid_windows
 
 __all__ = [
-    "ArraySource", "Box", "InferenceOptions", "Merger", "Source", "StripMerger", "TilePredictor", "VolumeMerger",
-    "Window", "blend_weights", "blend_weights_nd", "grid_boxes", "grid_for", "grid_windows", "make_merger",
-    "predict_array", "sliding_window",
+    "ArraySource", "Band", "Block", "Box", "InferenceOptions", "Merger", "Source", "StripMerger", "TilePredictor",
+    "VolumeMerger", "Window", "blend_weights", "blend_weights_nd", "grid_bands", "grid_boxes", "grid_for",
+    "grid_windows", "make_merger", "predict_array", "sliding_blocks", "sliding_window",
 ]

@@ -10,13 +10,14 @@ import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
 
 from segsuite.core.inference.batch import Batch, HostBuffers
 from segsuite.core.inference.sources import Source
-from segsuite.core.inference.windows import Window, grid_for
+from segsuite.core.inference.windows import Window
 
 END = object()  # what the producer puts on the queue after the last batch
 
@@ -36,19 +37,20 @@ def _load(source: Source, window: Window) -> tuple[np.ndarray | None, np.ndarray
     return np.ascontiguousarray(source.read(window), dtype=np.float32), None
 
 
-def _windows(sources: Sequence[Source], tile, overlap) -> Iterator[tuple[int, Source, Window | None]]:
-    """``(source index, source, window)`` in order; the window is None at each source's end."""
-    for index, source in enumerate(sources):
-        for window in grid_for(source.shape, tile, overlap):
-            yield index, source, window
-        yield index, source, None
+def _windows(parts: Sequence[tuple[Any, Source, Sequence[Window]]]) -> Iterator[tuple[Any, Source, Window | None]]:
+    """``(part key, source, window)`` in order; the window is None at each part's end."""
+    for key, source, windows in parts:
+        for window in windows:
+            yield key, source, window
+        yield key, source, None
 
 
-def produce(sources: Sequence[Source], tile, overlap, batch_size: int, readers: int, device: torch.device,
-            out: queue.Queue, stop: threading.Event) -> None:
-    """Background thread: read tiles with ``readers`` threads, in order, and put batches ``(items, Batch or
-    None)`` on ``out``. ``items`` lists ``(source_index, source, window, computed)``; a window is None at a source's
-    end. Reads run ahead of the batch being filled by at most ``2 x readers`` windows."""
+def produce(parts: Sequence[tuple[Any, Source, Sequence[Window]]], batch_size: int, readers: int,
+            device: torch.device, out: queue.Queue, stop: threading.Event) -> None:
+    """Background thread: read the windows of every part ``(key, source, windows)`` (a source, or a column band of
+    one) with ``readers`` threads, in order, and put batches ``(items, Batch or None)`` on ``out``. ``items`` lists
+    ``(key, source, window, computed)``; a window is None at a part's end. Reads run ahead of the batch being filled
+    by at most ``2 x readers`` windows."""
     def put(value) -> None:
         while not stop.is_set():  # give up when the consumer has gone
             try:
@@ -95,7 +97,7 @@ def produce(sources: Sequence[Source], tile, overlap, batch_size: int, readers: 
                 flush()
 
         pending: deque = deque()
-        for entry in _windows(sources, tile, overlap):
+        for entry in _windows(parts):
             future = pool.submit(_load, entry[1], entry[2]) if entry[2] is not None else None
             pending.append((entry, future))
             while len(pending) > 2 * readers:

@@ -26,6 +26,9 @@ class InferenceOptions:
         batch_size: windows per forward pass (>= 1).
         blend: how overlapping windows are weighted: gaussian, cosine or constant.
         readers: threads reading tiles (each with its own file handle); None: :func:`default_readers`.
+        band: column band width in px for wide 2D images (:func:`~.windows.grid_bands`): None, full width;
+            ``"auto"``, full width while the merger's strip fits :data:`STRIP_BUDGET`, else bands that fit it; or a
+            whole number. Bands equal the full-width result; windows on a band edge are computed twice.
     """
 
     tile: tuple[int, ...] | None = (512, 512)
@@ -33,6 +36,7 @@ class InferenceOptions:
     batch_size: int = 8
     blend: str = "gaussian"
     readers: int | None = None
+    band: int | str | None = None
 
     def __post_init__(self) -> None:
         tile = None if self.tile is None else _pair("tile", self.tile, minimum=1)
@@ -46,6 +50,9 @@ class InferenceOptions:
         if self.readers is not None and (isinstance(self.readers, bool) or not isinstance(self.readers, int)
                                          or self.readers < 1):
             raise ConfigError(f"readers={self.readers!r}: expected a whole number >= 1 (reader threads) or null")
+        if self.band is not None and self.band != "auto" and (isinstance(self.band, bool) or not isinstance(
+                self.band, int) or self.band < 1):
+            raise ConfigError(f"band={self.band!r}: expected auto, null (full width) or a whole number of px >= 1")
         if self.blend not in BLEND_MODES:
             raise ConfigError(f"blend={self.blend!r}: choose one of {', '.join(BLEND_MODES)}")
         object.__setattr__(self, "tile", tile)
@@ -56,6 +63,24 @@ class InferenceOptions:
         if self.tile is None:
             return tuple(int(n) for n in shape), (0,) * len(shape)
         return self.tile, self.overlap
+
+
+    def band_width(self, shape: Sequence[int], channels: int, tile_h: int) -> int | None:
+        """Column band width for a 2D image of ``shape`` blended into ``channels`` channels through windows
+        ``tile_h`` rows tall: None for the full width (volumes, ``band`` None, or an auto strip that fits)."""
+        if len(shape) != 2 or self.band is None:
+            return None
+        if self.band != "auto":
+            return int(self.band) if self.band < shape[1] else None
+        per_col = 4 * (channels + 1) * min(tile_h, shape[0])  # bytes of the merger's strip per column
+        if per_col * shape[1] <= STRIP_BUDGET:
+            return None
+        margin = 2 * (self.tile[1] if self.tile else 0)  # windows reach past a band's edges on both sides
+        return max(BAND_STEP, (STRIP_BUDGET // per_col - margin) // BAND_STEP * BAND_STEP)
+
+
+STRIP_BUDGET = 64 << 20  # bytes: band=auto keeps the merger's strip ((K + 1) x tile_h x width float32) under this
+BAND_STEP = 512  # auto bands are a multiple of the output rasters' 512 px blocks: writes fill whole blocks
 
 
 def _pair(name: str, value: Any, minimum: int) -> tuple[int, ...]:

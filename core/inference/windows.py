@@ -97,3 +97,30 @@ def grid_for(shape: Sequence[int], tile: Sequence[int], overlap: Sequence[int]) 
 def window_size(window: Window | Box) -> tuple[int, ...]:
     """The spatial size of a window: ``(h, w)`` or a box's ``size``."""
     return window.size if isinstance(window, Box) else (window.height, window.width)
+
+
+class Band(NamedTuple):
+    """A column band of an image: the output columns ``[col0, col1)`` it hands out and the windows of the image's
+    grid that touch them, which span the columns ``[left, right)`` (the band's merger width)."""
+
+    col0: int
+    col1: int
+    left: int
+    right: int
+    windows: list[Window]
+
+
+def grid_bands(height: int, width: int, tile: tuple[int, int], overlap: tuple[int, int],
+               band: int | None) -> list[Band]:
+    """The image's grid (:func:`grid_windows`) split into column bands ``band`` px wide (None: one band, the full
+    width). A window crossing a band edge belongs to both bands and is computed twice; each pixel is blended from
+    the same windows in the same order as in one full-width pass, so the result is the same."""
+    grid = grid_windows(height, width, tile, overlap)
+    if band is None or band >= width:
+        return [Band(0, width, 0, width, grid)]
+    bands = []
+    for col0 in range(0, width, band):
+        col1 = min(col0 + band, width)
+        windows = [w for w in grid if w.col < col1 and w.col + w.width > col0]
+        bands.append(Band(col0, col1, min(w.col for w in windows), max(w.col + w.width for w in windows), windows))
+    return bands

@@ -1,8 +1,9 @@
 """Instances over a raster too large for memory: row strips arrive top to bottom (as ``sliding_window`` yields
-them), each is labelled on its own with provisional ids, and a union-find joins the pieces of an object that
-crosses from one strip into the next. ``finish`` resolves every provisional id to a final instance, drops small
-ones and returns per-instance statistics; a writer then remaps what it wrote (e.g. a second pass over a raster)
-and merges vector pieces by final id.
+them), or the rectangles of column bands, left to right and each band top to bottom (``sliding_blocks``); each is
+labelled on its own with provisional ids, and a union-find joins the pieces of an object that crosses from one strip
+into the next, or from one band into the next (the last column of a band is kept, one value per row). ``finish``
+resolves every provisional id to a final instance, drops small ones and returns per-instance statistics; a writer
+then remaps what it wrote (e.g. a second pass over a raster) and merges vector pieces by final id.
 
 With a border map the strip is cut by the same marker watershed as whole images (``extract.split_touching``), with
 the last ``halo`` rows of the previous strip on top as fixed seeds, so border pixels at a seam join the object
@@ -63,8 +64,10 @@ class StripLabeller:
 
     Args:
         instancer: thing classes, min size, border use and connectivity (2D only here).
-        width: the raster's width (every strip is full width).
+        width: the raster's width (a strip is full width, or one column band of it).
         halo: rows of the previous strip kept as seeds for the border watershed.
+
+    Memory besides the strip: ``halo`` rows of it and, with column bands, 3 values per raster row (a band's edge).
     """
 
     def __init__(self, instancer: Instancer, width: int, halo: int = 16) -> None:
@@ -77,7 +80,10 @@ class StripLabeller:
         self.sums = _Growable(0.0, np.float64, 2)
         self.bbox = _Growable(-1, np.int64, 4)
         self.prev: dict[str, np.ndarray] | None = None  # halo rows: labels, semantic, core
-        self.rows_seen = 0
+        self.rows_seen = 0  # rows of the current band
+        self.band = (0, self.width)  # the current band's first column and width
+        self.edge: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # its last column: row0, ids, sem, core
+        self.left: dict[str, np.ndarray] | None = None  # the previous band's last column, every row
 
     # --- union-find over provisional ids -------------------------------------------------------------------------
     def _find(self, a: int) -> int:
@@ -104,12 +110,13 @@ class StripLabeller:
         return np.where(labels > 0, labels + (first - 1), 0).astype(np.int64)
 
     # --- one strip ---------------------------------------------------------------------------------------------------
-    def push(self, semantic: np.ndarray, border_prob: np.ndarray | None = None) -> np.ndarray:
-        """Label the next strip ``semantic`` ``(n, W)`` (class indices; anything else, e.g. nodata, is background)
-        with optional ``border_prob`` ``(n, W)``. Returns its provisional ids ``(n, W)`` uint32."""
+    def push(self, semantic: np.ndarray, border_prob: np.ndarray | None = None, col0: int = 0) -> np.ndarray:
+        """Label the next strip ``semantic`` ``(n, w)`` (class indices; anything else, e.g. nodata, is background)
+        with optional ``border_prob`` ``(n, w)``, at column ``col0`` (full width: 0 and ``w`` the raster's width).
+        A new ``col0`` starts the next column band, at the row 0. Returns its provisional ids ``(n, w)`` uint32."""
         n, w = semantic.shape
-        if w != self.width:
-            raise ValueError(f"strip width {w} != raster width {self.width}")
+        if (col0, w) != self.band or self.rows_seen == 0:
+            self._start_band(col0, w)
         self.instancer.uses_border(border_prob is not None)
         border = self.instancer.border_mask(border_prob)
         ids = np.zeros((n, w), np.int64)
@@ -120,14 +127,50 @@ class StripLabeller:
             markers, count = ndimage.label(core, self.structure)
             markers = self._new_ids(markers, count, c)
             self._join_seam(markers, core, c)
+            self._join_left(markers, core, c)
             labels = markers if border is None else self._grow(fg, core, markers, c)
             ids[labels > 0] = labels[labels > 0]
             core_all |= core
         self._accumulate(ids)
         keep = min(self.halo, n)
         self.prev = {"labels": ids[-keep:], "semantic": semantic[-keep:], "core": core_all[-keep:]}
+        if col0 + w < self.width:  # a band with another to its right: keep its last column
+            self.edge.append((self.rows_seen, ids[:, -1].copy(), semantic[:, -1].copy(), core_all[:, -1].copy()))
         self.rows_seen += n
         return ids.astype(np.uint32)
+
+    def _start_band(self, col0: int, w: int) -> None:
+        """The first strip of the band of columns ``[col0, col0 + w)``: the last band's edge becomes its left."""
+        last = self.band[0] + self.band[1]
+        if col0 + w > self.width or (self.next_id > 1 or self.rows_seen) and col0 not in (0, last):
+            raise ValueError(f"strip at column {col0}, width {w}: bands must come left to right within the raster "
+                             f"width {self.width}")
+        self.left = None
+        if self.edge and col0 == last:
+            self.left = {k: np.concatenate([e[i] for e in self.edge]) for i, k in enumerate(("labels", "semantic",
+                                                                                             "core"), 1)}
+        self.band, self.edge, self.prev, self.rows_seen = (col0, w), [], None, 0
+
+    def _join_left(self, markers: np.ndarray, core: np.ndarray, cls: int) -> None:
+        """Union the strip's first-column markers with the previous band's last-column pieces of the same class that
+        touch them (straight across, and diagonally with connectivity 2)."""
+        if self.left is None:
+            return
+        r0, n = self.rows_seen, len(markers)
+        left = self.left
+        side = np.where((left["semantic"] == cls) & left["core"], left["labels"], 0)
+        here = np.where(core[:, 0], markers[:, 0], 0)
+        shifts = (0,) if self.instancer.connectivity == 1 else (-1, 0, 1)
+        pairs = set()
+        for s in shifts:
+            lo, hi = max(0, -(r0 + s)), min(n, len(side) - (r0 + s))  # rows i with 0 <= r0 + i + s < len(side)
+            if hi <= lo:
+                continue
+            a, b = side[r0 + s + lo : r0 + s + hi], here[lo:hi]
+            both = (a > 0) & (b > 0)
+            pairs.update(zip(a[both].tolist(), b[both].tolist()))
+        for a, b in pairs:
+            self._union(a, b)
 
     def _join_seam(self, markers: np.ndarray, core: np.ndarray, cls: int) -> None:
         """Union the strip's first-row markers with the previous strip's last-row pieces of the same class that touch
@@ -139,8 +182,8 @@ class StripLabeller:
         shifts = (0,) if self.instancer.connectivity == 1 else (-1, 0, 1)
         pairs = set()
         for s in shifts:
-            a = above[max(s, 0) : self.width + min(s, 0)]
-            b = below[max(-s, 0) : self.width + min(-s, 0)]
+            a = above[max(s, 0) : len(below) + min(s, 0)]
+            b = below[max(-s, 0) : len(below) + min(-s, 0)]
             both = (a > 0) & (b > 0)
             pairs.update(zip(a[both].tolist(), b[both].tolist()))
         for a, b in pairs:
@@ -165,9 +208,10 @@ class StripLabeller:
         rows, cols = np.indices(ids.shape)
         count = np.bincount(local.ravel(), minlength=len(present) + 1)[1:]
         sum_r = np.bincount(local.ravel(), (rows + self.rows_seen).ravel(), len(present) + 1)[1:]
-        sum_c = np.bincount(local.ravel(), cols.ravel(), len(present) + 1)[1:]
+        sum_c = np.bincount(local.ravel(), (cols + self.band[0]).ravel(), len(present) + 1)[1:]
         boxes = np.array([[s[0].start, s[1].start, s[0].stop, s[1].stop] for s in ndimage.find_objects(local)])
         boxes[:, [0, 2]] += self.rows_seen
+        boxes[:, [1, 3]] += self.band[0]
         pixels, sums = self.pixels.reserve(self.next_id), self.sums.reserve(self.next_id)
         bbox = self.bbox.reserve(self.next_id)
         pixels[present] += count

@@ -118,9 +118,9 @@ class ForestSink:
     def update(self, p: Prediction) -> None:
         """Predict the block's covered pixels from their raw band values; score against the same truth."""
         start = time.perf_counter()
-        source, n = self.opened.sources[p.source], p.classes.shape[0]
-        data, _ = source.load((p.row0, 0, n, source.shape[1]))  # (C, n, W) in the file's dtype
-        covered = np.asarray(self.opened.valid(p), bool)  # (n, W): valid input, as the model was scored
+        source, (n, w) = self.opened.sources[p.source], p.classes.shape
+        data, _ = source.load((p.row0, p.col0, n, w))  # (C, n, w) in the file's dtype
+        covered = np.asarray(self.opened.valid(p), bool)  # (n, w): valid input, as the model was scored
         classes = np.full(covered.shape, self.ignore_index, np.int64)
         if covered.any():
             classes[covered] = self.scorer.forest.predict(data[:, covered].T.astype(np.float32))

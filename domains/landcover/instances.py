@@ -30,7 +30,8 @@ from shapely.geometry import mapping, shape
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.instances import StreamInstances, StripLabeller
 from segsuite.core.io import write_csv
-from segsuite.domains.landcover.io import iter_block_windows, open_output, open_raster
+from segsuite.domains.landcover.io import iter_block_windows, open_raster
+from segsuite.domains.landcover.rasterout import open_output
 from segsuite.domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ def vector_driver(path: Path) -> str:
         raise ConfigError(f"polygon output {path} must end in {', '.join(VECTOR_DRIVERS)}") from None
 
 
+def _band_windows(height: int, width: int, band: int = 4096) -> list:
+    """512-row windows of column bands ``band`` px wide, band by band (the order a ``RasterWriter`` takes)."""
+    return sorted(iter_block_windows(height, width, rows=512, cols=band), key=lambda w: (w.col_off, w.row_off))
+
+
 class InstanceStream:
     """Consumes the class strips of one raster; ``finish`` writes the instance raster, polygons and table (and the
     panoptic raster) to ``paths["instances"|"polygons"|"table"|"panoptic"]``. ``like``: the class raster's profile
@@ -62,13 +68,14 @@ class InstanceStream:
                                         dtype="uint32", nodata=None)
         self._pieces: dict[int, list[Any]] = defaultdict(list)
 
-    def push(self, row0: int, semantic: np.ndarray, border_prob: np.ndarray | None = None) -> None:
-        """Label the strip ``semantic`` ``(n, W)`` (non-class values, e.g. nodata, are background) starting at row
-        ``row0``, store its provisional ids and polygonise it in pixel coordinates."""
-        ids = self.labeller.push(semantic, border_prob)
-        self._provisional.write_rows(row0, ids)
+    def push(self, row0: int, semantic: np.ndarray, border_prob: np.ndarray | None = None, col0: int = 0) -> None:
+        """Label the block ``semantic`` ``(n, w)`` (non-class values, e.g. nodata, are background) at ``(row0,
+        col0)`` (full-width rows, or a column band's: see ``StripLabeller``), store its provisional ids and
+        polygonise it in pixel coordinates."""
+        ids = self.labeller.push(semantic, border_prob, col0)
+        self._provisional.write_block(row0, col0, ids)
         if ids.any():
-            shifted = Affine.translation(0, row0)  # integer pixel edges: pieces meet exactly
+            shifted = Affine.translation(col0, row0)  # integer pixel edges: pieces meet exactly
             for geom, value in rasterio.features.shapes(ids.astype(np.int32), mask=ids > 0, transform=shifted):
                 self._pieces[int(value)].append(shape(geom))
 
@@ -98,12 +105,13 @@ class InstanceStream:
         try:
             with open_raster(provisional, require_crs=False, check_data=False) as src, \
                     open_raster(classes_raster, require_crs=False, check_data=False) as classes:
-                for window in iter_block_windows(src.height, src.width, rows=512, cols=src.width):
+                for window in _band_windows(src.height, src.width):
                     final = result.lut[src.read(1, window=window)]
-                    writers[0].write_rows(int(window.row_off), final)
+                    at = int(window.row_off), int(window.col_off)
+                    writers[0].write_block(*at, final)
                     if len(writers) > 1:
                         pair = np.stack([classes.read(1, window=window).astype(np.uint32), final])
-                        writers[1].write_rows(int(window.row_off), pair)
+                        writers[1].write_block(*at, pair)
         except BaseException:
             for writer in writers:
                 writer.abort()

@@ -17,7 +17,7 @@ import torch
 from rasterio.windows import Window
 
 from segsuite.core.contracts import Item, Job, Prediction
-from segsuite.core.errors import DataError
+from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.io import input_files, pattern_matches
 from segsuite.domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets
 from segsuite.domains.landcover.io import (
@@ -31,8 +31,10 @@ from segsuite.domains.landcover.io import (
     read_label_window,
     read_tile,
 )
+from segsuite.domains.landcover.mosaic import MOSAIC_PREFIX, mosaic_files, vrt_folder, write_vrt
 from segsuite.domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
 from segsuite.domains.landcover.sampling import Rect, full_rect, window_rect
+from segsuite.domains.landcover.stac import STAC_PREFIX, stac_rasters
 
 
 @dataclass(frozen=True)
@@ -209,26 +211,27 @@ class OpenedScene:
     num_classes: int = 0
     ignore_index: int = 255
     streaming: bool = True
-    _cache: dict[str, tuple[tuple[int, int], Any]] = field(default_factory=dict)
+    bands: bool = True  # the sinks take rectangles: a wide raster goes through in column bands
+    _cache: dict[str, tuple[tuple[int, int, int], Any]] = field(default_factory=dict)
 
     def _cached(self, what: str, p: Prediction, read: Any) -> Any:
-        key = (p.source, p.row0)
+        key = (p.source, p.row0, p.col0)
         if what not in self._cache or self._cache[what][0] != key:
             self._cache[what] = (key, read())
         return self._cache[what][1]
 
     def valid(self, p: Prediction) -> np.ndarray:
-        """``(n, W)``: the input is valid there and a window was computed."""
+        """``(n, w)``: the input is valid there and a window was computed."""
         return p.covered  # the engine carries each tile's valid mask: nodata pixels are not covered
 
     def truth(self, p: Prediction) -> tuple[np.ndarray, np.ndarray | None]:
-        """Target classes ``(n, W)`` int64 (ignore index where unlabelled, ignored or the input is nodata; a
+        """Target classes ``(n, w)`` int64 (ignore index where unlabelled, ignored or the input is nodata; a
         DataError for values outside 0..K-1) and the instance raster's ids (None without one)."""
         return self._cached("truth", p, lambda: self._read_truth(p))
 
     def _read_truth(self, p: Prediction) -> tuple[np.ndarray, np.ndarray | None]:
-        rect, n = self.sources[p.source].region, p.classes.shape[0]
-        window = Window(rect.col0, rect.row0 + p.row0, rect.width, n)
+        rect, (n, w) = self.sources[p.source].region, p.classes.shape
+        window = Window(rect.col0 + p.col0, rect.row0 + p.row0, w, n)
         labels, labelled = read_label_window(self.labels, window)
         keep = labelled & self.valid(p) & (labels != self.ignore_index)
         ids = None if self.instances is None else read_label_window(self.instances, window)[0]
@@ -269,10 +272,22 @@ class GeoTiffReader:
     :class:`~segsuite.domains.landcover.dataset.Region` s of labelled scenes.
 
     :meth:`open` reuses what :meth:`check` found in a local file that has not changed since (by path, modification
-    time and size): the file is opened once to be checked and then only by the threads that read it."""
+    time and size): the file is opened once to be checked and then only by the threads that read it.
 
-    def __init__(self) -> None:
+    Many rasters as one input (:mod:`.mosaic`, :mod:`.stac`): a GDAL VRT file; ``mosaic:PATTERN`` (a glob of scenes
+    on one grid, built into a VRT); ``stac:ITEMS.json`` (a path or URL) whose items' ``stac_assets`` are read, one
+    output per item (``stac_mode: items``) or all items as one mosaic (``stac_mode: mosaic``). ``reproject``: a
+    mosaic's inputs in another CRS are warped onto the first one's grid instead of refused.
+    """
+
+    def __init__(self, stac_assets: Sequence[str] | str = ("image",), stac_mode: str = "items",
+                 reproject: bool = False) -> None:
+        if stac_mode not in ("items", "mosaic"):
+            raise ConfigError(f"stac_mode={stac_mode!r}: choose items (one output per item) or mosaic (one output)")
+        self.stac_assets = [stac_assets] if isinstance(stac_assets, str) else list(stac_assets)
+        self.stac_mode, self.reproject = stac_mode, bool(reproject)
         self._probed: dict[tuple[str, int, int], Probed] = {}  # check's findings, taken by open
+        self._vrts: Path | None = None  # the VRTs built for mosaic: and stac: inputs
 
     def find(self, input: Any, job: Job) -> list[Item]:
         """Items of a GeoTIFF, a folder, a URL, a glob pattern (``scenes/*.tif``) or a list of any of these
@@ -282,6 +297,8 @@ class GeoTiffReader:
             if not input:
                 raise DataError("input is an empty list; give GeoTIFFs, folders or URLs")
             return [item for entry in input for item in self.find(entry, job)]
+        if isinstance(input, str) and input.startswith((MOSAIC_PREFIX, STAC_PREFIX)):
+            return self._many_as_one(input)
         if not is_remote(input) and (matches := pattern_matches(input)) is not None:
             return [item for path in matches for item in self.find(path, job)]
         if is_remote(input):  # a URL or GDAL /vsi path: one raster, named after its last path component
@@ -291,8 +308,25 @@ class GeoTiffReader:
                 raise DataError(f"{location}: the URL names no file (remote folders cannot be listed; give one "
                                 "GeoTIFF's URL)")
             return [Item(location_name(location), location)]
-        files, folder = input_files(input, IMAGE_SUFFIXES, "GeoTIFFs (*.tif, *.tiff)")
+        files, folder = input_files(input, IMAGE_SUFFIXES, "GeoTIFFs (*.tif, *.tiff) or VRTs (*.vrt)")
         return [Item(f.name, f, Path(f.name) if folder else Path()) for f in files]
+
+    def _many_as_one(self, input: str) -> list[Item]:
+        """Items of ``mosaic:PATTERN`` (one VRT) or ``stac:JSON`` (a raster or VRT per item, or one mosaic VRT)."""
+        folder = self._vrts = self._vrts or vrt_folder()
+        if input.startswith(MOSAIC_PREFIX):
+            vrt = write_vrt(mosaic_files(input[len(MOSAIC_PREFIX):]), folder / "mosaic.vrt", reproject=self.reproject)
+            return [Item("mosaic", vrt)]
+        rasters = []
+        for name, hrefs in stac_rasters(input[len(STAC_PREFIX):], self.stac_assets):
+            one = hrefs[0] if len(hrefs) == 1 else write_vrt(hrefs, folder / f"{name}.vrt", separate=True)
+            rasters.append((name, as_location(one)))
+        if self.stac_mode == "mosaic":
+            mosaic = write_vrt([str(r) for _, r in rasters], folder / "mosaic.vrt", reproject=self.reproject)
+            return [Item("mosaic", mosaic)]
+        if len(rasters) == 1:  # one item: OUTPUT may be its file
+            return [Item(rasters[0][0], rasters[0][1])]
+        return [Item(name, raster, Path(f"{name}.tif")) for name, raster in rasters]
 
     def check(self, item: Item, job: Job) -> None:
         """Opens, not truncated, has a CRS, the checkpoint's bands and (a whole raster) some valid pixel."""
@@ -308,7 +342,7 @@ class GeoTiffReader:
     def from_array(self, array: np.ndarray, job: Job) -> OpenedScene:
         """An in-memory image ``(C, H, W)`` (``segsuite.core.api``) prepared as a GeoTIFF is: the checkpoint's bands and
         normalisation; NaN, inf and masked pixels are nodata (class 255 in the result)."""
-        return OpenedScene([ArraySource(array, job.model.meta)])
+        return OpenedScene([ArraySource(array, job.model.meta)], bands=False)  # whole in memory: rows
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
         """A small synthetic scene with the checkpoint's band count, written into ``folder`` once (demo page)."""

@@ -22,7 +22,8 @@ from rasterio.errors import RasterioError
 from segsuite.core.errors import DataError
 from segsuite.core.io import write_csv, write_json
 from segsuite.domains.landcover.classes import DEFAULT_CLASSES, ClassMap
-from segsuite.domains.landcover.io import check_bands, count_values, open_raster, remote_env
+from segsuite.domains.landcover.io import check_bands, open_raster, remote_env
+from segsuite.domains.landcover.rasterstats import count_values
 
 M2_PER_HECTARE = 10_000.0
 M2_PER_KM2 = 1_000_000.0

@@ -121,8 +121,9 @@ class InstanceScorer:
 
 
 class RectInstances:
-    """Scores the instances of a region's rectangles strip by strip: predicted ids from a ``StripLabeller``, true
-    ones from the instance raster or a second labeller cutting the label raster's components."""
+    """Scores the instances of a region's rectangles block by block (rows, or column bands): predicted ids from a
+    ``StripLabeller``, true ones from the instance raster or a second labeller cutting the label raster's
+    components."""
 
     def __init__(self, scorer: InstanceScorer, item: Item, opened: OpenedScene) -> None:
         self.scorer, self.item, self.opened = scorer, item, opened
@@ -137,10 +138,11 @@ class RectInstances:
             self.open[p.source] = (StripLabeller(instancer, width), truth, StripPanoptic(pq.is_thing, pq.ignore_index))
         labeller, truth, panoptic = self.open[p.source]
         pred = np.where(self.opened.valid(p), p.classes, pq.ignore_index)
-        provisional = labeller.push(pred, p.border)
-        true_ids = ids if truth is None else truth.push(np.where(target == pq.ignore_index, -1, target))
+        provisional = labeller.push(pred, p.border, p.col0)
+        true_ids = ids if truth is None else truth.push(np.where(target == pq.ignore_index, -1, target), None, p.col0)
         panoptic.push(pred, provisional, target, true_ids)
-        if p.row0 + p.classes.shape[0] == self.opened.sources[p.source].shape[0]:
+        n, w = p.classes.shape
+        if (p.row0 + n, p.col0 + w) == self.opened.sources[p.source].shape:  # the last block of the rectangle
             self._score(p.source)
 
     def _score(self, index: int) -> None:

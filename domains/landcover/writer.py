@@ -23,7 +23,8 @@ from segsuite.core.errors import ConfigError
 from segsuite.core.instances import StripLabeller
 from segsuite.domains.landcover.classes import ClassMap
 from segsuite.domains.landcover.instances import InstanceStream, vector_driver
-from segsuite.domains.landcover.io import as_location, is_remote, location_name, open_output
+from segsuite.domains.landcover.io import as_location, is_remote, location_name
+from segsuite.domains.landcover.rasterout import open_output
 from segsuite.domains.landcover.reader import OpenedScene
 from segsuite.domains.landcover.report import area_report, preview_png, write_area_report
 
@@ -64,6 +65,8 @@ class GeoTiffWriter(BaseWriter):
             raise ConfigError(f"output {as_location(output)}: writing to a URL or GDAL /vsi path is not supported; "
                               "give a local file or folder (and copy the results up afterwards)")
         main = output / (item.rel if item.rel.name else location_name(item.source)) if folder else output
+        if folder and main.suffix.lower() not in (".tif", ".tiff"):  # a VRT input writes a GeoTIFF
+            main = main.with_suffix(".tif")
         paths = {"classes": main}
         if self.probabilities:
             paths["proba"] = beside(main, "_proba.tif")
@@ -90,7 +93,8 @@ def _blocksize(shape: Sequence[int], largest: int = 512) -> int:
 
 
 class RasterSink:
-    """Streams the row blocks of one scene into its rasters (and instance stream); the reports follow on close."""
+    """Streams the blocks of one scene (rows, or rectangles of column bands) into its rasters (and instance stream);
+    the reports follow on close."""
 
     def __init__(self, item: Item, opened: OpenedScene, paths: dict[str, Path], job: Job, cog: bool,
                  destination: Path) -> None:
@@ -109,13 +113,13 @@ class RasterSink:
                                             self.class_map.names)
 
     def update(self, p: Prediction) -> None:
-        valid = self.opened.valid(p)  # (n, W)
-        self.classes.write_rows(p.row0, p.classes, valid)
+        valid = self.opened.valid(p)  # (n, w)
+        self.classes.write_block(p.row0, p.col0, p.classes, valid)
         if self.instances is not None:
-            self.instances.push(p.row0, np.where(valid, p.classes, NODATA), p.border)
+            self.instances.push(p.row0, np.where(valid, p.classes, NODATA), p.border, p.col0)
         if self.proba is not None:
-            scaled = (p.probabilities * PROBA_SCALE).round_().to(torch.uint8)  # (K, n, W)
-            self.proba.write_rows(p.row0, scaled.cpu().numpy(), valid)
+            scaled = (p.probabilities * PROBA_SCALE).round_().to(torch.uint8)  # (K, n, w)
+            self.proba.write_block(p.row0, p.col0, scaled.cpu().numpy(), valid)
 
     def close(self) -> list[Path]:
         classes = self.classes.close()

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.domains.landcover.dataset import build_datasets
-from segsuite.domains.landcover.io import band_stats
+from segsuite.domains.landcover.rasterstats import band_stats
 from segsuite.domains.landcover.sampling import cells, holdout_split
 
 

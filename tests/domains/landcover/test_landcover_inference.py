@@ -9,7 +9,7 @@ import rasterio
 from segsuite.core.errors import DataError
 from segsuite.domains.landcover.classes import DEFAULT_CLASSES
 from segsuite.domains.landcover.dataset import build_datasets
-from segsuite.domains.landcover.io import open_output
+from segsuite.domains.landcover.rasterout import open_output
 from segsuite.domains.landcover.reader import RasterSource
 
 

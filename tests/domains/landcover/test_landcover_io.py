@@ -11,14 +11,12 @@ from segsuite.domains.landcover.classes import DEFAULT_CLASSES
 from segsuite.domains.landcover.io import (
     _representable,
     alpha_band,
-    band_stats,
-    check_label_values,
-    check_pair,
     open_raster,
     read_label_window,
     read_window,
     valid_pixels,
 )
+from segsuite.domains.landcover.rasterstats import band_stats, check_label_values, check_pair
 
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 5_000_000.0)  # as written by the conftest ``tif`` fixture
 

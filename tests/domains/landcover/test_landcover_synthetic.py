@@ -9,7 +9,7 @@ from affine import Affine
 
 from segsuite.domains.landcover.classes import DEFAULT_CLASSES
 from segsuite.domains.landcover.dataset import find_scenes
-from segsuite.domains.landcover.io import check_label_values, check_pair
+from segsuite.domains.landcover.rasterstats import check_label_values, check_pair
 from segsuite.domains.landcover.synthetic import make_dataset, make_large_raster, make_scene
 
 

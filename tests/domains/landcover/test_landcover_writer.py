@@ -10,7 +10,7 @@ from affine import Affine
 
 from segsuite.core.errors import DataError
 from segsuite.domains.landcover.classes import DEFAULT_CLASSES
-from segsuite.domains.landcover.io import open_output
+from segsuite.domains.landcover.rasterout import open_output
 
 # A rotated, non-round transform in Lambert-93: any rounding or re-derivation would show.
 ODD = Affine(0.3333333333333, 0.0123456789, 651234.56789, 0.0098765432, -0.3333333333333, 6862345.4321)

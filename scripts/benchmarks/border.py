@@ -63,7 +63,7 @@ def run(quick: bool = False, epochs: int | None = None, train_overrides: tuple[s
     return json.loads(json.dumps(results))
 
 
-# python -m segsuite.domains.landcover.border_benchmark [EPOCHS] [override ...], e.g. 100 trainer=gpu
+# python -m segsuite.scripts.benchmarks.border [EPOCHS] [override ...], e.g. 100 trainer=gpu
 if __name__ == "__main__":
     import sys
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from segsuite.domains.landcover import recipe_benchmark
 from segsuite.domains.landcover.dataset import build_datasets
+from segsuite.scripts.benchmarks import recipe as recipe_benchmark
 from tests.domains.landcover.conftest import write_tif
 
 

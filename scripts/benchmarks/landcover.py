@@ -25,6 +25,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +86,15 @@ def make_model(kind: str, in_channels: int = BANDS, classes: int = len(DEFAULT_C
 
 
 def bench_job(model: str, tile: tuple[int, int], overlap: tuple[int, int], batch_size: int, device: str,
-              amp: bool = False) -> Job:
+              amp: bool = False, band: int | str | None = "auto") -> Job:
     """A job on the synthetic uint16 reflectance rasters (a checkpoint-like meta), overwriting its output;
-    ``amp``: bfloat16 autocast (CUDA)."""
+    ``amp``: bfloat16 autocast (CUDA); ``band``: column bands as the product's default (auto)."""
     meta = DataMeta.from_dict({"in_channels": BANDS, "num_classes": len(DEFAULT_CLASSES), **DEFAULT_CLASSES.to_meta(),
                                "bands": list(range(1, BANDS + 1)), "image_band_count": BANDS,
                                "normalization": {"mean": [1500.0] * BANDS, "std": [1000.0] * BANDS}})
     info = ModelInfo(TilePredictor(make_model(model), device, amp), meta, len(DEFAULT_CLASSES), False)
-    return Job(info, options=InferenceOptions(tuple(tile), tuple(overlap), batch_size, "gaussian"), overwrite=True)
+    return Job(info, options=InferenceOptions(tuple(tile), tuple(overlap), batch_size, "gaussian", band=band),
+               overwrite=True)
 
 
 def pipeline(job: Job, raster: Path, output: Path) -> None:
@@ -169,25 +171,26 @@ def _peak_mb() -> float:
 
 
 def child(kind: str, raster: str, output: str = "", model: str = "unet", tile=(256, 256), overlap=(64, 64),
-          batch_size: int = 8, device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
-    """Peak memory of one ``pipeline`` or ``monai`` run in this (fresh) process."""
+          batch_size: int = 8, device: str = "cpu", threads: int | None = None,
+          band: int | str | None = "auto") -> dict[str, Any]:
+    """Peak memory and seconds of one ``pipeline`` or ``monai`` run in this (fresh) process."""
     if threads:
         torch.set_num_threads(threads)
-    job = bench_job(model, tile, overlap, batch_size, device)
+    job = bench_job(model, tile, overlap, batch_size, device, band=band)
     job.model.predictor(torch.zeros(batch_size, BANDS, *tile))  # warm-up batch
-    base = _peak_mb()
+    base, start = _peak_mb(), time.perf_counter()
     if kind == "pipeline":
         pipeline(job, Path(raster), Path(output))
     else:
         monai(job, read_all(job, Path(raster))[0])
-    return {"peak_mb": _peak_mb(), "base_mb": base}
+    return {"peak_mb": _peak_mb(), "base_mb": base, "seconds": time.perf_counter() - start}
 
 
 def run_child(kind: str, timeout: float = 600, gdal_cache_mb: int = GDAL_CACHE_MB, **kwargs: Any) -> dict[str, Any]:
     """``child(kind, **kwargs)`` in a fresh Python process (GDAL block cache fixed to ``gdal_cache_mb``)."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "GDAL_CACHEMAX": str(gdal_cache_mb), "PYTHONPATH": path}
-    proc = subprocess.run([sys.executable, "-m", "segsuite.domains.landcover.benchmark", json.dumps({"kind": kind,
+    proc = subprocess.run([sys.executable, "-m", "segsuite.scripts.benchmarks.landcover", json.dumps({"kind": kind,
                                                                                                      **kwargs})],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:

@@ -1,0 +1,268 @@
+"""Land-cover training and evaluation samples: scenes and regions, windowed reads of the rasters (never whole), and
+the torch datasets over them.
+
+Every item is ``{"image": float32 [C, H, W], "mask": int64 [H, W]}``: image normalised with the training
+statistics (0 at nodata), mask holding class ids or ``ignore_index`` (nodata, outside the split, unlabelled).
+When the data has instance rasters (``ROOT/instances/<stem>.tif``, one integer band, 0 = no instance) items also
+carry ``"instances": int64 [H, W]``: the raster's ids, unique within the sample (not necessarily consecutive),
+pixel-aligned with "mask" through every augmentation, and 0 wherever the mask is ``ignore_index``.
+``meta["has_instances"]`` says which.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.windows import Window
+from torch.utils.data import Dataset
+
+from segsuite.core.errors import ConfigError, DataError
+from segsuite.domains.landcover.classes import ClassMap
+from segsuite.domains.landcover.io import open_raster, read_label_window, read_window
+from segsuite.domains.landcover.sampling import (
+    Rect,
+    cells,
+    grid_windows,
+    placement_weights,
+    random_window,
+    repeat_factor_weights,
+    window_near,
+    window_rect,
+)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """An image raster, its label raster and (optional) instance raster, all of the same file name."""
+
+    stem: str
+    image: Path
+    label: Path
+    instances: Path | None = None
+
+
+@dataclass(frozen=True)
+class Region:
+    """The parts of one scene that belong to a split."""
+
+    scene: Scene
+    rects: tuple[Rect, ...]
+
+def normalize(image: np.ndarray, valid: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """``(image - mean) / std`` per band for ``(C, h, w)``; pixels where ``valid`` ``(h, w)`` is False become 0.
+    A band with std 0 is only centred."""
+    m = np.asarray(mean, np.float32)[:, None, None]
+    s = np.asarray(std, np.float32)[:, None, None]
+    out = (image - m) / np.where(s > 0, s, 1.0).astype(np.float32)  # (C, h, w)
+    out[:, ~valid] = 0.0
+    return out.astype(np.float32, copy=False)
+
+
+def class_targets(labels: np.ndarray, keep: np.ndarray, num_classes: int, ignore_index: int, where: str
+                  ) -> np.ndarray:
+    """``labels`` where ``keep``, else ``ignore_index``; kept values outside 0..K-1 are a DataError naming ``where``."""
+    bad = np.unique(labels[keep & ((labels < 0) | (labels >= num_classes))])
+    if bad.size:
+        raise DataError(f"{where}: label values {bad.tolist()} are not class ids 0..{num_classes - 1} (nor the "
+                        f"ignore index {ignore_index})")
+    return np.where(keep, labels, ignore_index)
+
+
+def augment_d4(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *extra: np.ndarray
+               ) -> tuple[np.ndarray, ...]:
+    """The same random flip and 90-degree rotation for image ``(C, H, W)``, mask ``(H, W)`` and any ``extra``
+    arrays ``(..., H, W)`` (e.g. instances); non-square patches only rotate by 0 or 180 degrees so their shape is
+    kept. Returns contiguous copies ``(image, mask, *extra)``; the random draws do not depend on ``extra``."""
+    k = int(rng.integers(4)) if image.shape[-1] == image.shape[-2] else 2 * int(rng.integers(2))
+    arrays = (image, mask, *extra)
+    if rng.random() < 0.5:
+        arrays = tuple(a[..., ::-1] for a in arrays)
+    return tuple(np.ascontiguousarray(np.rot90(a, k, axes=(-2, -1))) for a in arrays)
+
+
+def _in_rect(window: Window, rect: Rect) -> np.ndarray:
+    """Boolean ``(h, w)``: which pixels of ``window`` lie in ``rect``."""
+    w = window_rect(window)
+    rows = (np.arange(w.row0, w.row1) >= rect.row0) & (np.arange(w.row0, w.row1) < rect.row1)
+    cols = (np.arange(w.col0, w.col1) >= rect.col0) & (np.arange(w.col0, w.col1) < rect.col1)
+    return rows[:, None] & cols[None, :]
+
+
+def _sample(image: np.ndarray, mask: np.ndarray, instances: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """The sample contract: float32 image ``[C, H, W]``, int64 mask ``[H, W]`` and, if given, int64 instances
+    ``[H, W]``."""
+    sample = {"image": torch.from_numpy(image.astype(np.float32, copy=False)),
+              "mask": torch.from_numpy(mask.astype(np.int64, copy=False))}
+    if instances is not None:
+        sample["instances"] = torch.from_numpy(instances.astype(np.int64, copy=False))
+    return sample
+
+
+class RasterCache:
+    """Open rasterio datasets, least recently used closed first; fresh per process (DataLoader workers)."""
+
+    def __init__(self, max_open: int = 32) -> None:
+        self.max_open = max_open
+        self._pid = os.getpid()
+        self._open: OrderedDict[Path, rasterio.DatasetReader] = OrderedDict()
+
+    def get(self, path: Path) -> rasterio.DatasetReader:
+        if os.getpid() != self._pid:  # forked worker: never share GDAL handles with the parent
+            self._pid, self._open = os.getpid(), OrderedDict()
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        src = open_raster(path, check_data=False)
+        self._open[path] = src
+        if len(self._open) > self.max_open:
+            self._open.popitem(last=False)[1].close()
+        return src
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"max_open": self.max_open}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["max_open"])
+
+
+class _LandCoverDataset(Dataset):
+    """Shared reading: window -> normalised image and mask restricted to the owned pixels."""
+
+    def __init__(self, regions: Sequence[Region], patch_size: tuple[int, int], bands: Sequence[int],
+                 mean: Sequence[float], std: Sequence[float], class_map: ClassMap, ignore_index: int = 255,
+                 band_names: Sequence[str] | None = None, image_band_count: int | None = None,
+                 alpha_is_mask: bool | None = None, plan: dict[str, Any] | None = None) -> None:
+        if not regions:
+            raise ConfigError("a dataset needs at least one scene region")
+        self.regions = list(regions)
+        self.patch_size = (int(patch_size[0]), int(patch_size[1]))
+        self.bands = [int(b) for b in bands]
+        self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
+        self.class_map, self.ignore_index = class_map, int(ignore_index)
+        self.band_names = list(band_names) if band_names else [f"band_{b}" for b in self.bands]
+        self.image_band_count = image_band_count
+        self.alpha_is_mask = alpha_is_mask
+        self.plan = plan  # segsuite.core.plan's, reported in the meta with its batch size
+        self._rasters = RasterCache()
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Plain-Python metadata for checkpoints and prediction."""
+        return {"domain": "landcover", "in_channels": len(self.bands), "num_classes": len(self.class_map),
+                **self.class_map.to_meta(), "ignore_index": self.ignore_index, "patch_size": list(self.patch_size),
+                "bands": list(self.bands), "band_names": list(self.band_names),
+                "image_band_count": self.image_band_count,  # bands of the training images (None if they differ)
+                "alpha_is_mask": self.alpha_is_mask,  # the nodata rule prediction reads with (io.read_window)
+                "normalization": {"mean": list(self.mean), "std": list(self.std), "nodata_value": 0.0},
+                "has_instances": self.has_instances,
+                **({} if self.plan is None else {"plan": self.plan, "batch_size": int(self.plan["batch_size"])})}
+
+    @property
+    def has_instances(self) -> bool:
+        """Whether every scene has an instance raster (items then carry "instances")."""
+        return all(region.scene.instances is not None for region in self.regions)
+
+    def _read(self, scene: Scene, window: Window, own: Rect, region: Rect
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Normalised image ``(C, h, w)`` zeroed outside ``region`` and at nodata, int64 mask ``(h, w)`` with
+        labels only inside ``own``, and int64 instances ``(h, w)`` (0 where the mask is ignore; None if the scene
+        has no instance raster)."""
+        image, valid = read_window(self._rasters.get(scene.image), window, self.bands, self.alpha_is_mask)
+        labels, labelled = read_label_window(self._rasters.get(scene.label), window)  # (h, w)
+        valid &= _in_rect(window, region)
+        keep = valid & labelled & _in_rect(window, own) & (labels != self.ignore_index)
+        mask = class_targets(labels, keep, len(self.class_map), self.ignore_index, f"{scene.label} {window}")
+        instances = None
+        if scene.instances is not None:
+            ids, labelled = read_label_window(self._rasters.get(scene.instances), window)  # (h, w)
+            instances = np.where(keep & labelled & (ids > 0), ids, 0)
+        return normalize(image, valid, self.mean, self.std), mask, instances
+
+
+class LandCoverTrainDataset(_LandCoverDataset):
+    """Random patch-sized windows inside the training rectangles; ``samples_per_epoch`` items per epoch.
+
+    Windows are uniform over all placements, or (``rare_class_weighting``) drawn near cells picked by
+    repeat-factor weights so windows with rare classes come up more often. Randomness is drawn from torch's
+    RNG per item, so it differs between epochs and DataLoader workers and follows ``seed_everything``.
+    """
+
+    def __init__(self, regions: Sequence[Region], *args: Any, samples_per_epoch: int = 1000, augment: bool = True,
+                 rare_class_weighting: bool = False, seed: int = 0, max_index_cells: int = 4096, **kwargs: Any) -> None:
+        super().__init__(regions, *args, **kwargs)
+        if samples_per_epoch < 1:
+            raise ConfigError(f"samples_per_epoch must be >= 1; got {samples_per_epoch}")
+        self.samples_per_epoch, self.augment, self.seed = int(samples_per_epoch), augment, int(seed)
+        self._rects = [(region.scene, rect) for region in self.regions for rect in region.rects]
+        self._rect_p = placement_weights([r for _, r in self._rects], self.patch_size)
+        self.rare_class_weighting, self.max_index_cells = bool(rare_class_weighting), int(max_index_cells)
+        self._index: tuple[list[tuple[int, Rect]], np.ndarray] | None = None  # built on the first draw
+
+    def sampling_index(self) -> tuple[list[tuple[int, Rect]], np.ndarray]:
+        """The rare-class cells and their weights, built on first use (it reads every training label window):
+        evaluate and predict, which never draw a training window, never build it. With DataLoader workers each
+        worker builds its own on its first item."""
+        if self._index is None:
+            self._index = self._rare_class_index(self.max_index_cells)
+        return self._index
+
+    @property
+    def _cell_p(self) -> np.ndarray | None:
+        """The cells' weights when sampling by rare class (builds the index), else None."""
+        return self.sampling_index()[1] if self.rare_class_weighting else None
+
+    def _rare_class_index(self, max_cells: int) -> tuple[list[tuple[int, Rect]], np.ndarray]:
+        """Patch-sized cells (a seeded subset of at most ``max_cells``) with repeat-factor weights from the
+        classes present in each cell."""
+        all_cells = [(i, c) for i, (_, rect) in enumerate(self._rects) for c in cells(rect, self.patch_size)]
+        if len(all_cells) > max_cells:
+            pick = np.random.default_rng(self.seed).choice(len(all_cells), max_cells, replace=False)
+            all_cells = [all_cells[j] for j in sorted(pick)]
+        presence = np.zeros((len(all_cells), len(self.class_map)), bool)
+        for row, (i, cell) in enumerate(all_cells):
+            labels, labelled = read_label_window(self._rasters.get(self._rects[i][0].label), cell.window())
+            ids = np.unique(labels[labelled])
+            presence[row, ids[(ids >= 0) & (ids < len(self.class_map))]] = True
+        return all_cells, repeat_factor_weights(presence)
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(index), int(torch.randint(0, 2**31 - 1, ()))])
+        if self.rare_class_weighting:
+            cells_, weights = self.sampling_index()
+            i, cell = cells_[int(rng.choice(len(cells_), p=weights))]
+            scene, rect = self._rects[i]
+            window = window_near(cell, rect, self.patch_size, rng)
+        else:
+            scene, rect = self._rects[int(rng.choice(len(self._rects), p=self._rect_p))]
+            window = random_window(rect, self.patch_size, rng)
+        image, mask, instances = self._read(scene, window, own=rect, region=rect)
+        if self.augment:
+            image, mask, *extra = augment_d4(image, mask, rng, *([] if instances is None else [instances]))
+            instances = extra[0] if extra else None
+        return _sample(image, mask, instances)
+
+
+class LandCoverGridDataset(_LandCoverDataset):
+    """Regular grid of patch-sized windows covering every pixel of the regions once (validation/test)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.items = [(region.scene, window, own, rect) for region in self.regions for rect in region.rects
+                      for window, own in grid_windows(rect, self.patch_size)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        scene, window, own, rect = self.items[index]
+        return _sample(*self._read(scene, window, own=own, region=rect))
