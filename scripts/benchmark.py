@@ -25,9 +25,10 @@ SUITES = {
     "throughput": "segsuite.scripts._throughput",
     "recipe": "segsuite.scripts.benchmarks.recipe",
     "compile": "segsuite.scripts.benchmarks.compile",
+    "microscopy": "segsuite.scripts.benchmarks.microscopy",  # real nuclei (StarDist's image) vs Otsu + watershed
 }
 DEVICE_SUITES = ("landcover", "road_scene", "throughput", "compile")
-BY_NAME_ONLY = ("recipe", "compile")  # recipe trains on real data for minutes; compile compiles for a minute first
+BY_NAME_ONLY = ("recipe", "compile", "microscopy")  # minutes of training on real data (or of compiling) first
 
 
 def main() -> None:
