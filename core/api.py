@@ -330,16 +330,17 @@ class Segmenter:
         """What the checkpoint knows about its data (:class:`~segsuite.core.contracts.DataMeta`)."""
         return self._jobs[Mode.SEMANTIC].model.meta
 
-    def job(self, mode: str | Mode = Mode.SEMANTIC, overwrite: bool = False) -> Job:
-        """The :class:`~segsuite.core.contracts.Job` for ``mode`` (built once per mode)."""
-        mode = Mode.parse(mode)
+    def job(self, mode: str | Mode | None = None, overwrite: bool = False) -> Job:
+        """The :class:`~segsuite.core.contracts.Job` for ``mode`` (built once per mode; None: the domain's default
+        task, e.g. instance for microscopy, else semantic)."""
+        mode = Mode.parse(mode if mode is not None else self.cfg.task)
         if mode not in self._jobs:
             cfg = self.cfg.copy()
             cfg.task = mode.value
             self._jobs[mode] = prepared(self.reader, load_job(cfg))
         return replace(self._jobs[mode], overwrite=overwrite)
 
-    def predict(self, x: Any, mode: str | Mode = "semantic", probabilities: bool = False) -> Result:
+    def predict(self, x: Any, mode: str | Mode | None = None, probabilities: bool = False) -> Result:
         """Predict one input: a file of the domain (a path, or the list of files of one item) or an array / tensor
         in the domain's layout (the reader's ``from_array``)."""
         job = self.job(mode)
@@ -368,13 +369,13 @@ class Segmenter:
             raise DataError(f"{path} holds {len(items)} inputs; predict() takes one (predict_file takes folders)")
         return items[0]
 
-    def predict_file(self, input: Any, output: str | os.PathLike, mode: str | Mode = "semantic",
+    def predict_file(self, input: Any, output: str | os.PathLike, mode: str | Mode | None = None,
                      overwrite: bool = False) -> list[Path]:
         """The CLI's ``predict``: ``input`` (file, folder...) into ``output`` in the domain's formats; returns the
         files written (all or none)."""
         return run_predict(self.reader, self.writer, self.job(mode, overwrite), input, output)
 
-    def predict_file_with_preview(self, input: Any, output: str | os.PathLike, mode: str | Mode = "semantic",
+    def predict_file_with_preview(self, input: Any, output: str | os.PathLike, mode: str | Mode | None = None,
                                   max_pixels: int = 2**22, overwrite: bool = False,
                                   progress: Callable[[float], Any] | None = None) -> tuple[Result, list[Path]]:
         """:meth:`predict_file` for one input, also returning its :class:`Result` from the same run; a streaming

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from segsuite.core.predict import inference_options
 from segsuite.core.schedules import build_scheduler
+from tests.helpers import compose_config
 
 CONF = Path(__file__).parents[2] / "conf"
 
@@ -96,3 +97,10 @@ def test_predict_and_evaluate_configs(compose_cfg, tmp_path, name):
     extra = ["input=a", "output=b"] if name == "predict" else [f"output_dir={tmp_path}"]
     cfg = compose_cfg(name, [f"run_dir={tmp_path}", "checkpoint=x.ckpt", *extra])
     assert OmegaConf.select(cfg, "checkpoint") == "x.ckpt"
+
+
+def test_predict_and_evaluate_take_the_domain_s_default_task():
+    for command in ("predict", "evaluate"):
+        assert compose_config(command, ["domain=microscopy"]).task == "instance"
+        assert compose_config(command, ["domain=toy"]).task == "semantic"
+        assert compose_config(command, ["domain=microscopy", "task=semantic"]).task == "semantic"
