@@ -4,7 +4,6 @@ encodings, panoptic quality, and per-instance measurements."""
 
 from segsuite.core.instances.extract import Instancer, Instances, thing_indices
 from segsuite.core.instances.measure import measure_instances
-from segsuite.core.instances.metrics import PanopticMetrics
 from segsuite.core.instances.outputs import split_logits, true_instances, truth_cutter, write_panoptic_reports
 from segsuite.core.instances.panoptic import (
     ids_from_rgb,
@@ -22,3 +21,13 @@ __all__ = [
     "split_label_divisor", "split_logits", "thing_indices", "true_instances", "truth_cutter", "unet_weight_map",
     "write_panoptic_reports",
 ]
+
+
+def __getattr__(name: str):
+    """``PanopticMetrics`` on first use: it is a torchmetrics ``Metric``, and importing torchmetrics costs a CLI
+    process seconds that predict never needs."""
+    if name == "PanopticMetrics":
+        from segsuite.core.instances.quality import PanopticMetrics
+
+        return PanopticMetrics
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from monai.networks.nets import DynUNet
 from torch import nn
 
 from segsuite.core.errors import ConfigError
@@ -102,6 +101,8 @@ def create_dynunet(
                           f"stage(s) (feature maps stay >= {MIN_FEATURE_SIZE} voxels); the U-Net needs 2: use a larger "
                           f"patch (e.g. >= 16 voxels along two axes)")
     filters = [min(base_filters * 2**i, max_filters) for i in range(len(layout.strides))]
+    from monai.networks.nets import DynUNet  # here: importing MONAI costs every process seconds
+
     net = DynUNet(spatial_dims, in_channels, classes, kernel_size=layout.kernels, strides=layout.strides,
                   upsample_kernel_size=layout.strides[1:], filters=filters, norm_name=(norm, {"affine": True}),
                   deep_supervision=False)
