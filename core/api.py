@@ -331,8 +331,7 @@ class Segmenter:
         return self._jobs[Mode.SEMANTIC].model.meta
 
     def job(self, mode: str | Mode | None = None, overwrite: bool = False) -> Job:
-        """The :class:`~segsuite.core.contracts.Job` for ``mode`` (built once per mode; None: the domain's default
-        task, e.g. instance for microscopy, else semantic)."""
+        """The :class:`~segsuite.core.contracts.Job` for ``mode`` (once per mode; None: the domain's default task)."""
         mode = Mode.parse(mode if mode is not None else self.cfg.task)
         if mode not in self._jobs:
             cfg = self.cfg.copy()

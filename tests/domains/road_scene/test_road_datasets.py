@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from segsuite.core.errors import ConfigError, DataError
-from segsuite.domains.road_scene.datasets import IMAGENET_MEAN, IMAGENET_STD, TrainAugment, build_datasets
+from segsuite.domains.road_scene.augment import TrainAugment
+from segsuite.domains.road_scene.datasets import IMAGENET_MEAN, IMAGENET_STD, build_datasets
 from segsuite.domains.road_scene.labels import CAMVID_COLORS, cityscapes_id_to_train_id
 from segsuite.domains.road_scene.synthetic import make_dataset, render_scene
 

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from segsuite.core.errors import DataError
-from segsuite.domains.road_scene.datasets import TrainAugment, build_datasets
+from segsuite.domains.road_scene.augment import TrainAugment
+from segsuite.domains.road_scene.datasets import build_datasets
 from segsuite.domains.road_scene.labels import CITYSCAPES_CLASS_NAMES, cityscapes_id_to_train_id
 from segsuite.domains.road_scene.synthetic import make_dataset
 
