@@ -28,3 +28,11 @@ def test_a_domain_writes_at_most_ten_members():
                 for name in sorted(cls.__abstractmethods__)]
     assert len(required) + 1 <= 10, required  # + BaseOpened.sources
     assert "sources" in inspect.get_annotations(domain.BaseOpened)
+
+
+def test_no_module_of_the_core_or_a_domain_is_over_400_lines():
+    import segsuite.domains
+
+    roots = [Path(segsuite.core.__file__).parent, Path(segsuite.domains.__file__).parent]
+    long = {str(p): n for root in roots for p in root.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}
