@@ -16,7 +16,7 @@ Sample contract of training data (every domain): ``{"image": float32 (C, H, W), 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -107,6 +107,8 @@ class ModelInfo:
     checkpoint: str = ""
     domain: str = ""
     things: tuple[str, ...] = ()
+    engine_channels: int = 0  # channels the engine blends when not ``channels`` (an ensemble: every model's classes)
+    combine: Callable[[torch.Tensor], torch.Tensor] | None = None  # blended block -> ``channels`` logits (ensembles)
 
     @property
     def num_classes(self) -> int:

@@ -1,23 +1,19 @@
 """Ensembles: several checkpoints predicting as one model (``segsuite predict checkpoint=[a.ckpt,b.ckpt]`` or
 ``checkpoint=CV_FOLDER``, the best checkpoint of every fold of ``segsuite cv``).
 
-:class:`MeanProbabilities` runs every model on the same window and returns ``log(mean_m softmax(logits_m))``: the
-one pipeline and its engine take it as the window's logits, so every softmax downstream (probability rasters,
-confidence, the argmax) sees the models' mean class probabilities. Nothing is buffered per model: memory grows with
-the number of models only by one batch of activations per model, never by a strip or an item.
-
-What "averaged" means exactly: the probabilities are averaged **per window**, before the engine blends overlapping
-windows. Where one window covers a pixel (windows without overlap, or an item that fits in one window) the
-ensemble's probability is exactly the mean of the single models' probabilities. Where windows overlap the engine
-blends the windows' log mean probabilities with its weights (as it blends a single model's logits), so the result
-is the weighted geometric mean of the windows' mean probabilities, renormalised: the same blending a single model
-gets, applied to the ensemble. A whole item resampled back to its own grid (an MRI volume) is resampled the same way.
+:class:`StackedLogits` runs every model on the same window and returns their class logits side by side
+(``M * K`` channels); the engine blends each model's logits over overlapping windows exactly as it blends a single
+model's (one strip per model: the only memory an ensemble adds), and :func:`mean_probabilities` then turns each
+finished block into ``log(mean_m softmax(blended logits_m))`` before anything else sees it (``ModelInfo.combine``).
+So every softmax downstream (probability rasters, confidence, the argmax, MRI's resampling back to the input grid,
+which is linear) sees exactly the mean of the single models' probabilities, overlaps included.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +25,8 @@ from segsuite.core.errors import ConfigError
 TINY = 1e-12  # a probability floor before the log (float32 softmax underflows to 0 far from a decision)
 
 
-class MeanProbabilities(nn.Module):
-    """Maps (B, C, *S) to ``log`` of the mean softmax over ``nets`` of their first ``k`` channels (B, k, *S).
-
-    Shape: input (B, C, h, w) or (B, C, d, h, w); output (B, k, ...) float32, ``softmax(output, 1)`` the mean of
-    the models' class probabilities.
-    """
+class StackedLogits(nn.Module):
+    """Maps (B, C, *S) to the first ``k`` channels of every net, side by side: (B, M * k, *S) float32."""
 
     def __init__(self, nets: Sequence[nn.Module], k: int) -> None:
         super().__init__()
@@ -43,11 +35,14 @@ class MeanProbabilities(nn.Module):
         self.nets, self.k = nn.ModuleList(nets), int(k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = None
-        for net in self.nets:
-            p = net(x)[:, : self.k].float().softmax(1)
-            total = p if total is None else total.add_(p)
-        return total.div_(len(self.nets)).clamp_min_(TINY).log_()
+        return torch.cat([net(x)[:, : self.k].float() for net in self.nets], 1)
+
+
+def mean_probabilities(logits: torch.Tensor, models: int) -> torch.Tensor:
+    """Blended ``(M * K, *S)`` logits of ``models`` models -> ``(K, *S)``: the log of their mean softmax, so that
+    ``softmax(result, 0)`` is the mean of the models' class probabilities."""
+    per_model = logits.float().reshape(models, -1, *logits.shape[1:])  # (M, K, *S)
+    return per_model.softmax(1).mean(0).clamp_min_(TINY).log_()
 
 
 def checkpoint_paths(value: Any) -> list[Path]:
@@ -140,7 +135,7 @@ def adapt_input(net: nn.Module, reference: dict[str, Any], own: dict[str, Any], 
 
 def ensemble_model(cfg: Any, mode: Any, paths: Sequence[Path]) -> tuple[Any, None]:
     """``runtime=torch`` with several checkpoints: one :class:`~segsuite.core.contracts.ModelInfo` whose predictor
-    runs :class:`MeanProbabilities` over them (semantic classes only)."""
+    runs :class:`StackedLogits` over them, its ``combine`` averaging their probabilities (semantic only)."""
     from segsuite.core.compiled import for_inference
     from segsuite.core.contracts import DataMeta, Mode, ModelInfo
     from segsuite.core.distributed import Ranks, device_for
@@ -158,11 +153,12 @@ def ensemble_model(cfg: Any, mode: Any, paths: Sequence[Path]) -> tuple[Any, Non
     nets = [adapt_input(t.net, metas[0], meta, p) for t, meta, p in zip(tasks, metas, paths, strict=True)]
     k = int(hps[0].num_classes)
     device = device_for(Ranks.from_env(), cfg.get("device"))
-    net = for_inference(MeanProbabilities(nets, k), cfg.get("compile"), device)
+    net = for_inference(StackedLogits(nets, k), cfg.get("compile"), device)
     predictor = TilePredictor(net, device=device, amp=cfg.get("amp", False),
                               tta_flips=_tta_flips(cfg))
     first = hps[0]
     meta = DataMeta.from_dict({"class_names": first.class_names, "num_classes": k,
                                "ignore_index": first.ignore_index, **metas[0]})
     source = "+".join(str(p) for p in paths)
-    return ModelInfo(predictor, meta, k, False, source, first.get("domain") or "", ()), None
+    combine = partial(mean_probabilities, models=len(nets))
+    return ModelInfo(predictor, meta, k, False, source, first.get("domain") or "", (), len(nets) * k, combine), None

@@ -46,21 +46,27 @@ def predict_tasks(opened: Opened, job: Job, bar: Any = False) -> Iterator[Callab
     ``opened.restore``, with its instances cut when the job asks for them. The argmax, restore and instances are left
     to the task so that they run on the sinks' thread while the engine computes the next batch."""
     model, options = job.model, getattr(opened, "options", None) or job.options or InferenceOptions()
-    k = model.num_classes
+    k, channels, combine = model.num_classes, model.engine_channels or model.channels, model.combine or _same
     if opened.streaming and getattr(opened, "bands", False):  # its sinks take rectangles: column bands allowed
-        for b in sliding_blocks(model.predictor, opened.sources, model.channels, options, progress=bar):
-            yield partial(_block_prediction, b.logits, b.covered, b.row0, b.source, k, b.col0)
+        for b in sliding_blocks(model.predictor, opened.sources, channels, options, progress=bar):
+            yield partial(_block_prediction, b.logits, b.covered, b.row0, b.source, k, b.col0, combine)
         return
-    blocks = sliding_window(model.predictor, opened.sources, model.channels, progress=bar, options=options)
+    blocks = sliding_window(model.predictor, opened.sources, channels, progress=bar, options=options)
     if opened.streaming:
         for index, row0, logits, covered in blocks:
-            yield partial(_block_prediction, logits, covered, row0, index, k)
+            yield partial(_block_prediction, logits, covered, row0, index, k, 0, combine)
         return
-    yield partial(_item_prediction, opened, _assemble(blocks, [s.shape[0] for s in opened.sources]), job)
+    whole = combine(_assemble(blocks, [s.shape[0] for s in opened.sources]))
+    yield partial(_item_prediction, opened, whole, job)
+
+
+def _same(logits: torch.Tensor) -> torch.Tensor:
+    return logits
 
 
 def _block_prediction(logits: torch.Tensor, covered: torch.Tensor, row0: int, index: int, k: int,
-                      col0: int = 0) -> Prediction:
+                      col0: int = 0, combine: Callable[[torch.Tensor], torch.Tensor] = lambda z: z) -> Prediction:
+    logits = combine(logits)  # on the sinks' thread, as the argmax
     classes, border = split_logits(logits, k)
     return Prediction(logits, classes, border, covered.cpu().numpy(), row0, index, num_classes=k, col0=col0)
 

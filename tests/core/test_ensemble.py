@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from segsuite.core.api import Segmenter, compose_predict
-from segsuite.core.ensemble import MeanProbabilities, checkpoint_paths
+from segsuite.core.ensemble import StackedLogits, checkpoint_paths, mean_probabilities
 from segsuite.core.errors import ConfigError
 from tests.helpers import run_inline, untrained_checkpoint
 
-# Windows without overlap: every pixel has one window, so the engine's blending (of log mean probabilities, see
-# core/ensemble.py) leaves the per-window mean untouched and the ensemble equals the mean of the single runs.
-LANDCOVER = ["domain.inference.tile=[32,32]", "domain.inference.overlap=[0,0]", "domain.inference.blend=constant"]
+# Overlapping Gaussian-blended windows and column bands: each model's logits are blended on their own before the
+# probabilities are averaged (core/ensemble.py), so the ensemble equals the mean of the single runs everywhere.
+LANDCOVER = ["domain.inference.tile=[32,32]", "domain.inference.overlap=[12,12]", "domain.inference.blend=gaussian",
+             "domain.inference.band=40"]
 
 
 def _probabilities(paths, domain, x, overrides=()):
@@ -26,9 +27,10 @@ def _probabilities(paths, domain, x, overrides=()):
 def test_mean_probabilities_is_the_log_of_the_mean_softmax():
     torch.manual_seed(0)
     nets = [torch.nn.Conv2d(3, 4, 1) for _ in range(3)]
-    x = torch.randn(2, 3, 5, 5)
-    expected = torch.stack([n(x).softmax(1) for n in nets]).mean(0)
-    torch.testing.assert_close(MeanProbabilities(nets, 4)(x).softmax(1), expected, atol=1e-6, rtol=0)
+    x = torch.randn(1, 3, 5, 5)
+    expected = torch.stack([n(x)[0].softmax(0) for n in nets]).mean(0)
+    stacked = StackedLogits(nets, 4)(x)[0]  # (3 * 4, 5, 5): every model's logits, blended by the engine as they are
+    torch.testing.assert_close(mean_probabilities(stacked, 3).softmax(0), expected, atol=1e-6, rtol=0)
 
 
 @pytest.fixture(scope="module")
