@@ -10,8 +10,7 @@ trial the interruption cut short stays ``RUNNING`` in the study and counts as no
 launch time (``N_YYYYmmdd-HHMMSS``), so a resumed search never trains into an earlier trial's folder.
 
 Each trial optimises what ``segsuite train`` returns: the best validation score of the run
-(:func:`segsuite.core.cv.objective`). Pruning: Optuna's Lightning pruning callback needs the trial object inside
-the training, which Hydra's sweeper does not hand to the job, so trials run to their (small) budget.
+(:func:`segsuite.core.cv.objective`); hopeless trials stop early (:mod:`segsuite.core.pruning`).
 """
 
 from __future__ import annotations

@@ -52,6 +52,9 @@ def test_a_search_is_interrupted_resumes_and_reports_its_trials(tmp_path):
     assert resumed.wait(240) == 0, resumed.stderr.read()[-2000:]
     states = _states(sweep)
     assert states.count("COMPLETE") == 4 and len(states) <= 5, states  # only the missing trials ran
+    finished = [t for t in optuna.load_study(study_name="landcover_quick", storage=f"sqlite:///{sweep / 'study.db'}")
+                .trials if t.state.name == "COMPLETE"]
+    assert all(t.intermediate_values for t in finished)  # the pruning callback found each job's trial
     assert len({tuple(sorted(t.params.items())) for t in optuna.load_study(
         study_name="landcover_quick", storage=f"sqlite:///{sweep / 'study.db'}").trials}) > 1
     page = write_report(sweep)
