@@ -65,11 +65,11 @@ def build_instancer(cfg: DictConfig, mode: Mode, hparams: Any, has_border: bool)
 
 
 def inference_options(node: Any, meta: Any = None) -> InferenceOptions:
-    """``domain.inference`` (tile, overlap, batch_size, blend) as checked options. ``tile: patch`` is nnU-Net's
-    sliding window: the training patch the model's data ``meta`` records (``patch_size``), with ``overlap: null`` a
-    quarter of it. A model trained on small windows predicts better through windows of that size than through larger
-    ones (the Landsat scene of ``segsuite benchmark recipe``, 64 px patches: held-out mIoU 0.310 with 64 px windows,
-    0.285 with 512 px)."""
+    """``domain.inference`` (tile, overlap, batch_size, blend, band, readers) as checked options. ``tile: patch``
+    is nnU-Net's sliding window: the training patch the model's data ``meta`` records (``patch_size``), with
+    ``overlap: null`` a quarter of it. A model trained on small windows predicts better through windows of that size
+    than through larger ones (the Landsat scene of ``segsuite benchmark recipe``, 64 px patches: held-out mIoU 0.310
+    with 64 px windows, 0.285 with 512 px)."""
     values = dict(_plain(node) or {})
     values.pop("_target_", None)
     if values.get("tile") == "patch":
@@ -83,7 +83,7 @@ def inference_options(node: Any, meta: Any = None) -> InferenceOptions:
     try:
         return InferenceOptions(**values)
     except TypeError as err:
-        raise ConfigError(f"domain.inference: {err}; it takes tile, overlap, batch_size, blend and readers") from None
+        raise ConfigError(f"domain.inference: {err}; it takes tile, overlap, batch_size, blend, band and readers") from None
 
 
 def load_job(cfg: DictConfig, overwrite: bool | None = None) -> Job:
