@@ -83,7 +83,8 @@ def inference_options(node: Any, meta: Any = None) -> InferenceOptions:
     try:
         return InferenceOptions(**values)
     except TypeError as err:
-        raise ConfigError(f"domain.inference: {err}; it takes tile, overlap, batch_size, blend, band and readers") from None
+        raise ConfigError(f"domain.inference: {err}; it takes tile, overlap, batch_size, blend, band and "
+                          "readers") from None
 
 
 def load_job(cfg: DictConfig, overwrite: bool | None = None) -> Job:
