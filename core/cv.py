@@ -9,19 +9,18 @@ exists already is not trained again (a cross-validation interrupted after fold 2
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from segsuite.core.distributed import Ranks
 from segsuite.core.folds import check_fold, read_splits
-from segsuite.core.io import write_json
+from segsuite.core.io import write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ def summarise(cv_dir: str | Path, folds: int | None = None) -> dict[str, Any]:
 
         raise DataError(f"{cv_dir} is not a finished cross-validation: missing {missing[0] if missing else 'fold_*'}")
     per_fold = [_scalars(json.loads(p.read_text(encoding="utf-8"))) for p in paths]
-    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) != 0:  # DDP: the first process writes
+    if Ranks.from_env().rank != 0:  # DDP: the first process writes
         return {"folds": len(paths)}
     names = sorted({k for f in per_fold for k in f})
     stats = {n: mean_sd([f.get(n, math.nan) for f in per_fold]) for n in names}
@@ -109,12 +108,10 @@ def summarise(cv_dir: str | Path, folds: int | None = None) -> dict[str, Any]:
                "per_fold": [{"fold": k, "dir": str(p.parent), **f} for k, (p, f) in enumerate(zip(paths, per_fold))],
                "mean": {n: stats[n][0] for n in names}, "sd": {n: stats[n][1] for n in names}}
     write_json(cv_dir / SUMMARY_JSON, summary)
-    with open(cv_dir / SUMMARY_CSV, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["metric", *(f"fold_{k}" for k in range(len(paths))), "mean", "sd"])
-        for n in names:
-            writer.writerow([n, *(_cell(fold.get(n, math.nan)) for fold in per_fold), _cell(stats[n][0]),
-                             _cell(stats[n][1])])
+    columns = ["metric", *(f"fold_{k}" for k in range(len(paths))), "mean", "sd"]
+    rows = [dict(zip(columns, [n, *(fold.get(n, math.nan) for fold in per_fold), *stats[n]])) for n in names]
+    write_csv(cv_dir / SUMMARY_CSV, [{k: _cell(v) if k != "metric" else v for k, v in r.items()} for r in rows],
+              columns=columns)
     log.info("cross-validation of %d folds: %s", len(paths), ", ".join(
         f"{n} {stats[n][0]:.4f} ± {stats[n][1]:.4f}" for n in names if n.endswith("miou")))
     log.info("summary written to %s and %s", cv_dir / SUMMARY_JSON, cv_dir / SUMMARY_CSV)

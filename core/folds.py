@@ -83,7 +83,7 @@ def kfold(names: Sequence[str], folds: int, seed: int = 0, groups: Sequence[str]
     for group in order:
         target = min(range(folds), key=lambda k: (len(val[k]), k))
         val[target] += members[group]
-    return [{"train": sorted(n for n in names if n not in set(v)), "val": sorted(v)} for v in val]
+    return [{"train": sorted(set(names) - set(v)), "val": sorted(v)} for v in val]
 
 
 def _first_duplicate(names: Sequence[str]) -> str:
@@ -136,11 +136,10 @@ def requested(request: FoldRequest | None) -> Iterator[FoldRequest | None]:
         _REQUEST.reset(token)
 
 
-def assign(names: Sequence[str], groups: Sequence[str] | None = None, seed: int | None = None
-           ) -> tuple[list[str], list[str]] | None:
+def assign(names: Sequence[str], groups: Sequence[str] | None = None) -> tuple[list[str], list[str]] | None:
     """The requested fold's ``(train names, val names)`` of ``names``, or None when no fold was asked for.
 
-    Called by a domain's split code with its items (and their groups); the request's seed wins over ``seed``.
+    Called by a domain's split code with its items (and their groups), split with the request's seed.
     """
     request = _REQUEST.get()
     if request is None:
@@ -149,7 +148,7 @@ def assign(names: Sequence[str], groups: Sequence[str] | None = None, seed: int 
         splits = read_splits(request.path)
         _check_user_splits(splits, [str(n) for n in names], request.path)
     else:
-        splits = kfold(names, request.folds, request.seed if seed is None else request.seed, groups)
+        splits = kfold(names, request.folds, request.seed, groups)
     request.splits = splits
     chosen = splits[request.fold]
     return list(chosen["train"]), list(chosen["val"])
