@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from segsuite.core.checkpoint import read_checkpoint
 from segsuite.core.compiled import compile_network
 from segsuite.core.data import SegDataModule
+from segsuite.core.distributed import Ranks
 from segsuite.core.errors import ConfigError
 from segsuite.core.folds import FoldRequest, requested
 from segsuite.core.instances import InstanceTargets
@@ -210,9 +210,10 @@ def fold_request(cfg: DictConfig) -> FoldRequest | None:
     return FoldRequest(fold, cfg.get("folds", 5), int(cfg.seed), str(path) if path else None)
 
 
-def build_data(cfg: DictConfig, targets: InstanceTargets | None) -> tuple[SegDataModule, dict[str, Any]]:
-    """The domain's datamodule, set up for the requested fold; with a fold, its splits go to ``RUN/splits.json``."""
-    request = fold_request(cfg)
+def build_data(cfg: DictConfig, targets: InstanceTargets | None, request: FoldRequest | None = None
+               ) -> tuple[SegDataModule, dict[str, Any]]:
+    """The domain's datamodule, set up for ``request``'s fold (:func:`fold_request`); with a fold, its splits go to
+    ``RUN/splits.json``."""
     with requested(request):
         datamodule: SegDataModule = hydra.utils.instantiate(cfg.domain.datamodule, targets=targets)
         meta = datamodule.meta  # sets the data up (the domain splits it here)
@@ -220,7 +221,7 @@ def build_data(cfg: DictConfig, targets: InstanceTargets | None) -> tuple[SegDat
         if not request.splits:
             raise ConfigError(f"fold={request.fold}: domain {cfg.domain.name} does not split into folds with these "
                               "settings (explicit validation/test lists?); drop fold= or the explicit lists")
-        if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0:  # the first process (DDP)
+        if Ranks.from_env().rank == 0:  # the first process (DDP)
             write_json(Path(cfg.run_dir) / "splits.json", request.splits)
         meta = {**meta, "fold": {"fold": request.fold, "folds": request.folds}}
     return datamodule, meta
@@ -249,10 +250,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from segsuite.core.cv import cross_validate
 
         return cross_validate(cfg)
-    fold_request(cfg)  # a bad fold option is refused before any work
+    request = fold_request(cfg)  # a bad fold option is refused before any work
     L.seed_everything(cfg.seed, workers=True)
     targets = build_instance_targets(cfg)
-    datamodule, meta = build_data(cfg, targets)
+    datamodule, meta = build_data(cfg, targets, request)
     fill_from_data(cfg, meta)
     check_model_fits_data(cfg.model, meta)
     if cfg.get("ckpt_path"):
