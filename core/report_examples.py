@@ -32,38 +32,27 @@ def model_of(folder: Path, kind: str) -> tuple[str, str]:
 
 
 def plot_examples(folder: Path, kind: str, examples: Sequence[str], out: Path) -> list[tuple[str, Path]]:
-    """One overlay PNG per example in ``out``; ``(title, path)`` for the page."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
+    """One overlay PNG per example in ``out`` (the core's overlay with a legend of the classes shown, over the
+    domain's own preview of the input); ``(title, path)`` for the page."""
     from segsuite.core.api import Segmenter, compose_predict
+    from segsuite.core.overlay import write_overlay_with_legend
     from segsuite.core.preview import input_preview
 
     checkpoint, domain = model_of(folder, kind)
     segmenter = Segmenter(compose_predict([f"domain={domain}", f"checkpoint={checkpoint}", "device=cpu"]))
+    preview = getattr(segmenter.reader, "preview", input_preview)  # the domain pictures its own inputs
     figures = []
     for k, example in enumerate(examples):
         path = Path(example)
         result = segmenter.predict(path)
-        classes, colours = result.classes, result.colorize(outlines=False)
-        image = input_preview(path, classes.shape)
+        classes, image = result.classes, preview(path, result.classes.shape)
         if classes.ndim == 3:  # a volume: its middle slice
             middle = classes.shape[0] // 2
-            classes, colours = classes[middle], colours[middle]
-            image = None if image is None else image[middle]
-        shown = colours.astype(np.float32)
-        if image is not None:
-            drawn = (classes < len(result.class_names))[..., None]
-            shown = np.where(drawn, 0.5 * image + 0.5 * shown, image.astype(np.float32))
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        ax.imshow(shown.astype(np.uint8), interpolation="nearest")
-        ax.set_axis_off()
-        ax.set_title(path.name)
-        handles = [Patch(color=np.array(c) / 255, label=n) for n, c in result.legend(present_only=True)]
-        ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-        fig.tight_layout()
-        target = out / f"example_{k}.png"
-        fig.savefig(target, dpi=110, format="png")
-        plt.close(fig)
+            classes, image = classes[middle], None if image is None else image[middle]
+        if image is None:
+            image = np.zeros((*classes.shape, 3), np.uint8)
+        target = write_overlay_with_legend(image, classes, result.class_colors.tolist(), list(result.class_names),
+                                           out / f"example_{k}.png", ignore_index=result.ignore_index,
+                                           overwrite=True)
         figures.append((f"Example {k}: {path.name}, prediction over the input", target))
     return figures
