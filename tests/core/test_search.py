@@ -42,7 +42,9 @@ def test_a_search_is_interrupted_resumes_and_reports_its_trials(tmp_path):
     sweep, data = tmp_path / "search", tmp_path / "data"
     proc = _search(sweep, data)
     deadline = time.time() + 240
-    while len(list(sweep.glob("*/metrics.json"))) < 2 and proc.poll() is None and time.time() < deadline:
+    # The sweeper tells the study a trial's value only after its job returns, and starts the next job after that:
+    # the third job's folder (<launch time>_2) is the first sign that two trials are COMPLETE in the study.
+    while not list(sweep.glob("*_2")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)  # Ctrl-C during the third trial
     proc.wait(60)
