@@ -16,11 +16,10 @@ import torch.nn.functional as F
 
 from segsuite.core.contracts import Item, Job
 from segsuite.core.domain import BaseOpened, BaseReader
-from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.errors import ConfigError
+from segsuite.core.files import find_inputs
+from segsuite.core.images import IMAGE_SUFFIXES, image_size, read_pixels, rgb_pixels, unit_range
 from segsuite.core.inference import ArraySource
-
-from .datasets import IMAGE_SUFFIXES
-from .io import image_size, read_pixels, unit_range
 
 META_KEYS = ("normalization", "class_names", "class_colors", "label_format")
 
@@ -44,21 +43,6 @@ class Frame:
 def load_frame(path: Path, meta: Any) -> Frame:
     """Decode ``path`` (grey/RGBA converted as in training), resize by ``meta["train_scale"]`` and normalise."""
     return prepare_frame(read_pixels(path), meta)
-
-
-def rgb_pixels(array: np.ndarray) -> np.ndarray:
-    """An in-memory RGB image ``(H, W, 3)`` or ``(3, H, W)``, uint8 or float in [0, 1], as ``read_pixels`` gives a
-    file: ``(H, W, 3)`` uint8 or float32."""
-    array = np.asarray(array)
-    layout = "(H, W, 3)" if array.ndim == 3 and array.shape[-1] == 3 else "(3, H, W)"
-    if array.ndim != 3 or 3 not in (array.shape[0], array.shape[-1]):
-        raise DataError(f"an array of shape {array.shape}: expected an RGB image (H, W, 3) or (3, H, W)")
-    pixels = array if layout == "(H, W, 3)" else array.transpose(1, 2, 0)
-    if pixels.dtype == np.uint8:
-        return np.ascontiguousarray(pixels)
-    if not np.issubdtype(pixels.dtype, np.floating) or not (0 <= np.nanmin(pixels) and np.nanmax(pixels) <= 1):
-        raise DataError(f"an RGB array of dtype {array.dtype}: expected uint8 (0..255) or float in [0, 1]")
-    return np.ascontiguousarray(pixels, dtype=np.float32)
 
 
 def prepare_frame(pixels: np.ndarray, meta: Any) -> Frame:
@@ -99,8 +83,9 @@ class OpenedFrame(BaseOpened):
 
 @dataclass
 class ImageReader(BaseReader):
-    """An image file or a folder searched recursively (hidden files skipped; the core drops anything inside the
-    output folder); items keep their path relative to the input, so outputs keep its subfolders.
+    """An image file, a folder searched recursively (hidden files skipped; the core drops anything inside the
+    output folder), a glob pattern or a list of them; items keep their path relative to the input, so outputs keep
+    its subfolders.
     ``workers`` decoding threads (default: the CPU count up to 16) decode ``ahead`` frames (default: ``workers``)
     beyond the one the network reads, in the order the items were checked."""
 
@@ -111,21 +96,9 @@ class ImageReader(BaseReader):
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def find(self, input: Any, job: Job) -> list[Item]:
-        source, self._order = Path(str(input)), []
-        if source.is_file():
-            return [Item(source.name, source, Path(source.name))]
-        if not source.is_dir():
-            raise DataError(f"input {source} does not exist (expected an image or a folder of images)")
-        items = []
-        for path in sorted(source.rglob("*")):
-            rel = path.relative_to(source)
-            if path.suffix.lower() not in IMAGE_SUFFIXES or any(p.startswith(".") for p in rel.parts):
-                continue
-            if path.is_file():
-                items.append(Item(rel.as_posix(), path, rel))
-        if not items:
-            raise DataError(f"no images in {source} (searched recursively for {', '.join(IMAGE_SUFFIXES)})")
-        return items
+        self._order = []
+        found = find_inputs(input, IMAGE_SUFFIXES, f"images ({', '.join(IMAGE_SUFFIXES)})")
+        return [Item(rel.as_posix() if rel else path.name, path, rel or Path(path.name)) for path, rel in found]
 
     def check(self, item: Item, job: Job) -> None:
         missing = [k for k in META_KEYS if k not in job.model.meta]

@@ -1,0 +1,37 @@
+"""Thread pools for the work beside the forward pass (encoding a prediction's files, decoding the next inputs).
+
+On a CPU the forward pass uses every core torch was given, and its threads wait for each other at every layer: a
+side thread that takes one of their cores slows the whole layer, not just one thread. So side work runs in threads
+of lower priority (Linux: nice 10 for those threads only), which take the cores while the network leaves them idle
+(between layers and batches, while the engine splits and restores a block) and give them back at once; and the pools
+are sized to the cores torch leaves, at least one thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+SIDE_NICE = 10  # the side threads' nice value (0: equal to the forward pass)
+
+
+def spare_cores(most: int) -> int:
+    """Threads for side work: the CPU cores torch's threads leave free, at least 1, at most ``most``."""
+    return max(1, min(most, (os.cpu_count() or 1) - torch.get_num_threads()))
+
+
+def side_pool(workers: int, name: str, nice: int | None = None) -> ThreadPoolExecutor:
+    """A pool of ``workers`` threads named ``name-N`` at the lower priority ``nice`` (default :data:`SIDE_NICE`)
+    where the system allows it, each with one torch thread."""
+    return ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=_side_thread,
+                              initargs=(SIDE_NICE if nice is None else nice,))
+
+
+def _side_thread(nice: int) -> None:
+    torch.set_num_threads(1)  # torch calls in this thread (interpolation, argmax) stay off the forward's pool
+    with contextlib.suppress(AttributeError, OSError):  # Linux: a thread's own nice value; elsewhere as it is
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
