@@ -19,20 +19,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from segsuite.core import folds
+from segsuite.core import files, folds
 from segsuite.core import plan as planning
 from segsuite.core.classmap import load_class_map
 from segsuite.core.errors import ConfigError, DataError
-from segsuite.core.files import (
-    Pair,
-    files_in,
-    first_existing,
-    generated_root,
-    nonempty,
-    pair_by_stem,
-    require_dir,
-    split_fraction,
-)
+from segsuite.core.files import Pair, files_in, first_existing, generated_root, nonempty, pair_by_stem, require_dir
 from segsuite.core.images import IMAGE_SUFFIXES, ColorDecoder, IndexDecoder, image_size, read_index_label, read_rgb
 
 from . import labels as lb
@@ -207,7 +198,7 @@ def _camvid(root: Path, ignore_index: int, classes: list[str] | None) -> _Layout
 
 
 def _kitti(root: Path, ignore_index: int, val_fraction: float, seed: int) -> _Layout:
-    train, val = split_fraction(kitti_files(root), val_fraction, seed)
+    train, val = files.split_fraction(kitti_files(root), val_fraction, seed)
     meta = {"class_names": list(lb.KITTI_CLASSES), "class_colors": [list(c) for c in lb.KITTI_COLORS],
             "label_format": "kitti_road", "road_class": 1}
     return _Layout({"train": train, "val": val}, ColorDecoder(lb.kitti_road_color_table(ignore_index)), meta)
@@ -223,7 +214,8 @@ def _folder(root: Path, ignore_index: int, class_map: str | None, val_fraction: 
         splits = {s: pair_by_stem(root / "images" / s, root / "masks" / s, IMAGE_SUFFIXES)
                   for s in ("train", "val", "test") if s != "test" or (root / "images" / "test").is_dir()}
     else:
-        train, val = split_fraction(pair_by_stem(root / "images", root / "masks", IMAGE_SUFFIXES), val_fraction, seed)
+        pairs = pair_by_stem(root / "images", root / "masks", IMAGE_SUFFIXES)
+        train, val = files.split_fraction(pairs, val_fraction, seed)
         splits = {"train": train, "val": val}
     accepted = f"class ids {cmap.ids} from {cmap_path} and {ignore_index} (ignore)"
     decode = IndexDecoder(cmap.index_lut(ignore_index), accepted)

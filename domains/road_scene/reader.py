@@ -20,6 +20,7 @@ from segsuite.core.errors import ConfigError
 from segsuite.core.files import find_inputs
 from segsuite.core.images import IMAGE_SUFFIXES, image_size, read_pixels, rgb_pixels, unit_range
 from segsuite.core.inference import ArraySource
+from segsuite.core.workers import side_pool
 
 META_KEYS = ("normalization", "class_names", "class_colors", "label_format")
 
@@ -110,7 +111,7 @@ class ImageReader(BaseReader):
     def open(self, item: Item, job: Job) -> OpenedFrame:
         workers = self.workers or min(16, os.cpu_count() or 1)
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="road-decode")
+            self._pool = side_pool(workers, "road-decode")  # beside the forward pass, at lower priority
         ahead = workers if self.ahead is None else self.ahead
         index = next((i for i, it in enumerate(self._order) if it is item), len(self._order))
         for nxt in [item, *self._order[index + 1: index + 1 + ahead]]:
