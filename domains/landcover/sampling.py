@@ -1,4 +1,5 @@
-"""Where samples come from: pixel rectangles, spatial hold-out, validation grids and random training windows.
+"""Where samples come from: pixel rectangles, spatial hold-out, validation grids and rare-class weights (random
+training windows: :class:`segsuite.core.chunks.ChunkSampler`).
 
 Rectangles are half-open pixel ranges. A window may be larger than the rectangle it is drawn for (a tile
 smaller than the patch); pixels outside the rectangle are then masked out by the dataset.
@@ -6,7 +7,6 @@ smaller than the patch); pixels outside the rectangle are then masked out by the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,35 +139,6 @@ def _block_split(height: int, width: int, fraction: float, block: int, seed: int
             train.append(Rect(rows[i], cols[j], rows[i + 1], cols[k]))
             j = k
     return train, val
-
-
-def _start(lo: int, hi: int, rng: np.random.Generator) -> int:
-    """Uniform integer in [lo, hi], or lo when the range is empty."""
-    return int(rng.integers(lo, hi + 1)) if hi > lo else lo
-
-
-def random_window(rect: Rect, patch: tuple[int, int], rng: np.random.Generator) -> Window:
-    """Uniformly placed patch inside ``rect`` (anchored at its corner if ``rect`` is smaller than the patch)."""
-    ph, pw = patch
-    return Window(_start(rect.col0, rect.col1 - pw, rng), _start(rect.row0, rect.row1 - ph, rng), pw, ph)
-
-
-def window_near(cell: Rect, rect: Rect, patch: tuple[int, int], rng: np.random.Generator) -> Window:
-    """Patch inside ``rect`` whose corner is jittered by up to half a patch around ``cell``'s corner."""
-    ph, pw = patch
-
-    def pick(c: int, lo: int, hi: int, size: int) -> int:
-        top = hi - size
-        return _start(min(max(c - size // 2, lo), top), min(max(c + size // 2, lo), top), rng) if top > lo else lo
-
-    return Window(pick(cell.col0, rect.col0, rect.col1, pw), pick(cell.row0, rect.row0, rect.row1, ph), pw, ph)
-
-
-def placement_weights(rects: Sequence[Rect], patch: tuple[int, int]) -> np.ndarray:
-    """Probability of each rect so that windows are uniform over all valid placements."""
-    counts = np.array([max(r.height - patch[0], 0) + 1 for r in rects], float)
-    counts *= np.array([max(r.width - patch[1], 0) + 1 for r in rects], float)
-    return counts / counts.sum()
 
 
 def repeat_factor_weights(presence: np.ndarray, threshold: float = 0.5) -> np.ndarray:
