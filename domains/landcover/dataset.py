@@ -23,16 +23,14 @@ from segsuite.core.files import generated_root
 from segsuite.domains.landcover.classes import ClassMap, find_class_map
 from segsuite.domains.landcover.io import open_raster
 from segsuite.domains.landcover.rasterstats import band_stats, check_pair, count_values
-from segsuite.domains.landcover.samples import (  # noqa: F401 (re-exported: the datasets' old home)
+from segsuite.domains.landcover.samples import (
     LandCoverGridDataset,
     LandCoverTrainDataset,
     Region,
     Scene,
-    augment_d4,
-    class_targets,
-    normalize,
+    class_targets,  # noqa: F401 (re-exported: its old home)
 )
-from segsuite.domains.landcover.sampling import Rect, cells, full_rect, holdout_split
+from segsuite.domains.landcover.sampling import blocks, cells, full_rect, holdout_split
 from segsuite.domains.landcover.synthetic import make_dataset
 
 log = logging.getLogger(__name__)
@@ -165,7 +163,7 @@ def _fold_split(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], test: lis
         items = {s.stem: (s, whole[s.stem]) for s in pool}
     else:
         items = {f"{s.stem}:{r.row0},{r.col0}": (s, r) for s in pool
-                 for r in _blocks(whole[s.stem].height, whole[s.stem].width, block)}
+                 for row in blocks(whole[s.stem].height, whole[s.stem].width, block) for r in row}
     chosen = folds.assign(list(items))
     out: dict[str, list[Region]] = {"train": [], "val": [],
                                     "test": [Region(s, (full_rect(infos[s.stem].height, infos[s.stem].width),))
@@ -176,13 +174,6 @@ def _fold_split(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], test: lis
             if rects:
                 out[split].append(Region(scene, rects))
     return out
-
-
-def _blocks(height: int, width: int, block: int) -> list[Rect]:
-    """Square-ish blocks of about ``block`` px tiling a scene (edges spread evenly, as the hold-out's)."""
-    rows = [int(v) for v in np.linspace(0, height, max(1, round(height / block)) + 1)]
-    cols = [int(v) for v in np.linspace(0, width, max(1, round(width / block)) + 1)]
-    return [Rect(r0, c0, r1, c1) for r0, r1 in zip(rows, rows[1:]) for c0, c1 in zip(cols, cols[1:])]
 
 
 def _check_alpha_option(alpha_is_mask: Any) -> bool | None:

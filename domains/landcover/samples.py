@@ -79,9 +79,8 @@ def augment_d4(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *e
     return tuple(np.ascontiguousarray(np.rot90(a, k, axes=(-2, -1))) for a in arrays)
 
 
-def _in_rect(window: Window, rect: Rect) -> np.ndarray:
-    """Boolean ``(h, w)``: which pixels of ``window`` lie in ``rect``."""
-    w = window_rect(window)
+def _in_rect(w: Rect, rect: Rect) -> np.ndarray:
+    """Boolean ``(h, w)``: which pixels of ``w`` lie in ``rect``."""
     rows = (np.arange(w.row0, w.row1) >= rect.row0) & (np.arange(w.row0, w.row1) < rect.row1)
     cols = (np.arange(w.col0, w.col1) >= rect.col0) & (np.arange(w.col0, w.col1) < rect.col1)
     return rows[:, None] & cols[None, :]
@@ -172,18 +171,17 @@ class _LandCoverDataset(Dataset):
                 out += [data[0], ok]
         return out
 
-    def _item(self, scene: Scene, arrays: list[np.ndarray], origin: tuple[int, int], window: Window, own: Rect,
+    def _item(self, scene: Scene, arrays: list[np.ndarray], origin: tuple[int, int], box: Rect, own: Rect,
               region: Rect, rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
-        """The sample of ``window`` cut from ``arrays`` (:meth:`_load`'s, read at ``origin`` (row, col)): image
+        """The sample of ``box`` cut from ``arrays`` (:meth:`_load`'s, read at ``origin`` (row, col)): image
         normalised and zeroed outside ``region`` and at nodata, labels only inside ``own``, instances 0 where the
         mask is ignore; D4-augmented with ``rng`` if given. ``arrays`` are left as they are."""
-        r, c = int(window.row_off) - origin[0], int(window.col_off) - origin[1]
-        image, valid, labels, labelled, *ids = (a[..., r : r + int(window.height), c : c + int(window.width)]
-                                                for a in arrays)
-        valid = valid & _in_rect(window, region)
+        r, c = box.row0 - origin[0], box.col0 - origin[1]
+        image, valid, labels, labelled, *ids = (a[..., r : r + box.height, c : c + box.width] for a in arrays)
+        valid = valid & _in_rect(box, region)
         labels = labels.astype(np.int64)
-        keep = valid & labelled & _in_rect(window, own) & (labels != self.ignore_index)
-        mask = class_targets(labels, keep, len(self.class_map), self.ignore_index, f"{scene.label} {window}")
+        keep = valid & labelled & _in_rect(box, own) & (labels != self.ignore_index)
+        mask = class_targets(labels, keep, len(self.class_map), self.ignore_index, f"{scene.label} {box.window()}")
         extra = [np.where(keep & ids[1] & (ids[0] > 0), ids[0], 0).astype(np.int64)] if ids else []
         out = normalize(image, valid, self.mean, self.std), mask, *extra
         return _sample(*(out if rng is None else augment_d4(*out[:2], rng, *out[2:])))
@@ -211,20 +209,12 @@ class LandCoverTrainDataset(_LandCoverDataset):
         self.chunking = int(chunk_size), int(windows_per_chunk), int(chunk_buffer)
         self._rects = [(region.scene, rect) for region in self.regions for rect in region.rects]
         self.rare_class_weighting, self.max_index_cells = bool(rare_class_weighting), int(max_index_cells)
-        self._index: tuple[list[tuple[int, Rect]], np.ndarray] | None = None  # built on the first draw
-        self._sampler: ChunkSampler | None = None
-
-    def sampling_index(self) -> tuple[list[tuple[int, Rect]], np.ndarray]:
-        """The rare-class cells and their weights, built on first use (it reads every training label window):
-        evaluate and predict, which never draw a training window, never build it. With DataLoader workers each
-        worker builds its own on its first item."""
-        if self._index is None:
-            self._index = self._rare_class_index(self.max_index_cells)
-        return self._index
+        self._sampler: ChunkSampler | None = None  # built on the first draw
 
     def _rare_class_index(self, max_cells: int) -> tuple[list[tuple[int, Rect]], np.ndarray]:
-        """Patch-sized cells (a seeded subset of at most ``max_cells``) with repeat-factor weights from the
-        classes present in each cell."""
+        """Patch-sized cells (a seeded subset of at most ``max_cells``) with repeat-factor weights from the classes
+        present in each cell. Built with the sampler, on the first draw (it reads every cell's labels): evaluate and
+        predict, which never draw a training window, never build it; each DataLoader worker builds its own."""
         all_cells = [(i, c) for i, (_, rect) in enumerate(self._rects) for c in cells(rect, self.patch_size)]
         if len(all_cells) > max_cells:
             pick = np.random.default_rng(self.seed).choice(len(all_cells), max_cells, replace=False)
@@ -244,7 +234,7 @@ class LandCoverTrainDataset(_LandCoverDataset):
                      for s, _ in self._rects]
             points, weights = None, None
             if self.rare_class_weighting:
-                cells_, weights = self.sampling_index()
+                cells_, weights = self._rare_class_index(self.max_index_cells)
                 points = [(i, cell.row0, cell.col0) for i, cell in cells_]
             self._sampler = ChunkSampler([astuple(r) for _, r in self._rects], self.patch_size, steps, per_chunk,
                                          buffer, points, weights, self.seed)
@@ -258,12 +248,10 @@ class LandCoverTrainDataset(_LandCoverDataset):
         return self.samples_per_epoch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        sampler = self.sampler()
-        chunk, arrays, (r0, c0, r1, c1) = sampler.draw(self._read_chunk)
+        chunk, arrays, box = self.sampler().draw(self._read_chunk)
         scene, rect = self._rects[chunk.item]
-        window = Window(c0, r0, c1 - c0, r1 - r0)
-        origin = chunk.area(self.patch_size)[:2]
-        return self._item(scene, arrays, origin, window, rect, rect, sampler.rng if self.augment else None)
+        return self._item(scene, arrays, chunk.area(self.patch_size)[:2], Rect(*box), rect, rect,
+                          self.sampler().rng if self.augment else None)
 
 
 class LandCoverGridDataset(_LandCoverDataset):
@@ -279,5 +267,5 @@ class LandCoverGridDataset(_LandCoverDataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         scene, window, own, rect = self.items[index]
-        origin = int(window.row_off), int(window.col_off)
-        return self._item(scene, self._load(scene, window), origin, window, own, rect)
+        box = window_rect(window)
+        return self._item(scene, self._load(scene, window), (box.row0, box.col0), box, own, rect)

@@ -5,26 +5,26 @@
   65,536^2: 16 x 16 = 256 tiles): each run in a fresh child process (:func:`~.benchmark.run_child`), so the peak is
   the run's own. The VRT reuses one file so that the disk holds 128 MiB, not 32 GiB; GDAL decodes its blocks anew
   for every tile all the same (its block cache is 64 MiB).
-- :func:`training_speed`: training windows per second from a large GeoTIFF (the training dataset's windowed reads)
-  against the same windows already in memory (the same code, its two readers answered from a dict), interleaved;
-  each round draws fresh windows (as training does), so GDAL's block cache (run with ``GDAL_CACHEMAX=64``, as the
-  inference figures) does not hold them from an earlier round.
+- :func:`training_speed`: training windows per second from a large GeoTIFF against the same sampler drawing the same
+  windows from the scene in memory, interleaved. The training dataset reads a chunk of a few file blocks once and
+  serves many windows from it (:class:`segsuite.core.chunks.ChunkSampler`); each round goes on with the stream (as
+  an epoch does), so every round reads chunks that no earlier round read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 import rasterio.errors
+import torch
 
 from segsuite.core.benchmark import Timing, timeit
-from segsuite.domains.landcover import samples
 from segsuite.domains.landcover.mosaic import _probe, vrt_xml
-from segsuite.domains.landcover.sampling import random_window
 from segsuite.domains.landcover.synthetic import make_large_raster
 from segsuite.scripts.benchmarks.landcover import BANDS, run_child
 
@@ -56,15 +56,13 @@ def mosaic_runs(tmp: Path, tile_size: int = 4096, grids: tuple[int, ...] = (2, 1
     return runs
 
 
-def _windows(rect, patch: int, n: int, seed: int = 0) -> list:
-    rng = np.random.default_rng(seed)
-    return [random_window(rect, (patch, patch), rng) for _ in range(n)]
-
-
-def training_speed(tmp: Path, size: int = 20_000, patch: int = 256, n: int = 200, repeats: int = 3
-                   ) -> dict[str, Timing]:
-    """Interleaved seconds for ``n`` random ``patch``-sized training samples (read, normalise, targets, D4
-    augmentation) from a ``size``^2 GeoTIFF scene and from the same windows held in memory."""
+def training_speed(tmp: Path, size: int = 20_000, patch: int = 256, n: int = 200, repeats: int = 3,
+                   chunking: tuple[int, int, int] | None = None) -> dict[str, Timing]:
+    """Interleaved seconds for ``n`` training samples (chunked window draws, read, normalise, targets, D4) from a
+    ``size``^2 GeoTIFF scene and from the same scene in memory: two copies of the training dataset with the same seed
+    draw the same stream of windows, one reading its chunks from the file, the other taking them from arrays in
+    memory (the scene's pixels those chunks hold, read beforehand by a third copy of the stream). ``chunking``:
+    the dataset's ``(chunk_size, windows_per_chunk, chunk_buffer)`` if not its defaults."""
     from segsuite.domains.landcover.dataset import build_datasets
 
     root = tmp / "train_data"
@@ -75,31 +73,21 @@ def training_speed(tmp: Path, size: int = 20_000, patch: int = 256, n: int = 200
                           overwrite=True)
     ds = build_datasets(str(root), patch_size=patch, holdout_fraction=0.05, holdout_mode="strip",
                         samples_per_epoch=n, stats_max_pixels=1_000_000)["train"]
-    scene, rect = ds._rects[0]  # the scene less a 5 % strip held out
-    sets = [_windows(rect, patch, n, seed) for seed in range(repeats + 1)]  # one per round (and the warm-up)
-    rng = np.random.default_rng(0)
-    rounds = {"file": iter(sets), "memory": iter(sets)}
-
-    def draw(windows) -> None:
-        for w in windows:
-            image, mask, _ = ds._read(scene, w, own=rect, region=rect)
-            samples._sample(*samples.augment_d4(image, mask, rng))
-
-    images = {_key(w): samples.read_window(ds._rasters.get(scene.image), w, ds.bands, ds.alpha_is_mask)
-              for windows in sets for w in windows}
-    labels = {_key(w): samples.read_label_window(ds._rasters.get(scene.label), w) for windows in sets for w in windows}
-
-    def from_memory() -> None:
-        real = samples.read_window, samples.read_label_window
-        samples.read_window = lambda src, w, *a: tuple(x.copy() for x in images[_key(w)])
-        samples.read_label_window = lambda src, w: tuple(x.copy() for x in labels[_key(w)])
-        try:
-            draw(next(rounds["memory"]))
-        finally:
-            samples.read_window, samples.read_label_window = real
-
-    return timeit({f"training windows from a {size}^2 GeoTIFF": lambda: draw(next(rounds["file"])),
-                   "the same windows in memory": from_memory}, repeats=repeats)
+    ds.chunking = chunking or ds.chunking
+    file, memory, recorder = (pickle.loads(pickle.dumps(ds)) for _ in range(3))
+    held: dict[tuple[int, int, int, int], list[np.ndarray]] = {}
+    read = recorder._load  # its own file handles: nothing it reads is in the block cache of the timed copy's
+    recorder._load = lambda scene, w: held.setdefault(_key(w), read(scene, w))
+    memory._load = lambda scene, w: held[_key(w)]
+    for copy in (recorder, file, memory):
+        torch.manual_seed(0)  # the same stream in each copy
+        _ = copy.sampler().rng
+    with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):  # bytes; as the inference figures' children run
+        for i in range((repeats + 1) * n):
+            recorder[i]
+        return timeit({f"training windows from a {size}^2 GeoTIFF": lambda: [file[i] for i in range(n)],
+                       "the same windows, the scene in memory": lambda: [memory[i] for i in range(n)]},
+                      repeats=repeats)
 
 
 def _has_scene(label: Path, size: int) -> bool:
@@ -113,4 +101,3 @@ def _has_scene(label: Path, size: int) -> bool:
 
 def _key(window) -> tuple[int, int, int, int]:
     return int(window.col_off), int(window.row_off), int(window.width), int(window.height)
-

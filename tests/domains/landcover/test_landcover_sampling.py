@@ -6,7 +6,7 @@ import pytest
 
 from segsuite.core.chunks import ChunkSampler
 from segsuite.core.errors import ConfigError
-from segsuite.domains.landcover.dataset import augment_d4
+from segsuite.domains.landcover.samples import augment_d4
 from segsuite.domains.landcover.sampling import (
     Rect,
     full_rect,
