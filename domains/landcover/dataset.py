@@ -49,17 +49,19 @@ def find_scenes(root: str | Path) -> list[Scene]:
     images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not images:
         raise DataError(f"no GeoTIFF images (*.tif, *.tiff, or *.vrt mosaics) in {images_dir}")
-    missing = [p.name for p in images if not (labels_dir / p.name).is_file()]
-    if missing:
-        raise DataError(f"{labels_dir}: no label raster for image(s) {', '.join(missing[:10])} (same file name needed)")
-    instances_dir = root / "instances"
-    if not instances_dir.is_dir():
-        return [Scene(p.stem, p, labels_dir / p.name) for p in images]
-    missing = [p.name for p in images if not (instances_dir / p.name).is_file()]
-    if missing:
-        raise DataError(f"{instances_dir}: no instance raster for image(s) {', '.join(missing[:10])} (same file name "
-                        "needed; remove the folder to train without instance labels)")
-    return [Scene(p.stem, p, labels_dir / p.name, instances_dir / p.name) for p in images]
+
+    def partners(folder: Path, what: str, hint: str = "") -> list[Path]:
+        missing = [p.name for p in images if not (folder / p.name).is_file()]
+        if missing:
+            raise DataError(f"{folder}: no {what} raster for image(s) {', '.join(missing[:10])} (same file name "
+                            f"needed{hint})")
+        return [folder / p.name for p in images]
+
+    labels, instances = partners(labels_dir, "label"), root / "instances"
+    extra = partners(instances, "instance", "; remove the folder to train without instance labels") \
+        if instances.is_dir() else [None] * len(images)
+    return [Scene(p.stem, p, label, ids) for p, label, ids in zip(images, labels, extra)]
+
 
 def _patch(patch_size: int | Sequence[int]) -> tuple[int, int]:
     size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(int(v) for v in patch_size)
@@ -176,13 +178,6 @@ def _fold_split(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], test: lis
     return out
 
 
-def _check_alpha_option(alpha_is_mask: Any) -> bool | None:
-    if alpha_is_mask is not None and not isinstance(alpha_is_mask, bool):
-        raise ConfigError(f"alpha_is_mask={alpha_is_mask!r}: accepted true, false or null (alpha is a mask only when "
-                          f"the alpha band is not read)")
-    return alpha_is_mask
-
-
 def epoch_samples(regions: Sequence[Region], patch: tuple[int, int], batch_size: int) -> int:
     """Windows per epoch for about one pass over the training area: its pixels / patch pixels, at least a batch."""
     pixels = sum(rect.area for region in regions for rect in region.rects)
@@ -193,10 +188,8 @@ def _fingerprint(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], train_re
                  class_map: ClassMap, stats: dict[str, Any]) -> planning.Fingerprint:
     """The training scenes as the core planner sees them (class pixels over whole training scenes)."""
     pixels = np.zeros(len(class_map), np.int64)
-    for scene in scenes:
-        for value, n in infos[scene.stem].class_pixels:
-            if 0 <= value < len(class_map):
-                pixels[value] += n
+    for value, n in (pair for s in scenes for pair in infos[s.stem].class_pixels if 0 <= pair[0] < len(class_map)):
+        pixels[value] += n
     resolutions = [infos[s.stem].resolution for s in scenes if infos[s.stem].resolution]
     return planning.Fingerprint(
         sizes=[[infos[s.stem].height, infos[s.stem].width] for s in scenes], class_names=list(class_map.names),
@@ -238,7 +231,9 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
     root_path = generated_root(root, generate if synthetic_if_missing else None,
                                "set synthetic_if_missing=true to generate a demo")
     given_patch = None if patch_size is None else _patch(patch_size)
-    alpha_is_mask = _check_alpha_option(alpha_is_mask)
+    if alpha_is_mask is not None and not isinstance(alpha_is_mask, bool):
+        raise ConfigError(f"alpha_is_mask={alpha_is_mask!r}: accepted true, false or null (alpha is a mask only when "
+                          f"the alpha band is not read)")
     scenes = find_scenes(root_path)
     class_map = find_class_map(root_path)
     stems = [s.stem for s in scenes]
