@@ -56,13 +56,29 @@ def mosaic_runs(tmp: Path, tile_size: int = 4096, grids: tuple[int, ...] = (2, 1
     return runs
 
 
-def training_speed(tmp: Path, size: int = 20_000, patch: int = 256, n: int = 200, repeats: int = 3,
+def same_stream(ds: Any, draws: int) -> tuple[Any, Any]:
+    """Two copies of the training dataset ``ds`` that draw the same stream of windows (same seeds): one reads its
+    chunks from the file, the other takes them from arrays in memory, the scene's pixels that the first ``draws``
+    windows' chunks hold, read beforehand by a third copy (about ``draws / windows_per_chunk`` chunks)."""
+    file, memory, recorder = (pickle.loads(pickle.dumps(ds)) for _ in range(3))
+    held: dict[tuple[str, int, int, int, int], list[np.ndarray]] = {}
+    read = recorder._load  # its own file handles: nothing it reads is in the block cache of the timed copy's
+    recorder._load = lambda scene, w: held.setdefault(_key(scene, w), read(scene, w))
+    memory._load = lambda scene, w: held[_key(scene, w)]
+    for copy in (recorder, file, memory):
+        torch.manual_seed(0)  # the same stream in each copy
+        _ = copy.sampler().rng
+    for i in range(draws):
+        recorder[i]
+    return file, memory
+
+
+def training_speed(tmp: Path, size: int = 20_000, patch: int = 256, n: int = 400, repeats: int = 3,
                    chunking: tuple[int, int, int] | None = None) -> dict[str, Timing]:
     """Interleaved seconds for ``n`` training samples (chunked window draws, read, normalise, targets, D4) from a
-    ``size``^2 GeoTIFF scene and from the same scene in memory: two copies of the training dataset with the same seed
-    draw the same stream of windows, one reading its chunks from the file, the other taking them from arrays in
-    memory (the scene's pixels those chunks hold, read beforehand by a third copy of the stream). ``chunking``:
-    the dataset's ``(chunk_size, windows_per_chunk, chunk_buffer)`` if not its defaults."""
+    ``size``^2 GeoTIFF scene and from the same scene in memory: :func:`same_stream`'s two copies of the training
+    dataset (``chunking``: its ``(chunk_size, windows_per_chunk, chunk_buffer)`` if not the defaults; the memory
+    copy holds about 1 GiB at the defaults). GDAL's block cache is 64 MiB, as in the inference figures' children."""
     from segsuite.domains.landcover.dataset import build_datasets
 
     root = tmp / "train_data"
@@ -74,17 +90,8 @@ def training_speed(tmp: Path, size: int = 20_000, patch: int = 256, n: int = 200
     ds = build_datasets(str(root), patch_size=patch, holdout_fraction=0.05, holdout_mode="strip",
                         samples_per_epoch=n, stats_max_pixels=1_000_000)["train"]
     ds.chunking = chunking or ds.chunking
-    file, memory, recorder = (pickle.loads(pickle.dumps(ds)) for _ in range(3))
-    held: dict[tuple[int, int, int, int], list[np.ndarray]] = {}
-    read = recorder._load  # its own file handles: nothing it reads is in the block cache of the timed copy's
-    recorder._load = lambda scene, w: held.setdefault(_key(w), read(scene, w))
-    memory._load = lambda scene, w: held[_key(w)]
-    for copy in (recorder, file, memory):
-        torch.manual_seed(0)  # the same stream in each copy
-        _ = copy.sampler().rng
-    with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):  # bytes; as the inference figures' children run
-        for i in range((repeats + 1) * n):
-            recorder[i]
+    with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):  # bytes
+        file, memory = same_stream(ds, (repeats + 1) * n)
         return timeit({f"training windows from a {size}^2 GeoTIFF": lambda: [file[i] for i in range(n)],
                        "the same windows, the scene in memory": lambda: [memory[i] for i in range(n)]},
                       repeats=repeats)
@@ -99,5 +106,5 @@ def _has_scene(label: Path, size: int) -> bool:
         return False
 
 
-def _key(window) -> tuple[int, int, int, int]:
-    return int(window.col_off), int(window.row_off), int(window.width), int(window.height)
+def _key(scene: Any, window: Any) -> tuple[str, int, int, int, int]:
+    return scene.stem, int(window.col_off), int(window.row_off), int(window.width), int(window.height)
