@@ -8,7 +8,9 @@
 - :func:`training_speed`: training windows per second from a large GeoTIFF against the same sampler drawing the same
   windows from the scene in memory, interleaved. The training dataset reads a chunk of a few file blocks once and
   serves many windows from it (:class:`segsuite.core.chunks.ChunkSampler`); each round goes on with the stream (as
-  an epoch does), so every round reads chunks that no earlier round read.
+  an epoch does), so every round reads chunks that no earlier round read. :func:`torchgeo_speed`: the same windows
+  per second against TorchGeo's ``RasterDataset`` + ``RandomGeoSampler`` (the issue's peer; torchgeo not installed
+  with the project).
 """
 
 from __future__ import annotations
@@ -79,22 +81,49 @@ def training_speed(tmp: Path, size: int = 20_000, patch: int = 256, n: int = 400
     ``size``^2 GeoTIFF scene and from the same scene in memory: :func:`same_stream`'s two copies of the training
     dataset (``chunking``: its ``(chunk_size, windows_per_chunk, chunk_buffer)`` if not the defaults; the memory
     copy holds about 1 GiB at the defaults). GDAL's block cache is 64 MiB, as in the inference figures' children."""
-    from segsuite.domains.landcover.dataset import build_datasets
-
-    root = tmp / "train_data"
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "labels").mkdir(exist_ok=True)
-    if not _has_scene(root / "labels" / "big.tif", size):  # a scene of this size from an earlier run is reused
-        make_large_raster(root / "images" / "big.tif", size, size, root / "labels" / "big.tif", bands=BANDS,
-                          overwrite=True)
-    ds = build_datasets(str(root), patch_size=patch, holdout_fraction=0.05, holdout_mode="strip",
-                        samples_per_epoch=n, stats_max_pixels=1_000_000)["train"]
+    ds = _training_set(tmp, size, patch, n)
     ds.chunking = chunking or ds.chunking
     with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):  # bytes
         file, memory = same_stream(ds, (repeats + 1) * n)
         return timeit({f"training windows from a {size}^2 GeoTIFF": lambda: [file[i] for i in range(n)],
                        "the same windows, the scene in memory": lambda: [memory[i] for i in range(n)]},
                       repeats=repeats)
+
+
+def torchgeo_speed(tmp: Path, size: int = 20_000, patch: int = 256, n: int = 400, repeats: int = 3
+                   ) -> dict[str, Timing]:
+    """Interleaved seconds for ``n`` training windows from the ``size``^2 scene of :func:`training_speed`: ours (the
+    training dataset reading its chunks from the file) against TorchGeo's peer on the same files,
+    ``RasterDataset`` (image & labels intersected) + ``RandomGeoSampler``, whose samples are raw (ours are also
+    normalised, masked and D4-augmented). TorchGeo is a benchmark-only dependency: install it beside the project."""
+    from torchgeo.datasets import RasterDataset
+    from torchgeo.samplers import RandomGeoSampler
+
+    ours = _training_set(tmp, size, patch, n)
+    root = tmp / "train_data"
+    images, labels = (type(name, (RasterDataset,), {"filename_glob": "big.tif", "is_image": name == "Images"})
+                      for name in ("Images", "Labels"))
+    theirs = images(paths=str(root / "images")) & labels(paths=str(root / "labels"))
+    sampler = RandomGeoSampler(theirs, size=patch, length=n)
+    with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):  # bytes
+        return timeit({f"ours, {size}^2 GeoTIFF": lambda: [ours[i] for i in range(n)],
+                       "TorchGeo RasterDataset + RandomGeoSampler": lambda: [theirs[q] for q in sampler]},
+                      repeats=repeats)
+
+
+def _training_set(tmp: Path, size: int, patch: int, n: int) -> Any:
+    """The training dataset of ``tmp/train_data``: one ``size``^2 scene (made unless an earlier run left one), 5 %
+    of it held out; ``n`` windows an epoch."""
+    from segsuite.domains.landcover.dataset import build_datasets
+
+    root = tmp / "train_data"
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(exist_ok=True)
+    if not _has_scene(root / "labels" / "big.tif", size):
+        make_large_raster(root / "images" / "big.tif", size, size, root / "labels" / "big.tif", bands=BANDS,
+                          overwrite=True)
+    return build_datasets(str(root), patch_size=patch, holdout_fraction=0.05, holdout_mode="strip",
+                          samples_per_epoch=n, stats_max_pixels=1_000_000)["train"]
 
 
 def _has_scene(label: Path, size: int) -> bool:
