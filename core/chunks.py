@@ -108,12 +108,13 @@ class ChunkSampler:
         return self._process()[0]
 
     def draw(self, read: Callable[[Chunk], T]) -> tuple[Chunk, T, Box]:
-        """``(chunk, read(chunk), window)``: ``read`` is called once per chunk, when it enters the buffer, with
-        :meth:`Chunk.area` the pixels to read."""
+        """``(chunk, read(chunk), window)``: ``read`` is called when a chunk enters the buffer (not if it is in it
+        already), to read the pixels of :meth:`Chunk.area`."""
         rng, slots = self._process()
         while len(slots) < self.buffer:  # slots: [chunk index, its data, windows left]
             k = int(rng.choice(len(self.chunks), p=self.p))
-            slots.append([k, read(self.chunks[k]), int(self.served[k])])
+            held = next((slot[1] for slot in slots if slot[0] == k), None)  # a chunk drawn again while buffered
+            slots.append([k, read(self.chunks[k]) if held is None else held, int(self.served[k])])
         i = int(rng.integers(len(slots)))
         slot = slots[i]
         slot[2] -= 1

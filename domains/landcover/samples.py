@@ -100,21 +100,18 @@ class RasterCache:
     """Open rasterio datasets, least recently used closed first; fresh per process (DataLoader workers)."""
 
     def __init__(self, max_open: int = 32) -> None:
-        self.max_open = max_open
-        self._pid = os.getpid()
-        self._open: OrderedDict[Path, rasterio.DatasetReader] = OrderedDict()
+        self.max_open, self._open = max_open, (os.getpid(), OrderedDict())
 
     def get(self, path: Path) -> rasterio.DatasetReader:
-        if os.getpid() != self._pid:  # forked worker: never share GDAL handles with the parent
-            self._pid, self._open = os.getpid(), OrderedDict()
-        if path in self._open:
-            self._open.move_to_end(path)
-            return self._open[path]
-        src = open_raster(path, check_data=False)
-        self._open[path] = src
-        if len(self._open) > self.max_open:
-            self._open.popitem(last=False)[1].close()
-        return src
+        if self._open[0] != os.getpid():  # forked worker: never share GDAL handles with the parent
+            self._open = os.getpid(), OrderedDict()
+        handles = self._open[1]
+        if path not in handles:
+            handles[path] = open_raster(path, check_data=False)
+            if len(handles) > self.max_open:
+                handles.popitem(last=False)[1].close()
+        handles.move_to_end(path)
+        return handles[path]
 
     def __getstate__(self) -> dict[str, Any]:
         return {"max_open": self.max_open}

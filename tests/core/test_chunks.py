@@ -64,6 +64,8 @@ def test_a_batch_mixes_the_chunks_in_the_buffer():
     batches = [{d[0].corners for d in draws[i:i + 8]} for i in range(0, len(draws), 8)]
     assert np.mean([len(b) for b in batches]) > 2.5  # not one chunk per batch
     assert len(reads) <= 8 + 4 and len({r.corners for r in reads}) > 4
+    one = ChunkSampler([(0, 0, 40, 40)], (32, 32), [(128, 128)], windows_per_chunk=4, buffer=4)
+    assert len(one.chunks) == 1 and len(_draws(one, 40)[1]) == 1  # a chunk already in the buffer is not read again
 
 
 def test_weighted_points_draw_windows_near_them_by_weight():
