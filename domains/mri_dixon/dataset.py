@@ -34,7 +34,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 from torch.utils.data import Dataset
 
 from segsuite.core.errors import ConfigError

@@ -104,8 +104,8 @@ class EvalWindows(CaseDataset):
         super().__init__(cases, meta, ignore_index, axis, context_slices)
         if axis is None:
             self.size = tuple(int(p) for p in patch_size)
-            self.tiles = [(c, None, starts) for c, case in enumerate(cases)
-                          for starts in itertools.product(*[range(0, n, p) for n, p in zip(case.label.shape, self.size)])]
+            grids = [itertools.product(*[range(0, n, p) for n, p in zip(case.label.shape, self.size)]) for case in cases]
+            self.tiles = [(c, None, starts) for c, grid in enumerate(grids) for starts in grid]
         else:
             plane = [max(np.delete(case.image.shape[1:], axis)[i] for case in cases) for i in range(2)]
             self.size = tuple(int(math.ceil(n / size_divisor) * size_divisor) for n in plane)
