@@ -104,7 +104,7 @@ class EvalWindows(CaseDataset):
         super().__init__(cases, meta, ignore_index, axis, context_slices)
         if axis is None:
             self.size = tuple(int(p) for p in patch_size)
-            grids = [itertools.product(*[range(0, n, p) for n, p in zip(case.label.shape, self.size)]) for case in cases]
+            grids = [itertools.product(*[range(0, n, p) for n, p in zip(c.label.shape, self.size)]) for c in cases]
             self.tiles = [(c, None, starts) for c, grid in enumerate(grids) for starts in grid]
         else:
             plane = [max(np.delete(case.image.shape[1:], axis)[i] for case in cases) for i in range(2)]
