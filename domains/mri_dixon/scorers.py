@@ -27,11 +27,12 @@ from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
 from segsuite.core.instances import Instancer, Instances, PanopticMetrics, true_instances, write_panoptic_reports
 from segsuite.core.io import write_csv
+from segsuite.core.measures import format_summary, summarize
 
 from .cases import DatasetSpec, check_label_values, inference_channels, read_dataset_json
 from .fatfraction import fat_fraction_map
 from .io import Volume, check_same_grid, read_volume, write_label, write_nifti
-from .metrics import evaluate_case, format_summary, save_overlay_png, summarize
+from .metrics import METRICS, evaluate_case, save_overlay_png
 from .reader import OpenedCase
 from .slices import check_axis, measured_labels, slice_measurements
 from .writer import cleaned, cleanup_values, things
@@ -160,7 +161,7 @@ class DixonScorer:
         return CaseSink(self, item, opened, out, job)
 
     def report(self, out: Path, job: Job) -> dict[str, Any]:
-        summary, split, cases = summarize(self.rows), self.options.split, self.options.cases
+        summary, split, cases = summarize(self.rows, METRICS), self.options.split, self.options.cases
         write_csv(out / "per_case.csv", self.rows)
         write_csv(out / "summary.csv", summary)
         if self.options.per_slice:
@@ -168,7 +169,7 @@ class DixonScorer:
         mean_dice = float(np.nanmean([entry["dice_mean"] for entry in summary]))
         extra = {"split": split, "checkpoint": job.model.checkpoint, "cases": cases, "mean_dice": mean_dice,
                  "baseline_mean_dice": baseline_dice(self.rows), "labels": summary, "per_case": self.rows}
-        lines = [f"\n{split} split, {len(cases)} case(s) (mean ± sd over cases):\n{format_summary(summary)}\n"
+        lines = [f"\n{split} split, {len(cases)} case(s) (mean ± sd over cases):\n{format_summary(summary, METRICS)}\n"
                  f"mean Dice over labels {mean_dice:.4f} (all-background baseline {extra['baseline_mean_dice']:.4f})"]
         if self.panoptic is not None:
             write_csv(out / "instances_per_case.csv", self.panoptic.rows, columns=COUNT_COLUMNS)
