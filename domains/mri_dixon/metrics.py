@@ -95,8 +95,8 @@ def save_overlay_png(
     """Axial slices of ``image`` with reference (solid) and predicted (dashed) contours of each label, and a legend
     below naming the colour of each label drawn and what solid and dashed mean.
 
-    Slices are taken from the canonical RAS+ volume and shown in radiological view (patient right on
-    the left, anterior up). ``colors`` maps label names to RGB 0..255 (default: the core's :func:`~segsuite.core.overlay.default_colors`).
+    Slices are taken from the canonical RAS+ volume and shown in radiological view (patient right on the left,
+    anterior up). ``colors`` maps label names to RGB 0..255 (default: :func:`segsuite.core.overlay.default_colors`).
     """
     _require_grid(image, reference, "reference", str(path))
     _require_grid(image, prediction, "prediction", str(path))
