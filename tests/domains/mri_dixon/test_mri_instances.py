@@ -271,7 +271,9 @@ def test_evaluate_panoptic_perfect_prediction_gives_pq_1(threshold_checkpoint, t
     assert _rows(out / "instances_per_case.csv") == [
         {"case": "blobs", "class": "kidneys", "predicted": "2", "true": "2", "tp": "2", "fp": "0", "fn": "0",
          "pq": "1.0"}]
-    assert (out / "predictions" / "blobs_instances.nii.gz").is_file()
+    # the predictions are the files predict writes (one writer), e.g. the panoptic volume with its segments
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == [
+        "blobs.nii.gz", "blobs_instances.csv", "blobs_instances.nii.gz", "blobs_panoptic.json", "blobs_panoptic.nii.gz"]
     assert "panoptic quality 1.0000" in stdout
 
 
