@@ -5,8 +5,8 @@ relative volume error, mean FF inside the reference and predicted masks; :mod:`.
 sample SD per label, also printed), the core's pooled semantic reports (``metrics.json`` also holds the rows, the
 summary, ``mean_dice`` and the all-background ``baseline_mean_dice``), ``overlays/CASE.png``, ``predictions/``
 (what ``predict`` writes for the case, by :class:`.writer.DixonSink`: ``CASE.nii.gz``, its instance and panoptic
-files with ``task=instance|panoptic``), ``per_slice.csv`` (``per_slice=axial|coronal|sagittal``: per case, label and slice
-along that axis the predicted and true areas in cm² and mean FF inside each, :mod:`.slices`); with
+files with ``task=instance|panoptic``), ``per_slice.csv`` (``per_slice=axial|coronal|sagittal``: per case, label
+and slice along that axis the predicted and true areas in cm² and mean FF inside each, :mod:`.slices`); with
 ``task=instance|panoptic`` 3D panoptic quality against the connected components of the reference's thing classes:
 ``panoptic.json``, ``panoptic_per_class.csv`` and ``instances_per_case.csv``.
 Voxels labelled ``ignore`` in dataset.json count for no label.
