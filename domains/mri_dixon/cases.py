@@ -300,22 +300,12 @@ def resample_case(case: Case, target_spacing: list[float] | None) -> Case:
     return Case(case.name, image, label, affine, case.reference, case.normalization)
 
 
-def load_case(
-    spec: DatasetSpec,
-    case: str,
-    channels: list[int],
-    images_dir: str = "imagesTr",
-    labels_dir: str | None = "labelsTr",
-    add_fat_fraction: bool = False,
-    ignore_index: int = 255,
-    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-    schemes: dict[str, dict] | None = None,
-    target_spacing: list[float] | None = None,
-) -> Case:
-    """Read, check, canonicalise and normalise one case (label optional), resampled to ``target_spacing``."""
-    water_fat = _water_fat_indices(spec) if add_fat_fraction else ()
+def load_case(spec: DatasetSpec, case: str, channels: list[int], images_dir: str = "imagesTr",
+              labels_dir: str | None = "labelsTr", ignore_index: int = 255, **options) -> Case:
+    """:func:`read_case` then :func:`finish_case` (``options``: its normalisation, FF channel and target spacing)."""
+    water_fat = _water_fat_indices(spec) if options.get("add_fat_fraction") else ()
     raw = read_case(spec, case, sorted(set(channels) | set(water_fat)), images_dir, labels_dir, ignore_index)
-    return finish_case(raw, spec, channels, add_fat_fraction, percentiles, schemes, target_spacing)
+    return finish_case(raw, spec, channels, **options)
 
 
 def _grid_name(spec: DatasetSpec, key: int | str) -> str:
