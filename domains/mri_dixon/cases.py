@@ -210,8 +210,9 @@ def build_image(
     return np.stack(stacked), params
 
 
-def check_label_values(label: Volume, spec: DatasetSpec, case: str) -> np.ndarray:
-    """Label array as int16 after checking every value is declared in dataset.json."""
+def check_label_values(label: Volume, spec: DatasetSpec, case: str, ignore_index: int | None = None) -> np.ndarray:
+    """Label array as int16 after checking every value is declared in dataset.json; the ``ignore`` label's voxels
+    carry ``ignore_index`` when given."""
     array = label.array
     if not np.issubdtype(array.dtype, np.integer):
         if not np.array_equal(array, np.round(array)):
@@ -223,7 +224,10 @@ def check_label_values(label: Volume, spec: DatasetSpec, case: str) -> np.ndarra
             f"case {case!r}: label file {label.path!r} holds values {unknown} not in dataset.json labels "
             f"{spec.labels}" + (f" (+ ignore {spec.ignore_label})" if spec.ignore_label is not None else "")
         )
-    return array.astype(np.int16)
+    values = array.astype(np.int16)
+    if spec.ignore_label is not None and ignore_index is not None:
+        values[values == spec.ignore_label] = ignore_index
+    return values
 
 
 @dataclass
@@ -263,9 +267,7 @@ def read_case(
     check_same_grid({_grid_name(spec, k): v for k, v in volumes.items()}, case)
     label = None
     if labels_dir is not None:
-        values = check_label_values(volumes.pop("label"), spec, case)
-        if spec.ignore_label is not None:
-            values[values == spec.ignore_label] = ignore_index
+        values = check_label_values(volumes.pop("label"), spec, case, ignore_index)
         label = to_canonical(Volume(values, volumes[needed[0]].affine)).array
     canonical = {k: to_canonical(v) for k, v in volumes.items()}
     raw = {k: v.array.astype(np.float32, copy=False) for k, v in canonical.items()}

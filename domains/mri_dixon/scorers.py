@@ -214,16 +214,12 @@ class CaseSink(BaseSink):
         self.save(replace(prediction, classes=classes, instances=instances), reference)
 
     def truth(self) -> tuple[Volume, np.ndarray]:
-        """The label file on the case's grid (values checked against dataset.json) and the targets ``(X, Y, Z)``
-        int64 (``ignore`` voxels: the checkpoint's ignore index)."""
-        spec, case = self.scorer.spec, self.item.name
-        label = read_volume(self.item.target, case)
-        check_same_grid({"image": self.opened.case.reference, "label": label}, case)
-        values = check_label_values(label, spec, case)
-        target = values.astype(np.int64)
-        if spec.ignore_label is not None:
-            target[values == spec.ignore_label] = self.job.model.meta.ignore_index
-        return Volume(values, label.affine, label.path, label.header), target
+        """The label file on the case's grid (values checked against dataset.json, ``ignore`` voxels carrying the
+        checkpoint's ignore index, which no label has) and the same as targets ``(X, Y, Z)`` int64."""
+        label = read_volume(self.item.target, self.item.name)
+        check_same_grid({"image": self.opened.case.reference, "label": label}, self.item.name)
+        values = check_label_values(label, self.scorer.spec, self.item.name, self.job.model.meta.ignore_index)
+        return Volume(values, label.affine, label.path, label.header), values.astype(np.int64)
 
     def slices(self, predicted: Volume, reference: Volume) -> list[dict[str, Any]]:
         """``per_slice.csv`` rows of this case: areas and mean FF of the predicted and the true labels per slice."""
