@@ -163,7 +163,11 @@ class SemanticScorer:
         return TargetSink(self.scores, item.target)
 
     def report(self, out: Path, job: Job) -> dict[str, Any]:
-        return self.scores.report(out, {"split": self.split, "checkpoint": job.model.checkpoint})
+        return self.scores.report(out, {"split": self.split, "checkpoint": job.model.checkpoint, **self.extra(job)})
+
+    def extra(self, job: Job) -> dict[str, Any]:
+        """What a domain adds to ``metrics.json`` (none by default)."""
+        return {}
 
 
 @dataclass
