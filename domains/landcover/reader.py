@@ -35,7 +35,7 @@ from segsuite.domains.landcover.io import (
     read_tile,
 )
 from segsuite.domains.landcover.mosaic import MOSAIC_PREFIX, mosaic_files, vrt_folder, write_vrt
-from segsuite.domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
+from segsuite.domains.landcover.report import M2_PER_HECTARE, decimated, pixel_area_m2
 from segsuite.domains.landcover.sampling import Rect, full_rect, window_rect
 from segsuite.domains.landcover.stac import STAC_PREFIX, stac_rasters
 
@@ -352,13 +352,12 @@ class GeoTiffReader(BaseReader):
     def preview(self, path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
         """The demo page's picture of a scene: its first three bands, read at the result's size, stretched to RGB."""
         try:
-            with rasterio.open(path) as src:
-                bands = list(range(1, min(src.count, 3) + 1))
-                data = src.read(bands, out_shape=(len(bands), *shape[-2:]), masked=True)
-        except (rasterio.errors.RasterioError, OSError) as err:  # a nicety: the prediction reports bad files
+            with open_raster(path, require_crs=False, check_data=False) as src:
+                data, _ = decimated(src, list(range(1, min(src.count, 3) + 1)), shape[-2:])
+        except DataError as err:  # a nicety: the prediction reports bad files
             log.info("no preview of %s: %s", path, err)
             return None
-        return stretch(data.astype(np.float32).filled(np.nan))
+        return stretch(data)
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
         """A small synthetic scene with the checkpoint's band count, written into ``folder`` once (demo page)."""
