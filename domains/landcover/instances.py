@@ -31,7 +31,7 @@ from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.instances import StreamInstances, StripLabeller
 from segsuite.core.io import write_csv
 from segsuite.domains.landcover.io import iter_block_windows, open_raster
-from segsuite.domains.landcover.rasterout import open_output
+from segsuite.domains.landcover.rasterout import RasterWriter
 from segsuite.domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class InstanceStream:
         self.labeller, self.like, self.class_names = labeller, dict(like), list(class_names)
         self.paths = paths
         instances = paths["instances"]
-        self._provisional = open_output(instances.with_name(f".{instances.stem}.provisional.tif"), like,
+        self._provisional = RasterWriter(instances.with_name(f".{instances.stem}.provisional.tif"), like,
                                         dtype="uint32", nodata=None)
         self._pieces: dict[int, list[Any]] = defaultdict(list)
 
@@ -98,9 +98,9 @@ class InstanceStream:
 
     def _remap(self, provisional: Path, result: StreamInstances, classes_raster: Path) -> None:
         """Second pass, block row by block row: provisional ids -> final ids (and the panoptic class/instance pair)."""
-        writers = [open_output(self.paths["instances"], self.like, dtype="uint32", nodata=0)]
+        writers = [RasterWriter(self.paths["instances"], self.like, dtype="uint32", nodata=0)]
         if "panoptic" in self.paths:
-            writers.append(open_output(self.paths["panoptic"], self.like, count=2, dtype="uint32", nodata=None,
+            writers.append(RasterWriter(self.paths["panoptic"], self.like, count=2, dtype="uint32", nodata=None,
                                        descriptions=["class", "instance"]))
         try:
             with open_raster(provisional, require_crs=False, check_data=False) as src, \

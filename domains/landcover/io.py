@@ -260,26 +260,17 @@ def read_window(
     alpha band's, see :func:`alpha_is_nodata`), every band is finite (NaN/inf count as nodata) and it lies inside the
     raster. Invalid pixels read as 0.
     """
-    bands = check_bands(src, bands)
-    h, w = int(window.height), int(window.width)
-    image = np.zeros((len(bands), h, w), np.float32)  # (C, h, w)
-    valid = np.zeros((h, w), bool)  # (h, w)
-    inner, dr, dc = _inside(window, src.height, src.width)
-    if inner is None:
-        return image, valid
-    raw = read_raw(src, inner, bands)  # (C, ih, iw) in the file's dtype
-    ok = valid_pixels(src, inner, bands, raw, alpha_is_mask)
-    data = raw.astype(np.float32, copy=False)
-    data[:, ~ok] = 0.0
-    image[:, dr : dr + inner.height, dc : dc + inner.width] = data
-    valid[dr : dr + inner.height, dc : dc + inner.width] = ok
+    data, valid = read_tile(src, window, check_bands(src, bands), alpha_is_mask)
+    image = data.astype(np.float32)  # (C, h, w), a copy
+    image[:, ~valid] = 0.0
     return image, valid
 
 
 def read_tile(src: rasterio.DatasetReader, window: Window, bands: Sequence[int], alpha_is_mask: bool | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
     """Read ``window`` of ``bands`` in the file's dtype ``(C, h, w)`` plus its valid mask ``(h, w)`` (see
-    :func:`read_window`; invalid pixels keep whatever the file holds). The engine's tiles: normalised on the device."""
+    :func:`read_window`; invalid pixels keep whatever the file holds, 0 outside the raster). The engine's tiles:
+    normalised on the device."""
     h, w = int(window.height), int(window.width)
     inner, dr, dc = _inside(window, src.height, src.width)
     if inner is not None and (dr, dc, inner.height, inner.width) == (0, 0, h, w):  # the usual case: no padding
@@ -298,18 +289,9 @@ def read_tile(src: rasterio.DatasetReader, window: Window, bands: Sequence[int],
 def read_label_window(src: rasterio.DatasetReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
     """Read band 1 of a label raster in ``window`` as int64 ``(h, w)`` plus a valid mask ``(h, w)``
     (False at the label's nodata/mask and outside the raster; labels there are 0)."""
-    h, w = int(window.height), int(window.width)
-    labels = np.zeros((h, w), np.int64)
-    valid = np.zeros((h, w), bool)
-    inner, dr, dc = _inside(window, src.height, src.width)
-    if inner is None:
-        return labels, valid
-    raw = read_raw(src, inner, [1])  # (1, ih, iw)
-    ok = valid_pixels(src, inner, [1], raw)
-    data = raw[0].astype(np.int64)
-    data[~ok] = 0
-    labels[dr : dr + inner.height, dc : dc + inner.width] = data
-    valid[dr : dr + inner.height, dc : dc + inner.width] = ok
+    data, valid = read_tile(src, window, [1])
+    labels = data[0].astype(np.int64)  # (h, w)
+    labels[~valid] = 0
     return labels, valid
 
 
