@@ -18,9 +18,9 @@ import torch
 from rasterio.windows import Window
 
 from segsuite.core.contracts import Item, Job, Prediction
-from segsuite.core.domain import BaseReader
+from segsuite.core.domain import BaseOpened, BaseReader
 from segsuite.core.errors import ConfigError, DataError
-from segsuite.core.io import input_files, pattern_matches
+from segsuite.core.io import input_files, pattern_matches, work_folder
 from segsuite.core.preview import stretch
 from segsuite.domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets
 from segsuite.domains.landcover.io import (
@@ -34,7 +34,7 @@ from segsuite.domains.landcover.io import (
     read_label_window,
     read_tile,
 )
-from segsuite.domains.landcover.mosaic import MOSAIC_PREFIX, mosaic_files, vrt_folder, write_vrt
+from segsuite.domains.landcover.mosaic import MOSAIC_PREFIX, mosaic_files, write_vrt
 from segsuite.domains.landcover.report import M2_PER_HECTARE, decimated, pixel_area_m2
 from segsuite.domains.landcover.sampling import Rect, full_rect, window_rect
 from segsuite.domains.landcover.stac import STAC_PREFIX, stac_rasters
@@ -206,7 +206,7 @@ class ArraySource:
 
 
 @dataclass
-class OpenedScene:
+class OpenedScene(BaseOpened):
     """The sources of one item (a whole raster, or the rectangles of a held-out region) and, for a labelled region,
     its label (and instance) rasters. Sinks share the valid mask and the truth of a row block: read once."""
 
@@ -241,9 +241,6 @@ class OpenedScene:
         keep = labelled & self.valid(p) & (labels != self.ignore_index)
         ids = None if self.instances is None else read_label_window(self.instances, window)[0]
         return class_targets(labels, keep, self.num_classes, self.ignore_index, self.labels.name), ids
-
-    def restore(self, logits: Any) -> Any:
-        return logits
 
     def cell_size(self) -> tuple[float, str] | None:
         """One pixel's area in hectares (``segsuite.core.api``); None without a projected CRS (arrays, degrees)."""
@@ -318,7 +315,7 @@ class GeoTiffReader(BaseReader):
 
     def _many_as_one(self, input: str) -> list[Item]:
         """Items of ``mosaic:PATTERN`` (one VRT) or ``stac:JSON`` (a raster or VRT per item, or one mosaic VRT)."""
-        folder = self._vrts = self._vrts or vrt_folder()
+        folder = self._vrts = self._vrts or work_folder("segsuite-vrt-")  # a later run removes it once we are gone
         if input.startswith(MOSAIC_PREFIX):
             vrt = write_vrt(mosaic_files(input[len(MOSAIC_PREFIX):]), folder / "mosaic.vrt", reproject=self.reproject)
             return [Item("mosaic", vrt)]
