@@ -5,10 +5,9 @@ a held-out region of a labelled scene, read tile by tile and normalised exactly 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from segsuite.core.domain import BaseOpened, BaseReader
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.io import input_files, pattern_matches, work_folder
 from segsuite.core.preview import stretch
+from segsuite.core.probes import Probes, file_version
 from segsuite.domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets
 from segsuite.domains.landcover.io import (
     as_location,
@@ -217,13 +217,7 @@ class OpenedScene(BaseOpened):
     ignore_index: int = 255
     streaming: bool = True
     bands: bool = True  # the sinks take rectangles: a wide raster goes through in column bands
-    _cache: dict[str, tuple[tuple[int, int, int], Any]] = field(default_factory=dict)
-
-    def _cached(self, what: str, p: Prediction, read: Any) -> Any:
-        key = (p.source, p.row0, p.col0)
-        if what not in self._cache or self._cache[what][0] != key:
-            self._cache[what] = (key, read())
-        return self._cache[what][1]
+    _truth: tuple[tuple[int, int, int], Any] | None = None  # the last block's truth and where it is
 
     def valid(self, p: Prediction) -> np.ndarray:
         """``(n, w)``: the input is valid there and a window was computed."""
@@ -232,7 +226,9 @@ class OpenedScene(BaseOpened):
     def truth(self, p: Prediction) -> tuple[np.ndarray, np.ndarray | None]:
         """Target classes ``(n, w)`` int64 (ignore index where unlabelled, ignored or the input is nodata; a
         DataError for values outside 0..K-1) and the instance raster's ids (None without one)."""
-        return self._cached("truth", p, lambda: self._read_truth(p))
+        if self._truth is None or self._truth[0] != (p.source, p.row0, p.col0):
+            self._truth = ((p.source, p.row0, p.col0), self._read_truth(p))
+        return self._truth[1]
 
     def _read_truth(self, p: Prediction) -> tuple[np.ndarray, np.ndarray | None]:
         rect, (n, w) = self.sources[p.source].region, p.classes.shape
@@ -256,18 +252,6 @@ class OpenedScene(BaseOpened):
                 src.close()
 
 
-def _version(location: str | Path) -> tuple[str, int, int] | None:
-    """A local file's path, modification time and size (taken before it is read: a later change shows); None for a
-    remote one (it may change unseen) or a missing one."""
-    if is_remote(location):
-        return None
-    try:
-        stat = os.stat(location)
-    except OSError:
-        return None
-    return str(location), stat.st_mtime_ns, stat.st_size
-
-
 class GeoTiffReader(BaseReader):
     """A GeoTIFF, a folder of them (outputs then go to a folder under the same names) or a remote GeoTIFF (an
     https:// or s3:// URL, a GDAL /vsi path: see :mod:`segsuite.domains.landcover.io`); evaluate's items are
@@ -288,7 +272,7 @@ class GeoTiffReader(BaseReader):
             raise ConfigError(f"stac_mode={stac_mode!r}: choose items (one output per item) or mosaic (one output)")
         self.stac_assets = [stac_assets] if isinstance(stac_assets, str) else list(stac_assets)
         self.stac_mode, self.reproject = stac_mode, bool(reproject)
-        self._probed: dict[tuple[str, int, int], Probed] = {}  # check's findings, taken by open
+        self._probed = Probes()  # check's findings, taken by open
         self._vrts: Path | None = None  # the VRTs built for mosaic: and stac: inputs
 
     def find(self, input: Any, job: Job) -> list[Item]:
@@ -334,12 +318,11 @@ class GeoTiffReader(BaseReader):
         """Opens, not truncated, has a CRS, the checkpoint's bands and (a whole raster) some valid pixel."""
         region = item.source if isinstance(item.source, Region) else None
         path = as_location(region.scene.image if region else item.source)
-        version = _version(path)
+        version = file_version(path)  # before reading it
         with RasterSource(path, job.model.meta) as source:
             if region is None and not source.any_valid():
                 raise DataError(f"{item.source}: every pixel is nodata; nothing to predict")
-        if version is not None:
-            self._probed[version] = source.probed
+        self._probed.keep(version, source.probed)
 
     def from_array(self, array: np.ndarray, job: Job) -> OpenedScene:
         """An in-memory image ``(C, H, W)`` (``segsuite.core.api``) prepared as a GeoTIFF is: the checkpoint's bands and
@@ -369,8 +352,7 @@ class GeoTiffReader(BaseReader):
     def open(self, item: Item, job: Job) -> OpenedScene:
         meta = job.model.meta
         path = as_location(item.source.scene.image if isinstance(item.source, Region) else item.source)
-        version = _version(path)
-        probed = self._probed.pop(version, None) if version is not None else None  # None: the file changed
+        probed = self._probed.take(path)  # None: the file changed (or is remote)
         if not isinstance(item.source, Region):
             return OpenedScene([RasterSource(path, meta, probed=probed)])
         scene = item.source.scene

@@ -150,13 +150,13 @@ def _write(paths: Sequence[str | Path | None], profile: dict, dtype: str, bands:
         with contextlib.ExitStack() as files:
             out = [p and files.enter_context(rasterio.open(stage.path(Path(p)), "w", **kind, **profile))
                    for p, kind in zip(paths, kinds, strict=True)]
-            out[0].descriptions = [BAND_NAMES[i] if i < 4 else f"band_{i + 1}" for i in range(bands)]
             if out[1]:
                 out[1].write_colormap(1, DEFAULT_CLASSES.colormap())  # before the pixels (libtiff fixes it then)
             for window, *arrays in blocks:
                 for dst, data in zip(out, arrays, strict=True):
                     if dst:
                         dst.write(data if data.ndim == 3 else data[None], window=window)
+            out[0].descriptions = [BAND_NAMES[i] if i < 4 else f"band_{i + 1}" for i in range(bands)]  # after the pixels
         stage.commit()
 
 
