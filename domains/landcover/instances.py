@@ -13,6 +13,7 @@ and box in CRS units) and, for panoptic output, ``OUT_panoptic.tif`` (2 bands ui
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -98,26 +99,19 @@ class InstanceStream:
 
     def _remap(self, provisional: Path, result: StreamInstances, classes_raster: Path) -> None:
         """Second pass, block row by block row: provisional ids -> final ids (and the panoptic class/instance pair)."""
-        writers = [RasterWriter(self.paths["instances"], self.like, dtype="uint32", nodata=0)]
-        if "panoptic" in self.paths:
-            writers.append(RasterWriter(self.paths["panoptic"], self.like, count=2, dtype="uint32", nodata=None,
-                                       descriptions=["class", "instance"]))
-        try:
-            with open_raster(provisional, require_crs=False, check_data=False) as src, \
-                    open_raster(classes_raster, require_crs=False, check_data=False) as classes:
-                for window in _band_windows(src.height, src.width):
-                    final = result.lut[src.read(1, window=window)]
-                    at = int(window.row_off), int(window.col_off)
-                    writers[0].write_block(*at, final)
-                    if len(writers) > 1:
-                        pair = np.stack([classes.read(1, window=window).astype(np.uint32), final])
-                        writers[1].write_block(*at, pair)
-        except BaseException:
-            for writer in writers:
-                writer.abort()
-            raise
-        for writer in writers:
-            writer.close()
+        with contextlib.ExitStack() as files:  # a writer removes its file on an error, closes it otherwise
+            ids = files.enter_context(RasterWriter(self.paths["instances"], self.like, dtype="uint32", nodata=0))
+            pairs = None if "panoptic" not in self.paths else files.enter_context(RasterWriter(
+                self.paths["panoptic"], self.like, count=2, dtype="uint32", nodata=None,
+                descriptions=["class", "instance"]))
+            src = files.enter_context(open_raster(provisional, require_crs=False, check_data=False))
+            classes = files.enter_context(open_raster(classes_raster, require_crs=False, check_data=False))
+            for window in _band_windows(src.height, src.width):
+                final = result.lut[src.read(1, window=window)]
+                at = int(window.row_off), int(window.col_off)
+                ids.write_block(*at, final)
+                if pairs is not None:
+                    pairs.write_block(*at, np.stack([classes.read(1, window=window).astype(np.uint32), final]))
 
     def _describe(self, result: StreamInstances) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """CSV rows and polygon features, one per final instance (pieces unioned exactly in pixel space)."""

@@ -156,7 +156,8 @@ def _write(paths: Sequence[str | Path | None], profile: dict, dtype: str, bands:
                 for dst, data in zip(out, arrays, strict=True):
                     if dst:
                         dst.write(data if data.ndim == 3 else data[None], window=window)
-            out[0].descriptions = [BAND_NAMES[i] if i < 4 else f"band_{i + 1}" for i in range(bands)]  # after the pixels
+            # band names after the pixels: GDAL then puts the directory at the end, as the truncation tests expect
+            out[0].descriptions = [BAND_NAMES[i] if i < 4 else f"band_{i + 1}" for i in range(bands)]
         stage.commit()
 
 
