@@ -55,6 +55,29 @@ class OpenedArrays(BaseOpened):
     sources: Sequence[Source]
 
 
+class BaseRawSource(ABC):
+    """A source whose ``load`` gives tiles in the file's dtype with their valid mask and whose ``normalizer`` makes a
+    batch of them model-ready on the device (:class:`~segsuite.core.inference.sources.RawSource`; the engine calls
+    ``load``): ``read`` and ``skip``, the plain source's, follow from those two; nothing to close by default."""
+
+    normalizer: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+    @abstractmethod
+    def load(self, window: Any) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def read(self, window: Any) -> np.ndarray:
+        """Model-ready float32 ``(C, h, w)``, normalised exactly as the engine does it on the device."""
+        data, valid = self.load(window)
+        return self.normalizer(torch.from_numpy(data)[None], torch.from_numpy(valid)[None])[0].numpy()
+
+    def skip(self, window: Any) -> bool:
+        """True when the window holds only nodata."""
+        return not self.load(window)[1].any()
+
+    def close(self) -> None:  # noqa: B027 (a default, not a missing member)
+        """Release file handles (none by default)."""
+
+
 class BaseReader(ABC):
     """A domain's reader; ``find``, ``check`` and ``open`` are its own (:class:`~segsuite.core.contracts.Reader`)."""
 

@@ -17,7 +17,7 @@ import torch
 from rasterio.windows import Window
 
 from segsuite.core.contracts import Item, Job, Prediction
-from segsuite.core.domain import BaseOpened, BaseReader
+from segsuite.core.domain import BaseOpened, BaseRawSource, BaseReader
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.io import input_files, pattern_matches, work_folder
 from segsuite.core.preview import stretch
@@ -69,17 +69,6 @@ class BandNormalizer:
         return out
 
 
-def _read_normalised(source: Any, window: Sequence[int]) -> np.ndarray:
-    """A raw source's window as the model sees it: normalised float32 ``(C, h, w)``, 0 at nodata (as on the device)."""
-    data, valid = source.load(window)
-    return source.normalizer(torch.from_numpy(data)[None], torch.from_numpy(valid)[None])[0].numpy()
-
-
-def _all_nodata(source: Any, window: Sequence[int]) -> bool:
-    """True when the window holds only nodata."""
-    return not source.load(window)[1].any()
-
-
 @dataclass(frozen=True)
 class Probed:
     """What opening a raster found (:attr:`RasterSource.probed`): enough to check a checkpoint's bands against it and
@@ -92,7 +81,7 @@ class Probed:
     profile: Any
 
 
-class RasterSource:
+class RasterSource(BaseRawSource):
     """A GeoTIFF (or a rectangle ``region`` of it) as a tiled-inference source, read with a checkpoint's ``meta``
     (bands, normalisation); windows are relative to the region. Tiles travel in the file's dtype with their valid
     mask and are normalised on the device (:class:`BandNormalizer`); every thread that reads gets its own handle
@@ -143,9 +132,6 @@ class RasterSource:
         """``(data (C, h, w) in the file's dtype, valid (h, w))`` for ``(row, col, height, width)``."""
         return read_tile(self._handle(), self._window(window), self.bands, self.alpha)
 
-    read = _read_normalised
-    skip = _all_nodata
-
     def any_valid(self) -> bool:
         """Whether the region holds a valid pixel; reads block-aligned chunks up to the first valid one."""
         reg, src = self.region, self._handle()
@@ -171,7 +157,7 @@ class RasterSource:
         self.close()
 
 
-class ArraySource:
+class ArraySource(BaseRawSource):
     """An in-memory image ``(C, H, W)`` read as :class:`RasterSource` reads a GeoTIFF: the checkpoint's bands (``C``
     the model's bands, or every band of the training images), NaN/inf and a masked array's mask as nodata, normalised
     with the training statistics on the device (0 at nodata)."""
@@ -197,12 +183,6 @@ class ArraySource:
         row, col, height, width = window
         return self.image[:, row : row + height, col : col + width], self.valid_mask[row : row + height,
                                                                                      col : col + width]
-
-    read = _read_normalised
-    skip = _all_nodata
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass
