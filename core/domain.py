@@ -58,7 +58,8 @@ class OpenedArrays(BaseOpened):
 class BaseRawSource(ABC):
     """A source whose ``load`` gives tiles in the file's dtype with their valid mask and whose ``normalizer`` makes a
     batch of them model-ready on the device (:class:`~segsuite.core.inference.sources.RawSource`; the engine calls
-    ``load``): ``read`` and ``skip``, the plain source's, follow from those two; nothing to close by default."""
+    ``load``): ``read`` and ``skip``, the plain source's, follow from those two; nothing to close by default, and a
+    ``with`` block closes it."""
 
     normalizer: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
@@ -76,6 +77,12 @@ class BaseRawSource(ABC):
 
     def close(self) -> None:  # noqa: B027 (a default, not a missing member)
         """Release file handles (none by default)."""
+
+    def __enter__(self) -> BaseRawSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class BaseReader(ABC):

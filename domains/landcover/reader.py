@@ -104,6 +104,7 @@ class RasterSource(BaseRawSource):
             self.close()
             raise
         self.bands = [int(b) for b in meta["bands"]]
+        self.alpha = meta.get("alpha_is_mask")  # the training data's nodata rule for an alpha band (io.alpha_is_nodata)
         self.region = region or full_rect(first.height, first.width)
         self.shape = (self.region.height, self.region.width)
         self.profile = first.profile  # the outputs' template: CRS, transform, size
@@ -118,11 +119,6 @@ class RasterSource(BaseRawSource):
             with self._lock:
                 self._handles.append(src)
         return src
-
-    @property
-    def alpha(self) -> bool | None:
-        """The training data's nodata rule for an alpha band (``io.alpha_is_nodata``)."""
-        return self.meta.get("alpha_is_mask")
 
     def _window(self, window: Sequence[int]) -> Window:
         row, col, height, width = (int(v) for v in window)
@@ -149,12 +145,6 @@ class RasterSource(BaseRawSource):
                 src.close()
             self._handles.clear()
         self._local = threading.local()
-
-    def __enter__(self) -> RasterSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class ArraySource(BaseRawSource):

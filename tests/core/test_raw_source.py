@@ -37,4 +37,5 @@ def test_read_normalises_as_the_device_would_and_zeroes_nodata():
 def test_only_windows_without_a_valid_pixel_are_skipped():
     source = Tiles()
     assert source.skip((0, 0, 4, 2)) and not source.skip((0, 1, 4, 2))
-    source.close()  # nothing to release by default
+    with source as opened:  # nothing to release by default
+        assert opened is source
