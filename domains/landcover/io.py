@@ -30,6 +30,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from segsuite.core.errors import DataError
+from segsuite.domains.landcover.sampling import cells, full_rect
 
 PathLike = str | Path
 
@@ -295,16 +296,9 @@ def read_label_window(src: rasterio.DatasetReader, window: Window) -> tuple[np.n
     return labels, valid
 
 
-def iter_block_windows(height: int, width: int, rows: int = 512, cols: int | None = None) -> list[Window]:
-    """Non-overlapping windows (clipped at the edge) that tile a ``height x width`` raster."""
-    cols = cols or rows
-    return [Window(c, r, min(cols, width - c), min(rows, height - r))
-            for r in range(0, height, rows) for c in range(0, width, cols)]
-
-
 def chunk_windows(src: rasterio.DatasetReader, target: int = 512) -> list[Window]:
     """Windows of about ``target`` px aligned to the file's blocks (whole tiles, or row groups of strips)."""
     bh, bw = src.block_shapes[0]
     rows = bh * max(1, target // bh) if bh <= target else target
     cols = bw * max(1, target // bw) if bw <= target else target
-    return iter_block_windows(src.height, src.width, rows, cols)
+    return [cell.window() for cell in cells(full_rect(src.height, src.width), (rows, cols))]
