@@ -12,7 +12,8 @@ A domain subclasses these and writes only what is its own. Required members (the
 
 Nine in all. The optional hooks (an in-memory array, the demo page's examples and previews, an item's valid mask,
 cell size and value maps) have defaults here too and are documented on the protocols in
-:mod:`segsuite.core.contracts`.
+:mod:`segsuite.core.contracts`. A source whose tiles are normalised on the device builds on :class:`BaseRawSource`
+(``load`` and ``normalizer`` its own).
 """
 
 from __future__ import annotations
