@@ -198,6 +198,14 @@ def _fingerprint(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], train_re
         train_pixels=int(sum(rect.area for region in train_regions for rect in region.rects)))
 
 
+def _chunking(chunks: dict[str, int] | None) -> dict[str, int]:
+    keys = {"size": "chunk_size", "windows": "windows_per_chunk", "buffer": "chunk_buffer"}
+    unknown = sorted(set(chunks or {}) - set(keys))
+    if unknown:
+        raise ConfigError(f"datasets.chunks has unknown keys {unknown}; accepted: {', '.join(keys)}")
+    return {keys[k]: int(v) for k, v in (chunks or {}).items()}
+
+
 def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, bands: Sequence[int] | None = None,
                    alpha_is_mask: bool | None = None, val_stems: Sequence[str] | None = None,
                    test_stems: Sequence[str] | None = None, holdout_fraction: float | None = 0.0,
@@ -206,7 +214,7 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
                    rare_class_weighting: bool | None = False, augment: bool = True, ignore_index: int = 255,
                    seed: int = 0, stats_max_pixels: int = 4_000_000, check_labels: bool = True,
                    synthetic_if_missing: bool = False, synthetic_scenes: int = 2, synthetic_size: int = 512,
-                   memory_gb: float = 8.0) -> dict[str, Dataset]:
+                   memory_gb: float = 8.0, chunks: dict[str, int] | None = None) -> dict[str, Dataset]:
     """Build ``{"train", "val"[, "test"]}`` land-cover datasets from ``root``.
 
     Layout: ``root/images/<stem>.tif`` (multi-band), ``root/labels/<stem>.tif`` (1 band of class ids), optional
@@ -225,8 +233,10 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
     training part only (``stats_max_pixels`` bounds the pixels read). ``check_labels`` scans every label raster once
     for values outside the class map (and counts the class pixels the plan reports).
     A missing ``root`` is filled with ``synthetic_scenes`` synthetic scenes of ``synthetic_size`` px only if
-    ``synthetic_if_missing``.
+    ``synthetic_if_missing``. ``chunks`` (``size``, ``windows``, ``buffer``) sets how training windows are read
+    (:class:`~segsuite.domains.landcover.samples.LandCoverTrainDataset`).
     """
+    chunking = _chunking(chunks)
     generate = functools.partial(make_dataset, n_scenes=synthetic_scenes, size=synthetic_size, seed=seed)
     root_path = generated_root(root, generate if synthetic_if_missing else None,
                                "set synthetic_if_missing=true to generate a demo")
@@ -268,6 +278,6 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
         samples_per_epoch = epoch_samples(splits["train"], patch, plan["batch_size"])
     train = LandCoverTrainDataset(splits["train"], samples_per_epoch=samples_per_epoch, augment=augment,
                                   rare_class_weighting=plan["rare_class_sampling"] if rare_class_weighting is None
-                                  else rare_class_weighting, seed=seed, **common)
+                                  else rare_class_weighting, seed=seed, **chunking, **common)
     held = {split: LandCoverGridDataset(splits[split], **common) for split in ("val", "test") if splits[split]}
     return {"train": train, **held}
