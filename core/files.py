@@ -1,5 +1,5 @@
 """Finding a data set's files, written once for every domain: images in a folder, images paired with their masks by
-file stem, a seeded hold-out split, and synthetic data generated into a missing root in one atomic step.
+file stem, a reader's inputs, and synthetic data generated into a missing root in one atomic step.
 
 Every error names the folder or file and says what was expected, so a user can fix the layout from the message.
 """
@@ -12,8 +12,6 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from segsuite.core.errors import DataError
 from segsuite.core.io import pattern_matches
@@ -99,18 +97,6 @@ def find_inputs(input: Any, suffixes: Iterable[str], kind: str, recursive: bool 
     if not found:
         raise DataError(f"no {kind} in input folder {src}{' (searched recursively)' if recursive else ''}")
     return found
-
-
-def split_fraction(items: Sequence, val_fraction: float, seed: int) -> tuple[list, list]:
-    """``items`` split at random (seeded) into ``(train, val)``, ``round(len * val_fraction)`` validating, each part
-    in the items' order; a DataError unless both are non-empty."""
-    n_val = round(len(items) * val_fraction)
-    if not 0 < n_val < len(items):
-        first = f" (first: {items[0][0] if isinstance(items[0], tuple) else items[0]})" if items else ""
-        raise DataError(f"cannot split {len(items)} items{first} with val_fraction={val_fraction} into non-empty "
-                        "train and val sets")
-    order = np.random.default_rng(seed).permutation(len(items))
-    return [items[i] for i in sorted(order[n_val:])], [items[i] for i in sorted(order[:n_val])]
 
 
 def generated_root(root: str | os.PathLike, generate: Callable[[Path], None] | None, hint: str) -> Path:

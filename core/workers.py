@@ -1,4 +1,5 @@
-"""Thread pools for the work beside the forward pass (encoding a prediction's files, decoding the next inputs).
+"""Thread pools for the work beside the forward pass (encoding a prediction's files, decoding the next inputs:
+:class:`Prefetch`).
 
 On a CPU the forward pass uses every core torch was given, and its threads wait for each other at every layer: a
 side thread that takes one of their cores slows the whole layer, not just one thread. So side work runs in threads
@@ -12,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -35,3 +39,30 @@ def _side_thread(nice: int) -> None:
     torch.set_num_threads(1)  # torch calls in this thread (interpolation, argmax) stay off the forward's pool
     with contextlib.suppress(AttributeError, OSError):  # Linux: a thread's own nice value; elsewhere as it is
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+@dataclass
+class Prefetch:
+    """Inputs loaded ahead of their use in a :func:`side_pool` of ``workers`` threads: :meth:`expect` lists the keys
+    (input paths) in the order they will be asked for, :meth:`get` returns ``load(key)`` and starts loading the
+    ``ahead`` keys after it."""
+
+    workers: int
+    ahead: int
+    name: str = "prefetch"
+    order: list[Hashable] = field(default_factory=list)
+    position: dict[Hashable, int] = field(default_factory=dict)
+    pending: dict[Hashable, Future] = field(default_factory=dict)
+    pool: ThreadPoolExecutor | None = None
+
+    def expect(self, key: Hashable) -> None:
+        self.position.setdefault(key, len(self.order))
+        self.order.append(key)
+
+    def get(self, key: Hashable, load: Callable[[Hashable], Any]) -> Any:
+        self.pool = self.pool or side_pool(self.workers, self.name)
+        start = self.position.get(key, len(self.order)) + 1
+        for nxt in [key, *self.order[start: start + self.ahead]]:
+            if nxt not in self.pending:
+                self.pending[nxt] = self.pool.submit(load, nxt)
+        return self.pending.pop(key).result()

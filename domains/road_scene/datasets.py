@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from segsuite.core import files, folds
+from segsuite.core import folds
 from segsuite.core import plan as planning
 from segsuite.core.classmap import load_class_map
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.files import Pair, files_in, first_existing, generated_root, nonempty, pair_by_stem, require_dir
 from segsuite.core.images import IMAGE_SUFFIXES, ColorDecoder, IndexDecoder, image_size, read_index_label, read_rgb
+from segsuite.core.splits import split_names
 
 from . import labels as lb
 from .augment import TrainAugment
@@ -140,6 +141,12 @@ def kitti_files(root: Path) -> list[Pair]:
     return nonempty(pairs, image_dir, IMAGE_SUFFIXES)
 
 
+def _split(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """A seeded ``val_fraction`` of the pairs validates (:func:`~segsuite.core.splits.split_names` by image name)."""
+    by_name = {image.name: (image, mask) for image, mask in pairs}
+    return tuple([by_name[n] for n in part] for part in split_names(list(by_name), val_fraction, None, seed, "images"))
+
+
 def _fold(spec: _Layout, layout: str) -> None:
     """The requested k-fold (``fold=K``, :mod:`segsuite.core.folds`) over the train and val images pooled: whole
     cities (Cityscapes) or sequences (CamVid) per fold, single images otherwise; the test split stays."""
@@ -198,7 +205,7 @@ def _camvid(root: Path, ignore_index: int, classes: list[str] | None) -> _Layout
 
 
 def _kitti(root: Path, ignore_index: int, val_fraction: float, seed: int) -> _Layout:
-    train, val = files.split_fraction(kitti_files(root), val_fraction, seed)
+    train, val = _split(kitti_files(root), val_fraction, seed)
     meta = {"class_names": list(lb.KITTI_CLASSES), "class_colors": [list(c) for c in lb.KITTI_COLORS],
             "label_format": "kitti_road", "road_class": 1}
     return _Layout({"train": train, "val": val}, ColorDecoder(lb.kitti_road_color_table(ignore_index)), meta)
@@ -214,8 +221,7 @@ def _folder(root: Path, ignore_index: int, class_map: str | None, val_fraction: 
         splits = {s: pair_by_stem(root / "images" / s, root / "masks" / s, IMAGE_SUFFIXES)
                   for s in ("train", "val", "test") if s != "test" or (root / "images" / "test").is_dir()}
     else:
-        pairs = pair_by_stem(root / "images", root / "masks", IMAGE_SUFFIXES)
-        train, val = files.split_fraction(pairs, val_fraction, seed)
+        train, val = _split(pair_by_stem(root / "images", root / "masks", IMAGE_SUFFIXES), val_fraction, seed)
         splits = {"train": train, "val": val}
     accepted = f"class ids {cmap.ids} from {cmap_path} and {ignore_index} (ignore)"
     decode = IndexDecoder(cmap.index_lut(ignore_index), accepted)

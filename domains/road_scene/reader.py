@@ -5,7 +5,6 @@ the logits are upsampled back to the full frame. Frames are decoded in a thread 
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from segsuite.core.errors import ConfigError
 from segsuite.core.files import find_inputs
 from segsuite.core.images import IMAGE_SUFFIXES, image_size, read_pixels, rgb_pixels, unit_range
 from segsuite.core.inference import ArraySource
-from segsuite.core.workers import side_pool
+from segsuite.core.workers import Prefetch
 
 META_KEYS = ("normalization", "class_names", "class_colors", "label_format")
 
@@ -92,39 +91,31 @@ class ImageReader(BaseReader):
 
     workers: int | None = None
     ahead: int | None = None
-    _order: list[Item] = field(default_factory=list, repr=False)  # items as checked: the order they are opened
-    _decoding: dict[Path, Future] = field(default_factory=dict, repr=False)
-    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _prefetch: Prefetch | None = field(default=None, repr=False)  # this run's decoding ahead
 
     def find(self, input: Any, job: Job) -> list[Item]:
-        self._order = []
+        self._prefetch = None  # a new run: nothing decoded ahead yet
         found = find_inputs(input, IMAGE_SUFFIXES, f"images ({', '.join(IMAGE_SUFFIXES)})")
         return [Item(rel.as_posix() if rel else path.name, path, rel or Path(path.name)) for path, rel in found]
 
     def check(self, item: Item, job: Job) -> None:
-        missing = [k for k in META_KEYS if k not in job.model.meta]
-        if missing:
-            raise ConfigError(f"the checkpoint's data meta lacks {missing}: it was not trained on road-scene data")
+        _check_meta(job)
         image_size(item.source)  # DataError naming an unreadable file
-        self._order.append(item)
+        self._ahead().expect(item.source)
 
     def open(self, item: Item, job: Job) -> OpenedFrame:
-        workers = self.workers or min(16, os.cpu_count() or 1)
-        if self._pool is None:
-            self._pool = side_pool(workers, "road-decode")  # beside the forward pass, at lower priority
-        ahead = workers if self.ahead is None else self.ahead
-        index = next((i for i, it in enumerate(self._order) if it is item), len(self._order))
-        for nxt in [item, *self._order[index + 1: index + 1 + ahead]]:
-            if nxt.source not in self._decoding:
-                self._decoding[nxt.source] = self._pool.submit(load_frame, nxt.source, job.model.meta)
-        return OpenedFrame(self._decoding.pop(item.source).result())
+        return OpenedFrame(self._ahead().get(item.source, lambda path: load_frame(path, job.model.meta)))
+
+    def _ahead(self) -> Prefetch:
+        if self._prefetch is None:
+            workers = self.workers or min(16, os.cpu_count() or 1)
+            self._prefetch = Prefetch(workers, workers if self.ahead is None else self.ahead, "road-decode")
+        return self._prefetch
 
     def from_array(self, array: np.ndarray, job: Job) -> OpenedFrame:
         """An in-memory RGB image ``(H, W, 3)`` or ``(3, H, W)``, uint8 or float in [0, 1] (``segsuite.core.api``),
         prepared as a file is (normalisation, ``train_scale``)."""
-        missing = [k for k in META_KEYS if k not in job.model.meta]
-        if missing:
-            raise ConfigError(f"the checkpoint's data meta lacks {missing}: it was not trained on road-scene data")
+        _check_meta(job)
         return OpenedFrame(prepare_frame(rgb_pixels(array), job.model.meta))
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
@@ -141,3 +132,9 @@ class ImageReader(BaseReader):
                 Image.fromarray(render_scene((128, 256), seed)[0]).save(path)
             paths.append(path)
         return paths
+
+
+def _check_meta(job: Job) -> None:
+    missing = [k for k in META_KEYS if k not in job.model.meta]
+    if missing:
+        raise ConfigError(f"the checkpoint's data meta lacks {missing}: it was not trained on road-scene data")

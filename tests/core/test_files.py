@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from segsuite.core.errors import DataError
-from segsuite.core.files import files_in, find_inputs, generated_root, pair_by_stem, split_fraction, stem
+from segsuite.core.files import files_in, find_inputs, generated_root, pair_by_stem, stem
 
 
 def test_images_pair_with_masks_by_stem_across_suffixes(tmp_path):
@@ -73,13 +73,3 @@ def test_inputs_are_a_file_a_folder_searched_recursively_a_pattern_or_a_list(tmp
         find_inputs(tmp_path / "missing", suffixes, "images")
     with pytest.raises(DataError, match=r"no images in input folder .*\.cache \(searched recursively\)"):
         find_inputs(tmp_path / ".cache", (".tif",), "images")
-
-
-def test_a_seeded_fraction_validates_and_both_parts_keep_the_order():
-    items = [f"item{i}" for i in range(10)]
-    train, val = split_fraction(items, 0.3, seed=4)
-    assert len(val) == 3 and sorted(train + val) == sorted(items) and not set(train) & set(val)
-    assert train == sorted(train) and val == sorted(val)  # the items' order (here sorted)
-    assert split_fraction(items, 0.3, seed=4) == (train, val) and split_fraction(items, 0.3, seed=5) != (train, val)
-    with pytest.raises(DataError, match=r"cannot split 2 items \(first: item0\) with val_fraction=0.1"):
-        split_fraction(items[:2], 0.1, seed=0)

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from segsuite.core.workers import side_pool, spare_cores
+from segsuite.core.workers import Prefetch, side_pool, spare_cores
 
 
 def test_spare_cores_are_what_torch_leaves_at_least_one(monkeypatch):
@@ -31,3 +31,22 @@ def test_side_threads_run_at_lower_priority_and_leave_the_callers_alone():
     assert seen[0] == min(own + 5, 19) and seen[1] == 1 and seen[2].startswith("test-side")
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own  # the caller's thread keeps its own
     assert torch.get_num_threads() == before
+
+
+def test_prefetch_loads_the_next_expected_inputs_ahead_in_order():
+    loaded = []
+
+    def load(key):
+        loaded.append(key)
+        return key * 10
+
+    prefetch = Prefetch(workers=1, ahead=2, name="test-prefetch")
+    for key in (1, 2, 3, 4, 5):
+        prefetch.expect(key)
+    assert prefetch.get(1, load) == 10
+    prefetch.pool.submit(lambda: None).result()  # one worker: everything queued before this has run
+    assert loaded == [1, 2, 3]  # the one asked for, then the next two
+    assert [prefetch.get(k, load) for k in (2, 3, 4, 5)] == [20, 30, 40, 50]
+    assert prefetch.get(9, load) == 90 and not prefetch.pending  # an unexpected key is loaded too; nothing left over
+    assert sorted(loaded) == [1, 2, 3, 4, 5, 9]  # each once
+    prefetch.pool.shutdown()
