@@ -16,8 +16,10 @@ from torch.utils.data import Dataset
 
 from segsuite.core import folds
 from segsuite.core import plan as planning
-from segsuite.core.errors import DataError
+from segsuite.core import plan3d
+from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.files import files_in, generated_root, pair_by_stem
+from segsuite.core.sampling import ClassLocations, crop_window, window_starts
 
 log = logging.getLogger(__name__)
 
@@ -96,39 +98,46 @@ def read_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray
     return normalize(image), labels[0].astype(np.int64), pixel
 
 
-def synthetic_image(seed: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """uint16 image and labels ``(H, W)``: touching elliptic nuclei of different sizes and brightness, darker at their
-    contacts, under uneven illumination, with shot and read noise."""
+def synthetic_image(seed: int, size: int = 128, depth: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint16 image and labels ``(H, W)`` (``depth`` > 0: a stack ``(depth, H, W)`` of ellipsoids 3-6 slices deep):
+    touching elliptic nuclei of different sizes and brightness, darker at their contacts, under uneven illumination,
+    with shot and read noise."""
     rng = np.random.default_rng(seed)
-    n = int(rng.integers(size * size // 900, size * size // 500))
-    yy, xx = np.mgrid[:size, :size].astype(np.float32)
-    cy, cx = rng.uniform(0, size, (2, n, 1, 1)).astype(np.float32)
-    ry, rx = rng.uniform(4, 12, (2, n, 1, 1)).astype(np.float32)
-    cos, sin = np.cos(angle := rng.uniform(0, np.pi, (n, 1, 1))), np.sin(angle)
-    d = (((yy - cy) * cos + (xx - cx) * sin) / ry) ** 2 + (((xx - cx) * cos - (yy - cy) * sin) / rx) ** 2
+    n = int(rng.integers(size * size // 900, size * size // 500)) * max(1, depth // 4)
+    zz, yy, xx = np.mgrid[:max(depth, 1), :size, :size].astype(np.float32)
+    cz, rz = (rng.uniform(0, depth, (n, 1, 1, 1)), rng.uniform(3, 6, (n, 1, 1, 1))) if depth else (0.0, np.inf)
+    cy, cx = rng.uniform(0, size, (2, n, 1, 1, 1)).astype(np.float32)
+    ry, rx = rng.uniform(4, 12, (2, n, 1, 1, 1)).astype(np.float32)
+    cos, sin = np.cos(angle := rng.uniform(0, np.pi, (n, 1, 1, 1))), np.sin(angle)
+    d = (((yy - cy) * cos + (xx - cx) * sin) / ry) ** 2 + (((xx - cx) * cos - (yy - cy) * sin) / rx) ** 2 + \
+        ((zz - cz) / rz) ** 2
     dmin, labels = d.min(0), np.where(d.min(0) < 1, d.argmin(0) + 1, 0)
     signal = np.where(labels > 0, rng.uniform(0.4, 1.4, n + 1)[labels] * (1 - 0.5 * np.clip(dmin, 0, 1) ** 2), 0)
     ramp = 0.6 + 0.8 * (np.cos(rng.uniform(0, np.pi)) * yy + np.sin(rng.uniform(0, np.pi)) * xx) / (2 * size)
-    photons = rng.poisson(ramp * (0.15 + ndimage.gaussian_filter(signal, 1.0)).clip(0) * 300) + rng.normal(100, 8)
+    blur = ndimage.gaussian_filter(signal, (1.0 if depth else 0.0, 1.0, 1.0))
+    photons = rng.poisson(ramp * (0.15 + blur).clip(0) * 300) + rng.normal(100, 8)
     ids = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)  # hidden nuclei dropped: ids 1..m
-    return np.clip(photons, 0, 65535).astype(np.uint16), ids.astype(np.uint16)
+    image, ids = np.clip(photons, 0, 65535).astype(np.uint16), ids.astype(np.uint16)
+    return (image, ids) if depth else (image[0], ids[0])
 
 
-def write_tiff(path: Path, data: np.ndarray, pixel_um: float | None = None) -> None:
+def write_tiff(path: Path, data: np.ndarray, pixel_um: float | None = None, axes: str | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, data, **({} if pixel_um is None else {"imagej": True, "metadata": {"unit": "um"},
+    metadata = {"unit": "um", **({"axes": axes} if axes else {})}  # axes: ImageJ would take a 3D array's first as C
+    tifffile.imwrite(path, data, **({} if pixel_um is None else {"imagej": True, "metadata": metadata,
                                                                  "resolution": (1 / pixel_um, 1 / pixel_um)}))
 
 
 def make_dataset(root: str | os.PathLike, n_images: int = 8, size: int = 128, seed: int = 0,
-                 pixel_um: float = 0.5) -> Path:
+                 pixel_um: float = 0.5, depth: int = 0) -> Path:
     """Synthetic frames in the CTC layout at a missing ``root`` (``01/tNNN.tif``; gold truth ``01_GT/SEG`` for every
-    other frame, silver truth ``01_ST/SEG`` for the rest), generated atomically (:func:`generated_root`)."""
+    other frame, silver truth ``01_ST/SEG`` for the rest; ``depth`` > 0: stacks of that many slices), generated
+    atomically (:func:`generated_root`)."""
 
     def generate(folder: Path) -> None:
         for t in range(n_images):
-            image, labels = synthetic_image(seed * 1000 + t, size)
-            write_tiff(folder / "01" / f"t{t:03d}.tif", image, pixel_um)
+            image, labels = synthetic_image(seed * 1000 + t, size, depth)
+            write_tiff(folder / "01" / f"t{t:03d}.tif", image, pixel_um, "ZYX" if depth else None)
             write_tiff(folder / f"01_{'GT' if t % 2 == 0 else 'ST'}" / "SEG" / f"man_seg{t:03d}.tif", labels)
 
     return generated_root(root, generate, "")
@@ -163,14 +172,52 @@ class NucleiWindows(Dataset):
         return {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in zip(("image", "mask", "instances"), arrays)}
 
 
+class StackPatches(Dataset):
+    """3D windows ``patch`` ``(z, y, x)`` of whole stacks for a 3D network, a share ``foreground`` of them placed on
+    a nucleus voxel (:mod:`segsuite.core.sampling`, nnU-Net's oversampling); flipped and turned in-plane with
+    ``augment``; ``fixed``: the same windows every pass. Samples as :class:`NucleiWindows`' with a z axis."""
+
+    def __init__(self, stacks: list[tuple[np.ndarray, np.ndarray]], patch: list[int], meta: dict[str, Any],
+                 length: int, augment: bool = True, ignore_index: int = 255, seed: int = 0, files: list = (),
+                 fixed: bool = False, foreground: float = 0.33) -> None:
+        self.patch, self.meta, self.length, self.augment, self.files = patch, meta, length, augment, list(files)
+        self.ignore, self.seed, self.fixed, self.foreground = ignore_index, seed, fixed, foreground
+        # the instance ids ride along as the last image channel (exact in float32 up to 2^24), cropped with it
+        self.stacks = [(np.concatenate([image, labels[None].astype(np.float32)]), (labels > 0).astype(np.int64))
+                       for image, labels in stacks]
+        rng = np.random.default_rng(seed)
+        self.locations = [ClassLocations(mask, [1], rng) for _, mask in self.stacks]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        with torch.random.fork_rng(devices=[], enabled=self.fixed):
+            if self.fixed:
+                torch.manual_seed(self.seed * 100_003 + index)
+            i = int(torch.randint(len(self.stacks), ()))
+            both, mask = self.stacks[i]
+            starts = window_starts(mask.shape, self.patch, self.locations[i].maybe(self.foreground))
+            both, mask = crop_window(both, mask, starts, self.patch, self.ignore)
+            k, flip = int(torch.randint(4, ())), bool(torch.randint(2, ()))
+        arrays = [both[:-1], mask, both[-1].astype(np.int64)]
+        if self.augment:
+            arrays = [np.rot90(a[..., ::-1] if flip else a, k, axes=(-2, -1)) for a in arrays]
+        return {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in zip(("image", "mask", "instances"), arrays)}
+
+
 def build_datasets(root: str = "data/microscopy_synthetic", synthetic_if_missing: bool = True,
                    synthetic_images: int = 8, synthetic_size: int = 128, patch_size: int | None = None,
                    memory_gb: float = 8.0, batch_size: int | None = None, val_fraction: float = 0.2,
                    samples_per_epoch: int | None = None, augment: bool = True, ignore_index: int = 255,
-                   seed: int = 0) -> dict[str, NucleiWindows]:
+                   seed: int = 0, spatial_dims: int = 2, synthetic_depth: int = 0) -> dict[str, Dataset]:
     """Train/val windows of the images under ``root``: the last ``val_fraction`` of the gold-truth ones validate (from
-    5 labelled images on; else the training images do). Options left None take the plan's value."""
-    root_path = make_dataset(root, synthetic_images, synthetic_size, seed) if synthetic_if_missing else \
+    5 labelled images on; else the training images do). Options left None take the plan's value. ``spatial_dims``
+    3 (a 3D network): 3D patches of whole stacks (:func:`_stack_datasets`); 2: windows of 2D slices."""
+    if spatial_dims not in (2, 3):
+        raise ConfigError(f"spatial_dims must be 2 (slices) or 3 (stacks, model=unet3d), got {spatial_dims}")
+    root_path = make_dataset(root, synthetic_images, synthetic_size, seed, depth=synthetic_depth) \
+        if synthetic_if_missing else \
         generated_root(root, None, "set synthetic_if_missing=true to generate a demo")
     pairs = find_pairs(root_path)
     gold = [p for p in pairs if not p[1].parent.parent.name.endswith("_ST")]  # silver truth trains, never validates
@@ -185,6 +232,12 @@ def build_datasets(root: str = "data/microscopy_synthetic", synthetic_if_missing
     read = {p: read_pair(*p) for p in pairs}
     if len(channels := {read[p][0].shape[0] for p in pairs}) > 1:
         raise DataError(f"the images under {root_path} have different channel counts {sorted(channels)}")
+    meta = {"domain": "microscopy", "in_channels": int(channels.pop()), "num_classes": 2, "class_names": CLASS_NAMES,
+            "class_colors": [[0, 0, 0], [255, 0, 255]], "ignore_index": ignore_index, "has_instances": True,
+            "normalization": "percentile 1-99.8 per image", "spatial_dims": spatial_dims}
+    if spatial_dims == 3:
+        return _stack_datasets([read[p][:2] for p in train_pairs], [read[p][:2] for p in val_pairs], meta, patch_size,
+                               memory_gb, batch_size, samples_per_epoch, augment, seed, train_pairs, val_pairs)
     train, val = ([(read[p][0][:, z], read[p][1][z]) for p in chosen for z in range(len(read[p][1]))]
                   for chosen in (train_pairs, val_pairs))
     sizes = [list(lab.shape) for _, lab in train]
@@ -196,12 +249,38 @@ def build_datasets(root: str = "data/microscopy_synthetic", synthetic_if_missing
                               stack.std(1).tolist(), float(np.median(pixels)) if pixels else None)
     plan = planning.make_plan(fp, [patch, patch], memory_gb, batch_size)
     log.info("%s", planning.summary(plan))
-    meta = {"domain": "microscopy", "in_channels": int(channels.pop()), "num_classes": 2, "class_names": CLASS_NAMES,
-            "class_colors": [[0, 0, 0], [255, 0, 255]], "ignore_index": ignore_index, "patch_size": [patch, patch],
-            "has_instances": True, "normalization": "percentile 1-99.8 per image", "plan": plan,
-            "batch_size": int(plan["batch_size"]), "pixel_size_um": fp.resolution}
+    meta.update(patch_size=[patch, patch], plan=plan, batch_size=int(plan["batch_size"]), pixel_size_um=fp.resolution)
     windows = max(int(fp.train_pixels) // patch**2, int(plan["batch_size"]))  # an epoch: about one pass
     val_windows = max(sum(lab.size for _, lab in val) // patch**2, 1)
     return {"train": NucleiWindows(train, patch, meta, samples_per_epoch or windows, augment, ignore_index, seed,
                                    train_pairs),
             "val": NucleiWindows(val, patch, meta, 2 * val_windows, False, ignore_index, seed, val_pairs, True)}
+
+
+def _stack_datasets(train: list, val: list, meta: dict[str, Any], patch_size: list[int] | None, memory_gb: float,
+                    batch_size: int | None, samples_per_epoch: int | None, augment: bool, seed: int, train_pairs: list,
+                    val_pairs: list) -> dict[str, StackPatches]:
+    """3D patches of whole stacks ``(C, Z, H, W)``: patch and batch by nnU-Net's 3D rules (:mod:`segsuite.core.plan3d`)
+    on voxels taken as isotropic (TIFFs rarely record the z step), unless ``patch_size`` ``[z, y, x]`` is given."""
+    if any(lab.shape[0] == 1 for _, lab in train + val):
+        raise DataError("a 3D network (model=unet3d) trains on stacks (Z, Y, X), but some images are 2D: use a 2D "
+                        "model, or synthetic_depth=16 with a new root for synthetic stacks")
+    sizes = [list(lab.shape) for _, lab in train]
+    voxels = int(sum(lab.size for _, lab in train))
+    patch, batch = plan3d.patches(np.median(sizes, 0), [1.0] * 3, 0, memory_gb, voxels)[3]
+    patch = [int(p) for p in patch_size] if patch_size is not None else patch
+    if len(patch) != 3:
+        raise ConfigError(f"patch_size must be [z, y, x] for a 3D network, got {patch}")
+    fg = int(sum((lab > 0).sum() for _, lab in train))
+    stack = np.concatenate([img.reshape(img.shape[0], -1) for img, _ in train], 1)
+    fp = planning.Fingerprint(sizes, CLASS_NAMES, [voxels - fg, fg], stack.mean(1).tolist(), stack.std(1).tolist(),
+                              train_pixels=voxels)
+    plan = planning.make_plan(fp, patch, memory_gb, batch_size or batch)
+    log.info("3D plan: patch %s (z, y, x), batch %d, %d steps", patch, plan["batch_size"], plan["budget"]["max_steps"])
+    meta.update(patch_size=patch, plan=plan, batch_size=int(plan["batch_size"]), pixel_size_um=None,
+                model_defaults={"patch_size": patch, "spacing": [1.0, 1.0, 1.0]})  # unet3d's nulls (core.train)
+    n = max(voxels // int(np.prod(patch)), int(plan["batch_size"]))
+    n_val = 2 * max(sum(lab.size for _, lab in val) // int(np.prod(patch)), 1)
+    return {"train": StackPatches(train, patch, meta, samples_per_epoch or n, augment, meta["ignore_index"], seed,
+                                  train_pairs),
+            "val": StackPatches(val, patch, meta, n_val, False, meta["ignore_index"], seed, val_pairs, True)}

@@ -1,4 +1,4 @@
-"""TIFFs in (3D stacks predicted slice by slice, cut into 3D objects); uint16 instance masks out, named as the CTC
+"""TIFFs in (3D stacks predicted slice by slice by a 2D network, whole by a 3D one; cut into 3D objects); uint16 instance masks out, named as the CTC
 results (``01/t000.tif`` -> ``OUT/01_RES/mask000.tif``), with an overlay PNG and a per-object CSV beside each."""
 
 from __future__ import annotations
@@ -32,13 +32,17 @@ SKIP = re.compile(r"\d+_(GT|ST|RES)|masks|labels")  # folders of truth or result
 
 @dataclass
 class OpenedStack(BaseOpened):
-    """An image ``raw`` ``(C, Z, H, W)``: one source per z slice (normalised); logits come back ``(K, [Z,] H, W)``."""
+    """An image ``raw`` ``(C, Z, H, W)``, normalised: one source per z slice, or the whole stack for a 3D network
+    (``volumetric``, tiled by the job's 3D windows); logits come back ``(K, [Z,] H, W)``."""
 
     raw: np.ndarray
     pixel_um: float | None = None
+    volumetric: bool = False
 
     def __post_init__(self) -> None:
-        self.sources = [ArraySource(z) for z in normalize(self.raw).transpose(1, 0, 2, 3)]
+        image = normalize(self.raw)
+        slices = [ArraySource(z) for z in image.transpose(1, 0, 2, 3)]
+        self.sources = [ArraySource(image)] if self.volumetric else slices
 
     def cell_size(self) -> tuple[float, str] | None:
         return (self.pixel_um**2, "µm²") if self.pixel_um and self.raw.shape[1] == 1 else None
@@ -66,7 +70,7 @@ class TiffReader(BaseReader):
     def open(self, item: Item, job: Job) -> OpenedStack:
         raw, pixel = read_tiff(item.source)
         _check_channels(str(item.source), raw, job)
-        return OpenedStack(raw, pixel)
+        return OpenedStack(raw, pixel, _volumetric(job))
 
     def from_array(self, array: np.ndarray, job: Job) -> OpenedStack:
         """Raw intensities ``(H, W)``, ``(C, H, W)`` or ``(C, Z, H, W)`` (any dtype), normalised per image."""
@@ -74,7 +78,7 @@ class TiffReader(BaseReader):
             raise DataError(f"the array has shape {array.shape}; expected (H, W), (C, H, W) or (C, Z, H, W)")
         raw = array[None, None] if array.ndim == 2 else array[:, None] if array.ndim == 3 else array
         _check_channels("the array", raw, job)
-        return OpenedStack(raw)
+        return OpenedStack(raw, None, _volumetric(job))
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
         """Two synthetic frames, written into ``folder`` once (the demo page's examples)."""
@@ -91,6 +95,10 @@ class TiffReader(BaseReader):
         except DataError:
             return None  # the prediction reports the file
         return fit(stretch(raw[:, 0] if len(shape) == 2 else raw), shape)
+
+
+def _volumetric(job: Job) -> bool:
+    return job.model.meta.get("spatial_dims") == 3  # a 3D network (model=unet3d) sees whole stacks
 
 
 def _check_channels(name: str, raw: np.ndarray, job: Job) -> None:
