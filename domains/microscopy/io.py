@@ -1,5 +1,6 @@
-"""TIFFs in (3D stacks predicted slice by slice by a 2D network, whole by a 3D one; cut into 3D objects); uint16 instance masks out, named as the CTC
-results (``01/t000.tif`` -> ``OUT/01_RES/mask000.tif``), with an overlay PNG and a per-object CSV beside each."""
+"""TIFFs in (3D stacks predicted slice by slice by a 2D network, whole by a 3D one; cut into 3D objects); uint16
+instance masks out, named as the CTC results (``01/t000.tif`` -> ``OUT/01_RES/mask000.tif``), with an overlay PNG
+and a per-object CSV beside each."""
 
 from __future__ import annotations
 
