@@ -3,6 +3,8 @@
 Ronneberger et al. (2015), eq. 2: ``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2))`` with d1, d2 the
 distances to the nearest and second-nearest object. As in the paper's use (and common implementations), the
 separation term applies to background pixels: the narrow gaps between objects weigh most.
+
+Every function here is n-dimensional: on 3D volumes ``(D, H, W)`` (a 3D network's patches) pixels are voxels.
 """
 
 from __future__ import annotations

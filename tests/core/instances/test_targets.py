@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from segsuite.core.errors import ConfigError, DataError
-from segsuite.core.instances import InstanceTargets, border_target, unet_weight_map
+from segsuite.core.instances import Instancer, InstanceTargets, border_target, unet_weight_map
 
 
 def two_squares(gap: int) -> np.ndarray:
@@ -75,3 +75,19 @@ def test_instance_targets_errors_name_the_problem():
         InstanceTargets(things=["building"]).bind({**META, "has_instances": False})
     with pytest.raises(ConfigError, match="sigma"):
         InstanceTargets(things=["building"], sigma=0)
+
+
+def test_weight_map_border_target_and_instancer_work_on_volumes():
+    """3D (a stack, a 3D network's patch): the same rules per voxel; the border channel splits touching objects."""
+    ids = np.stack([two_squares(gap=0)] * 4)  # two boxes touching along a plane, 4 slices deep
+    ids[0] = 0  # one empty slice above: voxels there are diagonal-or-face neighbours in z
+    b = border_target(ids, width=1)
+    assert b[1:4, 1:5, 3:5].all() and not b[:, :, :3].any() and not b[:, :, 5:].any()
+    assert b[0, 1:5, 3:5].all()  # the slice above the contact lies within 1 voxel (chessboard) of both
+    gap = np.stack([two_squares(gap=2)] * 3)
+    w = unet_weight_map(gap, w0=10.0, sigma=5.0)
+    assert w.shape == gap.shape and w[1, 2, 4] == pytest.approx(1 + 10 * np.exp(-9 / 50), rel=1e-6)
+    # the instancer cuts touching 3D objects at a predicted border plane into two
+    instances = Instancer(["building"], ["ground", "building"])((ids > 0).astype(np.int64), b.astype(np.float32))
+    assert instances.n == 2 and instances.ids.shape == ids.shape
+    assert len(np.unique(instances.ids[ids == 1])) == 1 and len(np.unique(instances.ids[ids == 2])) == 1
