@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import tifffile
+import torch
 
 from segsuite.core.contracts import Item, Job, Prediction
 from segsuite.core.domain import BaseOpened, BaseReader, BaseSink, BaseWriter
@@ -44,6 +45,9 @@ class OpenedStack(BaseOpened):
         image = normalize(self.raw)
         slices = [ArraySource(z) for z in image.transpose(1, 0, 2, 3)]
         self.sources = [ArraySource(image)] if self.volumetric else slices
+
+    def restore(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits[:, 0] if self.volumetric and self.raw.shape[1] == 1 else logits  # a 2D image stays 2D
 
     def cell_size(self) -> tuple[float, str] | None:
         return (self.pixel_um**2, "µm²") if self.pixel_um and self.raw.shape[1] == 1 else None

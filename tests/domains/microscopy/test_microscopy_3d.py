@@ -12,6 +12,7 @@ import pytest
 import tifffile
 import torch
 
+from segsuite.core.api import Segmenter
 from segsuite.core.checkpoint import describe
 from segsuite.core.errors import DataError
 from segsuite.core.train import train
@@ -76,6 +77,8 @@ def test_unet3d_trains_on_stacks_and_predicts_them_whole(stacks, tmp_path, check
     assert 0 <= ctc["seg"] <= 1 and 0 <= ctc["det"] <= 1  # scored against the 3D nuclei of the truth stacks
     truth = [tifffile.imread(f) for f in sorted(stacks.glob("01_*/SEG/*.tif"))]
     assert ctc["counts"]["references"] == sum(len(np.unique(t)) - 1 for t in truth)
+    segmenter = Segmenter.from_checkpoint(ckpt, device="cpu")  # a 2D image through the 3D network stays 2D
+    assert segmenter.predict(tifffile.imread(source)[5], mode="instance").instances.shape == (64, 64)
     # a 2D checkpoint still predicts the stack slice by slice into the same layout
     assert run_inline("predict", "domain=microscopy", f"checkpoint={checkpoint}", f"input={source}",
                       f"output={tmp_path / 'out2d.tif'}", "task=instance", "device=cpu") == 0
