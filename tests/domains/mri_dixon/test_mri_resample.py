@@ -112,12 +112,3 @@ def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="'torch' or 'scipy'"):
         to_target(np.zeros((1, 4, 4, 4), np.float32), (1.0, 1.0, 1.0), (2.0, 2.0, 2.0), backend="cupy")
 
-
-def test_restored_logits_keep_their_values_with_the_classes_innermost():
-    from segsuite.domains.mri_dixon.reader import channels_innermost
-
-    logits = torch.randn(5, 6, 7, 4).permute(0, 3, 1, 2)  # (C, Z, X, Y), strided as restore's orientation leaves it
-    out = channels_innermost(logits)
-    assert out.shape == logits.shape and out.stride(0) == 1 and torch.equal(out, logits)
-    assert torch.equal(out.max(0).indices, logits.argmax(0))
-    assert channels_innermost(out) is out
