@@ -97,11 +97,11 @@ def _zoom_axis(x: torch.Tensor, dim: int, m: int, order: int) -> torch.Tensor:
 
 
 def zoom_torch(image: torch.Tensor, shape: Sequence[int], order: int = 3) -> torch.Tensor:
-    """``(C, X, Y, Z)`` float32 -> ``(C, *shape)``: scipy's zoom (:func:`zoom_matrix` per axis, as banded blocks) as
-    matrix products on the tensor's device, axes that shrink first (fewer voxels for the next product); an axis
-    already of its size is left as it is (scipy's zoom by 1 reproduces it up to rounding)."""
+    """``(C, X, Y, Z)`` (or a slice ``(C, H, W)``) float32 -> ``(C, *shape)``: scipy's zoom (:func:`zoom_matrix` per
+    axis, as banded blocks) as matrix products on the tensor's device, axes that shrink first (fewer voxels for the
+    next product); an axis already of its size is left as it is (scipy's zoom by 1 reproduces it up to rounding)."""
     out = image
-    for axis in sorted(range(3), key=lambda a: shape[a] / image.shape[a + 1]):
+    for axis in sorted(range(len(shape)), key=lambda a: shape[a] / image.shape[a + 1]):
         if out.shape[axis + 1] != int(shape[axis]):
             out = _zoom_axis(out, axis + 1, int(shape[axis]), order)
     return out

@@ -119,7 +119,8 @@ def test_device_resampling_predicts_what_the_scipy_path_did(tmp_path, monkeypatc
 
 def _whole_volume_restore(self, logits: torch.Tensor) -> torch.Tensor:
     """``OpenedCase.restore`` as it was before the slab restore: every slice's probabilities interpolated at once
-    (trilinear), as log-probabilities, then the orientation undone (the reference of the test below)."""
+    (trilinear), as log-probabilities, then the orientation undone (the reference of the test below; the case's
+    image is resampled whole, so it is on the model's grid)."""
     from segsuite.domains.mri_dixon.io import from_canonical_ornt
     from segsuite.domains.mri_dixon.resample import probabilities_back
 
@@ -139,10 +140,12 @@ def _whole_volume_restore(self, logits: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_slab_restore_predicts_what_the_whole_volume_restore_did(tmp_path, monkeypatch, spatial_dims):
-    """The pipeline restoring slab by slab as slices come out (argmax on the input grid, no probability volume) and
-    the whole-volume restore of before, on a phantom stored at 4 x 4 x 6 mm with permuted, flipped axes: label
-    volumes with Dice >= 0.999 per class and exactly the same affine."""
+def test_streamed_prediction_predicts_what_the_whole_volume_path_did(tmp_path, monkeypatch, spatial_dims):
+    """The pipeline as it streams (a 2D model's slices resampled in-plane as the engine reads them, restored slab by
+    slab as they come out, argmax on the input grid, no probability volume) and the whole-volume path of before
+    (the image resampled whole, every probability interpolated at once), on a phantom stored at 4 x 4 x 6 mm with
+    permuted, flipped axes: label volumes with Dice >= 0.999 per class and exactly the same affine."""
+    from segsuite.domains.mri_dixon import reader
     from segsuite.domains.mri_dixon.io import read_volume
     from segsuite.domains.mri_dixon.reader import OpenedCase
 
@@ -156,6 +159,8 @@ def test_slab_restore_predicts_what_the_whole_volume_restore_did(tmp_path, monke
     net = torch.nn.Sequential(conv(4, 8, 3, padding=1), torch.nn.ReLU(), conv(8, 7, 3, padding=1)).eval()
     name = list_cases(read_dataset_json(coarse))[0]
     _pipeline_dice(net, meta["train"].meta, coarse, name, tmp_path / "slabs.nii.gz")
+    whole = reader._resample
+    monkeypatch.setattr(reader, "_resample", lambda case, target, device, later=(): whole(case, target, device))
     monkeypatch.setattr(OpenedCase, "stack", None)  # the pipeline's whole-item path, through restore
     calls = []
     monkeypatch.setattr(OpenedCase, "restore", lambda self, x: calls.append(x.shape) or _whole_volume_restore(self, x))
