@@ -12,7 +12,8 @@ A domain subclasses these and writes only what is its own. Required members (the
 
 Nine in all. The optional hooks (an in-memory array, the demo page's examples and previews, an item's valid mask,
 cell size and value maps) have defaults here too and are documented on the protocols in
-:mod:`segsuite.core.contracts`.
+:mod:`segsuite.core.contracts`. A source whose tiles are normalised on the device builds on :class:`BaseRawSource`
+(``load`` and ``normalizer`` its own).
 """
 
 from __future__ import annotations
@@ -53,6 +54,36 @@ class OpenedArrays(BaseOpened):
     """In-memory sources predicted whole, their logits kept as they are."""
 
     sources: Sequence[Source]
+
+
+class BaseRawSource(ABC):
+    """A source whose ``load`` gives tiles in the file's dtype with their valid mask and whose ``normalizer`` makes a
+    batch of them model-ready on the device (:class:`~segsuite.core.inference.sources.RawSource`; the engine calls
+    ``load``): ``read`` and ``skip``, the plain source's, follow from those two; nothing to close by default, and a
+    ``with`` block closes it."""
+
+    normalizer: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+    @abstractmethod
+    def load(self, window: Any) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def read(self, window: Any) -> np.ndarray:
+        """Model-ready float32 ``(C, h, w)``, normalised exactly as the engine does it on the device."""
+        data, valid = self.load(window)
+        return self.normalizer(torch.from_numpy(data)[None], torch.from_numpy(valid)[None])[0].numpy()
+
+    def skip(self, window: Any) -> bool:
+        """True when the window holds only nodata."""
+        return not self.load(window)[1].any()
+
+    def close(self) -> None:  # noqa: B027 (a default, not a missing member)
+        """Release file handles (none by default)."""
+
+    def __enter__(self) -> BaseRawSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class BaseReader(ABC):
@@ -163,7 +194,11 @@ class SemanticScorer:
         return TargetSink(self.scores, item.target)
 
     def report(self, out: Path, job: Job) -> dict[str, Any]:
-        return self.scores.report(out, {"split": self.split, "checkpoint": job.model.checkpoint})
+        return self.scores.report(out, {"split": self.split, "checkpoint": job.model.checkpoint, **self.extra(job)})
+
+    def extra(self, job: Job) -> dict[str, Any]:
+        """What a domain adds to ``metrics.json`` (none by default)."""
+        return {}
 
 
 @dataclass

@@ -38,6 +38,23 @@ class StackedLogits(nn.Module):
         return torch.cat([net(x)[:, : self.k].float() for net in self.nets], 1)
 
 
+class MeanProbabilities(nn.Module):
+    """An ensemble as one network, the form ``segsuite export checkpoint=[...]`` writes: (B, C, *S) ->
+    ``log(mean_m softmax(net_m(x)))`` (B, k, *S) per window, which runtimes treat as one model's logits.
+
+    Overlapping windows are then blended as one model's logits are; ``checkpoint=[...]`` in predict blends each
+    model's logits before averaging, so the two agree exactly where windows do not overlap and closely where they do.
+    """
+
+    def __init__(self, nets: Sequence[nn.Module], k: int) -> None:
+        super().__init__()
+        self.stacked, self.models = StackedLogits(nets, k), len(nets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        per_model = self.stacked(x).unflatten(1, (self.models, -1))  # (B, M, k, *S)
+        return per_model.softmax(2).mean(1).clamp_min(TINY).log()
+
+
 def mean_probabilities(logits: torch.Tensor, models: int) -> torch.Tensor:
     """Blended ``(M * K, *S)`` logits of ``models`` models -> ``(K, *S)``: the log of their mean softmax, so that
     ``softmax(result, 0)`` is the mean of the models' class probabilities."""

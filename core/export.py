@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from torch import nn
 from segsuite.core.checkpoint import describe, load_task
 from segsuite.core.cli import CONF
 from segsuite.core.contracts import DataMeta
+from segsuite.core.ensemble import MeanProbabilities, adapt_input, check_members, checkpoint_paths
 from segsuite.core.errors import ConfigError
 from segsuite.core.io import atomic_path, check_writable, plain
 from segsuite.core.models.factory import PadToStride
@@ -171,29 +173,32 @@ def _self_check(net: nn.Module, path: Path, fmt: str, in_channels: int, stride: 
     return diff
 
 
-def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathLike, overwrite: bool = False,
+def export_model(checkpoint: Any, fmt: str, output: str | os.PathLike, overwrite: bool = False,
                  domain: Any = None) -> Path:
     """Write the checkpoint's network as ``fmt`` (onnx | torchscript) to ``output`` with its metadata.
 
-    ``domain`` (``cfg.domain``) supplies the inference defaults and must be the checkpoint's domain; without it
-    they are read from ``conf/domain/<the checkpoint's domain>.yaml``.
+    ``checkpoint`` may also be several checkpoints or a ``segsuite cv`` folder: the ensemble becomes one network
+    (:class:`~segsuite.core.ensemble.MeanProbabilities`). ``domain`` (``cfg.domain``) supplies the inference
+    defaults and must be the checkpoints' domain; without it they are read from ``conf/domain/<domain>.yaml``.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r} is not one of {', '.join(FORMATS)}")
-    if Path(os.path.abspath(output)) == Path(os.path.abspath(checkpoint)):
-        raise ConfigError(f"output {output} is the checkpoint being exported; choose another output path "
-                          "(overwrite=true does not change this)")
+    paths = checkpoint_paths(checkpoint)
+    for path in paths:
+        if Path(os.path.abspath(output)) == Path(os.path.abspath(path)):
+            raise ConfigError(f"output {output} is the checkpoint being exported; choose another output path "
+                              "(overwrite=true does not change this)")
     output = check_writable(output, overwrite)  # before any work
-    task = load_task(checkpoint)
-    trained_on = task.hparams.get("domain") or ""
-    if domain is not None and trained_on and domain.get("name") != trained_on:
-        raise ConfigError(f"checkpoint {checkpoint} was trained for domain {trained_on!r}, not "
-                          f"{domain.get('name')!r}; run with domain={trained_on} or without domain")
-    if (task.hparams.get("data_meta") or {}).get("spatial_dims") == 3:
-        raise ConfigError(f"checkpoint {checkpoint} holds a 3D network (volumes in, volumes out); exporting one is not "
-                          "supported yet: predict with the checkpoint itself")
-    text = json.dumps(export_metadata(task, checkpoint, fmt, domain_defaults(trained_on, domain)), allow_nan=False)
-    net, stride, min_size = unwrap(task.net)
+    tasks = [load_task(path) for path in paths]
+    for task, path in zip(tasks, paths, strict=True):
+        _check_exportable(task, path, domain)
+    task, trained_on = tasks[0], tasks[0].hparams.get("domain") or ""
+    metadata = export_metadata(task, paths[0], fmt, domain_defaults(trained_on, domain))
+    if len(tasks) == 1:
+        net, stride, min_size = unwrap(task.net)
+    else:
+        net, stride, min_size = _ensemble(tasks, paths, metadata)
+    text = json.dumps(metadata, allow_nan=False)
     in_channels = int(task.hparams.model.get("in_channels") or task.hparams.data_meta["in_channels"])
     with atomic_path(output, overwrite) as staged:
         try:
@@ -206,10 +211,44 @@ def export_model(checkpoint: str | os.PathLike, fmt: str, output: str | os.PathL
     return output
 
 
+def _check_exportable(task: SegmentationTask, checkpoint: Path, domain: Any) -> None:
+    trained_on = task.hparams.get("domain") or ""
+    if domain is not None and trained_on and domain.get("name") != trained_on:
+        raise ConfigError(f"checkpoint {checkpoint} was trained for domain {trained_on!r}, not "
+                          f"{domain.get('name')!r}; run with domain={trained_on} or without domain")
+    if (task.hparams.get("data_meta") or {}).get("spatial_dims") == 3:
+        raise ConfigError(f"checkpoint {checkpoint} holds a 3D network (volumes in, volumes out); exporting one is not "
+                          "supported yet: predict with the checkpoint itself")
+
+
+def _ensemble(tasks: list[SegmentationTask], paths: list[Path], metadata: dict[str, Any]
+              ) -> tuple[nn.Module, int, int]:
+    """Several checkpoints as one semantic network (their mean class probabilities, as log), padded to a multiple
+    of every member's stride; ``metadata`` is rewritten to describe it."""
+    hps = [t.hparams for t in tasks]
+    check_members(hps, paths, [int(hp["model"].get("in_channels") or -1) for hp in hps])
+    metas = [dict(hp.get("data_meta") or {}) for hp in hps]
+    inner = [unwrap(t.net) for t in tasks]
+    nets = [adapt_input(net, metas[0], meta, p) for (net, _, _), meta, p in zip(inner, metas, paths, strict=True)]
+    k, stride, min_size = int(hps[0].num_classes), math.lcm(*(s for _, s, _ in inner)), max(m for _, _, m in inner)
+    metadata.update(plain({
+        "stride": stride, "min_size": min_size, "out_channels": k, "border_channel": False, "things": [],
+        "instances": None, "models": [dict(hp.model) for hp in hps], "checkpoint": None,
+        "ensemble": [{"file": p.name, "epoch": t.get("epoch"), "global_step": t.get("global_step")}
+                     for p, t in zip(paths, map(describe, paths), strict=True)],
+        "output": {**metadata["output"], "shape": ["batch", k, "height", "width"],
+                   "note": "log of the members' mean class probabilities (its softmax is their mean); crop back to "
+                           "the input size"}}))
+    metadata["input"]["note"] = (f"pad height and width to a multiple of {stride} (at least {min_size}), replicating "
+                                 "edges")
+    return MeanProbabilities(nets, k).eval(), stride, min_size
+
+
 def export(cfg: DictConfig) -> Path:
     """``scripts/export.py``: ``cfg.checkpoint`` -> ``cfg.output`` as ``cfg.format``."""
     domain = cfg.domain if cfg.get("domain") else None
-    path = export_model(cfg.checkpoint, str(cfg.format), cfg.output, bool(cfg.overwrite), domain)
+    checkpoint = OmegaConf.to_container(cfg.checkpoint) if OmegaConf.is_config(cfg.checkpoint) else cfg.checkpoint
+    path = export_model(checkpoint, str(cfg.format), cfg.output, bool(cfg.overwrite), domain)
     if cfg.format == "torchscript":  # a program: who loads it checks this hash (trust_model=SHA256)
         print(f"wrote {path} (torchscript, sha256 {file_sha256(path)}; load it with trust_model=<that sha256>)")
     else:

@@ -214,7 +214,7 @@ def bands_figures(sizes: Sizes, tmp: Path, threads: int) -> list[Figure]:
                    _ratio(speed[n], speed[2]), 0.95, note=f"{speed[n]:.1f} vs {speed[2]:.1f} Mpx/s, one run each "
                    f"({big['seconds']:.0f} s, {small['seconds']:.1f} s)"),
             speed_figure(f"10. training windows/s from a {sizes.train_size}^2 GeoTIFF vs in memory", timings, file,
-                         memory, 0.9, note="200 windows of 256 px, D4 augmentation")]
+                         memory, 0.9, note="400 windows of 256 px, D4 augmentation")]
 
 
 def mri_figure(sizes: Sizes, device: str = "cpu", amp: bool = False, goal: float = 0.9, label: str = "6.") -> Figure:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from segsuite.core.contracts import Item, Job, Prediction
+from segsuite.core.domain import ScoreSink
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
 from segsuite.domains.landcover.dataset import Region
@@ -89,8 +90,19 @@ class ForestScorer:
     split: str
     _seconds: list[float] = field(default_factory=list)
 
-    def sink(self, item: Item, opened: OpenedScene, out: Path, job: Job) -> ForestSink:
-        return ForestSink(self, opened, job.model.meta.ignore_index)
+    def sink(self, item: Item, opened: OpenedScene, out: Path, job: Job) -> ScoreSink:
+        return ScoreSink(lambda p: self.add(opened, p, job.model.meta.ignore_index))
+
+    def add(self, opened: OpenedScene, p: Prediction, ignore_index: int) -> None:
+        """Predict the block's covered pixels from their raw band values; score against the same truth."""
+        start = time.perf_counter()
+        data, _ = opened.sources[p.source].load((p.row0, p.col0, *p.classes.shape))  # (C, n, w) in the file's dtype
+        covered = np.asarray(opened.valid(p), bool)  # (n, w): valid input, as the model was scored
+        classes = np.full(covered.shape, ignore_index, np.int64)
+        if covered.any():
+            classes[covered] = self.forest.predict(data[:, covered].T.astype(np.float32))
+        self.scores.add(classes, opened.truth(p)[0])
+        self._seconds.append(time.perf_counter() - start)
 
     def report(self, out: Path, job: Job) -> dict[str, Any]:
         extra = {"split": self.split, "baseline": "rf", "checkpoint": job.model.checkpoint, **self.forest.segsuite,
@@ -108,27 +120,3 @@ class ForestScorer:
         return {"baseline_rf": {**summary, "per_class_iou": {n: v["rf"] for n, v in per_class.items()}},
                 "model_vs_rf": line}
 
-
-@dataclass
-class ForestSink:
-    scorer: ForestScorer
-    opened: OpenedScene
-    ignore_index: int
-
-    def update(self, p: Prediction) -> None:
-        """Predict the block's covered pixels from their raw band values; score against the same truth."""
-        start = time.perf_counter()
-        source, (n, w) = self.opened.sources[p.source], p.classes.shape
-        data, _ = source.load((p.row0, p.col0, n, w))  # (C, n, w) in the file's dtype
-        covered = np.asarray(self.opened.valid(p), bool)  # (n, w): valid input, as the model was scored
-        classes = np.full(covered.shape, self.ignore_index, np.int64)
-        if covered.any():
-            classes[covered] = self.scorer.forest.predict(data[:, covered].T.astype(np.float32))
-        self.scorer.scores.add(classes, self.opened.truth(p)[0])
-        self.scorer._seconds.append(time.perf_counter() - start)
-
-    def close(self) -> None:
-        return None
-
-    def abort(self) -> None:
-        pass

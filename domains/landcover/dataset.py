@@ -23,16 +23,14 @@ from segsuite.core.files import generated_root
 from segsuite.domains.landcover.classes import ClassMap, find_class_map
 from segsuite.domains.landcover.io import open_raster
 from segsuite.domains.landcover.rasterstats import band_stats, check_pair, count_values
-from segsuite.domains.landcover.samples import (  # noqa: F401 (re-exported: the datasets' old home)
+from segsuite.domains.landcover.samples import (
     LandCoverGridDataset,
     LandCoverTrainDataset,
     Region,
     Scene,
-    augment_d4,
-    class_targets,
-    normalize,
+    class_targets,  # noqa: F401 (re-exported: its old home)
 )
-from segsuite.domains.landcover.sampling import Rect, cells, full_rect, holdout_split
+from segsuite.domains.landcover.sampling import blocks, cells, full_rect, holdout_split
 from segsuite.domains.landcover.synthetic import make_dataset
 
 log = logging.getLogger(__name__)
@@ -51,17 +49,19 @@ def find_scenes(root: str | Path) -> list[Scene]:
     images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not images:
         raise DataError(f"no GeoTIFF images (*.tif, *.tiff, or *.vrt mosaics) in {images_dir}")
-    missing = [p.name for p in images if not (labels_dir / p.name).is_file()]
-    if missing:
-        raise DataError(f"{labels_dir}: no label raster for image(s) {', '.join(missing[:10])} (same file name needed)")
-    instances_dir = root / "instances"
-    if not instances_dir.is_dir():
-        return [Scene(p.stem, p, labels_dir / p.name) for p in images]
-    missing = [p.name for p in images if not (instances_dir / p.name).is_file()]
-    if missing:
-        raise DataError(f"{instances_dir}: no instance raster for image(s) {', '.join(missing[:10])} (same file name "
-                        "needed; remove the folder to train without instance labels)")
-    return [Scene(p.stem, p, labels_dir / p.name, instances_dir / p.name) for p in images]
+
+    def partners(folder: Path, what: str, hint: str = "") -> list[Path]:
+        missing = [p.name for p in images if not (folder / p.name).is_file()]
+        if missing:
+            raise DataError(f"{folder}: no {what} raster for image(s) {', '.join(missing[:10])} (same file name "
+                            f"needed{hint})")
+        return [folder / p.name for p in images]
+
+    labels, instances = partners(labels_dir, "label"), root / "instances"
+    extra = partners(instances, "instance", "; remove the folder to train without instance labels") \
+        if instances.is_dir() else [None] * len(images)
+    return [Scene(p.stem, p, label, ids) for p, label, ids in zip(images, labels, extra)]
+
 
 def _patch(patch_size: int | Sequence[int]) -> tuple[int, int]:
     size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(int(v) for v in patch_size)
@@ -165,7 +165,7 @@ def _fold_split(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], test: lis
         items = {s.stem: (s, whole[s.stem]) for s in pool}
     else:
         items = {f"{s.stem}:{r.row0},{r.col0}": (s, r) for s in pool
-                 for r in _blocks(whole[s.stem].height, whole[s.stem].width, block)}
+                 for row in blocks(whole[s.stem].height, whole[s.stem].width, block) for r in row}
     chosen = folds.assign(list(items))
     out: dict[str, list[Region]] = {"train": [], "val": [],
                                     "test": [Region(s, (full_rect(infos[s.stem].height, infos[s.stem].width),))
@@ -178,20 +178,6 @@ def _fold_split(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], test: lis
     return out
 
 
-def _blocks(height: int, width: int, block: int) -> list[Rect]:
-    """Square-ish blocks of about ``block`` px tiling a scene (edges spread evenly, as the hold-out's)."""
-    rows = [int(v) for v in np.linspace(0, height, max(1, round(height / block)) + 1)]
-    cols = [int(v) for v in np.linspace(0, width, max(1, round(width / block)) + 1)]
-    return [Rect(r0, c0, r1, c1) for r0, r1 in zip(rows, rows[1:]) for c0, c1 in zip(cols, cols[1:])]
-
-
-def _check_alpha_option(alpha_is_mask: Any) -> bool | None:
-    if alpha_is_mask is not None and not isinstance(alpha_is_mask, bool):
-        raise ConfigError(f"alpha_is_mask={alpha_is_mask!r}: accepted true, false or null (alpha is a mask only when "
-                          f"the alpha band is not read)")
-    return alpha_is_mask
-
-
 def epoch_samples(regions: Sequence[Region], patch: tuple[int, int], batch_size: int) -> int:
     """Windows per epoch for about one pass over the training area: its pixels / patch pixels, at least a batch."""
     pixels = sum(rect.area for region in regions for rect in region.rects)
@@ -202,16 +188,22 @@ def _fingerprint(scenes: Sequence[Scene], infos: dict[str, _SceneInfo], train_re
                  class_map: ClassMap, stats: dict[str, Any]) -> planning.Fingerprint:
     """The training scenes as the core planner sees them (class pixels over whole training scenes)."""
     pixels = np.zeros(len(class_map), np.int64)
-    for scene in scenes:
-        for value, n in infos[scene.stem].class_pixels:
-            if 0 <= value < len(class_map):
-                pixels[value] += n
+    for value, n in (pair for s in scenes for pair in infos[s.stem].class_pixels if 0 <= pair[0] < len(class_map)):
+        pixels[value] += n
     resolutions = [infos[s.stem].resolution for s in scenes if infos[s.stem].resolution]
     return planning.Fingerprint(
         sizes=[[infos[s.stem].height, infos[s.stem].width] for s in scenes], class_names=list(class_map.names),
         class_pixels=pixels.tolist(), channel_mean=list(stats["mean"]), channel_std=list(stats["std"]),
         resolution=float(np.median(resolutions)) if resolutions else None,
         train_pixels=int(sum(rect.area for region in train_regions for rect in region.rects)))
+
+
+def _chunking(chunks: dict[str, int] | None) -> dict[str, int]:
+    keys = {"size": "chunk_size", "windows": "windows_per_chunk", "buffer": "chunk_buffer"}
+    unknown = sorted(set(chunks or {}) - set(keys))
+    if unknown:
+        raise ConfigError(f"datasets.chunks has unknown keys {unknown}; accepted: {', '.join(keys)}")
+    return {keys[k]: int(v) for k, v in (chunks or {}).items()}
 
 
 def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, bands: Sequence[int] | None = None,
@@ -222,7 +214,7 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
                    rare_class_weighting: bool | None = False, augment: bool = True, ignore_index: int = 255,
                    seed: int = 0, stats_max_pixels: int = 4_000_000, check_labels: bool = True,
                    synthetic_if_missing: bool = False, synthetic_scenes: int = 2, synthetic_size: int = 512,
-                   memory_gb: float = 8.0) -> dict[str, Dataset]:
+                   memory_gb: float = 8.0, chunks: dict[str, int] | None = None) -> dict[str, Dataset]:
     """Build ``{"train", "val"[, "test"]}`` land-cover datasets from ``root``.
 
     Layout: ``root/images/<stem>.tif`` (multi-band), ``root/labels/<stem>.tif`` (1 band of class ids), optional
@@ -241,13 +233,17 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
     training part only (``stats_max_pixels`` bounds the pixels read). ``check_labels`` scans every label raster once
     for values outside the class map (and counts the class pixels the plan reports).
     A missing ``root`` is filled with ``synthetic_scenes`` synthetic scenes of ``synthetic_size`` px only if
-    ``synthetic_if_missing``.
+    ``synthetic_if_missing``. ``chunks`` (``size``, ``windows``, ``buffer``) sets how training windows are read
+    (:class:`~segsuite.domains.landcover.samples.LandCoverTrainDataset`).
     """
+    chunking = _chunking(chunks)
     generate = functools.partial(make_dataset, n_scenes=synthetic_scenes, size=synthetic_size, seed=seed)
     root_path = generated_root(root, generate if synthetic_if_missing else None,
                                "set synthetic_if_missing=true to generate a demo")
     given_patch = None if patch_size is None else _patch(patch_size)
-    alpha_is_mask = _check_alpha_option(alpha_is_mask)
+    if alpha_is_mask is not None and not isinstance(alpha_is_mask, bool):
+        raise ConfigError(f"alpha_is_mask={alpha_is_mask!r}: accepted true, false or null (alpha is a mask only when "
+                          f"the alpha band is not read)")
     scenes = find_scenes(root_path)
     class_map = find_class_map(root_path)
     stems = [s.stem for s in scenes]
@@ -282,6 +278,6 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
         samples_per_epoch = epoch_samples(splits["train"], patch, plan["batch_size"])
     train = LandCoverTrainDataset(splits["train"], samples_per_epoch=samples_per_epoch, augment=augment,
                                   rare_class_weighting=plan["rare_class_sampling"] if rare_class_weighting is None
-                                  else rare_class_weighting, seed=seed, **common)
+                                  else rare_class_weighting, seed=seed, **chunking, **common)
     held = {split: LandCoverGridDataset(splits[split], **common) for split in ("val", "test") if splits[split]}
     return {"train": train, **held}

@@ -13,6 +13,7 @@ and box in CRS units) and, for panoptic output, ``OUT_panoptic.tif`` (2 bands ui
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -30,9 +31,10 @@ from shapely.geometry import mapping, shape
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.instances import StreamInstances, StripLabeller
 from segsuite.core.io import write_csv
-from segsuite.domains.landcover.io import iter_block_windows, open_raster
-from segsuite.domains.landcover.rasterout import open_output
+from segsuite.domains.landcover.io import open_raster
+from segsuite.domains.landcover.rasterout import RasterWriter
 from segsuite.domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
+from segsuite.domains.landcover.sampling import cells, full_rect
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def vector_driver(path: Path) -> str:
 
 def _band_windows(height: int, width: int, band: int = 4096) -> list:
     """512-row windows of column bands ``band`` px wide, band by band (the order a ``RasterWriter`` takes)."""
-    return sorted(iter_block_windows(height, width, rows=512, cols=band), key=lambda w: (w.col_off, w.row_off))
+    return [c.window() for c in sorted(cells(full_rect(height, width), (512, band)), key=lambda c: (c.col0, c.row0))]
 
 
 class InstanceStream:
@@ -64,7 +66,7 @@ class InstanceStream:
         self.labeller, self.like, self.class_names = labeller, dict(like), list(class_names)
         self.paths = paths
         instances = paths["instances"]
-        self._provisional = open_output(instances.with_name(f".{instances.stem}.provisional.tif"), like,
+        self._provisional = RasterWriter(instances.with_name(f".{instances.stem}.provisional.tif"), like,
                                         dtype="uint32", nodata=None)
         self._pieces: dict[int, list[Any]] = defaultdict(list)
 
@@ -98,26 +100,19 @@ class InstanceStream:
 
     def _remap(self, provisional: Path, result: StreamInstances, classes_raster: Path) -> None:
         """Second pass, block row by block row: provisional ids -> final ids (and the panoptic class/instance pair)."""
-        writers = [open_output(self.paths["instances"], self.like, dtype="uint32", nodata=0)]
-        if "panoptic" in self.paths:
-            writers.append(open_output(self.paths["panoptic"], self.like, count=2, dtype="uint32", nodata=None,
-                                       descriptions=["class", "instance"]))
-        try:
-            with open_raster(provisional, require_crs=False, check_data=False) as src, \
-                    open_raster(classes_raster, require_crs=False, check_data=False) as classes:
-                for window in _band_windows(src.height, src.width):
-                    final = result.lut[src.read(1, window=window)]
-                    at = int(window.row_off), int(window.col_off)
-                    writers[0].write_block(*at, final)
-                    if len(writers) > 1:
-                        pair = np.stack([classes.read(1, window=window).astype(np.uint32), final])
-                        writers[1].write_block(*at, pair)
-        except BaseException:
-            for writer in writers:
-                writer.abort()
-            raise
-        for writer in writers:
-            writer.close()
+        with contextlib.ExitStack() as files:  # a writer removes its file on an error, closes it otherwise
+            ids = files.enter_context(RasterWriter(self.paths["instances"], self.like, dtype="uint32", nodata=0))
+            pairs = None if "panoptic" not in self.paths else files.enter_context(RasterWriter(
+                self.paths["panoptic"], self.like, count=2, dtype="uint32", nodata=None,
+                descriptions=["class", "instance"]))
+            src = files.enter_context(open_raster(provisional, require_crs=False, check_data=False))
+            classes = files.enter_context(open_raster(classes_raster, require_crs=False, check_data=False))
+            for window in _band_windows(src.height, src.width):
+                final = result.lut[src.read(1, window=window)]
+                at = int(window.row_off), int(window.col_off)
+                ids.write_block(*at, final)
+                if pairs is not None:
+                    pairs.write_block(*at, np.stack([classes.read(1, window=window).astype(np.uint32), final]))
 
     def _describe(self, result: StreamInstances) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """CSV rows and polygon features, one per final instance (pieces unioned exactly in pixel space)."""

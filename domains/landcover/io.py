@@ -30,6 +30,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from segsuite.core.errors import DataError
+from segsuite.domains.landcover.sampling import cells, full_rect
 
 PathLike = str | Path
 
@@ -260,26 +261,17 @@ def read_window(
     alpha band's, see :func:`alpha_is_nodata`), every band is finite (NaN/inf count as nodata) and it lies inside the
     raster. Invalid pixels read as 0.
     """
-    bands = check_bands(src, bands)
-    h, w = int(window.height), int(window.width)
-    image = np.zeros((len(bands), h, w), np.float32)  # (C, h, w)
-    valid = np.zeros((h, w), bool)  # (h, w)
-    inner, dr, dc = _inside(window, src.height, src.width)
-    if inner is None:
-        return image, valid
-    raw = read_raw(src, inner, bands)  # (C, ih, iw) in the file's dtype
-    ok = valid_pixels(src, inner, bands, raw, alpha_is_mask)
-    data = raw.astype(np.float32, copy=False)
-    data[:, ~ok] = 0.0
-    image[:, dr : dr + inner.height, dc : dc + inner.width] = data
-    valid[dr : dr + inner.height, dc : dc + inner.width] = ok
+    data, valid = read_tile(src, window, check_bands(src, bands), alpha_is_mask)
+    image = data.astype(np.float32)  # (C, h, w), a copy
+    image[:, ~valid] = 0.0
     return image, valid
 
 
 def read_tile(src: rasterio.DatasetReader, window: Window, bands: Sequence[int], alpha_is_mask: bool | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
     """Read ``window`` of ``bands`` in the file's dtype ``(C, h, w)`` plus its valid mask ``(h, w)`` (see
-    :func:`read_window`; invalid pixels keep whatever the file holds). The engine's tiles: normalised on the device."""
+    :func:`read_window`; invalid pixels keep whatever the file holds, 0 outside the raster). The engine's tiles:
+    normalised on the device."""
     h, w = int(window.height), int(window.width)
     inner, dr, dc = _inside(window, src.height, src.width)
     if inner is not None and (dr, dc, inner.height, inner.width) == (0, 0, h, w):  # the usual case: no padding
@@ -298,26 +290,10 @@ def read_tile(src: rasterio.DatasetReader, window: Window, bands: Sequence[int],
 def read_label_window(src: rasterio.DatasetReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
     """Read band 1 of a label raster in ``window`` as int64 ``(h, w)`` plus a valid mask ``(h, w)``
     (False at the label's nodata/mask and outside the raster; labels there are 0)."""
-    h, w = int(window.height), int(window.width)
-    labels = np.zeros((h, w), np.int64)
-    valid = np.zeros((h, w), bool)
-    inner, dr, dc = _inside(window, src.height, src.width)
-    if inner is None:
-        return labels, valid
-    raw = read_raw(src, inner, [1])  # (1, ih, iw)
-    ok = valid_pixels(src, inner, [1], raw)
-    data = raw[0].astype(np.int64)
-    data[~ok] = 0
-    labels[dr : dr + inner.height, dc : dc + inner.width] = data
-    valid[dr : dr + inner.height, dc : dc + inner.width] = ok
+    data, valid = read_tile(src, window, [1])
+    labels = data[0].astype(np.int64)  # (h, w)
+    labels[~valid] = 0
     return labels, valid
-
-
-def iter_block_windows(height: int, width: int, rows: int = 512, cols: int | None = None) -> list[Window]:
-    """Non-overlapping windows (clipped at the edge) that tile a ``height x width`` raster."""
-    cols = cols or rows
-    return [Window(c, r, min(cols, width - c), min(rows, height - r))
-            for r in range(0, height, rows) for c in range(0, width, cols)]
 
 
 def chunk_windows(src: rasterio.DatasetReader, target: int = 512) -> list[Window]:
@@ -325,4 +301,4 @@ def chunk_windows(src: rasterio.DatasetReader, target: int = 512) -> list[Window
     bh, bw = src.block_shapes[0]
     rows = bh * max(1, target // bh) if bh <= target else target
     cols = bw * max(1, target // bw) if bw <= target else target
-    return iter_block_windows(src.height, src.width, rows, cols)
+    return [cell.window() for cell in cells(full_rect(src.height, src.width), (rows, cols))]

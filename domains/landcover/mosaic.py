@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import glob
 import math
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +154,3 @@ def mosaic_files(pattern: str) -> list[str]:
         raise DataError(f"input {MOSAIC_PREFIX}{pattern}: the pattern matches no file (e.g. mosaic:scenes/*.tif)")
     return files
 
-
-def vrt_folder() -> Path:
-    """A private temporary folder for the VRTs a run builds (never in the output)."""
-    return Path(tempfile.mkdtemp(prefix="segsuite-vrt-"))

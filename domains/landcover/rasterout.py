@@ -28,15 +28,16 @@ def _geometry(like: Mapping[str, Any] | rasterio.DatasetReader | PathLike) -> di
 
 class RasterWriter:
     """Streaming GeoTIFF writer for tiled inference: rectangles arrive via ``write_block`` (column bands left to right,
-    each top to bottom; ``write_rows`` for full-width rows). Memory: one block row of the current band.
+    each top to bottom; full-width rows are one band). Memory: one block row of the current band.
 
     The output keeps the template's CRS, transform, width and height exactly; it is tiled (``blocksize``),
     DEFLATE-compressed and BigTIFF when needed; ``cog``: converted to a Cloud-Optimized GeoTIFF on ``close``.
-    Used as a context manager, an exception removes the file (the pipeline stages it anyway).
+    Used as a context manager, an exception removes the file (the pipeline stages it anyway). The defaults suit a
+    class-id raster: 1 band of uint8 with nodata 255 (``colormap``: a colour table).
     """
 
     def __init__(self, path: PathLike, like: Mapping[str, Any] | rasterio.DatasetReader | PathLike, count: int = 1,
-                 dtype: str = "uint8", nodata: float | None = None, colormap: Mapping[int, Sequence[int]] | None = None,
+                 dtype: str = "uint8", nodata: float | None = 255, colormap: Mapping[int, Sequence[int]] | None = None,
                  cog: bool = False, blocksize: int = 512, descriptions: Sequence[str] | None = None) -> None:
         if blocksize % 16:
             raise ValueError(f"blocksize must be a multiple of 16 (e.g. 256 or 512); got {blocksize}")
@@ -64,10 +65,6 @@ class RasterWriter:
         self._col0, self._cols = 0, 0  # the band being written: its first column and width
         self._flushed = 0  # rows of the band written to the file
         self._next = self.height  # rows of the band received (a finished band of width 0 before the first)
-
-    def write_rows(self, row0: int, block: np.ndarray, valid: np.ndarray | None = None) -> None:
-        """Append full-width rows: :meth:`write_block` at column 0."""
-        self.write_block(row0, 0, block, valid)
 
     def write_block(self, row0: int, col0: int, block: np.ndarray, valid: np.ndarray | None = None) -> None:
         """Write ``block`` ``(C, rows, w)`` (or ``(rows, w)`` for one band) at ``(row0, col0)``. Blocks come in
@@ -148,10 +145,3 @@ class RasterWriter:
         else:
             self.abort()
 
-
-def open_output(path: PathLike, like: Mapping[str, Any] | rasterio.DatasetReader | PathLike, count: int = 1,
-                dtype: str = "uint8", nodata: float | None = 255, colormap: Mapping[int, Sequence[int]] | None = None,
-                cog: bool = False, blocksize: int = 512, descriptions: Sequence[str] | None = None) -> RasterWriter:
-    """Start a streaming GeoTIFF shaped like ``like`` (a profile, dataset or path); see ``RasterWriter``.
-    Defaults suit a class-id raster: 1 band uint8 with nodata 255 (pass ``colormap`` for a colour table)."""
-    return RasterWriter(path, like, count, dtype, nodata, colormap, cog, blocksize, descriptions)

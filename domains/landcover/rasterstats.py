@@ -12,7 +12,6 @@ from affine import Affine
 from rasterio.windows import Window
 
 from segsuite.core.errors import DataError
-from segsuite.domains.landcover.classes import ClassMap
 from segsuite.domains.landcover.io import PathLike, chunk_windows, open_raster, read_raw, read_window, valid_pixels
 
 
@@ -106,14 +105,3 @@ def check_pair(image_path: PathLike, label_path: PathLike) -> None:
             raise DataError(f"{label_path}: a label raster must have 1 integer band of class ids; "
                             f"got {lbl.count} band(s) of {lbl.dtypes[0]}")
 
-
-def check_label_values(label_path: PathLike, class_map: ClassMap, ignore_index: int = 255) -> None:
-    """Read the label raster chunk by chunk; DataError naming any values that are neither class ids nor
-    ``ignore_index`` (pixels under the label's nodata/mask are not checked)."""
-    with open_raster(label_path, check_data=False) as src:
-        seen, _ = count_values(src)
-    bad = sorted(set(seen) - set(class_map.ids) - {ignore_index})
-    if bad:
-        shown = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
-        raise DataError(f"{label_path}: label values {shown} are not in the class map ({class_map.source}: ids "
-                        f"0..{len(class_map) - 1}); other accepted values: nodata and the ignore index {ignore_index}")

@@ -5,10 +5,9 @@ a held-out region of a labelled scene, read tile by tile and normalised exactly 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,11 @@ import torch
 from rasterio.windows import Window
 
 from segsuite.core.contracts import Item, Job, Prediction
-from segsuite.core.domain import BaseReader
+from segsuite.core.domain import BaseOpened, BaseRawSource, BaseReader
 from segsuite.core.errors import ConfigError, DataError
-from segsuite.core.io import input_files, pattern_matches
+from segsuite.core.io import input_files, pattern_matches, work_folder
 from segsuite.core.preview import stretch
+from segsuite.core.probes import Probes, file_version
 from segsuite.domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets
 from segsuite.domains.landcover.io import (
     as_location,
@@ -34,8 +34,8 @@ from segsuite.domains.landcover.io import (
     read_label_window,
     read_tile,
 )
-from segsuite.domains.landcover.mosaic import MOSAIC_PREFIX, mosaic_files, vrt_folder, write_vrt
-from segsuite.domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
+from segsuite.domains.landcover.mosaic import MOSAIC_PREFIX, mosaic_files, write_vrt
+from segsuite.domains.landcover.report import M2_PER_HECTARE, decimated, pixel_area_m2
 from segsuite.domains.landcover.sampling import Rect, full_rect, window_rect
 from segsuite.domains.landcover.stac import STAC_PREFIX, stac_rasters
 
@@ -69,17 +69,6 @@ class BandNormalizer:
         return out
 
 
-def _read_normalised(source: Any, window: Sequence[int]) -> np.ndarray:
-    """A raw source's window as the model sees it: normalised float32 ``(C, h, w)``, 0 at nodata (as on the device)."""
-    data, valid = source.load(window)
-    return source.normalizer(torch.from_numpy(data)[None], torch.from_numpy(valid)[None])[0].numpy()
-
-
-def _all_nodata(source: Any, window: Sequence[int]) -> bool:
-    """True when the window holds only nodata."""
-    return not source.load(window)[1].any()
-
-
 @dataclass(frozen=True)
 class Probed:
     """What opening a raster found (:attr:`RasterSource.probed`): enough to check a checkpoint's bands against it and
@@ -92,7 +81,7 @@ class Probed:
     profile: Any
 
 
-class RasterSource:
+class RasterSource(BaseRawSource):
     """A GeoTIFF (or a rectangle ``region`` of it) as a tiled-inference source, read with a checkpoint's ``meta``
     (bands, normalisation); windows are relative to the region. Tiles travel in the file's dtype with their valid
     mask and are normalised on the device (:class:`BandNormalizer`); every thread that reads gets its own handle
@@ -115,6 +104,7 @@ class RasterSource:
             self.close()
             raise
         self.bands = [int(b) for b in meta["bands"]]
+        self.alpha = meta.get("alpha_is_mask")  # the training data's nodata rule for an alpha band (io.alpha_is_nodata)
         self.region = region or full_rect(first.height, first.width)
         self.shape = (self.region.height, self.region.width)
         self.profile = first.profile  # the outputs' template: CRS, transform, size
@@ -130,11 +120,6 @@ class RasterSource:
                 self._handles.append(src)
         return src
 
-    @property
-    def alpha(self) -> bool | None:
-        """The training data's nodata rule for an alpha band (``io.alpha_is_nodata``)."""
-        return self.meta.get("alpha_is_mask")
-
     def _window(self, window: Sequence[int]) -> Window:
         row, col, height, width = (int(v) for v in window)
         return Window(col + self.region.col0, row + self.region.row0, width, height)
@@ -142,9 +127,6 @@ class RasterSource:
     def load(self, window: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """``(data (C, h, w) in the file's dtype, valid (h, w))`` for ``(row, col, height, width)``."""
         return read_tile(self._handle(), self._window(window), self.bands, self.alpha)
-
-    read = _read_normalised
-    skip = _all_nodata
 
     def any_valid(self) -> bool:
         """Whether the region holds a valid pixel; reads block-aligned chunks up to the first valid one."""
@@ -164,14 +146,8 @@ class RasterSource:
             self._handles.clear()
         self._local = threading.local()
 
-    def __enter__(self) -> RasterSource:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class ArraySource:
+class ArraySource(BaseRawSource):
     """An in-memory image ``(C, H, W)`` read as :class:`RasterSource` reads a GeoTIFF: the checkpoint's bands (``C``
     the model's bands, or every band of the training images), NaN/inf and a masked array's mask as nodata, normalised
     with the training statistics on the device (0 at nodata)."""
@@ -198,15 +174,9 @@ class ArraySource:
         return self.image[:, row : row + height, col : col + width], self.valid_mask[row : row + height,
                                                                                      col : col + width]
 
-    read = _read_normalised
-    skip = _all_nodata
-
-    def close(self) -> None:
-        pass
-
 
 @dataclass
-class OpenedScene:
+class OpenedScene(BaseOpened):
     """The sources of one item (a whole raster, or the rectangles of a held-out region) and, for a labelled region,
     its label (and instance) rasters. Sinks share the valid mask and the truth of a row block: read once."""
 
@@ -217,13 +187,7 @@ class OpenedScene:
     ignore_index: int = 255
     streaming: bool = True
     bands: bool = True  # the sinks take rectangles: a wide raster goes through in column bands
-    _cache: dict[str, tuple[tuple[int, int, int], Any]] = field(default_factory=dict)
-
-    def _cached(self, what: str, p: Prediction, read: Any) -> Any:
-        key = (p.source, p.row0, p.col0)
-        if what not in self._cache or self._cache[what][0] != key:
-            self._cache[what] = (key, read())
-        return self._cache[what][1]
+    _truth: tuple[tuple[int, int, int], Any] | None = None  # the last block's truth and where it is
 
     def valid(self, p: Prediction) -> np.ndarray:
         """``(n, w)``: the input is valid there and a window was computed."""
@@ -232,7 +196,9 @@ class OpenedScene:
     def truth(self, p: Prediction) -> tuple[np.ndarray, np.ndarray | None]:
         """Target classes ``(n, w)`` int64 (ignore index where unlabelled, ignored or the input is nodata; a
         DataError for values outside 0..K-1) and the instance raster's ids (None without one)."""
-        return self._cached("truth", p, lambda: self._read_truth(p))
+        if self._truth is None or self._truth[0] != (p.source, p.row0, p.col0):
+            self._truth = ((p.source, p.row0, p.col0), self._read_truth(p))
+        return self._truth[1]
 
     def _read_truth(self, p: Prediction) -> tuple[np.ndarray, np.ndarray | None]:
         rect, (n, w) = self.sources[p.source].region, p.classes.shape
@@ -241,9 +207,6 @@ class OpenedScene:
         keep = labelled & self.valid(p) & (labels != self.ignore_index)
         ids = None if self.instances is None else read_label_window(self.instances, window)[0]
         return class_targets(labels, keep, self.num_classes, self.ignore_index, self.labels.name), ids
-
-    def restore(self, logits: Any) -> Any:
-        return logits
 
     def cell_size(self) -> tuple[float, str] | None:
         """One pixel's area in hectares (``segsuite.core.api``); None without a projected CRS (arrays, degrees)."""
@@ -257,18 +220,6 @@ class OpenedScene:
         for src in [*self.sources, self.labels, self.instances]:
             if src is not None:
                 src.close()
-
-
-def _version(location: str | Path) -> tuple[str, int, int] | None:
-    """A local file's path, modification time and size (taken before it is read: a later change shows); None for a
-    remote one (it may change unseen) or a missing one."""
-    if is_remote(location):
-        return None
-    try:
-        stat = os.stat(location)
-    except OSError:
-        return None
-    return str(location), stat.st_mtime_ns, stat.st_size
 
 
 class GeoTiffReader(BaseReader):
@@ -291,7 +242,7 @@ class GeoTiffReader(BaseReader):
             raise ConfigError(f"stac_mode={stac_mode!r}: choose items (one output per item) or mosaic (one output)")
         self.stac_assets = [stac_assets] if isinstance(stac_assets, str) else list(stac_assets)
         self.stac_mode, self.reproject = stac_mode, bool(reproject)
-        self._probed: dict[tuple[str, int, int], Probed] = {}  # check's findings, taken by open
+        self._probed = Probes()  # check's findings, taken by open
         self._vrts: Path | None = None  # the VRTs built for mosaic: and stac: inputs
 
     def find(self, input: Any, job: Job) -> list[Item]:
@@ -318,7 +269,7 @@ class GeoTiffReader(BaseReader):
 
     def _many_as_one(self, input: str) -> list[Item]:
         """Items of ``mosaic:PATTERN`` (one VRT) or ``stac:JSON`` (a raster or VRT per item, or one mosaic VRT)."""
-        folder = self._vrts = self._vrts or vrt_folder()
+        folder = self._vrts = self._vrts or work_folder("segsuite-vrt-")  # a later run removes it once we are gone
         if input.startswith(MOSAIC_PREFIX):
             vrt = write_vrt(mosaic_files(input[len(MOSAIC_PREFIX):]), folder / "mosaic.vrt", reproject=self.reproject)
             return [Item("mosaic", vrt)]
@@ -337,12 +288,11 @@ class GeoTiffReader(BaseReader):
         """Opens, not truncated, has a CRS, the checkpoint's bands and (a whole raster) some valid pixel."""
         region = item.source if isinstance(item.source, Region) else None
         path = as_location(region.scene.image if region else item.source)
-        version = _version(path)
+        version = file_version(path)  # before reading it
         with RasterSource(path, job.model.meta) as source:
             if region is None and not source.any_valid():
                 raise DataError(f"{item.source}: every pixel is nodata; nothing to predict")
-        if version is not None:
-            self._probed[version] = source.probed
+        self._probed.keep(version, source.probed)
 
     def from_array(self, array: np.ndarray, job: Job) -> OpenedScene:
         """An in-memory image ``(C, H, W)`` (``segsuite.core.api``) prepared as a GeoTIFF is: the checkpoint's bands and
@@ -352,13 +302,12 @@ class GeoTiffReader(BaseReader):
     def preview(self, path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
         """The demo page's picture of a scene: its first three bands, read at the result's size, stretched to RGB."""
         try:
-            with rasterio.open(path) as src:
-                bands = list(range(1, min(src.count, 3) + 1))
-                data = src.read(bands, out_shape=(len(bands), *shape[-2:]), masked=True)
-        except (rasterio.errors.RasterioError, OSError) as err:  # a nicety: the prediction reports bad files
+            with open_raster(path, require_crs=False, check_data=False) as src:
+                data, _ = decimated(src, list(range(1, min(src.count, 3) + 1)), shape[-2:])
+        except DataError as err:  # a nicety: the prediction reports bad files
             log.info("no preview of %s: %s", path, err)
             return None
-        return stretch(data.astype(np.float32).filled(np.nan))
+        return stretch(data)
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
         """A small synthetic scene with the checkpoint's band count, written into ``folder`` once (demo page)."""
@@ -373,8 +322,7 @@ class GeoTiffReader(BaseReader):
     def open(self, item: Item, job: Job) -> OpenedScene:
         meta = job.model.meta
         path = as_location(item.source.scene.image if isinstance(item.source, Region) else item.source)
-        version = _version(path)
-        probed = self._probed.pop(version, None) if version is not None else None  # None: the file changed
+        probed = self._probed.take(path)  # None: the file changed (or is remote)
         if not isinstance(item.source, Region):
             return OpenedScene([RasterSource(path, meta, probed=probed)])
         scene = item.source.scene

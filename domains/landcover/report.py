@@ -13,20 +13,21 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 
 from segsuite.core.errors import DataError
 from segsuite.core.io import write_csv, write_json
+from segsuite.core.overlay import colorize, legend_strip
+from segsuite.core.png import save_png
+from segsuite.core.preview import stretch
 from segsuite.domains.landcover.classes import DEFAULT_CLASSES, ClassMap
 from segsuite.domains.landcover.io import check_bands, open_raster, remote_env
 from segsuite.domains.landcover.rasterstats import count_values
 
 M2_PER_HECTARE = 10_000.0
 M2_PER_KM2 = 1_000_000.0
+NODATA = 255  # class rasters' nodata
 CSV_COLUMNS = ["id", "name", "pixels", "percent", "hectares", "km2"]
 
 
@@ -78,55 +79,40 @@ def write_area_report(report: dict[str, Any], csv_path: str | Path | None = None
         write_json(json_path, report, overwrite)
 
 
-def _decimated(src: rasterio.DatasetReader, bands: list[int], max_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest-neighbour read of ``bands`` at most ``max_size`` px on the long side: ``(C, h, w)``, valid ``(h, w)``."""
-    scale = max(1.0, max(src.height, src.width) / max_size)
-    shape = (len(bands), max(1, math.ceil(src.height / scale)), max(1, math.ceil(src.width / scale)))
+def decimated(src: rasterio.DatasetReader, bands: list[int], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-neighbour read of ``bands`` at ``shape`` ``(h, w)`` (from overviews when the file has them): data
+    ``(C, h, w)`` float32 with NaN where it is not valid, and valid ``(h, w)``."""
     try:
         with remote_env(src.name):  # a URL's overviews are read with the same COG options as its tiles
-            data = src.read(bands, out_shape=shape, resampling=Resampling.nearest).astype(np.float32)
-            valid = (src.read_masks(bands, out_shape=shape, resampling=Resampling.nearest) > 0).all(axis=0)
+            data = src.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest).astype(np.float32)
+            valid = (src.read_masks(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest) > 0).all(0)
     except RasterioError as exc:
         raise DataError(f"{src.name}: decimated read for the preview failed: {exc}") from exc
-    return data, valid & np.isfinite(data).all(axis=0)
-
-
-def _stretch(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """2-98 percentile stretch per band of ``(3, h, w)`` to an RGB float image ``(h, w, 3)`` in [0, 1]."""
-    rgb = np.zeros(data.shape[1:] + (3,), np.float32)
-    for i, band in enumerate(data):
-        if valid.any():
-            lo, hi = np.percentile(band[valid], [2, 98])
-            rgb[..., i] = np.clip((band - lo) / max(hi - lo, 1e-12), 0, 1)
-    rgb[~valid] = 0.0
-    return rgb
+    valid &= np.isfinite(data).all(axis=0)
+    return np.where(valid, data, np.nan), valid
 
 
 def preview_png(image_path: str | Path, pred_path: str | Path, png_path: str | Path, class_map: ClassMap | None = None,
                 bands: Sequence[int] | None = None, max_size: int = 1024) -> Path:
-    """PNG with the image (RGB from ``bands``, 1-based, default 1, 2, 3 or band 1 as grey; 2-98 % stretch) and the
-    prediction in class colours side by side, with a legend. Rasters are read decimated to ``max_size`` px (from
+    """PNG with the image (RGB from ``bands``, 1-based, default 1, 2, 3 or band 1 as grey; 2-98 % stretch, nodata
+    black) and the prediction in class colours (nodata white) side by side, the core's legend of the classes shown
+    below (:mod:`segsuite.core.overlay`). Rasters are read decimated to ``max_size`` px on the long side (from
     overviews when present, e.g. ``cog=True`` outputs) so huge scenes stay cheap."""
     class_map = class_map or DEFAULT_CLASSES
     with open_raster(image_path, require_crs=False, check_data=False) as src:
-        rgb_bands = check_bands(src, bands) if bands is not None else [1, 2, 3] if src.count >= 3 else [1, 1, 1]
-        if len(rgb_bands) != 3:
+        rgb_bands = check_bands(src, bands) if bands is not None else [1, 2, 3] if src.count >= 3 else [1]
+        if bands is not None and len(rgb_bands) != 3:
             raise DataError(f"{image_path}: preview needs 3 bands for RGB; got bands={rgb_bands}")
-        rgb = _stretch(*_decimated(src, rgb_bands, max_size))
+        scale = max(1.0, max(src.height, src.width) / max_size)
+        shape = max(1, math.ceil(src.height / scale)), max(1, math.ceil(src.width / scale))
+        data, valid = decimated(src, rgb_bands, shape)
     with open_raster(pred_path, require_crs=False, check_data=False) as src:
-        pred, pred_valid = _decimated(src, [1], max_size)
-    lut = np.zeros((256, 3), np.float32)
-    lut[: len(class_map)] = np.asarray(class_map.colors, np.float32) / 255.0
-    ids = np.clip(pred[0], 0, 255).astype(np.uint8)
-    colour = np.where(pred_valid[..., None], lut[ids], 1.0)  # (h, w, 3), nodata white
-    fig = Figure(figsize=(12, 6), dpi=100)
-    FigureCanvasAgg(fig)
-    for ax, img, title in zip(fig.subplots(1, 2), (rgb, colour), ("image", "prediction"), strict=True):
-        ax.imshow(img, interpolation="nearest")
-        ax.set_title(title)
-        ax.set_axis_off()
-    handles = [Patch(color=np.array(color) / 255.0, label=f"{i}: {name}")
-               for i, (name, color) in enumerate(zip(class_map.names, class_map.colors))]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False)
-    fig.savefig(png_path, format="png", bbox_inches="tight")
-    return Path(png_path)
+        pred, pred_valid = decimated(src, [1], shape)
+    classes = np.where(pred_valid, pred[0], NODATA).astype(np.int64)  # (h, w)
+    panels = [np.where(valid[..., None], stretch(data), 0).astype(np.uint8), np.full((*shape[:1], 8, 3), 255, np.uint8),
+              colorize(classes, [list(c) for c in class_map.colors], NODATA, (255, 255, 255))]
+    top = np.concatenate(panels, axis=1)  # (h, 2 w + 8, 3)
+    legend = legend_strip(classes, [list(c) for c in class_map.colors], list(class_map.names), top.shape[1], NODATA)
+    canvas = np.full((top.shape[0] + legend.shape[0], legend.shape[1], 3), 255, np.uint8)
+    canvas[: top.shape[0], : top.shape[1]], canvas[top.shape[0] :] = top, legend
+    return save_png(canvas, png_path, overwrite=True)

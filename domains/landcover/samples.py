@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +23,11 @@ import torch
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
+from segsuite.core.chunks import Chunk, ChunkSampler, aligned_step
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.domains.landcover.classes import ClassMap
-from segsuite.domains.landcover.io import open_raster, read_label_window, read_window
-from segsuite.domains.landcover.sampling import (
-    Rect,
-    cells,
-    grid_windows,
-    placement_weights,
-    random_window,
-    repeat_factor_weights,
-    window_near,
-    window_rect,
-)
+from segsuite.domains.landcover.io import open_raster, read_label_window, read_tile
+from segsuite.domains.landcover.sampling import Rect, cells, grid_windows, repeat_factor_weights, window_rect
 
 
 @dataclass(frozen=True)
@@ -87,9 +79,8 @@ def augment_d4(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *e
     return tuple(np.ascontiguousarray(np.rot90(a, k, axes=(-2, -1))) for a in arrays)
 
 
-def _in_rect(window: Window, rect: Rect) -> np.ndarray:
-    """Boolean ``(h, w)``: which pixels of ``window`` lie in ``rect``."""
-    w = window_rect(window)
+def _in_rect(w: Rect, rect: Rect) -> np.ndarray:
+    """Boolean ``(h, w)``: which pixels of ``w`` lie in ``rect``."""
     rows = (np.arange(w.row0, w.row1) >= rect.row0) & (np.arange(w.row0, w.row1) < rect.row1)
     cols = (np.arange(w.col0, w.col1) >= rect.col0) & (np.arange(w.col0, w.col1) < rect.col1)
     return rows[:, None] & cols[None, :]
@@ -109,21 +100,18 @@ class RasterCache:
     """Open rasterio datasets, least recently used closed first; fresh per process (DataLoader workers)."""
 
     def __init__(self, max_open: int = 32) -> None:
-        self.max_open = max_open
-        self._pid = os.getpid()
-        self._open: OrderedDict[Path, rasterio.DatasetReader] = OrderedDict()
+        self.max_open, self._open = max_open, (os.getpid(), OrderedDict())
 
     def get(self, path: Path) -> rasterio.DatasetReader:
-        if os.getpid() != self._pid:  # forked worker: never share GDAL handles with the parent
-            self._pid, self._open = os.getpid(), OrderedDict()
-        if path in self._open:
-            self._open.move_to_end(path)
-            return self._open[path]
-        src = open_raster(path, check_data=False)
-        self._open[path] = src
-        if len(self._open) > self.max_open:
-            self._open.popitem(last=False)[1].close()
-        return src
+        if self._open[0] != os.getpid():  # forked worker: never share GDAL handles with the parent
+            self._open = os.getpid(), OrderedDict()
+        handles = self._open[1]
+        if path not in handles:
+            handles[path] = open_raster(path, check_data=False)
+            if len(handles) > self.max_open:
+                handles.popitem(last=False)[1].close()
+        handles.move_to_end(path)
+        return handles[path]
 
     def __getstate__(self) -> dict[str, Any]:
         return {"max_open": self.max_open}
@@ -169,58 +157,61 @@ class _LandCoverDataset(Dataset):
         """Whether every scene has an instance raster (items then carry "instances")."""
         return all(region.scene.instances is not None for region in self.regions)
 
-    def _read(self, scene: Scene, window: Window, own: Rect, region: Rect
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Normalised image ``(C, h, w)`` zeroed outside ``region`` and at nodata, int64 mask ``(h, w)`` with
-        labels only inside ``own``, and int64 instances ``(h, w)`` (0 where the mask is ignore; None if the scene
-        has no instance raster)."""
-        image, valid = read_window(self._rasters.get(scene.image), window, self.bands, self.alpha_is_mask)
-        labels, labelled = read_label_window(self._rasters.get(scene.label), window)  # (h, w)
-        valid &= _in_rect(window, region)
-        keep = valid & labelled & _in_rect(window, own) & (labels != self.ignore_index)
-        mask = class_targets(labels, keep, len(self.class_map), self.ignore_index, f"{scene.label} {window}")
-        instances = None
-        if scene.instances is not None:
-            ids, labelled = read_label_window(self._rasters.get(scene.instances), window)  # (h, w)
-            instances = np.where(keep & labelled & (ids > 0), ids, 0)
-        return normalize(image, valid, self.mean, self.std), mask, instances
+    def _load(self, scene: Scene, window: Window) -> list[np.ndarray]:
+        """The files' pixels in ``window`` as stored (zero outside the raster): image ``(C, h, w)`` and its valid
+        mask ``(h, w)``, labels and their valid mask ``(h, w)``, and the instance ids and theirs if the scene has
+        an instance raster."""
+        out = list(read_tile(self._rasters.get(scene.image), window, self.bands, self.alpha_is_mask))
+        for path in (scene.label, scene.instances):
+            if path is not None:
+                data, ok = read_tile(self._rasters.get(path), window, [1])
+                out += [data[0], ok]
+        return out
+
+    def _item(self, scene: Scene, arrays: list[np.ndarray], origin: tuple[int, int], box: Rect, own: Rect,
+              region: Rect, rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The sample of ``box`` cut from ``arrays`` (:meth:`_load`'s, read at ``origin`` (row, col)): image
+        normalised and zeroed outside ``region`` and at nodata, labels only inside ``own``, instances 0 where the
+        mask is ignore; D4-augmented with ``rng`` if given. ``arrays`` are left as they are."""
+        r, c = box.row0 - origin[0], box.col0 - origin[1]
+        image, valid, labels, labelled, *ids = (a[..., r : r + box.height, c : c + box.width] for a in arrays)
+        valid = valid & _in_rect(box, region)
+        labels = labels.astype(np.int64)
+        keep = valid & labelled & _in_rect(box, own) & (labels != self.ignore_index)
+        mask = class_targets(labels, keep, len(self.class_map), self.ignore_index, f"{scene.label} {box.window()}")
+        extra = [np.where(keep & ids[1] & (ids[0] > 0), ids[0], 0).astype(np.int64)] if ids else []
+        out = normalize(image, valid, self.mean, self.std), mask, *extra
+        return _sample(*(out if rng is None else augment_d4(*out[:2], rng, *out[2:])))
 
 
 class LandCoverTrainDataset(_LandCoverDataset):
     """Random patch-sized windows inside the training rectangles; ``samples_per_epoch`` items per epoch.
 
-    Windows are uniform over all placements, or (``rare_class_weighting``) drawn near cells picked by
-    repeat-factor weights so windows with rare classes come up more often. Randomness is drawn from torch's
-    RNG per item, so it differs between epochs and DataLoader workers and follows ``seed_everything``.
+    Windows come chunk by chunk (:class:`~segsuite.core.chunks.ChunkSampler`): a chunk of about ``chunk_size`` px
+    aligned to the image file's blocks is read once and serves ``windows_per_chunk`` windows, mixed through a
+    buffer of ``chunk_buffer`` chunks (memory per process: about ``chunk_buffer x (chunk_size + patch)^2`` pixels of
+    all rasters). Windows are uniform over all placements, or (``rare_class_weighting``) drawn near cells picked by
+    repeat-factor weights so windows with rare classes come up more often. The stream is seeded per process from
+    ``seed`` and torch's RNG, so it differs between DataLoader workers and follows ``seed_everything``.
     """
 
     def __init__(self, regions: Sequence[Region], *args: Any, samples_per_epoch: int = 1000, augment: bool = True,
-                 rare_class_weighting: bool = False, seed: int = 0, max_index_cells: int = 4096, **kwargs: Any) -> None:
+                 rare_class_weighting: bool = False, seed: int = 0, max_index_cells: int = 4096, chunk_size: int = 1024,
+                 windows_per_chunk: int = 32, chunk_buffer: int = 4, **kwargs: Any) -> None:
         super().__init__(regions, *args, **kwargs)
-        if samples_per_epoch < 1:
-            raise ConfigError(f"samples_per_epoch must be >= 1; got {samples_per_epoch}")
+        if min(samples_per_epoch, chunk_size, windows_per_chunk, chunk_buffer) < 1:
+            raise ConfigError(f"samples_per_epoch, chunk_size, windows_per_chunk and chunk_buffer must be >= 1; got "
+                              f"{samples_per_epoch}, {chunk_size}, {windows_per_chunk}, {chunk_buffer}")
         self.samples_per_epoch, self.augment, self.seed = int(samples_per_epoch), augment, int(seed)
+        self.chunking = int(chunk_size), int(windows_per_chunk), int(chunk_buffer)
         self._rects = [(region.scene, rect) for region in self.regions for rect in region.rects]
-        self._rect_p = placement_weights([r for _, r in self._rects], self.patch_size)
         self.rare_class_weighting, self.max_index_cells = bool(rare_class_weighting), int(max_index_cells)
-        self._index: tuple[list[tuple[int, Rect]], np.ndarray] | None = None  # built on the first draw
-
-    def sampling_index(self) -> tuple[list[tuple[int, Rect]], np.ndarray]:
-        """The rare-class cells and their weights, built on first use (it reads every training label window):
-        evaluate and predict, which never draw a training window, never build it. With DataLoader workers each
-        worker builds its own on its first item."""
-        if self._index is None:
-            self._index = self._rare_class_index(self.max_index_cells)
-        return self._index
-
-    @property
-    def _cell_p(self) -> np.ndarray | None:
-        """The cells' weights when sampling by rare class (builds the index), else None."""
-        return self.sampling_index()[1] if self.rare_class_weighting else None
+        self._sampler: ChunkSampler | None = None  # built on the first draw
 
     def _rare_class_index(self, max_cells: int) -> tuple[list[tuple[int, Rect]], np.ndarray]:
-        """Patch-sized cells (a seeded subset of at most ``max_cells``) with repeat-factor weights from the
-        classes present in each cell."""
+        """Patch-sized cells (a seeded subset of at most ``max_cells``) with repeat-factor weights from the classes
+        present in each cell. Built with the sampler, on the first draw (it reads every cell's labels): evaluate and
+        predict, which never draw a training window, never build it; each DataLoader worker builds its own."""
         all_cells = [(i, c) for i, (_, rect) in enumerate(self._rects) for c in cells(rect, self.patch_size)]
         if len(all_cells) > max_cells:
             pick = np.random.default_rng(self.seed).choice(len(all_cells), max_cells, replace=False)
@@ -232,24 +223,32 @@ class LandCoverTrainDataset(_LandCoverDataset):
             presence[row, ids[(ids >= 0) & (ids < len(self.class_map))]] = True
         return all_cells, repeat_factor_weights(presence)
 
+    def sampler(self) -> ChunkSampler:
+        """The chunk sampler over the training rectangles (built on the first draw, with the index if weighting)."""
+        if self._sampler is None:
+            size, per_chunk, buffer = self.chunking
+            steps = [tuple(aligned_step(b, size) for b in self._rasters.get(s.image).block_shapes[0])
+                     for s, _ in self._rects]
+            points, weights = None, None
+            if self.rare_class_weighting:
+                cells_, weights = self._rare_class_index(self.max_index_cells)
+                points = [(i, cell.row0, cell.col0) for i, cell in cells_]
+            self._sampler = ChunkSampler([astuple(r) for _, r in self._rects], self.patch_size, steps, per_chunk,
+                                         buffer, points, weights, self.seed)
+        return self._sampler
+
+    def _read_chunk(self, chunk: Chunk) -> list[np.ndarray]:
+        r0, c0, r1, c1 = chunk.area(self.patch_size)
+        return self._load(self._rects[chunk.item][0], Window(c0, r0, c1 - c0, r1 - r0))
+
     def __len__(self) -> int:
         return self.samples_per_epoch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, int(index), int(torch.randint(0, 2**31 - 1, ()))])
-        if self.rare_class_weighting:
-            cells_, weights = self.sampling_index()
-            i, cell = cells_[int(rng.choice(len(cells_), p=weights))]
-            scene, rect = self._rects[i]
-            window = window_near(cell, rect, self.patch_size, rng)
-        else:
-            scene, rect = self._rects[int(rng.choice(len(self._rects), p=self._rect_p))]
-            window = random_window(rect, self.patch_size, rng)
-        image, mask, instances = self._read(scene, window, own=rect, region=rect)
-        if self.augment:
-            image, mask, *extra = augment_d4(image, mask, rng, *([] if instances is None else [instances]))
-            instances = extra[0] if extra else None
-        return _sample(image, mask, instances)
+        chunk, arrays, box = self.sampler().draw(self._read_chunk)
+        scene, rect = self._rects[chunk.item]
+        return self._item(scene, arrays, chunk.area(self.patch_size)[:2], Rect(*box), rect, rect,
+                          self.sampler().rng if self.augment else None)
 
 
 class LandCoverGridDataset(_LandCoverDataset):
@@ -265,4 +264,5 @@ class LandCoverGridDataset(_LandCoverDataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         scene, window, own, rect = self.items[index]
-        return _sample(*self._read(scene, window, own=own, region=rect))
+        box = window_rect(window)
+        return self._item(scene, self._load(scene, window), (box.row0, box.col0), box, own, rect)

@@ -1,4 +1,5 @@
-"""Where samples come from: pixel rectangles, spatial hold-out, validation grids and random training windows.
+"""Where samples come from: pixel rectangles, spatial hold-out, validation grids and rare-class weights (random
+training windows: :class:`segsuite.core.chunks.ChunkSampler`).
 
 Rectangles are half-open pixel ranges. A window may be larger than the rectangle it is drawn for (a tile
 smaller than the patch); pixels outside the rectangle are then masked out by the dataset.
@@ -6,7 +7,7 @@ smaller than the patch); pixels outside the rectangle are then masked out by the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,61 +114,30 @@ def _strip_split(height: int, width: int, fraction: float) -> tuple[list[Rect], 
     return [Rect(0, 0, cut, width)], [Rect(cut, 0, height, width)]
 
 
+def blocks(height: int, width: int, block: int) -> list[list[Rect]]:
+    """Rows of blocks of about ``block`` px tiling a scene, edges spread evenly (no thin sliver at the scene edge)."""
+    rows, cols = (np.linspace(0, n, max(1, round(n / block)) + 1).astype(int).tolist() for n in (height, width))
+    return [[Rect(r0, c0, r1, c1) for c0, c1 in zip(cols, cols[1:])] for r0, r1 in zip(rows, rows[1:])]
+
+
 def _block_split(height: int, width: int, fraction: float, block: int, seed: int) -> tuple[list[Rect], list[Rect]]:
-    # Block edges spread evenly (blocks of about ``block`` px), so no thin sliver is left at the scene edge.
-    rows = [int(v) for v in np.linspace(0, height, max(1, round(height / block)) + 1)]
-    cols = [int(v) for v in np.linspace(0, width, max(1, round(width / block)) + 1)]
-    grid_r, grid_c = len(rows) - 1, len(cols) - 1
-    n = grid_r * grid_c
+    grid = blocks(height, width, block)
+    n = len(grid) * len(grid[0])
     if n < 2:
         raise ConfigError(f"holdout_block={block} gives one block for a {height}x{width} scene; use a smaller block")
-    n_val = min(max(round(fraction * n), 1), n - 1)
     held = np.zeros(n, bool)
-    held[np.random.default_rng(seed).choice(n, n_val, replace=False)] = True
-    held = held.reshape(grid_r, grid_c)
+    held[np.random.default_rng(seed).choice(n, min(max(round(fraction * n), 1), n - 1), replace=False)] = True
     val, train = [], []
-    for i in range(grid_r):
-        val += [Rect(rows[i], cols[j], rows[i + 1], cols[j + 1]) for j in range(grid_c) if held[i, j]]
+    for row, marks in zip(grid, held.reshape(len(grid), -1)):
         j = 0
-        while j < grid_c:  # merge runs of train blocks so training windows can span them
-            if held[i, j]:
-                j += 1
-                continue
-            k = j
-            while k < grid_c and not held[i, k]:
-                k += 1
-            train.append(Rect(rows[i], cols[j], rows[i + 1], cols[k]))
+        for is_held, run in itertools.groupby(marks.tolist()):
+            k = j + len(list(run))
+            if is_held:
+                val += row[j:k]
+            else:  # a run of neighbouring train blocks as one rect, so training windows can span them
+                train.append(Rect(row[j].row0, row[j].col0, row[k - 1].row1, row[k - 1].col1))
             j = k
     return train, val
-
-
-def _start(lo: int, hi: int, rng: np.random.Generator) -> int:
-    """Uniform integer in [lo, hi], or lo when the range is empty."""
-    return int(rng.integers(lo, hi + 1)) if hi > lo else lo
-
-
-def random_window(rect: Rect, patch: tuple[int, int], rng: np.random.Generator) -> Window:
-    """Uniformly placed patch inside ``rect`` (anchored at its corner if ``rect`` is smaller than the patch)."""
-    ph, pw = patch
-    return Window(_start(rect.col0, rect.col1 - pw, rng), _start(rect.row0, rect.row1 - ph, rng), pw, ph)
-
-
-def window_near(cell: Rect, rect: Rect, patch: tuple[int, int], rng: np.random.Generator) -> Window:
-    """Patch inside ``rect`` whose corner is jittered by up to half a patch around ``cell``'s corner."""
-    ph, pw = patch
-
-    def pick(c: int, lo: int, hi: int, size: int) -> int:
-        top = hi - size
-        return _start(min(max(c - size // 2, lo), top), min(max(c + size // 2, lo), top), rng) if top > lo else lo
-
-    return Window(pick(cell.col0, rect.col0, rect.col1, pw), pick(cell.row0, rect.row0, rect.row1, ph), pw, ph)
-
-
-def placement_weights(rects: Sequence[Rect], patch: tuple[int, int]) -> np.ndarray:
-    """Probability of each rect so that windows are uniform over all valid placements."""
-    counts = np.array([max(r.height - patch[0], 0) + 1 for r in rects], float)
-    counts *= np.array([max(r.width - patch[1], 0) + 1 for r in rects], float)
-    return counts / counts.sum()
 
 
 def repeat_factor_weights(presence: np.ndarray, threshold: float = 0.5) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from segsuite.core.contracts import Item, Job, Mode, Prediction
+from segsuite.core.domain import BaseEvaluation, BaseSink, ScoreSink, SemanticScorer
 from segsuite.core.errors import ConfigError
 from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores, check_baseline
 from segsuite.core.instances import PanopticMetrics, StripLabeller, StripPanoptic, truth_cutter, write_panoptic_reports
@@ -25,34 +26,33 @@ COUNT_COLUMNS = ["scene", "row0", "col0", "row1", "col1", "class", "predicted", 
 
 
 @dataclass
-class LandCoverEvaluation:
-    """The held-out regions of ``split`` (auto: test if the data has test scenes, else val); with ``baseline="rf"``
-    also a per-pixel Random Forest fitted on the training regions, scored on the same pixels
-    (:mod:`segsuite.domains.landcover.baseline`)."""
+class LandCoverEvaluation(BaseEvaluation):
+    """The held-out regions of ``split`` (auto: test if the data has test scenes, else val; resolved once, from the
+    first data it sees); with ``baseline="rf"`` also a per-pixel Random Forest fitted on the training regions, scored
+    on the same pixels (:mod:`segsuite.domains.landcover.baseline`)."""
 
     split: str = "auto"
     baseline: str | None = None
-    _chosen: str = ""
     _train: list[Region] = field(default_factory=list)
 
     def items(self, datasets: Mapping[str, Any], job: Job) -> tuple[str, list[Item]]:
-        split = ("test" if "test" in datasets else "val") if self.split == "auto" else self.split
-        if split not in datasets or split == "train":
-            held = sorted(set(datasets) - {"train"})
-            raise ConfigError(f"cannot evaluate on split {split!r}; the data has held-out splits {held} (or 'auto')")
-        names, expected = list(datasets[split].class_map.names), list(job.model.meta.class_names)
-        if names != expected:
-            raise ConfigError(f"the data's classes {names} are not the checkpoint's {expected}")
-        self._chosen = split
+        if self.split == "auto":
+            self.split = "test" if "test" in datasets else "val"
+        if self.split == "train":
+            raise ConfigError(f"cannot evaluate on the training split; the data has held-out splits "
+                              f"{sorted(set(datasets) - {'train'})} (or 'auto')")
         self._train = list(datasets["train"].regions) if "train" in datasets else []
-        return split, [Item(r.scene.stem, r, target=r.scene) for r in datasets[split].regions]
+        return super().items(datasets, job)
+
+    def labelled(self, data: Any, job: Job) -> list[Item]:
+        return [Item(r.scene.stem, r, target=r.scene) for r in data.regions]
 
     def scorers(self, job: Job) -> list[Any]:
-        semantic = SemanticScorer(SemanticScores(job), self._chosen)
-        scorers = [semantic] if job.mode is Mode.SEMANTIC else [semantic, InstanceScorer(job, self._chosen)]
+        semantic = RegionScorer(job, self.split)
+        scorers = [semantic] if job.mode is Mode.SEMANTIC else [semantic, InstanceScorer(job, self.split)]
         if check_baseline(self.baseline) == "rf":
             forest = fit_forest(self._train, job.model.meta)
-            scorers.append(ForestScorer(forest, SemanticScores(job), semantic.scores, self._chosen))
+            scorers.append(ForestScorer(forest, SemanticScores(job), semantic.scores, self.split))
         return scorers
 
     def report_files(self, job: Job) -> list[str]:
@@ -61,42 +61,24 @@ class LandCoverEvaluation:
 
 
 @dataclass
-class SemanticScorer:
-    """The confusion matrix over the split; ``metrics.json`` adds the mean and per-class F1 and the regions."""
+class RegionScorer(SemanticScorer):
+    """The core's semantic scores of every finished row block against the label raster; ``metrics.json`` adds the
+    mean and per-class F1, the regions and how they were tiled."""
 
-    scores: SemanticScores
-    split: str
     regions: list[Region] = field(default_factory=list)
 
-    def sink(self, item: Item, opened: OpenedScene, out: Path, job: Job) -> SemanticSink:
+    def sink(self, item: Item, opened: OpenedScene, out: Path, job: Job) -> ScoreSink:
         self.regions.append(item.source)
-        return SemanticSink(self.scores, opened)
+        return ScoreSink(lambda p: self.scores.add(p.classes, opened.truth(p)[0]))
 
-    def report(self, out: Path, job: Job) -> dict[str, Any]:
+    def extra(self, job: Job) -> dict[str, Any]:
         metrics, options = self.scores.metrics, job.options
         scores = metrics.compute()
-        extra = {"split": self.split, "checkpoint": job.model.checkpoint,
-                 "regions": [{"scene": str(r.scene.image), "rects": [asdict(rect) for rect in r.rects]}
-                             for r in self.regions],
-                 "mf1": float(scores["mdice"]), "per_class_f1": dict(zip(metrics.class_names, scores["dice"].tolist())),
-                 "tile": options.tile and list(options.tile), "overlap": list(options.overlap), "blend": options.blend,
-                 "tta": bool(job.model.predictor.tta_flips)}
-        return self.scores.report(out, extra)
-
-
-@dataclass
-class SemanticSink:
-    scores: SemanticScores
-    opened: OpenedScene
-
-    def update(self, p: Prediction) -> None:
-        self.scores.add(p.classes, self.opened.truth(p)[0])
-
-    def close(self) -> None:
-        return None
-
-    def abort(self) -> None:
-        pass
+        return {"regions": [{"scene": str(r.scene.image), "rects": [asdict(rect) for rect in r.rects]}
+                            for r in self.regions],
+                "mf1": float(scores["mdice"]), "per_class_f1": dict(zip(metrics.class_names, scores["dice"].tolist())),
+                "tile": options.tile and list(options.tile), "overlap": list(options.overlap), "blend": options.blend,
+                "tta": bool(job.model.predictor.tta_flips)}
 
 
 class InstanceScorer:
@@ -120,7 +102,7 @@ class InstanceScorer:
         return {"panoptic": panoptic}
 
 
-class RectInstances:
+class RectInstances(BaseSink):
     """Scores the instances of a region's rectangles block by block (rows, or column bands): predicted ids from a
     ``StripLabeller``, true ones from the instance raster or a second labeller cutting the label raster's
     components."""
@@ -159,6 +141,3 @@ class RectInstances:
 
     def close(self) -> None:
         return None
-
-    def abort(self) -> None:
-        pass

@@ -9,7 +9,8 @@ building is one instance with its own roof tone, and no two buildings overlap or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,28 @@ def _profile(height: int, width: int, crs: str, pixel_size: float, origin: Seque
                 blockxsize=256, blockysize=256, compress="deflate")
 
 
+def _write(paths: Sequence[str | Path | None], profile: dict, dtype: str, bands: int,
+           blocks: Iterable[tuple[Window, np.ndarray, np.ndarray, np.ndarray | None]], overwrite: bool) -> None:
+    """Write the image (band names, nodata of ``dtype``), the labels (class colour table, nodata 255) and the
+    instances at ``paths`` (None: not written) from ``blocks`` of ``(window, image (C, h, w), labels (h, w),
+    instances (h, w) or None)``, all files or none."""
+    kinds = [{"count": bands, "dtype": dtype, "nodata": DTYPES[dtype][1]},
+             {"count": 1, "dtype": "uint8", "nodata": LABEL_NODATA}, {"count": 1, "dtype": "uint32"}]
+    with Staging([Path(p) for p in paths if p], overwrite) as stage:
+        with contextlib.ExitStack() as files:
+            out = [p and files.enter_context(rasterio.open(stage.path(Path(p)), "w", **kind, **profile))
+                   for p, kind in zip(paths, kinds, strict=True)]
+            if out[1]:
+                out[1].write_colormap(1, DEFAULT_CLASSES.colormap())  # before the pixels (libtiff fixes it then)
+            for window, *arrays in blocks:
+                for dst, data in zip(out, arrays, strict=True):
+                    if dst:
+                        dst.write(data if data.ndim == 3 else data[None], window=window)
+            # band names after the pixels: GDAL then puts the directory at the end, as the truncation tests expect
+            out[0].descriptions = [BAND_NAMES[i] if i < 4 else f"band_{i + 1}" for i in range(bands)]
+        stage.commit()
+
+
 def make_scene(path_img: str | Path, path_lbl: str | Path, height: int = 512, width: int = 512, seed: int = 0,
                bands: int = 4, dtype: str = "uint16", crs: str = "EPSG:32631", pixel_size: float = 10.0,
                origin: Sequence[float] = (500_000.0, 5_000_000.0), nodata_border: int = 8, noise: float = 0.012,
@@ -161,21 +184,8 @@ def make_scene(path_img: str | Path, path_lbl: str | Path, height: int = 512, wi
     image[:, border] = DTYPES[dtype][1]
     labels[border] = LABEL_NODATA
     instances[border] = 0
-    profile = _profile(height, width, crs, pixel_size, origin)
-    paths = [Path(p) for p in (path_img, path_lbl, path_instances) if p is not None]
-    with Staging(paths, overwrite) as stage:
-        with rasterio.open(stage.path(paths[0]), "w", count=bands, dtype=dtype, nodata=DTYPES[dtype][1],
-                           **profile) as dst:
-            dst.write(image)
-            for i in range(bands):
-                dst.set_band_description(i + 1, BAND_NAMES[i] if i < 4 else f"band_{i + 1}")
-        with rasterio.open(stage.path(paths[1]), "w", count=1, dtype="uint8", nodata=LABEL_NODATA, **profile) as dst:
-            dst.write_colormap(1, DEFAULT_CLASSES.colormap())  # before the pixels: libtiff fixes it on first write
-            dst.write(labels, 1)
-        if path_instances is not None:
-            with rasterio.open(stage.path(paths[2]), "w", count=1, dtype="uint32", **profile) as dst:
-                dst.write(instances, 1)
-        stage.commit()
+    _write([path_img, path_lbl, path_instances], _profile(height, width, crs, pixel_size, origin), dtype, bands,
+           [(Window(0, 0, width, height), image, labels, instances)], overwrite)
     return Path(path_img), Path(path_lbl)
 
 
@@ -236,19 +246,8 @@ def make_large_raster(path_img: str | Path, height: int, width: int, path_lbl: s
         for r in range(0, height, block):
             for c in range(0, width, block):
                 window = Window(c, r, min(block, width - c), min(block, height - r))
-                yield window, _large_labels(window, waves, roads)
+                labels, rng = _large_labels(window, waves, roads), np.random.default_rng([seed, r, c])
+                yield window, _to_dtype(synthetic_image(labels, bands, rng, seed), dtype), labels, None
 
-    with Staging([Path(p) for p in (path_img, path_lbl) if p], overwrite) as stage:
-        with rasterio.open(stage.path(Path(path_img)), "w", count=bands, dtype=dtype, nodata=DTYPES[dtype][1],
-                           **profile) as img:
-            for window, labels in blocks():
-                rng = np.random.default_rng([seed, int(window.row_off), int(window.col_off)])
-                img.write(_to_dtype(synthetic_image(labels, bands, rng, seed), dtype), window=window)
-        if path_lbl:
-            with rasterio.open(stage.path(Path(path_lbl)), "w", count=1, dtype="uint8", nodata=LABEL_NODATA,
-                               **profile) as lbl:
-                lbl.write_colormap(1, DEFAULT_CLASSES.colormap())
-                for window, labels in blocks():
-                    lbl.write(labels, 1, window=window)
-        stage.commit()
+    _write([path_img, path_lbl, None], profile, dtype, bands, blocks(), overwrite)
     return Path(path_img)

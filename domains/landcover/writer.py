@@ -24,7 +24,7 @@ from segsuite.core.instances import StripLabeller
 from segsuite.domains.landcover.classes import ClassMap
 from segsuite.domains.landcover.instances import InstanceStream, vector_driver
 from segsuite.domains.landcover.io import as_location, is_remote, location_name
-from segsuite.domains.landcover.rasterout import open_output
+from segsuite.domains.landcover.rasterout import RasterWriter
 from segsuite.domains.landcover.reader import OpenedScene
 from segsuite.domains.landcover.report import area_report, preview_png, write_area_report
 
@@ -102,10 +102,10 @@ class RasterSink:
         self.meta, self.class_map = job.model.meta, ClassMap.from_meta(job.model.meta)
         source = opened.sources[0]
         common = dict(like=source.profile, nodata=NODATA, cog=cog, blocksize=_blocksize(source.shape))
-        self.classes = open_output(paths["classes"], colormap=self.class_map.colormap(), **common)
+        self.classes = RasterWriter(paths["classes"], colormap=self.class_map.colormap(), **common)
         self.proba = None
         if "proba" in paths:
-            self.proba = open_output(paths["proba"], count=len(self.class_map), descriptions=self.class_map.names,
+            self.proba = RasterWriter(paths["proba"], count=len(self.class_map), descriptions=self.class_map.names,
                                      **common)
         self.instances = None
         if job.instancer is not None:

@@ -210,8 +210,9 @@ def build_image(
     return np.stack(stacked), params
 
 
-def check_label_values(label: Volume, spec: DatasetSpec, case: str) -> np.ndarray:
-    """Label array as int16 after checking every value is declared in dataset.json."""
+def check_label_values(label: Volume, spec: DatasetSpec, case: str, ignore_index: int | None = None) -> np.ndarray:
+    """Label array as int16 after checking every value is declared in dataset.json; the ``ignore`` label's voxels
+    carry ``ignore_index`` when given."""
     array = label.array
     if not np.issubdtype(array.dtype, np.integer):
         if not np.array_equal(array, np.round(array)):
@@ -223,7 +224,10 @@ def check_label_values(label: Volume, spec: DatasetSpec, case: str) -> np.ndarra
             f"case {case!r}: label file {label.path!r} holds values {unknown} not in dataset.json labels "
             f"{spec.labels}" + (f" (+ ignore {spec.ignore_label})" if spec.ignore_label is not None else "")
         )
-    return array.astype(np.int16)
+    values = array.astype(np.int16)
+    if spec.ignore_label is not None and ignore_index is not None:
+        values[values == spec.ignore_label] = ignore_index
+    return values
 
 
 @dataclass
@@ -263,9 +267,7 @@ def read_case(
     check_same_grid({_grid_name(spec, k): v for k, v in volumes.items()}, case)
     label = None
     if labels_dir is not None:
-        values = check_label_values(volumes.pop("label"), spec, case)
-        if spec.ignore_label is not None:
-            values[values == spec.ignore_label] = ignore_index
+        values = check_label_values(volumes.pop("label"), spec, case, ignore_index)
         label = to_canonical(Volume(values, volumes[needed[0]].affine)).array
     canonical = {k: to_canonical(v) for k, v in volumes.items()}
     raw = {k: v.array.astype(np.float32, copy=False) for k, v in canonical.items()}
@@ -300,22 +302,12 @@ def resample_case(case: Case, target_spacing: list[float] | None) -> Case:
     return Case(case.name, image, label, affine, case.reference, case.normalization)
 
 
-def load_case(
-    spec: DatasetSpec,
-    case: str,
-    channels: list[int],
-    images_dir: str = "imagesTr",
-    labels_dir: str | None = "labelsTr",
-    add_fat_fraction: bool = False,
-    ignore_index: int = 255,
-    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-    schemes: dict[str, dict] | None = None,
-    target_spacing: list[float] | None = None,
-) -> Case:
-    """Read, check, canonicalise and normalise one case (label optional), resampled to ``target_spacing``."""
-    water_fat = _water_fat_indices(spec) if add_fat_fraction else ()
+def load_case(spec: DatasetSpec, case: str, channels: list[int], images_dir: str = "imagesTr",
+              labels_dir: str | None = "labelsTr", ignore_index: int = 255, **options) -> Case:
+    """:func:`read_case` then :func:`finish_case` (``options``: its normalisation, FF channel and target spacing)."""
+    water_fat = _water_fat_indices(spec) if options.get("add_fat_fraction") else ()
     raw = read_case(spec, case, sorted(set(channels) | set(water_fat)), images_dir, labels_dir, ignore_index)
-    return finish_case(raw, spec, channels, add_fat_fraction, percentiles, schemes, target_spacing)
+    return finish_case(raw, spec, channels, **options)
 
 
 def _grid_name(spec: DatasetSpec, key: int | str) -> str:

@@ -17,19 +17,12 @@ fat-fraction channel (``F / (W + F)`` from the raw water and fat images, see :mo
 unnormalised, it is already in [0, 1]. Then image (cubic) and label (nearest) are resampled to the target spacing
 (:mod:`.resample`; ``resample=False`` keeps every case's own grid).
 
-2D samples are slices perpendicular to ``axis`` of the canonical volume: ``image`` is ``(C', H, W)`` with
-``C' = C * (2 * context_slices + 1)`` (2.5D: for every channel the slices ``s - k .. s + k``, channel-major,
-edge slices replicated), ``mask`` is ``(H, W)`` int64 with ignored pixels set to ``ignore_index``. 3D samples
-are patches ``(C, X, Y, Z)`` / ``(X, Y, Z)`` (:mod:`.patches`).
-
-* Training (:class:`TrainSliceDataset`): a random ``patch_size`` crop of a slice, padded first if the slice
-  is smaller (image 0, mask ``ignore_index``). With probability ``foreground_fraction`` the slice is drawn
-  from the slices holding foreground and the crop is placed so it contains a random foreground pixel.
-  An augmentation (:mod:`.augment`) then transforms the crop. Randomness comes from torch's global generator,
-  which DataLoader seeds per worker.
-* Validation/test (:class:`EvalSliceDataset`): every slice whole, padded at the bottom/right to a size
-  common to the dataset (largest slice, rounded up to a multiple of ``size_divisor``) so batches collate
-  and down-sampling networks fit; padded pixels carry ``ignore_index`` so they never count.
+Samples (:mod:`.patches`): 2D slices perpendicular to ``axis`` of the canonical volume, ``image`` ``(C', H, W)`` with
+``C' = C * (2 * context_slices + 1)`` (2.5D: for every channel the slices ``s - k .. s + k``, channel-major, edge
+slices replicated) and ``mask`` ``(H, W)`` int64 with ignored pixels set to ``ignore_index``; or 3D patches
+``(C, X, Y, Z)`` / ``(X, Y, Z)``. Training draws ``patch_size`` windows with foreground over-sampling
+(``foreground_fraction``), then augments them (:mod:`.augment`); validation/test take every slice whole, padded
+bottom/right to one size (a multiple of ``size_divisor``), or tile every volume; padding carries ``ignore_index``.
 """
 
 
@@ -41,12 +34,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 from torch.utils.data import Dataset
 
-from segsuite.core import folds
 from segsuite.core.errors import ConfigError
 from segsuite.core.files import generated_root
+from segsuite.core.splits import split_names
 
 from .augment import Augmentation
 from .cases import (
@@ -63,7 +55,7 @@ from .cases import (
     resolve_channels,
 )
 from .fatfraction import DEFAULT_RELATIVE_THRESHOLD
-from .patches import EvalPatchDataset, EvalSliceDataset, TrainPatchDataset, TrainSliceDataset
+from .patches import EvalWindows, TrainWindows
 from .phantom import make_dataset
 from .plan import PER_CASE, Plan, case_fingerprint, make_plan
 
@@ -84,31 +76,6 @@ LABEL_COLORS = {
     "visceral_fat": (255, 140, 60),
 }
 COLOR_CYCLE = ((31, 119, 180), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194))
-
-
-def split_cases(
-    cases: list[str], val_fraction: float, val_cases: list[str] | None, seed: int
-) -> tuple[list[str], list[str]]:
-    """Split case names (never slices): the requested k-fold (``fold=K``, :mod:`segsuite.core.folds`), explicit
-    ``val_cases``, or a seeded random ``val_fraction``."""
-    chosen = folds.assign(cases) if val_cases is None else None
-    if chosen is not None:
-        return chosen
-    if val_cases is not None:
-        unknown = sorted(set(val_cases) - set(cases))
-        if unknown:
-            raise ConfigError(f"val_cases {unknown} are not in the data set; cases: {cases}")
-        val = sorted(set(val_cases))
-    else:
-        if not 0 < val_fraction < 1:
-            raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}; or give val_cases")
-        count = min(len(cases) - 1, max(1, round(len(cases) * val_fraction)))
-        order = np.random.default_rng(seed).permutation(len(cases))
-        val = sorted(cases[i] for i in order[:count])
-    train = [c for c in cases if c not in val]
-    if not train or not val:
-        raise ConfigError(f"split leaves {len(train)} training and {len(val)} validation cases; need at least 1 each")
-    return train, val
 
 
 def _check_config(
@@ -294,7 +261,7 @@ def build_datasets(
     indices = resolve_channels(spec, channels)
     water_fat = _water_fat_indices(spec) if add_fat_fraction else ()
     percentiles = tuple(float(p) for p in percentiles)
-    train_names, val_names = split_cases(list_cases(spec), val_fraction, val_cases, seed)
+    train_names, val_names = split_names(list_cases(spec), val_fraction, val_cases, seed, "cases")
     raws = [read_case(spec, n, sorted(set(indices) | set(water_fat)), ignore_index=ignore_index) for n in train_names]
     plan = plan_from_cases(spec, raws, indices, add_fat_fraction, axis, context_slices, spatial_dims, memory_gb,
                            target_spacing)
@@ -315,33 +282,18 @@ def build_datasets(
         test_dirs = dict(images_dir="imagesTs", labels_dir="labelsTs", ignore_index=ignore_index)
         test = [load_case(spec, n, **test_dirs, **common) for n in list_cases(spec, "imagesTs", "labelsTs")]
     augment, margin = _augmenter(augmentation, meta, patch)
-    options = dict(foreground_fraction=foreground_fraction, samples_per_epoch=samples_per_epoch, augment=augment,
-                   margin=margin)
-    if spatial_dims == 3:
-        return _volume_datasets(train, val, test, meta, patch, seed=seed, **options)
-    return _slice_datasets(train, val, test, meta, patch, size_divisor, **options)
+    return _windows(train, val, test, meta, patch, size_divisor, samples_per_epoch, augment=augment, margin=margin,
+                    foreground_fraction=foreground_fraction, seed=seed)
 
 
-def _slice_datasets(train, val, test, meta, patch, size_divisor, samples_per_epoch, **options) -> dict[str, Dataset]:
-    common = dict(meta=meta, axis=meta["axis"], context_slices=meta["context_slices"],
-                  ignore_index=meta["ignore_index"])
-    datasets = {
-        "train": TrainSliceDataset(train, **common, patch_size=tuple(patch), samples_per_epoch=samples_per_epoch,
-                                   **options),
-        "val": EvalSliceDataset(val, **common, size_divisor=size_divisor),
-    }
-    if test is not None:
-        datasets["test"] = EvalSliceDataset(test, **common, size_divisor=size_divisor)
-    return datasets
-
-
-def _volume_datasets(train, val, test, meta, patch, samples_per_epoch, seed, **options) -> dict[str, Dataset]:
-    samples = samples_per_epoch or ITERATIONS_PER_EPOCH * meta["batch_size"]
-    ignore = meta["ignore_index"]
-    datasets = {
-        "train": TrainPatchDataset(train, meta, ignore, patch, samples_per_epoch=samples, seed=seed, **options),
-        "val": EvalPatchDataset(val, meta, ignore, patch),
-    }
-    if test is not None:
-        datasets["test"] = EvalPatchDataset(test, meta, ignore, patch)
+def _windows(train, val, test, meta, patch, size_divisor, samples_per_epoch, **options) -> dict[str, Dataset]:
+    """Slices (``spatial_dims`` 2) or 3D patches (:mod:`.patches`); a 3D epoch is nnU-Net's 250 batches by default."""
+    ignore, volumes = meta["ignore_index"], meta["spatial_dims"] == 3
+    layout = dict(axis=None) if volumes else dict(axis=meta["axis"], context_slices=meta["context_slices"])
+    samples = samples_per_epoch or (ITERATIONS_PER_EPOCH * meta["batch_size"] if volumes else None)
+    evaluation = dict(patch_size=patch) if volumes else dict(size_divisor=size_divisor)
+    datasets = {"train": TrainWindows(train, meta, ignore, patch, samples_per_epoch=samples, **layout, **options)}
+    for name, cases in (("val", val), ("test", test)):
+        if cases is not None:
+            datasets[name] = EvalWindows(cases, meta, ignore, **layout, **evaluation)
     return datasets

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from nibabel.orientations import apply_orientation, inv_ornt_aff
 from scipy.ndimage import gaussian_filter, map_coordinates
 
 from segsuite.core.errors import DataError
@@ -183,15 +184,11 @@ def reorient(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The same volume stored another way: new array axis ``k`` is old axis ``axes[k]``, reversed where
     ``flips[k]``; the affine follows (rounded to float32), so every voxel keeps its place in the world."""
-    out = np.transpose(array, axes)
-    step = np.zeros((4, 4))
-    step[3, 3] = 1.0
+    ornt = np.zeros((3, 2))  # nibabel's orientation: per old axis, its new axis and direction
     for k, (old, flip) in enumerate(zip(axes, flips)):
-        step[old, k] = -1.0 if flip else 1.0
-        if flip:
-            out = np.flip(out, k)
-            step[old, 3] = out.shape[k] - 1
-    return np.ascontiguousarray(out), (affine @ step).astype(np.float32).astype(np.float64)
+        ornt[old] = (k, -1 if flip else 1)
+    out = np.ascontiguousarray(apply_orientation(array, ornt))
+    return out, (affine @ inv_ornt_aff(ornt, array.shape)).astype(np.float32).astype(np.float64)
 
 
 def _write_case(root: Path, images: str, labels: str | None, case: str, data: tuple,

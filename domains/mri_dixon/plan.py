@@ -1,23 +1,13 @@
 """A training plan derived from the data, after nnU-Net's dataset fingerprint -> experiment plan.
 
 **Fingerprint** (training cases, canonical RAS+ orientation): voxel spacing and shape of every case, foreground
-intensity statistics per channel (up to :data:`FOREGROUND_SAMPLES` voxels with a label > 0 drawn per case, seeded)
-and voxel counts per label. Cases are not cropped to their non-zero region first (nnU-Net does).
+intensities per channel (:func:`segsuite.core.plan3d.foreground_sample`) and voxel counts per label. Cases are not
+cropped to their non-zero region first (nnU-Net does).
 
 **Plan** (see :func:`make_plan`):
 
-* target spacing: the median spacing per axis; when one axis is much coarser (more than
-  :data:`ANISOTROPY_RATIO` times the next coarsest spacing) *and* has far fewer voxels (its median voxel count
-  times the ratio is below the others'), that axis takes the 10th percentile of its spacings instead (not finer
-  than the other axes), so thick-slice outliers are not interpolated from a few slices (nnU-Net's rule);
-* median shape: the median of every case's shape once resampled to the target spacing;
-* patch sizes: start from the median shape (3D) or its in-plane part (2D, slices perpendicular to ``axis``),
-  rounded up to a multiple of the network's divisor (3D: ``2 ** pools`` per axis from
-  :func:`segsuite.core.models.topology`; 2D: 32, the stride of the 2D networks); while the patch holds more than half
-  the batch budget, shrink the axis that is largest relative to the median shape by one divisor step;
-* batch size (:func:`segsuite.core.plan.batch_size`): the batch budget over the patch's voxels, at most what covers
-  5 % of all training voxels, at least 2. Budgets are nnU-Net's 8 GB reference configurations, scaled by
-  ``memory_gb``: 2 x 128^3 voxels (3D) and 12 x 512^2 pixels (2D) per batch;
+* target spacing, 2D and 3D patch and batch sizes: the core's volume rules (:mod:`segsuite.core.plan3d`: median
+  spacing with nnU-Net's anisotropy rule; the median shape resampled to it, fitted to the memory budget);
 * run length, validation interval and early-stopping patience: the core's step budget
   (:func:`segsuite.core.plan.budget`) for the chosen patch and batch over all training voxels; class frequencies
   and weights from the label voxel counts (:func:`segsuite.core.plan.class_weights`);
@@ -29,28 +19,18 @@ and voxel counts per label. Cases are not cropped to their non-zero region first
 
 from __future__ import annotations
 
-import json
-import math
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from segsuite.core import plan as planning
+from segsuite.core import plan3d
 from segsuite.core.errors import ConfigError, DataError
-from segsuite.core.io import write_json
 from segsuite.core.models import topology
 
 from .resample import target_shape
 
-FOREGROUND_SAMPLES = 10_000
-ANISOTROPY_RATIO = 3.0
-MIN_BATCH = 2
-MAX_DATASET_FRACTION = planning.MAX_DATA_FRACTION  # the core's rule (segsuite.core.plan)
-BATCH_VOXELS = {3: 2 * 128**3, 2: 12 * 512**2}  # per batch at the 8 GB reference
-REFERENCE_GB = 8.0
-DIVISOR_2D = 32
+REFERENCE_GB = planning.REFERENCE_GB
 PER_CASE = "per_case_percentile_zscore"
 CT = "ct"
 
@@ -73,23 +53,9 @@ def case_fingerprint(
     the canonical label volume (values >= ``num_classes``, e.g. the ignore index, are not foreground)."""
     foreground = (label > 0) & (label < num_classes)
     rng = np.random.default_rng(seed)
-    samples = {}
-    for name, array in raw.items():
-        values = array[foreground]
-        count = min(len(values), FOREGROUND_SAMPLES)
-        samples[name] = rng.choice(values, count, replace=False) if count else values
+    samples = {name: plan3d.foreground_sample(array, foreground, rng) for name, array in raw.items()}
     counts = np.bincount(label[label < num_classes].ravel().astype(np.int64), minlength=num_classes)
     return CaseFingerprint([float(s) for s in spacing], [int(n) for n in label.shape], samples, counts.tolist())
-
-
-def intensity_statistics(values: np.ndarray) -> dict[str, float]:
-    """nnU-Net's foreground intensity properties of one channel (all None without foreground)."""
-    if not len(values):
-        return dict.fromkeys(("mean", "median", "std", "min", "max", "percentile_00_5", "percentile_99_5"))
-    low, median, high = np.percentile(values, (0.5, 50.0, 99.5))
-    return {"mean": float(values.mean()), "median": float(median), "std": float(values.std()),
-            "min": float(values.min()), "max": float(values.max()), "percentile_00_5": float(low),
-            "percentile_99_5": float(high)}
 
 
 @dataclass
@@ -139,16 +105,6 @@ class Plan:
     def from_dict(cls, content: dict) -> Plan:
         return cls(**content)
 
-    def write(self, path: str | os.PathLike) -> Path:
-        return write_json(path, self.to_dict())
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> Plan:
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, ValueError, TypeError) as err:
-            raise DataError(f"cannot read plan {str(path)!r}: {err}") from err
-
     def summary(self) -> str:
         """A few lines for the log."""
         mm = " x ".join(f"{s:.2f}" for s in self.target_spacing)
@@ -176,61 +132,13 @@ def _x(values) -> str:
     return " x ".join(str(v) for v in values)
 
 
-def target_spacing(spacings: np.ndarray, shapes: np.ndarray) -> tuple[np.ndarray, int | None]:
-    """Median spacing, with nnU-Net's anisotropy rule (module docstring); also the anisotropic axis or None."""
-    target = np.percentile(spacings, 50, axis=0)
-    median_shape = np.percentile(shapes, 50, axis=0)
-    worst = int(np.argmax(target))
-    others = [a for a in range(len(target)) if a != worst]
-    coarse = target[worst] > ANISOTROPY_RATIO * max(target[a] for a in others)
-    few = median_shape[worst] * ANISOTROPY_RATIO < min(median_shape[a] for a in others)
-    if not (coarse and few):
-        return target, None
-    tenth = float(np.percentile(spacings[:, worst], 10))
-    finest_other = max(target[a] for a in others)
-    target[worst] = tenth if tenth >= finest_other else finest_other + 1e-5
-    return target, worst
-
-
-def _fit_patch(median: list[float], max_voxels: float, layout) -> tuple[list[int], list[int]]:
-    """Largest patch (from ``median``, rounded up by ``layout``) within ``max_voxels``: shrink the axis largest
-    relative to the median by one divisor step at a time. ``layout(patch) -> (rounded patch, divisor)``."""
-    patch, divisor = layout([max(1, math.ceil(m)) for m in median])
-    while math.prod(patch) > max_voxels:
-        order = np.argsort([-p / m for p, m in zip(patch, median)], kind="stable")
-        axis = next((int(a) for a in order if patch[a] > divisor[a]), None)
-        if axis is None:
-            break
-        smaller = list(patch)
-        smaller[axis] -= divisor[axis]
-        patch, divisor = layout(smaller)
-    return patch, divisor
-
-
-def _layout_3d(spacing):
-    def layout(patch):
-        shape = topology(spacing, patch)
-        return shape.patch_size, shape.divisor
-
-    return layout
-
-
-def _layout_2d(patch):
-    return [-(-p // DIVISOR_2D) * DIVISOR_2D for p in patch], [DIVISOR_2D] * len(patch)
-
-
-def _batch_size(patch: list[int], dims: int, memory_gb: float, dataset_voxels: float) -> int:
-    """The core's batch rule with nnU-Net's ``dims``-D budget, at least :data:`MIN_BATCH`."""
-    return planning.batch_size(patch, dataset_voxels, memory_gb, MIN_BATCH, BATCH_VOXELS[dims])
-
-
 def normalization_schemes(fingerprints: list[CaseFingerprint], names: list[str]) -> dict[str, dict]:
     """Per channel: the scheme (``ct`` for channels named CT, else per case) and foreground statistics."""
     out = {}
     for name in names:
         values = np.concatenate([fp.foreground[name] for fp in fingerprints if name in fp.foreground] or [[]])
         scheme = CT if name.strip().lower() == "ct" else PER_CASE
-        out[name] = {"scheme": scheme, **intensity_statistics(np.asarray(values, dtype=np.float64))}
+        out[name] = {"scheme": scheme, **plan3d.intensity_statistics(np.asarray(values, dtype=np.float64))}
     return out
 
 
@@ -255,21 +163,17 @@ def make_plan(
     spacings = np.array([fp.spacing for fp in fingerprints], dtype=np.float64)
     shapes = np.array([fp.shape for fp in fingerprints], dtype=np.float64)
     median_spacing = np.percentile(spacings, 50, axis=0)
-    target, anisotropic = target_spacing(spacings, shapes)
+    target, anisotropic = plan3d.target_spacing(spacings, shapes)
     if override_spacing is not None:
         target, anisotropic = np.asarray(override_spacing, dtype=np.float64), None
     resampled = np.array([target_shape(fp.shape, fp.spacing, target) for fp in fingerprints], dtype=np.float64)
     median_shape = np.percentile(resampled, 50, axis=0)
     dataset_voxels = float(np.prod(median_shape)) * len(fingerprints)
-    scale = memory_gb / REFERENCE_GB
-    patch_3d, _ = _fit_patch(list(median_shape), BATCH_VOXELS[3] * scale / MIN_BATCH, _layout_3d(target))
-    plane = [float(m) for a, m in enumerate(median_shape) if a != axis]
-    patch_2d, _ = _fit_patch(plane, BATCH_VOXELS[2] * scale / MIN_BATCH, _layout_2d)
+    fitted = plan3d.patches(median_shape, target, axis, memory_gb, dataset_voxels)
+    (patch_2d, batch_2d), (patch_3d, batch_3d) = fitted[2], fitted[3]
     net = topology(target, patch_3d)
     label_voxels = np.sum([fp.label_voxels for fp in fingerprints], axis=0)
     in_channels = len(input_channels) * (1 if spatial_dims == 3 else 2 * context_slices + 1)
-    batch_2d = _batch_size(patch_2d, 2, memory_gb, dataset_voxels)
-    batch_3d = _batch_size(patch_3d, 3, memory_gb, dataset_voxels)
     chosen = (patch_3d, batch_3d) if spatial_dims == 3 else (patch_2d, batch_2d)
     return Plan(
         n_cases=len(fingerprints),

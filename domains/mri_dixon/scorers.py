@@ -3,38 +3,40 @@
 the case's own grid. Reports: ``per_case.csv`` (per case and label: Dice, IoU, HD95 and ASSD in mm, volumes in mL,
 relative volume error, mean FF inside the reference and predicted masks; :mod:`.metrics`), ``summary.csv`` (mean and
 sample SD per label, also printed), the core's pooled semantic reports (``metrics.json`` also holds the rows, the
-summary, ``mean_dice`` and the all-background ``baseline_mean_dice``), ``overlays/CASE.png``,
-``predictions/CASE.nii.gz``, ``per_slice.csv`` (``per_slice=axial|coronal|sagittal``: per case, label and slice
-along that axis the predicted and true areas in cm² and mean FF inside each, :mod:`.slices`); with
+summary, ``mean_dice`` and the all-background ``baseline_mean_dice``), ``overlays/CASE.png``, ``predictions/``
+(what ``predict`` writes for the case, by :class:`.writer.DixonSink`: ``CASE.nii.gz``, its instance and panoptic
+files with ``task=instance|panoptic``), ``per_slice.csv`` (``per_slice=axial|coronal|sagittal``: per case, label
+and slice along that axis the predicted and true areas in cm² and mean FF inside each, :mod:`.slices`); with
 ``task=instance|panoptic`` 3D panoptic quality against the connected components of the reference's thing classes:
-``panoptic.json``, ``panoptic_per_class.csv``, ``instances_per_case.csv`` and ``predictions/CASE_instances.nii.gz``.
+``panoptic.json``, ``panoptic_per_class.csv`` and ``instances_per_case.csv``.
 Voxels labelled ``ignore`` in dataset.json count for no label.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from segsuite.core.contracts import Item, Job, Mode, Prediction
-from segsuite.core.domain import BaseSink
+from segsuite.core.domain import BaseEvaluation, BaseSink
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
 from segsuite.core.instances import Instancer, Instances, PanopticMetrics, true_instances, write_panoptic_reports
 from segsuite.core.io import write_csv
+from segsuite.core.measures import format_summary, summarize
 
 from .cases import DatasetSpec, check_label_values, inference_channels, read_dataset_json
 from .fatfraction import fat_fraction_map
-from .io import Volume, check_same_grid, read_volume, write_label, write_nifti
-from .metrics import evaluate_case, format_summary, save_overlay_png, summarize
+from .io import Volume, check_same_grid, read_volume
+from .metrics import METRICS, evaluate_case, save_overlay_png
 from .reader import OpenedCase
 from .slices import check_axis, measured_labels, slice_measurements
-from .writer import cleaned, cleanup_values, things
+from .writer import DixonSink, DixonWriter, cleaned, cleanup_values, things
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,9 @@ SLICE_COLUMNS = ["case", "label", "slice_index", "position_mm", "pred_area_cm2",
 
 
 @dataclass
-class DixonEvaluation:
-    """The cases of ``split`` (``val`` or ``test``) as items: channel files as source, label file as target."""
+class DixonEvaluation(BaseEvaluation):
+    """The cases of ``split`` (``val``, or ``test``: the data set root's ``imagesTs/`` + ``labelsTs/``) as items:
+    channel files as source, label file as target."""
 
     split: str = "val"
     largest_component: bool | str | Sequence[str] = False
@@ -56,44 +59,40 @@ class DixonEvaluation:
     per_slice: str | None = "axial"
     cases: list[str] = field(default_factory=list)
 
-    def items(self, datasets: Mapping[str, Any], job: Job) -> tuple[str, list[Item]]:
+    def labelled(self, data: Any, job: Job) -> list[Item]:
         if self.split not in ("val", "test"):
             raise ConfigError(f"domain.evaluation.split={self.split!r}: choose val or test")
         check_axis(self.per_slice, "domain.evaluation.per_slice")
-        if self.split not in datasets:
-            raise DataError(f"the data has no {self.split!r} split (split test needs imagesTs/ and labelsTs/ in the "
-                            "data set root)")
-        data, meta = datasets[self.split], job.model.meta
-        if dict(data.meta["labels"]) != dict(meta["labels"]):
-            raise ConfigError(f"the data's labels {data.meta['labels']} differ from the checkpoint's {meta['labels']}")
         self.cases = list(data.case_names)
-        _warn_trained_cases(meta, self.split, self.cases)
+        _warn_trained_cases(job.model.meta, self.split, self.cases)
         channels, ending = list(data.meta["dataset_channels"]), data.meta["file_ending"]
         water_fat = ["water", "fat"] if {"water", "fat"} <= set(channels) else []
-        names = list(dict.fromkeys(inference_channels(meta) + water_fat))
+        missing = next((n for n in inference_channels(job.model.meta) if n not in channels), None)
+        if missing:
+            raise DataError(f"the {self.split} cases have no channel {missing!r}; they have {channels}")
+        names = list(dict.fromkeys(inference_channels(job.model.meta) + water_fat))
         items = []
         for case in data.cases:
             images = Path(case.reference.path).parent  # ROOT/imagesTr or ROOT/imagesTs
             labels = images.parent / images.name.replace("images", "labels", 1)
-            files = {n: images / f"{case.name}_{channels.index(n):04d}{ending}" if n in channels else None
-                     for n in names}
-            missing = next((n for n, path in files.items() if path is None), None)
-            if missing:
-                raise DataError(f"case {case.name!r}: the data has no channel {missing!r}; it has {channels}")
+            files = {n: images / f"{case.name}_{channels.index(n):04d}{ending}" for n in names}
             items.append(Item(case.name, files, target=labels / f"{case.name}{ending}"))
-        return self.split, items
+        return items
 
     def scorers(self, job: Job) -> list[DixonScorer]:
         return [DixonScorer(self, cleanup_values(self.largest_component, job.model.meta, things(job)),
                             SemanticScores(job),
                             InstanceScores(job.instancer, job.model.meta.ignore_index) if job.instancer else None)]
 
+    def predictions(self, case: str, out: Path, job: Job) -> dict[str, Path]:
+        """``out/predictions/``: the files ``predict`` writes for the case (labels; instances, panoptic), if asked."""
+        return DixonWriter().outputs(Item(case, None), out / "predictions", True, job) if self.save_predictions else {}
+
     def report_files(self, job: Job) -> list[str]:
         names = ["per_case.csv", "summary.csv", *SEMANTIC_REPORTS] + (["per_slice.csv"] if self.per_slice else [])
         names += PANOPTIC_REPORTS if job.mode is not Mode.SEMANTIC else []
         names += [f"overlays/{c}.png" for c in self.cases] if self.overlays else []
-        suffixes = [""] + (["_instances"] if job.mode is not Mode.SEMANTIC else [])
-        return names + [f"predictions/{c}{s}.nii.gz" for c in self.cases for s in suffixes if self.save_predictions]
+        return names + [str(p) for c in self.cases for p in self.predictions(c, Path(), job).values()]
 
 
 def _warn_trained_cases(meta: Any, split: str, cases: list[str]) -> None:
@@ -160,7 +159,7 @@ class DixonScorer:
         return CaseSink(self, item, opened, out, job)
 
     def report(self, out: Path, job: Job) -> dict[str, Any]:
-        summary, split, cases = summarize(self.rows), self.options.split, self.options.cases
+        summary, split, cases = summarize(self.rows, METRICS), self.options.split, self.options.cases
         write_csv(out / "per_case.csv", self.rows)
         write_csv(out / "summary.csv", summary)
         if self.options.per_slice:
@@ -168,7 +167,7 @@ class DixonScorer:
         mean_dice = float(np.nanmean([entry["dice_mean"] for entry in summary]))
         extra = {"split": split, "checkpoint": job.model.checkpoint, "cases": cases, "mean_dice": mean_dice,
                  "baseline_mean_dice": baseline_dice(self.rows), "labels": summary, "per_case": self.rows}
-        lines = [f"\n{split} split, {len(cases)} case(s) (mean ± sd over cases):\n{format_summary(summary)}\n"
+        lines = [f"\n{split} split, {len(cases)} case(s) (mean ± sd over cases):\n{format_summary(summary, METRICS)}\n"
                  f"mean Dice over labels {mean_dice:.4f} (all-background baseline {extra['baseline_mean_dice']:.4f})"]
         if self.panoptic is not None:
             write_csv(out / "instances_per_case.csv", self.panoptic.rows, columns=COUNT_COLUMNS)
@@ -212,19 +211,15 @@ class CaseSink(BaseSink):
         scorer.semantic.add(classes, target)
         if scorer.panoptic is not None:
             scorer.panoptic.update(case, classes, instances, target)
-        self.save(classes, instances, reference)
+        self.save(replace(prediction, classes=classes, instances=instances), reference)
 
     def truth(self) -> tuple[Volume, np.ndarray]:
-        """The label file on the case's grid (values checked against dataset.json) and the targets ``(X, Y, Z)``
-        int64 (``ignore`` voxels: the checkpoint's ignore index)."""
-        spec, case = self.scorer.spec, self.item.name
-        label = read_volume(self.item.target, case)
-        check_same_grid({"image": self.opened.case.reference, "label": label}, case)
-        values = check_label_values(label, spec, case)
-        target = values.astype(np.int64)
-        if spec.ignore_label is not None:
-            target[values == spec.ignore_label] = self.job.model.meta.ignore_index
-        return Volume(values, label.affine, label.path, label.header), target
+        """The label file on the case's grid (values checked against dataset.json, ``ignore`` voxels carrying the
+        checkpoint's ignore index, which no label has) and the same as targets ``(X, Y, Z)`` int64."""
+        label = read_volume(self.item.target, self.item.name)
+        check_same_grid({"image": self.opened.case.reference, "label": label}, self.item.name)
+        values = check_label_values(label, self.scorer.spec, self.item.name, self.job.model.meta.ignore_index)
+        return Volume(values, label.affine, label.path, label.header), values.astype(np.int64)
 
     def slices(self, predicted: Volume, reference: Volume) -> list[dict[str, Any]]:
         """``per_slice.csv`` rows of this case: areas and mean FF of the predicted and the true labels per slice."""
@@ -238,20 +233,20 @@ class CaseSink(BaseSink):
                  "pred_area_cm2": p["area_cm2"], "true_area_cm2": t["area_cm2"], "pred_mean_ff": p["mean_ff"],
                  "true_mean_ff": t["mean_ff"]} for p, t in zip(pred, true)]
 
-    def save(self, classes: np.ndarray, instances: Instances | None, reference: Volume) -> None:
-        """``predictions/CASE.nii.gz`` (and ``CASE_instances.nii.gz``) and ``overlays/CASE.png`` as asked."""
+    def save(self, prediction: Prediction, reference: Volume) -> None:
+        """The case's files as ``predict`` writes them into ``predictions/`` (:meth:`DixonEvaluation.predictions`;
+        cleaned already) and ``overlays/CASE.png``, as asked."""
         options, case, meta = self.scorer.options, self.item.name, self.job.model.meta
-        if options.save_predictions:
+        paths = options.predictions(case, self.out, self.job)
+        if paths:
             (self.out / "predictions").mkdir(exist_ok=True)
-            write_label(self.out / "predictions" / f"{case}.nii.gz", classes, reference)
-            if instances is not None and self.scorer.panoptic is not None:
-                write_nifti(self.out / "predictions" / f"{case}_instances.nii.gz", instances.ids, reference)
+            DixonSink(case, self.opened, paths, self.job, []).update(prediction)
         if options.overlays:
             (self.out / "overlays").mkdir(exist_ok=True)
             colors = dict(zip(meta.class_names, meta.class_colors or []))
             save_overlay_png(self.out / "overlays" / f"{case}.png", self.opened.case.reference, reference,
-                             Volume(classes, reference.affine), self.scorer.spec.labels, colors, options.overlay_slices,
-                             overwrite=True)
+                             Volume(prediction.classes, reference.affine), self.scorer.spec.labels, colors,
+                             options.overlay_slices, overwrite=True)
 
     def close(self) -> None:
         return None

@@ -5,26 +5,28 @@
   65,536^2: 16 x 16 = 256 tiles): each run in a fresh child process (:func:`~.benchmark.run_child`), so the peak is
   the run's own. The VRT reuses one file so that the disk holds 128 MiB, not 32 GiB; GDAL decodes its blocks anew
   for every tile all the same (its block cache is 64 MiB).
-- :func:`training_speed`: training windows per second from a large GeoTIFF (the training dataset's windowed reads)
-  against the same windows already in memory (the same code, its two readers answered from a dict), interleaved;
-  each round draws fresh windows (as training does), so GDAL's block cache (run with ``GDAL_CACHEMAX=64``, as the
-  inference figures) does not hold them from an earlier round.
+- :func:`training_speed`: training windows per second from a large GeoTIFF against the same sampler drawing the same
+  windows from the scene in memory, interleaved. The training dataset reads a chunk of a few file blocks once and
+  serves many windows from it (:class:`segsuite.core.chunks.ChunkSampler`); each round goes on with the stream (as
+  an epoch does), so every round reads chunks that no earlier round read. :func:`torchgeo_speed`: the same windows
+  per second against TorchGeo's ``RasterDataset`` + ``RandomGeoSampler`` (the issue's peer; torchgeo not installed
+  with the project).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 import rasterio.errors
+import torch
 
 from segsuite.core.benchmark import Timing, timeit
-from segsuite.domains.landcover import samples
 from segsuite.domains.landcover.mosaic import _probe, vrt_xml
-from segsuite.domains.landcover.sampling import random_window
 from segsuite.domains.landcover.synthetic import make_large_raster
 from segsuite.scripts.benchmarks.landcover import BANDS, run_child
 
@@ -56,50 +58,72 @@ def mosaic_runs(tmp: Path, tile_size: int = 4096, grids: tuple[int, ...] = (2, 1
     return runs
 
 
-def _windows(rect, patch: int, n: int, seed: int = 0) -> list:
-    rng = np.random.default_rng(seed)
-    return [random_window(rect, (patch, patch), rng) for _ in range(n)]
+def same_stream(ds: Any, draws: int) -> tuple[Any, Any]:
+    """Two copies of the training dataset ``ds`` that draw the same stream of windows (same seeds): one reads its
+    chunks from the file, the other takes them from arrays in memory, the scene's pixels that the first ``draws``
+    windows' chunks hold, read beforehand by a third copy (about ``draws / windows_per_chunk`` chunks)."""
+    file, memory, recorder = (pickle.loads(pickle.dumps(ds)) for _ in range(3))
+    held: dict[tuple[str, int, int, int, int], list[np.ndarray]] = {}
+    read = recorder._load  # its own file handles: nothing it reads is in the block cache of the timed copy's
+    recorder._load = lambda scene, w: held.setdefault(_key(scene, w), read(scene, w))
+    memory._load = lambda scene, w: held[_key(scene, w)]
+    for copy in (recorder, file, memory):
+        torch.manual_seed(0)  # the same stream in each copy
+        _ = copy.sampler().rng
+    for i in range(draws):
+        recorder[i]
+    return file, memory
 
 
-def training_speed(tmp: Path, size: int = 20_000, patch: int = 256, n: int = 200, repeats: int = 3
+def training_speed(tmp: Path, size: int = 20_000, patch: int = 256, n: int = 400, repeats: int = 3,
+                   chunking: tuple[int, int, int] | None = None) -> dict[str, Timing]:
+    """Interleaved seconds for ``n`` training samples (chunked window draws, read, normalise, targets, D4) from a
+    ``size``^2 GeoTIFF scene and from the same scene in memory: :func:`same_stream`'s two copies of the training
+    dataset (``chunking``: its ``(chunk_size, windows_per_chunk, chunk_buffer)`` if not the defaults; the memory
+    copy holds about 1 GiB at the defaults). GDAL's block cache is 64 MiB, as in the inference figures' children."""
+    ds = _training_set(tmp, size, patch, n)
+    ds.chunking = chunking or ds.chunking
+    with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):  # bytes
+        file, memory = same_stream(ds, (repeats + 1) * n)
+        return timeit({f"training windows from a {size}^2 GeoTIFF": lambda: [file[i] for i in range(n)],
+                       "the same windows, the scene in memory": lambda: [memory[i] for i in range(n)]},
+                      repeats=repeats)
+
+
+def torchgeo_speed(tmp: Path, size: int = 20_000, patch: int = 256, n: int = 400, repeats: int = 3
                    ) -> dict[str, Timing]:
-    """Interleaved seconds for ``n`` random ``patch``-sized training samples (read, normalise, targets, D4
-    augmentation) from a ``size``^2 GeoTIFF scene and from the same windows held in memory."""
+    """Interleaved seconds for ``n`` training windows from the ``size``^2 scene of :func:`training_speed`: ours (the
+    training dataset reading its chunks from the file) against TorchGeo's peer on the same files,
+    ``RasterDataset`` (image & labels intersected) + ``RandomGeoSampler``, whose samples are raw (ours are also
+    normalised, masked and D4-augmented). TorchGeo is a benchmark-only dependency: install it beside the project."""
+    from torchgeo.datasets import RasterDataset
+    from torchgeo.samplers import RandomGeoSampler
+
+    ours = _training_set(tmp, size, patch, n)
+    root = tmp / "train_data"
+    images, labels = (type(name, (RasterDataset,), {"filename_glob": "big.tif", "is_image": name == "Images"})
+                      for name in ("Images", "Labels"))
+    theirs = images(paths=str(root / "images")) & labels(paths=str(root / "labels"))
+    sampler = RandomGeoSampler(theirs, size=patch, length=n)
+    with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):  # bytes
+        return timeit({f"ours, {size}^2 GeoTIFF": lambda: [ours[i] for i in range(n)],
+                       "TorchGeo RasterDataset + RandomGeoSampler": lambda: [theirs[q] for q in sampler]},
+                      repeats=repeats)
+
+
+def _training_set(tmp: Path, size: int, patch: int, n: int) -> Any:
+    """The training dataset of ``tmp/train_data``: one ``size``^2 scene (made unless an earlier run left one), 5 %
+    of it held out; ``n`` windows an epoch."""
     from segsuite.domains.landcover.dataset import build_datasets
 
     root = tmp / "train_data"
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "labels").mkdir(exist_ok=True)
-    if not _has_scene(root / "labels" / "big.tif", size):  # a scene of this size from an earlier run is reused
+    if not _has_scene(root / "labels" / "big.tif", size):
         make_large_raster(root / "images" / "big.tif", size, size, root / "labels" / "big.tif", bands=BANDS,
                           overwrite=True)
-    ds = build_datasets(str(root), patch_size=patch, holdout_fraction=0.05, holdout_mode="strip",
-                        samples_per_epoch=n, stats_max_pixels=1_000_000)["train"]
-    scene, rect = ds._rects[0]  # the scene less a 5 % strip held out
-    sets = [_windows(rect, patch, n, seed) for seed in range(repeats + 1)]  # one per round (and the warm-up)
-    rng = np.random.default_rng(0)
-    rounds = {"file": iter(sets), "memory": iter(sets)}
-
-    def draw(windows) -> None:
-        for w in windows:
-            image, mask, _ = ds._read(scene, w, own=rect, region=rect)
-            samples._sample(*samples.augment_d4(image, mask, rng))
-
-    images = {_key(w): samples.read_window(ds._rasters.get(scene.image), w, ds.bands, ds.alpha_is_mask)
-              for windows in sets for w in windows}
-    labels = {_key(w): samples.read_label_window(ds._rasters.get(scene.label), w) for windows in sets for w in windows}
-
-    def from_memory() -> None:
-        real = samples.read_window, samples.read_label_window
-        samples.read_window = lambda src, w, *a: tuple(x.copy() for x in images[_key(w)])
-        samples.read_label_window = lambda src, w: tuple(x.copy() for x in labels[_key(w)])
-        try:
-            draw(next(rounds["memory"]))
-        finally:
-            samples.read_window, samples.read_label_window = real
-
-    return timeit({f"training windows from a {size}^2 GeoTIFF": lambda: draw(next(rounds["file"])),
-                   "the same windows in memory": from_memory}, repeats=repeats)
+    return build_datasets(str(root), patch_size=patch, holdout_fraction=0.05, holdout_mode="strip",
+                          samples_per_epoch=n, stats_max_pixels=1_000_000)["train"]
 
 
 def _has_scene(label: Path, size: int) -> bool:
@@ -111,6 +135,5 @@ def _has_scene(label: Path, size: int) -> bool:
         return False
 
 
-def _key(window) -> tuple[int, int, int, int]:
-    return int(window.col_off), int(window.row_off), int(window.width), int(window.height)
-
+def _key(scene: Any, window: Any) -> tuple[str, int, int, int, int]:
+    return scene.stem, int(window.col_off), int(window.row_off), int(window.width), int(window.height)

@@ -89,3 +89,23 @@ def test_models_of_another_domain_or_classes_are_refused(landcover, tmp_path, ca
     assert not (tmp_path / "out.tif").exists()
     with pytest.raises(ConfigError, match="without fold_"):
         checkpoint_paths(str(tmp_path))
+
+
+def test_an_ensemble_exports_to_one_onnx_file_that_predicts_the_mean(landcover, tmp_path):
+    import json
+
+    import onnx
+
+    scene, ckpts = landcover
+    path = tmp_path / "ensemble.onnx"
+    assert run_inline("export", f"checkpoint=[{ckpts[0]},{ckpts[1]}]", "format=onnx", f"output={path}") == 0
+    metadata = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["segsuite"])
+    assert [m["file"] for m in metadata["ensemble"]] == [c.name for c in ckpts]
+    assert metadata["out_channels"] == metadata["num_classes"]
+    whole = ["domain.inference.tile=[96,96]", "domain.inference.overlap=[0,0]", "domain.inference.band=null"]
+    exported = Segmenter(compose_predict(["domain=landcover", "runtime=onnx", f"model_file={path}", *whole]))
+    got = exported.predict(scene, probabilities=True)
+    both = _probabilities(ckpts, "landcover", scene, whole)  # one window: no blending to tell them apart
+    valid = both.classes != 255
+    np.testing.assert_allclose(got.probabilities[:, valid], both.probabilities[:, valid], atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(got.classes, both.classes)

@@ -50,7 +50,7 @@ def test_landcover_plan_on_tiny_scenes_of_two_sizes(tmp_path):
         ds = build_datasets(str(tmp_path / str(size)), patch_size=None, holdout_fraction=None, holdout_mode="blocks",
                             rare_class_weighting=None)
         plans[size] = meta = ds["train"].meta
-        assert (ds["train"]._cell_p is not None) == meta["plan"]["rare_class_sampling"]  # the plan's advice
+        assert ds["train"].rare_class_weighting == meta["plan"]["rare_class_sampling"]  # the plan's advice
         assert meta["batch_size"] == meta["plan"]["batch_size"] and meta["patch_size"] == meta["plan"]["patch_size"]
         assert sum(meta["plan"]["fingerprint"]["class_pixels"]) > 0 and meta["plan"]["fingerprint"]["resolution"]
     small, large = plans[64]["plan"], plans[160]["plan"]

@@ -120,10 +120,10 @@ def test_rare_class_weighting_shows_rare_classes_more_often(tif, tmp_path):
     for weighted in (False, True):
         torch.manual_seed(0)
         ds = build_datasets(
-            str(root), patch_size=16, val_stems=["v"], samples_per_epoch=300, rare_class_weighting=weighted
+            str(root), patch_size=16, val_stems=["v"], samples_per_epoch=1000, rare_class_weighting=weighted
         )
         hits[weighted] = sum(4 in s["mask"].unique().tolist() for s in _all(ds["train"]))
-    assert hits[False] < 20 and hits[True] > 2 * hits[False]
+    assert hits[False] < 67 and hits[True] > 2 * hits[False]  # about 4 % of uniform windows touch it, 10 % weighted
 
 
 def test_many_small_tiles_smaller_than_the_patch(tif, tmp_path):

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from segsuite.domains.landcover.dataset import LandCoverTrainDataset, build_datasets
+from segsuite.domains.landcover.dataset import build_datasets
+from segsuite.domains.landcover.samples import LandCoverTrainDataset
 from segsuite.domains.landcover.synthetic import make_dataset
 from tests.domains.landcover.conftest import evaluate_with, make_job
 

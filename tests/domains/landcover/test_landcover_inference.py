@@ -9,7 +9,7 @@ import rasterio
 from segsuite.core.errors import DataError
 from segsuite.domains.landcover.classes import DEFAULT_CLASSES
 from segsuite.domains.landcover.dataset import build_datasets
-from segsuite.domains.landcover.rasterout import open_output
+from segsuite.domains.landcover.rasterout import RasterWriter
 from segsuite.domains.landcover.reader import RasterSource
 
 
@@ -39,9 +39,9 @@ def test_streamed_prediction_keeps_geometry_and_input_nodata(tif, tmp_path, dtyp
         windows = [(r, c, 16, 16) for r in (0, 16, 24) for c in (0, 16, 32, 40)]
         skipped = {w for w in windows if source.skip(w)}
         assert skipped == {(0, 0, 16, 16)}
-        with open_output(tmp_path / "pred.tif", source.profile, colormap=DEFAULT_CLASSES.colormap()) as out:
+        with RasterWriter(tmp_path / "pred.tif", source.profile, colormap=DEFAULT_CLASSES.colormap()) as out:
             for row0 in range(0, 40, 8):  # the engine hands out finished row blocks in order
-                out.write_rows(row0, np.full((8, 56), 3), source.load((row0, 0, 8, 56))[1])
+                out.write_block(row0, 0, np.full((8, 56), 3), source.load((row0, 0, 8, 56))[1])
     invalid = (image == 0).any(axis=0) | np.isnan(image).any(axis=0)
     with rasterio.open(path) as src, rasterio.open(tmp_path / "pred.tif") as dst:
         assert dst.crs == src.crs and dst.transform == src.transform and dst.shape == src.shape

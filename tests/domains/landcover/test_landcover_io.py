@@ -7,7 +7,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from segsuite.core.errors import DataError
-from segsuite.domains.landcover.classes import DEFAULT_CLASSES
+from segsuite.domains.landcover.dataset import build_datasets
 from segsuite.domains.landcover.io import (
     _representable,
     alpha_band,
@@ -16,7 +16,8 @@ from segsuite.domains.landcover.io import (
     read_window,
     valid_pixels,
 )
-from segsuite.domains.landcover.rasterstats import band_stats, check_label_values, check_pair
+from segsuite.domains.landcover.rasterstats import band_stats, check_pair
+from tests.domains.landcover.conftest import write_tif
 
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 5_000_000.0)  # as written by the conftest ``tif`` fixture
 
@@ -148,18 +149,23 @@ def test_pair_checks_name_each_difference(tif):
         check_pair(img, tif("float.tif", np.zeros((16, 16), np.float32)))
 
 
-def test_label_values_outside_class_map(tif):
+def test_label_values_outside_class_map(tmp_path):
+    """The dataset builder scans every label raster; pixels under the label's nodata are not checked."""
     labels = np.zeros((16, 16), np.uint8)
     labels[0, :3] = [7, 9, 255]  # 255 = ignore index: accepted
     labels[5, 5] = 200
-    path = tif("lab.tif", labels)
-    with pytest.raises(DataError, match=r"label values 7, 9, 200 are not in the class map") as err:
-        check_label_values(path, DEFAULT_CLASSES)
-    assert str(path) in str(err.value)
-    with pytest.raises(DataError, match=r"label values 7, 9 are not") as err:  # 200 is the label's nodata
-        check_label_values(tif("lab_nodata.tif", labels, nodata=200), DEFAULT_CLASSES)
+    for folder in ("images", "labels"):
+        (tmp_path / folder).mkdir()
+    write_tif(tmp_path / "images" / "x.tif", np.ones((1, 16, 16), np.uint8))
+    path = tmp_path / "labels" / "x.tif"
+    for nodata, bad in ((None, "7, 9, 200"), (200, "7, 9")):
+        write_tif(path, labels, nodata=nodata)
+        with pytest.raises(DataError, match=rf"label values {bad} are not in the class map") as err:
+            build_datasets(str(tmp_path), patch_size=8, holdout_fraction=0.5)
+        assert str(path) in str(err.value)
     labels[0, :2] = 1
-    check_label_values(tif("lab_ok.tif", labels, nodata=200), DEFAULT_CLASSES)
+    write_tif(path, labels, nodata=200)
+    assert build_datasets(str(tmp_path), patch_size=8, holdout_fraction=0.5)["train"].regions
 
 
 @pytest.mark.parametrize("dtype,nodata", [("int16", 0.5), ("uint16", 7), ("float32", -9999.0)])

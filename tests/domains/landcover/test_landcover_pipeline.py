@@ -9,7 +9,7 @@ from affine import Affine
 
 from segsuite.core.inference import TilePredictor, sliding_window
 from segsuite.domains.landcover.classes import DEFAULT_CLASSES, ClassMap
-from segsuite.domains.landcover.rasterout import open_output
+from segsuite.domains.landcover.rasterout import RasterWriter
 from segsuite.domains.landcover.reader import RasterSource
 from segsuite.domains.landcover.synthetic import make_large_raster
 from segsuite.domains.landcover.writer import PROBA_SCALE
@@ -42,10 +42,10 @@ def test_identity_model_reproduces_the_raster(tif, tmp_path, tile, overlap):
     image[:, 40:45, 10:13] = np.nan  # nodata
     path = tif("in.tif", image, crs="EPSG:2154", transform=ODD, block=None)
     with RasterSource(path, raw_meta(3)) as source:
-        with open_output(tmp_path / "out.tif", source.profile, count=3, dtype="float32", nodata=-9999.0) as out:
+        with RasterWriter(tmp_path / "out.tif", source.profile, count=3, dtype="float32", nodata=-9999.0) as out:
             for _, row0, logits, covered in sliding_window(TilePredictor(torch.nn.Identity(), "cpu"), [source], 3,
                                                            tile, overlap, batch_size=5):
-                out.write_rows(row0, logits.numpy(), covered.numpy())  # the tiles' valid masks, carried
+                out.write_block(row0, 0, logits.numpy(), covered.numpy())  # the tiles' valid masks, carried
     with rasterio.open(tmp_path / "out.tif") as dst:
         got = dst.read()
     valid = np.isfinite(image).all(axis=0)

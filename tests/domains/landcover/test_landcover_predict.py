@@ -18,6 +18,7 @@ import segsuite.core.predict
 from segsuite.core.inference import InferenceOptions
 from segsuite.core.io import STAGING_PREFIX
 from segsuite.core.pipeline import run_predict
+from segsuite.domains.landcover.classes import DEFAULT_CLASSES
 from segsuite.domains.landcover.reader import GeoTiffReader
 from segsuite.domains.landcover.synthetic import make_scene
 from segsuite.domains.landcover.writer import GeoTiffWriter
@@ -46,7 +47,8 @@ def test_predict_script_on_a_folder_writes_rasters_reports_and_previews(tiny_che
             assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
             valid = dst.read_masks(1) > 0
             np.testing.assert_array_equal(valid, src.read_masks(1) > 0)  # the 8 px nodata border
-            counts = np.bincount(dst.read(1)[valid], minlength=6)
+            classes = dst.read(1)
+            counts = np.bincount(classes[valid], minlength=6)
         report = json.loads((out / f"{name}_areas.json").read_text())
         assert [c["pixels"] for c in report["classes"]] == counts.tolist()
         assert report["pixel_area_m2"] == 100.0  # 10 m pixels of a UTM CRS
@@ -54,7 +56,11 @@ def test_predict_script_on_a_folder_writes_rasters_reports_and_previews(tiny_che
             rows = list(csv.DictReader(fh))
         assert rows[-1]["name"] == "total" and int(rows[-1]["pixels"]) == valid.sum()
         assert float(rows[0]["hectares"]) == pytest.approx(counts[0] * 100 / 10_000)
-        assert Image.open(out / f"{name}_preview.png").size[0] > 200
+        preview = np.asarray(Image.open(out / f"{name}_preview.png").convert("RGB"))  # image | 8 px | classes, legend
+        h, w = classes.shape
+        colours = np.array([*DEFAULT_CLASSES.colors, (255, 255, 255)], np.uint8)  # nodata white
+        np.testing.assert_array_equal(preview[:h, w + 8 : 2 * w + 8], colours[np.where(valid, classes, 6)])
+        assert preview.shape[0] > h  # the legend below
 
 
 def test_predict_returns_what_it_wrote_and_honours_options(tiny_checkpoint, synthetic_root, tmp_path):

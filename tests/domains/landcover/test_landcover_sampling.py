@@ -1,18 +1,18 @@
-"""Sampling geometry: validation grids, spatial hold-out, random windows, rare-class weights, augmentation."""
+"""Sampling geometry: validation grids, spatial hold-out and the training windows in it, rare-class weights,
+augmentation (the chunk sampler itself: tests/core/test_chunks.py)."""
 
 import numpy as np
 import pytest
 
+from segsuite.core.chunks import ChunkSampler
 from segsuite.core.errors import ConfigError
-from segsuite.domains.landcover.dataset import augment_d4
+from segsuite.domains.landcover.samples import augment_d4
 from segsuite.domains.landcover.sampling import (
     Rect,
     full_rect,
     grid_windows,
     holdout_split,
-    random_window,
     repeat_factor_weights,
-    window_near,
     window_rect,
 )
 
@@ -50,12 +50,12 @@ def test_spatial_holdout_partitions_scene_without_overlap(mode, height, width):
     np.testing.assert_array_equal(_cover_count(height, width, train + val), 1)  # a partition of the scene
     held = sum(r.area for r in val) / (height * width)
     assert 0.1 < held < 0.4
-    rng = np.random.default_rng(0)
     patch = (32, 32)
     val_windows = [window_rect(w) for r in val for w, _ in grid_windows(r, patch)]
+    sampler = ChunkSampler([(r.row0, r.col0, r.row1, r.col1) for r in train], patch, [(64, 64)] * len(train))
     for _ in range(300):  # random training windows never touch validation windows
-        rect = train[rng.integers(len(train))]
-        w = window_rect(random_window(rect, patch, rng))
+        chunk, _, box = sampler.draw(lambda chunk: None)
+        rect, w = train[chunk.item], Rect(*box)
         assert rect.row0 <= w.row0 and w.row1 <= rect.row1 and rect.col0 <= w.col0 and w.col1 <= rect.col1
         assert not any(w.overlaps(v) for v in val_windows)
 
@@ -67,20 +67,6 @@ def test_strip_holds_out_the_longer_axis():
         holdout_split(10, 10, 1.0)
     with pytest.raises(ConfigError, match="holdout_mode must be one of"):
         holdout_split(10, 10, 0.2, mode="random")
-
-
-def test_random_windows_stay_inside_and_anchor_small_rects():
-    rng = np.random.default_rng(0)
-    rect = Rect(10, 20, 60, 50)
-    seen = {(int(w.row_off), int(w.col_off)) for w in (random_window(rect, (16, 16), rng) for _ in range(20000))}
-    assert seen == {(r, c) for r in range(10, 45) for c in range(20, 35)}  # every placement, nothing outside
-    small = random_window(Rect(5, 5, 13, 9), (16, 16), rng)
-    assert (small.row_off, small.col_off, small.height, small.width) == (5, 5, 16, 16)
-    for _ in range(200):
-        cell = Rect(42, 30, 58, 46)
-        w = window_rect(window_near(cell, rect, (16, 16), rng))
-        assert rect.row0 <= w.row0 <= rect.row1 - 16 and rect.col0 <= w.col0 <= rect.col1 - 16
-        assert abs(w.row0 - cell.row0) <= 8 and abs(w.col0 - cell.col0) <= 8
 
 
 def test_repeat_factor_weights_by_hand():

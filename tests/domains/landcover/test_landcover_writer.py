@@ -10,7 +10,7 @@ from affine import Affine
 
 from segsuite.core.errors import DataError
 from segsuite.domains.landcover.classes import DEFAULT_CLASSES
-from segsuite.domains.landcover.rasterout import open_output
+from segsuite.domains.landcover.rasterout import RasterWriter
 
 # A rotated, non-round transform in Lambert-93: any rounding or re-derivation would show.
 ODD = Affine(0.3333333333333, 0.0123456789, 651234.56789, 0.0098765432, -0.3333333333333, 6862345.4321)
@@ -24,9 +24,9 @@ def source(tif):
 
 
 def _write(path, src_path, labels, valid, chunk=7, **kw):
-    with rasterio.open(src_path) as src, open_output(path, src.profile, **kw) as out:
+    with rasterio.open(src_path) as src, RasterWriter(path, src.profile, **kw) as out:
         for r in range(0, labels.shape[-2], chunk):
-            out.write_rows(r, labels[..., r : r + chunk, :], valid[r : r + chunk])
+            out.write_block(r, 0, labels[..., r : r + chunk, :], valid[r : r + chunk])
 
 
 def test_geometry_nodata_colour_table_tiling(source, tmp_path):
@@ -99,20 +99,20 @@ def test_cog_output_is_valid_cog_with_same_geometry(tif, tmp_path):
 def test_error_leaves_no_partial_file(source, tmp_path):
     out = tmp_path / "pred.tif"
     with pytest.raises(RuntimeError, match="boom"), rasterio.open(source) as src:
-        with open_output(out, src.profile) as writer:
-            writer.write_rows(0, np.zeros((10, 90), np.uint8))
+        with RasterWriter(out, src.profile) as writer:
+            writer.write_block(0, 0, np.zeros((10, 90), np.uint8))
             raise RuntimeError("boom")
     with pytest.raises(DataError, match="incomplete output, 10 of 70 rows"):
-        with open_output(out, source) as writer:
-            writer.write_rows(0, np.zeros((10, 90), np.uint8))
+        with RasterWriter(out, source) as writer:
+            writer.write_block(0, 0, np.zeros((10, 90), np.uint8))
     with pytest.raises(ValueError, match="expected row 0, got 5"):
-        with open_output(out, source) as writer:
-            writer.write_rows(5, np.zeros((10, 90), np.uint8))
+        with RasterWriter(out, source) as writer:
+            writer.write_block(5, 0, np.zeros((10, 90), np.uint8))
     assert sorted(os.listdir(tmp_path)) == ["in.tif"]
 
 
 def test_a_missing_folder_is_created(source, tmp_path):
-    with open_output(tmp_path / "new" / "pred.tif", source) as writer:
-        writer.write_rows(0, np.ones((70, 90), np.uint8))
+    with RasterWriter(tmp_path / "new" / "pred.tif", source) as writer:
+        writer.write_block(0, 0, np.ones((70, 90), np.uint8))
     with rasterio.open(tmp_path / "new" / "pred.tif") as dst:
         assert (dst.read(1) == 1).all()

@@ -271,7 +271,9 @@ def test_evaluate_panoptic_perfect_prediction_gives_pq_1(threshold_checkpoint, t
     assert _rows(out / "instances_per_case.csv") == [
         {"case": "blobs", "class": "kidneys", "predicted": "2", "true": "2", "tp": "2", "fp": "0", "fn": "0",
          "pq": "1.0"}]
-    assert (out / "predictions" / "blobs_instances.nii.gz").is_file()
+    # the predictions are the files predict writes (one writer), e.g. the panoptic volume with its segments
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == [
+        "blobs.nii.gz", "blobs_instances.csv", "blobs_instances.nii.gz", "blobs_panoptic.json", "blobs_panoptic.nii.gz"]
     assert "panoptic quality 1.0000" in stdout
 
 
@@ -290,6 +292,22 @@ def test_evaluate_counts_a_missed_kidney(threshold_checkpoint, tmp_path, affine_
     row = _rows(out / "instances_per_case.csv")[0]
     assert (row["predicted"], row["true"], row["tp"], row["fp"], row["fn"]) == ("2", "3", "2", "0", "1")
     assert float(row["pq"]) == pytest.approx(0.8)
+
+
+def test_evaluate_leaves_ignore_voxels_out(threshold_checkpoint, tmp_path, affine_factory, nifti_writer, capsys):
+    """Voxels labelled ``ignore`` in dataset.json count for no label: half of one kidney and a background slab."""
+    images, label = _case_images()
+    label[3:5, 4:10, 2:7] = 9  # 60 of kidney A's 120 voxels
+    label[0:2, :, :] = 9  # background the threshold model calls background
+    root = _dataset(tmp_path / "data", {"blobs": (images, label)}, affine_factory(), nifti_writer)
+    spec = json.loads((root / "dataset.json").read_text())
+    (root / "dataset.json").write_text(json.dumps({**spec, "labels": {**spec["labels"], "ignore": 9}}))
+    result, _ = _evaluate(threshold_checkpoint, root, tmp_path / "eval", capsys)
+    kidneys = next(r for r in result["per_case"] if r["label"] == "kidneys")
+    assert kidneys["dice"] == 1.0 and kidneys["hd95_mm"] == 0.0  # the ignored half is not a false positive
+    assert kidneys["ref_volume_ml"] == pytest.approx(kidneys["pred_volume_ml"])
+    pixels = {c["class"]: c["pixels"] for c in result["per_class"]}
+    assert pixels["kidneys"] == 270 - 60 and sum(pixels.values()) == int((label != 9).sum())
 
 
 def test_instance_outputs_are_named_beside_the_label_output(tmp_path, meta):

@@ -11,9 +11,10 @@ import pytest
 from segsuite.core import plan as planning
 from segsuite.core.errors import ConfigError
 from segsuite.core.models import topology
+from segsuite.core.plan3d import BATCH_VOXELS
 from segsuite.domains.mri_dixon.dataset import build_datasets
 from segsuite.domains.mri_dixon.phantom import make_dataset
-from segsuite.domains.mri_dixon.plan import BATCH_VOXELS, CaseFingerprint, Plan, make_plan, target_spacing
+from segsuite.domains.mri_dixon.plan import CaseFingerprint, Plan, make_plan
 
 from .conftest import PHANTOM_SHAPE, PHANTOM_SPACING
 
@@ -44,19 +45,6 @@ def test_phantom_plan_from_dataset_json_and_spacings(phantom_root):
     assert meta["target_spacing"] == plan.target_spacing and meta["batch_size"] == plan.batch_size_2d
     assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan  # JSON round trip
     assert "target spacing 3.00 x 3.00 x 6.00 mm" in plan.summary()
-
-
-def test_median_spacing_and_the_anisotropy_rule():
-    iso = [(1.0, 1.0, 1.0), (1.2, 0.8, 1.5), (0.9, 1.1, 1.2)]
-    target, axis = target_spacing(np.array(iso), np.array([(100, 100, 100)] * 3))
-    assert target == pytest.approx([1.0, 1.0, 1.2]) and axis is None
-    # thick slices with few voxels: the coarse axis takes its 10th percentile, not the median (5 mm)
-    thick = [(0.8, 0.8, z) for z in (3.0, 4.0, 5.0, 5.0, 6.0, 8.0)]
-    target, axis = target_spacing(np.array(thick), np.array([(256, 256, 30)] * 6))
-    assert axis == 2 and target[2] == pytest.approx(np.percentile([3, 4, 5, 5, 6, 8], 10))
-    # coarse but not few voxels (a tall stack): the median stays
-    target, axis = target_spacing(np.array(thick), np.array([(256, 256, 200)] * 6))
-    assert axis is None and target[2] == pytest.approx(5.0)
 
 
 def test_patch_and_batch_fit_the_memory_budget():
