@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 TINY = 1e-12  # probabilities are clamped here before their log (a kept logit of 0 probability)
+SLAB = 16  # input slices resampled in-plane at a time
 
 
 def _same(x: torch.Tensor) -> torch.Tensor:
@@ -75,7 +76,12 @@ class SlabRestorer:
         self.logits: torch.Tensor | None = None
 
     def add(self, logits: torch.Tensor) -> None:
-        """The next ``m`` slices' logits ``(C, m, H', W')``; computes every output slice they complete."""
+        """The next ``m`` slices' logits ``(C, m, H', W')``; computes every output slice they complete, :data:`SLAB`
+        input slices at a time (a whole volume at once too: its probabilities on the item's grid are never all held)."""
+        for start in range(0, logits.shape[1], SLAB):
+            self._add(logits[:, start : start + SLAB])
+
+    def _add(self, logits: torch.Tensor) -> None:
         h, w = self.stack.crop
         x = self.combine(logits[:, :, :h, :w])
         if self.stack.resampled:

@@ -54,6 +54,11 @@ def test_without_logits_only_the_slices_in_reach_are_held():
     kept, classes, border = restorer.result()
     assert kept is None and border is None
     np.testing.assert_array_equal(classes, _reference(logits, (16, 16), (97, 16, 16), 3)[1])
+    whole = SlabRestorer(stack, 3, keep_logits=False)  # a volume given at once goes through SLAB slices at a time
+    sizes = []
+    whole._add = lambda chunk, add=whole._add: sizes.append(chunk.shape[1]) or add(chunk)
+    whole.add(logits)
+    assert sizes == [16, 16, 8] and np.array_equal(whole.result()[1], classes)
 
 
 def test_without_resampling_the_logits_pass_through():
