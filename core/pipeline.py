@@ -68,10 +68,9 @@ def predict_tasks(opened: Opened, job: Job, bar: Any = False, logits: bool = Tru
         for chunk in stack_chunks(blocks, [s.shape[0] for s in opened.sources], volumes):
             group.append(chunk)
             if sum(c.shape[1] for c in group) >= options.batch_size:  # about a batch: the engine is not held up
-                yield partial(restorer.add, torch.cat(group, 1) if len(group) > 1 else group[0])
+                yield partial(_add_chunks, restorer, group)
                 group = []
-        if group:
-            yield partial(restorer.add, torch.cat(group, 1) if len(group) > 1 else group[0])
+        yield partial(_add_chunks, restorer, group)
         yield partial(_stack_prediction, restorer, job)
         return
     whole = combine(_assemble(blocks, [s.shape[0] for s in opened.sources]))
@@ -94,6 +93,11 @@ def _item_prediction(opened: Opened, logits: torch.Tensor, job: Job) -> Predicti
     classes, border = split_logits(logits, job.model.num_classes)
     instances = job.instancer(classes, border) if job.instancer is not None else None
     return Prediction(logits, classes, border, num_classes=job.model.num_classes, instances=instances)
+
+
+def _add_chunks(restorer: SlabRestorer, chunks: Sequence[torch.Tensor]) -> None:
+    for chunk in chunks:  # on the sinks' thread
+        restorer.add(chunk)
 
 
 def _stack_prediction(restorer: SlabRestorer, job: Job) -> Prediction:
