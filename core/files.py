@@ -1,5 +1,5 @@
 """Finding a data set's files, written once for every domain: images in a folder, images paired with their masks by
-file stem, and synthetic data generated into a missing root in one atomic step.
+file stem, a reader's inputs, and synthetic data generated into a missing root in one atomic step.
 
 Every error names the folder or file and says what was expected, so a user can fix the layout from the message.
 """
@@ -11,8 +11,10 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from segsuite.core.errors import DataError
+from segsuite.core.io import pattern_matches
 
 Pair = tuple[Path, Path]  # (image, mask)
 
@@ -69,6 +71,32 @@ def pair_by_stem(image_dir: str | os.PathLike, mask_dir: str | os.PathLike, imag
     pairs = [first_existing(image, [mask_dir / f"{mask_name(stem(image))}{s}" for s in mask_suffixes])
              for image in files_in(image_dir, image_suffixes)]
     return nonempty(pairs, image_dir, image_suffixes)
+
+
+def find_inputs(input: Any, suffixes: Iterable[str], kind: str, recursive: bool = True,
+                skip: Callable[[str], bool] = lambda folder: False) -> list[tuple[Path, Path | None]]:
+    """The files a reader's ``input`` names, each with its path relative to the input folder (None for a file named
+    directly): a file, a folder (searched recursively unless ``recursive`` is false; hidden files and folders, and
+    folders whose name ``skip`` accepts, are passed over), a glob pattern or a list of these. Files must have one of
+    ``suffixes`` (any case); a DataError names the input and says that ``kind`` ("TIFF images (*.tif)")
+    or a folder of them is expected."""
+    if isinstance(input, (list, tuple)):
+        return [found for entry in input for found in find_inputs(entry, suffixes, kind, recursive, skip)]
+    if (matches := pattern_matches(input)) is not None:
+        return [found for path in matches for found in find_inputs(path, suffixes, kind, recursive, skip)]
+    src, accepted = Path(str(input)), {s.lower() for s in suffixes}
+    if src.is_file() and _suffix(src) in accepted:
+        return [(src, None)]
+    if not src.is_dir():
+        raise DataError(f"input {src} " + (f"is not one of the {kind} or a folder of them" if src.exists() else
+                                           f"does not exist ({kind} or a folder of them expected)"))
+    found = [(path, path.relative_to(src)) for path in sorted(src.rglob("*") if recursive else src.iterdir())
+             if _suffix(path) in accepted]
+    found = [(path, rel) for path, rel in found if path.is_file() and not rel.name.startswith(".")
+             and not any(p.startswith(".") or skip(p) for p in rel.parts[:-1])]
+    if not found:
+        raise DataError(f"no {kind} in input folder {src}{' (searched recursively)' if recursive else ''}")
+    return found
 
 
 def generated_root(root: str | os.PathLike, generate: Callable[[Path], None] | None, hint: str) -> Path:

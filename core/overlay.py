@@ -49,6 +49,15 @@ def instance_colors(ids: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def instance_overlay(rgb: np.ndarray, ids: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """``rgb`` ``(H, W, 3)`` uint8 with each instance of ``ids`` ``(H, W)`` blended in its :func:`instance_colors`
+    colour (weight ``alpha``), outlines white; a new array."""
+    out, colours, inside = rgb.copy(), instance_colors(ids), ids > 0
+    out[inside] = np.rint((1 - alpha) * rgb[inside] + alpha * colours[inside])
+    out[instance_edges(ids)] = 255
+    return out
+
+
 def check_labels(labels: np.ndarray) -> np.ndarray:
     """Validate a prediction ``(H, W)`` of class indices and return it as int64."""
     labels = np.asarray(labels)
@@ -77,6 +86,17 @@ def colorize(labels: np.ndarray, colors: list[list[int]], ignore_index: int = 25
     return palette[class_index(labels, len(colors), ignore_index)]
 
 
+
+
+def write_colors(labels: np.ndarray, colors: list[list[int]], path: str | Path, ignore_index: int = 255,
+                 overwrite: bool = False) -> Path:
+    """:func:`colorize` as a PNG: an indexed-colour one (class indices ``(H, W)`` with the class colours as its
+    palette, black last for ignored pixels), which viewers show with exactly :func:`colorize`'s pixels for a third of
+    the encoding of an RGB PNG; more than 255 classes: the RGB image itself."""
+    palette = np.asarray(list(colors) + [[0, 0, 0]], np.uint8)
+    if len(palette) > 256:
+        return save_png(colorize(labels, colors, ignore_index), path, overwrite)
+    return save_png(class_index(labels, len(colors), ignore_index).astype(np.uint8), path, overwrite, palette)
 
 
 def _blend(base: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:

@@ -20,9 +20,10 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
 
-def encode_png(array: np.ndarray) -> bytes:
+def encode_png(array: np.ndarray, palette: np.ndarray | None = None) -> bytes:
     """``(H, W)`` uint8/uint16 grey or ``(H, W, 3)`` uint8 RGB as PNG bytes, lossless (any decoder reads the same
-    pixels back).
+    pixels back); with ``palette`` ``(N, 3)`` uint8 (N <= 256) the ``(H, W)`` uint8 ``array`` holds indices into it
+    (an indexed-colour PNG: viewers show ``palette[array]``, a third of the bytes to filter and deflate).
 
     Every row gets PNG's Sub filter (each byte minus the same byte of the pixel on its left, in numpy) and the rows
     are deflated with zlib's run-length strategy: a flat label map becomes runs of zeros, a photo's small horizontal
@@ -42,21 +43,29 @@ def encode_png(array: np.ndarray) -> bytes:
     np.subtract(rows[:, bpp:], rows[:, :-bpp], out=filtered[:, 1 + bpp :])  # modulo 256, as PNG defines it
     deflate = zlib.compressobj(PNG_LEVEL, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
     data = deflate.compress(filtered.data) + deflate.flush()
-    header = struct.pack(">IIBBBBB", w, h, 8 * array.dtype.itemsize, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
-    return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+    kind = _PNG_COLOUR_TYPES[channels] if palette is None else 3  # 3: indexed colour
+    header = struct.pack(">IIBBBBB", w, h, 8 * array.dtype.itemsize, kind, 0, 0, 0)
+    plte = b"" if palette is None else _png_chunk(b"PLTE", np.asarray(palette, np.uint8).tobytes())
+    return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + plte + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
 
 
-def save_png(array: np.ndarray, path: str | Path, overwrite: bool = False) -> Path:
-    """Write ``array`` (``(H, W)`` uint8/uint16 or ``(H, W, 3)`` uint8) as PNG (:func:`encode_png`)."""
+def save_png(array: np.ndarray, path: str | Path, overwrite: bool = False, palette: np.ndarray | None = None
+             ) -> Path:
+    """Write ``array`` (``(H, W)`` uint8/uint16 or ``(H, W, 3)`` uint8; ``(H, W)`` uint8 indices into ``palette``
+    ``(N, 3)``, N <= 256) as PNG (:func:`encode_png`)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise DataError(f"output {path} already exists (pass overwrite=True to replace it)")
     if array.dtype not in (np.uint8, np.uint16) or array.ndim not in (2, 3) or \
             (array.ndim == 3 and (array.shape[2] != 3 or array.dtype != np.uint8)):
         raise ValueError(f"cannot write {array.dtype} array of shape {array.shape} as PNG to {path}")
+    if palette is not None and (array.ndim != 2 or array.dtype != np.uint8 or
+                                np.shape(palette)[1:] != (3,) or not 0 < len(palette) <= 256):
+        raise ValueError(f"an indexed PNG takes (H, W) uint8 indices and a palette (N <= 256, 3); got {array.dtype} "
+                         f"{array.shape} and {np.shape(palette)} for {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        path.write_bytes(encode_png(array))
+        path.write_bytes(encode_png(array, palette))
     except BaseException:
         path.unlink(missing_ok=True)
         raise

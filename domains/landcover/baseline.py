@@ -23,10 +23,10 @@ from segsuite.core.contracts import Item, Job, Prediction
 from segsuite.core.domain import ScoreSink
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
+from segsuite.core.regions import cells
 from segsuite.domains.landcover.dataset import Region
-from segsuite.domains.landcover.io import open_raster, read_label_window, read_window
+from segsuite.domains.landcover.io import as_window, open_raster, read_label_window, read_window
 from segsuite.domains.landcover.reader import OpenedScene
-from segsuite.domains.landcover.sampling import cells
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def training_pixels(regions: list[Region], meta: Any, max_pixels: int = 200_000,
     for i in rng.permutation(len(todo)):
         scene, rect = todo[i]
         with open_raster(scene.image, check_data=False) as img, open_raster(scene.label, check_data=False) as lbl:
-            image, valid = read_window(img, rect.window(), bands, alpha)  # (C, h, w), (h, w)
-            labels, labelled = read_label_window(lbl, rect.window())
+            image, valid = read_window(img, as_window(rect), bands, alpha)  # (C, h, w), (h, w)
+            labels, labelled = read_label_window(lbl, as_window(rect))
         keep = valid & labelled & (labels >= 0) & (labels < k) & (labels != ignore)
         xs.append(image[:, keep].T)
         ys.append(labels[keep])

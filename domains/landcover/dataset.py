@@ -20,8 +20,9 @@ from segsuite.core import folds
 from segsuite.core import plan as planning
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.files import generated_root
+from segsuite.core.regions import blocks, cells, full_rect, holdout_split
 from segsuite.domains.landcover.classes import ClassMap, find_class_map
-from segsuite.domains.landcover.io import open_raster
+from segsuite.domains.landcover.io import as_window, open_raster
 from segsuite.domains.landcover.rasterstats import band_stats, check_pair, count_values
 from segsuite.domains.landcover.samples import (
     LandCoverGridDataset,
@@ -30,7 +31,6 @@ from segsuite.domains.landcover.samples import (
     Scene,
     class_targets,  # noqa: F401 (re-exported: its old home)
 )
-from segsuite.domains.landcover.sampling import blocks, cells, full_rect, holdout_split
 from segsuite.domains.landcover.synthetic import make_dataset
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
     patch = given_patch or tuple(planning.patch_2d(
         [[r.height, r.width] for region in splits["train"] for r in region.rects],
         [[infos[s.stem].height, infos[s.stem].width] for s in training]))
-    stat_cells = [(region.scene.image, cell.window()) for region in splits["train"] for rect in region.rects
+    stat_cells = [(region.scene.image, as_window(cell)) for region in splits["train"] for rect in region.rects
                   for cell in cells(rect, (512, 512))]
     stats = band_stats(stat_cells, band_list, max_pixels=stats_max_pixels, seed=seed, alpha_is_mask=alpha_is_mask)
     holdout = {"mode": holdout_mode, "block": block, "fraction": fraction} if fraction > 0 else None

@@ -31,10 +31,10 @@ from shapely.geometry import mapping, shape
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.instances import StreamInstances, StripLabeller
 from segsuite.core.io import write_csv
-from segsuite.domains.landcover.io import open_raster
+from segsuite.core.regions import cells, full_rect
+from segsuite.domains.landcover.io import as_window, open_raster
 from segsuite.domains.landcover.rasterout import RasterWriter
 from segsuite.domains.landcover.report import M2_PER_HECTARE, pixel_area_m2
-from segsuite.domains.landcover.sampling import cells, full_rect
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def vector_driver(path: Path) -> str:
 
 def _band_windows(height: int, width: int, band: int = 4096) -> list:
     """512-row windows of column bands ``band`` px wide, band by band (the order a ``RasterWriter`` takes)."""
-    return [c.window() for c in sorted(cells(full_rect(height, width), (512, band)), key=lambda c: (c.col0, c.row0))]
+    return [as_window(c) for c in sorted(cells(full_rect(height, width), (512, band)), key=lambda c: (c.col0, c.row0))]
 
 
 class InstanceStream:

@@ -30,7 +30,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from segsuite.core.errors import DataError
-from segsuite.domains.landcover.sampling import cells, full_rect
+from segsuite.core.regions import Rect, cells, full_rect
 
 PathLike = str | Path
 
@@ -301,4 +301,14 @@ def chunk_windows(src: rasterio.DatasetReader, target: int = 512) -> list[Window
     bh, bw = src.block_shapes[0]
     rows = bh * max(1, target // bh) if bh <= target else target
     cols = bw * max(1, target // bw) if bw <= target else target
-    return [cell.window() for cell in cells(full_rect(src.height, src.width), (rows, cols))]
+    return [as_window(cell) for cell in cells(full_rect(src.height, src.width), (rows, cols))]
+
+
+def as_window(rect: Rect) -> Window:
+    """A :class:`~segsuite.core.regions.Rect` as rasterio's window."""
+    return Window(rect.col0, rect.row0, rect.width, rect.height)
+
+
+def window_rect(window: Window) -> Rect:
+    r, c = int(window.row_off), int(window.col_off)
+    return Rect(r, c, r + int(window.height), c + int(window.width))

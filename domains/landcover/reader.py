@@ -22,6 +22,7 @@ from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.io import input_files, pattern_matches, work_folder
 from segsuite.core.preview import stretch
 from segsuite.core.probes import Probes, file_version
+from segsuite.core.regions import Rect, full_rect
 from segsuite.domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets
 from segsuite.domains.landcover.io import (
     as_location,
@@ -33,10 +34,10 @@ from segsuite.domains.landcover.io import (
     open_raster,
     read_label_window,
     read_tile,
+    window_rect,
 )
 from segsuite.domains.landcover.mosaic import MOSAIC_PREFIX, mosaic_files, write_vrt
 from segsuite.domains.landcover.report import M2_PER_HECTARE, decimated, pixel_area_m2
-from segsuite.domains.landcover.sampling import Rect, full_rect, window_rect
 from segsuite.domains.landcover.stac import STAC_PREFIX, stac_rasters
 
 log = logging.getLogger(__name__)

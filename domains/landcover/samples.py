@@ -25,9 +25,9 @@ from torch.utils.data import Dataset
 
 from segsuite.core.chunks import Chunk, ChunkSampler, aligned_step
 from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.regions import Rect, cells, grid_rects, repeat_factor_weights
 from segsuite.domains.landcover.classes import ClassMap
-from segsuite.domains.landcover.io import open_raster, read_label_window, read_tile
-from segsuite.domains.landcover.sampling import Rect, cells, grid_windows, repeat_factor_weights, window_rect
+from segsuite.domains.landcover.io import as_window, open_raster, read_label_window, read_tile
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ class _LandCoverDataset(Dataset):
         valid = valid & _in_rect(box, region)
         labels = labels.astype(np.int64)
         keep = valid & labelled & _in_rect(box, own) & (labels != self.ignore_index)
-        mask = class_targets(labels, keep, len(self.class_map), self.ignore_index, f"{scene.label} {box.window()}")
+        mask = class_targets(labels, keep, len(self.class_map), self.ignore_index, f"{scene.label} {as_window(box)}")
         extra = [np.where(keep & ids[1] & (ids[0] > 0), ids[0], 0).astype(np.int64)] if ids else []
         out = normalize(image, valid, self.mean, self.std), mask, *extra
         return _sample(*(out if rng is None else augment_d4(*out[:2], rng, *out[2:])))
@@ -218,7 +218,7 @@ class LandCoverTrainDataset(_LandCoverDataset):
             all_cells = [all_cells[j] for j in sorted(pick)]
         presence = np.zeros((len(all_cells), len(self.class_map)), bool)
         for row, (i, cell) in enumerate(all_cells):
-            labels, labelled = read_label_window(self._rasters.get(self._rects[i][0].label), cell.window())
+            labels, labelled = read_label_window(self._rasters.get(self._rects[i][0].label), as_window(cell))
             ids = np.unique(labels[labelled])
             presence[row, ids[(ids >= 0) & (ids < len(self.class_map))]] = True
         return all_cells, repeat_factor_weights(presence)
@@ -256,13 +256,12 @@ class LandCoverGridDataset(_LandCoverDataset):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.items = [(region.scene, window, own, rect) for region in self.regions for rect in region.rects
-                      for window, own in grid_windows(rect, self.patch_size)]
+        self.items = [(region.scene, box, own, rect) for region in self.regions for rect in region.rects
+                      for box, own in grid_rects(rect, self.patch_size)]
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        scene, window, own, rect = self.items[index]
-        box = window_rect(window)
-        return self._item(scene, self._load(scene, window), (box.row0, box.col0), box, own, rect)
+        scene, box, own, rect = self.items[index]
+        return self._item(scene, self._load(scene, as_window(box)), (box.row0, box.col0), box, own, rect)

@@ -16,10 +16,11 @@ import tifffile
 from segsuite.core.contracts import Item, Job, Prediction
 from segsuite.core.domain import BaseOpened, BaseReader, BaseSink, BaseWriter
 from segsuite.core.errors import DataError
+from segsuite.core.files import find_inputs
 from segsuite.core.inference import ArraySource
 from segsuite.core.instances import Instancer, Instances, measure_instances
-from segsuite.core.io import pattern_matches, write_csv
-from segsuite.core.overlay import instance_colors, instance_edges
+from segsuite.core.io import write_csv
+from segsuite.core.overlay import instance_overlay
 from segsuite.core.png import save_png
 from segsuite.core.preview import fit, stretch
 from segsuite.domains.microscopy.data import SUFFIXES, normalize, read_tiff, synthetic_image, to_czyx, write_tiff
@@ -51,21 +52,8 @@ class TiffReader(BaseReader):
     """A TIFF, a folder (recursively, but not ``NN_GT|ST|RES``, ``masks``, ``labels``), a glob pattern or a list."""
 
     def find(self, input: Any, job: Job) -> list[Item]:
-        if isinstance(input, (list, tuple)):
-            return [item for entry in input for item in self.find(entry, job)]
-        if (matches := pattern_matches(input)) is not None:
-            return [item for path in matches for item in self.find(path, job)]
-        src = Path(str(input))
-        if src.is_dir():
-            files = [p for p in sorted(src.rglob("*")) if p.is_file() and p.suffix.lower() in SUFFIXES
-                     and not any(SKIP.fullmatch(part) for part in p.relative_to(src).parts[:-1])]
-            if not files:
-                raise DataError(f"no TIFF images (*.tif, *.tiff) in input folder {src}")
-            return [Item(str(p.relative_to(src)), p, p.relative_to(src)) for p in files]
-        if not src.is_file() or src.suffix.lower() not in SUFFIXES:
-            raise DataError(f"input {src} " + ("is not a TIFF file (*.tif, *.tiff) or a folder of them" if src.exists()
-                                               else "does not exist"))
-        return [Item(src.stem, src)]
+        found = find_inputs(input, SUFFIXES, "TIFF images (*.tif, *.tiff)", skip=SKIP.fullmatch)
+        return [Item(str(rel) if rel else path.stem, path, rel or Path()) for path, rel in found]
 
     def check(self, item: Item, job: Job) -> None:  # the header only
         try:
@@ -175,14 +163,10 @@ class MaskSink(BaseSink):
         return self.paths["mask"]
 
 
-def overlay(raw: np.ndarray, ids: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """RGB uint8 ``(H, W, 3)``: the image (middle z slice) stretched, objects blended in colours, outlines white."""
+def overlay(raw: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)``: the image (middle z slice) stretched, objects in their colours, outlines white."""
     z = raw.shape[1] // 2
-    ids = ids[z] if ids.ndim == 3 else ids
-    rgb, colours, inside = stretch(raw[:, z].astype(np.float32)), instance_colors(ids), ids > 0
-    rgb[inside] = np.rint((1 - alpha) * rgb[inside] + alpha * colours[inside])
-    rgb[instance_edges(ids)] = 255
-    return rgb
+    return instance_overlay(stretch(raw[:, z].astype(np.float32)), ids[z] if ids.ndim == 3 else ids)
 
 
 def object_rows(instances: Instances, opened: OpenedStack, pixel_um: float | None = None) -> list[dict[str, Any]]:

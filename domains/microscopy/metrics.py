@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from segsuite.core.contracts import Item, Job, Prediction
-from segsuite.core.domain import BaseEvaluation, BaseSink
+from segsuite.core.domain import BaseEvaluation, ScoreSink
 from segsuite.core.errors import DataError
 from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
 from segsuite.core.instances import PanopticMetrics
@@ -68,10 +68,11 @@ class MicroscopyEvaluation(BaseEvaluation):
     def report_files(self, job: Job) -> list[str]:
         return [*SEMANTIC_REPORTS, "ctc.json", "ctc_per_image.csv"]
 
-    def sink(self, item: Item, opened: Any, out: Path, job: Job) -> CtcSink:
-        return CtcSink(self, item, job)
+    def sink(self, item: Item, opened: Any, out: Path, job: Job) -> ScoreSink:
+        return ScoreSink(lambda prediction: self.add(item.name, prediction, job, read_tiff(item.target)[0][0]))
 
     def add(self, name: str, prediction: Prediction, job: Job, labels: np.ndarray) -> None:
+        labels = labels[0] if len(labels) == 1 else labels  # (Z, H, W): one slice for a 2D image
         if labels.shape != prediction.classes.shape:
             raise DataError(f"the mask of {name} has shape {labels.shape}; the image {prediction.classes.shape}")
         computed = cut_instances(prediction, job, self.min_size).ids
@@ -89,16 +90,3 @@ class MicroscopyEvaluation(BaseEvaluation):
         write_json(out / "ctc.json", {"split": self.split, **scores, "counts": total})
         write_csv(out / "ctc_per_image.csv", self.rows, columns=["image", "seg", "det", *COUNTS])
         return {**self.semantic.report(out, {"split": self.split, "checkpoint": job.model.checkpoint}), **scores}
-
-
-@dataclass
-class CtcSink(BaseSink):
-    scorer: MicroscopyEvaluation
-    item: Item
-    job: Job
-
-    def update(self, prediction: Prediction) -> None:
-        labels = read_tiff(self.item.target)[0][0]  # (Z, H, W)
-        self.scorer.add(self.item.name, prediction, self.job, labels[0] if len(labels) == 1 else labels)
-
-    def close(self) -> None: ...

@@ -24,10 +24,11 @@ from segsuite.core import plan as planning
 from segsuite.core.classmap import load_class_map
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.files import Pair, files_in, first_existing, generated_root, nonempty, pair_by_stem, require_dir
+from segsuite.core.images import IMAGE_SUFFIXES, ColorDecoder, IndexDecoder, image_size, read_index_label, read_rgb
+from segsuite.core.splits import split_names
 
 from . import labels as lb
 from .augment import TrainAugment
-from .io import image_size, read_color_label, read_index_label, read_rgb
 from .synthetic import make_dataset
 
 log = logging.getLogger(__name__)
@@ -35,29 +36,7 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 LAYOUTS = ("cityscapes", "camvid", "kitti", "folder")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 INSTANCE_OFFSET = 1000  # Cityscapes instanceIds: label_id * 1000 + k for things, plain label ids below
-
-
-@dataclass(frozen=True)
-class IndexDecoder:
-    """Single-channel label PNG -> training indices ``(H, W)`` int64 through a lookup table (-1 = not allowed)."""
-
-    lut: np.ndarray
-    accepted: str
-
-    def __call__(self, path: Path) -> np.ndarray:
-        return lb.apply_lut(read_index_label(path), self.lut, path, self.accepted)
-
-
-@dataclass(frozen=True)
-class ColorDecoder:
-    """Colour-coded label image -> training indices ``(H, W)`` int64; unknown colours raise DataError."""
-
-    table: dict[tuple[int, int, int], int]
-
-    def __call__(self, path: Path) -> np.ndarray:
-        return lb.decode_color_label(read_color_label(path), self.table, path)
 
 
 class RoadSceneDataset(Dataset):
@@ -162,19 +141,10 @@ def kitti_files(root: Path) -> list[Pair]:
     return nonempty(pairs, image_dir, IMAGE_SUFFIXES)
 
 
-def folder_files(image_dir: Path, mask_dir: Path) -> list[Pair]:
-    """Generic layout: every image in ``image_dir`` with the PNG of the same stem in ``mask_dir``."""
-    return pair_by_stem(image_dir, mask_dir, IMAGE_SUFFIXES)
-
-
-def split_files(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
-    """Seeded random split into (train, val); both non-empty."""
-    n_val = round(len(pairs) * val_fraction)
-    if not 0 < n_val < len(pairs):
-        raise DataError(f"cannot split {len(pairs)} images (first: {pairs[0][0]}) with val_fraction={val_fraction} "
-                        "into non-empty train and val sets")
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    return [pairs[i] for i in sorted(order[n_val:])], [pairs[i] for i in sorted(order[:n_val])]
+def _split(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """A seeded ``val_fraction`` of the pairs validates (:func:`~segsuite.core.splits.split_names` by image name)."""
+    by_name = {image.name: (image, mask) for image, mask in pairs}
+    return tuple([by_name[n] for n in part] for part in split_names(list(by_name), val_fraction, None, seed, "images"))
 
 
 def _fold(spec: _Layout, layout: str) -> None:
@@ -235,7 +205,7 @@ def _camvid(root: Path, ignore_index: int, classes: list[str] | None) -> _Layout
 
 
 def _kitti(root: Path, ignore_index: int, val_fraction: float, seed: int) -> _Layout:
-    train, val = split_files(kitti_files(root), val_fraction, seed)
+    train, val = _split(kitti_files(root), val_fraction, seed)
     meta = {"class_names": list(lb.KITTI_CLASSES), "class_colors": [list(c) for c in lb.KITTI_COLORS],
             "label_format": "kitti_road", "road_class": 1}
     return _Layout({"train": train, "val": val}, ColorDecoder(lb.kitti_road_color_table(ignore_index)), meta)
@@ -248,10 +218,10 @@ def _folder(root: Path, ignore_index: int, class_map: str | None, val_fraction: 
     if ignore_index in cmap.ids:
         raise ConfigError(f"ignore_index={ignore_index} is also a class id in {cmap_path}; choose another")
     if (root / "images" / "train").is_dir():
-        splits = {s: folder_files(root / "images" / s, root / "masks" / s)
+        splits = {s: pair_by_stem(root / "images" / s, root / "masks" / s, IMAGE_SUFFIXES)
                   for s in ("train", "val", "test") if s != "test" or (root / "images" / "test").is_dir()}
     else:
-        train, val = split_files(folder_files(root / "images", root / "masks"), val_fraction, seed)
+        train, val = _split(pair_by_stem(root / "images", root / "masks", IMAGE_SUFFIXES), val_fraction, seed)
         splits = {"train": train, "val": val}
     accepted = f"class ids {cmap.ids} from {cmap_path} and {ignore_index} (ignore)"
     decode = IndexDecoder(cmap.index_lut(ignore_index), accepted)

@@ -11,7 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.errors import ConfigError
+from segsuite.core.images import decode_color_label
 
 
 class CityscapesLabel(NamedTuple):
@@ -157,35 +158,3 @@ def kitti_road_color_table(ignore_index: int = 255) -> dict[tuple[int, int, int]
 def decode_kitti_road(rgb: np.ndarray, path: str | Path, ignore_index: int = 255) -> np.ndarray:
     """Decode a KITTI road ground truth image ``(H, W, 3)`` into ``(H, W)`` int64 (1 road, 0 non-road, ignore)."""
     return decode_color_label(rgb, kitti_road_color_table(ignore_index), path)
-
-
-def _format_colors(codes: np.ndarray, limit: int = 10) -> str:
-    """Render 24-bit colour codes as '(r, g, b)' strings, at most ``limit`` of them."""
-    shown = [f"({c >> 16}, {(c >> 8) & 255}, {c & 255})" for c in codes[:limit].tolist()]
-    more = f" and {len(codes) - limit} more" if len(codes) > limit else ""
-    return ", ".join(shown) + more
-
-
-def decode_color_label(rgb: np.ndarray, table: dict[tuple[int, int, int], int], path: str | Path) -> np.ndarray:
-    """Map each colour of ``rgb`` ``(H, W, 3)`` through ``table``; colours not in it raise DataError naming them."""
-    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-    uniques, inverse = np.unique(codes, return_inverse=True)
-    lookup = {(r << 16) | (g << 8) | b: v for (r, g, b), v in table.items()}
-    unknown = np.array([c for c in uniques.tolist() if c not in lookup], dtype=np.int64)
-    if unknown.size:
-        accepted = _format_colors(np.array(sorted(lookup), dtype=np.int64), limit=len(lookup))
-        raise DataError(f"label image {path}: unknown colours {_format_colors(unknown)}; accepted colours: {accepted}")
-    values = np.array([lookup[c] for c in uniques.tolist()], dtype=np.int64)
-    return values[inverse.reshape(codes.shape)]
-
-
-def apply_lut(label: np.ndarray, lut: np.ndarray, path: str | Path, accepted: str) -> np.ndarray:
-    """Map integer label values ``(H, W)`` through ``lut`` (-1 = not allowed); unknown values raise DataError."""
-    in_range = label.size == 0 or (label.min() >= 0 and label.max() < len(lut))
-    mapped = lut[label] if in_range else None
-    if mapped is not None and not (mapped < 0).any():
-        return mapped
-    bad = np.unique(label[mapped < 0] if mapped is not None else label[(label < 0) | (label >= len(lut))])
-    shown = bad[:20].tolist()
-    raise DataError(f"label image {path}: label ids {shown}{' ...' if bad.size > 20 else ''} are not in the mapping; "
-                    f"accepted: {accepted}")

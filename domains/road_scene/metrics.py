@@ -6,17 +6,11 @@ Confusion matrices are ``(C, C)`` with rows = ground truth, columns = prediction
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from segsuite.core.metrics import scores_from_confusion
 
 from .labels import CITYSCAPES_CATEGORIES, CITYSCAPES_TRAIN_ID_TO_CATEGORY
-
-
-def _iou_from_confusion(conf: np.ndarray) -> np.ndarray:
-    """Per-class IoU ``(C,)`` from a confusion matrix; NaN where a class is absent from both gt and prediction."""
-    conf = conf.astype(np.float64)
-    tp = np.diag(conf)
-    union = conf.sum(0) + conf.sum(1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, tp / union, np.nan)
 
 
 def category_confusion(conf: np.ndarray, class_to_category: list[int], num_categories: int) -> np.ndarray:
@@ -35,7 +29,8 @@ def category_miou(conf: np.ndarray, class_to_category: list[int] | None = None,
     names = CITYSCAPES_CATEGORIES if category_names is None else category_names
     if conf.shape != (len(class_to_category),) * 2:
         raise ValueError(f"confusion matrix {conf.shape} does not match {len(class_to_category)} classes")
-    iou = _iou_from_confusion(category_confusion(conf, class_to_category, len(names)))
+    iou = scores_from_confusion(torch.from_numpy(category_confusion(conf, class_to_category, len(names))))["iou"]
+    iou = iou.numpy()
     return {"per_category": dict(zip(names, iou.tolist(), strict=True)),
             "mIoU": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")}
 

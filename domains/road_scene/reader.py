@@ -5,7 +5,6 @@ the logits are upsampled back to the full frame. Frames are decoded in a thread 
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,11 @@ import torch.nn.functional as F
 
 from segsuite.core.contracts import Item, Job
 from segsuite.core.domain import BaseOpened, BaseReader
-from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.errors import ConfigError
+from segsuite.core.files import find_inputs
+from segsuite.core.images import IMAGE_SUFFIXES, image_size, read_pixels, rgb_pixels, unit_range
 from segsuite.core.inference import ArraySource
-
-from .datasets import IMAGE_SUFFIXES
-from .io import image_size, read_pixels, unit_range
+from segsuite.core.workers import Prefetch
 
 META_KEYS = ("normalization", "class_names", "class_colors", "label_format")
 
@@ -44,21 +43,6 @@ class Frame:
 def load_frame(path: Path, meta: Any) -> Frame:
     """Decode ``path`` (grey/RGBA converted as in training), resize by ``meta["train_scale"]`` and normalise."""
     return prepare_frame(read_pixels(path), meta)
-
-
-def rgb_pixels(array: np.ndarray) -> np.ndarray:
-    """An in-memory RGB image ``(H, W, 3)`` or ``(3, H, W)``, uint8 or float in [0, 1], as ``read_pixels`` gives a
-    file: ``(H, W, 3)`` uint8 or float32."""
-    array = np.asarray(array)
-    layout = "(H, W, 3)" if array.ndim == 3 and array.shape[-1] == 3 else "(3, H, W)"
-    if array.ndim != 3 or 3 not in (array.shape[0], array.shape[-1]):
-        raise DataError(f"an array of shape {array.shape}: expected an RGB image (H, W, 3) or (3, H, W)")
-    pixels = array if layout == "(H, W, 3)" else array.transpose(1, 2, 0)
-    if pixels.dtype == np.uint8:
-        return np.ascontiguousarray(pixels)
-    if not np.issubdtype(pixels.dtype, np.floating) or not (0 <= np.nanmin(pixels) and np.nanmax(pixels) <= 1):
-        raise DataError(f"an RGB array of dtype {array.dtype}: expected uint8 (0..255) or float in [0, 1]")
-    return np.ascontiguousarray(pixels, dtype=np.float32)
 
 
 def prepare_frame(pixels: np.ndarray, meta: Any) -> Frame:
@@ -99,58 +83,39 @@ class OpenedFrame(BaseOpened):
 
 @dataclass
 class ImageReader(BaseReader):
-    """An image file or a folder searched recursively (hidden files skipped; the core drops anything inside the
-    output folder); items keep their path relative to the input, so outputs keep its subfolders.
+    """An image file, a folder searched recursively (hidden files skipped; the core drops anything inside the
+    output folder), a glob pattern or a list of them; items keep their path relative to the input, so outputs keep
+    its subfolders.
     ``workers`` decoding threads (default: the CPU count up to 16) decode ``ahead`` frames (default: ``workers``)
     beyond the one the network reads, in the order the items were checked."""
 
     workers: int | None = None
     ahead: int | None = None
-    _order: list[Item] = field(default_factory=list, repr=False)  # items as checked: the order they are opened
-    _decoding: dict[Path, Future] = field(default_factory=dict, repr=False)
-    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _prefetch: Prefetch | None = field(default=None, repr=False)  # this run's decoding ahead
 
     def find(self, input: Any, job: Job) -> list[Item]:
-        source, self._order = Path(str(input)), []
-        if source.is_file():
-            return [Item(source.name, source, Path(source.name))]
-        if not source.is_dir():
-            raise DataError(f"input {source} does not exist (expected an image or a folder of images)")
-        items = []
-        for path in sorted(source.rglob("*")):
-            rel = path.relative_to(source)
-            if path.suffix.lower() not in IMAGE_SUFFIXES or any(p.startswith(".") for p in rel.parts):
-                continue
-            if path.is_file():
-                items.append(Item(rel.as_posix(), path, rel))
-        if not items:
-            raise DataError(f"no images in {source} (searched recursively for {', '.join(IMAGE_SUFFIXES)})")
-        return items
+        self._prefetch = None  # a new run: nothing decoded ahead yet
+        found = find_inputs(input, IMAGE_SUFFIXES, f"images ({', '.join(IMAGE_SUFFIXES)})")
+        return [Item(rel.as_posix() if rel else path.name, path, rel or Path(path.name)) for path, rel in found]
 
     def check(self, item: Item, job: Job) -> None:
-        missing = [k for k in META_KEYS if k not in job.model.meta]
-        if missing:
-            raise ConfigError(f"the checkpoint's data meta lacks {missing}: it was not trained on road-scene data")
+        _check_meta(job)
         image_size(item.source)  # DataError naming an unreadable file
-        self._order.append(item)
+        self._ahead().expect(item.source)
 
     def open(self, item: Item, job: Job) -> OpenedFrame:
-        workers = self.workers or min(16, os.cpu_count() or 1)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="road-decode")
-        ahead = workers if self.ahead is None else self.ahead
-        index = next((i for i, it in enumerate(self._order) if it is item), len(self._order))
-        for nxt in [item, *self._order[index + 1: index + 1 + ahead]]:
-            if nxt.source not in self._decoding:
-                self._decoding[nxt.source] = self._pool.submit(load_frame, nxt.source, job.model.meta)
-        return OpenedFrame(self._decoding.pop(item.source).result())
+        return OpenedFrame(self._ahead().get(item.source, lambda path: load_frame(path, job.model.meta)))
+
+    def _ahead(self) -> Prefetch:
+        if self._prefetch is None:
+            workers = self.workers or min(16, os.cpu_count() or 1)
+            self._prefetch = Prefetch(workers, workers if self.ahead is None else self.ahead, "road-decode")
+        return self._prefetch
 
     def from_array(self, array: np.ndarray, job: Job) -> OpenedFrame:
         """An in-memory RGB image ``(H, W, 3)`` or ``(3, H, W)``, uint8 or float in [0, 1] (``segsuite.core.api``),
         prepared as a file is (normalisation, ``train_scale``)."""
-        missing = [k for k in META_KEYS if k not in job.model.meta]
-        if missing:
-            raise ConfigError(f"the checkpoint's data meta lacks {missing}: it was not trained on road-scene data")
+        _check_meta(job)
         return OpenedFrame(prepare_frame(rgb_pixels(array), job.model.meta))
 
     def examples(self, folder: Path, job: Job) -> list[Path]:
@@ -167,3 +132,9 @@ class ImageReader(BaseReader):
                 Image.fromarray(render_scene((128, 256), seed)[0]).save(path)
             paths.append(path)
         return paths
+
+
+def _check_meta(job: Job) -> None:
+    missing = [k for k in META_KEYS if k not in job.model.meta]
+    if missing:
+        raise ConfigError(f"the checkpoint's data meta lacks {missing}: it was not trained on road-scene data")

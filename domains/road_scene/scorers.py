@@ -21,13 +21,13 @@ from segsuite.core.contracts import Item, Job, Mode, Prediction
 from segsuite.core.domain import BaseEvaluation, ScoreSink
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.evaluate import SEMANTIC_REPORTS, SemanticScores
+from segsuite.core.images import image_size
 from segsuite.core.instances import true_instances, write_panoptic_reports
 from segsuite.core.instances.metrics import PanopticMetrics
 from segsuite.core.io import write_csv
 from segsuite.core.metrics import SegmentationMetrics
 
 from .datasets import RoadSceneDataset
-from .io import image_size
 from .metrics import boundary_counts, boundary_f_from_counts, category_miou, kitti_road_counts, kitti_road_scores
 
 log = logging.getLogger(__name__)

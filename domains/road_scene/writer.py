@@ -2,7 +2,8 @@
 
     OUT/labels/<sub>/<name>.png     Cityscapes label ids, CamVid indices 0..10 (11 Void), class-map ids (folder
                                     layout), or KITTI road's devkit round(255 * P(road)) as CAT_road_NNNNNN.png
-    OUT/color/<sub>/<stem>.png      class colours
+    OUT/color/<sub>/<stem>.png      class colours (an indexed-colour PNG: viewers show the colours; in Python
+                                    ``Image.open(path).convert("RGB")``)
     OUT/overlay/<sub>/<stem>.png    the image blended with the class colours
 
 ``task=instance``, the Cityscapes instance format (category ids: the label PNGs' ids, ``category_ids``)::
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,11 @@ from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.instances import Instances, measure_instances
 from segsuite.core.instances.panoptic import label_divisor_ids, panoptic_segments, rgb_from_ids
 from segsuite.core.io import write_csv, write_json
-from segsuite.core.overlay import write_overlay_with_legend
+from segsuite.core.overlay import overlay, write_colors, write_overlay_with_legend
 from segsuite.core.png import save_png
+from segsuite.core.workers import side_pool, spare_cores
 
-from .io import output_name, write_color_label, write_native, write_overlay
+from .io import output_name, write_native
 from .reader import OpenedFrame
 
 SEMANTIC_FOLDERS = {"label": "labels", "color": "color", "overlay": "overlay"}
@@ -101,7 +103,7 @@ class SceneWriter(BaseWriter):
         if not 0 <= alpha <= 1:
             raise ConfigError(f"domain.writer.alpha={alpha}: expected a value in [0, 1]")
         self.alpha, self.legend = alpha, legend
-        self.pool = ThreadPoolExecutor(4, thread_name_prefix="road-write")
+        self.pool = side_pool(spare_cores(3), "road-write")  # a frame's files side by side, when cores are left
 
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
         if output.is_file():
@@ -162,14 +164,14 @@ class FrameSink(BaseSink):
             write_overlay_with_legend(self.rgb, classes, colors, list(meta.class_names), path, self.writer.alpha,
                                       meta.ignore_index)
         else:
-            write_overlay(self.rgb, classes, colors, path, self.writer.alpha)
+            save_png(overlay(self.rgb, classes, colors, self.writer.alpha, self.job.model.meta.ignore_index), path)
 
     def update(self, p: Prediction) -> None:
         meta, paths, colors, mode = self.job.model.meta, self.paths, self.job.model.meta["class_colors"], self.job.mode
         road = p.probabilities[int(meta.get("road_class", 1))].cpu().numpy() \
             if meta["label_format"] == "kitti_road" and "label" in paths else None
         files = {"label": lambda: write_native(p.classes, meta, paths["label"], road_prob=road),
-                 "color": lambda: write_color_label(p.classes, colors, paths["color"]),
+                 "color": lambda: write_colors(p.classes, colors, paths["color"], meta.ignore_index),
                  "overlay": lambda: self._overlay(p.classes, colors, paths["overlay"])}
         writes = [write for kind, write in files.items() if kind in paths]
         if mode is Mode.INSTANCE:
@@ -177,7 +179,7 @@ class FrameSink(BaseSink):
             writes.append(lambda: self._instances(p.classes, p.instances, confidence))
         elif mode is Mode.PANOPTIC:
             writes.append(lambda: self._panoptic(p.classes, p.instances))
-        # a frame's files are encoded side by side (zlib releases the GIL), all finished when update returns
+        # encoded in the side pool (zlib releases the GIL), all finished when update returns
         futures = [self.writer.pool.submit(write) for write in writes]
         wait(futures)
         results = [future.result() for future in futures]  # raises the first error

@@ -66,13 +66,7 @@ def build_datasets(n_train: int = 32, n_val: int = 8, n_test: int = 8, size: int
     train and val are that fold of the ``n_train + n_val`` samples ``sample_0000``, ...; test stays."""
     common = dict(size=size, in_channels=in_channels, num_classes=num_classes, ignore_index=ignore_index)
     chosen = folds.assign([f"sample_{i:04d}" for i in range(n_train + n_val)])
-    if chosen is not None:
-        train, val = ([int(n.removeprefix("sample_")) for n in names] for names in chosen)
-        return {"train": ToyDataset(seed=seed, indices=train, **common),
-                "val": ToyDataset(seed=seed, indices=val, **common),
-                "test": ToyDataset(n_test, seed=seed + 2, **common)}
-    return {
-        "train": ToyDataset(n_train, seed=seed, **common),
-        "val": ToyDataset(n_val, seed=seed + 1, **common),
-        "test": ToyDataset(n_test, seed=seed + 2, **common),
-    }
+    train, val = ([int(n.removeprefix("sample_")) for n in names] for names in chosen) if chosen else (None, None)
+    return {"train": ToyDataset(n_train, seed=seed, indices=train, **common),
+            "val": ToyDataset(n_val, seed=seed if chosen else seed + 1, indices=val, **common),  # a fold: one pool
+            "test": ToyDataset(n_test, seed=seed + 2, **common)}

@@ -12,14 +12,14 @@ import numpy as np
 from segsuite.core.contracts import Item, Job, Prediction
 from segsuite.core.domain import BaseReader, BaseSink, BaseWriter, OpenedArrays
 from segsuite.core.errors import DataError
+from segsuite.core.files import find_inputs
 from segsuite.core.inference import ArraySource
-from segsuite.core.io import input_files, pattern_matches
 from segsuite.domains.toy.data import toy_sample
 
 
-def _load(path: Path) -> np.ndarray:
+def _load(path: Path, mmap_mode: str | None = None) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read {path} as a .npy array: {err}") from None
 
@@ -29,20 +29,11 @@ class NpyReader(BaseReader):
     same names)."""
 
     def find(self, input: Any, job: Job) -> list[Item]:
-        if isinstance(input, (list, tuple)):
-            return [item for entry in input for item in self.find(entry, job)]
-        if (matches := pattern_matches(input)) is not None:
-            return [item for path in matches for item in self.find(path, job)]
-        files, folder = input_files(input, [".npy"], ".npy arrays (C, H, W)")
-        return [Item(f.stem, f, Path(f.name) if folder else Path()) for f in files]
+        found = find_inputs(input, [".npy"], ".npy arrays (C, H, W)", recursive=False)
+        return [Item(path.stem, path, rel or Path()) for path, rel in found]
 
     def check(self, item: Item, job: Job) -> None:
-        image = item.source
-        if not isinstance(image, np.ndarray):
-            try:
-                image = np.load(item.source, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as err:
-                raise DataError(f"cannot read {item.source} as a .npy array: {err}") from None
+        image = item.source if isinstance(item.source, np.ndarray) else _load(item.source, "r")  # the header only
         _check_shape(item.name, image, job)
 
     def open(self, item: Item, job: Job) -> OpenedArrays:

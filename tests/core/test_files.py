@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from segsuite.core.errors import DataError
-from segsuite.core.files import files_in, generated_root, pair_by_stem, stem
+from segsuite.core.files import files_in, find_inputs, generated_root, pair_by_stem, stem
 
 
 def test_images_pair_with_masks_by_stem_across_suffixes(tmp_path):
@@ -49,3 +51,25 @@ def test_a_missing_root_is_generated_whole_or_not_at_all(tmp_path):
     assert generated_root(root, racing, "") == root
     assert [p.name for p in root.iterdir()] == ["theirs.txt"] and [p.name for p in tmp_path.iterdir()] == ["data"]
     assert generated_root(root, broken, "") == root  # an existing root is used as it is
+
+
+def test_inputs_are_a_file_a_folder_searched_recursively_a_pattern_or_a_list(tmp_path):
+    for rel in ("a.png", "b.JPG", "sub/c.png", "sub/.hidden.png", ".cache/d.png", "masks/e.png", "notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    suffixes = (".png", ".jpg")
+    found = find_inputs(tmp_path, suffixes, "images", skip=lambda folder: folder == "masks")
+    assert found == [(tmp_path / "a.png", Path("a.png")), (tmp_path / "b.JPG", Path("b.JPG")),
+                     (tmp_path / "sub" / "c.png", Path("sub/c.png"))]  # hidden, skipped and other files left out
+    assert [rel for _, rel in find_inputs(tmp_path, suffixes, "images", recursive=False)] == [Path("a.png"),
+                                                                                               Path("b.JPG")]
+    assert find_inputs(tmp_path / "a.png", suffixes, "images") == [(tmp_path / "a.png", None)]
+    assert find_inputs(str(tmp_path / "*.png"), suffixes, "images") == [(tmp_path / "a.png", None)]
+    assert find_inputs([tmp_path / "a.png", tmp_path / "sub"], suffixes, "images") == [
+        (tmp_path / "a.png", None), (tmp_path / "sub" / "c.png", Path("c.png"))]
+    with pytest.raises(DataError, match=r"notes.txt is not one of the images \(\*.png\)"):
+        find_inputs(tmp_path / "notes.txt", suffixes, "images (*.png)")
+    with pytest.raises(DataError, match="missing does not exist"):
+        find_inputs(tmp_path / "missing", suffixes, "images")
+    with pytest.raises(DataError, match=r"no images in input folder .*\.cache \(searched recursively\)"):
+        find_inputs(tmp_path / ".cache", (".tif",), "images")

@@ -71,3 +71,33 @@ def test_class_index_of_uint8_maps_equals_that_of_int64_maps(ignore_index):
     image = np.random.default_rng(5).integers(0, 256, (17, 23, 3), dtype=np.uint8)
     np.testing.assert_array_equal(ov.overlay(image, labels, colors, 0.4, ignore_index),
                                   _float_blend(image, labels.astype(np.int64), colors, 0.4, ignore_index))
+
+
+def test_colour_pngs_are_indexed_and_show_exactly_colorizes_pixels(tmp_path):
+    rng = np.random.default_rng(3)
+    colors = rng.integers(0, 256, (19, 3)).tolist()
+    for labels in (rng.integers(0, 19, (33, 47)).astype(np.uint8), rng.integers(-3, 300, (33, 47))):
+        labels[0, :4] = 255  # ignored: black
+        path = ov.write_colors(labels, colors, tmp_path / f"c{labels.dtype}.png")
+        with Image.open(path) as img:
+            assert img.mode == "P"
+            np.testing.assert_array_equal(np.asarray(img.convert("RGB")), ov.colorize(labels, colors))
+    many = [[i % 256, i // 256, 7] for i in range(300)]  # more classes than a palette holds: RGB
+    labels = rng.integers(0, 300, (8, 9))
+    with Image.open(ov.write_colors(labels, many, tmp_path / "many.png")) as img:
+        assert img.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(img), ov.colorize(labels, many))
+
+
+def test_instance_overlay_blends_each_object_in_its_colour_with_white_outlines():
+    rgb = np.full((6, 8, 3), 100, np.uint8)
+    ids = np.zeros((6, 8), np.int64)
+    ids[1:4, 1:4], ids[1:4, 4:7] = 1, 2  # touching
+    out = ov.instance_overlay(rgb, ids, alpha=0.5)
+    colours = ov.instance_colors(ids)
+    np.testing.assert_array_equal(out[ids == 0], rgb[ids == 0])  # background keeps the image
+    edges = ov.instance_edges(ids)
+    assert (out[edges] == 255).all() and edges[2, 3] and edges[2, 4]  # the contact is outlined
+    inside = (ids > 0) & ~edges
+    np.testing.assert_array_equal(out[inside], np.rint(0.5 * rgb[inside] + 0.5 * colours[inside]).astype(np.uint8))
+    assert (rgb == 100).all()  # the caller's image is not changed

@@ -153,8 +153,8 @@ def _png_claiming(path: Path, width: int, height: int) -> Path:
 
 
 def test_a_decompression_bomb_names_the_limit_and_how_to_raise_it(tmp_path):
+    from segsuite.core.images import image_size, read_pixels
     from segsuite.core.serve import error_line
-    from segsuite.domains.road_scene.io import image_size, read_pixels
 
     bomb = _png_claiming(tmp_path / "bomb.png", 20000, 20000)
     for read in (read_pixels, image_size):

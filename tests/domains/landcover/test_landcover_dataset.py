@@ -9,9 +9,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.regions import cells, holdout_split
 from segsuite.domains.landcover.dataset import build_datasets
+from segsuite.domains.landcover.io import as_window
 from segsuite.domains.landcover.rasterstats import band_stats
-from segsuite.domains.landcover.sampling import cells, holdout_split
+from segsuite.domains.landcover.samples import augment_d4
 
 
 def _scene(tif, root, stem, image, labels, **kw):
@@ -51,7 +53,7 @@ def test_statistics_come_from_the_training_part_only(synthetic_root):
     ds = build_datasets(str(synthetic_root), patch_size=32, holdout_fraction=0.25, bands=[4, 1])
     train_rects, _ = holdout_split(96, 96, 0.25)
     cells_ = [
-        (synthetic_root / "images" / f"scene_00{i}.tif", c.window())
+        (synthetic_root / "images" / f"scene_00{i}.tif", as_window(c))
         for i in (0, 1)
         for c in cells(train_rects[0], (512, 512))
     ]
@@ -67,7 +69,7 @@ def test_val_grid_counts_every_held_out_pixel_once(synthetic_root):
     expected = np.zeros(7, int)
     for i in (0, 1):
         with rasterio.open(synthetic_root / "labels" / f"scene_00{i}.tif") as src:
-            part = src.read(1, window=val_rects[0].window())
+            part = src.read(1, window=as_window(val_rects[0]))
         expected += np.bincount(np.where(part == 255, 6, part).ravel(), minlength=7)
     got = np.zeros(7, int)
     for sample in _all(ds["val"]):
@@ -209,3 +211,22 @@ def test_alpha_rule_is_kept_in_meta_and_applied_to_training_reads(tif, tmp_path)
     assert (masked["train"][0]["mask"] != 255).sum() == 24 * 16 and (masked["train"][0]["mask"][:8] == 255).all()
     with pytest.raises(ConfigError, match="alpha_is_mask='yes': accepted true, false or null"):
         build_datasets(str(root), patch_size=32, holdout_fraction=0.5, alpha_is_mask="yes")
+
+
+def test_augmentation_is_identical_on_image_and_mask():
+    rng = np.random.default_rng(0)
+    mask = np.arange(36).reshape(6, 6)
+    image = np.stack([mask, -mask]).astype(np.float32)  # (2, 6, 6): both channels encode the mask
+    seen = set()
+    for _ in range(200):
+        img, msk = augment_d4(image, mask, rng)
+        assert img.flags.c_contiguous and msk.flags.c_contiguous
+        np.testing.assert_array_equal(img[0], msk)
+        np.testing.assert_array_equal(img[1], -msk)
+        seen.add(tuple(msk.ravel().tolist()))
+    assert len(seen) == 8  # the whole dihedral group (4 rotations x flip) is used
+    reference = {tuple(np.rot90(m, k).ravel().tolist()) for m in (mask, mask[:, ::-1]) for k in range(4)}
+    assert seen == reference
+    wide = np.arange(12).reshape(3, 4)
+    shapes = {augment_d4(wide[None], wide, rng)[1].shape for _ in range(50)}
+    assert shapes == {(3, 4)}  # non-square patches keep their shape

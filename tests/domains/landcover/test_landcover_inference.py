@@ -16,10 +16,10 @@ from segsuite.domains.landcover.reader import RasterSource
 def test_source_reads_like_validation_samples(synthetic_root):
     ds = build_datasets(str(synthetic_root), patch_size=32, val_stems=["scene_001"], bands=[2, 4])
     meta = json.loads(json.dumps(ds["train"].meta))  # as restored from a checkpoint
-    scene, window, _, _ = ds["val"].items[4]
+    scene, box, _, _ = ds["val"].items[4]
     with RasterSource(scene.image, meta) as source:
         assert source.shape == (96, 96)
-        tile = source.read((int(window.row_off), int(window.col_off), 32, 32))
+        tile = source.read((box.row0, box.col0, 32, 32))
     np.testing.assert_array_equal(tile, ds["val"][4]["image"].numpy())
     assert tile.shape == (2, 32, 32) and tile.dtype == np.float32
     with pytest.raises(DataError, match="bands \\[7\\] not available"):

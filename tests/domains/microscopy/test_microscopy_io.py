@@ -124,13 +124,13 @@ def test_a_stack_is_predicted_slice_by_slice_into_3d_objects(checkpoint, tmp_pat
 
 
 @pytest.mark.parametrize(("make", "output", "message"), [
-    (lambda p: p.write_bytes(b"\x89PNG not a tiff"), "out/", "is not a TIFF file"),
+    (lambda p: p.write_bytes(b"\x89PNG not a tiff"), "out/", "is not one of the TIFF images"),
     (lambda p: tifffile.imwrite(p, np.zeros((2, 16, 16), np.uint16), imagej=True, metadata={"axes": "CYX"}),
      "out/", "has 2 channel(s)"),
     (lambda p: write_tiff(p, np.zeros((16, 16), np.uint16)), "out.png", "must be a .tif file"),
 ])
 def test_bad_inputs_exit_2_with_one_line(checkpoint, tmp_path, capsys, make, output, message):
-    path = tmp_path / ("in.png" if "PNG" in message or "not a TIFF" in message else "in.tif")
+    path = tmp_path / ("in.png" if "TIFF images" in message else "in.tif")
     make(path)
     assert run_inline("predict", "domain=microscopy", f"checkpoint={checkpoint}", f"input={path}",
                       f"output={tmp_path / output}") == 2

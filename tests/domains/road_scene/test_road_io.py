@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from segsuite.core.errors import DataError
-from segsuite.core.overlay import write_overlay_with_legend
+from segsuite.core.overlay import overlay, write_colors, write_overlay_with_legend
 from segsuite.core.png import save_png
 from segsuite.domains.road_scene import io
 from segsuite.domains.road_scene.metrics import kitti_road_counts, kitti_road_scores
@@ -52,44 +52,27 @@ def test_colour_and_overlay_keep_geometry(tmp_path):
     labels[:, 3:] = 1
     labels[0, 0] = 255
     colors = [[10, 20, 30], [200, 100, 0]]
-    rgb = np.asarray(Image.open(io.write_color_label(labels, colors, tmp_path / "c.png")))
+    rgb = np.asarray(Image.open(write_colors(labels, colors, tmp_path / "c.png")).convert("RGB"))  # indexed PNG
     assert rgb.shape == (5, 7, 3)
     assert tuple(rgb[1, 0]) == (10, 20, 30) and tuple(rgb[1, 6]) == (200, 100, 0) and tuple(rgb[0, 0]) == (0, 0, 0)
     image = np.full((5, 7, 3), 100, np.uint8)
-    over = np.asarray(Image.open(io.write_overlay(image, labels, colors, tmp_path / "o.png", alpha=0.5)))
+    over = np.asarray(Image.open(save_png(overlay(image, labels, colors, alpha=0.5), tmp_path / "o.png")))
     assert over.shape == (5, 7, 3)
     assert tuple(over[1, 6]) == (150, 100, 50) and tuple(over[0, 0]) == (100, 100, 100)  # ignore keeps the image
-    float_over = np.asarray(Image.open(io.write_overlay(image / 255.0, labels, colors, tmp_path / "f.png")))
+    float_over = np.asarray(Image.open(save_png(overlay(image / 255.0, labels, colors), tmp_path / "f.png")))
     np.testing.assert_array_equal(float_over, over)
 
 
 def test_refuses_to_overwrite_and_leaves_no_temp_files(tmp_path):
     path = tmp_path / "out.png"
-    io.write_color_label(np.zeros((2, 2), int), [[1, 2, 3]], path)
+    write_colors(np.zeros((2, 2), int), [[1, 2, 3]], path)
     with pytest.raises(DataError, match="already exists"):
-        io.write_color_label(np.ones((2, 2), int), [[1, 2, 3]], path)
-    io.write_color_label(np.zeros((3, 3), int), [[9, 9, 9]], path, overwrite=True)
-    assert np.asarray(Image.open(path)).shape == (3, 3, 3)
+        write_colors(np.ones((2, 2), int), [[1, 2, 3]], path)
+    write_colors(np.zeros((3, 3), int), [[9, 9, 9]], path, overwrite=True)
+    assert np.asarray(Image.open(path).convert("RGB")).shape == (3, 3, 3)
     with pytest.raises(ValueError):
         save_png(np.zeros((2, 2), np.float32), tmp_path / "bad.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
-
-
-def test_read_rgb_conversions(tmp_path, write_png):
-    grey = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
-    g = io.read_rgb(write_png(tmp_path / "g.png", grey))
-    assert g.shape == (3, 4, 3) and g.dtype == np.float32
-    np.testing.assert_allclose(g[..., 0], grey / 255.0)
-    np.testing.assert_array_equal(g[..., 0], g[..., 2])
-    rgba = np.dstack([np.full((3, 4, 3), 51, np.uint8), np.zeros((3, 4), np.uint8)])
-    np.testing.assert_allclose(io.read_rgb(write_png(tmp_path / "a.png", rgba)), 0.2)  # alpha dropped
-    grey16 = np.full((3, 4), 65535, np.uint16)
-    np.testing.assert_allclose(io.read_rgb(write_png(tmp_path / "g16.png", grey16)), 1.0)
-    (tmp_path / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match="broken.png"):
-        io.read_rgb(tmp_path / "broken.png")
-    with pytest.raises(DataError, match="rgb.png.*single-channel"):
-        io.read_index_label(write_png(tmp_path / "rgb.png", np.zeros((2, 2, 3), np.uint8)))
 
 
 def test_overlay_with_legend_adds_a_strip_naming_the_classes_in_the_frame(tmp_path):
@@ -98,7 +81,7 @@ def test_overlay_with_legend_adds_a_strip_naming_the_classes_in_the_frame(tmp_pa
     labels[0, 0] = 255
     colors, names = [[10, 20, 30], [0, 255, 0], [200, 100, 0]], ["road", "grass", "car"]
     image = np.full((64, 300, 3), 100, np.uint8)
-    plain = np.asarray(Image.open(io.write_overlay(image, labels, colors, tmp_path / "o.png")))
+    plain = np.asarray(Image.open(save_png(overlay(image, labels, colors), tmp_path / "o.png")))
     framed = np.asarray(Image.open(write_overlay_with_legend(image, labels, colors, names, tmp_path / "l.png")))
     assert framed.shape[0] > 64 and framed.shape[1:] == (300, 3)
     np.testing.assert_array_equal(framed[:64], plain)  # the overlay itself is unchanged; the legend is below

@@ -1,20 +1,12 @@
-"""Sampling geometry: validation grids, spatial hold-out and the training windows in it, rare-class weights,
-augmentation (the chunk sampler itself: tests/core/test_chunks.py)."""
+"""Sampling geometry (core/regions.py): validation grids, spatial hold-out and the training windows in it, rare-class
+weights (the chunk sampler itself: tests/core/test_chunks.py)."""
 
 import numpy as np
 import pytest
 
 from segsuite.core.chunks import ChunkSampler
 from segsuite.core.errors import ConfigError
-from segsuite.domains.landcover.samples import augment_d4
-from segsuite.domains.landcover.sampling import (
-    Rect,
-    full_rect,
-    grid_windows,
-    holdout_split,
-    repeat_factor_weights,
-    window_rect,
-)
+from segsuite.core.regions import Rect, full_rect, grid_rects, holdout_split, repeat_factor_weights
 
 
 def _cover_count(height, width, rects):
@@ -29,11 +21,10 @@ def _cover_count(height, width, rects):
 )
 def test_grid_owned_parts_cover_every_pixel_once(height, width, patch):
     rect = Rect(3, 2, 3 + height, 2 + width)
-    items = grid_windows(rect, patch)
+    items = grid_rects(rect, patch)
     count = np.zeros((rect.row1, rect.col1), int)
-    for window, own in items:
-        w = window_rect(window)
-        assert (window.height, window.width) == patch
+    for w, own in items:
+        assert (w.height, w.width) == patch
         assert w.row0 <= own.row0 and own.row1 <= w.row1 and w.col0 <= own.col0 and own.col1 <= w.col1
         if height >= patch[0]:
             assert rect.row0 <= w.row0 and w.row1 <= rect.row1  # no padding when the rect is big enough
@@ -51,7 +42,7 @@ def test_spatial_holdout_partitions_scene_without_overlap(mode, height, width):
     held = sum(r.area for r in val) / (height * width)
     assert 0.1 < held < 0.4
     patch = (32, 32)
-    val_windows = [window_rect(w) for r in val for w, _ in grid_windows(r, patch)]
+    val_windows = [w for r in val for w, _ in grid_rects(r, patch)]
     sampler = ChunkSampler([(r.row0, r.col0, r.row1, r.col1) for r in train], patch, [(64, 64)] * len(train))
     for _ in range(300):  # random training windows never touch validation windows
         chunk, _, box = sampler.draw(lambda chunk: None)
@@ -74,25 +65,6 @@ def test_repeat_factor_weights_by_hand():
     # f = [0.8, 0.2]; factors = [max(1, sqrt(0.5/0.8)), sqrt(0.5/0.2)] = [1, 1.5811]; empty cell -> 0
     expected = np.array([1, 1, 1, np.sqrt(2.5), 0])
     np.testing.assert_allclose(repeat_factor_weights(presence, threshold=0.5), expected / expected.sum())
-
-
-def test_augmentation_is_identical_on_image_and_mask():
-    rng = np.random.default_rng(0)
-    mask = np.arange(36).reshape(6, 6)
-    image = np.stack([mask, -mask]).astype(np.float32)  # (2, 6, 6): both channels encode the mask
-    seen = set()
-    for _ in range(200):
-        img, msk = augment_d4(image, mask, rng)
-        assert img.flags.c_contiguous and msk.flags.c_contiguous
-        np.testing.assert_array_equal(img[0], msk)
-        np.testing.assert_array_equal(img[1], -msk)
-        seen.add(tuple(msk.ravel().tolist()))
-    assert len(seen) == 8  # the whole dihedral group (4 rotations x flip) is used
-    reference = {tuple(np.rot90(m, k).ravel().tolist()) for m in (mask, mask[:, ::-1]) for k in range(4)}
-    assert seen == reference
-    wide = np.arange(12).reshape(3, 4)
-    shapes = {augment_d4(wide[None], wide, rng)[1].shape for _ in range(50)}
-    assert shapes == {(3, 4)}  # non-square patches keep their shape
 
 
 def test_full_rect():

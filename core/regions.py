@@ -1,8 +1,10 @@
-"""Where samples come from: pixel rectangles, spatial hold-out, validation grids and rare-class weights (random
-training windows: :class:`segsuite.core.chunks.ChunkSampler`).
+"""Where 2D samples come from, for any domain whose items are large images: pixel rectangles, spatial hold-out
+(a strip or seeded blocks, so that neighbours never leak), validation grids and rare-class weights (random training
+windows: :class:`segsuite.core.chunks.ChunkSampler`).
 
-Rectangles are half-open pixel ranges. A window may be larger than the rectangle it is drawn for (a tile
-smaller than the patch); pixels outside the rectangle are then masked out by the dataset.
+Rectangles are half-open pixel ranges, windows are rectangles too (a domain turns them into its reader's windows).
+A window may be larger than the rectangle it is drawn for (a tile smaller than the patch); pixels outside the
+rectangle are then masked out by the dataset.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from rasterio.windows import Window
 
 from segsuite.core.errors import ConfigError
 
@@ -39,20 +40,12 @@ class Rect:
     def area(self) -> int:
         return self.height * self.width
 
-    def window(self) -> Window:
-        return Window(self.col0, self.row0, self.width, self.height)
-
     def overlaps(self, other: Rect) -> bool:
         return self.row0 < other.row1 and other.row0 < self.row1 and self.col0 < other.col1 and other.col0 < self.col1
 
 
 def full_rect(height: int, width: int) -> Rect:
     return Rect(0, 0, height, width)
-
-
-def window_rect(window: Window) -> Rect:
-    r, c = int(window.row_off), int(window.col_off)
-    return Rect(r, c, r + int(window.height), c + int(window.width))
 
 
 def _grid_axis(start: int, stop: int, size: int) -> list[tuple[int, int, int]]:
@@ -65,13 +58,13 @@ def _grid_axis(start: int, stop: int, size: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def grid_windows(rect: Rect, patch: tuple[int, int]) -> list[tuple[Window, Rect]]:
+def grid_rects(rect: Rect, patch: tuple[int, int]) -> list[tuple[Rect, Rect]]:
     """Patch-sized windows over ``rect`` and the part each one owns; owned parts tile ``rect`` exactly once
     (edges included), so metrics count every pixel once. Windows never leave ``rect`` unless it is smaller
     than the patch."""
     ph, pw = patch
     return [
-        (Window(wc, wr, pw, ph), Rect(r0, c0, r1, c1))
+        (Rect(wr, wc, wr + ph, wc + pw), Rect(r0, c0, r1, c1))
         for wr, r0, r1 in _grid_axis(rect.row0, rect.row1, ph)
         for wc, c0, c1 in _grid_axis(rect.col0, rect.col1, pw)
     ]
