@@ -173,7 +173,8 @@ class Prediction:
     ``covered`` False where no window was computed (skipped nodata), None when all was; ``row0``, ``col0`` (its
     width: the arrays') and ``source`` place a block: full-width rows unless the opened item asks for column bands
     (``Opened.bands``), then each band's blocks top to bottom, bands left to right; ``instances`` is set for whole
-    items when the job cuts instances.
+    items when the job cuts instances. ``logits`` is None for a whole item whose sinks all set ``needs_logits =
+    False`` (:class:`Sink`; the pipeline then never holds its restored logits).
     """
 
     logits: torch.Tensor
@@ -197,7 +198,8 @@ class Prediction:
 
 class Sink(Protocol):
     """Takes an item's predictions (:meth:`update`, once per block or once for a whole item) and finishes its files
-    or scores in :meth:`close`; :meth:`abort` after an error (the staged files are removed by the core anyway)."""
+    or scores in :meth:`close`; :meth:`abort` after an error (the staged files are removed by the core anyway). A
+    sink that never reads ``Prediction.logits`` may say so with a ``needs_logits = False`` attribute."""
 
     def update(self, prediction: Prediction) -> None: ...
 

@@ -29,6 +29,7 @@ from segsuite.core.distributed import MANIFEST, Ranks, gather, item_done, join, 
 from segsuite.core.domain import prepared
 from segsuite.core.errors import DataError
 from segsuite.core.inference import InferenceOptions, sliding_blocks, sliding_window
+from segsuite.core.inference.slabs import SlabRestorer, stack_chunks
 from segsuite.core.instances import split_logits
 from segsuite.core.io import Staging, pattern_matches, write_json
 
@@ -40,11 +41,15 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def predict_tasks(opened: Opened, job: Job, bar: Any = False) -> Iterator[Callable[[], Prediction]]:
+def predict_tasks(opened: Opened, job: Job, bar: Any = False, logits: bool = True
+                  ) -> Iterator[Callable[[], Prediction | None]]:
     """Run one opened item through the engine. Yields, as the engine finishes them, tasks that make the item's
     :class:`Prediction` s -- row blocks (streaming items) or the whole item brought back onto its grid by
     ``opened.restore``, with its instances cut when the job asks for them. The argmax, restore and instances are left
-    to the task so that they run on the sinks' thread while the engine computes the next batch."""
+    to the task so that they run on the sinks' thread while the engine computes the next batch. An item that is a
+    stack of slices (``opened.stack``, :class:`~segsuite.core.inference.slabs.Stack`) is restored slab by slab as its
+    slices come out, a task (returning None) per batch or so of slices; ``logits=False``: its prediction carries
+    no logits (no sink reads them), so its class probabilities on the item's grid are never all held."""
     model, options = job.model, getattr(opened, "options", None) or job.options or InferenceOptions()
     k, channels, combine = model.num_classes, model.engine_channels or model.channels, model.combine or _same
     if opened.streaming and getattr(opened, "bands", False):  # its sinks take rectangles: column bands allowed
@@ -55,6 +60,18 @@ def predict_tasks(opened: Opened, job: Job, bar: Any = False) -> Iterator[Callab
     if opened.streaming:
         for index, row0, logits, covered in blocks:
             yield partial(_block_prediction, logits, covered, row0, index, k, 0, combine)
+        return
+    if getattr(opened, "stack", None) is not None:
+        restorer = SlabRestorer(opened.stack, k, combine, logits)
+        group: list[torch.Tensor] = []
+        volumes = [len(s.shape) == 3 for s in opened.sources]
+        for chunk in stack_chunks(blocks, [s.shape[0] for s in opened.sources], volumes):
+            group.append(chunk)
+            if sum(c.shape[1] for c in group) >= options.batch_size:  # about a batch: the engine is not held up
+                yield partial(_add_chunks, restorer, group)
+                group = []
+        yield partial(_add_chunks, restorer, group)
+        yield partial(_stack_prediction, restorer, job)
         return
     whole = combine(_assemble(blocks, [s.shape[0] for s in opened.sources]))
     yield partial(_item_prediction, opened, whole, job)
@@ -78,10 +95,22 @@ def _item_prediction(opened: Opened, logits: torch.Tensor, job: Job) -> Predicti
     return Prediction(logits, classes, border, num_classes=job.model.num_classes, instances=instances)
 
 
+def _add_chunks(restorer: SlabRestorer, chunks: Sequence[torch.Tensor]) -> None:
+    for chunk in chunks:  # on the sinks' thread
+        restorer.add(chunk)
+
+
+def _stack_prediction(restorer: SlabRestorer, job: Job) -> Prediction:
+    logits, classes, border = restorer.result()
+    instances = job.instancer(classes, border) if job.instancer is not None else None
+    return Prediction(logits, classes, border, num_classes=job.model.num_classes, instances=instances)
+
+
 def predict_item(opened: Opened, job: Job, bar: Any = False) -> Iterator[Prediction]:
     """:func:`predict_tasks`' predictions, made in the calling thread."""
     for task in predict_tasks(opened, job, bar):
-        yield task()
+        if (prediction := task()) is not None:
+            yield prediction
 
 
 def _assemble(blocks: Iterator[tuple[int, int, torch.Tensor, torch.Tensor]], heights: Sequence[int]) -> torch.Tensor:
@@ -110,13 +139,13 @@ class _SinkThread:
             if self.error is not None:
                 continue
             try:
-                prediction = task()
-                for sink in self.sinks:
-                    sink.update(prediction)
+                if (prediction := task()) is not None:
+                    for sink in self.sinks:
+                        sink.update(prediction)
             except BaseException as err:  # re-raised in the engine's thread
                 self.error = err
 
-    def put(self, task: Callable[[], Prediction]) -> None:
+    def put(self, task: Callable[[], Prediction | None]) -> None:
         self._raise()
         self.tasks.put(task)
 
@@ -132,11 +161,11 @@ class _SinkThread:
 
 def _feed(item: Item, opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any) -> list[Any]:
     """Every prediction of ``item`` into every sink (on the sinks' thread); returns what the sinks' ``close``
-    returned."""
+    returned. A sink that reads no logits says so with ``needs_logits = False``."""
     writer = _SinkThread(sinks)
     try:
         try:
-            for task in predict_tasks(opened, job, bar):
+            for task in predict_tasks(opened, job, bar, any(getattr(s, "needs_logits", True) for s in sinks)):
                 writer.put(task)
         finally:
             writer.join()  # on an error too: the sinks' thread must be done before they are aborted

@@ -43,6 +43,7 @@ from segsuite.core.contracts import DataMeta, Item, Job
 from segsuite.core.domain import BaseOpened, BaseReader
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.inference import ArraySource, InferenceOptions, Window
+from segsuite.core.inference.slabs import Stack, restore_stack
 from segsuite.core.preview import fit, stretch
 
 from .cases import Case, inference_channels, prepare_inference_case, read_case_volumes
@@ -59,14 +60,15 @@ from .io import (
     voxel_spacing,
     write_nifti,
 )
-from .resample import needs_resampling, probabilities_back, resampled_affine, to_target
+from .resample import needs_resampling, resampled_affine, target_shape, zoom_torch
 
 log = logging.getLogger(__name__)
 
 class SliceSource:
-    """Slice ``index`` of a slice-major stack ``(N, C, H, W)`` with its 2.5D neighbours, as a core ``Source``."""
+    """Slice ``index`` of a slice-major stack ``(N, C, H, W)`` (an array or :class:`SlicePlanes`) with its 2.5D
+    neighbours, as a core ``Source``."""
 
-    def __init__(self, stack: np.ndarray, index: int, context: int) -> None:
+    def __init__(self, stack: np.ndarray | SlicePlanes, index: int, context: int) -> None:
         self.stack, self.index, self.context = stack, index, context
         self.shape = tuple(int(n) for n in stack.shape[2:])  # (H, W)
 
@@ -74,37 +76,40 @@ class SliceSource:
         """``(C * (2k + 1), h, w)`` float32, channel-major as :func:`.dataset.extract_slice`."""
         r, c, h, w = window
         if self.context == 0:
-            return self.stack[self.index, :, r : r + h, c : c + w]
+            return self.stack[self.index][:, r : r + h, c : c + w]
         k, last = self.context, self.stack.shape[0] - 1
         neighbours = np.clip(np.arange(self.index - k, self.index + k + 1), 0, last)  # edge slices replicated
-        block = self.stack[neighbours, :, r : r + h, c : c + w]  # (2k + 1, C, h, w)
+        block = np.stack([self.stack[i][:, r : r + h, c : c + w] for i in neighbours])  # (2k + 1, C, h, w)
         return block.transpose(1, 0, 2, 3).reshape(-1, h, w)
 
     def skip(self, window: Window) -> bool:
         return False
 
 
-def slice_stack(image: np.ndarray, axis: int, divisor: int, tile: Sequence[int] | None = None) -> np.ndarray:
-    """Every slice of ``image`` ``(C, X, Y, Z)`` along ``axis``, contiguous ``(N, C, H', W')``: zero-padded at the end
-    of both in-plane axes to a multiple of ``divisor`` (and at least ``tile``), as validation slices in training."""
-    stack = torch.from_numpy(image).movedim(axis + 1, 0)  # (N, C, H, W), a strided view
-    n, c, h, w = stack.shape
-    target = (h, w) if tile is None else (max(h, int(tile[0])), max(w, int(tile[1])))
-    padded = torch.zeros((n, c, *(math.ceil(t / divisor) * divisor for t in target)), dtype=torch.float32)
-    padded[:, :, :h, :w] = stack
-    return padded.numpy()
+class SlicePlanes:
+    """The slices of ``image`` ``(C, X, Y, Z)`` along ``axis`` as a slice-major stack ``(N, C, H', W')``, each made
+    when first read (in the engine's reader threads, while the network runs on earlier slices): resampled in-plane
+    to ``size`` (cubic spline, :func:`.resample.zoom_torch`) and zero-padded at the end of both axes to a multiple of
+    ``divisor`` (and at least ``tile``), as validation slices in training."""
 
+    def __init__(self, image: np.ndarray, axis: int, divisor: int, tile: Sequence[int] | None = None,
+                 size: Sequence[int] | None = None) -> None:
+        self.slices = torch.from_numpy(image).movedim(axis + 1, 0)  # (N, C, H, W), a strided view
+        n, c, h, w = self.slices.shape
+        self.size = tuple(int(s) for s in size or (h, w))
+        target = self.size if tile is None else (max(self.size[0], int(tile[0])), max(self.size[1], int(tile[1])))
+        self.shape = (n, c, *(math.ceil(t / divisor) * divisor for t in target))
+        self.made: dict[int, np.ndarray] = {}
 
-def channels_innermost(logits: torch.Tensor) -> torch.Tensor:
-    """``(C, X, Y, Z)`` (any strides) as a ``(C, X, Y, Z)`` view of an ``(X, Y, Z, C)`` tensor: the argmax over the
-    channels that follows (``logits.max(0)``) then reduces over adjacent values, 4-7 times faster on the CPU than over
-    the outermost axis of a contiguous or permuted volume (0.2 s instead of 0.8-1.4 s for 7 x 256 x 256 x 64)."""
-    if logits.dim() < 2 or logits.stride(0) == 1:
-        return logits
-    out = torch.empty((*logits.shape[1:], logits.shape[0]), dtype=logits.dtype, device=logits.device)
-    out = out.movedim(-1, 0)
-    out.copy_(logits)
-    return out
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i not in self.made:  # two reader threads may both make it: the same values
+            plane, x = np.zeros(self.shape[1:], np.float32), self.slices[i]
+            if tuple(x.shape[1:]) != self.size:
+                with torch.inference_mode():
+                    x = zoom_torch(x.contiguous(), self.size)
+            plane[:, : self.size[0], : self.size[1]] = x.numpy()
+            self.made[i] = plane
+        return self.made[i]
 
 
 @dataclass
@@ -121,33 +126,30 @@ class OpenedCase(BaseOpened):
     streaming: bool = False
     options: InferenceOptions | None = None  # how the engine tiles this case, when not the job's (3D: the patch)
     volumetric: bool = False  # one 3D source (X, Y, Z) instead of slices
+    shape: tuple[int, int, int] | None = None  # its canonical shape at the model's spacing, if not its image's
+
+    @property
+    def stack(self) -> Stack:
+        """How the slices' logits (a 3D model: the volume's, along X) come back to the input's own grid and array
+        axes (:mod:`segsuite.core.inference.slabs`): padding cropped, probabilities brought back from the training
+        spacing, orientation undone."""
+        image = self.shape or self.case.image.shape[1:]
+        grid, axis = tuple(self.grid or image), 0 if self.volumetric else self.axis
+        ornt = from_canonical_ornt(self.case.reference.affine)  # applied as nibabel's apply_orientation does
+        flipped = [a + 1 for a, flip in enumerate(ornt[:, 1]) if flip == -1]
+        order = (0, *(int(a) + 1 for a in np.argsort(ornt[:, 0])))
+
+        def finish(logits: torch.Tensor) -> torch.Tensor:  # (C, N, H, W) -> (C, X, Y, Z) on the input's axes
+            canonical = logits.movedim(1, axis + 1)
+            return (canonical.flip(flipped) if flipped else canonical).permute(order)
+
+        plane, shape = (tuple(int(n) for n in np.delete(g, axis)) for g in (image, grid))
+        return Stack(int(image[axis]), plane, (int(grid[axis]), *shape), finish)
 
     def restore(self, logits: torch.Tensor) -> torch.Tensor:
         """``(C, N, H', W')`` slice logits (a 3D model: ``(C, X', Y', Z')``) -> ``(C, X, Y, Z)`` on the input's own
-        grid and array axes: padding cropped, slices stacked, probabilities brought back from the training spacing,
-        orientation undone."""
-        if self.volumetric:
-            canonical = logits  # (C, X', Y', Z') in RAS+ already
-        else:
-            plane = np.delete(self.case.image.shape[1:], self.axis)
-            canonical = logits[:, :, : plane[0], : plane[1]].movedim(1, self.axis + 1)  # (C, X', Y', Z') in RAS+
-        canonical = self._back(canonical)
-        ornt = from_canonical_ornt(self.case.reference.affine)  # applied as nibabel's apply_orientation does
-        flipped = [axis + 1 for axis, flip in enumerate(ornt[:, 1]) if flip == -1]
-        oriented = canonical.flip(flipped) if flipped else canonical
-        return channels_innermost(oriented.permute(0, *(int(a) + 1 for a in np.argsort(ornt[:, 0]))))
-
-    def _back(self, logits: torch.Tensor) -> torch.Tensor:
-        """From the resampled grid to the case's own: class probabilities interpolated linearly (as nnU-Net does; the
-        argmax is then taken on the input's grid), returned as log-probabilities so their softmax is exactly them;
-        a border logit is interpolated as it is."""
-        if self.grid is None or tuple(logits.shape[1:]) == self.grid:
-            return logits
-        k = self.num_classes
-        back = probabilities_back(torch.cat([logits[:k].softmax(0), logits[k:]]), self.grid)
-        back[:k].clamp_min_(1e-12).log_()  # in place: the probabilities are not needed again
-        return back
-
+        grid and array axes (:attr:`stack`, all slices at once)."""
+        return restore_stack(self.stack, logits, self.num_classes)
 
     def cell_size(self) -> tuple[float, str]:
         """One voxel's volume in mL (``segsuite.core.api``)."""
@@ -253,30 +255,39 @@ def _read_volumes(files: dict[str, Path], case: str, series: dict[str, str]) -> 
 
 def _opened_case(volumes: dict[str, Volume], name: str, job: Job) -> OpenedCase:
     """A case's volumes normalised as in training and cut into slice sources along the checkpoint's axis."""
-    meta = job.model.meta
+    meta, device = job.model.meta, job.model.predictor.device
     case = prepare_inference_case(volumes, meta, name)
-    grid = tuple(int(n) for n in case.image.shape[1:])
-    if meta.get("resample") and meta.get("target_spacing"):  # the model saw its training spacing
-        case = _resample(case, list(meta["target_spacing"]), job.model.predictor.device)
+    grid = shape = tuple(int(n) for n in case.image.shape[1:])
     axis, tile = int(meta["axis"]), job.options.tile if job.options else None
-    if is_volumetric(meta):
+    volumetric = is_volumetric(meta)
+    later = () if volumetric or device.type != "cpu" else tuple(a for a in range(3) if a != axis)
+    if meta.get("resample") and meta.get("target_spacing"):  # the model saw its training spacing
+        case, shape = _resample(case, list(meta["target_spacing"]), device, later)
+    if volumetric:
         options = volume_options(job.options, meta)
         return OpenedCase([ArraySource(case.image)], volumes, case, axis, grid, job.model.num_classes,
                           options=options, volumetric=True)
-    stack = slice_stack(case.image, axis, int(meta.get("size_divisor", 32)), tile)
-    sources = [SliceSource(stack, i, int(meta["context_slices"])) for i in range(len(stack))]
-    return OpenedCase(sources, volumes, case, axis, grid, job.model.num_classes)
+    size = [n for a, n in enumerate(shape) if a != axis]
+    stack = SlicePlanes(case.image, axis, int(meta.get("size_divisor", 32)), tile, size)
+    sources = [SliceSource(stack, i, int(meta["context_slices"])) for i in range(stack.shape[0])]
+    return OpenedCase(sources, volumes, case, axis, grid, job.model.num_classes, shape=shape)
 
 
-def _resample(case: Case, target: list[float], device: torch.device) -> Case:
+def _resample(case: Case, target: list[float], device: torch.device, later: Sequence[int] = ()
+              ) -> tuple[Case, tuple[int, ...]]:
     """:func:`.dataset.resample_case` for an unlabelled case, the image resampled on the predictor's ``device``
-    (:func:`.resample.to_target`: scipy's cubic spline as separable matrix products)."""
-    spacing = voxel_spacing(case.affine)
+    (:func:`.resample.zoom_torch`: scipy's cubic spline as separable matrix products), but for the axes ``later``
+    (a 2D model's slice plane on the CPU: :class:`SlicePlanes` resamples each slice as the engine reads it). Returns
+    the case (its affine: the target grid's) and its shape at the target spacing."""
+    spacing, shape = voxel_spacing(case.affine), case.image.shape[1:]
     if not needs_resampling(spacing, target):
-        return case
-    image, _ = to_target(case.image, spacing, target, device=device)
-    affine = resampled_affine(case.affine, case.image.shape[1:], image.shape[1:])
-    return Case(case.name, image, None, affine, case.reference, case.normalization)
+        return case, shape
+    new = target_shape(shape, spacing, target)
+    now = [n if a in later else m for a, (n, m) in enumerate(zip(shape, new))]
+    with torch.inference_mode():
+        image = zoom_torch(torch.from_numpy(case.image).to(device), now).cpu().numpy()
+    affine = resampled_affine(case.affine, shape, new)
+    return Case(case.name, image, None, affine, case.reference, case.normalization), new
 
 
 def volume_options(options: InferenceOptions | None, meta: DataMeta | dict) -> InferenceOptions:

@@ -9,18 +9,16 @@ linear interpolation when upsampling thick slices. Resampling a regular grid to 
 spline prefilter runs along one axis after the other and its interpolation weights are products of 1D weights,
 with the edge replication (``mode="nearest"``) of each axis. So :func:`to_target` builds, once per axis and size, the
 ``(m, n)`` matrix that scipy's 1D zoom applies (its columns: the zoom of each unit vector, in float64) and applies
-the three matrices with torch matrix products on any device (the predictor's, at inference), in blocks of 32
-output samples that read only the band of inputs their weights reach (the prefilter's weights decay by 0.27 per
-sample): the same cubic B-spline as scipy's 3D zoom up to float32 rounding (at most 4.1e-7 of the range measured;
-``tests/domains/mri_dixon/test_mri_resample.py`` holds it to 1e-5 of each channel's range on an anisotropic
-volume with an oblique structure), and on 2 CPU cores about 10 times faster than scipy (4 x 256 x 256 x 64 ->
-171 x 171 x 64: 0.24 s against 3.2 s, load average 5.5). ``backend="scipy"`` (or :data:`BACKEND`) keeps the old
-path.
+the three matrices with torch matrix products on any device (the predictor's at inference; on the CPU a 2D model's
+slice plane slice by slice, as the engine reads them), in blocks of 32 output samples that read only the band of
+inputs their weights reach (the prefilter's weights decay by 0.27 per sample): the same cubic B-spline as scipy's
+3D zoom up to float32 rounding (at most 4.1e-7 of the range measured; ``tests/domains/mri_dixon/test_mri_resample.py``
+holds it to 1e-5 of each channel's range on an anisotropic volume with an oblique structure), and on 2 CPU cores
+about 10 times faster than scipy (4 x 256 x 256 x 64 -> 171 x 171 x 64: 0.24 s against 3.2 s, load average 5.5).
+``backend="scipy"`` (or :data:`BACKEND`) keeps the old path.
 
-Labels use nearest neighbour (scipy, on the CPU), so they keep their exact values. Probabilities (or logits) go
-back linearly per class (``torch.nn.functional.interpolate``, trilinear with ``align_corners=False``: the same
-edge-aligned rule, on the tensor's own device), so the argmax is taken on the original grid and the output has the
-input's exact shape.
+Labels use nearest neighbour (scipy, on the CPU), so they keep their exact values. Probabilities go back linearly
+by the same edge-aligned rule, slab by slab (:mod:`segsuite.core.inference.slabs`), for the argmax on the input grid.
 """
 
 from __future__ import annotations
@@ -97,11 +95,11 @@ def _zoom_axis(x: torch.Tensor, dim: int, m: int, order: int) -> torch.Tensor:
 
 
 def zoom_torch(image: torch.Tensor, shape: Sequence[int], order: int = 3) -> torch.Tensor:
-    """``(C, X, Y, Z)`` float32 -> ``(C, *shape)``: scipy's zoom (:func:`zoom_matrix` per axis, as banded blocks) as
-    matrix products on the tensor's device, axes that shrink first (fewer voxels for the next product); an axis
-    already of its size is left as it is (scipy's zoom by 1 reproduces it up to rounding)."""
+    """``(C, X, Y, Z)`` (or a slice ``(C, H, W)``) float32 -> ``(C, *shape)``: scipy's zoom (:func:`zoom_matrix` per
+    axis, as banded blocks) as matrix products on the tensor's device, axes that shrink first (fewer voxels for the
+    next product); an axis already of its size is left as it is (scipy's zoom by 1 reproduces it up to rounding)."""
     out = image
-    for axis in sorted(range(3), key=lambda a: shape[a] / image.shape[a + 1]):
+    for axis in sorted(range(len(shape)), key=lambda a: shape[a] / image.shape[a + 1]):
         if out.shape[axis + 1] != int(shape[axis]):
             out = _zoom_axis(out, axis + 1, int(shape[axis]), order)
     return out
@@ -139,18 +137,6 @@ def label_to_target(label: np.ndarray, spacing: Sequence[float], target: Sequenc
     if not needs_resampling(spacing, target):
         return label
     return _zoom_to(label, target_shape(label.shape, spacing, target), order=0)
-
-
-def probabilities_back(probs: np.ndarray | torch.Tensor, shape: Sequence[int]) -> np.ndarray | torch.Tensor:
-    """Per-class probabilities or logits ``(K, X', Y', Z')`` on the target grid -> ``(K, *shape)`` on the original
-    canonical grid (linear per class, edge-aligned); numpy in, numpy out, a tensor stays on its device."""
-    tensor = torch.as_tensor(probs)
-    if tuple(tensor.shape[1:]) == tuple(shape):
-        return probs
-    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(shape)]
-    out = torch.nn.functional.interpolate(tensor[None].float(), size=tuple(int(n) for n in shape), mode=mode,
-                                          align_corners=False)[0]
-    return out.numpy() if isinstance(probs, np.ndarray) else out
 
 
 def resampled_affine(affine: np.ndarray, shape: Sequence[int], new_shape: Sequence[int]) -> np.ndarray:

@@ -220,8 +220,9 @@ class DixonWriter(BaseWriter):
 
 @dataclass
 class DixonSink(BaseSink):
-    """Writes one case's files on its input grid."""
+    """Writes one case's files on its input grid (from the classes: no logits restored for it)."""
 
+    needs_logits = False
     case: str
     opened: OpenedCase
     paths: dict[str, Path]

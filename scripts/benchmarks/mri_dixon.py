@@ -26,6 +26,7 @@ import torch
 from segsuite.core.benchmark import BARE_BEST, bare_forward, bare_forwards, print_table, timeit
 from segsuite.core.contracts import DataMeta, Job, ModelInfo
 from segsuite.core.inference import InferenceOptions, TilePredictor, Window
+from segsuite.core.inference.slabs import restore_stack
 from segsuite.core.inference.windows import grid_for
 from segsuite.core.models import create_dynunet, create_model
 from segsuite.core.pipeline import predict_item, run_predict
@@ -34,7 +35,6 @@ from segsuite.domains.mri_dixon.dataset import build_datasets, plan_from_cases
 from segsuite.domains.mri_dixon.metrics import overlap_and_distance
 from segsuite.domains.mri_dixon.phantom import make_dataset
 from segsuite.domains.mri_dixon.reader import DixonReader
-from segsuite.domains.mri_dixon.resample import probabilities_back
 from segsuite.domains.mri_dixon.writer import DixonWriter
 
 INPUT_SPACING = (1.0, 1.0, 3.0)  # the throughput case's voxels (mm): a finer in-plane grid than the phantom's
@@ -72,7 +72,7 @@ def throughput(shape: tuple[int, int, int], batch_size: int, repeats: int, devic
         }
         timings = timeit(contenders, repeats=repeats)
     title = (f"mri_dixon inference on {predictor.device}: volume {tuple(opened.grid or shape)} at "
-             f"{spacing or PHANTOM_SPACING} mm -> {tuple(opened.case.image.shape[1:])} at {PHANTOM_SPACING} mm, "
+             f"{spacing or PHANTOM_SPACING} mm -> {tuple(opened.shape or opened.grid)} at {PHANTOM_SPACING} mm, "
              f"{len(slices)} axial slices, batch {batch_size}, U-Net ResNet-18")
     speed = print_table(title, timings, BARE_BEST, goals={END_TO_END: 0.9}, unit="slices/s", work=len(slices))
     return {"slices": len(slices), "grid": list(opened.grid or shape), "ratio": speed[PREDICT_PATH],
@@ -108,7 +108,7 @@ def _plan_and_resampling(root: Path, other: str, job: Job, repeats: int) -> dict
         f"plan of {len(raws)} cases (fingerprint + plan)":
             lambda: plan_from_cases(spec, raws, channels, False, 2, 0, 3, 8.0, None),
         "open one case (read, normalise, resample)": lambda: reader.open(item, job),
-        "probabilities back to its grid": lambda: probabilities_back(logits.softmax(0), opened.grid),
+        "probabilities back to its grid, argmax": lambda: restore_stack(opened.stack, logits, len(logits)),
     }, repeats=repeats)
     print(f"  plan + resampling: one case of {tuple(opened.grid)} voxels resampled to "
           f"{tuple(opened.case.image.shape[1:])}")

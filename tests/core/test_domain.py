@@ -36,3 +36,13 @@ def test_no_module_of_the_core_or_a_domain_is_over_400_lines():
     roots = [Path(segsuite.core.__file__).parent, Path(segsuite.domains.__file__).parent]
     long = {str(p): n for root in roots for p in root.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
+
+
+def test_the_domains_stay_small():
+    """Issue 20's budget: a new domain is cheap (microscopy <= 600 lines) and the domains together <= 8,000."""
+    import segsuite.domains
+
+    root = Path(segsuite.domains.__file__).parent
+    lines = {p: len(p.read_text().splitlines()) for p in root.rglob("*.py")}
+    assert sum(n for p, n in lines.items() if "microscopy" in p.parts) <= 600
+    assert sum(lines.values()) <= 8000, sum(lines.values())

@@ -91,11 +91,14 @@ def test_predict_resamples_to_the_training_spacing_and_back(tmp_path, spatial_di
 
 
 def test_device_resampling_predicts_what_the_scipy_path_did(tmp_path, monkeypatch):
-    """Predict through the pipeline with the images resampled by torch (the default) and by scipy (the old path): on
-    a phantom stored at 4 x 4 x 6 mm with permuted, flipped axes, the label volumes agree to Dice >= 0.999 per class
-    and carry exactly the same affine."""
-    from segsuite.domains.mri_dixon import resample
+    """Predict through the pipeline with the images resampled by torch (the default: the slice axis whole, each
+    slice in-plane as the engine reads it) and by scipy's zoom (the old path): on a phantom stored at 4 x 4 x 6 mm with
+    permuted, flipped axes, the label volumes agree to Dice >= 0.999 per class and carry exactly the same affine."""
+    from segsuite.domains.mri_dixon import reader, resample
     from segsuite.domains.mri_dixon.io import read_volume
+
+    def scipy_zoom(image: torch.Tensor, shape) -> torch.Tensor:  # scipy's cubic spline, channel by channel
+        return torch.from_numpy(np.stack([resample._zoom_to(c.numpy(), shape, 3) for c in image.cpu()]))
 
     fine = make_dataset(tmp_path / "fine", n_cases=2, seed=0, **ANATOMY)
     coarse = make_dataset(tmp_path / "coarse", n_cases=1, seed=99, **ANATOMY, voxel_spacing=(4.0, 4.0, 6.0),
@@ -105,13 +108,67 @@ def test_device_resampling_predicts_what_the_scipy_path_did(tmp_path, monkeypatc
     net = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.ReLU(),
                               torch.nn.Conv2d(8, 7, 3, padding=1)).eval()
     name = list_cases(read_dataset_json(coarse))[0]
-    volumes = {}
-    for backend in ("scipy", "torch"):
-        monkeypatch.setattr(resample, "BACKEND", backend)
-        _pipeline_dice(net, meta, coarse, name, tmp_path / f"{backend}.nii.gz")
-        volumes[backend] = read_volume(tmp_path / f"{backend}.nii.gz")
-    old, new = volumes["scipy"], volumes["torch"]
+    _pipeline_dice(net, meta, coarse, name, tmp_path / "torch.nii.gz")
+    monkeypatch.setattr(reader, "zoom_torch", scipy_zoom)
+    _pipeline_dice(net, meta, coarse, name, tmp_path / "scipy.nii.gz")
+    old, new = read_volume(tmp_path / "scipy.nii.gz"), read_volume(tmp_path / "torch.nii.gz")
     assert np.array_equal(old.affine, new.affine) and old.shape == new.shape
+    for k in np.unique(old.array):
+        a, b = old.array == k, new.array == k
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.999, k
+
+
+def _whole_volume_restore(self, logits: torch.Tensor) -> torch.Tensor:
+    """``OpenedCase.restore`` as it was before the slab restore: every slice's probabilities interpolated at once
+    (trilinear), as log-probabilities, then the orientation undone (the reference of the test below; the case's
+    image is resampled whole, so it is on the model's grid)."""
+    from segsuite.domains.mri_dixon.io import from_canonical_ornt
+
+    if self.volumetric:
+        canonical = logits
+    else:
+        plane = np.delete(self.case.image.shape[1:], self.axis)
+        canonical = logits[:, :, : plane[0], : plane[1]].movedim(1, self.axis + 1)
+    if self.grid is not None and tuple(canonical.shape[1:]) != self.grid:
+        k = self.num_classes
+        x = torch.cat([canonical[:k].softmax(0), canonical[k:]])[None]
+        back = torch.nn.functional.interpolate(x, size=self.grid, mode="trilinear", align_corners=False)[0]
+        canonical = torch.cat([back[:k].clamp_min(1e-12).log(), back[k:]])
+    ornt = from_canonical_ornt(self.case.reference.affine)
+    flipped = [a + 1 for a, flip in enumerate(ornt[:, 1]) if flip == -1]
+    oriented = canonical.flip(flipped) if flipped else canonical
+    return oriented.permute(0, *(int(a) + 1 for a in np.argsort(ornt[:, 0])))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_streamed_prediction_predicts_what_the_whole_volume_path_did(tmp_path, monkeypatch, spatial_dims):
+    """The pipeline as it streams (a 2D model's slices resampled in-plane as the engine reads them, restored slab by
+    slab as they come out, argmax on the input grid, no probability volume) and the whole-volume path of before
+    (the image resampled whole, every probability interpolated at once), on a phantom stored at 4 x 4 x 6 mm with
+    permuted, flipped axes: label volumes with Dice >= 0.999 per class and exactly the same affine."""
+    from segsuite.domains.mri_dixon import reader
+    from segsuite.domains.mri_dixon.io import read_volume
+    from segsuite.domains.mri_dixon.reader import OpenedCase
+
+    fine = make_dataset(tmp_path / "fine", n_cases=2, seed=0, **ANATOMY)
+    coarse = make_dataset(tmp_path / "coarse", n_cases=1, seed=99, **ANATOMY, voxel_spacing=(4.0, 4.0, 6.0),
+                          axes=(2, 0, 1), flips=(True, False, True))
+    patch = [48, 48] if spatial_dims == 2 else [32, 32, 16]
+    meta = build_datasets(str(fine), patch_size=patch, val_cases=["phantom_001"], spatial_dims=spatial_dims)
+    conv = torch.nn.Conv2d if spatial_dims == 2 else torch.nn.Conv3d
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(conv(4, 8, 3, padding=1), torch.nn.ReLU(), conv(8, 7, 3, padding=1)).eval()
+    name = list_cases(read_dataset_json(coarse))[0]
+    _pipeline_dice(net, meta["train"].meta, coarse, name, tmp_path / "slabs.nii.gz")
+    whole = reader._resample
+    monkeypatch.setattr(reader, "_resample", lambda case, target, device, later=(): whole(case, target, device))
+    monkeypatch.setattr(OpenedCase, "stack", None)  # the pipeline's whole-item path, through restore
+    calls = []
+    monkeypatch.setattr(OpenedCase, "restore", lambda self, x: calls.append(x.shape) or _whole_volume_restore(self, x))
+    _pipeline_dice(net, meta["train"].meta, coarse, name, tmp_path / "whole.nii.gz")
+    old, new = read_volume(tmp_path / "whole.nii.gz"), read_volume(tmp_path / "slabs.nii.gz")
+    assert np.array_equal(old.affine, new.affine) and old.shape == new.shape
+    assert len(calls) == 1 and len(np.unique(old.array)) >= 3  # the reference went the old way; several classes
     for k in np.unique(old.array):
         a, b = old.array == k, new.array == k
         assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.999, k

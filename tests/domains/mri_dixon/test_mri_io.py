@@ -50,6 +50,21 @@ def test_nifti_roundtrip_keeps_array_and_affine_exactly(
     np.testing.assert_array_equal(written.affine, source.affine)
 
 
+@pytest.mark.parametrize("image_class", [nib.Nifti1Image, nib.Nifti2Image])
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_gzipped_nifti_reads_as_nibabel_does(tmp_path, volume_array, affine_factory, image_class, endian):
+    """The one-call inflate of .nii.gz: NIfTI-1 and -2, either byte order, scaled int16: nibabel's array, affine and
+    header type."""
+    header = image_class.header_class(endianness=endian)
+    img = image_class(np.round(volume_array).astype(np.int16), affine_factory(), header)
+    img.header.set_slope_inter(0.5, 3.0)
+    nib.save(img, tmp_path / "v.nii.gz")
+    ours, theirs = read_volume(tmp_path / "v.nii.gz"), nib.load(tmp_path / "v.nii.gz")
+    np.testing.assert_array_equal(ours.array, np.asanyarray(theirs.dataobj))
+    np.testing.assert_array_equal(ours.affine, theirs.affine)
+    assert type(ours.header) is type(theirs.header) and ours.header.endianness == endian
+
+
 @pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
 def test_canonical_and_back_is_identity(tmp_path, volume_array, affine_factory, nifti_writer, orientation):
     affine = affine_factory(**ORIENTATIONS[orientation])

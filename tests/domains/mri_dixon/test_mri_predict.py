@@ -27,7 +27,7 @@ from segsuite.domains.mri_dixon.inputs import check_tta_flips
 from segsuite.domains.mri_dixon.io import Volume, to_canonical
 from segsuite.domains.mri_dixon.patches import extract_slice
 from segsuite.domains.mri_dixon.phantom import CHANNELS
-from segsuite.domains.mri_dixon.reader import DixonReader, OpenedCase, SliceSource, slice_stack
+from segsuite.domains.mri_dixon.reader import DixonReader, OpenedCase, SlicePlanes, SliceSource
 from segsuite.domains.mri_dixon.writer import DixonWriter, cleanup_values, keep_largest_components
 from tests.helpers import compose_config
 
@@ -90,8 +90,8 @@ def test_tiled_slices_match_whole_slices(axis, context):
     case = Case("random", image, None, np.eye(4), Volume(image[0], np.eye(4)))
 
     def labels(tile, overlap):
-        stack = slice_stack(image, axis, 32, tile)
-        opened = OpenedCase([SliceSource(stack, i, context) for i in range(len(stack))], {}, case, axis)
+        stack = SlicePlanes(image, axis, 32, tile)
+        opened = OpenedCase([SliceSource(stack, i, context) for i in range(stack.shape[0])], {}, case, axis)
         return next(predict_item(opened, _job(meta, predictor, 7, tile, overlap, batch_size=8))).classes
 
     whole, tiled = labels(None, (0, 0)), labels((32, 32), (8, 8))

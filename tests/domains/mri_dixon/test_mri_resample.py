@@ -6,13 +6,19 @@ import numpy as np
 import pytest
 import torch
 
+from segsuite.core.inference.slabs import Stack, restore_stack
 from segsuite.domains.mri_dixon.resample import (
     label_to_target,
-    probabilities_back,
     resampled_affine,
     target_shape,
     to_target,
 )
+
+
+def _back(probabilities: np.ndarray, shape) -> np.ndarray:
+    """Class probabilities ``(K, X', Y', Z')`` back to ``shape`` as predict brings them (slab by slab, along X)."""
+    stack = Stack(probabilities.shape[1], probabilities.shape[2:], tuple(shape))
+    return restore_stack(stack, torch.from_numpy(probabilities).log()).exp().numpy()
 
 
 def _blob(shape, centre, radii) -> np.ndarray:
@@ -29,8 +35,8 @@ def test_shapes_follow_the_field_of_view():
 def test_constant_volume_stays_constant():
     image, _ = to_target(np.full((1, 13, 11, 7), 3.25, np.float32), (0.9, 1.1, 5.0), (1.0, 1.0, 2.0))
     assert np.allclose(image, 3.25, atol=1e-5)
-    back = probabilities_back(np.full((3, *image.shape[1:]), 0.5, np.float32), (13, 11, 7))
-    assert back.shape == (3, 13, 11, 7) and np.allclose(back, 0.5)
+    back = _back(np.full((3, *image.shape[1:]), 1 / 3, np.float32), (13, 11, 7))
+    assert back.shape == (3, 13, 11, 7) and np.allclose(back, 1 / 3)
 
 
 def test_already_at_target_is_untouched():
@@ -47,16 +53,10 @@ def test_label_round_trip_on_a_blob():
     coarse = label_to_target(label, (1.5, 1.5, 3.0), (3.0, 3.0, 4.0))
     assert coarse.shape == target_shape(label.shape, (1.5, 1.5, 3.0), (3.0, 3.0, 4.0)) and coarse.dtype == label.dtype
     assert set(np.unique(coarse)) == {0, 1}
-    back = probabilities_back(np.stack([coarse == 0, coarse == 1]).astype(np.float32), label.shape).argmax(0)
+    back = _back(np.stack([coarse == 0, coarse == 1]).astype(np.float32), label.shape).argmax(0)
     assert back.shape == label.shape
     dice = 2 * (back & label).sum() / (back.sum() + label.sum())
     assert dice > 0.9, dice
-
-
-def test_probabilities_back_keeps_tensors_on_their_device():
-    probs = torch.rand(4, 6, 5, 3)
-    out = probabilities_back(probs, (12, 10, 5))
-    assert isinstance(out, torch.Tensor) and out.shape == (4, 12, 10, 5) and out.device == probs.device
 
 
 def test_resampled_affine_keeps_the_field_of_view():
@@ -112,12 +112,3 @@ def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="'torch' or 'scipy'"):
         to_target(np.zeros((1, 4, 4, 4), np.float32), (1.0, 1.0, 1.0), (2.0, 2.0, 2.0), backend="cupy")
 
-
-def test_restored_logits_keep_their_values_with_the_classes_innermost():
-    from segsuite.domains.mri_dixon.reader import channels_innermost
-
-    logits = torch.randn(5, 6, 7, 4).permute(0, 3, 1, 2)  # (C, Z, X, Y), strided as restore's orientation leaves it
-    out = channels_innermost(logits)
-    assert out.shape == logits.shape and out.stride(0) == 1 and torch.equal(out, logits)
-    assert torch.equal(out.max(0).indices, logits.argmax(0))
-    assert channels_innermost(out) is out
