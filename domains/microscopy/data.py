@@ -14,9 +14,8 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
-from segsuite.core import folds
+from segsuite.core import folds, plan3d
 from segsuite.core import plan as planning
-from segsuite.core import plan3d
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.files import files_in, generated_root, pair_by_stem
 from segsuite.core.sampling import ClassLocations, crop_window, window_starts
