@@ -112,6 +112,7 @@ def check_members(hparams: Sequence[Any], paths: Sequence[Path], in_channels: Se
                               "ensemble needs models of one domain, classes and channels")
 
 
+UNSAID = {"spatial_dims": 2}  # what a checkpoint that does not record the key was trained with
 INPUT_KEYS = ("in_channels", "channels", "bands", "band_names", "spatial_dims", "target_spacing", "train_scale")
 
 
@@ -134,7 +135,7 @@ def adapt_input(net: nn.Module, reference: dict[str, Any], own: dict[str, Any], 
     """``net`` (trained on data ``own``) taking inputs prepared for ``reference``: the same input preparation is
     required (channels, bands, grid); mean/std normalisations that differ are converted (:class:`Renormalised`)."""
     for key in INPUT_KEYS:
-        if reference.get(key) != own.get(key):
+        if reference.get(key, UNSAID.get(key)) != own.get(key, UNSAID.get(key)):
             raise ConfigError(f"checkpoint {path} prepares its inputs differently ({key}: {own.get(key)!r} vs "
                               f"{reference.get(key)!r}); an ensemble needs models fed the same inputs")
     ref, mine = reference.get("normalization") or {}, own.get("normalization") or {}
