@@ -214,22 +214,6 @@ def pattern_matches(input: Any) -> list[Path] | None:
     return [Path(m) for m in matches]
 
 
-def input_files(input: Any, suffixes: Sequence[str], kind: str) -> tuple[list[Path], bool]:
-    """The files a reader's ``input`` names: ``([input], False)`` for a file, ``(its files whose suffix is one of
-    ``suffixes`` (any case), sorted, True)`` for a folder. A DataError names the input and says that ``kind`` (e.g.
-    "GeoTIFFs (*.tif, *.tiff)") or a folder of them is expected."""
-    src = Path(str(input))
-    if src.is_dir():
-        wanted = {x.lower() for x in suffixes}
-        files = sorted(f for f in src.iterdir() if f.is_file() and f.suffix.lower() in wanted)
-        if not files:
-            raise DataError(f"no {kind} in input folder {src}")
-        return files, True
-    if not src.is_file():
-        raise DataError(f"input {src} does not exist ({kind} or a folder of them expected)")
-    return [src], False
-
-
 def plain(value: Any) -> Any:
     """``value`` as strict-JSON-able Python: NaN and infinities become None, numpy/torch scalars and arrays become
     numbers and lists, paths strings, tuples lists."""

@@ -19,7 +19,8 @@ from rasterio.windows import Window
 from segsuite.core.contracts import Item, Job, Prediction
 from segsuite.core.domain import BaseOpened, BaseRawSource, BaseReader
 from segsuite.core.errors import ConfigError, DataError
-from segsuite.core.io import input_files, pattern_matches, work_folder
+from segsuite.core.files import find_inputs
+from segsuite.core.io import pattern_matches, work_folder
 from segsuite.core.preview import stretch
 from segsuite.core.probes import Probes, file_version
 from segsuite.core.regions import Rect, full_rect
@@ -265,8 +266,10 @@ class GeoTiffReader(BaseReader):
                 raise DataError(f"{location}: the URL names no file (remote folders cannot be listed; give one "
                                 "GeoTIFF's URL)")
             return [Item(location_name(location), location)]
-        files, folder = input_files(input, IMAGE_SUFFIXES, "GeoTIFFs (*.tif, *.tiff) or VRTs (*.vrt)")
-        return [Item(f.name, f, Path(f.name) if folder else Path()) for f in files]
+        if Path(str(input)).is_file():  # any raster GDAL reads, named directly
+            return [Item(Path(str(input)).name, Path(str(input)))]
+        found = find_inputs(input, IMAGE_SUFFIXES, "GeoTIFFs (*.tif, *.tiff) or VRTs (*.vrt)", recursive=False)
+        return [Item(path.name, path, rel or Path()) for path, rel in found]
 
     def _many_as_one(self, input: str) -> list[Item]:
         """Items of ``mosaic:PATTERN`` (one VRT) or ``stac:JSON`` (a raster or VRT per item, or one mosaic VRT)."""

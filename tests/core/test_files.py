@@ -73,3 +73,18 @@ def test_inputs_are_a_file_a_folder_searched_recursively_a_pattern_or_a_list(tmp
         find_inputs(tmp_path / "missing", suffixes, "images")
     with pytest.raises(DataError, match=r"no images in input folder .*\.cache \(searched recursively\)"):
         find_inputs(tmp_path / ".cache", (".tif",), "images")
+
+
+def test_a_folder_is_searched_flat_when_asked(tmp_path):
+    for name in ("b.TIF", "a.tif", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "sub.tif").mkdir()  # a folder named like a file is not an input
+    (tmp_path / "deeper").mkdir()
+    (tmp_path / "deeper" / "c.tif").write_text("x")
+    found = find_inputs(tmp_path, [".tif", ".tiff"], "GeoTIFFs", recursive=False)
+    assert found == [(tmp_path / "a.tif", Path("a.tif")), (tmp_path / "b.TIF", Path("b.TIF"))]
+    assert find_inputs(tmp_path / "a.tif", [".tif"], "GeoTIFFs") == [(tmp_path / "a.tif", None)]
+    with pytest.raises(DataError, match="no .npy arrays in input folder"):
+        find_inputs(tmp_path, [".npy"], ".npy arrays", recursive=False)
+    with pytest.raises(DataError, match="missing.tif does not exist"):
+        find_inputs(tmp_path / "missing.tif", [".tif"], "GeoTIFFs", recursive=False)

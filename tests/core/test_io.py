@@ -81,20 +81,6 @@ def test_staging_commits_all_or_nothing_and_removes_what_killed_runs_left(tmp_pa
         Staging(outputs)
 
 
-def test_input_files_a_file_or_a_folder_of_given_suffixes(tmp_path):
-    from segsuite.core.io import input_files
-
-    for name in ("b.TIF", "a.tif", "notes.txt"):
-        (tmp_path / name).write_text("x")
-    (tmp_path / "sub.tif").mkdir()  # a folder named like a file is not an input
-    assert input_files(tmp_path, [".tif", ".tiff"], "GeoTIFFs") == ([tmp_path / "a.tif", tmp_path / "b.TIF"], True)
-    assert input_files(tmp_path / "a.tif", [".tif"], "GeoTIFFs") == ([tmp_path / "a.tif"], False)
-    with pytest.raises(DataError, match="no .npy arrays in input folder"):
-        input_files(tmp_path, [".npy"], ".npy arrays")
-    with pytest.raises(DataError, match="missing.tif does not exist"):
-        input_files(tmp_path / "missing.tif", [".tif"], "GeoTIFFs")
-
-
 def test_pattern_matches_sorted_files_and_refuses_an_empty_pattern(tmp_path):
     from segsuite.core.io import pattern_matches
 
