@@ -29,6 +29,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from segsuite.core.chunks import aligned_step
 from segsuite.core.errors import DataError
 from segsuite.core.regions import Rect, cells, full_rect
 
@@ -298,10 +299,8 @@ def read_label_window(src: rasterio.DatasetReader, window: Window) -> tuple[np.n
 
 def chunk_windows(src: rasterio.DatasetReader, target: int = 512) -> list[Window]:
     """Windows of about ``target`` px aligned to the file's blocks (whole tiles, or row groups of strips)."""
-    bh, bw = src.block_shapes[0]
-    rows = bh * max(1, target // bh) if bh <= target else target
-    cols = bw * max(1, target // bw) if bw <= target else target
-    return [as_window(cell) for cell in cells(full_rect(src.height, src.width), (rows, cols))]
+    size = tuple(aligned_step(block, target) for block in src.block_shapes[0])
+    return [as_window(cell) for cell in cells(full_rect(src.height, src.width), size)]
 
 
 def as_window(rect: Rect) -> Window:
