@@ -9,8 +9,8 @@ shuffle buffer of a few chunks mixes their windows so that a batch does not all 
 The windows stay uniform over all placements: a chunk owns the window corners in a block-aligned range (a
 rectangle's chunks partition its placements) and its read area reaches one patch further; chunk ``i`` is picked
 with probability proportional to ``weight_i / served_i`` and then serves ``served_i`` windows, so in the long run
-every placement is equally likely (or, with weighted points, every point as its weight). Boxes are half-open
-``(row0, col0, row1, col1)`` pixel ranges; the caller reads the areas (this module knows no file format).
+every placement is equally likely (or, with weighted points, every point as its weight). Rectangles are
+:class:`~segsuite.core.regions.Rect` s; the caller reads the areas (this module knows no file format).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-Box = tuple[int, int, int, int]
+from segsuite.core.regions import Rect
+
 T = TypeVar("T")
 
 
@@ -32,17 +33,16 @@ class Chunk:
     """Window corners ``corners`` (rows ``[r0, r1)`` x cols ``[c0, c1)``) of the caller's rectangle ``item``."""
 
     item: int
-    corners: Box
+    corners: Rect
 
     @property
     def placements(self) -> int:
-        r0, c0, r1, c1 = self.corners
-        return (r1 - r0) * (c1 - c0)
+        return self.corners.area
 
-    def area(self, patch: tuple[int, int]) -> Box:
+    def area(self, patch: tuple[int, int]) -> Rect:
         """The pixels its windows of ``patch`` (h, w) can cover: what the caller reads."""
-        r0, c0, r1, c1 = self.corners
-        return r0, c0, r1 - 1 + patch[0], c1 - 1 + patch[1]
+        c = self.corners
+        return Rect(c.row0, c.col0, c.row1 - 1 + patch[0], c.col1 - 1 + patch[1])
 
 
 def aligned_step(block: int, target: int) -> int:
@@ -55,10 +55,10 @@ def _cuts(lo: int, hi: int, step: int) -> list[int]:
     return [lo, *range((lo // step + 1) * step, hi, step), hi]
 
 
-def corner_range(rect: Box, patch: tuple[int, int]) -> Box:
+def corner_range(rect: Rect, patch: tuple[int, int]) -> Rect:
     """Corners of the patch-sized windows inside ``rect`` (only its corner when ``rect`` is smaller than a patch)."""
-    r0, c0, r1, c1 = rect
-    return r0, c0, r0 + max(r1 - r0 - patch[0], 0) + 1, c0 + max(c1 - c0 - patch[1], 0) + 1
+    return Rect(rect.row0, rect.col0, rect.row0 + max(rect.height - patch[0], 0) + 1,
+                rect.col0 + max(rect.width - patch[1], 0) + 1)
 
 
 class ChunkSampler:
@@ -72,7 +72,7 @@ class ChunkSampler:
     (so it follows ``seed_everything``); pickling drops them.
     """
 
-    def __init__(self, rects: Sequence[Box], patch: tuple[int, int], steps: Sequence[tuple[int, int]],
+    def __init__(self, rects: Sequence[Rect], patch: tuple[int, int], steps: Sequence[tuple[int, int]],
                  windows_per_chunk: int = 32, buffer: int = 4, points: Sequence[tuple[int, int, int]] | None = None,
                  weights: Sequence[float] | None = None, seed: int = 0) -> None:
         if windows_per_chunk < 1 or buffer < 1:
@@ -81,10 +81,10 @@ class ChunkSampler:
         grids = []  # per rect: row cuts, col cuts of its corner range
         self.chunks: list[Chunk] = []
         for i, (rect, step) in enumerate(zip(rects, steps, strict=True)):
-            r0, c0, r1, c1 = corner_range(rect, self.patch)
-            rows, cols = _cuts(r0, r1, step[0]), _cuts(c0, c1, step[1])
+            corners = corner_range(rect, self.patch)
+            rows, cols = _cuts(corners.row0, corners.row1, step[0]), _cuts(corners.col0, corners.col1, step[1])
             grids.append((len(self.chunks), rows, cols))
-            self.chunks += [Chunk(i, (a, c, b, d)) for a, b in zip(rows, rows[1:]) for c, d in zip(cols, cols[1:])]
+            self.chunks += [Chunk(i, Rect(a, c, b, d)) for a, b in zip(rows, rows[1:]) for c, d in zip(cols, cols[1:])]
         placements = np.array([c.placements for c in self.chunks], float)
         self.served = np.minimum(windows_per_chunk, placements).astype(int)
         self.points: list[np.ndarray] = [np.zeros((0, 3))] * len(self.chunks)  # per chunk: (row, col, weight)
@@ -107,7 +107,7 @@ class ChunkSampler:
         """This process's random generator (e.g. for augmenting the windows drawn)."""
         return self._process()[0]
 
-    def draw(self, read: Callable[[Chunk], T]) -> tuple[Chunk, T, Box]:
+    def draw(self, read: Callable[[Chunk], T]) -> tuple[Chunk, T, Rect]:
         """``(chunk, read(chunk), window)``: ``read`` is called when a chunk enters the buffer (not if it is in it
         already), to read the pixels of :meth:`Chunk.area`."""
         rng, slots = self._process()
@@ -127,8 +127,8 @@ class ChunkSampler:
             self._state = os.getpid(), np.random.default_rng(self._seeds()), []
         return self._state[1], self._state[2]
 
-    def _window(self, chunk: Chunk, points: np.ndarray, rng: np.random.Generator) -> Box:
-        r0, c0, r1, c1 = chunk.corners
+    def _window(self, chunk: Chunk, points: np.ndarray, rng: np.random.Generator) -> Rect:
+        r0, c0, r1, c1 = chunk.corners.row0, chunk.corners.col0, chunk.corners.row1, chunk.corners.col1
         if len(points):
             row, col, _ = points[rng.choice(len(points), p=points[:, 2])]
             half = self.patch[0] // 2, self.patch[1] // 2
@@ -137,7 +137,7 @@ class ChunkSampler:
             r, c = int(rng.integers(lo_r, hi_r + 1)), int(rng.integers(lo_c, hi_c + 1))
         else:
             r, c = int(rng.integers(r0, r1)), int(rng.integers(c0, c1))
-        return r, c, r + self.patch[0], c + self.patch[1]
+        return Rect(r, c, r + self.patch[0], c + self.patch[1])
 
     def _seeds(self) -> list[int]:
         rank = torch.distributed.get_rank() if torch.distributed.is_available() and \

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -233,13 +233,12 @@ class LandCoverTrainDataset(_LandCoverDataset):
             if self.rare_class_weighting:
                 cells_, weights = self._rare_class_index(self.max_index_cells)
                 points = [(i, cell.row0, cell.col0) for i, cell in cells_]
-            self._sampler = ChunkSampler([astuple(r) for _, r in self._rects], self.patch_size, steps, per_chunk,
+            self._sampler = ChunkSampler([r for _, r in self._rects], self.patch_size, steps, per_chunk,
                                          buffer, points, weights, self.seed)
         return self._sampler
 
     def _read_chunk(self, chunk: Chunk) -> list[np.ndarray]:
-        r0, c0, r1, c1 = chunk.area(self.patch_size)
-        return self._load(self._rects[chunk.item][0], Window(c0, r0, c1 - c0, r1 - r0))
+        return self._load(self._rects[chunk.item][0], as_window(chunk.area(self.patch_size)))
 
     def __len__(self) -> int:
         return self.samples_per_epoch
@@ -247,7 +246,8 @@ class LandCoverTrainDataset(_LandCoverDataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         chunk, arrays, box = self.sampler().draw(self._read_chunk)
         scene, rect = self._rects[chunk.item]
-        return self._item(scene, arrays, chunk.area(self.patch_size)[:2], Rect(*box), rect, rect,
+        area = chunk.area(self.patch_size)
+        return self._item(scene, arrays, (area.row0, area.col0), box, rect, rect,
                           self.sampler().rng if self.augment else None)
 
 

@@ -43,10 +43,10 @@ def test_spatial_holdout_partitions_scene_without_overlap(mode, height, width):
     assert 0.1 < held < 0.4
     patch = (32, 32)
     val_windows = [w for r in val for w, _ in grid_rects(r, patch)]
-    sampler = ChunkSampler([(r.row0, r.col0, r.row1, r.col1) for r in train], patch, [(64, 64)] * len(train))
+    sampler = ChunkSampler(train, patch, [(64, 64)] * len(train))
     for _ in range(300):  # random training windows never touch validation windows
         chunk, _, box = sampler.draw(lambda chunk: None)
-        rect, w = train[chunk.item], Rect(*box)
+        rect, w = train[chunk.item], box
         assert rect.row0 <= w.row0 and w.row1 <= rect.row1 and rect.col0 <= w.col0 and w.col1 <= rect.col1
         assert not any(w.overlaps(v) for v in val_windows)
 
