@@ -177,7 +177,7 @@ class Prediction:
     False`` (:class:`Sink`; the pipeline then never holds its restored logits).
     """
 
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     classes: np.ndarray
     border: np.ndarray | None = None
     covered: np.ndarray | None = None

@@ -12,8 +12,9 @@ gave them). Without resampling the logits pass through as they are (the argmax i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -140,7 +141,8 @@ def restore_stack(stack: Stack, logits: torch.Tensor, num_classes: int = 0) -> t
     return restorer.result()[0]
 
 
-def stack_chunks(blocks, heights: Sequence[int], volumes: Sequence[bool]):
+def stack_chunks(blocks: Iterable[tuple[int, int, torch.Tensor, Any]], heights: Sequence[int],
+                 volumes: Sequence[bool]) -> Iterator[torch.Tensor]:
     """The engine's row blocks ``(source, row0, logits, covered)`` -> each source's whole logits as a chunk of
     slices ``(C, m, H', W')`` as soon as it is complete (a 2D source: one slice; a volume ``(C, D, H, W)``: its D
     slices)."""
