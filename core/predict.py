@@ -22,6 +22,7 @@ from segsuite.core.errors import ConfigError
 from segsuite.core.inference import InferenceOptions, TilePredictor
 from segsuite.core.instances import Instancer
 from segsuite.core.pipeline import run_predict
+from segsuite.core.probes import Version, file_version
 
 RUNTIMES = ("torch", "onnx", "torchscript")
 
@@ -147,12 +148,11 @@ def _task(path: str | os.PathLike) -> Any:
     """The checkpoint's task, read once per file version: a script calling ``predict(cfg)`` again and again (or the
     demo page) does not rebuild the network each time. Nothing modifies it: the predictor copies the network before
     changing its layout."""
-    stat = Path(path).stat() if Path(path).is_file() else None
-    return _load_task(str(path), os.path.abspath(path), stat and stat.st_mtime_ns, stat and stat.st_size)
+    return _load_task(str(path), file_version(os.path.abspath(path)))
 
 
 @functools.lru_cache(maxsize=2)
-def _load_task(path: str, absolute: str, mtime_ns: int | None, size: int | None) -> Any:
+def _load_task(path: str, version: Version | None) -> Any:
     from segsuite.core.checkpoint import load_task  # imports Lightning: only on this path
 
     return load_task(path)
