@@ -214,7 +214,8 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
                    rare_class_weighting: bool | None = False, augment: bool = True, ignore_index: int = 255,
                    seed: int = 0, stats_max_pixels: int = 4_000_000, check_labels: bool = True,
                    synthetic_if_missing: bool = False, synthetic_scenes: int = 2, synthetic_size: int = 512,
-                   memory_gb: float = 8.0, chunks: dict[str, int] | None = None) -> dict[str, Dataset]:
+                   memory_gb: float = 8.0, chunks: dict[str, int] | None = None, cache: str | None = None
+                   ) -> dict[str, Dataset]:
     """Build ``{"train", "val"[, "test"]}`` land-cover datasets from ``root``.
 
     Layout: ``root/images/<stem>.tif`` (multi-band), ``root/labels/<stem>.tif`` (1 band of class ids), optional
@@ -234,7 +235,8 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
     for values outside the class map (and counts the class pixels the plan reports).
     A missing ``root`` is filled with ``synthetic_scenes`` synthetic scenes of ``synthetic_size`` px only if
     ``synthetic_if_missing``. ``chunks`` (``size``, ``windows``, ``buffer``) sets how training windows are read
-    (:class:`~segsuite.domains.landcover.samples.LandCoverTrainDataset`).
+    (:class:`~segsuite.domains.landcover.samples.LandCoverTrainDataset`). ``cache``: a folder keeping the decoded
+    pixels of every area read (:class:`segsuite.core.unpacked.Unpacked`), so later epochs and runs skip decoding.
     """
     chunking = _chunking(chunks)
     generate = functools.partial(make_dataset, n_scenes=synthetic_scenes, size=synthetic_size, seed=seed)
@@ -273,7 +275,8 @@ def build_datasets(root: str, patch_size: int | Sequence[int] | None = 256, band
     counts = {info.count for info in infos.values()}
     common = dict(patch_size=patch, bands=band_list, mean=stats["mean"], std=stats["std"], class_map=class_map,
                   ignore_index=ignore_index, band_names=band_names,
-                  image_band_count=counts.pop() if len(counts) == 1 else None, alpha_is_mask=alpha_is_mask, plan=plan)
+                  image_band_count=counts.pop() if len(counts) == 1 else None, alpha_is_mask=alpha_is_mask, plan=plan,
+                  cache=cache)
     if samples_per_epoch is None:
         samples_per_epoch = epoch_samples(splits["train"], patch, plan["batch_size"])
     train = LandCoverTrainDataset(splits["train"], samples_per_epoch=samples_per_epoch, augment=augment,

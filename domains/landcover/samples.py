@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from segsuite.core.chunks import Chunk, ChunkSampler, aligned_step
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.regions import Rect, cells, grid_rects, repeat_factor_weights
+from segsuite.core.unpacked import Unpacked, source_key
 from segsuite.domains.landcover.classes import ClassMap
 from segsuite.domains.landcover.io import as_window, open_raster, read_label_window, read_tile
 
@@ -126,7 +127,8 @@ class _LandCoverDataset(Dataset):
     def __init__(self, regions: Sequence[Region], patch_size: tuple[int, int], bands: Sequence[int],
                  mean: Sequence[float], std: Sequence[float], class_map: ClassMap, ignore_index: int = 255,
                  band_names: Sequence[str] | None = None, image_band_count: int | None = None,
-                 alpha_is_mask: bool | None = None, plan: dict[str, Any] | None = None) -> None:
+                 alpha_is_mask: bool | None = None, plan: dict[str, Any] | None = None,
+                 cache: str | None = None) -> None:
         if not regions:
             raise ConfigError("a dataset needs at least one scene region")
         self.regions = list(regions)
@@ -138,7 +140,7 @@ class _LandCoverDataset(Dataset):
         self.image_band_count = image_band_count
         self.alpha_is_mask = alpha_is_mask
         self.plan = plan  # segsuite.core.plan's, reported in the meta with its batch size
-        self._rasters = RasterCache()
+        self._rasters, self.unpacked = RasterCache(), Unpacked(cache)  # cache: decoded pixels kept in this folder
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -160,7 +162,12 @@ class _LandCoverDataset(Dataset):
     def _load(self, scene: Scene, window: Window) -> list[np.ndarray]:
         """The files' pixels in ``window`` as stored (zero outside the raster): image ``(C, h, w)`` and its valid
         mask ``(h, w)``, labels and their valid mask ``(h, w)``, and the instance ids and theirs if the scene has
-        an instance raster."""
+        an instance raster. Kept in (and read back from) the decoded-pixel cache if one is set."""
+        key = (*map(source_key, (scene.image, scene.label, scene.instances)), self.bands, self.alpha_is_mask,
+               tuple(int(v) for v in (window.row_off, window.col_off, window.height, window.width)))
+        return self.unpacked.get(key, lambda: self._read(scene, window))
+
+    def _read(self, scene: Scene, window: Window) -> list[np.ndarray]:
         out = list(read_tile(self._rasters.get(scene.image), window, self.bands, self.alpha_is_mask))
         for path in (scene.label, scene.instances):
             if path is not None:

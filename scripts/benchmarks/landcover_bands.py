@@ -26,6 +26,7 @@ import rasterio.errors
 import torch
 
 from segsuite.core.benchmark import Timing, timeit
+from segsuite.core.unpacked import Unpacked
 from segsuite.domains.landcover.mosaic import _probe, vrt_xml
 from segsuite.domains.landcover.synthetic import make_large_raster
 from segsuite.scripts.benchmarks.landcover import BANDS, run_child
@@ -58,34 +59,39 @@ def mosaic_runs(tmp: Path, tile_size: int = 4096, grids: tuple[int, ...] = (2, 1
     return runs
 
 
-def same_stream(ds: Any, draws: int) -> tuple[Any, Any]:
-    """Two copies of the training dataset ``ds`` that draw the same stream of windows (same seeds): one reads its
-    chunks from the file, the other takes them from arrays in memory, the scene's pixels that the first ``draws``
-    windows' chunks hold, read beforehand by a third copy (about ``draws / windows_per_chunk`` chunks)."""
-    file, memory, recorder = (pickle.loads(pickle.dumps(ds)) for _ in range(3))
+def same_stream(ds: Any, draws: int, cache: Path) -> tuple[Any, Any, Any]:
+    """Three copies of the training dataset ``ds`` that draw the same stream of windows (same seeds): one reads its
+    chunks from the file, one from the decoded-pixel cache in ``cache`` (filled beforehand by a fourth copy drawing
+    the stream once), the third takes them from arrays in memory, the scene's pixels that the first ``draws``
+    windows' chunks hold, read beforehand by a fifth copy (about ``draws / windows_per_chunk`` chunks)."""
+    file, cached, filler, memory, recorder = (pickle.loads(pickle.dumps(ds)) for _ in range(5))
+    cached.unpacked, filler.unpacked = Unpacked(cache), Unpacked(cache)
     held: dict[tuple[str, int, int, int, int], list[np.ndarray]] = {}
     read = recorder._load  # its own file handles: nothing it reads is in the block cache of the timed copy's
     recorder._load = lambda scene, w: held.setdefault(_key(scene, w), read(scene, w))
     memory._load = lambda scene, w: held[_key(scene, w)]
-    for copy in (recorder, file, memory):
+    for copy in (recorder, filler, file, cached, memory):
         torch.manual_seed(0)  # the same stream in each copy
         _ = copy.sampler().rng
     for i in range(draws):
-        recorder[i]
-    return file, memory
+        recorder[i], filler[i]
+    return file, cached, memory
 
 
 def training_speed(tmp: Path, size: int = 20_000, patch: int = 256, n: int = 400, repeats: int = 3,
                    chunking: tuple[int, int, int] | None = None) -> dict[str, Timing]:
     """Interleaved seconds for ``n`` training samples (chunked window draws, read, normalise, targets, D4) from a
-    ``size``^2 GeoTIFF scene and from the same scene in memory: :func:`same_stream`'s two copies of the training
-    dataset (``chunking``: its ``(chunk_size, windows_per_chunk, chunk_buffer)`` if not the defaults; the memory
-    copy holds about 1 GiB at the defaults). GDAL's block cache is 64 MiB, as in the inference figures' children."""
+    ``size``^2 GeoTIFF scene, decoded (the first pass over its areas) and through a warm decoded-pixel cache
+    (``datasets.cache``: later epochs, folds and trials), and from the same scene in memory: :func:`same_stream`'s
+    copies of the training dataset (``chunking``: its ``(chunk_size, windows_per_chunk, chunk_buffer)`` if not the
+    defaults; the memory copy holds about 1 GiB at the defaults). GDAL's block cache is 64 MiB, as in the inference
+    figures' children."""
     ds = _training_set(tmp, size, patch, n)
     ds.chunking = chunking or ds.chunking
     with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):  # bytes
-        file, memory = same_stream(ds, (repeats + 1) * n)
+        file, cached, memory = same_stream(ds, (repeats + 1) * n, tmp / "decoded_cache")
         return timeit({f"training windows from a {size}^2 GeoTIFF": lambda: [file[i] for i in range(n)],
+                       "the same, decoded-pixel cache warm": lambda: [cached[i] for i in range(n)],
                        "the same windows, the scene in memory": lambda: [memory[i] for i in range(n)]},
                       repeats=repeats)
 

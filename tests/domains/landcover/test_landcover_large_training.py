@@ -61,3 +61,21 @@ def test_unknown_chunk_settings_are_refused(tmp_path):
     make_dataset(tmp_path / "tif", n_scenes=1, size=64, seed=2)
     with pytest.raises(ConfigError, match=r"datasets.chunks has unknown keys \['windows_per_chunk'\]"):
         build_datasets(str(tmp_path / "tif"), patch_size=32, chunks={"windows_per_chunk": 8})
+
+
+def test_a_decoded_cache_gives_the_same_samples_and_later_epochs_read_no_file(tmp_path, monkeypatch):
+    make_dataset(tmp_path / "data", n_scenes=1, size=96, seed=1)
+    options = dict(patch_size=32, holdout_fraction=0.25, holdout_block=32, samples_per_epoch=24,
+                   chunks={"size": 32, "windows": 4, "buffer": 2})
+    plain = build_datasets(str(tmp_path / "data"), **options)
+    cached = build_datasets(str(tmp_path / "data"), cache=str(tmp_path / "cache"), **options)
+
+    def epoch(datasets):
+        datasets["train"]._sampler = None  # a fresh stream, as a new run (or a fold or a trial) draws
+        torch.manual_seed(0)
+        return [datasets[s][i] for s in ("train", "val") for i in range(len(datasets[s]))]
+
+    expected, first = epoch(plain), epoch(cached)
+    monkeypatch.setattr(samples, "read_tile", lambda *a, **k: pytest.fail("read a file through a warm cache"))
+    for a, b, c in zip(expected, first, epoch(cached), strict=True):
+        assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
