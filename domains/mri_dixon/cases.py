@@ -342,7 +342,8 @@ def prepare_inference_case(volumes: dict[str, Volume], meta: dict, case: str = "
     missing = [n for n in names if n not in volumes]
     if missing:
         raise DataError(f"case {case!r}: no file given for channels {missing}; got {sorted(volumes)}")
-    raw = {i: to_canonical(volumes[n]).array.astype(np.float32, copy=False) for i, n in enumerate(names)}
+    with ThreadPoolExecutor(min(len(names), os.cpu_count() or 1)) as pool:  # the copies release the GIL
+        raw = dict(enumerate(pool.map(lambda n: to_canonical(volumes[n]).array.astype(np.float32, copy=False), names)))
     water_fat = (names.index("water"), names.index("fat")) if meta["add_fat_fraction"] else None
     percentiles = tuple(meta["normalization"]["percentiles"])
     schemes = meta["normalization"].get("channels")
