@@ -215,7 +215,7 @@ def bands_figures(sizes: Sizes, tmp: Path, threads: int) -> list[Figure]:
                    f"({big['seconds']:.0f} s, {small['seconds']:.1f} s)"),
             speed_figure(f"10. training windows/s from a {sizes.train_size}^2 GeoTIFF vs in memory", timings, file,
                          memory, 0.9, note="400 windows of 256 px, D4 augmentation; first pass, decoding"),
-            speed_figure(f"10b. the same, decoded-pixel cache warm (datasets.cache) vs in memory", timings, cached,
+            speed_figure("10b. the same, decoded-pixel cache warm (datasets.cache) vs in memory", timings, cached,
                          memory, 0.9, note="later epochs, folds and trials")]
 
 

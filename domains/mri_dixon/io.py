@@ -21,7 +21,8 @@ from nibabel.spatialimages import HeaderDataError
 from nibabel.wrapstruct import WrapStructError
 
 from segsuite.core.errors import DataError
-from segsuite.core.gz import ERRORS as GZ_ERRORS, gunzip, gzipped
+from segsuite.core.gz import ERRORS as GZ_ERRORS
+from segsuite.core.gz import gunzip, gzipped
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")

@@ -45,6 +45,7 @@ from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.inference import ArraySource, InferenceOptions, Window
 from segsuite.core.inference.slabs import Stack, restore_stack
 from segsuite.core.preview import fit, stretch
+from segsuite.core.zoom import zoom_torch
 
 from .cases import Case, inference_channels, prepare_inference_case, read_case_volumes
 from .fatfraction import fat_fraction_map
@@ -60,7 +61,7 @@ from .io import (
     voxel_spacing,
     write_nifti,
 )
-from .resample import needs_resampling, resampled_affine, target_shape, zoom_torch
+from .resample import needs_resampling, resampled_affine, target_shape
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,8 @@ class SliceSource:
 class SlicePlanes:
     """The slices of ``image`` ``(C, X, Y, Z)`` along ``axis`` as a slice-major stack ``(N, C, H', W')``, each made
     when first read (in the engine's reader threads, while the network runs on earlier slices): resampled in-plane
-    to ``size`` (cubic spline, :func:`.resample.zoom_torch`) and zero-padded at the end of both axes to a multiple of
-    ``divisor`` (and at least ``tile``), as validation slices in training."""
+    to ``size`` (cubic spline, :func:`segsuite.core.zoom.zoom_torch`) and zero-padded at the end of both axes to a
+    multiple of ``divisor`` (and at least ``tile``), as validation slices in training."""
 
     def __init__(self, image: np.ndarray, axis: int, divisor: int, tile: Sequence[int] | None = None,
                  size: Sequence[int] | None = None) -> None:
@@ -276,9 +277,9 @@ def _opened_case(volumes: dict[str, Volume], name: str, job: Job) -> OpenedCase:
 def _resample(case: Case, target: list[float], device: torch.device, later: Sequence[int] = ()
               ) -> tuple[Case, tuple[int, ...]]:
     """:func:`.dataset.resample_case` for an unlabelled case, the image resampled on the predictor's ``device``
-    (:func:`.resample.zoom_torch`: scipy's cubic spline as separable matrix products), but for the axes ``later``
-    (a 2D model's slice plane on the CPU: :class:`SlicePlanes` resamples each slice as the engine reads it). Returns
-    the case (its affine: the target grid's) and its shape at the target spacing."""
+    (:func:`segsuite.core.zoom.zoom_torch`: scipy's cubic spline as separable matrix products), but for the axes
+    ``later`` (a 2D model's slice plane on the CPU: :class:`SlicePlanes` resamples each slice as the engine reads it).
+    Returns the case (its affine: the target grid's) and its shape at the target spacing."""
     spacing, shape = voxel_spacing(case.affine), case.image.shape[1:]
     if not needs_resampling(spacing, target):
         return case, shape

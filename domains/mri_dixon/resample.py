@@ -5,15 +5,10 @@ view (voxel *edges* aligned, as nnU-Net's resize does): new voxel ``j`` samples 
 0.5``, so the spacing becomes ``s * n / m`` (``t`` up to rounding) and the way back is the same rule in reverse.
 
 Images use cubic B-spline interpolation (``scipy.ndimage.zoom``'s, order 3, as nnU-Net): sharper organ edges than
-linear interpolation when upsampling thick slices. Resampling a regular grid to another is separable: scipy's
-spline prefilter runs along one axis after the other and its interpolation weights are products of 1D weights,
-with the edge replication (``mode="nearest"``) of each axis. So :func:`to_target` builds, once per axis and size, the
-``(m, n)`` matrix that scipy's 1D zoom applies (its columns: the zoom of each unit vector, in float64) and applies
-the three matrices with torch matrix products on any device (the predictor's at inference; on the CPU a 2D model's
-slice plane slice by slice, as the engine reads them), in blocks of 32 output samples that read only the band of
-inputs their weights reach (the prefilter's weights decay by 0.27 per sample): the same cubic B-spline as scipy's
-3D zoom up to float32 rounding (at most 4.1e-7 of the range measured; ``tests/domains/mri_dixon/test_mri_resample.py``
-holds it to 1e-5 of each channel's range on an anisotropic volume with an oblique structure), and on 2 CPU cores
+linear interpolation when upsampling thick slices; :func:`segsuite.core.zoom.zoom_torch` gives scipy's spline as
+separable matrix products on any device (the predictor's at inference; on the CPU a 2D model's slice plane slice by
+slice, as the engine reads them): equal up to float32 rounding (``tests/domains/mri_dixon/test_mri_resample.py``
+holds it to 1e-5 of each channel's range on an anisotropic volume with an oblique structure) and on 2 CPU cores
 about 10 times faster than scipy (4 x 256 x 256 x 64 -> 171 x 171 x 64: 0.24 s against 3.2 s, load average 5.5).
 ``backend="scipy"`` (or :data:`BACKEND`) keeps the old path.
 
@@ -23,12 +18,13 @@ by the same edge-aligned rule, slab by slab (:mod:`segsuite.core.inference.slabs
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from scipy.ndimage import zoom as nd_zoom
+
+from segsuite.core.zoom import zoom_torch
 
 BACKEND = "torch"  # how to_target resamples images by default: "torch" (any device) or "scipy" (the old path)
 SPACING_RTOL = 1e-3  # spacings this close to the target are left alone (no interpolation at all)
@@ -48,61 +44,6 @@ def _zoom_to(array: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
     """``(X, Y, Z)`` -> ``shape``, voxel edges aligned (``grid_mode``), edges replicated outside."""
     factors = [m / n for m, n in zip(shape, array.shape)]
     return nd_zoom(array, factors, order=order, mode="nearest", grid_mode=True)  # scipy rounds n * (m / n) to m
-
-
-@functools.lru_cache(maxsize=64)
-def zoom_matrix(n: int, m: int, order: int = 3) -> np.ndarray:
-    """The ``(m, n)`` float64 matrix of scipy's 1D zoom from ``n`` to ``m`` samples (order ``order``, voxel edges
-    aligned, edges replicated): column ``i`` is the zoom of the ``i``-th unit vector, so ``zoom(x) == W @ x``."""
-    eye = np.eye(n)
-    return np.stack([nd_zoom(e, m / n, order=order, mode="nearest", grid_mode=True) for e in eye], axis=1)
-
-
-BAND_RTOL = 1e-9  # zoom weights below this fraction of their row's largest are left out (nothing in float32)
-BLOCK = 32  # output samples per matrix product: the smaller, the narrower the band of inputs each one reads
-
-
-@functools.lru_cache(maxsize=64)
-def _banded(n: int, m: int, order: int) -> tuple[tuple[int, int, int, int, torch.Tensor], ...]:
-    """:func:`zoom_matrix` cut into blocks of :data:`BLOCK` rows, each with the span of columns it needs:
-    ``(j0, j1, i0, i1, W[j0:j1, i0:i1])`` (float32). The spline's prefilter decays by 0.27 per sample, so a row
-    reaches about 16 input samples either side of its position."""
-    weights = zoom_matrix(n, m, order)
-    needed = np.abs(weights) > BAND_RTOL * np.abs(weights).max(1, keepdims=True)
-    blocks = []
-    for j0 in range(0, m, BLOCK):
-        j1 = min(m, j0 + BLOCK)
-        cols = np.flatnonzero(needed[j0:j1].any(0))
-        i0, i1 = int(cols[0]), int(cols[-1]) + 1
-        blocks.append((j0, j1, i0, i1, torch.from_numpy(weights[j0:j1, i0:i1]).float()))
-    return tuple(blocks)
-
-
-def _zoom_axis(x: torch.Tensor, dim: int, m: int, order: int) -> torch.Tensor:
-    """``x`` zoomed to ``m`` samples along ``dim`` (block by block of the banded matrix, no transposed copies)."""
-    shape = list(x.shape)
-    n, shape[dim] = shape[dim], m
-    out = torch.empty(shape, dtype=x.dtype, device=x.device)
-    last = dim == x.dim() - 1
-    for j0, j1, i0, i1, block in _banded(n, m, order):
-        w = block.to(x.device)
-        if last:
-            out[..., j0:j1] = x[..., i0:i1] @ w.T
-        else:
-            src = x.narrow(dim, i0, i1 - i0).flatten(dim + 1)  # (..., n', tail)
-            out.narrow(dim, j0, j1 - j0).flatten(dim + 1).copy_(w @ src)
-    return out
-
-
-def zoom_torch(image: torch.Tensor, shape: Sequence[int], order: int = 3) -> torch.Tensor:
-    """``(C, X, Y, Z)`` (or a slice ``(C, H, W)``) float32 -> ``(C, *shape)``: scipy's zoom (:func:`zoom_matrix` per
-    axis, as banded blocks) as matrix products on the tensor's device, axes that shrink first (fewer voxels for the
-    next product); an axis already of its size is left as it is (scipy's zoom by 1 reproduces it up to rounding)."""
-    out = image
-    for axis in sorted(range(len(shape)), key=lambda a: shape[a] / image.shape[a + 1]):
-        if out.shape[axis + 1] != int(shape[axis]):
-            out = _zoom_axis(out, axis + 1, int(shape[axis]), order)
-    return out
 
 
 def to_target(

@@ -97,17 +97,6 @@ def test_torch_resampling_is_scipys_cubic_spline_to_float32_rounding(spacing, ta
         assert np.abs(channel - reference).max() <= 1e-5 * span, np.abs(channel - reference).max() / span
 
 
-def test_zoom_matrix_is_scipys_1d_zoom():
-    from scipy.ndimage import zoom
-
-    from segsuite.domains.mri_dixon.resample import zoom_matrix
-
-    x = np.random.default_rng(1).normal(size=13)
-    for m in (5, 13, 31):
-        expected = zoom(x, m / 13, order=3, mode="nearest", grid_mode=True)
-        np.testing.assert_allclose(zoom_matrix(13, m) @ x, expected, atol=1e-12)
-
-
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="'torch' or 'scipy'"):
         to_target(np.zeros((1, 4, 4, 4), np.float32), (1.0, 1.0, 1.0), (2.0, 2.0, 2.0), backend="cupy")
