@@ -79,6 +79,18 @@ class InferenceOptions:
         return max(BAND_STEP, (STRIP_BUDGET // per_col - margin) // BAND_STEP * BAND_STEP)
 
 
+    def reread_pixels(self, shape: Sequence[int], channels: int, block_rows: int, device: torch.device | str) -> int:
+        """Input pixels a block cache must hold so that no file block is decoded twice while the engine goes through
+        a 2D image of ``shape`` stored in blocks ``block_rows`` tall, blended into ``channels`` channels: a window row
+        and a block row, across the widest span read at once (a band and the windows reaching past its edges, or
+        the full width), per reader thread (each reads through its own handle and keeps its own blocks)."""
+        if self.tile is None or len(shape) != 2:
+            return 0  # whole items: each read once
+        band = self.band_width(shape, channels, self.tile[0])
+        span = shape[1] if band is None else min(shape[1], band + 2 * self.tile[1])
+        return (self.readers or default_readers(device)) * (min(self.tile[0], shape[0]) + block_rows) * span
+
+
 STRIP_BUDGET = 64 << 20  # bytes: band=auto keeps the merger's strip ((K + 1) x tile_h x width float32) under this
 BAND_STEP = 512  # auto bands are a multiple of the output rasters' 512 px blocks: writes fill whole blocks
 

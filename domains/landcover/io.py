@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -103,6 +104,18 @@ def remote_env(location: PathLike) -> contextlib.AbstractContextManager:
     if _SCHEME.match(str(location)) and location_name(location).lower().endswith((".tif", ".tiff")):
         options["CPL_VSIL_CURL_ALLOWED_EXTENSIONS"] = GEOTIFF_EXTENSIONS  # a /vsi path is taken as written
     return rasterio.Env(**{k: v for k, v in options.items() if k not in os.environ})
+
+
+def bound_block_cache(nbytes: int) -> Callable[[], None]:
+    """Set GDAL's block cache to ``nbytes`` (at least 16 MiB) and return what restores it; nothing changes when the
+    environment sets ``GDAL_CACHEMAX`` (the user's choice wins). GDAL's default, 5 % of the RAM, fills whatever the
+    engine needs again: 646 MiB added predicting an 8192^2 scene here, against 241 MiB with 64 MiB of cache, at the
+    same speed. Sized to what the engine reads twice, prediction memory is set by tile, band and readers."""
+    if "GDAL_CACHEMAX" in os.environ:
+        return lambda: None
+    before = get_gdal_config("GDAL_CACHEMAX")
+    set_gdal_config("GDAL_CACHEMAX", max(int(nbytes), 16 << 20))
+    return lambda: set_gdal_config("GDAL_CACHEMAX", before)
 
 
 def _remote_failure(location: str, exc: BaseException) -> str:

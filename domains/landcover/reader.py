@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from segsuite.core.contracts import Item, Job, Prediction
 from segsuite.core.domain import BaseOpened, BaseRawSource, BaseReader
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.files import find_inputs
+from segsuite.core.inference import InferenceOptions
 from segsuite.core.io import pattern_matches, work_folder
 from segsuite.core.preview import stretch
 from segsuite.core.probes import Probes, file_version
@@ -27,6 +28,7 @@ from segsuite.core.regions import Rect, full_rect
 from segsuite.domains.landcover.dataset import IMAGE_SUFFIXES, Region, class_targets
 from segsuite.domains.landcover.io import (
     as_location,
+    bound_block_cache,
     check_bands,
     chunk_windows,
     gdal_path,
@@ -190,6 +192,7 @@ class OpenedScene(BaseOpened):
     streaming: bool = True
     bands: bool = True  # the sinks take rectangles: a wide raster goes through in column bands
     _truth: tuple[tuple[int, int, int], Any] | None = None  # the last block's truth and where it is
+    _restore_cache: Callable[[], None] | None = None  # GDAL's block cache as it was before this item
 
     def valid(self, p: Prediction) -> np.ndarray:
         """``(n, w)``: the input is valid there and a window was computed."""
@@ -218,10 +221,23 @@ class OpenedScene(BaseOpened):
         area, _ = pixel_area_m2(profile.get("crs"), profile["transform"])
         return None if area is None else (area / M2_PER_HECTARE, "ha")
 
+    def bound_cache(self, job: Job) -> OpenedScene:
+        """GDAL's block cache sized for this item (:func:`.io.bound_block_cache`): the pixels the engine reads again
+        (``InferenceOptions.reread_pixels``) of its widest source, in the file's bytes; restored on :meth:`close`."""
+        src, model = max(self.sources, key=lambda s: s.shape[1]), job.model
+        rows = max(int(src.profile.get("blockysize") or 0), 512)  # a VRT's sources' blocks: take 512 at least
+        pixels = (self.options or job.options or InferenceOptions()).reread_pixels(
+            src.shape, model.engine_channels or model.channels, rows, model.predictor.device)
+        self._restore_cache = bound_block_cache(pixels * len(src.bands) * np.dtype(src.profile["dtype"]).itemsize)
+        return self
+
     def close(self) -> None:
         for src in [*self.sources, self.labels, self.instances]:
             if src is not None:
                 src.close()
+        if self._restore_cache is not None:
+            self._restore_cache()
+            self._restore_cache = None
 
 
 class GeoTiffReader(BaseReader):
@@ -328,7 +344,7 @@ class GeoTiffReader(BaseReader):
         path = as_location(item.source.scene.image if isinstance(item.source, Region) else item.source)
         probed = self._probed.take(path)  # None: the file changed (or is remote)
         if not isinstance(item.source, Region):
-            return OpenedScene([RasterSource(path, meta, probed=probed)])
+            return OpenedScene([RasterSource(path, meta, probed=probed)]).bound_cache(job)
         scene = item.source.scene
         opened = OpenedScene([], num_classes=meta.num_classes, ignore_index=meta.ignore_index)
         try:
@@ -341,4 +357,4 @@ class GeoTiffReader(BaseReader):
         except BaseException:
             opened.close()
             raise
-        return opened
+        return opened.bound_cache(job)

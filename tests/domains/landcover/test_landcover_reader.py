@@ -6,13 +6,23 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+from rasterio.env import get_gdal_config, set_gdal_config
 
 from segsuite.core.contracts import Item
 from segsuite.core.errors import DataError
+from segsuite.core.inference import InferenceOptions
 from segsuite.domains.landcover import reader as reader_module
 from segsuite.domains.landcover.reader import GeoTiffReader, RasterSource
 
 META = {"bands": [1, 2], "normalization": {"mean": [50.0, 50.0], "std": [10.0, 10.0]}}
+
+
+def _job(options=None):
+    """What the reader reads of a job: the model's meta, channels and device, and the inference options."""
+    predictor = SimpleNamespace(device=torch.device("cpu"))
+    return SimpleNamespace(model=SimpleNamespace(meta=META, channels=3, engine_channels=0, predictor=predictor),
+                           options=options)
 
 
 @pytest.fixture
@@ -31,7 +41,7 @@ def opens(monkeypatch):
 def test_open_reuses_what_check_found_until_the_file_changes(tif, opens):
     image = np.random.default_rng(0).integers(1, 100, (2, 40, 56)).astype(np.uint16)
     path = tif("scene.tif", image, nodata=0)
-    job, item, reader = SimpleNamespace(model=SimpleNamespace(meta=META)), Item("scene.tif", path), GeoTiffReader()
+    job, item, reader = _job(), Item("scene.tif", path), GeoTiffReader()
     reader.check(item, job)
     assert opens == [True]
     opened = reader.open(item, job)
@@ -66,3 +76,22 @@ def test_the_reader_previews_a_scene_for_the_demo_page_and_not_a_broken_file(tif
     assert rgb.shape == (20, 30, 3) and rgb.dtype == np.uint8 and (rgb[:, 20:] > rgb[:, :10]).all()
     (tmp_path / "broken.tif").write_bytes(b"not a raster")
     assert GeoTiffReader().preview(tmp_path / "broken.tif", (20, 30)) is None
+
+
+def test_an_opened_scene_holds_gdals_block_cache_to_what_the_engine_reads_again(tif, monkeypatch):
+    path = tif("scene.tif", np.ones((2, 600, 3000), np.uint16))
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    before = get_gdal_config("GDAL_CACHEMAX")
+    options = InferenceOptions(tile=(512, 512), overlap=(32, 32), readers=4, band=1024)
+    reader, item = GeoTiffReader(), Item("scene.tif", path)
+    opened = reader.open(item, _job(options))
+    span = 1024 + 2 * 512  # a band and the windows reaching past its edges
+    assert get_gdal_config("GDAL_CACHEMAX") == 4 * (512 + 512) * span * 2 * 2  # readers x rows x span x bytes
+    opened.close()
+    assert get_gdal_config("GDAL_CACHEMAX") == before
+
+    monkeypatch.setenv("GDAL_CACHEMAX", "64")  # the user's own setting is left alone
+    set_gdal_config("GDAL_CACHEMAX", 64 << 20)
+    reader.open(item, _job(options)).close()
+    assert get_gdal_config("GDAL_CACHEMAX") == 64 << 20
+    set_gdal_config("GDAL_CACHEMAX", before)
