@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,7 +170,7 @@ def normalize_channel(
     low, high = (float(v) for v in np.percentile(array, percentiles))
     clipped = np.clip(array, low, high)
     mean, std = float(clipped.mean()), float(clipped.std())
-    normalised = ((clipped - mean) / max(std, 1e-8)).astype(np.float32)
+    normalised = ((clipped - mean) / max(std, 1e-8)).astype(np.float32, copy=False)
     return normalised, {"low": low, "high": high, "mean": mean, "std": std}
 
 
@@ -196,15 +197,15 @@ def build_image(
 
     ``schemes`` (the plan's ``normalization``, by channel name) marks channels normalised with the ``ct`` scheme;
     every other channel is normalised per case (:func:`normalize_channel`)."""
-    stacked, params = [], {}
-    for index in channels:
-        name = names[index]
-        scheme = (schemes or {}).get(name) or {}
+    def one(index: int) -> tuple[np.ndarray, dict[str, float]]:
+        scheme = (schemes or {}).get(names[index]) or {}
         if scheme.get("scheme") == CT_SCHEME:
-            normalised, params[name] = normalize_ct(raw[index], scheme, name)
-        else:
-            normalised, params[name] = normalize_channel(raw[index], percentiles)
-        stacked.append(normalised)
+            return normalize_ct(raw[index], scheme, names[index])
+        return normalize_channel(raw[index], percentiles)
+
+    with ThreadPoolExecutor(min(len(channels), os.cpu_count() or 1)) as pool:  # numpy releases the GIL: a core each
+        done = list(pool.map(one, channels))
+    stacked, params = [image for image, _ in done], {names[i]: p for i, (_, p) in zip(channels, done, strict=True)}
     if water_fat is not None:
         stacked.append(fat_fraction(raw[water_fat[0]], raw[water_fat[1]]))
     return np.stack(stacked), params

@@ -8,7 +8,9 @@
 - :func:`training_speed`: training windows per second from a large GeoTIFF against the same sampler drawing the same
   windows from the scene in memory, interleaved. The training dataset reads a chunk of a few file blocks once and
   serves many windows from it (:class:`segsuite.core.chunks.ChunkSampler`); each round goes on with the stream (as
-  an epoch does), so every round reads chunks that no earlier round read. :func:`torchgeo_speed`: the same windows
+  an epoch does), so every round reads chunks that no earlier round read; a third copy reads the same stream
+  through a warm decoded-pixel cache (``datasets.cache``, :class:`segsuite.core.unpacked.Unpacked`), as later
+  epochs, folds and search trials do. :func:`torchgeo_speed`: the same windows
   per second against TorchGeo's ``RasterDataset`` + ``RandomGeoSampler`` (the issue's peer; torchgeo not installed
   with the project).
 """
