@@ -217,3 +217,14 @@ def test_on_the_cpu_the_heap_is_offered_back_before_each_forward_pass(monkeypatc
     predictor = TilePredictor(Recorder(), "cpu")
     list(sliding_window(predictor, [RawArray(_image())], 2, (20, 20), (6, 6), batch_size=3, readers=1))
     assert len(calls) == len(predictor.model.seen) > 1
+
+
+def test_whole_sources_of_one_window_each_leave_the_heap_alone(monkeypatch):
+    from segsuite.core.inference import engine
+
+    calls = []
+    monkeypatch.setattr(engine, "heap_trimmer", lambda: lambda: calls.append(1))
+    predictor = TilePredictor(Recorder(), "cpu")
+    frames = [RawArray(_image()), RawArray(_image())]  # whole frames, one window each: no merger, no blocks
+    blocks = list(sliding_window(predictor, frames, 2, None, (0, 0), batch_size=1, readers=1))
+    assert len(blocks) == 2 and len(predictor.model.seen) == 2 and calls == []  # a forward pass each, no trim
