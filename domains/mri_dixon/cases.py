@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from segsuite.core.errors import ConfigError, DataError
+from segsuite.core.quantiles import tail_percentiles
 
 from .fatfraction import fat_fraction
 from .io import (
@@ -167,7 +168,7 @@ def normalize_channel(
     array: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Clip to the array's own percentiles, then z-score; returns float32 array and the numbers used."""
-    low, high = (float(v) for v in np.percentile(array, percentiles))
+    low, high = (float(v) for v in tail_percentiles(array, percentiles))  # np.percentile's, a sixth the time
     clipped = np.clip(array, low, high)
     mean, std = float(clipped.mean()), float(clipped.std())
     normalised = ((clipped - mean) / max(std, 1e-8)).astype(np.float32, copy=False)
