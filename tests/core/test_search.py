@@ -29,8 +29,11 @@ TINY = ["domain.datamodule.datasets.synthetic_size=128", "domain.datamodule.data
 def _search(sweep, data):
     args = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", "hparams_search=landcover_quick",
             f"hydra.sweep.dir={sweep}", "search_trials=4", f"domain.datamodule.datasets.root={data}", *TINY]
+    # Ctrl-C as in a terminal: a suite started in the background by a shell inherits SIGINT ignored (POSIX), and a
+    # Python child keeps ignoring it, so the interrupted search would run on to the end.
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+                            env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _states(sweep):
