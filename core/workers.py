@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +23,21 @@ import torch
 SIDE_NICE = 10  # the side threads' nice value (0: equal to the forward pass)
 
 
+def cores(most: int) -> int:
+    """The CPU cores, at least 1, at most ``most``."""
+    return max(1, min(most, os.cpu_count() or 1))
+
+
 def spare_cores(most: int) -> int:
     """Threads for side work: the CPU cores torch's threads leave free, at least 1, at most ``most``."""
     return max(1, min(most, (os.cpu_count() or 1) - torch.get_num_threads()))
+
+
+def thread_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``[fn(item) for item in items]``, the items side by side on up to a core each: for work that releases the
+    GIL (numpy's copies, partitions and ufuncs, zlib), before the forward pass has the cores."""
+    with ThreadPoolExecutor(cores(len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 def side_pool(workers: int, name: str, nice: int | None = None) -> ThreadPoolExecutor:

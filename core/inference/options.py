@@ -3,7 +3,6 @@ how many threads read tiles when that is not configured (:func:`default_readers`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,7 @@ import torch
 
 from segsuite.core.errors import ConfigError
 from segsuite.core.inference.blend import BLEND_MODES
+from segsuite.core.workers import cores
 
 
 @dataclass(frozen=True)
@@ -116,4 +116,4 @@ def default_readers(device: torch.device | str) -> int:
     no-compute pipeline ran 1.07 s with two readers, 0.78 s with one). Beside a GPU the cores are otherwise idle."""
     if torch.device(device).type == "cpu":
         return 1
-    return max(1, min(4, os.cpu_count() or 1))
+    return cores(4)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 
 from segsuite.core.errors import ConfigError, DataError
 from segsuite.core.quantiles import tail_percentiles
+from segsuite.core.workers import thread_map
 
 from .fatfraction import fat_fraction
 from .io import (
@@ -204,8 +204,7 @@ def build_image(
             return normalize_ct(raw[index], scheme, names[index])
         return normalize_channel(raw[index], percentiles)
 
-    with ThreadPoolExecutor(min(len(channels), os.cpu_count() or 1)) as pool:  # numpy releases the GIL: a core each
-        done = list(pool.map(one, channels))
+    done = thread_map(one, channels)  # numpy releases the GIL: a core each
     stacked, params = [image for image, _ in done], {names[i]: p for i, (_, p) in zip(channels, done, strict=True)}
     if water_fat is not None:
         stacked.append(fat_fraction(raw[water_fat[0]], raw[water_fat[1]]))
@@ -343,8 +342,7 @@ def prepare_inference_case(volumes: dict[str, Volume], meta: dict, case: str = "
     missing = [n for n in names if n not in volumes]
     if missing:
         raise DataError(f"case {case!r}: no file given for channels {missing}; got {sorted(volumes)}")
-    with ThreadPoolExecutor(min(len(names), os.cpu_count() or 1)) as pool:  # the copies release the GIL
-        raw = dict(enumerate(pool.map(lambda n: to_canonical(volumes[n]).array.astype(np.float32, copy=False), names)))
+    raw = dict(enumerate(thread_map(lambda n: to_canonical(volumes[n]).array.astype(np.float32, copy=False), names)))
     water_fat = (names.index("water"), names.index("fat")) if meta["add_fat_fraction"] else None
     percentiles = tuple(meta["normalization"]["percentiles"])
     schemes = meta["normalization"].get("channels")

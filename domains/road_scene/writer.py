@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import wait
@@ -39,7 +38,7 @@ from segsuite.core.instances.panoptic import label_divisor_ids, panoptic_segment
 from segsuite.core.io import write_csv, write_json
 from segsuite.core.overlay import overlay, write_colors, write_overlay_with_legend
 from segsuite.core.png import save_png
-from segsuite.core.workers import side_pool
+from segsuite.core.workers import cores, side_pool
 
 from .io import output_name, write_native
 from .reader import OpenedFrame
@@ -106,7 +105,7 @@ class SceneWriter(BaseWriter):
         self.alpha, self.legend = alpha, legend
         # a frame's files side by side on every core: a frame is written whole once the engine has finished it, and
         # the pipeline waits for its sink before the next frame's forward pass, so nothing else needs the cores then
-        self.pool = side_pool(min(3, os.cpu_count() or 1), "road-write")
+        self.pool = side_pool(cores(3), "road-write")
 
     def outputs(self, item: Item, output: Path, folder: bool, job: Job) -> dict[str, Path]:
         if output.is_file():

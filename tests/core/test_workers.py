@@ -2,11 +2,12 @@
 
 import os
 import sys
+import threading
 
 import pytest
 import torch
 
-from segsuite.core.workers import Prefetch, side_pool, spare_cores
+from segsuite.core.workers import Prefetch, cores, side_pool, spare_cores, thread_map
 
 
 def test_spare_cores_are_what_torch_leaves_at_least_one(monkeypatch):
@@ -50,3 +51,14 @@ def test_prefetch_loads_the_next_expected_inputs_ahead_in_order():
     assert prefetch.get(9, load) == 90 and not prefetch.pending  # an unexpected key is loaded too; nothing left over
     assert sorted(loaded) == [1, 2, 3, 4, 5, 9]  # each once
     prefetch.pool.shutdown()
+
+
+def test_thread_map_keeps_order_and_uses_up_to_a_core_each():
+    seen = set()
+
+    def square(x):
+        seen.add(threading.get_ident())
+        return x * x
+
+    assert thread_map(square, [3, 1, 2]) == [9, 1, 4]
+    assert 1 <= len(seen) <= cores(3) <= 3 and cores(0) == 1
