@@ -163,6 +163,8 @@ class _LandCoverDataset(Dataset):
         """The files' pixels in ``window`` as stored (zero outside the raster): image ``(C, h, w)`` and its valid
         mask ``(h, w)``, labels and their valid mask ``(h, w)``, and the instance ids and theirs if the scene has
         an instance raster. Kept in (and read back from) the decoded-pixel cache if one is set."""
+        if self.unpacked.folder is None:  # no cache: no key (three file stats a read)
+            return self._read(scene, window)
         key = (*map(source_key, (scene.image, scene.label, scene.instances)), self.bands, self.alpha_is_mask,
                tuple(int(v) for v in (window.row_off, window.col_off, window.height, window.width)))
         return self.unpacked.get(key, lambda: self._read(scene, window))
