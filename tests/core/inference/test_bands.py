@@ -54,5 +54,10 @@ def test_auto_band_keeps_the_strip_under_the_budget():
     band = options.band_width((65536, 65536), 7, 512)
     assert band % BAND_STEP == 0 and 4 * 8 * 512 * (band + 2 * 512) <= STRIP_BUDGET
     assert InferenceOptions(band=None).band_width((10, 10**6), 7, 512) is None
+    for width in (6145, 8192, 10980, 65536):  # the fewest bands that fit, all as wide (to a block)
+        band = options.band_width((512, width), 7, 512)
+        widest = (STRIP_BUDGET // (4 * 8 * 512) - 2 * 512) // BAND_STEP * BAND_STEP
+        bands = -(-width // band)
+        assert bands == -(-width // widest) and band <= widest and width - (bands - 1) * band > band - BAND_STEP * bands
     with pytest.raises(ConfigError, match="band="):
         InferenceOptions(band="wide")
