@@ -1,12 +1,28 @@
-"""Shared fixtures."""
+"""Shared fixtures, and how the suite shares the cores (``make test`` runs it on every core with pytest-xdist)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import FAST_TRAIN, compose_config, run_script
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of several test processes: one core's worth of torch threads each
+    os.environ["OMP_NUM_THREADS"] = "1"  # and so for the commands the tests start
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With ``--dist loadgroup``, a domain's tests go to one worker (their session fixtures train a model once), the
+    rest file by file."""
+    for item in items:
+        parts = Path(item.path).relative_to(Path(__file__).parent).parts
+        group = parts[1] if parts[0] == "domains" and len(parts) > 2 else "/".join(parts)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
