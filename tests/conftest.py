@@ -16,9 +16,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one of several test processes: one 
     torch.set_num_threads(1)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With ``--dist loadgroup``, a domain's tests go to one worker (their session fixtures train a model once), the
-    rest file by file."""
+    rest file by file. Without pytest-xdist installed nothing is marked (its marker is unknown then)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
     for item in items:
         parts = Path(item.path).relative_to(Path(__file__).parent).parts
         group = parts[1] if parts[0] == "domains" and len(parts) > 2 else "/".join(parts)
