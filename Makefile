@@ -31,7 +31,7 @@ browser:
 	fi
 
 # The suite on every core (at most 4: each worker holds its own torch), one torch thread per worker (tests/conftest.py);
-# a domain's tests stay on one worker, so its trained fixtures are made once. 7 min on 2 cores, 11.5 min on one.
+# a domain's tests stay on one worker, so its trained fixtures are made once. 7 min on 2 cores, 11.5 min in one process.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 
 test: $(STAMP) browser

@@ -4,8 +4,7 @@
 On a CPU the forward pass uses every core torch was given, and its threads wait for each other at every layer: a
 side thread that takes one of their cores slows the whole layer, not just one thread. So side work runs in threads
 of lower priority (Linux: nice 10 for those threads only), which take the cores while the network leaves them idle
-(between layers and batches, while the engine splits and restores a block) and give them back at once; and the pools
-are sized to the cores torch leaves, at least one thread.
+(between layers and batches, while the engine splits and restores a block) and give them back at once.
 """
 
 from __future__ import annotations
@@ -26,11 +25,6 @@ SIDE_NICE = 10  # the side threads' nice value (0: equal to the forward pass)
 def cores(most: int) -> int:
     """The CPU cores, at least 1, at most ``most``."""
     return max(1, min(most, os.cpu_count() or 1))
-
-
-def spare_cores(most: int) -> int:
-    """Threads for side work: the CPU cores torch's threads leave free, at least 1, at most ``most``."""
-    return max(1, min(most, (os.cpu_count() or 1) - torch.get_num_threads()))
 
 
 def thread_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:

@@ -169,9 +169,9 @@ def memory_figures(sizes: Sizes, tmp: Path, threads: int) -> list[Figure]:
 
     def added(height: int, width: int, kind: str = "pipeline") -> list[float]:
         raster = make_large_raster(tmp / f"mem_{height}x{width}.tif", height, width, bands=BANDS)
-        runs = sizes.memory_runs if kind == "pipeline" else 1
+        count = sizes.memory_runs if kind == "pipeline" else 1
         peaks = [run_child(kind, raster=str(raster), output=str(tmp / f"mem_{kind}.tif"), **common)
-                 for _ in range(runs)]
+                 for _ in range(count)]
         raster.unlink()
         return sorted(p["peak_mb"] - p["base_mb"] for p in peaks)
 

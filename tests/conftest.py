@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
-        parts = Path(item.path).relative_to(Path(__file__).parent).parts
+        parts = item.path.relative_to(Path(__file__).parent).parts
         group = parts[1] if parts[0] == "domains" and len(parts) > 2 else "/".join(parts)
         item.add_marker(pytest.mark.xdist_group(group))
 

@@ -28,7 +28,8 @@ class InferenceOptions:
         readers: threads reading tiles (each with its own file handle); None: :func:`default_readers`.
         band: column band width in px for wide 2D images (:func:`~.windows.grid_bands`): None, full width;
             ``"auto"``, full width while the merger's strip fits :data:`STRIP_BUDGET`, else the fewest bands that fit
-            it, all as wide; or a whole number. Bands equal the full-width result; windows on a band edge are computed twice.
+            it, all as wide; or a whole number. Bands equal the full-width result; windows on a band edge are
+            computed twice.
     """
 
     tile: tuple[int, ...] | None = (512, 512)

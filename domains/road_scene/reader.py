@@ -4,7 +4,6 @@ the logits are upsampled back to the full frame. Frames are decoded in a thread 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from segsuite.core.errors import ConfigError
 from segsuite.core.files import find_inputs
 from segsuite.core.images import IMAGE_SUFFIXES, image_size, read_pixels, rgb_pixels, unit_range
 from segsuite.core.inference import ArraySource
-from segsuite.core.workers import Prefetch
+from segsuite.core.workers import Prefetch, cores
 
 META_KEYS = ("normalization", "class_names", "class_colors", "label_format")
 
@@ -108,7 +107,7 @@ class ImageReader(BaseReader):
 
     def _ahead(self) -> Prefetch:
         if self._prefetch is None:
-            workers = self.workers or min(16, os.cpu_count() or 1)
+            workers = self.workers or cores(16)
             self._prefetch = Prefetch(workers, workers if self.ahead is None else self.ahead, "road-decode")
         return self._prefetch
 
