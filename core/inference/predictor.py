@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from segsuite.core.inference.memory import keep_heap
+
 
 class TilePredictor:
     """Runs a network on batches of tiles, with optional mixed precision and flip test-time augmentation.
@@ -32,6 +34,8 @@ class TilePredictor:
     def __init__(self, model: nn.Module, device: str | torch.device | None = None, amp: bool = False,
                  tta_flips: Sequence[int] = (), channels_last: bool = True) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cpu":
+            keep_heap()  # activations reused, not faulted in afresh every batch
         self._owned = not _runs_as_given(model, self.device)
         self.model = copy.deepcopy(model).to(self.device).eval() if self._owned else model
         self.amp = amp
