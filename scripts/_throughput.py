@@ -70,7 +70,7 @@ class Sizes:
     memory_runs: int = 3  # figures 3-4b: child processes per raster, ours (the median)
 
 
-FULL = Sizes(4096, 8192, 2048, (256, 256, 64), (1024, 2048), 4, 3)
+FULL = Sizes(4096, 8192, 2048, (256, 256, 64), (1024, 2048), 8, 3)
 QUICK = Sizes(1024, 1024, 512, (64, 64, 24), (256, 512), 2, 1, 512, 4, 2048, 1)
 
 

@@ -114,10 +114,11 @@ def sliding_blocks(predictor: TilePredictor, sources: Iterable[Source], out_chan
     weights: dict[tuple[int, int], torch.Tensor] = {}
     device = predictor.device
     light = one_thread() if device.type == "cpu" else contextlib.nullcontext()  # all but the forward pass
-    # The heap is offered back only when a merger blends: its released blocks, held by the writer across forward
-    # passes, fragment the heap the activations leave (heap_trimmer). Parts of one window each (whole road frames)
-    # make no blocks; their next forward reuses that free heap as it is, and trimming it made every forward fault
-    # it back in: 3-4 % of the CPU time of 1024x2048 frames.
+    # Where the user keeps glibc's own thresholds (keep_heap did not apply), the heap is offered back when a merger
+    # blends: its released blocks, held by the writer across forward passes, fragment the heap the activations leave
+    # (heap_trimmer). Parts of one window each (whole road frames) make no blocks; their next forward reuses that
+    # free heap as it is, and trimming it made every forward fault it back in: 3-4 % of the CPU time of 1024x2048
+    # frames. With the heap kept (the default) nothing is trimmed.
     blends = any(len(p.windows) > 1 for p in parts)
     trim = heap_trimmer() if device.type == "cpu" and blends else None
     try:
