@@ -37,7 +37,13 @@ def keep_heap() -> bool:
     of 8 x 256 px 2.22 -> 1.68 s; the land-cover pipeline 1.39x faster over a 4096^2 scene. The price is the heap's
     fragmentation, held instead of handed back: the peak grew by 270-360 MiB (15-18 %) over 2048^2 to 8192^2 scenes,
     flat in the scene's size. PyTorch's CPU tuning guide gets the same by preloading jemalloc or tcmalloc; this needs
-    neither. Forked workers inherit the setting."""
+    neither. Forked workers inherit the setting.
+
+    It helps where the forward pass runs on the main thread (predict, evaluate, training). Other threads allocate
+    from their own glibc arenas, whose heaps hold at most 64 MiB, so their larger blocks are still mapped afresh; a
+    later ``mallopt(M_ARENA_MAX, 1)`` does not reliably bring them back to the main heap, the environment's
+    ``MALLOC_ARENA_MAX=1`` does (a forward pass in a thread: 2.45 -> 1.90 s; the demo page's requests).
+    ``MALLOC_ARENA_MAX`` is not one of the knobs that make :func:`user_tuned`."""
     global _kept
     if _kept is None:
         _kept = False
