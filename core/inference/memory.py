@@ -41,8 +41,9 @@ def keep_heap() -> bool:
 
     It helps where the forward pass runs on the main thread (predict, evaluate, training). Other threads allocate
     from their own glibc arenas, whose heaps hold at most 64 MiB, so their larger blocks are still mapped afresh; a
-    later ``mallopt(M_ARENA_MAX, 1)`` does not reliably bring them back to the main heap, the environment's
-    ``MALLOC_ARENA_MAX=1`` does (a forward pass in a thread: 2.45 -> 1.90 s; the demo page's requests).
+    later ``mallopt(M_ARENA_MAX, 1)`` does not reliably bring them back to the main heap. Set before torch starts a
+    thread it does: the ``segsuite`` command does so (:func:`segsuite.command.one_heap`; a forward pass in a thread,
+    as the demo page's requests run: 2.35 -> 1.8 s), and in Python ``MALLOC_ARENA_MAX=1`` in the environment.
     ``MALLOC_ARENA_MAX`` is not one of the knobs that make :func:`user_tuned`."""
     global _kept
     if _kept is None:
