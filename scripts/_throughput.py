@@ -159,8 +159,8 @@ def landcover_figures(sizes: Sizes, raster: Path, tmp: Path) -> list[Figure]:
 
 def memory_figures(sizes: Sizes, tmp: Path, threads: int) -> list[Figure]:
     """Figures 3, 4 and 4b: memory added over the loaded model, each run in a fresh child process; ours the median of
-    :attr:`Sizes.memory_runs` children per raster (one run is not reproducible: glibc keeps up to the engine's 64 MiB
-    trim limit of freed heap, so the same 8192^2 run added 213-322 MiB), MONAI's one run."""
+    :attr:`Sizes.memory_runs` children per raster (one run is not reproducible: how glibc's heap fragments varies,
+    and the same 8192^2 run added 208-423 MiB with the heap kept), MONAI's one run."""
     from segsuite.domains.landcover.synthetic import make_large_raster
     from segsuite.scripts.benchmarks.landcover import BANDS, run_child
 

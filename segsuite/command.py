@@ -10,9 +10,6 @@ without importing torch.
 from __future__ import annotations
 
 import ast
-import contextlib
-import ctypes
-import os
 import runpy
 import sys
 from collections.abc import Sequence
@@ -20,6 +17,7 @@ from importlib.resources import files
 from typing import TYPE_CHECKING
 
 from segsuite import __version__
+from segsuite.core.glibc import one_heap
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -104,19 +102,6 @@ def main(argv: Sequence[str] | None = None) -> None:
               file=sys.stderr)
         sys.exit(2)
     run(args[0], args[1:])
-
-
-def one_heap(environ=os.environ) -> bool:
-    """Have every thread allocate from glibc's main heap (``mallopt(M_ARENA_MAX, 1)``), before torch starts any: the
-    heap that ``segsuite.core.inference.memory.keep_heap`` keeps for reuse then serves a forward pass on any thread,
-    as the demo page's requests run (2.35 -> 1.8 s a pass of Unet-ResNet18 on 2 cores; other threads' own arenas
-    hold at most 64 MiB and map larger blocks afresh, and set later it no longer reaches them). Not where the
-    environment sets the arena count, nor off glibc. Whether it was set."""
-    if environ.get("MALLOC_ARENA_MAX") or "glibc.malloc.arena_max" in environ.get("GLIBC_TUNABLES", ""):
-        return False
-    with contextlib.suppress(OSError, AttributeError):
-        return bool(ctypes.CDLL(None).mallopt(-8, 1))  # M_ARENA_MAX
-    return False
 
 
 def run(command: str, args: Sequence[str]) -> None:

@@ -12,18 +12,17 @@ from typing import Any
 
 import torch
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
+from segsuite.core.glibc import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, mallopt, set_by_user
+
 KEPT = 2**31 - 1  # bytes: mallopt takes an int; allocations larger than this are still mmapped
-_USER_KNOBS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+KNOBS = ("trim_threshold", "mmap_threshold", "top_pad", "mmap_max")  # glibc's tunables of what keep_heap sets
 _kept: bool | None = None  # this process's answer, once asked
 
 
 def user_tuned(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether the environment sets glibc's trim or mmap behaviour itself (``MALLOC_MMAP_THRESHOLD_``... or the
     same ``glibc.malloc.*`` tunables in ``GLIBC_TUNABLES``): the user's choice wins, as with ``GDAL_CACHEMAX``."""
-    tunables = environ.get("GLIBC_TUNABLES", "")
-    return any(environ.get(k) for k in _USER_KNOBS) or any(
-        f"glibc.malloc.{name}" in tunables for name in ("trim_threshold", "mmap_threshold", "top_pad", "mmap_max"))
+    return set_by_user(KNOBS, environ)
 
 
 def keep_heap() -> bool:
@@ -42,18 +41,12 @@ def keep_heap() -> bool:
     It helps where the forward pass runs on the main thread (predict, evaluate, training). Other threads allocate
     from their own glibc arenas, whose heaps hold at most 64 MiB, so their larger blocks are still mapped afresh; a
     later ``mallopt(M_ARENA_MAX, 1)`` does not reliably bring them back to the main heap. Set before torch starts a
-    thread it does: the ``segsuite`` command does so (:func:`segsuite.command.one_heap`; a forward pass in a thread,
+    thread it does: the ``segsuite`` command does so (:func:`segsuite.core.glibc.one_heap`; a forward pass in a thread,
     as the demo page's requests run: 2.35 -> 1.8 s), and in Python ``MALLOC_ARENA_MAX=1`` in the environment.
     ``MALLOC_ARENA_MAX`` is not one of the knobs that make :func:`user_tuned`."""
     global _kept
     if _kept is None:
-        _kept = False
-        if not user_tuned():
-            try:
-                mallopt = ctypes.CDLL(None).mallopt
-                _kept = bool(mallopt(M_MMAP_THRESHOLD, KEPT)) and bool(mallopt(M_TRIM_THRESHOLD, KEPT))
-            except (OSError, AttributeError):  # not glibc
-                pass
+        _kept = not user_tuned() and mallopt(M_MMAP_THRESHOLD, KEPT) and mallopt(M_TRIM_THRESHOLD, KEPT)
     return _kept
 
 

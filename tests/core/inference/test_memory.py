@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from segsuite.command import one_heap
+from segsuite.core.glibc import one_heap
 from segsuite.core.inference.memory import user_tuned
 
 # In a fresh process (the setting is per process): a CPU predictor runs a small network whose activations are
 # 64 MiB each, three times; with the heap kept the third pass reuses the first one's pages instead of faulting them in.
 PROBE = """
 import json, resource, threading
-from segsuite.command import one_heap
+from segsuite.core.glibc import one_heap
 
 ONE_HEAP and one_heap()  # as the segsuite command does, before torch starts a thread
 import torch
@@ -72,7 +72,8 @@ def test_the_command_lets_a_forward_pass_on_any_thread_reuse_the_heap():
     kept = _probe(thread=True, one_heap=True)
     first, _, third = kept["faults"]
     assert first > 16_000 and third < first / 10
-    assert one_heap({"MALLOC_ARENA_MAX": "8"}) is False  # the user's arena count wins (nothing set here)
+    for mine in ({"MALLOC_ARENA_MAX": "8"}, {"GLIBC_TUNABLES": "glibc.malloc.arena_max=8"}):
+        assert one_heap(mine) is False  # the user's arena count wins (nothing is set here)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc")
