@@ -34,6 +34,11 @@ class StripMerger(Merger):
     updated in place (no allocation per strip). Windows come in row-major order; :meth:`release` with a window's
     first row before aggregating it. Memory: (K + 1) x buffer_rows x width floats.
 
+    The strip takes the layout of the first window's values: a network run channels-last (the predictor's default
+    for 2D) hands out ``(K, h, w)`` with K innermost, and a strip stored the same way (``(rows, W, K)`` in memory,
+    seen as ``(K, rows, W)``) blends each window without transposing it: 1.65 against 4.1 ms a window of 8 classes
+    at 512 px on one CPU thread, the same values. Released blocks keep that layout.
+
     A released block holds at most :attr:`BLOCK_VALUES` floats: on the CPU, blocks over glibc's 32 MiB mmap threshold
     would be fresh pages (a page fault per 4 KiB) at every allocation, costing more than the blending itself; 4 MiB
     rather than 8 took 30 MiB off the peak at 8192 px wide (fewer and smaller blocks held by the writer, less heap
@@ -43,11 +48,23 @@ class StripMerger(Merger):
     BLOCK_VALUES = 1 << 20  # 4 MiB of float32
 
     def __init__(self, height: int, width: int, channels: int, buffer_rows: int, device: torch.device) -> None:
-        self.height, self.width, self.rows = height, width, buffer_rows
+        self.height, self.width, self.rows, self.channels = height, width, buffer_rows, channels
         self.block_rows = max(1, self.BLOCK_VALUES // (channels * width))
         self.top = 0  # first row still held
-        self.acc = torch.zeros(channels, buffer_rows, width, device=device)  # (K, rows, W), row r at r % rows
+        self._acc: torch.Tensor | None = None  # (K, rows, W), row r at r % rows; made by the first window
         self.wsum = torch.zeros(buffer_rows, width, device=device)  # (rows, W)
+
+    @property
+    def acc(self) -> torch.Tensor:
+        """The strip ``(K, rows, W)``: channels-last when the first window's values were (:meth:`aggregate`)."""
+        if self._acc is None:
+            self._acc = torch.zeros(self.channels, self.rows, self.width, device=self.wsum.device)
+        return self._acc
+
+    def _place(self, values: torch.Tensor) -> None:
+        """Make the strip in the layout of ``values`` (K, h, w): K innermost when they are (channels-last)."""
+        if self._acc is None and values.dim() == 3 and values.stride(0) == 1 and values.shape[0] > 1:
+            self._acc = torch.zeros(self.rows, self.width, self.channels, device=self.wsum.device).permute(2, 0, 1)
 
     def _spans(self, row: int, n: int) -> list[tuple[int, int, int]]:
         """(ring start, ring end, offset into the n rows) of rows [row, row + n), at most two pieces."""
@@ -60,6 +77,7 @@ class StripMerger(Merger):
 
     def aggregate(self, values: torch.Tensor, window: Window, weight: torch.Tensor) -> None:
         r, c, h, w = window
+        self._place(values)
         for a, b, off in self._spans(r, h):
             self.acc[:, a:b, c : c + w].addcmul_(values[:, off : off + b - a], weight[off : off + b - a])
             self.wsum[a:b, c : c + w] += weight[off : off + b - a]
@@ -70,16 +88,16 @@ class StripMerger(Merger):
         n = min(upto, self.height, self.top + self.block_rows) - self.top
         if n <= 0:
             return None
-        parts = []
-        for a, b, _ in self._spans(self.top, n):  # at most two pieces (the block wraps round the ring)
-            covered = self.wsum[a:b] > 0
-            parts.append((self.acc[:, a:b] / self.wsum[a:b].clamp_min_(1e-12), covered))  # (K, m, W), (m, W)
-            self.acc[:, a:b].zero_()
+        acc = self.acc
+        values = torch.empty_like(acc[:, :n])  # (K, n, W) in the strip's layout
+        covered = torch.empty(n, self.width, dtype=torch.bool, device=acc.device)
+        for a, b, off in self._spans(self.top, n):  # at most two pieces (the block wraps round the ring)
+            torch.gt(self.wsum[a:b], 0, out=covered[off : off + b - a])
+            torch.div(acc[:, a:b], self.wsum[a:b].clamp_min_(1e-12), out=values[:, off : off + b - a])
+            acc[:, a:b].zero_()
             self.wsum[a:b].zero_()
         self.top += n
-        if len(parts) == 1:
-            return self.top - n, *parts[0]
-        return self.top - n, torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts])
+        return self.top - n, values, covered
 
 
 class VolumeMerger(Merger):

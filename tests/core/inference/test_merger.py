@@ -60,3 +60,24 @@ def test_the_engine_makes_each_merger_through_its_merger_argument(image, tile, o
                                  merger=recording))
     assert made == [(image[1:], 1, tile[0])]
     np.testing.assert_allclose(torch.cat([b for _, _, b, _ in blocks], 1).numpy(), data, rtol=1e-6)
+
+
+def test_a_strip_takes_the_channels_last_layout_of_its_windows_and_blends_the_same_values():
+    """A network run channels-last hands out (K, h, w) with K innermost; the strip stored that way blends them
+    without a transposing copy, to the same bits as a contiguous strip, and its blocks keep the layout."""
+    rng = torch.Generator().manual_seed(0)
+    values = torch.randn(2, 5, 12, 12, generator=rng)  # two windows of 5 classes
+    weight = torch.rand(12, 12, generator=rng)
+    released = {}
+    for name, batch in (("contiguous", values), ("channels-last", values.contiguous(memory_format=torch.channels_last))):
+        merger = StripMerger(20, 20, 5, 12, torch.device("cpu"))
+        blocks = []
+        for i, window in enumerate((Window(0, 0, 12, 12), Window(8, 8, 12, 12))):
+            blocks += iter(lambda: merger.release(window.row), None)
+            merger.aggregate(batch[i], window, weight)
+        blocks += iter(lambda: merger.release(20), None)
+        assert (merger.acc.stride(0) == 1) == (name == "channels-last")
+        released[name] = torch.cat([b[1] for b in blocks], 1)
+        assert [b[0] for b in blocks] == [0, 8]  # the second wraps round the ring
+        assert all((b[1].stride(0) == 1) == (name == "channels-last") for b in blocks)
+    assert torch.equal(released["channels-last"], released["contiguous"])
