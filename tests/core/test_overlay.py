@@ -39,12 +39,13 @@ def _float_blend(image, labels, colors, alpha, ignore_index=255):
     return np.clip(np.rint(np.where(keep, base, blend)), 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 0.77, 1.0])
-def test_overlay_by_table_equals_the_float_blend(alpha):
+@pytest.mark.parametrize("alpha,classes", [(0.0, 19), (0.3, 19), (0.5, 19), (0.77, 19), (1.0, 19), (0.5, 300)])
+def test_overlay_by_table_equals_the_float_blend(alpha, classes):
+    """19 classes: 16-bit (class, value) keys; 300: too many for them, 32-bit keys."""
     rng = np.random.default_rng(1)
-    colors = rng.integers(0, 256, (19, 3)).tolist()
+    colors = rng.integers(0, 256, (classes, 3)).tolist()
     image = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
-    labels = rng.integers(-2, 22, (24, 40))
+    labels = rng.integers(-2, classes + 3, (24, 40))
     labels[0, :5] = 255  # ignored: the image itself
     np.testing.assert_array_equal(ov.overlay(image, labels, colors, alpha), _float_blend(image, labels, colors, alpha))
 

@@ -69,15 +69,23 @@ def test_a_strip_takes_the_channels_last_layout_of_its_windows_and_blends_the_sa
     values = torch.randn(2, 5, 12, 12, generator=rng)  # two windows of 5 classes
     weight = torch.rand(12, 12, generator=rng)
     released = {}
-    for name, batch in (("contiguous", values), ("channels-last", values.contiguous(memory_format=torch.channels_last))):
+    layouts = {"contiguous": values, "channels-last": values.contiguous(memory_format=torch.channels_last)}
+    for name, batch in layouts.items():
         merger = StripMerger(20, 20, 5, 12, torch.device("cpu"))
         blocks = []
         for i, window in enumerate((Window(0, 0, 12, 12), Window(8, 8, 12, 12))):
-            blocks += iter(lambda: merger.release(window.row), None)
+            blocks += _all_released(merger, window.row)
             merger.aggregate(batch[i], window, weight)
-        blocks += iter(lambda: merger.release(20), None)
+        blocks += _all_released(merger, 20)
         assert (merger.acc.stride(0) == 1) == (name == "channels-last")
         released[name] = torch.cat([b[1] for b in blocks], 1)
         assert [b[0] for b in blocks] == [0, 8]  # the second wraps round the ring
         assert all((b[1].stride(0) == 1) == (name == "channels-last") for b in blocks)
     assert torch.equal(released["channels-last"], released["contiguous"])
+
+
+def _all_released(merger, upto):
+    blocks = []
+    while (block := merger.release(upto)) is not None:
+        blocks.append(block)
+    return blocks
