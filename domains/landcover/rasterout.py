@@ -34,11 +34,17 @@ class RasterWriter:
     DEFLATE-compressed and BigTIFF when needed; ``cog``: converted to a Cloud-Optimized GeoTIFF on ``close``.
     Used as a context manager, an exception removes the file (the pipeline stages it anyway). The defaults suit a
     class-id raster: 1 band of uint8 with nodata 255 (``colormap``: a colour table).
+
+    ``categorical``: the values are class ids, not measurements: no DEFLATE predictor (differences of ids only add
+    symbols) and level 3. A 4096^2 class map of 6 classes took 59 ms for 975 KiB that way, against
+    197 ms for 966 KiB with the horizontal predictor at GDAL's level 6 (the CPU a writer thread takes from the
+    forward pass). A COG keeps GDAL's level, without the predictor.
     """
 
     def __init__(self, path: PathLike, like: Mapping[str, Any] | rasterio.DatasetReader | PathLike, count: int = 1,
                  dtype: str = "uint8", nodata: float | None = 255, colormap: Mapping[int, Sequence[int]] | None = None,
-                 cog: bool = False, blocksize: int = 512, descriptions: Sequence[str] | None = None) -> None:
+                 cog: bool = False, blocksize: int = 512, descriptions: Sequence[str] | None = None,
+                 categorical: bool = False) -> None:
         if blocksize % 16:
             raise ValueError(f"blocksize must be a multiple of 16 (e.g. 256 or 512); got {blocksize}")
         if colormap is not None and (count != 1 or np.dtype(dtype) not in (np.uint8, np.uint16)):
@@ -49,11 +55,13 @@ class RasterWriter:
         self.path = Path(path)
         self._tiff = self.path.with_name(f".{self.path.stem}.gtiff.tif") if cog else self.path  # COG: converted
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.categorical = categorical
         integer = np.issubdtype(self.dtype, np.integer)
+        deflate = dict(predictor=1, zlevel=3) if categorical else dict(predictor=2 if integer else 3)
         try:
             self._dst = rasterio.open(self._tiff, "w", driver="GTiff", count=count, dtype=self.dtype.name,
                                       nodata=nodata, tiled=True, blockxsize=blocksize, blockysize=blocksize,
-                                      compress="deflate", predictor=2 if integer else 3, bigtiff="IF_SAFER", **geo)
+                                      compress="deflate", bigtiff="IF_SAFER", **deflate, **geo)
             if colormap is not None:
                 self._dst.write_colormap(1, {int(k): tuple(int(v) for v in c) for k, c in colormap.items()})
             for i, text in enumerate(descriptions or [], start=1):
@@ -119,7 +127,8 @@ class RasterWriter:
             self._dst.close()
             if self.cog:
                 resampling = "NEAREST" if np.issubdtype(self.dtype, np.integer) else "AVERAGE"
-                rasterio.shutil.copy(self._tiff, self.path, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
+                rasterio.shutil.copy(self._tiff, self.path, driver="COG", COMPRESS="DEFLATE",
+                                     PREDICTOR="NO" if self.categorical else "YES",
                                      BLOCKSIZE=self.blocksize, RESAMPLING=resampling, BIGTIFF="IF_SAFER")
                 self._tiff.unlink()
         except RasterioError as exc:

@@ -102,7 +102,7 @@ class RasterSink:
         self.meta, self.class_map = job.model.meta, ClassMap.from_meta(job.model.meta)
         source = opened.sources[0]
         common = dict(like=source.profile, nodata=NODATA, cog=cog, blocksize=_blocksize(source.shape))
-        self.classes = RasterWriter(paths["classes"], colormap=self.class_map.colormap(), **common)
+        self.classes = RasterWriter(paths["classes"], colormap=self.class_map.colormap(), categorical=True, **common)
         self.proba = None
         if "proba" in paths:
             self.proba = RasterWriter(paths["proba"], count=len(self.class_map), descriptions=self.class_map.names,

@@ -59,6 +59,20 @@ def test_row_chunking_does_not_change_output(source, tmp_path):
             np.testing.assert_array_equal(dst.read(1), labels)
 
 
+@pytest.mark.parametrize("cog", [False, True])
+def test_class_ids_are_deflated_without_a_predictor_and_measurements_with_one(source, tmp_path, cog):
+    """Differences of class ids only add symbols: a categorical raster (the class map) has no DEFLATE predictor, in the
+    tiled file and in its COG; other integer rasters keep the horizontal one. The values are the same either way."""
+    labels = np.random.default_rng(5).integers(0, 6, (70, 90))
+    valid = np.ones((70, 90), bool)
+    for categorical in (True, False):
+        out = tmp_path / f"{categorical}.tif"
+        _write(out, source, labels, valid, chunk=70, cog=cog, blocksize=32, categorical=categorical)
+        with rasterio.open(out) as dst:
+            assert dst.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == (None if categorical else "2")
+            np.testing.assert_array_equal(dst.read(1), labels)
+
+
 def test_multiband_float_output_with_descriptions(source, tmp_path):
     probs = np.random.default_rng(3).random((2, 70, 90)).astype(np.float32)
     valid = np.ones((70, 90), bool)
