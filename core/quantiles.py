@@ -27,7 +27,7 @@ MARGIN = 2.0  # the threshold's expected rank, as a multiple of the wanted one (
 
 def tail_percentiles(array: np.ndarray, q: Sequence[float]) -> np.ndarray:
     """``np.percentile(array, q)`` (linear interpolation, over all values) as float64, equal bit for bit."""
-    flat = np.ravel(array)
+    flat = np.ravel(array, order="K")  # the values in memory order: no copy of a Fortran-ordered volume
     n = flat.size
     if _lerp is None or n < 8 * SAMPLE or (flat.dtype.kind == "f" and not np.isfinite(flat).all()):
         return np.percentile(flat, q)

@@ -165,14 +165,22 @@ def _water_fat_indices(spec: DatasetSpec) -> tuple[int, int]:
 
 
 def normalize_channel(
-    array: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+    array: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """Clip to the array's own percentiles, then z-score; returns float32 array and the numbers used."""
+    """Clip to the array's own percentiles, then z-score; returns float32 array (``out`` when given: written in its
+    layout, as a channel of a stacked image) and the numbers used."""
     low, high = (float(v) for v in tail_percentiles(array, percentiles))  # np.percentile's, a sixth the time
     clipped = np.clip(array, low, high)
     mean, std = float(clipped.mean()), float(clipped.std())
-    normalised = ((clipped - mean) / max(std, 1e-8)).astype(np.float32, copy=False)
-    return normalised, {"low": low, "high": high, "mean": mean, "std": std}
+    numbers = {"low": low, "high": high, "mean": mean, "std": std}
+    if clipped.dtype != np.float32:  # integer voxels: z-scored in float64, as ever
+        normalised = ((clipped - mean) / max(std, 1e-8)).astype(np.float32, copy=False)
+        if out is None:
+            return normalised, numbers
+        out[...] = normalised
+        return out, numbers
+    normalised = np.subtract(clipped, mean, out=clipped if out is None else out)  # float32, as (clipped - mean)
+    return np.divide(normalised, max(std, 1e-8), out=normalised), numbers
 
 
 def normalize_ct(array: np.ndarray, stats: dict, name: str = "CT") -> tuple[np.ndarray, dict[str, float]]:
@@ -194,21 +202,31 @@ def build_image(
     water_fat: tuple[int, int] | None,
     schemes: dict[str, dict] | None = None,
 ) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
-    """Stack normalised ``channels`` of ``raw`` (index -> ``(X, Y, Z)``) plus FF if ``water_fat``: ``(C, X, Y, Z)``.
+    """Stack normalised ``channels`` of ``raw`` (index -> ``(X, Y, Z)``) plus FF if ``water_fat``: ``(C, X, Y, Z)``,
+    each channel in the voxel order of ``raw`` (a NIfTI's Fortran order: an axial slice is one block of memory).
 
     ``schemes`` (the plan's ``normalization``, by channel name) marks channels normalised with the ``ct`` scheme;
     every other channel is normalised per case (:func:`normalize_channel`)."""
-    def one(index: int) -> tuple[np.ndarray, dict[str, float]]:
+    extra = water_fat is not None
+    first = raw[channels[0]]
+    image = np.empty((len(channels) + extra, *first.shape), np.float32)  # each channel normalised into its place
+    if first.flags.f_contiguous and not first.flags.c_contiguous:  # as NIfTI stores voxels: x fastest, z slowest
+        image = np.empty((len(channels) + extra, *first.shape[::-1]), np.float32).transpose(0, 3, 2, 1)
+
+    def one(slot: int) -> dict[str, float]:
+        index = channels[slot]
         scheme = (schemes or {}).get(names[index]) or {}
         if scheme.get("scheme") == CT_SCHEME:
-            return normalize_ct(raw[index], scheme, names[index])
-        return normalize_channel(raw[index], percentiles)
+            normalised, numbers = normalize_ct(raw[index], scheme, names[index])
+            image[slot] = normalised
+            return numbers
+        return normalize_channel(raw[index], percentiles, out=image[slot])[1]
 
-    done = thread_map(one, channels)  # numpy releases the GIL: a core each
-    stacked, params = [image for image, _ in done], {names[i]: p for i, (_, p) in zip(channels, done, strict=True)}
-    if water_fat is not None:
-        stacked.append(fat_fraction(raw[water_fat[0]], raw[water_fat[1]]))
-    return np.stack(stacked), params
+    done = thread_map(one, range(len(channels)))  # numpy releases the GIL: a core each
+    params = {names[i]: p for i, p in zip(channels, done, strict=True)}
+    if extra:
+        image[-1] = fat_fraction(raw[water_fat[0]], raw[water_fat[1]])
+    return image, params
 
 
 def check_label_values(label: Volume, spec: DatasetSpec, case: str, ignore_index: int | None = None) -> np.ndarray:

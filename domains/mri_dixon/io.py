@@ -84,7 +84,16 @@ def _checked_array(array: np.ndarray, path: str | os.PathLike, case: str | None)
                             f"{tuple(int(i) for i in np.argwhere(bad)[0])}); images must be finite")
     elif not np.issubdtype(array.dtype, np.integer):
         raise DataError(f"{_describe(path, case)}: unsupported voxel type {array.dtype}; expected numbers")
-    return np.ascontiguousarray(array)
+    return dense(array)
+
+
+def dense(array: np.ndarray) -> np.ndarray:
+    """``array`` itself when its voxels are one block of memory in C or Fortran order, else a copy in its own axis
+    order. A NIfTI's voxels are in Fortran order (x fastest): making them C-ordered was a transposing copy, 22 ms a
+    256 x 256 x 64 float32 channel, before its normalisation copies it anyway."""
+    if array.flags.c_contiguous or array.flags.f_contiguous:
+        return array
+    return np.array(array, order="K")
 
 
 def _format(path: Path, case: str | None) -> str:
@@ -254,7 +263,7 @@ def to_canonical(volume: Volume) -> Volume:
     """Permute/flip array axes so they point (closest to) R, A, S; the world geometry is unchanged (as
     ``nib.as_closest_canonical``, for any format; ``header`` is dropped: it describes the original orientation)."""
     transform = ornt_transform(io_orientation(volume.affine), RAS_ORNT)
-    array = np.ascontiguousarray(apply_orientation(volume.array, transform))
+    array = dense(apply_orientation(volume.array, transform))
     return Volume(array, canonical_affine(volume.affine, volume.shape), volume.path)
 
 
