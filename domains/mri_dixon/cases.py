@@ -175,10 +175,7 @@ def normalize_channel(
     numbers = {"low": low, "high": high, "mean": mean, "std": std}
     if clipped.dtype != np.float32:  # integer voxels: z-scored in float64, as ever
         normalised = ((clipped - mean) / max(std, 1e-8)).astype(np.float32, copy=False)
-        if out is None:
-            return normalised, numbers
-        out[...] = normalised
-        return out, numbers
+        return (normalised if out is None else np.copyto(out, normalised) or out), numbers
     normalised = np.subtract(clipped, mean, out=clipped if out is None else out)  # float32, as (clipped - mean)
     return np.divide(normalised, max(std, 1e-8), out=normalised), numbers
 
@@ -209,16 +206,15 @@ def build_image(
     every other channel is normalised per case (:func:`normalize_channel`)."""
     extra = water_fat is not None
     first = raw[channels[0]]
-    image = np.empty((len(channels) + extra, *first.shape), np.float32)  # each channel normalised into its place
-    if first.flags.f_contiguous and not first.flags.c_contiguous:  # as NIfTI stores voxels: x fastest, z slowest
-        image = np.empty((len(channels) + extra, *first.shape[::-1]), np.float32).transpose(0, 3, 2, 1)
+    fortran = first.flags.f_contiguous and not first.flags.c_contiguous  # NIfTI's order: x fastest, z slowest
+    image = np.empty((len(channels) + extra, *first.shape[:: -1 if fortran else 1]), np.float32)  # filled in place
+    image = image.transpose(0, 3, 2, 1) if fortran else image
 
     def one(slot: int) -> dict[str, float]:
         index = channels[slot]
         scheme = (schemes or {}).get(names[index]) or {}
         if scheme.get("scheme") == CT_SCHEME:
-            normalised, numbers = normalize_ct(raw[index], scheme, names[index])
-            image[slot] = normalised
+            image[slot], numbers = normalize_ct(raw[index], scheme, names[index])
             return numbers
         return normalize_channel(raw[index], percentiles, out=image[slot])[1]
 
