@@ -107,13 +107,16 @@ def _blend(base: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _blend_table(colors: tuple[tuple[int, ...], ...], alpha: float) -> np.ndarray:
-    """Every blend :func:`overlay` can produce from a uint8 image: ``(K + 1, 3, 256)`` uint8, row ``[k, c, v]`` the
-    rounded blend of value ``v`` of channel ``c`` with class ``k``'s colour, the last row ``v`` itself (ignored
-    pixels keep the image). Computed with the same float32 expression as the per-pixel blend, so equal to it."""
+    """Every blend :func:`overlay` can produce from a uint8 image: ``(3, (K + 1) * 256)`` uint8, entry ``[c, k * 256
+    + v]`` the rounded blend of value ``v`` of channel ``c`` with class ``k``'s colour, the last class ``v`` itself
+    (ignored pixels keep the image); read-only. Computed with the same float32 expression as the per-pixel blend, so
+    equal to it."""
     base = np.arange(256, dtype=np.float32)
-    blend = _blend(base[None, None, :], np.asarray(colors, np.uint8).astype(np.float32)[:, :, None], alpha)
-    table = np.concatenate([blend, np.broadcast_to(base, (1, 3, 256))])
-    return np.clip(np.rint(table), 0, 255).astype(np.uint8)
+    blend = _blend(base[None, None, :], np.asarray(colors, np.uint8).astype(np.float32).T[:, :, None], alpha)
+    table = np.concatenate([blend, np.broadcast_to(base, (3, 1, 256))], axis=1)  # (3, K + 1, 256)
+    out = np.clip(np.rint(table), 0, 255).astype(np.uint8).reshape(3, -1)
+    out.flags.writeable = False
+    return out
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, colors: list[list[int]], alpha: float = 0.5,
@@ -122,32 +125,31 @@ def overlay(image: np.ndarray, labels: np.ndarray, colors: list[list[int]], alph
     ``(H, W, 3)``; ignored pixels keep the image. A uint8 image is blended by table look-up (:func:`_blend_table`:
     the same values, a few times faster than the float32 arithmetic per pixel)."""
     labels = check_labels(labels)
-    image = np.asarray(image)
-    if image.shape != labels.shape + (3,):
-        raise ValueError(f"overlay image {image.shape} does not match labels {labels.shape} + (3,)")
     index = class_index(labels, len(colors), ignore_index)
-    if image.dtype == np.uint8:
-        return _blend_uint8(image, index, colors, alpha, np.empty(image.shape, np.uint8))
-    base = image.astype(np.float32) * (255.0 if image.dtype.kind == "f" else 1.0)
-    palette = np.asarray(list(colors) + [[0, 0, 0]], dtype=np.uint8)
-    blend = _blend(base, palette[index].astype(np.float32), alpha)
-    keep = (index == len(colors))[..., None]
-    return np.clip(np.rint(np.where(keep, base, blend)), 0, 255).astype(np.uint8)
+    return _overlay_into(np.asarray(image), index, colors, alpha, np.empty(labels.shape + (3,), np.uint8))
 
 
-def _blend_uint8(image: np.ndarray, index: np.ndarray, colors: list[list[int]], alpha: float, out: np.ndarray
-                 ) -> np.ndarray:
-    """:func:`overlay` of a uint8 ``image`` (H, W, 3) and :func:`class_index` ``index`` (H, W) into ``out``: per
-    channel, one look-up of (class, value) in :func:`_blend_table`. Up to 256 table rows the key is ``class << 8 |
-    value`` in 16 bits (17 against 29 ms a 1024 x 2048 frame with 32-bit keys and ``np.take``)."""
-    table = _blend_table(tuple(tuple(int(v) for v in c) for c in colors), float(alpha))  # (K + 1, 3, 256)
-    per_channel = np.ascontiguousarray(table.transpose(1, 0, 2)).reshape(3, -1)  # (3, (K + 1) * 256)
-    small = len(table) <= 256
+def _overlay_into(image: np.ndarray, index: np.ndarray, colors: list[list[int]], alpha: float, out: np.ndarray
+                  ) -> np.ndarray:
+    """:func:`overlay` of :func:`class_index` ``index`` (H, W), written into ``out`` (H, W, 3) uint8. A uint8 image:
+    per channel, one look-up of (class, value) in :func:`_blend_table`; up to 256 classes and ignored the key is
+    ``class << 8 | value`` in 16 bits (17 against 29 ms a 1024 x 2048 frame with 32-bit keys and ``np.take``)."""
+    if image.shape != index.shape + (3,):
+        raise ValueError(f"overlay image {image.shape} does not match labels {index.shape} + (3,)")
+    if image.dtype != np.uint8:
+        base = image.astype(np.float32) * (255.0 if image.dtype.kind == "f" else 1.0)
+        palette = np.asarray(list(colors) + [[0, 0, 0]], dtype=np.uint8)
+        blend = _blend(base, palette[index].astype(np.float32), alpha)
+        keep = (index == len(colors))[..., None]
+        out[...] = np.clip(np.rint(np.where(keep, base, blend)), 0, 255)
+        return out
+    table = _blend_table(tuple(tuple(int(v) for v in c) for c in colors), float(alpha))  # (3, (K + 1) * 256)
+    small = len(colors) < 256  # class indices 0..K fit in 8 bits
     rows = index.astype(np.uint16) << 8 if small else index.astype(np.intp) * 256
     key = np.empty(index.shape, rows.dtype)
     for c in range(3):
         np.bitwise_or(rows, image[..., c], out=key) if small else np.add(rows, image[..., c], out=key)
-        out[..., c] = per_channel[c][key]
+        out[..., c] = table[c][key]
     return out
 
 
@@ -200,17 +202,14 @@ def write_overlay_with_legend(image: np.ndarray, labels: np.ndarray, colors: lis
                               path: str | Path, alpha: float = 0.5, ignore_index: int = 255,
                               overwrite: bool = False) -> Path:
     """Write :func:`overlay` with a :func:`legend_strip` of the classes in the frame below it: the top ``H`` rows are
-    exactly :func:`write_overlay`'s image (padded with white on the right if the legend is wider). A uint8 image is
-    blended straight into the picture, with one class index for the blend and the legend."""
-    image, labels = np.asarray(image), check_labels(labels)
+    exactly :func:`write_overlay`'s image (padded with white on the right if the legend is wider), blended straight
+    into the picture, with one class index for the blend and the legend."""
+    labels = check_labels(labels)
     index = class_index(labels, len(colors), ignore_index)
     strip = _legend_of(index, colors, class_names, labels.shape[1])  # (h, W', 3)
     h, w = labels.shape
     canvas = np.empty((h + strip.shape[0], strip.shape[1], 3), np.uint8)
-    if image.dtype == np.uint8 and image.shape == labels.shape + (3,):
-        _blend_uint8(image, index, colors, alpha, canvas[:h, :w])
-    else:  # overlay's float path, and its refusal of a mismatched image
-        canvas[:h, :w] = overlay(image, labels, colors, alpha, ignore_index)
+    _overlay_into(np.asarray(image), index, colors, alpha, canvas[:h, :w])
     canvas[:h, w:] = 255
     canvas[h:] = strip
     return save_png(canvas, path, overwrite)
