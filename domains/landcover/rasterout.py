@@ -50,10 +50,9 @@ class RasterWriter:
         geo = _geometry(like)
         self.height, self.width, self.count = int(geo["height"]), int(geo["width"]), int(count)
         self.dtype, self.nodata, self.cog, self.blocksize = np.dtype(dtype), nodata, cog, blocksize
-        self.path = Path(path)
+        self.path, self.categorical = Path(path), categorical
         self._tiff = self.path.with_name(f".{self.path.stem}.gtiff.tif") if cog else self.path  # COG: converted
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.categorical = categorical
         integer = np.issubdtype(self.dtype, np.integer)
         deflate = dict(predictor=1, zlevel=3) if categorical else dict(predictor=2 if integer else 3)
         try:

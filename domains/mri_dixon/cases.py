@@ -173,11 +173,13 @@ def normalize_channel(
     clipped = np.clip(array, low, high)
     mean, std = float(clipped.mean()), float(clipped.std())
     numbers = {"low": low, "high": high, "mean": mean, "std": std}
-    if clipped.dtype != np.float32:  # integer voxels: z-scored in float64, as ever
-        normalised = ((clipped - mean) / max(std, 1e-8)).astype(np.float32, copy=False)
-        return (normalised if out is None else np.copyto(out, normalised) or out), numbers
-    normalised = np.subtract(clipped, mean, out=clipped if out is None else out)  # float32, as (clipped - mean)
-    return np.divide(normalised, max(std, 1e-8), out=normalised), numbers
+    if clipped.dtype == np.float32:  # in place, or straight into out: float32 as (clipped - mean) / std would be
+        normalised = np.subtract(clipped, mean, out=clipped if out is None else out)
+        return np.divide(normalised, max(std, 1e-8), out=normalised), numbers
+    normalised = ((clipped - mean) / max(std, 1e-8)).astype(np.float32, copy=False)  # integer voxels: in float64
+    if out is not None:
+        out[...] = normalised
+    return (normalised if out is None else out), numbers
 
 
 def normalize_ct(array: np.ndarray, stats: dict, name: str = "CT") -> tuple[np.ndarray, dict[str, float]]:
@@ -204,8 +206,7 @@ def build_image(
 
     ``schemes`` (the plan's ``normalization``, by channel name) marks channels normalised with the ``ct`` scheme;
     every other channel is normalised per case (:func:`normalize_channel`)."""
-    extra = water_fat is not None
-    first = raw[channels[0]]
+    first, extra = raw[channels[0]], water_fat is not None
     fortran = first.flags.f_contiguous and not first.flags.c_contiguous  # NIfTI's order: x fastest, z slowest
     image = np.empty((len(channels) + extra, *first.shape[:: -1 if fortran else 1]), np.float32)  # filled in place
     image = image.transpose(0, 3, 2, 1) if fortran else image

@@ -18,6 +18,8 @@ def test_tail_percentiles_are_numpys(kind):
     for q in ([0.5, 99.5], [0.0, 100.0], [3.7, 96.1], [1.0]):
         ours, theirs = tail_percentiles(a.reshape(7, -1), q), np.percentile(a, q)
         assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), (q, ours, theirs)
+    fortran = np.asfortranarray(a.reshape(7, -1))  # a NIfTI volume's order: its values read as they lie
+    assert np.array_equal(tail_percentiles(fortran, [0.5, 99.5]), np.percentile(a, [0.5, 99.5]))
 
 
 def test_non_finite_small_or_central_cases_are_numpys(monkeypatch):

@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from segsuite.core.errors import DataError
+from segsuite.domains.mri_dixon.cases import build_image, normalize_channel
 from segsuite.domains.mri_dixon.io import (
     Volume,
     check_same_grid,
@@ -48,6 +49,29 @@ def test_nifti_roundtrip_keeps_array_and_affine_exactly(
     written = read_volume(write_nifti(tmp_path / "out.nii.gz", source.array, source))
     np.testing.assert_array_equal(written.array, volume_array)
     np.testing.assert_array_equal(written.affine, source.affine)
+
+
+def test_a_nifti_keeps_its_voxel_order_and_its_stack_normalises_each_channel_in_place(tmp_path, affine_factory):
+    """A NIfTI's voxels (x fastest) are not copied into C order; the stack of normalised channels keeps that order
+    (an axial slice is one block of memory) and holds what normalize_channel gives each channel alone, float32 and
+    integer channels alike, with the fat fraction last; the same voxels in C order give the same stack up to float
+    rounding."""
+    rng = np.random.default_rng(3)
+    water = rng.normal(100, 20, (9, 7, 5)).astype(np.float32)
+    fat = rng.integers(0, 900, (9, 7, 5)).astype(np.int16)
+    raw = {i: read_volume(write_nifti(tmp_path / f"c{i}.nii.gz", a, Volume(a, affine_factory()))).array
+           for i, a in enumerate((water, fat))}
+    assert all(a.flags.f_contiguous and not a.flags.c_contiguous for a in raw.values())
+    image, params = build_image(raw, [0, 1], ["water", "fat"], (0.5, 99.5), (0, 1))
+    alone = [normalize_channel(raw[i], (0.5, 99.5)) for i in (0, 1)]
+    assert image.shape == (3, 9, 7, 5) and image.dtype == np.float32 and image[0, :, :, 2].flags.f_contiguous
+    for i, (normalised, numbers) in enumerate(alone):
+        np.testing.assert_array_equal(image[i], normalised)
+        assert params[["water", "fat"][i]] == numbers
+    c_order = build_image({i: np.ascontiguousarray(a) for i, a in raw.items()}, [0, 1], ["water", "fat"], (0.5, 99.5),
+                          (0, 1))[0]
+    assert c_order.flags.c_contiguous  # numpy sums in memory order: the mean and std round a little differently
+    np.testing.assert_allclose(c_order, image, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("image_class", [nib.Nifti1Image, nib.Nifti2Image])
