@@ -2,8 +2,9 @@
 
 Modules: :mod:`.options` (how to tile, checked once), :mod:`.sources` (what is read), :mod:`.feed` (reader threads
 and the producer), :mod:`.batch` (reused host/device buffers), :mod:`.predictor` (the forward pass, TTA, layout),
-:mod:`.merger` (strip and volume mergers behind one factory), :mod:`.memory` (heap trimming, one torch thread) and
-:mod:`.engine` (:func:`sliding_window`, which ties them together)."""
+:mod:`.merger` (strip and volume mergers behind one factory), :mod:`.memory` (heap trimming, one torch thread),
+:mod:`.argmax` (the class map of a block of scores) and :mod:`.engine` (:func:`sliding_window`, which ties them
+together)."""
 
 from segsuite.core.inference.blend import blend_weights, blend_weights_nd
 from segsuite.core.inference.engine import Block, predict_array, sliding_blocks, sliding_window

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segsuite.core.inference.argmax import first_max
+
 TINY = 1e-12  # probabilities are clamped here before their log (a kept logit of 0 probability)
 SLAB = 16  # input slices resampled in-plane at a time
 
@@ -34,12 +36,14 @@ class Stack:
     slice's ``(C, H', W')`` logits that holds the item (padding at the end of both axes is cut); ``shape`` ``(N, H,
     W)``, the item's grid with the stacking axis first (the cropped ``(slices, h, w)`` stack is resampled to it);
     ``finish``, a ``(C, N, H, W)`` tensor in that order -> ``(C, ...)`` on the item's own axes (e.g. the stacking
-    axis moved to its place, flips)."""
+    axis moved to its place, flips); ``order``, the memory order of the item's class and border arrays: ``"F"``,
+    Fortran's, as NIfTI stores voxels (its writer then copies nothing: 25 ms less for a 256 x 256 x 64 label)."""
 
     slices: int
     crop: tuple[int, int]
     shape: tuple[int, int, int]
     finish: Callable[[torch.Tensor], torch.Tensor] = _same
+    order: str = "C"
 
     @property
     def resampled(self) -> bool:
@@ -84,10 +88,9 @@ class SlabRestorer:
 
     def _add(self, logits: torch.Tensor) -> None:
         h, w = self.stack.crop
-        x = self.combine(logits[:, :, :h, :w])
+        x = self.combine(logits[:, :, :h, :w]).movedim(1, 0).contiguous()  # (m, C, h, w): each channel a plane
         if self.stack.resampled:
-            x = torch.cat([x[: self.k].softmax(0), x[self.k :]]) if x.shape[0] > self.k else x.softmax(0)
-        x = x.movedim(1, 0).contiguous(memory_format=torch.channels_last)  # (m, C, h, w), the channels innermost
+            x = torch.cat([x[:, : self.k].softmax(1), x[:, self.k :]], 1) if x.shape[1] > self.k else x.softmax(1)
         if (h, w) != tuple(self.stack.shape[1:]):
             x = F.interpolate(x, size=tuple(self.stack.shape[1:]), mode="bilinear", align_corners=False)
         for s in x.unbind(0):
@@ -100,14 +103,14 @@ class SlabRestorer:
         while self.next < len(self.weights) and self.weights[self.next][1] < self.received:
             i0, i1, t = self.weights[self.next]
             s = self.cache[i0] if t == 0.0 else torch.lerp(self.cache[i0], self.cache[i1], t)
-            classes[self.next] = s[: self.k].max(0).indices  # over adjacent values: the channels are innermost
+            first_max(s[: self.k], out=classes[self.next])  # planes compared pairwise (.argmax)
             if channels > self.k:
                 if self.border is None:
                     self.border = np.zeros(self.stack.shape, np.float32)
                 self.border[self.next] = torch.sigmoid(s[self.k]).cpu().numpy()
             if self.keep:
-                if self.logits is None:  # (C, N, H, W), the channels innermost
-                    self.logits = torch.empty((*self.stack.shape, channels), device=device).movedim(-1, 0)
+                if self.logits is None:  # (C, N, H, W), each channel a volume
+                    self.logits = torch.empty((channels, *self.stack.shape), device=device)
                 out = self.logits[:, self.next]
                 if self.stack.resampled:
                     out[: self.k] = s[: self.k].clamp_min(TINY).log_()
@@ -130,7 +133,7 @@ class SlabRestorer:
 
 
 def _finished(stack: Stack, array: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(stack.finish(torch.from_numpy(array)[None])[0].numpy())
+    return np.asarray(stack.finish(torch.from_numpy(array)[None])[0].numpy(), order=stack.order)
 
 
 def restore_stack(stack: Stack, logits: torch.Tensor, num_classes: int = 0) -> torch.Tensor:

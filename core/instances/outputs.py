@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from segsuite.core.inference.argmax import first_max
 from segsuite.core.instances.extract import Instancer
 from segsuite.core.io import write_csv, write_json
 
@@ -20,8 +21,7 @@ PER_CLASS_COLUMNS = ["class", "thing", "pq", "sq", "rq", "tp", "fp", "fn", "prec
 def split_logits(logits: torch.Tensor, num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Class map (argmax of the first ``num_classes`` channels; uint8 up to 256 classes) and, when there is one more
     channel, the border probability (its sigmoid). ``logits`` is ``(C, *spatial)``; returns numpy ``(*spatial)``."""
-    dtype = torch.uint8 if num_classes <= 256 else torch.int64
-    semantic = logits[:num_classes].max(0).indices.to(dtype).cpu().numpy()  # max(0).indices: argmax, faster
+    semantic = first_max(logits[:num_classes]).cpu().numpy()
     if logits.shape[0] == num_classes:
         return semantic, None
     return semantic, torch.sigmoid(logits[num_classes]).float().cpu().numpy()

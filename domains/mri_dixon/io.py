@@ -319,7 +319,7 @@ def write_label(path: str | os.PathLike, label: np.ndarray, reference: Volume) -
     low, high = (int(label.min()), int(label.max())) if label.size else (0, 0)
     if low < 0 or high > np.iinfo(np.int16).max:
         raise DataError(f"cannot write {str(path)!r}: label values {low}..{high} outside 0..32767")
-    return write_nifti(path, label.astype(np.uint8 if high <= np.iinfo(np.uint8).max else np.int16), reference)
+    return write_nifti(path, label.astype(np.uint8 if high <= 255 else np.int16, copy=False), reference)
 
 
 def check_channel_files(folder: Path, cases: list[str], channel_names: list[str], ending: str) -> None:

@@ -145,7 +145,7 @@ class OpenedCase(BaseOpened):
             return (canonical.flip(flipped) if flipped else canonical).permute(order)
 
         plane, shape = (tuple(int(n) for n in np.delete(g, axis)) for g in (image, grid))
-        return Stack(int(image[axis]), plane, (int(grid[axis]), *shape), finish)
+        return Stack(int(image[axis]), plane, (int(grid[axis]), *shape), finish, "F")  # as NIfTI writes
 
     def restore(self, logits: torch.Tensor) -> torch.Tensor:
         """``(C, N, H', W')`` slice logits (a 3D model: ``(C, X', Y', Z')``) -> ``(C, X, Y, Z)`` on the input's own

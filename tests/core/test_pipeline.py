@@ -83,3 +83,25 @@ def test_inputs_inside_the_output_folder_are_never_read_back_and_library_runs_dr
     assert [p.name for p in written] == ["a.npy"] and "item(s)" not in capsys.readouterr().err
     with pytest.raises(DataError, match="every input lies inside the output folder"):
         pipeline.run_predict(NpyReader(), NpyWriter(), job, folder / "out", folder / "out")
+
+
+def test_a_whole_item_is_finished_on_the_forward_pass_threads():
+    """The sinks' thread has one torch thread while the engine runs; a whole item's task (its argmax and its sinks)
+    comes after the engine's last batch, with nothing beside it, and runs on as many threads as the forward pass."""
+    class Whole(Opened):
+        def __init__(self):
+            super().__init__(6)
+            self.streaming = False
+
+    class Threads(Sink):
+        def update(self, prediction):
+            self.threads.add(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        sink = Threads()
+        pipeline._feed(None, Whole(), [sink], _job(), False)
+    finally:
+        torch.set_num_threads(before)
+    assert sink.threads == {2}

@@ -83,3 +83,19 @@ def test_missing_slices_are_refused():
     restorer.add(torch.randn(2, 3, 2, 2))
     with pytest.raises(RuntimeError, match="3 of 4 slices"):
         restorer.result()
+
+
+def test_fortran_order_gives_the_same_arrays_in_fortran_order():
+    """``Stack(order="F")`` (NIfTI's voxel order): the class and border arrays equal the C-ordered ones and are
+    Fortran-contiguous on the item's axes, so a NIfTI writer copies nothing."""
+    torch.manual_seed(2)
+    logits = torch.randn(4, 6, 16, 16)  # 3 classes and a border logit
+    finish = lambda x: x.movedim(1, 3)  # noqa: E731  (C, N, H, W) -> (C, H, W, N): the stacking axis last
+    arrays = {}
+    for order in ("C", "F"):
+        restorer = SlabRestorer(Stack(6, (12, 14), (9, 12, 14), finish, order), 3, keep_logits=False)
+        restorer.add(logits)
+        arrays[order] = restorer.result()[1:]
+    for c, f in zip(arrays["C"], arrays["F"], strict=True):
+        assert c.flags.c_contiguous and f.flags.f_contiguous and c.shape == f.shape == (12, 14, 9)
+        np.testing.assert_array_equal(c, f)
