@@ -32,6 +32,7 @@ from segsuite.core.inference import InferenceOptions, sliding_blocks, sliding_wi
 from segsuite.core.inference.slabs import SlabRestorer, stack_chunks
 from segsuite.core.instances import split_logits
 from segsuite.core.io import Staging, pattern_matches, write_json
+from segsuite.core.workers import settle_threads
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ class _SinkThread:
         self.sinks, self.error = sinks, None
         self.tasks: queue.Queue = queue.Queue(maxsize=depth)
         self.thread = threading.Thread(target=self._run, name="segsuite-write", daemon=True)
+        settle_threads()  # the engine's count, before this thread sets its own
         self.thread.start()
 
     def _run(self) -> None:

@@ -27,6 +27,15 @@ def cores(most: int) -> int:
     return max(1, min(most, os.cpu_count() or 1))
 
 
+def settle_threads() -> int:
+    """Fix the calling thread's torch thread count (returned) before it starts side threads that set their own.
+
+    torch keeps a count per thread but gives a thread, when it first computes in parallel, the count last set in
+    *any* thread: in a fresh process, a side thread's ``set_num_threads(1)`` made before the engine's thread had
+    computed anything left the forward pass on one thread of two."""
+    return torch.get_num_threads()
+
+
 def thread_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     """``[fn(item) for item in items]``, the items side by side on up to a core each: for work that releases the
     GIL (numpy's copies, partitions and ufuncs, zlib), before the forward pass has the cores."""
@@ -37,6 +46,7 @@ def thread_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
 def side_pool(workers: int, name: str, nice: int | None = None) -> ThreadPoolExecutor:
     """A pool of ``workers`` threads named ``name-N`` at the lower priority ``nice`` (default :data:`SIDE_NICE`)
     where the system allows it, each with one torch thread."""
+    settle_threads()
     return ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=_side_thread,
                               initargs=(SIDE_NICE if nice is None else nice,))
 

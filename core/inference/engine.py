@@ -34,6 +34,7 @@ from segsuite.core.inference.options import InferenceOptions, default_readers
 from segsuite.core.inference.predictor import TilePredictor
 from segsuite.core.inference.sources import ArraySource, Source
 from segsuite.core.inference.windows import grid_bands, grid_for, window_size
+from segsuite.core.workers import settle_threads
 
 _PLAIN = ((512, 512), (64, 64), 8, "gaussian", None)  # sliding_window's keyword defaults
 
@@ -107,6 +108,7 @@ def sliding_blocks(predictor: TilePredictor, sources: Iterable[Source], out_chan
     producer = threading.Thread(target=produce, daemon=True, args=(
         [(k, sources[p.index], p.windows) for k, p in enumerate(parts)], options.batch_size,
         options.readers or default_readers(predictor.device), predictor.device, batches, stop))
+    settle_threads()  # the forward pass's count, before the readers set theirs
     producer.start()
     mergers: dict[int, Merger] = {}
     buffers: dict = {}

@@ -54,3 +54,38 @@ def test_thread_map_keeps_order_and_uses_up_to_a_core_each():
 
     assert thread_map(square, [3, 1, 2]) == [9, 1, 4]
     assert 1 <= len(seen) <= cores(3) <= 3 and cores(0) == 1
+
+
+def test_the_forward_pass_keeps_its_threads_in_a_fresh_process():
+    """torch gives a thread, at its first parallel op, the count last set in any thread: in a fresh process whose
+    main thread has not computed yet, the engine's readers and the sinks' thread (one torch thread each) must not
+    leave the forward pass on one thread (settle_threads)."""
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numpy as np, torch
+        from segsuite.core import pipeline
+        from segsuite.core.contracts import DataMeta, Job, ModelInfo
+        from segsuite.core.inference import ArraySource, InferenceOptions, TilePredictor
+        seen = []
+        class Recorder(torch.nn.Module):
+            def forward(self, x):
+                seen.append(torch.get_num_threads())
+                return x
+        class Opened:
+            sources, streaming = [ArraySource(np.ones((1, 40, 40), np.float32))], True
+        class Sink:
+            def update(self, prediction): pass
+            def close(self): return None
+        torch.set_num_threads(2)  # no computation yet in this thread
+        meta = DataMeta(in_channels=1, num_classes=1, class_names=("a",))
+        job = Job(ModelInfo(TilePredictor(Recorder(), "cpu"), meta, 1, False),
+                  options=InferenceOptions(tile=(16, 16), overlap=(4, 4), batch_size=2))
+        pipeline._feed(None, Opened(), [Sink()], job, False)
+        print(sorted(set(seen)))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[2]"
