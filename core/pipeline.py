@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import re
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -32,7 +30,7 @@ from segsuite.core.inference import InferenceOptions, sliding_blocks, sliding_wi
 from segsuite.core.inference.slabs import SlabRestorer, stack_chunks
 from segsuite.core.instances import split_logits
 from segsuite.core.io import Staging, pattern_matches, write_json
-from segsuite.core.workers import settle_threads
+from segsuite.core.sinks import Feeding
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +40,7 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def predict_tasks(opened: Opened, job: Job, bar: Any = False, logits: bool = True
+def predict_tasks(opened: Opened, job: Job, bar: Any = False, logits: bool = True, alone: bool = True
                   ) -> Iterator[Callable[[], Prediction | None]]:
     """Run one opened item through the engine. Yields, as the engine finishes them, tasks that make the item's
     :class:`Prediction` s -- row blocks (streaming items) or the whole item brought back onto its grid by
@@ -50,7 +48,8 @@ def predict_tasks(opened: Opened, job: Job, bar: Any = False, logits: bool = Tru
     to the task so that they run on the sinks' thread while the engine computes the next batch. An item that is a
     stack of slices (``opened.stack``, :class:`~segsuite.core.inference.slabs.Stack`) is restored slab by slab as its
     slices come out, a task (returning None) per batch or so of slices; ``logits=False``: its prediction carries
-    no logits (no sink reads them), so its class probabilities on the item's grid are never all held."""
+    no logits (no sink reads them), so its class probabilities on the item's grid are never all held. ``alone``:
+    nothing computes beside the tasks made after the engine's last batch, which then take its threads."""
     model, options = job.model, getattr(opened, "options", None) or job.options or InferenceOptions()
     k, channels, combine = model.num_classes, model.engine_channels or model.channels, model.combine or _same
     if opened.streaming and getattr(opened, "bands", False):  # its sinks take rectangles: column bands allowed
@@ -71,11 +70,12 @@ def predict_tasks(opened: Opened, job: Job, bar: Any = False, logits: bool = Tru
             if sum(c.shape[1] for c in group) >= options.batch_size:  # about a batch: the engine is not held up
                 yield partial(_add_chunks, restorer, group)
                 group = []
-        yield _after_engine(partial(_add_chunks, restorer, group))
-        yield _after_engine(partial(_stack_prediction, restorer, job))
+        last = _after_engine if alone else _same
+        yield last(partial(_add_chunks, restorer, group))
+        yield last(partial(_stack_prediction, restorer, job))
         return
     whole = combine(_assemble(blocks, [s.shape[0] for s in opened.sources]))
-    yield _after_engine(partial(_item_prediction, opened, whole, job))
+    yield (_after_engine if alone else _same)(partial(_item_prediction, opened, whole, job))
 
 
 def _same(logits: torch.Tensor) -> torch.Tensor:
@@ -83,10 +83,9 @@ def _same(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _after_engine(task: Callable[[], Prediction | None]) -> Callable[[], Prediction | None]:
-    """A task made once the engine has run the item's last batch: nothing computes beside it, so it runs (and the
-    sinks after it) on as many torch threads as the forward pass, not the one the sinks' thread has while the engine
-    runs. Measured on 2 cores: a road frame's argmax (19 classes, 1024 x 2048) 85-90 -> 42 ms, which the next frame
-    waited for."""
+    """A task made once the engine has run the last item's last batch: nothing computes beside it, so it runs (and
+    the sinks after it) on as many torch threads as the forward pass, not the one the sinks' thread has while an
+    engine runs. Measured on 2 cores: a road frame's argmax (19 classes, 1024 x 2048) 85-90 -> 42 ms."""
     return partial(_on_threads, torch.get_num_threads(), task)
 
 
@@ -136,58 +135,23 @@ def _assemble(blocks: Iterator[tuple[int, int, torch.Tensor, torch.Tensor]], hei
     return whole[0] if len(whole) == 1 else torch.stack(whole, 1)
 
 
-class _SinkThread:
-    """The sinks of one item on their own thread: the engine hands over prediction tasks through a short queue and
-    launches its next batch while the last block is split (argmax), restored and written. An error there stops the
-    item at the next hand-over; the thread drains the queue so the engine never blocks on it."""
-
-    def __init__(self, sinks: Sequence[Sink], depth: int = 1) -> None:
-        self.sinks, self.error = sinks, None
-        self.tasks: queue.Queue = queue.Queue(maxsize=depth)
-        self.thread = threading.Thread(target=self._run, name="segsuite-write", daemon=True)
-        settle_threads()  # the engine's count, before this thread sets its own
-        self.thread.start()
-
-    def _run(self) -> None:
-        torch.set_num_threads(1)  # this thread only: the cores belong to the forward pass (engine.one_thread)
-        while (task := self.tasks.get()) is not None:
-            if self.error is not None:
-                continue
-            try:
-                if (prediction := task()) is not None:
-                    for sink in self.sinks:
-                        sink.update(prediction)
-            except BaseException as err:  # re-raised in the engine's thread
-                self.error = err
-
-    def put(self, task: Callable[[], Prediction | None]) -> None:
-        self._raise()
-        self.tasks.put(task)
-
-    def join(self) -> None:
-        self.tasks.put(None)
-        self.thread.join()
-        self._raise()
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-
 def _feed(item: Item, opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any) -> list[Any]:
     """Every prediction of ``item`` into every sink (on the sinks' thread); returns what the sinks' ``close``
-    returned. A sink that reads no logits says so with ``needs_logits = False``."""
-    writer = _SinkThread(sinks)
+    returned."""
+    return _start(opened, sinks, job, bar).finish()
+
+
+def _start(opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any, alone: bool = True) -> Feeding:
+    """Run an item through the engine into its sinks (:class:`~segsuite.core.sinks.Feeding`), returning once the
+    engine is done, its sinks maybe still writing. ``alone``: nothing computes beside the item's last tasks (no item
+    follows it). A sink that reads no logits says so with ``needs_logits = False``."""
+    feeding = Feeding(sinks)
     try:
-        try:
-            for task in predict_tasks(opened, job, bar, any(getattr(s, "needs_logits", True) for s in sinks)):
-                writer.put(task)
-        finally:
-            writer.join()  # on an error too: the sinks' thread must be done before they are aborted
-        return [sink.close() for sink in sinks]
+        for task in predict_tasks(opened, job, bar, any(getattr(s, "needs_logits", True) for s in sinks), alone):
+            feeding.put(task)
+        return feeding.done()
     except BaseException:
-        for sink in sinks:
-            sink.abort()
+        feeding.abort()
         raise
 
 
@@ -318,22 +282,40 @@ def _predict_shard(reader: Reader, writer: Writer, job: Job, items: Sequence[Ite
     """This rank's items into ``stage``: ``([(item index, sink result)], None)``; a distributed run catches the error
     (returned second) so that every rank still reports and none commits."""
     results: list[tuple[int, Any]] = []
+    running: list[tuple[int, Opened, Feeding]] = []  # the item whose sinks still write, and the one computing
+    shard = list(ranks.shard(items))
     with _bar("predict", items, job, ranks) as bar:
         try:
-            for index, item in ranks.shard(items):
+            for n, (index, item) in enumerate(shard):
                 bar.set_description(f"predict {item.name}")
                 opened = reader.open(item, job)
                 try:
                     sink = writer.sink(item, opened, stage.paths(plans[index]), job)
-                    results += [(index, r) for r in _feed(item, opened, [sink], job, bar)]
-                    item_done(ranks)
-                finally:
+                    running.append((index, opened, _start(opened, [sink], job, bar, alone=n == len(shard) - 1)))
+                except BaseException:
                     opened.close()
+                    raise
+                while len(running) > 1 or (running and n == len(shard) - 1):  # the previous item's sinks wrote
+                    results += _finish(*running.pop(0), ranks)                   # beside this item's engine
         except Exception as err:
             if not ranks.distributed:
                 raise
             return results, err
+        finally:
+            for _, opened, feeding in running:  # an error: what still runs is stopped, its sinks aborted
+                feeding.abort()
+                opened.close()
     return results, None
+
+
+def _finish(index: int, opened: Opened, feeding: Feeding, ranks: Ranks) -> list[tuple[int, Any]]:
+    """Wait for an item's sinks; their results by the item's index."""
+    try:
+        done = [(index, r) for r in feeding.finish()]
+    finally:
+        opened.close()
+    item_done(ranks)
+    return done
 
 
 def _raise_first(own: BaseException | None, reports: Sequence[tuple[str | None, str, Any]]) -> None:

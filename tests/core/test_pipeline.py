@@ -3,6 +3,7 @@ sink is aborted."""
 
 import threading
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -105,3 +106,63 @@ def test_a_whole_item_is_finished_on_the_forward_pass_threads():
     finally:
         torch.set_num_threads(before)
     assert sink.threads == {2}
+
+
+def test_an_items_sinks_write_beside_the_next_items_engine():
+    """Item 1's sinks are still writing while item 2's engine runs (they wait here for its first forward pass), both
+    items' results come back in order, and a failure of item 1's sinks found after item 2 started aborts both."""
+    from segsuite.core.distributed import Ranks
+
+    started = threading.Event()
+
+    class Signal(torch.nn.Module):
+        def forward(self, x):
+            started.set()
+            return x
+
+    class Slow(Sink):
+        def __init__(self, name, fail=False):
+            super().__init__()
+            self.name, self.fail, self.saw_next = name, fail, None
+
+        def update(self, prediction):
+            if self.name == "first":
+                self.saw_next = started.wait(timeout=10)
+                if self.fail:
+                    raise OSError("disk full")
+            super().update(prediction)
+
+        def close(self):
+            super().close()
+            return self.name
+
+    class Reader:
+        def open(self, item, job):
+            started.clear() if item.name == "first" else None
+            whole = Opened(6)
+            whole.streaming = False
+            return whole
+
+    class Writer:
+        def __init__(self, fail=False):
+            self.fail, self.sinks = fail, []
+
+        def sink(self, item, opened, paths, job):
+            self.sinks.append(Slow(item.name, self.fail and item.name == "first"))
+            return self.sinks[-1]
+
+    class Stage:
+        def paths(self, plan):
+            return plan
+
+    job = replace(_job(), model=ModelInfo(TilePredictor(Signal(), "cpu"), _job().model.meta, 1, False))
+    items = [SimpleNamespace(name="first"), SimpleNamespace(name="second")]
+    writer = Writer()
+    results, error = pipeline._predict_shard(Reader(), writer, job, items, [{}, {}], Stage(), Ranks())
+    assert error is None and results == [(0, "first"), (1, "second")]
+    assert writer.sinks[0].saw_next and [s.state for s in writer.sinks] == ["closed", "closed"]
+
+    failing = Writer(fail=True)
+    with pytest.raises(OSError, match="disk full"):
+        pipeline._predict_shard(Reader(), failing, job, items, [{}, {}], Stage(), Ranks())
+    assert [s.state for s in failing.sinks] == ["aborted", "aborted"]
