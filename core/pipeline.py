@@ -70,23 +70,23 @@ def predict_tasks(opened: Opened, job: Job, bar: Any = False, logits: bool = Tru
             if sum(c.shape[1] for c in group) >= options.batch_size:  # about a batch: the engine is not held up
                 yield partial(_add_chunks, restorer, group)
                 group = []
-        last = _after_engine if alone else _same
-        yield last(partial(_add_chunks, restorer, group))
-        yield last(partial(_stack_prediction, restorer, job))
+        yield _after_engine(partial(_add_chunks, restorer, group), alone)
+        yield _after_engine(partial(_stack_prediction, restorer, job), alone)
         return
     whole = combine(_assemble(blocks, [s.shape[0] for s in opened.sources]))
-    yield (_after_engine if alone else _same)(partial(_item_prediction, opened, whole, job))
+    yield _after_engine(partial(_item_prediction, opened, whole, job), alone)
 
 
 def _same(logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def _after_engine(task: Callable[[], Prediction | None]) -> Callable[[], Prediction | None]:
-    """A task made once the engine has run the last item's last batch: nothing computes beside it, so it runs (and
-    the sinks after it) on as many torch threads as the forward pass, not the one the sinks' thread has while an
-    engine runs. Measured on 2 cores: a road frame's argmax (19 classes, 1024 x 2048) 85-90 -> 42 ms."""
-    return partial(_on_threads, torch.get_num_threads(), task)
+def _after_engine(task: Callable[[], Prediction | None], alone: bool) -> Callable[[], Prediction | None]:
+    """A task made once the engine has run an item's last batch. When nothing computes beside it (``alone``: no item
+    follows), it runs (and the sinks after it) on as many torch threads as the forward pass, not the one the sinks'
+    thread has while an engine runs. Measured on 2 cores: a road frame's argmax (19 classes, 1024 x 2048) 85-90 ->
+    42 ms."""
+    return partial(_on_threads, torch.get_num_threads(), task) if alone else task
 
 
 def _on_threads(threads: int, task: Callable[[], Prediction | None]) -> Prediction | None:
@@ -295,8 +295,10 @@ def _predict_shard(reader: Reader, writer: Writer, job: Job, items: Sequence[Ite
                 except BaseException:
                     opened.close()
                     raise
-                while len(running) > 1 or (running and n == len(shard) - 1):  # the previous item's sinks wrote
-                    results += _finish(*running.pop(0), ranks)                   # beside this item's engine
+                if len(running) == 2:  # the previous item's sinks wrote beside this item's engine
+                    results += _finish(*running.pop(0), ranks)
+            while running:  # the last item's
+                results += _finish(*running.pop(0), ranks)
         except Exception as err:
             if not ranks.distributed:
                 raise
