@@ -30,7 +30,7 @@ from segsuite.core.inference import InferenceOptions, sliding_blocks, sliding_wi
 from segsuite.core.inference.slabs import SlabRestorer, stack_chunks
 from segsuite.core.instances import split_logits
 from segsuite.core.io import Staging, pattern_matches, write_json
-from segsuite.core.sinks import Feeding
+from segsuite.core.sinks import Feeding, SinkThread
 
 log = logging.getLogger(__name__)
 
@@ -136,16 +136,21 @@ def _assemble(blocks: Iterator[tuple[int, int, torch.Tensor, torch.Tensor]], hei
 
 
 def _feed(item: Item, opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any) -> list[Any]:
-    """Every prediction of ``item`` into every sink (on the sinks' thread); returns what the sinks' ``close``
+    """Every prediction of ``item`` into every sink (on a sinks' thread); returns what the sinks' ``close``
     returned."""
-    return _start(opened, sinks, job, bar).finish()
+    writer = SinkThread()
+    try:
+        return _start(writer, opened, sinks, job, bar).finish()
+    finally:
+        writer.stop()
 
 
-def _start(opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any, alone: bool = True) -> Feeding:
-    """Run an item through the engine into its sinks (:class:`~segsuite.core.sinks.Feeding`), returning once the
-    engine is done, its sinks maybe still writing. ``alone``: nothing computes beside the item's last tasks (no item
-    follows it). A sink that reads no logits says so with ``needs_logits = False``."""
-    feeding = Feeding(sinks)
+def _start(writer: SinkThread, opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any, alone: bool = True
+           ) -> Feeding:
+    """Run an item through the engine into its sinks on ``writer`` (:class:`~segsuite.core.sinks.Feeding`),
+    returning once the engine is done, its sinks maybe still writing. ``alone``: nothing computes beside the item's
+    last tasks (no item follows it). A sink that reads no logits says so with ``needs_logits = False``."""
+    feeding = Feeding(writer, sinks)
     try:
         for task in predict_tasks(opened, job, bar, any(getattr(s, "needs_logits", True) for s in sinks), alone):
             feeding.put(task)
@@ -153,6 +158,48 @@ def _start(opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any, alone: boo
     except BaseException:
         feeding.abort()
         raise
+
+
+def _through(kind: str, entries: Sequence[tuple[int, Item]], reader: Reader, job: Job, bar: Any,
+             sinks: Callable[[int, Item, Opened], list[Sink]], ranks: Ranks | None = None) -> list[tuple[int, Any]]:
+    """``entries`` ``(index, item)`` through the engine into their ``sinks``, one item's sinks still writing beside
+    the next item's forward passes (on one sinks' thread: items' sinks never run at once); ``[(index, what a sink's
+    close returned)]`` in order. An error stops the run and aborts the sinks of every item still open."""
+    results: list[tuple[int, Any]] = []
+    running: list[tuple[int, Opened, Feeding]] = []  # the item whose sinks still write, and the one computing
+    writer = SinkThread()
+    try:
+        for n, (index, item) in enumerate(entries):
+            bar.set_description(f"{kind} {item.name}")
+            opened = reader.open(item, job)
+            try:
+                running.append((index, opened, _start(writer, opened, sinks(index, item, opened), job, bar,
+                                                      alone=n == len(entries) - 1)))
+            except BaseException:
+                opened.close()
+                raise
+            if len(running) == 2:  # the previous item's sinks wrote beside this item's engine
+                results += _finish(*running.pop(0), ranks)
+        while running:  # the last item's
+            results += _finish(*running.pop(0), ranks)
+        writer.join()
+    finally:
+        for _, opened, feeding in running:  # an error: what still runs is stopped, its sinks aborted
+            feeding.abort()
+            opened.close()
+        writer.stop()
+    return results
+
+
+def _finish(index: int, opened: Opened, feeding: Feeding, ranks: Ranks | None) -> list[tuple[int, Any]]:
+    """Wait for an item's sinks; their results by the item's index."""
+    try:
+        done = [(index, r) for r in feeding.finish()]
+    finally:
+        opened.close()
+    if ranks is not None:
+        item_done(ranks)
+    return done
 
 
 def _bar(kind: str, items: Sequence[Item], job: Job, ranks: Ranks | None = None) -> tqdm:
@@ -281,43 +328,16 @@ def _predict_shard(reader: Reader, writer: Writer, job: Job, items: Sequence[Ite
                    stage: Staging, ranks: Ranks) -> tuple[list[tuple[int, Any]], BaseException | None]:
     """This rank's items into ``stage``: ``([(item index, sink result)], None)``; a distributed run catches the error
     (returned second) so that every rank still reports and none commits."""
-    results: list[tuple[int, Any]] = []
-    running: list[tuple[int, Opened, Feeding]] = []  # the item whose sinks still write, and the one computing
-    shard = list(ranks.shard(items))
+    def sinks(index: int, item: Item, opened: Opened) -> list[Sink]:
+        return [writer.sink(item, opened, stage.paths(plans[index]), job)]
+
     with _bar("predict", items, job, ranks) as bar:
         try:
-            for n, (index, item) in enumerate(shard):
-                bar.set_description(f"predict {item.name}")
-                opened = reader.open(item, job)
-                try:
-                    sink = writer.sink(item, opened, stage.paths(plans[index]), job)
-                    running.append((index, opened, _start(opened, [sink], job, bar, alone=n == len(shard) - 1)))
-                except BaseException:
-                    opened.close()
-                    raise
-                if len(running) == 2:  # the previous item's sinks wrote beside this item's engine
-                    results += _finish(*running.pop(0), ranks)
-            while running:  # the last item's
-                results += _finish(*running.pop(0), ranks)
+            return _through("predict", list(ranks.shard(items)), reader, job, bar, sinks, ranks), None
         except Exception as err:
             if not ranks.distributed:
                 raise
-            return results, err
-        finally:
-            for _, opened, feeding in running:  # an error: what still runs is stopped, its sinks aborted
-                feeding.abort()
-                opened.close()
-    return results, None
-
-
-def _finish(index: int, opened: Opened, feeding: Feeding, ranks: Ranks) -> list[tuple[int, Any]]:
-    """Wait for an item's sinks; their results by the item's index."""
-    try:
-        done = [(index, r) for r in feeding.finish()]
-    finally:
-        opened.close()
-    item_done(ranks)
-    return done
+            return [], err
 
 
 def _raise_first(own: BaseException | None, reports: Sequence[tuple[str | None, str, Any]]) -> None:
@@ -356,13 +376,8 @@ def run_evaluate(evaluation: Evaluation, reader: Reader, job: Job, datasets: Map
     with Staging([out / name for name in evaluation.report_files(job)], job.overwrite) as stage, \
             _bar("evaluate", items, job) as bar:
         staged_out = stage.path(out / "metrics.json").parent
-        for item in items:
-            bar.set_description(f"evaluate {item.name}")
-            opened = reader.open(item, job)
-            try:
-                _feed(item, opened, [s.sink(item, opened, staged_out, job) for s in scorers], job, bar)
-            finally:
-                opened.close()
+        _through("evaluate", list(enumerate(items)), reader, job, bar,
+                 lambda index, item, opened: [s.sink(item, opened, staged_out, job) for s in scorers])
         for scorer in scorers:
             summary.update(scorer.report(staged_out, job) or {})
         stage.commit()

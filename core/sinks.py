@@ -20,12 +20,14 @@ from segsuite.core.workers import settle_threads
 
 
 class SinkThread:
-    """The sinks of one item on their own thread: the engine hands over prediction tasks through a short queue and
-    launches its next batch while the last block is split (argmax), restored and written. An error there stops the
-    item at the next hand-over; the thread drains the queue so the engine never blocks on it."""
+    """The sinks of a run's items on one thread of their own, in the order the engine hands over its tasks: the engine
+    launches its next batch (or the next item) while the last block is split (argmax), restored and written, and no
+    two items' sinks ever run at once (a scorer's sinks share its tallies). An error there stops the run at the next
+    hand-over; later tasks are skipped, so the engine never blocks on the queue."""
 
-    def __init__(self, sinks: Sequence[Sink], depth: int = 1) -> None:
-        self.sinks, self.error = sinks, None
+    def __init__(self, depth: int = 1) -> None:
+        self.error: BaseException | None = None
+        self.stopped = False
         self.tasks: queue.Queue = queue.Queue(maxsize=depth)
         self.thread = threading.Thread(target=self._run, name="segsuite-write", daemon=True)
         settle_threads()  # the engine's count, before this thread sets its own
@@ -33,60 +35,73 @@ class SinkThread:
 
     def _run(self) -> None:
         torch.set_num_threads(1)  # this thread only: the cores belong to the forward pass (engine.one_thread)
-        while (task := self.tasks.get()) is not None:
-            if self.error is not None:
-                continue
+        while (job := self.tasks.get()) is not None:
+            task, sinks, done = job
             try:
-                if (prediction := task()) is not None:
-                    for sink in self.sinks:
+                if self.error is None and not self.stopped and (prediction := task()) is not None:
+                    for sink in sinks:
                         sink.update(prediction)
             except BaseException as err:  # re-raised in the engine's thread
                 self.error = err
+            finally:
+                if done is not None:
+                    done.set()
 
-    def put(self, task: Callable[[], Prediction | None]) -> None:
-        self._raise()
-        self.tasks.put(task)
+    def put(self, task: Callable[[], Prediction | None], sinks: Sequence[Sink] = (),
+            done: threading.Event | None = None) -> None:
+        """Run ``task`` on this thread and give its prediction to ``sinks``; ``done`` is set after it (run or not)."""
+        self.raise_error()
+        self.tasks.put((task, sinks, done))
 
     def join(self) -> None:
-        self.tasks.put(None)
-        self.thread.join()
-        self._raise()
+        """Wait for every task handed over; raises the first error."""
+        if self.thread.is_alive():
+            self.tasks.put(None)
+            self.thread.join()
+        self.raise_error()
 
-    def _raise(self) -> None:
+    def stop(self) -> None:
+        """Skip what is still queued and wait for the task running now (a failed run); raises nothing."""
+        self.stopped = True
+        with contextlib.suppress(BaseException):
+            self.join()
+
+    def raise_error(self) -> None:
         if self.error is not None:
             raise self.error
 
 
 class Feeding:
-    """One item's predictions going into its sinks on their :class:`SinkThread`: :meth:`put` each prediction task,
-    then :meth:`done` (the sinks are closed last, on their thread), and :meth:`finish` waits for them and returns
-    what each sink's ``close`` returned. On an error there, or through :meth:`abort`, every sink is aborted."""
+    """One item's predictions going into its sinks on the run's :class:`SinkThread`: :meth:`put` each prediction
+    task, then :meth:`done` (the sinks are closed last, on that thread), and :meth:`finish` waits for them and
+    returns what each sink's ``close`` returned. On an error there, or through :meth:`abort`, every sink is aborted."""
 
-    def __init__(self, sinks: Sequence[Sink]) -> None:
-        self.writer, self.sinks, self.closed = SinkThread(sinks), sinks, []
+    def __init__(self, writer: SinkThread, sinks: Sequence[Sink]) -> None:
+        self.writer, self.sinks, self.closed = writer, sinks, []
+        self.finished = threading.Event()
 
     def put(self, task: Callable[[], Prediction | None]) -> None:
-        self.writer.put(task)
+        self.writer.put(task, self.sinks)
 
     def done(self) -> Feeding:
         """Every prediction has been put: close the sinks after them."""
-        self.writer.put(self._close)
+        self.writer.put(self._close, done=self.finished)
         return self
 
     def _close(self) -> None:
         self.closed = [sink.close() for sink in self.sinks]
 
     def finish(self) -> list[Any]:
+        self.finished.wait()
         try:
-            self.writer.join()
+            self.writer.raise_error()
         except BaseException:
             self.abort()
             raise
         return self.closed
 
     def abort(self) -> None:
-        """Wait for the sinks' thread to stop (its error dropped: the caller raises its own) and abort every sink."""
-        with contextlib.suppress(BaseException):
-            self.writer.join()
+        """Stop the run's sinks' thread (what is queued is skipped) and abort this item's sinks."""
+        self.writer.stop()
         for sink in self.sinks:
             sink.abort()

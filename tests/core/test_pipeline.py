@@ -109,8 +109,9 @@ def test_a_whole_item_is_finished_on_the_forward_pass_threads():
 
 
 def test_an_items_sinks_write_beside_the_next_items_engine():
-    """Item 1's sinks are still writing while item 2's engine runs (they wait here for its first forward pass), both
-    items' results come back in order, and a failure of item 1's sinks found after item 2 started aborts both."""
+    """Item 1's sinks are still writing while item 2's engine runs (they wait here for its first forward pass), on
+    the one sinks' thread of the run, both items' results come back in order, and a failure of item 1's sinks found
+    after item 2 started aborts both."""
     from segsuite.core.distributed import Ranks
 
     started = threading.Event()
@@ -161,6 +162,7 @@ def test_an_items_sinks_write_beside_the_next_items_engine():
     results, error = pipeline._predict_shard(Reader(), writer, job, items, [{}, {}], Stage(), Ranks())
     assert error is None and results == [(0, "first"), (1, "second")]
     assert writer.sinks[0].saw_next and [s.state for s in writer.sinks] == ["closed", "closed"]
+    assert len(writer.sinks[0].threads | writer.sinks[1].threads) == 1  # one sinks' thread: never two items at once
 
     failing = Writer(fail=True)
     with pytest.raises(OSError, match="disk full"):
