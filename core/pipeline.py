@@ -90,7 +90,7 @@ def _after_engine(task: Callable[[], Prediction | None], alone: bool) -> Callabl
 
 
 def _on_threads(threads: int, task: Callable[[], Prediction | None]) -> Prediction | None:
-    torch.set_num_threads(threads)  # the sinks' thread's own count, for the rest of its item (its thread ends there)
+    torch.set_num_threads(threads)  # the sinks' thread's own count, from the run's last item on
     return task()
 
 
@@ -133,16 +133,6 @@ def _assemble(blocks: Iterator[tuple[int, int, torch.Tensor, torch.Tensor]], hei
         parts.setdefault(index, []).append(logits)
     whole = [torch.cat(parts[i], 1) if len(parts[i]) > 1 else parts[i][0] for i in range(len(heights))]
     return whole[0] if len(whole) == 1 else torch.stack(whole, 1)
-
-
-def _feed(item: Item, opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any) -> list[Any]:
-    """Every prediction of ``item`` into every sink (on a sinks' thread); returns what the sinks' ``close``
-    returned."""
-    writer = SinkThread()
-    try:
-        return _start(writer, opened, sinks, job, bar).finish()
-    finally:
-        writer.stop()
 
 
 def _start(writer: SinkThread, opened: Opened, sinks: Sequence[Sink], job: Job, bar: Any, alone: bool = True

@@ -103,7 +103,7 @@ class SlabRestorer:
         while self.next < len(self.weights) and self.weights[self.next][1] < self.received:
             i0, i1, t = self.weights[self.next]
             s = self.cache[i0] if t == 0.0 else torch.lerp(self.cache[i0], self.cache[i1], t)
-            first_max(s[: self.k], out=classes[self.next])  # planes compared pairwise (.argmax)
+            first_max(s[: self.k], out=classes[self.next])  # the argmax, channel planes compared pairwise
             if channels > self.k:
                 if self.border is None:
                     self.border = np.zeros(self.stack.shape, np.float32)

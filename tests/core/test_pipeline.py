@@ -44,6 +44,19 @@ class Sink:
         self.state = "aborted"
 
 
+def _feed(opened, sinks, job) -> list:
+    """One item through the run's loop (pipeline._through): what its sinks' ``close`` returned."""
+    from tqdm import tqdm
+
+    class Reader:
+        def open(self, item, job):
+            return opened
+
+    with tqdm(total=0, disable=True) as bar:
+        item = SimpleNamespace(name="item")
+        return [r for _, r in pipeline._through("predict", [(0, item)], Reader(), job, bar, lambda *_: sinks)]
+
+
 def _job() -> Job:
     meta = DataMeta(in_channels=1, num_classes=1, class_names=("a",))
     model = ModelInfo(TilePredictor(torch.nn.Identity(), "cpu"), meta, 1, False)
@@ -52,14 +65,14 @@ def _job() -> Job:
 
 def test_sinks_run_on_their_own_thread_and_see_every_row():
     sinks = [Sink(), Sink()]
-    assert pipeline._feed(None, Opened(40), sinks, _job(), False) == [40, 40]
+    assert _feed(Opened(40), sinks, _job()) == [40, 40]
     assert all(s.state == "closed" and threading.get_ident() not in s.threads for s in sinks)
 
 
 def test_an_error_in_a_sink_stops_the_item_and_aborts_every_sink():
     sinks = [Sink(fail_at=8), Sink()]
     with pytest.raises(OSError, match="disk full"):
-        pipeline._feed(None, Opened(400), sinks, _job(), False)
+        _feed(Opened(400), sinks, _job())
     assert [s.state for s in sinks] == ["aborted", "aborted"]
     assert sinks[1].rows < 400  # the engine stopped early
 
@@ -102,7 +115,7 @@ def test_a_whole_item_is_finished_on_the_forward_pass_threads():
     torch.set_num_threads(2)
     try:
         sink = Threads()
-        pipeline._feed(None, Whole(), [sink], _job(), False)
+        _feed(Whole(), [sink], _job())
     finally:
         torch.set_num_threads(before)
     assert sink.threads == {2}

@@ -65,6 +65,7 @@ def test_the_forward_pass_keeps_its_threads_in_a_fresh_process():
 
     code = textwrap.dedent("""
         import numpy as np, torch
+        from tqdm import tqdm
         from segsuite.core import pipeline
         from segsuite.core.contracts import DataMeta, Job, ModelInfo
         from segsuite.core.inference import ArraySource, InferenceOptions, TilePredictor
@@ -74,15 +75,19 @@ def test_the_forward_pass_keeps_its_threads_in_a_fresh_process():
                 seen.append(torch.get_num_threads())
                 return x
         class Opened:
-            sources, streaming = [ArraySource(np.ones((1, 40, 40), np.float32))], True
+            sources, streaming, name = [ArraySource(np.ones((1, 40, 40), np.float32))], True, "item"
+            def close(self): pass
         class Sink:
             def update(self, prediction): pass
             def close(self): return None
+            def abort(self): pass
         torch.set_num_threads(2)  # no computation yet in this thread
         meta = DataMeta(in_channels=1, num_classes=1, class_names=("a",))
         job = Job(ModelInfo(TilePredictor(Recorder(), "cpu"), meta, 1, False),
                   options=InferenceOptions(tile=(16, 16), overlap=(4, 4), batch_size=2))
-        pipeline._feed(None, Opened(), [Sink()], job, False)
+        class Reader:
+            def open(self, item, job): return Opened()
+        pipeline._through("predict", [(0, Opened())], Reader(), job, tqdm(total=0, disable=True), lambda *_: [Sink()])
         print(sorted(set(seen)))
     """)
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
